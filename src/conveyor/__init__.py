@@ -1,0 +1,40 @@
+"""conveyor: background jobs for Python on SQLite, PostgreSQL or Redis.
+
+The public API; see DESIGN.md. Importing this package opens nothing.
+"""
+
+from .app import Conveyor
+from .errors import (
+    ConfigurationError,
+    ConveyorError,
+    Fail,
+    JobFailed,
+    JobTimeout,
+    PayloadTooLarge,
+    QueueFull,
+    Retry,
+    SchemaError,
+)
+from .job import Job, Stats, WorkerInfo
+from .middleware import Middleware
+from .task import Task
+
+__all__ = [
+    "ConfigurationError",
+    "Conveyor",
+    "ConveyorError",
+    "Fail",
+    "Job",
+    "JobFailed",
+    "JobTimeout",
+    "Middleware",
+    "PayloadTooLarge",
+    "QueueFull",
+    "Retry",
+    "SchemaError",
+    "Stats",
+    "Task",
+    "WorkerInfo",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,322 @@
+"""Conveyor: the app object. Configuration, the task registry, enqueue and admin calls."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .backends import Backend, open_backend
+from .codec import Codec, check_json, normalize_keys
+from .errors import ConfigurationError, JobFailed, PayloadTooLarge
+from .job import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    PENDING,
+    SCHEDULED,
+    Job,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+    new_id,
+)
+from .middleware import Middleware
+from .retry import Backoff
+from .task import JobSpec, Options, Task
+
+if TYPE_CHECKING:
+    from .worker.worker import Worker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+
+class Conveyor:
+    """One job system: a store, the tasks registered on it, and the calls to use both.
+
+    Constructing an app opens nothing; the store is connected on first use.
+
+    ``url``: the store (``sqlite:///jobs.db``, ``postgresql://…``, ``redis://…``); default
+    ``$CONVEYOR_URL``, else ``sqlite:///conveyor.db``. ``namespace`` isolates apps sharing one
+    store. ``lease``: seconds a fetched job is reserved for its worker before another may
+    take it back; the worker's heartbeat extends it while the job runs. ``result_ttl``:
+    seconds completed jobs and their results are kept. ``secret_key``: signs every payload
+    (a list rotates: the first signs, any verifies). ``max_payload``: bytes one encoded job
+    may take. ``max_queue_length``: waiting jobs one queue may hold (``QueueFull`` beyond).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str = "conveyor",
+        lease: float = 30.0,
+        result_ttl: float = 3600.0,
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
+        max_payload: int | None = DEFAULT_MAX_PAYLOAD,
+        max_queue_length: int | None = None,
+        middleware: Iterable[Middleware] = (),
+    ) -> None:
+        self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+        if not namespace or len(namespace) > 40:
+            raise ConfigurationError("namespace must be 1 to 40 characters")
+        if lease <= 0:
+            raise ConfigurationError("lease must be seconds > 0")
+        self.namespace = namespace
+        self.lease = float(lease)
+        self.result_ttl = float(result_ttl)
+        self.max_queue_length = max_queue_length
+        self.codec = Codec(normalize_keys(secret_key), max_payload)
+        self.middleware: list[Middleware] = list(middleware)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._backend: Backend | None = None
+        self._backend_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.namespace!r} {len(self.tasks)} tasks>"
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = open_backend(self.url, self.namespace)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        self.middleware.append(middleware)
+
+    # -- registry -------------------------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 3,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 3,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
+        """Register a function as a task; usable bare (``@app.task``) or with options.
+
+        The name defaults to ``module.qualname``; a worker runs only registered names.
+        """
+        options = Options(queue=queue, priority=priority, retries=retries, timeout=timeout, backoff=backoff)
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].fn is not func:
+                raise ConfigurationError(f"a different task is already registered as {task_name!r}")
+            registered: Task[Any, Any] = Task(self, func, task_name, options)
+            self.tasks[task_name] = registered
+            return registered
+
+        return register(fn) if fn is not None else register
+
+    # -- enqueue --------------------------------------------------------------------------
+    def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """Store many jobs in one round-trip, all or none; returns their handles in order.
+
+        Every argument is checked first, so a bad one raises before anything is stored.
+        """
+        now = time.time()
+        records: list[JobRecord] = []
+        jobs: list[Job] = []
+        connection: Any = None
+        for spec in specs:
+            record, job = self._build(spec, now)
+            if spec.options.connection is not None:
+                if connection is not None and spec.options.connection is not connection:
+                    raise ConfigurationError("one enqueue_many call takes one connection")
+                connection = spec.options.connection
+            records.append(record)
+            jobs.append(job)
+        if not records:
+            return []
+        for mw in self.middleware:
+            mw.before_enqueue(records)
+        if connection is not None:
+            enqueue_in = getattr(self.backend, "enqueue_in", None)
+            if enqueue_in is None:
+                raise ConfigurationError(
+                    "using(connection=...) needs the PostgreSQL store, whose jobs can join "
+                    "the caller's transaction"
+                )
+            enqueue_in(connection, records, self.max_queue_length)
+        else:
+            self.backend.enqueue(records, self.max_queue_length)
+        for mw in self.middleware:
+            mw.after_enqueue(records)
+        return jobs
+
+    def _build(self, spec: JobSpec, now: float) -> tuple[JobRecord, Job]:
+        task, args, kwargs, opts = spec.task, spec.args, spec.kwargs, spec.options
+        if task.app is not self and self.tasks.get(task.name) is not task:
+            raise ConfigurationError(f"task {task.name!r} is registered on another app")
+        for i, arg in enumerate(args):
+            check_json(arg, f"argument {i} of task {task.name!r}")
+        for key, value in kwargs.items():
+            check_json(value, f"argument {key!r} of task {task.name!r}")
+        task.check_arguments(args, kwargs)
+        job_id = new_id()
+        run_at = now
+        if opts.at is not None:
+            run_at = opts.at.timestamp()
+        elif opts.delay:
+            run_at = now + opts.delay
+        max_attempts = opts.retries + 1
+        backoff = opts.backoff if isinstance(opts.backoff, int | float) else None
+        if backoff is not None and opts.backoff is task.options.backoff:
+            backoff = None  # the worker knows the task's own backoff; store only overrides
+        payload = self.codec.encode_payload(
+            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff
+        )
+        limit = self.codec.max_payload
+        if limit is not None and len(payload) > limit:
+            raise PayloadTooLarge(
+                f"job of task {task.name!r} encodes to {len(payload)} bytes, over the limit "
+                f"of {limit}; store large data elsewhere and pass its key"
+            )
+        state = SCHEDULED if run_at > now else PENDING
+        record = JobRecord(
+            id=job_id,
+            queue=opts.queue,
+            payload=payload,
+            priority=opts.priority,
+            state=state,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout=opts.timeout,
+            created_at=now,
+        )
+        job = Job.from_record(record, task.name, list(args), dict(kwargs), None, self, now=now)
+        return record, job
+
+    # -- reading jobs ---------------------------------------------------------------------
+    def _job(self, record: JobRecord, now: float | None = None) -> Job:
+        payload = self.codec.peek(record.payload)
+        task, args, kwargs = (payload.task, payload.args, payload.kwargs) if payload else ("?", [], {})
+        return Job.from_record(
+            record, task, args, kwargs, self.codec.decode_result(record.result), self, now=now
+        )
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A fresh snapshot of one job, or None if it does not exist (or was pruned)."""
+        record = self.backend.get(job_id)
+        return None if record is None else self._job(record)
+
+    def jobs(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Snapshots of jobs, newest first, filtered by state and queue."""
+        now = time.time()
+        records = self.backend.jobs(state=state, queue=queue, limit=limit, offset=offset, now=now)
+        return [self._job(r, now) for r in records]
+
+    def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
+        """The result of a job once it completes (see ``Job.result``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            record = self.backend.get(job_id)
+            if record is None:
+                raise JobFailed(job_id, "missing", "no such job (deleted, or pruned after result_ttl)")
+            if record.state == COMPLETED:
+                return self.codec.decode_result(record.result)
+            if record.state in (DEAD, CANCELLED):
+                raise JobFailed(job_id, record.state, record.last_error)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {record.state} after {timeout} s")
+            sleep = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
+            time.sleep(sleep)
+            pause = min(pause * 1.5, 0.1)
+
+    # -- admin ----------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        """Jobs per queue and state, paused queues, processed and failed totals."""
+        return self.backend.stats(time.time())
+
+    def workers(self) -> list[WorkerInfo]:
+        """Worker processes that sent a heartbeat recently."""
+        return self.backend.workers()
+
+    def retry(self, job_id: str) -> bool:
+        """Run a dead, cancelled, retrying or scheduled job now, with its attempts reset."""
+        return self.backend.act("retry", [job_id], time.time()) > 0
+
+    def retry_all(self, state: str = DEAD, queue: str | None = None) -> int:
+        """``retry`` every job in ``state`` (and ``queue``); returns how many."""
+        return self.backend.act("retry", None, time.time(), state=state, queue=queue)
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job, whatever its state."""
+        return self.backend.act("delete", [job_id], time.time()) > 0
+
+    def delete_all(self, state: str, queue: str | None = None) -> int:
+        """Remove every job in ``state`` (and ``queue``); returns how many."""
+        return self.backend.act("delete", None, time.time(), state=state, queue=queue)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not started (scheduled, pending or retry); False otherwise."""
+        return self.backend.act("cancel", [job_id], time.time()) > 0
+
+    def pause(self, queue: str) -> None:
+        """Stop workers from fetching this queue's jobs; enqueue still works."""
+        self.backend.set_paused(queue, True)
+
+    def resume(self, queue: str) -> None:
+        self.backend.set_paused(queue, False)
+
+    # -- running --------------------------------------------------------------------------
+    def worker(
+        self,
+        queues: Sequence[str] | str | None = None,
+        concurrency: int = 10,
+        *,
+        burst: bool = False,
+        grace: float = 30.0,
+        prefetch: int | None = None,
+    ) -> Worker:
+        """A worker for this app; ``.run()`` it. ``queues`` as in ``conveyor worker
+        --queues``: a list in strict order, or ``"critical:6,default:3"`` for weights."""
+        from .worker.worker import Worker
+
+        return Worker(
+            self,
+            queues=queues,
+            concurrency=concurrency,
+            burst=burst,
+            grace=grace,
+            prefetch=prefetch,
+        )

@@ -1,0 +1,553 @@
+"""The embedded SQLite store: one table of jobs, in the spirit of Delayed Job.
+
+Every write runs in ``BEGIN IMMEDIATE`` so that concurrent writers (threads and worker
+processes on one file) queue on SQLite's busy handler instead of failing with "database is
+locked" when a read transaction tries to upgrade. WAL mode lets readers run beside the one
+writer. ``synchronous=NORMAL`` keeps every committed job across a crash of any process; only
+a power loss can drop the last transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from ..errors import ConfigurationError, QueueFull, SchemaError
+from ..job import (
+    DEAD,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    Failure,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
+
+SCHEMA_VERSION = 1
+WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
+
+_COLUMNS = (
+    "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
+    " started_at, finished_at, result, last_error, traceback, locked_by, lease_until"
+)
+_WAITING = "('scheduled','pending','retry')"
+
+
+def _schema(ns: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {ns}_jobs (
+            id TEXT PRIMARY KEY,
+            queue TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            run_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 1,
+            timeout REAL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            result BLOB,
+            last_error TEXT,
+            traceback TEXT,
+            locked_by TEXT,
+            lease_until REAL
+        ) WITHOUT ROWID""",
+        # The claim walks this index in order, per queue, and stops at its LIMIT.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_fetch
+            ON {ns}_jobs (queue, priority DESC, run_at, id) WHERE state IN {_WAITING}""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_lease
+            ON {ns}_jobs (lease_until) WHERE state = 'active'""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_locked
+            ON {ns}_jobs (locked_by) WHERE state = 'active'""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_finished
+            ON {ns}_jobs (finished_at) WHERE state = 'completed'""",
+        f"CREATE INDEX IF NOT EXISTS {ns}_jobs_state ON {ns}_jobs (state, queue, id)",
+        f"""CREATE TABLE IF NOT EXISTS {ns}_queues (
+            name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+        f"""CREATE TABLE IF NOT EXISTS {ns}_workers (
+            id TEXT PRIMARY KEY, host TEXT, pid INTEGER, queues TEXT, concurrency INTEGER,
+            started_at REAL, last_seen REAL, running TEXT) WITHOUT ROWID""",
+        f"""CREATE TABLE IF NOT EXISTS {ns}_counters (
+            minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0)""",
+        f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+    ]
+
+
+def _path_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path)
+    # sqlite:///jobs.db is relative, sqlite:////var/jobs.db absolute (SQLAlchemy's rule).
+    path = path[1:] if path.startswith("/") else path
+    if not path or path == ":memory:":
+        raise ConfigurationError(
+            "sqlite:// needs a file path, e.g. sqlite:///jobs.db; workers in other processes "
+            "cannot see an in-memory database"
+        )
+    return path
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if value is None:
+        return b""
+    return str(value).encode()
+
+
+def _as_int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _record(row: Sequence[Any]) -> JobRecord:
+    """A row as a record, tolerating the wrong types a hand-written row may hold: the
+    worker then sends that one job to ``dead`` with a reason instead of crashing."""
+    return JobRecord(
+        id=str(row[0]),
+        queue=str(row[1]),
+        payload=_as_bytes(row[2]),
+        priority=_as_int(row[3], 0),
+        state=str(row[4]),
+        run_at=_as_float(row[5]) or 0.0,
+        attempts=_as_int(row[6], 0),
+        max_attempts=_as_int(row[7], 1),
+        timeout=_as_float(row[8]),
+        created_at=_as_float(row[9]) or 0.0,
+        started_at=_as_float(row[10]),
+        finished_at=_as_float(row[11]),
+        result=None if row[12] is None else _as_bytes(row[12]),
+        last_error=row[13],
+        traceback=row[14],
+        locked_by=row[15],
+        lease_until=_as_float(row[16]),
+    )
+
+
+class SQLiteBackend:
+    """Jobs in one SQLite file, shared by any number of threads and processes."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", namespace):
+            raise ConfigurationError(
+                f"namespace {namespace!r} must be letters, digits and _ for the SQLite store"
+            )
+        self.path = _path_from_url(url)
+        self.ns = namespace
+        self.t = f"{namespace}_jobs"
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._queues_cache: tuple[float, list[str]] = (0.0, [])
+        self._migrate()
+
+    # -- connections ----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            for statement in _schema(self.ns):
+                conn.execute(statement)
+            row = conn.execute(f"SELECT value FROM {self.ns}_meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.path} has conveyor schema version {row[0]}, newer than this "
+                    f"conveyor knows ({SCHEMA_VERSION}); upgrade conveyor"
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    # -- the hot path ---------------------------------------------------------------------
+    def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
+        if not records:
+            return
+        rows = [
+            (
+                r.id,
+                r.queue,
+                r.payload,
+                r.priority,
+                r.state,
+                r.run_at,
+                r.max_attempts,
+                r.timeout,
+                r.created_at,
+            )
+            for r in records
+        ]
+        queues = {r.queue for r in records}
+        with self._write() as conn:
+            if max_queue_length is not None:
+                for queue in queues:
+                    adding = sum(1 for r in records if r.queue == queue)
+                    (waiting,) = conn.execute(
+                        f"SELECT count(*) FROM {self.t} WHERE queue = ? AND state IN {_WAITING}",
+                        (queue,),
+                    ).fetchone()
+                    if waiting + adding > max_queue_length:
+                        raise QueueFull(
+                            f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
+                            f"would pass its limit of {max_queue_length}"
+                        )
+            conn.executemany(
+                f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
+                " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in queues],
+            )
+
+    def _active_queues(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
+        """The queues to serve in order, without the paused ones."""
+        paused = {name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues WHERE paused = 1")}
+        if queues is None:
+            known = [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
+            queues = sorted(known, key=lambda q: (q != "default", q))
+        return [q for q in queues if q not in paused]
+
+    def fetch(
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        with self._write() as conn:
+            serve = self._active_queues(conn, queues)
+            if not serve:
+                return []
+            # One index walk per queue, each stopping at LIMIT, then the queue order decides:
+            # a single ORDER BY over all queues would sort every waiting job on each claim.
+            parts = [
+                f"SELECT * FROM (SELECT id, {rank} AS r, priority, run_at FROM {self.t}"
+                f" WHERE queue = ? AND state IN {_WAITING} AND run_at <= ?"
+                f" ORDER BY priority DESC, run_at, id LIMIT ?)"
+                for rank in range(len(serve))
+            ]
+            params: list[Any] = []
+            for queue in serve:
+                params += [queue, now, limit]
+            picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
+            rows = conn.execute(
+                f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1,"
+                f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
+                f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_COLUMNS}",
+                [worker, now + lease, now, *params, limit],
+            ).fetchall()
+        rank = {q: i for i, q in enumerate(serve)}
+        records = [_record(row) for row in rows]
+        records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
+        if not results:
+            return
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                f"UPDATE {self.t} SET state = 'completed', result = ?, finished_at = ?,"
+                " locked_by = NULL, lease_until = NULL, last_error = NULL, traceback = NULL"
+                " WHERE id = ? AND locked_by = ? AND state = 'active'",
+                [(result, now, job_id, worker) for job_id, result in results],
+            )
+            self._count(conn, now, processed=conn.total_changes - before, failed=0)
+
+    def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
+        if not failures:
+            return
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                f"UPDATE {self.t} SET state = ?, run_at = coalesce(?, run_at), last_error = ?,"
+                " traceback = ?, finished_at = ?, locked_by = NULL, lease_until = NULL"
+                " WHERE id = ? AND locked_by = ? AND state = 'active'",
+                [
+                    (
+                        DEAD if f.retry_at is None else RETRY,
+                        f.retry_at,
+                        f.error,
+                        f.traceback,
+                        now,
+                        f.id,
+                        worker,
+                    )
+                    for f in failures
+                ],
+            )
+            changed = conn.total_changes - before
+            self._count(conn, now, processed=changed, failed=changed)
+
+    def _count(self, conn: sqlite3.Connection, now: float, processed: int, failed: int) -> None:
+        if processed or failed:
+            conn.execute(
+                f"INSERT INTO {self.ns}_counters (minute, processed, failed) VALUES (?, ?, ?)"
+                " ON CONFLICT (minute) DO UPDATE SET processed = processed + excluded.processed,"
+                " failed = failed + excluded.failed",
+                (int(now // 60) * 60, processed, failed),
+            )
+
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                f"UPDATE {self.t} SET state = 'pending', attempts = max(attempts - 1, 0),"
+                " locked_by = NULL, lease_until = NULL, started_at = NULL"
+                " WHERE id = ? AND locked_by = ? AND state = 'active'",
+                [(job_id, worker) for job_id in ids],
+            )
+
+    def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE {self.t} SET lease_until = ? WHERE locked_by = ? AND state = 'active'",
+                (now + lease, info.id),
+            )
+            if not info.alive:
+                conn.execute(f"DELETE FROM {self.ns}_workers WHERE id = ?", (info.id,))
+                return
+            conn.execute(
+                f"INSERT OR REPLACE INTO {self.ns}_workers (id, host, pid, queues, concurrency,"
+                " started_at, last_seen, running) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    info.host,
+                    info.pid,
+                    orjson.dumps(info.queues).decode(),
+                    info.concurrency,
+                    info.started_at,
+                    now,
+                    orjson.dumps(info.running).decode(),
+                ),
+            )
+
+    def recover(self, now: float, completed_before: float) -> int:
+        with self._write() as conn:
+            recovered = conn.execute(
+                f"UPDATE {self.t} SET"
+                " state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
+                " run_at = ?, finished_at = ?, locked_by = NULL, lease_until = NULL,"
+                " last_error = 'worker lost: its lease expired while the job was active"
+                " (the worker was killed, crashed or stalled)', traceback = NULL"
+                " WHERE state = 'active' AND lease_until < ?",
+                (now, now, now),
+            ).rowcount
+            if recovered:
+                self._count(conn, now, processed=recovered, failed=recovered)
+            conn.execute(
+                f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t}"
+                " WHERE state = 'completed' AND finished_at < ? LIMIT 10000)",
+                (completed_before,),
+            )
+            conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
+            conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
+        return recovered
+
+    def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
+        # data_version changes when another connection commits: a cheap read of shared
+        # memory, so polling it every couple of milliseconds costs next to nothing.
+        conn = self._conn()
+        start = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.002)
+            if conn.execute("PRAGMA data_version").fetchone()[0] != start:
+                return
+
+    # -- admin ----------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM {self.t} WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    @staticmethod
+    def _state_filter(state: str | None, now: float) -> tuple[str, list[Any]]:
+        if state is None:
+            return "1", []
+        if state == PENDING:
+            return f"state IN {_WAITING} AND run_at <= ?", [now]
+        if state in (SCHEDULED, RETRY):
+            return "state = ? AND run_at > ?", [state, now]
+        return "state = ?", [state]
+
+    def jobs(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        now: float | None = None,
+    ) -> list[JobRecord]:
+        where, params = self._state_filter(state, time.time() if now is None else now)
+        if queue is not None:
+            where += " AND queue = ?"
+            params.append(queue)
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_COLUMNS} FROM {self.t} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            .fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    def stats(self, now: float) -> Stats:
+        conn = self._conn()
+        queues: dict[str, dict[str, int]] = {}
+        paused: set[str] = set()
+        for name, is_paused in conn.execute(f"SELECT name, paused FROM {self.ns}_queues"):
+            queues[name] = {}
+            if is_paused:
+                paused.add(name)
+        for queue, state, count in conn.execute(
+            f"SELECT queue, CASE WHEN state IN ('scheduled', 'retry') AND run_at <= ?"
+            f" THEN 'pending' ELSE state END, count(*) FROM {self.t} GROUP BY 1, 2",
+            (now,),
+        ):
+            queues.setdefault(queue, {})[state] = count
+        oldest = {
+            queue: max(0.0, now - first)
+            for queue, first in conn.execute(
+                f"SELECT queue, min(run_at) FROM {self.t}"
+                f" WHERE state IN {_WAITING} AND run_at <= ? GROUP BY queue",
+                (now,),
+            )
+        }
+        history = [
+            (float(minute), processed, failed)
+            for minute, processed, failed in conn.execute(
+                f"SELECT minute, processed, failed FROM {self.ns}_counters WHERE minute >= ? ORDER BY minute",
+                (now - 3600,),
+            )
+        ]
+        processed, failed = conn.execute(
+            f"SELECT coalesce(sum(processed), 0), coalesce(sum(failed), 0) FROM {self.ns}_counters"
+        ).fetchone()
+        return Stats(
+            queues=queues,
+            paused=frozenset(paused),
+            processed=processed,
+            failed=failed,
+            oldest_pending=oldest,
+            history=history,
+        )
+
+    def workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=row[0],
+                host=row[1],
+                pid=row[2],
+                queues=tuple(orjson.loads(row[3])),
+                concurrency=row[4],
+                started_at=row[5],
+                last_seen=row[6],
+                running=tuple(orjson.loads(row[7])),
+            )
+            for row in self._conn().execute(
+                f"SELECT id, host, pid, queues, concurrency, started_at, last_seen, running"
+                f" FROM {self.ns}_workers ORDER BY started_at"
+            )
+        ]
+
+    def act(
+        self,
+        action: str,
+        ids: Sequence[str] | None,
+        now: float,
+        state: str | None = None,
+        queue: str | None = None,
+    ) -> int:
+        if action == "retry":
+            change = (
+                "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL"
+                " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
+            )
+            first: list[Any] = [now]
+        elif action == "cancel":
+            change = (
+                "UPDATE {t} SET state = 'cancelled', finished_at = ?"
+                f" WHERE {{match}} AND state IN {_WAITING}"
+            )
+            first = [now]
+        elif action == "delete":
+            change = "DELETE FROM {t} WHERE {match}"
+            first = []
+        else:
+            raise ValueError(f"unknown action {action!r}; expected one of retry, cancel, delete")
+        with self._write() as conn:
+            if ids is not None:
+                total = 0
+                sql = change.format(t=self.t, match="id = ?")
+                for job_id in ids:
+                    total += conn.execute(sql, [*first, job_id]).rowcount
+                return total
+            where, params = self._state_filter(state, now)
+            if queue is not None:
+                where += " AND queue = ?"
+                params.append(queue)
+            return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO {self.ns}_queues (name, paused) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (queue, int(paused)),
+            )

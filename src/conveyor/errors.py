@@ -1,0 +1,61 @@
+"""Exception types. Each message names the bad value and says what to do instead."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error conveyor raises on purpose."""
+
+
+class JobFailed(ConveyorError):
+    """Raised by ``Job.result()`` when the job ended in ``dead`` or ``cancelled``."""
+
+    def __init__(self, job_id: str, state: str, error: str | None) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.error = error
+        super().__init__(f"job {job_id} is {state}: {error or 'no error recorded'}")
+
+
+class QueueFull(ConveyorError):
+    """Raised at enqueue when a queue already holds its configured maximum of jobs."""
+
+
+class PayloadTooLarge(ConveyorError, ValueError):
+    """Raised at enqueue when an encoded job is larger than the configured maximum."""
+
+
+class SchemaError(ConveyorError):
+    """The store's schema is newer than this version of conveyor knows, or is damaged."""
+
+
+class ConfigurationError(ConveyorError, ValueError):
+    """A URL, option or task definition that cannot work."""
+
+
+class Retry(Exception):
+    """Raise inside a task to ask for another attempt after ``delay`` seconds.
+
+    The attempt still counts; when no attempts are left the job goes to ``dead``.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        self.delay = delay
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Fail(Exception):
+    """Raise inside a task to send the job straight to ``dead``, skipping any retries left."""
+
+    def __init__(self, reason: str = "failed") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class JobTimeout(BaseException):
+    """Raised inside a running task when it outlives its ``timeout``.
+
+    A BaseException, like ``asyncio.CancelledError``, so that a task's ``except Exception``
+    does not swallow it and keep running.
+    """

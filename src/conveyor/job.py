@@ -1,0 +1,233 @@
+"""The job record: plain data, as the store keeps it and as the admin API shows it."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+
+SCHEDULED: Final = "scheduled"
+PENDING: Final = "pending"
+ACTIVE: Final = "active"
+RETRY: Final = "retry"
+COMPLETED: Final = "completed"
+DEAD: Final = "dead"
+CANCELLED: Final = "cancelled"
+
+STATES: Final = (SCHEDULED, PENDING, ACTIVE, RETRY, COMPLETED, DEAD, CANCELLED)
+#: States a job may still leave by being fetched.
+WAITING_STATES: Final = (SCHEDULED, PENDING, RETRY)
+#: States a job never leaves on its own.
+FINAL_STATES: Final = (COMPLETED, DEAD, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as a store holds it: scheduling columns plus the encoded payload.
+
+    Times are seconds since the epoch. ``payload`` and ``result`` are encoded by the codec;
+    a store never looks inside them.
+    """
+
+    id: str
+    queue: str
+    payload: bytes
+    priority: int = 0
+    state: str = PENDING
+    run_at: float = 0.0
+    attempts: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: bytes | None = None
+    last_error: str | None = None
+    traceback: str | None = None
+    locked_by: str | None = None
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The outcome of a failed run, as the worker hands it to ``Backend.fail``.
+
+    ``retry_at`` is when to run again; ``None`` sends the job to ``dead``.
+    """
+
+    id: str
+    error: str
+    traceback: str | None = None
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as it reports itself with each heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: float
+    last_seen: float = 0.0
+    running: tuple[str, ...] = ()
+    #: False in the last heartbeat of a worker that is shutting down cleanly.
+    alive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts for the admin API: jobs per queue and state, totals, and per-minute history."""
+
+    queues: dict[str, dict[str, int]]
+    paused: frozenset[str] = frozenset()
+    processed: int = 0
+    failed: int = 0
+    oldest_pending: dict[str, float] = field(default_factory=dict)
+    #: (minute start as epoch seconds, processed, failed), oldest first, last hour at most.
+    history: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def total(self, state: str) -> int:
+        return sum(states.get(state, 0) for states in self.queues.values())
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job, and a handle to wait for its result.
+
+    Snapshots do not change; call ``app.get_job(job.id)`` for a fresh one.
+    """
+
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int = 0
+    state: str = PENDING
+    attempts: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    run_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_error: str | None = None
+    traceback: str | None = None
+    return_value: Any = None
+    worker: str | None = None
+    lease_until: datetime | None = None
+    #: True when the arguments are encrypted and this process does not hold the key.
+    encrypted: bool = False
+    _app: Conveyor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def retries(self) -> int:
+        return self.max_attempts - 1
+
+    def refresh(self) -> Job | None:
+        """A fresh snapshot from the store, or None if the job is gone."""
+        return self._require_app().get_job(self.id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to finish and return its result.
+
+        Raises ``JobFailed`` if it ended in ``dead`` or ``cancelled``, and ``TimeoutError`` if
+        it has not finished within ``timeout`` seconds (``None`` waits for ever).
+        """
+        return self._require_app().wait_for(self.id, timeout)
+
+    def _require_app(self) -> Conveyor:
+        if self._app is None:
+            raise RuntimeError("this Job is not bound to a Conveyor app")
+        return self._app
+
+    @staticmethod
+    def from_record(
+        record: JobRecord,
+        task: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        return_value: Any,
+        app: Conveyor | None,
+        *,
+        encrypted: bool = False,
+        now: float | None = None,
+    ) -> Job:
+        return Job(
+            id=record.id,
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            queue=record.queue,
+            priority=record.priority,
+            state=visible_state(record.state, record.run_at, time.time() if now is None else now),
+            attempts=record.attempts,
+            max_attempts=record.max_attempts,
+            timeout=record.timeout,
+            run_at=_utc(record.run_at),
+            enqueued_at=_utc(record.created_at),
+            started_at=_utc(record.started_at),
+            finished_at=_utc(record.finished_at),
+            last_error=record.last_error,
+            traceback=record.traceback,
+            return_value=return_value,
+            worker=record.locked_by,
+            lease_until=_utc(record.lease_until),
+            encrypted=encrypted,
+            _app=app,
+        )
+
+
+def visible_state(stored: str, run_at: float, now: float) -> str:
+    """A waiting job whose time has come is ``pending``, whatever it waited as."""
+    if (stored in (SCHEDULED, RETRY)) and run_at <= now:
+        return PENDING
+    return stored
+
+
+class _IdGenerator:
+    """UUIDv7 strings (RFC 9562), monotonic within this process.
+
+    The 12 bits after the millisecond timestamp count up within one millisecond, so the
+    jobs of one ``enqueue_many`` sort in the order they were given.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._seq = 0
+
+    def __call__(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._seq += 1
+                if self._seq > 0xFFF:
+                    ms += 1
+                    self._seq = 0
+            else:
+                self._seq = random.getrandbits(10)
+            self._last_ms = ms
+            seq = self._seq
+        rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+        value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+new_id = _IdGenerator()

@@ -1,0 +1,158 @@
+"""Task: a registered function, with the options it is enqueued with."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .errors import ConfigurationError
+from .retry import Backoff
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How one job is enqueued; every field may be overridden by ``Task.using``."""
+
+    queue: str = "default"
+    priority: int = 0
+    retries: int = 3
+    timeout: float | None = None
+    backoff: Backoff | None = None
+    delay: float | None = None
+    at: datetime | None = None
+    #: A database connection to enqueue through (the PostgreSQL store): the job then
+    #: commits or rolls back with the caller's transaction.
+    connection: Any = None
+
+    def checked(self, task_name: str) -> Options:
+        if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 200:
+            raise ConfigurationError(f"task {task_name!r}: queue must be a non-empty name")
+        if type(self.priority) is not int:
+            raise ConfigurationError(f"task {task_name!r}: priority must be an int")
+        if type(self.retries) is not int or self.retries < 0:
+            raise ConfigurationError(f"task {task_name!r}: retries must be an int >= 0")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigurationError(f"task {task_name!r}: timeout must be seconds > 0")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ConfigurationError(
+                f"task {task_name!r}: at= must be an aware datetime (give it a tzinfo, "
+                "e.g. datetime.now(timezone.utc)); a naive one is ambiguous"
+            )
+        if self.delay is not None and self.delay < 0:
+            raise ConfigurationError(f"task {task_name!r}: delay must be seconds >= 0")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job described but not yet stored, for ``app.enqueue_many``."""
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: Options
+
+
+class Task(Generic[P, R]):
+    """A function registered on an app. Calling it runs it inline; ``enqueue`` stores a job.
+
+    Delivery is at-least-once: a job may run twice if its worker dies mid-run, so tasks
+    should be safe to repeat.
+    """
+
+    def __init__(self, app: Conveyor, fn: Callable[P, R], name: str, options: Options) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options.checked(name)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.options.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
+        """Describe a job without storing it, for ``app.enqueue_many``."""
+        return JobSpec(self, args, kwargs, self.options)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store a job that runs this task with these arguments; returns its handle.
+
+        Arguments must be JSON values: anything else is a TypeError here, and nothing is
+        stored.
+        """
+        return self.app.enqueue_many([JobSpec(self, args, kwargs, self.options)])[0]
+
+    def using(
+        self,
+        *,
+        queue: str = _UNSET,
+        priority: int = _UNSET,
+        retries: int = _UNSET,
+        timeout: float | None = _UNSET,
+        backoff: Backoff | None = _UNSET,
+        delay: float | None = _UNSET,
+        at: datetime | None = _UNSET,
+        connection: Any = _UNSET,
+    ) -> BoundTask[P, R]:
+        """The same task with options changed for the jobs enqueued through the result."""
+        return BoundTask(self, self.options)._with(
+            queue=queue,
+            priority=priority,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            delay=delay,
+            at=at,
+            connection=connection,
+        )
+
+    def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """TypeError, naming the task, when the arguments do not fit its signature."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc}") from None
+
+
+class BoundTask(Generic[P, R]):
+    """A task with per-enqueue options, as returned by ``Task.using``."""
+
+    def __init__(self, task: Task[P, R], options: Options) -> None:
+        self.task = task
+        self.options = options
+
+    def _with(self, **changes: Any) -> BoundTask[P, R]:
+        changes = {k: v for k, v in changes.items() if v is not _UNSET}
+        if "backoff" in changes and callable(changes["backoff"]):
+            raise ConfigurationError(
+                f"task {self.task.name!r}: using(backoff=) takes seconds; a callable backoff "
+                "belongs in @app.task(backoff=...) because it cannot be stored with the job"
+            )
+        return BoundTask(self.task, replace(self.options, **changes).checked(self.task.name))
+
+    def using(self, **changes: Any) -> BoundTask[P, R]:
+        return self._with(**changes)
+
+    def job(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec:
+        return JobSpec(self.task, args, kwargs, self.options)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.task.app.enqueue_many([JobSpec(self.task, args, kwargs, self.options)])[0]

@@ -1,0 +1,1 @@
+"""The worker: fetch, run, acknowledge; with heartbeat, recovery and supervision."""

@@ -1,0 +1,334 @@
+"""Running jobs: sync tasks on a pool of threads, async tasks on one event loop.
+
+Both report each finished run as an outcome to ``done``; neither touches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..codec import BadPayload, Payload
+from ..errors import JobTimeout
+from ..job import Failure, JobRecord
+from .outcome import Outcome, dead, describe, failure, is_json_result
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+    from ..task import Task
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Prepared(NamedTuple):
+    record: JobRecord
+    task: Task[Any, Any]
+    payload: Payload
+
+
+@dataclass(eq=False)
+class RunningJob:
+    job_id: str
+    thread_id: int
+    deadline: float
+    timeout: float
+    retry: bool
+    fired: bool = False
+    finished: bool = False
+    abandoned: bool = False
+
+
+def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
+    # PyThreadState_SetAsyncExc raises ``exc`` in the thread at its next bytecode; with
+    # NULL it withdraws an exception that has not been raised yet.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else ctypes.c_void_p(0)
+    )
+
+
+class Watchdog:
+    """Stops sync runs that outlive their timeout by raising ``JobTimeout`` in their thread.
+
+    A thread stuck in C code (a blocking call that never returns to Python) cannot be
+    interrupted; after ``stuck_after`` more seconds its job is recorded as timed out anyway
+    and ``on_stuck`` is told, so a supervised worker process can be replaced.
+    """
+
+    def __init__(self, on_stuck: Callable[[RunningJob], None], stuck_after: float = 5.0) -> None:
+        self._entries: dict[int, RunningJob] = {}
+        self._lock = threading.Condition()
+        self._on_stuck = on_stuck
+        self._stuck_after = stuck_after
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="conveyor-watchdog", daemon=True)
+        self._thread.start()
+
+    def start(self, record: JobRecord, timeout: float) -> RunningJob:
+        entry = RunningJob(
+            record.id,
+            threading.get_ident(),
+            time.monotonic() + timeout,
+            timeout,
+            retry=record.attempts < record.max_attempts,
+        )
+        with self._lock:
+            self._entries[id(entry)] = entry
+            self._lock.notify()
+        return entry
+
+    def finish(self, entry: RunningJob) -> None:
+        with self._lock:
+            if entry.finished:
+                return
+            entry.finished = True
+            self._entries.pop(id(entry), None)
+            if entry.fired:
+                _raise_in_thread(entry.thread_id, None)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._lock.notify()
+
+    def _loop(self) -> None:
+        with self._lock:
+            while not self._stopped:
+                now = time.monotonic()
+                wake = now + 3600.0
+                for entry in list(self._entries.values()):
+                    if not entry.fired and now >= entry.deadline:
+                        entry.fired = True
+                        _raise_in_thread(entry.thread_id, JobTimeout)
+                    if entry.fired and not entry.abandoned:
+                        if now >= entry.deadline + self._stuck_after:
+                            entry.abandoned = True
+                            self._entries.pop(id(entry), None)
+                            self._on_stuck(entry)
+                        else:
+                            wake = min(wake, entry.deadline + self._stuck_after)
+                    elif not entry.fired:
+                        wake = min(wake, entry.deadline)
+                self._lock.wait(max(0.001, wake - now))
+
+
+class Runner:
+    """Turns a fetched record into an outcome: decode, find the task, run it, classify."""
+
+    def __init__(self, app: Conveyor, watchdog: Watchdog) -> None:
+        self.app = app
+        self.codec = app.codec
+        self.tasks = app.tasks
+        self.middleware = app.middleware
+        self.watchdog = watchdog
+
+    def prepare(self, record: JobRecord) -> Prepared | Failure:
+        try:
+            payload = self.codec.decode_payload(record.id, record.queue, record.max_attempts, record.payload)
+        except BadPayload as exc:
+            return dead(record, f"bad payload: {exc}")
+        task = self.tasks.get(payload.task)
+        if task is None:
+            return dead(
+                record,
+                f"unknown task {payload.task!r}: no task of that name is registered on the "
+                "worker's app (a worker runs registered tasks only)",
+            )
+        return Prepared(record, task, payload)
+
+    def run_sync(self, job: Prepared) -> Outcome | None:
+        """Run a sync task in the calling thread; None if the watchdog gave up on it."""
+        record, task, payload = job
+        if self.middleware:
+            self._before(job)
+        started = time.perf_counter()
+        entry = None if record.timeout is None else self.watchdog.start(record, record.timeout)
+        try:
+            try:
+                value = task.fn(*payload.args, **payload.kwargs)
+            finally:
+                if entry is not None:
+                    self.watchdog.finish(entry)
+        except JobTimeout as exc:
+            if entry is not None and entry.abandoned:
+                return None
+            return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
+        except Exception as exc:
+            return self._failed(job, exc, started)
+        return self._succeeded(job, value, started)
+
+    async def run_async(self, job: Prepared) -> Outcome:
+        record, task, payload = job
+        if self.middleware:
+            self._before(job)
+        started = time.perf_counter()
+        try:
+            if record.timeout is None:
+                value = await task.fn(*payload.args, **payload.kwargs)
+            else:
+                limit = asyncio.timeout(record.timeout)
+                try:
+                    async with limit:
+                        value = await task.fn(*payload.args, **payload.kwargs)
+                except TimeoutError as exc:
+                    if limit.expired():
+                        return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
+                    raise
+        except Exception as exc:
+            return self._failed(job, exc, started)
+        return self._succeeded(job, value, started)
+
+    def _succeeded(self, job: Prepared, value: Any, started: float) -> Outcome:
+        if value is None:
+            encoded = None
+        else:
+            problem = is_json_result(value)
+            if problem is not None:
+                return self._failed(
+                    job,
+                    TypeError(problem),
+                    started,
+                    f"task {job.task.name!r} returned a value that is not JSON: {problem}",
+                    permanent=True,
+                )
+            encoded = self.codec.encode_result(value)
+        if self.middleware:
+            self._after(job, started, None, value)
+        return (job.record.id, encoded)
+
+    def _failed(
+        self,
+        job: Prepared,
+        exc: BaseException,
+        started: float,
+        error: str | None = None,
+        *,
+        permanent: bool = False,
+    ) -> Failure:
+        record, task, payload = job
+        if isinstance(exc, TypeError) and error is None:
+            try:
+                task.signature.bind(*payload.args, **payload.kwargs)
+            except TypeError as mismatch:
+                # Arguments that do not fit will not fit next time either.
+                return dead(record, f"wrong arguments for task {task.name!r}: {mismatch}")
+        if self.middleware:
+            self._after(job, started, exc, None)
+        backoff = payload.backoff if payload.backoff is not None else task.options.backoff
+        if permanent:
+            return dead(record, error or describe(exc))
+        result = failure(record, exc, backoff, time.time(), error=error)
+        log.warning(
+            "job %s (%s) failed on attempt %d/%d: %s%s",
+            record.id,
+            task.name,
+            record.attempts,
+            record.max_attempts,
+            result.error,
+            "" if result.retry_at is None else f"; retrying in {result.retry_at - time.time():.1f} s",
+        )
+        return result
+
+    def _before(self, job: Prepared) -> None:
+        for mw in self.middleware:
+            try:
+                mw.before_run(job.record.id, job.task.name)
+            except Exception:
+                log.exception("middleware %r failed in before_run", mw)
+
+    def _after(self, job: Prepared, started: float, exc: BaseException | None, value: Any) -> None:
+        duration = time.perf_counter() - started
+        for mw in self.middleware:
+            try:
+                mw.after_run(job.record.id, job.task.name, duration, exc, value)
+            except Exception:
+                log.exception("middleware %r failed in after_run", mw)
+
+
+class ThreadExecutor:
+    """``size`` threads taking sync jobs from one inbox."""
+
+    def __init__(self, runner: Runner, size: int, done: Callable[[str, Outcome | None], None]) -> None:
+        self._runner = runner
+        self._done = done
+        self._inbox: queue.SimpleQueue[Prepared | None] = queue.SimpleQueue()
+        # Daemon threads: after the grace period the process may exit with a job still
+        # running; its lease, handed back, brings the job back.
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"conveyor-thread-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Prepared) -> None:
+        self._inbox.put(job)
+
+    def take_unstarted(self) -> list[Prepared]:
+        """Jobs still waiting for a thread, removed from the inbox (for shutdown)."""
+        taken: list[Prepared] = []
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return taken
+            if job is not None:
+                taken.append(job)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._inbox.put(None)
+
+    def _loop(self) -> None:
+        run, done, inbox = self._runner.run_sync, self._done, self._inbox
+        while True:
+            try:
+                job = inbox.get()
+                if job is None:
+                    return
+                done(job.record.id, run(job))
+            except JobTimeout:
+                # A timeout that arrived just after its job finished; that job's outcome
+                # has been reported, so there is nothing left to stop.
+                continue
+
+
+class AsyncExecutor:
+    """One event loop in its own thread, running async tasks concurrently."""
+
+    def __init__(self, runner: Runner, done: Callable[[str, Outcome | None], None]) -> None:
+        self._runner = runner
+        self._done = done
+        self._loop = asyncio.new_event_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._thread = threading.Thread(target=self._run, name="conveyor-asyncio", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def submit(self, job: Prepared) -> None:
+        self._loop.call_soon_threadsafe(self._start, job)
+
+    def _start(self, job: Prepared) -> None:
+        task = self._loop.create_task(self._one(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _one(self, job: Prepared) -> None:
+        try:
+            outcome: Outcome | None = await self._runner.run_async(job)
+        except BaseException as exc:  # CancelledError at shutdown: hand the job back
+            log.debug("async job %s stopped: %s", job.record.id, describe(exc))
+            outcome = None
+        self._done(job.record.id, outcome)
+
+    def stop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,0 +1,72 @@
+"""The heartbeat: extends this worker's leases and runs the store's housekeeping."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from ..backends import Backend
+from ..job import WorkerInfo
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Heartbeat:
+    """Every third of a lease: extend every lease this worker holds (one statement, however
+    many jobs) and say the worker is alive. Every few beats, also recover expired leases of
+    dead workers and prune old results; any worker may do this, so no single process is
+    needed for a crashed worker's jobs to come back.
+
+    A third of the lease leaves two more beats to fail (a slow store, a long GC pause)
+    before another worker may take the jobs back.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        info: Callable[[], WorkerInfo],
+        lease: float,
+        result_ttl: float,
+    ) -> None:
+        self._backend = backend
+        self._info = info
+        self._lease = lease
+        self._result_ttl = result_ttl
+        self.interval = lease / 3
+        self._recover_every = max(self.interval, min(lease, 5.0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def beat(self) -> None:
+        self._backend.heartbeat(self._info(), self._lease, time.time())
+
+    def recover(self) -> int:
+        now = time.time()
+        recovered = self._backend.recover(now, now - self._result_ttl)
+        if recovered:
+            log.warning("recovered %d jobs whose worker was lost", recovered)
+        return recovered
+
+    def _loop(self) -> None:
+        # Start recovery at a random offset so many workers do not all run it together.
+        next_recover = time.monotonic() + random.uniform(0, self._recover_every)
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+                if time.monotonic() >= next_recover:
+                    next_recover = time.monotonic() + self._recover_every
+                    self.recover()
+            except Exception as exc:
+                log.warning("heartbeat failed (the store may be unreachable): %s", exc)

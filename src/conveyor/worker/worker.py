@@ -1,0 +1,228 @@
+"""The worker: lifecycle, signals, and the fetch → run → ack loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ..job import Failure, WorkerInfo
+from .acker import Acker
+from .executor import AsyncExecutor, Runner, RunningJob, ThreadExecutor, Watchdog
+from .heartbeat import Heartbeat
+from .outcome import Outcome
+from .queues import QueueOrder
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+#: Exit code of a supervised worker that asks to be replaced (a task thread is stuck).
+EXIT_REPLACE_ME = 3
+
+
+class Worker:
+    """Runs jobs from the app's store until stopped.
+
+    Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them.
+    The worker holds at most ``concurrency + prefetch`` jobs: each fetch asks for exactly
+    the free places, so one round-trip claims a batch. Delivery is at-least-once: nothing is
+    acknowledged before its task returns, and a job whose worker dies comes back when its
+    lease expires.
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: Sequence[str] | str | None = None,
+        concurrency: int = 10,
+        *,
+        burst: bool = False,
+        grace: float = 30.0,
+        prefetch: int | None = None,
+        idle_wait: float = 0.25,
+        supervised: bool = False,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.app = app
+        self.order = QueueOrder(queues)
+        self.concurrency = concurrency
+        self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
+        self.burst = burst
+        self.grace = grace
+        self.idle_wait = idle_wait
+        self.supervised = supervised
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.exit_code = 0
+        self.processed = 0
+        self._started_at = time.time()
+        self._held: set[str] = set()
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._backend = app.backend
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped (a signal, ``stop()``, or an empty store with ``burst``).
+
+        SIGTERM or SIGINT stop fetching and give running jobs ``grace`` seconds to finish,
+        then hand the rest back; a second signal exits at once.
+        """
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self._watchdog = Watchdog(self._on_stuck)
+        self._runner = Runner(self.app, self._watchdog)
+        self._acker = Acker(self._backend, self.id)
+        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished)
+        self._async: AsyncExecutor | None = None
+        self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
+        self._heartbeat.start()
+        self._heartbeat.recover()
+        log.info(
+            "worker %s serving %s with %d threads",
+            self.id,
+            ",".join(self.order.describe()),
+            self.concurrency,
+        )
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Stop fetching; ``run()`` then finishes what it holds and returns."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def info(self) -> WorkerInfo:
+        with self._cond:
+            running = tuple(self._held)
+        return WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.order.describe(),
+            concurrency=self.concurrency,
+            started_at=self._started_at,
+            running=running[:1000],
+        )
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now; leases will bring running jobs back")
+            os._exit(1)
+        log.info("signal %d: finishing running jobs (up to %g s), then exiting", signum, self.grace)
+        self.stop()
+
+    # -- the hot path ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        backend, lease, fetch_size = self._backend, self.app.lease, self._free_places
+        while not self._stopping.is_set():
+            free = fetch_size()
+            if free == 0:
+                continue
+            queues = self.order()
+            records = backend.fetch(queues, free, self.id, lease, time.time())
+            if records:
+                with self._cond:
+                    self._held.update(r.id for r in records)
+                for record in records:
+                    self._dispatch(record)
+            elif self.burst:
+                with self._cond:
+                    if not self._held:
+                        return
+                    self._cond.wait(0.05)
+            else:
+                backend.wait(queues, self.idle_wait)
+
+    def _free_places(self) -> int:
+        """Places free for new jobs; waits briefly for one when the worker is full."""
+        with self._cond:
+            free = self.capacity - len(self._held)
+            if free <= 0:
+                self._cond.wait(0.1)
+                return 0
+            return free
+
+    def _dispatch(self, record: Any) -> None:
+        job = self._runner.prepare(record)
+        if isinstance(job, Failure):
+            self._finished(record.id, job)
+        elif job.task.is_async:
+            if self._async is None:
+                self._async = AsyncExecutor(self._runner, self._finished)
+            self._async.submit(job)
+        else:
+            self._threads.submit(job)
+
+    def _finished(self, job_id: str, outcome: Outcome | None) -> None:
+        if outcome is not None:
+            self._acker.put(outcome)
+        with self._cond:
+            if outcome is not None:
+                self._held.discard(job_id)
+                self.processed += 1
+            self._cond.notify_all()
+
+    # -- the rare paths -------------------------------------------------------------------
+    def _on_stuck(self, entry: RunningJob) -> None:
+        """A sync task ignored its timeout: record the timeout now, and if this process is
+        supervised, ask to be replaced so the stuck thread does not hold its place for ever."""
+        error = f"timed out after {entry.timeout:g} s (the task did not stop; its thread was abandoned)"
+        self._acker.put(Failure(entry.job_id, error, None, time.time() if entry.retry else None))
+        with self._cond:
+            self._held.discard(entry.job_id)
+            self._cond.notify_all()
+        if self.supervised:
+            log.error("a task thread is stuck past its timeout; asking for a new process")
+            self.exit_code = EXIT_REPLACE_ME
+            self.stop()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.grace
+        unstarted = [job.record.id for job in self._threads.take_unstarted()]
+        if unstarted:
+            self._release(unstarted)
+        with self._cond:
+            while self._held and time.monotonic() < deadline:
+                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            left = list(self._held)
+        self._acker.flush(max(1.0, deadline - time.monotonic()))
+        if left:
+            log.warning("grace period over: handing %d running jobs back", len(left))
+            self._release(left)
+        self._threads.stop()
+        if self._async is not None:
+            self._async.stop()
+        self._watchdog.stop()
+        self._acker.stop()
+        self._heartbeat.stop()
+        try:
+            self._backend.heartbeat(replace(self.info(), alive=False), self.app.lease, time.time())
+        except Exception as exc:
+            log.warning("could not unregister worker: %s", exc)
+        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    def _release(self, ids: list[str]) -> None:
+        try:
+            self._backend.release(ids, self.id)
+        except Exception as exc:
+            log.warning("could not hand back %d jobs (their leases will): %s", len(ids), exc)
+        with self._cond:
+            self._held.difference_update(ids)
