@@ -238,10 +238,14 @@ class Conveyor:
         queue: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        search: str | None = None,
     ) -> list[Job]:
-        """Snapshots of jobs, newest first, filtered by state and queue."""
+        """Snapshots of jobs, newest first, filtered by state and queue; ``search`` keeps
+        jobs whose payload contains the text (a task name, an argument value)."""
         now = time.time()
-        records = self.backend.jobs(state=state, queue=queue, limit=limit, offset=offset, now=now)
+        records = self.backend.jobs(
+            state=state, queue=queue, limit=limit, offset=offset, now=now, search=search
+        )
         return [self._job(r, now) for r in records]
 
     def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
@@ -297,6 +301,13 @@ class Conveyor:
 
     def resume(self, queue: str) -> None:
         self.backend.set_paused(queue, False)
+
+    def dashboard(self, **options: Any) -> Any:
+        """The web dashboard as an ASGI app, to mount in Starlette, FastAPI or Django, or
+        to serve with ``conveyor dashboard``. Needs ``conveyor[dashboard]``."""
+        from .dashboard import create_app
+
+        return create_app(self, **options)
 
     # -- running --------------------------------------------------------------------------
     def worker(

@@ -72,9 +72,11 @@ class Backend(Protocol):
         limit: int = 100,
         offset: int = 0,
         now: float | None = None,
+        search: str | None = None,
     ) -> list[JobRecord]:
         """Jobs newest first. ``state="pending"`` includes scheduled and retry jobs that
-        are due; ``"scheduled"`` and ``"retry"`` only those still waiting."""
+        are due; ``"scheduled"`` and ``"retry"`` only those still waiting. ``search`` keeps
+        jobs whose encoded payload contains that text (a task name, an argument)."""
 
     def stats(self, now: float) -> Stats: ...
 

@@ -432,11 +432,15 @@ class SQLiteBackend:
         limit: int = 100,
         offset: int = 0,
         now: float | None = None,
+        search: str | None = None,
     ) -> list[JobRecord]:
         where, params = self._state_filter(state, time.time() if now is None else now)
         if queue is not None:
             where += " AND queue = ?"
             params.append(queue)
+        if search:
+            where += " AND instr(payload, ?) > 0"
+            params.append(search.encode())
         rows = (
             self._conn()
             .execute(
