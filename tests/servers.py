@@ -413,9 +413,11 @@ class _Server:
                     return self
                 except _PortInUse:
                     if attempt == attempts - 1:
-                        self.stop()
+                        if first:
+                            self.stop()
                         raise RuntimeError(
-                            f"{self.name}: no free port after {attempts} tries"
+                            f"{self.name}: port {self.port} is taken by another process "
+                            f"({attempts} tries)"
                         ) from None
                 except BaseException:
                     if first:

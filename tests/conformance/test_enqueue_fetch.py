@@ -33,7 +33,7 @@ def test_non_json_arguments_raise_in_the_caller_and_store_nothing(app: Conveyor)
     def echo(value: object) -> None: ...
 
     for bad in (datetime.now(UTC), {1: "int key"}, {1, 2}, float("nan"), b"raw", 2**70):
-        with pytest.raises(TypeError, match="t.echo"):
+        with pytest.raises(TypeError, match=r"t\.echo"):
             echo.enqueue(bad)
     with pytest.raises(TypeError, match="argument"):
         app.enqueue_many([echo.job(1), echo.job(datetime.now(UTC))])
