@@ -145,11 +145,26 @@ class Worker:
                     self._dispatch(record)
             elif self.burst:
                 with self._cond:
-                    if not self._held:
-                        return
-                    self._cond.wait(0.05)
+                    if self._held:
+                        self._cond.wait(0.05)
+                        continue
+                # Nothing held: once the last outcomes are written (a retry may be due at
+                # once), an empty fetch means there is nothing left to do.
+                self._acker.flush(30.0)
+                if not self._ready(queues):
+                    return
             else:
                 backend.wait(queues, self.idle_wait)
+
+    def _ready(self, queues: list[str] | None) -> bool:
+        """True if a job is due now (the burst worker's last look before it exits)."""
+        records = self._backend.fetch(queues, 1, self.id, self.app.lease, time.time())
+        if records:
+            with self._cond:
+                self._held.update(r.id for r in records)
+            for record in records:
+                self._dispatch(record)
+        return bool(records)
 
     def _free_places(self) -> int:
         """Places free for new jobs; waits briefly for one when the worker is full."""
