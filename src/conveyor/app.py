@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .backends import Backend, open_backend
 from .codec import Codec, check_json, normalize_keys
@@ -30,7 +30,8 @@ from .task import JobSpec, Options, Task
 if TYPE_CHECKING:
     from .worker.worker import Worker
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -98,7 +99,7 @@ class Conveyor:
 
     # -- registry -------------------------------------------------------------------------
     @overload
-    def task(self, fn: F, /) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -110,9 +111,9 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
-    ) -> Callable[[F], Task[Any, Any]]: ...
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(
+    def task(  # type: ignore[misc]  # mypy misreads the positional-only default here
         self,
         fn: Callable[..., Any] | None = None,
         /,
@@ -123,7 +124,7 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
-    ) -> Task[Any, Any] | Callable[[F], Task[Any, Any]]:
+    ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function as a task; usable bare (``@app.task``) or with options.
 
         The name defaults to ``module.qualname``; a worker runs only registered names.

@@ -7,6 +7,7 @@ Ctrl-C in the terminal reaches the supervisor once and is forwarded once. A chil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -89,10 +90,8 @@ class Supervisor:
 
 
 def _send(child: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         child.send_signal(sig)
-    except ProcessLookupError:
-        pass
 
 
 def watch_parent(parent_pid: int, on_orphaned: Callable[[], None]) -> None:
