@@ -1,7 +1,7 @@
 """The ``conveyor`` command: run workers, look at queues and jobs, steer them.
 
 User errors (a bad ``module:app``, an unknown task, a store that cannot be reached) print one
-line and exit with status 2; they never show a traceback.
+line and exit non-zero; they never show a traceback.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class Task(Generic[P, R]):
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc}") from None
+            raise TypeError(f"task {self.name!r} takes {self.signature}: {exc}") from None
 
 
 class BoundTask(Generic[P, R]):
