@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .backends import Backend, open_backend
@@ -34,6 +35,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
+#: Argument types that need no deeper JSON check (ints are range-checked by check_json).
+_PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
@@ -148,11 +151,12 @@ class Conveyor:
         Every argument is checked first, so a bad one raises before anything is stored.
         """
         now = time.time()
+        when = datetime.fromtimestamp(now, UTC)
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
         for spec in specs:
-            record, job = self._build(spec, now)
+            record, job = self._build(spec, now, when)
             if spec.options.connection is not None:
                 if connection is not None and spec.options.connection is not connection:
                     raise ConfigurationError("one enqueue_many call takes one connection")
@@ -177,14 +181,16 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
-    def _build(self, spec: JobSpec, now: float) -> tuple[JobRecord, Job]:
+    def _build(self, spec: JobSpec, now: float, when: datetime) -> tuple[JobRecord, Job]:
         task, args, kwargs, opts = spec.task, spec.args, spec.kwargs, spec.options
         if task.app is not self and self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"task {task.name!r} is registered on another app")
         for i, arg in enumerate(args):
-            check_json(arg, f"argument {i} of task {task.name!r}")
+            if type(arg) not in _PLAIN:
+                check_json(arg, f"argument {i} of task {task.name!r}")
         for key, value in kwargs.items():
-            check_json(value, f"argument {key!r} of task {task.name!r}")
+            if type(value) not in _PLAIN:
+                check_json(value, f"argument {key!r} of task {task.name!r}")
         task.check_arguments(args, kwargs)
         job_id = new_id()
         run_at = now
@@ -217,7 +223,15 @@ class Conveyor:
             timeout=opts.timeout,
             created_at=now,
         )
-        job = Job.from_record(record, task.name, list(args), dict(kwargs), None, self, now=now)
+        job = Job.enqueued(
+            record,
+            task.name,
+            list(args),
+            dict(kwargs),
+            self,
+            when if run_at == now else datetime.fromtimestamp(run_at, UTC),
+            when,
+        )
         return record, job
 
     # -- reading jobs ---------------------------------------------------------------------

@@ -79,6 +79,7 @@ class Task(Generic[P, R]):
         self.options = options.checked(name)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        self._positional = _positional_range(self.signature)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -126,6 +127,10 @@ class Task(Generic[P, R]):
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         """TypeError, naming the task, when the arguments do not fit its signature."""
+        if not kwargs and self._positional is not None:
+            low, high = self._positional
+            if low <= len(args) <= high:
+                return  # the common case, without the cost of Signature.bind
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -156,3 +161,19 @@ class BoundTask(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return self.task.app.enqueue_many([JobSpec(self.task, args, kwargs, self.options)])[0]
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    """(required, allowed) positional argument counts, when positional arguments alone can
+    satisfy the signature; None when only ``Signature.bind`` can tell."""
+    low = high = 0
+    for param in signature.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            high += 1
+            if param.default is param.empty:
+                low += 1
+        elif param.kind == param.VAR_POSITIONAL:
+            high = 1 << 30
+        elif param.kind == param.KEYWORD_ONLY and param.default is param.empty:
+            return None
+    return low, high
