@@ -36,9 +36,29 @@ from ..job import (
 SCHEMA_VERSION = 1
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
 
-_COLUMNS = (
-    "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
-    " started_at, finished_at, result, last_error, traceback, locked_by, lease_until"
+# Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
+# hand-written row holds, and a cast in C is cheaper than checking types in Python.
+_COLUMNS = ", ".join(
+    f"CAST({name} AS {kind})"
+    for name, kind in (
+        ("id", "TEXT"),
+        ("queue", "TEXT"),
+        ("payload", "BLOB"),
+        ("priority", "INTEGER"),
+        ("state", "TEXT"),
+        ("run_at", "REAL"),
+        ("attempts", "INTEGER"),
+        ("max_attempts", "INTEGER"),
+        ("timeout", "REAL"),
+        ("created_at", "REAL"),
+        ("started_at", "REAL"),
+        ("finished_at", "REAL"),
+        ("result", "BLOB"),
+        ("last_error", "TEXT"),
+        ("traceback", "TEXT"),
+        ("locked_by", "TEXT"),
+        ("lease_until", "REAL"),
+    )
 )
 _WAITING = "('scheduled','pending','retry')"
 
@@ -102,50 +122,8 @@ def _path_from_url(url: str) -> str:
     return path
 
 
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if value is None:
-        return b""
-    return str(value).encode()
-
-
-def _as_int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _record(row: Sequence[Any]) -> JobRecord:
-    """A row as a record, tolerating the wrong types a hand-written row may hold: the
-    worker then sends that one job to ``dead`` with a reason instead of crashing."""
-    return JobRecord(
-        id=str(row[0]),
-        queue=str(row[1]),
-        payload=_as_bytes(row[2]),
-        priority=_as_int(row[3], 0),
-        state=str(row[4]),
-        run_at=_as_float(row[5]) or 0.0,
-        attempts=_as_int(row[6], 0),
-        max_attempts=_as_int(row[7], 1),
-        timeout=_as_float(row[8]),
-        created_at=_as_float(row[9]) or 0.0,
-        started_at=_as_float(row[10]),
-        finished_at=_as_float(row[11]),
-        result=None if row[12] is None else _as_bytes(row[12]),
-        last_error=row[13],
-        traceback=row[14],
-        locked_by=row[15],
-        lease_until=_as_float(row[16]),
-    )
+    return JobRecord(*row)
 
 
 class SQLiteBackend:

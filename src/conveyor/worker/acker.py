@@ -14,6 +14,8 @@ from .outcome import Outcome
 log = logging.getLogger("conveyor.worker")
 
 MAX_BATCH = 1000
+MIN_BATCH = 32
+LINGER = 0.002  # seconds
 
 
 class Acker:
@@ -28,23 +30,18 @@ class Acker:
     def __init__(self, backend: Backend, worker_id: str) -> None:
         self._backend = backend
         self._worker_id = worker_id
-        self._inbox: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._pending = 0
-        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[Outcome | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="conveyor-acker", daemon=True)
         self._thread.start()
 
     def put(self, outcome: Outcome) -> None:
-        with self._lock:
-            self._pending += 1
-            self._idle.clear()
         self._inbox.put(outcome)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every outcome put so far is written; False on timeout."""
-        return self._idle.wait(timeout)
+        marker = threading.Event()
+        self._inbox.put(marker)
+        return marker.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.flush(timeout)
@@ -52,27 +49,45 @@ class Acker:
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        inbox = self._inbox
         while True:
-            first = self._inbox.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
+            item = inbox.get()
+            batch: list[Outcome] = []
+            markers: list[threading.Event] = []
+            # Linger a moment for company: under load, one write per job would cost more
+            # than the job. The wait delays only when a result becomes visible.
+            deadline = time.monotonic() + LINGER
+            while True:
                 if item is None:
-                    self._inbox.put(None)
+                    self._write(batch)
+                    for marker in markers:
+                        marker.set()
+                    return
+                if isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= MAX_BATCH:
                     break
-                batch.append(item)
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    if markers or len(batch) >= MIN_BATCH:
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        item = inbox.get(timeout=left)
+                    except queue.Empty:
+                        break
             self._write(batch)
-            with self._lock:
-                self._pending -= len(batch)
-                if self._pending == 0:
-                    self._idle.set()
+            for marker in markers:
+                marker.set()
 
     def _write(self, batch: list[Outcome]) -> None:
+        if not batch:
+            return
         completed = [o for o in batch if not isinstance(o, Failure)]
         failed = [o for o in batch if isinstance(o, Failure)]
         pause = 0.05

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 
+#: Seconds of work the adaptive prefetch keeps ready, and the most jobs it holds.
+PREFETCH_HORIZON = 0.05
+PREFETCH_LIMIT = 1000
+
 #: Exit code of a supervised worker that asks to be replaced (a task thread is stuck).
 EXIT_REPLACE_ME = 3
 
@@ -35,9 +39,12 @@ class Worker:
 
     Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them.
     The worker holds at most ``concurrency + prefetch`` jobs: each fetch asks for exactly
-    the free places, so one round-trip claims a batch. Delivery is at-least-once: nothing is
-    acknowledged before its task returns, and a job whose worker dies comes back when its
-    lease expires.
+    the free places, so one round-trip claims a batch. Unless ``prefetch`` is given, it
+    adapts: enough ready jobs for about 50 ms of work at the current pace (at least
+    ``concurrency``), so short jobs come in large batches and long ones are not hoarded.
+
+    Delivery is at-least-once: nothing is acknowledged before its task returns, and a job
+    whose worker dies comes back when its lease expires.
     """
 
     def __init__(
@@ -57,7 +64,10 @@ class Worker:
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
+        self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
+        self._batch_floor = max(1, self.capacity // 2)
+        self._rate_mark = (time.monotonic(), 0)
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
@@ -167,13 +177,31 @@ class Worker:
         return bool(records)
 
     def _free_places(self) -> int:
-        """Places free for new jobs; waits briefly for one when the worker is full."""
+        """Places free for new jobs, once there are enough for a worthwhile batch.
+
+        While the worker still holds jobs to run, it waits until half its places are free:
+        a fetch is a round-trip (a write transaction on SQL stores), and claiming one job at
+        a time as each finishes would spend the store on tiny batches.
+        """
         with self._cond:
+            if self._fixed_prefetch is None:
+                self._adapt_prefetch()
             free = self.capacity - len(self._held)
-            if free <= 0:
-                self._cond.wait(0.1)
+            if free <= 0 or (self._held and free < self._batch_floor):
+                self._cond.wait(0.05)
                 return 0
             return free
+
+    def _adapt_prefetch(self) -> None:
+        now = time.monotonic()
+        since, done = self._rate_mark
+        if now - since < 0.2:
+            return
+        rate = (self.processed - done) / (now - since)
+        prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
+        self.capacity = self.concurrency + prefetch
+        self._batch_floor = max(1, self.capacity // 2)
+        self._rate_mark = (now, self.processed)
 
     def _dispatch(self, record: Any) -> None:
         job = self._runner.prepare(record)
@@ -193,7 +221,10 @@ class Worker:
             if outcome is not None:
                 self._held.discard(job_id)
                 self.processed += 1
-            self._cond.notify_all()
+            # Wake the fetcher only when a batch's worth of places is free (or none is held,
+            # which shutdown and burst wait for): a wake per job costs a GIL hand-off each.
+            if len(self._held) <= self.capacity - self._batch_floor:
+                self._cond.notify_all()
 
     # -- the rare paths -------------------------------------------------------------------
     def _on_stuck(self, entry: RunningJob) -> None:
