@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .backends import Backend, open_backend
-from .codec import Codec, check_json, normalize_keys
+from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
     CANCELLED,
@@ -50,7 +50,9 @@ class Conveyor:
     store. ``lease``: seconds a fetched job is reserved for its worker before another may
     take it back; the worker's heartbeat extends it while the job runs. ``result_ttl``:
     seconds completed jobs and their results are kept. ``secret_key``: signs every payload
-    (a list rotates: the first signs, any verifies). ``max_payload``: bytes one encoded job
+    (a list rotates: the first signs, any verifies). ``encryption_key``: encrypts arguments
+    and results at rest with AES-256-GCM (32 bytes; a list rotates likewise; needs
+    ``conveyor[crypto]``). ``max_payload``: bytes one encoded job
     may take. ``max_queue_length``: waiting jobs one queue may hold (``QueueFull`` beyond).
     """
 
@@ -62,6 +64,7 @@ class Conveyor:
         lease: float = 30.0,
         result_ttl: float = 3600.0,
         secret_key: str | bytes | Sequence[str | bytes] | None = None,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
         max_payload: int | None = DEFAULT_MAX_PAYLOAD,
         max_queue_length: int | None = None,
         middleware: Iterable[Middleware] = (),
@@ -75,7 +78,7 @@ class Conveyor:
         self.lease = float(lease)
         self.result_ttl = float(result_ttl)
         self.max_queue_length = max_queue_length
-        self.codec = Codec(normalize_keys(secret_key), max_payload)
+        self.codec = Codec(normalize_keys(secret_key), max_payload, normalize_encryption_keys(encryption_key))
         self.middleware: list[Middleware] = list(middleware)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._backend: Backend | None = None
@@ -236,10 +239,11 @@ class Conveyor:
 
     # -- reading jobs ---------------------------------------------------------------------
     def _job(self, record: JobRecord, now: float | None = None) -> Job:
-        payload = self.codec.peek(record.payload)
+        payload, hidden_args = self.codec.peek(record.id, record.payload)
         task, args, kwargs = (payload.task, payload.args, payload.kwargs) if payload else ("?", [], {})
+        value, hidden_result = self.codec.decode_result(record.result, record.id)
         return Job.from_record(
-            record, task, args, kwargs, self.codec.decode_result(record.result), self, now=now
+            record, task, args, kwargs, value, self, now=now, encrypted=hidden_args or hidden_result
         )
 
     def get_job(self, job_id: str) -> Job | None:
@@ -272,7 +276,12 @@ class Conveyor:
             if record is None:
                 raise JobFailed(job_id, "missing", "no such job (deleted, or pruned after result_ttl)")
             if record.state == COMPLETED:
-                return self.codec.decode_result(record.result)
+                value, hidden = self.codec.decode_result(record.result, job_id)
+                if hidden:
+                    raise ConfigurationError(
+                        f"the result of job {job_id} is encrypted with a key this app does not hold"
+                    )
+                return value
             if record.state in (DEAD, CANCELLED):
                 raise JobFailed(job_id, record.state, record.last_error)
             if deadline is not None and time.monotonic() >= deadline:

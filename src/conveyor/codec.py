@@ -1,9 +1,11 @@
-"""Job payloads: JSON only, checked in the caller, optionally signed.
+"""Job payloads: JSON only, checked in the caller, optionally signed and encrypted.
 
 A payload is the JSON object ``{"t": task, "a": args, "k": kwargs}`` (plus ``"b"`` for a
-per-enqueue backoff). With a secret key it is prefixed ``s1:<base64 HMAC-SHA256>:``; the
-HMAC covers the job's id and scheduling options as well as the body, so a row moved to
-another id, queue or retry budget no longer verifies.
+per-enqueue backoff). With an encryption key, ``"a"`` and ``"k"`` travel sealed with
+AES-256-GCM in ``"e"``, bound to the job's id so a ciphertext cannot be moved to another
+job. With a secret key the payload is prefixed ``s1:<base64 HMAC-SHA256>:``; the HMAC covers
+the job's id and scheduling options as well as the body, so a row moved to another id,
+queue or retry budget no longer verifies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +27,7 @@ _SCALARS = (str, bool, type(None))
 _INT64 = (-(2**63), 2**64 - 1)
 _SIGNED_PREFIX = b"s1:"
 _SIG_LEN = 43  # base64 of 32 bytes, unpadded
+_SEALED_RESULT = b"e1:"
 
 
 class BadPayload(ValueError):
@@ -97,12 +101,83 @@ def normalize_keys(secret_key: str | bytes | Sequence[str | bytes] | None) -> li
     return keys
 
 
+def normalize_encryption_keys(key: str | bytes | Sequence[str | bytes] | None) -> list[bytes]:
+    """``encryption_key`` as a list of 32-byte AES keys: the first encrypts, any decrypts.
+
+    A key is 32 raw bytes, or text of 64 hex digits or urlsafe base64 (as
+    ``base64.urlsafe_b64encode(os.urandom(32))`` prints).
+    """
+    if key is None:
+        return []
+    raw = [key] if isinstance(key, str | bytes) else list(key)
+    keys: list[bytes] = []
+    for item in raw:
+        value: bytes | None = None
+        if isinstance(item, bytes) and len(item) == 32:
+            value = item
+        else:
+            text = item.decode() if isinstance(item, bytes) else item
+            try:
+                value = bytes.fromhex(text) if len(text) == 64 else base64.urlsafe_b64decode(text)
+            except ValueError:
+                value = None
+        if value is None or len(value) != 32:
+            raise ConfigurationError(
+                "encryption_key must be 32 bytes, 64 hex digits or base64 of 32 bytes "
+                "(make one: python -c 'import os, base64;"
+                " print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+            )
+        keys.append(value)
+    if not keys:
+        raise ConfigurationError("encryption_key is an empty list")
+    return keys
+
+
+class _Cipher:
+    """AES-256-GCM for arguments and results, with the key id stored beside each value so
+    that old keys keep decrypting after a rotation."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError:
+            raise ConfigurationError(
+                "encryption needs the crypto extra: pip install 'conveyor[crypto]'"
+            ) from None
+        self._ciphers = {hashlib.sha256(k).hexdigest()[:8]: AESGCM(k) for k in keys}
+        self._current = hashlib.sha256(keys[0]).hexdigest()[:8]
+
+    def seal(self, plain: bytes, job_id: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._ciphers[self._current].encrypt(nonce, plain, job_id.encode())
+        return f"{self._current}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+    def open(self, text: str, job_id: str) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        key_id, _, blob = text.partition(":")
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise BadPayload(f"encrypted with key {key_id!r}, which this app does not hold")
+        try:
+            data = base64.urlsafe_b64decode(blob)
+            return bytes(cipher.decrypt(data[:12], data[12:], job_id.encode()))
+        except (InvalidTag, ValueError):
+            raise BadPayload("encrypted data does not decrypt: altered, or moved to another job") from None
+
+
 class Codec:
     """Encodes and decodes payloads and results for one app."""
 
-    def __init__(self, secret_keys: list[bytes], max_payload: int | None = None) -> None:
+    def __init__(
+        self,
+        secret_keys: list[bytes],
+        max_payload: int | None = None,
+        encryption_keys: list[bytes] | None = None,
+    ) -> None:
         self._keys = secret_keys
         self.max_payload = max_payload
+        self._cipher = _Cipher(encryption_keys) if encryption_keys else None
 
     @property
     def signs(self) -> bool:
@@ -118,7 +193,11 @@ class Codec:
         kwargs: dict[str, Any],
         backoff: float | None = None,
     ) -> bytes:
-        body: dict[str, Any] = {"t": task, "a": args, "k": kwargs}
+        body: dict[str, Any]
+        if self._cipher is None:
+            body = {"t": task, "a": args, "k": kwargs}
+        else:
+            body = {"t": task, "e": self._cipher.seal(orjson.dumps({"a": args, "k": kwargs}), job_id)}
         if backoff is not None:
             body["b"] = backoff
         data = orjson.dumps(body)
@@ -149,6 +228,9 @@ class Codec:
         if type(obj) is not dict:
             raise BadPayload(f"payload is a JSON {type(obj).__name__}, expected an object")
         task, args, kwargs = obj.get("t"), obj.get("a", []), obj.get("k", {})
+        sealed = obj.get("e")
+        if sealed is not None:
+            args, kwargs = self._unseal(sealed, job_id)
         if type(task) is not str or not task:
             raise BadPayload("payload names no task (field 't' missing or not a string)")
         if type(args) is not list:
@@ -162,34 +244,63 @@ class Codec:
             raise BadPayload(f"payload backoff ('b') is {backoff!r}, expected seconds >= 0")
         return Payload(task, args, kwargs, backoff)
 
-    def peek(self, data: bytes) -> Payload | None:
-        """The payload for display, without verifying a signature; None if unreadable."""
+    def _unseal(self, sealed: Any, job_id: str) -> tuple[Any, Any]:
+        if self._cipher is None:
+            raise BadPayload("arguments are encrypted and this app has no encryption_key")
+        if type(sealed) is not str:
+            raise BadPayload("encrypted arguments ('e') are not a string")
+        try:
+            inner = orjson.loads(self._cipher.open(sealed, job_id))
+        except orjson.JSONDecodeError:
+            raise BadPayload("decrypted arguments are not valid JSON") from None
+        if type(inner) is not dict:
+            raise BadPayload("decrypted arguments are not a JSON object")
+        return inner.get("a", []), inner.get("k", {})
+
+    def peek(self, job_id: str, data: bytes) -> tuple[Payload | None, bool]:
+        """The payload for display, without verifying a signature, and whether its arguments
+        are encrypted beyond this process's reach (then they show as empty)."""
         body = data[4 + _SIG_LEN :] if data.startswith(_SIGNED_PREFIX) else data
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return None
+            return None, False
         if type(obj) is not dict:
-            return None
-        args, kwargs = obj.get("a"), obj.get("k")
-        return Payload(
+            return None, False
+        args, kwargs, hidden = obj.get("a"), obj.get("k"), False
+        if "e" in obj:
+            try:
+                args, kwargs = self._unseal(obj["e"], job_id)
+            except BadPayload:
+                args, kwargs, hidden = [], {}, True
+        payload = Payload(
             str(obj.get("t", "?")),
             args if type(args) is list else [],
             kwargs if type(kwargs) is dict else {},
         )
+        return payload, hidden
 
-    @staticmethod
-    def encode_result(value: Any) -> bytes:
-        return orjson.dumps(value)
+    def encode_result(self, value: Any, job_id: str) -> bytes:
+        data = orjson.dumps(value)
+        if self._cipher is None:
+            return data
+        return _SEALED_RESULT + self._cipher.seal(data, job_id).encode()
 
-    @staticmethod
-    def decode_result(data: bytes | None) -> Any:
+    def decode_result(self, data: bytes | None, job_id: str) -> tuple[Any, bool]:
+        """A stored result and whether it is encrypted beyond this process's reach."""
         if data is None:
-            return None
+            return None, False
+        if data.startswith(_SEALED_RESULT):
+            if self._cipher is None:
+                return None, True
+            try:
+                data = self._cipher.open(data[len(_SEALED_RESULT) :].decode(), job_id)
+            except (BadPayload, UnicodeDecodeError):
+                return None, True
         try:
-            return orjson.loads(data)
+            return orjson.loads(data), False
         except orjson.JSONDecodeError:
-            return None
+            return None, False
 
     @staticmethod
     def _sign(key: bytes, job_id: str, queue: str, max_attempts: int, body: bytes) -> bytes:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conveyor import Conveyor, Fail, JobFailed, Retry
+from conveyor import ConfigurationError, Conveyor, Fail, JobFailed, Retry
 from conveyor.job import JobRecord, new_id
 
 from .conftest import AppFactory
@@ -228,3 +228,46 @@ def test_kept_priority_order_through_one_thread(app: Conveyor) -> None:
     thread.start()
     thread.join(30)
     assert order == ["high", "mid", "low"]
+
+
+def test_encrypted_arguments_and_results_at_rest(make_app: AppFactory) -> None:
+    pytest.importorskip("cryptography")
+    import base64
+    import os
+
+    key, old = base64.urlsafe_b64encode(os.urandom(32)).decode(), os.urandom(32)
+    writer = make_app(encryption_key=[key, old])
+    del old
+    reader = make_app(encryption_key=[os.urandom(32), key])  # rotated: the old key decrypts
+    blind = make_app()  # same store, no key
+
+    @writer.task(name="t.secret")
+    def secret(card: str) -> dict[str, str]:
+        return {"last4": card[-4:]}
+
+    reader.task(name="t.secret")(secret.fn)
+    job = secret.enqueue("4111111111111111")
+    stored = writer.backend.get(job.id)
+    assert stored is not None and b"4111" not in stored.payload
+    drain(reader)
+    assert reader.wait_for(job.id, timeout=1) == {"last4": "1111"}
+    with pytest.raises(ConfigurationError, match="key this app does not hold"):
+        job.result(timeout=1)  # the writer never held the reader's new key
+    assert b"1111" not in (reader.backend.get(job.id).result or b"")  # type: ignore[union-attr]
+    seen = blind.get_job(job.id)
+    assert seen is not None and seen.encrypted and seen.args == [] and seen.return_value is None
+    assert reader.get_job(job.id).args == ["4111111111111111"]  # type: ignore[union-attr]
+
+
+def test_payload_size_limit(make_app: AppFactory) -> None:
+    from conveyor import PayloadTooLarge
+
+    app = make_app(max_payload=1000)
+
+    @app.task(name="t.big")
+    def big(blob: str) -> None: ...
+
+    big.enqueue("x" * 500)
+    with pytest.raises(PayloadTooLarge, match="over the limit of 1000"):
+        big.enqueue("x" * 2000)
+    assert app.stats().total("pending") == 1

@@ -197,7 +197,7 @@ class Runner:
                     f"task {job.task.name!r} returned a value that is not JSON: {problem}",
                     permanent=True,
                 )
-            encoded = self.codec.encode_result(value)
+            encoded = self.codec.encode_result(value, job.record.id)
         if self.middleware:
             self._after(job, started, None, value)
         return (job.record.id, encoded)
