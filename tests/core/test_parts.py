@@ -1,0 +1,158 @@
+"""The small parts: queue weights, backoff, redaction, middleware, ids, configuration."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import ConfigurationError, Conveyor, Middleware
+from conveyor.job import JobRecord, new_id
+from conveyor.redaction import redact
+from conveyor.retry import delay_for, exponential
+from conveyor.worker.queues import QueueOrder
+
+
+def test_strict_and_weighted_queue_orders() -> None:
+    assert QueueOrder("a,b,c")() == ["a", "b", "c"]
+    assert QueueOrder(None)() is None
+    weighted = QueueOrder("critical:6,default:3,low:1")
+    firsts = collections.Counter(weighted()[0] for _ in range(5000))  # type: ignore[index]
+    assert firsts["critical"] > firsts["default"] > firsts["low"] > 0
+    assert 0.5 < firsts["critical"] / 5000 < 0.7
+    for bad in ("a:0", "a:x", "a,a"):
+        with pytest.raises(ConfigurationError):
+            QueueOrder(bad)
+
+
+def test_backoff_policies() -> None:
+    assert delay_for(5, 3) == 5.0
+    assert delay_for(lambda n: n * 10, 2) == 20.0
+    assert delay_for(lambda n: -1, 2) == 0.0
+    assert 1.0 <= exponential(1) <= 1.5 and 8.0 <= exponential(4) <= 12.0
+    assert exponential(100) <= 3600 * 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("connect failed password=hunter2 host=db", "hunter2"),
+        ('{"token": "abc123", "ok": 1}', "abc123"),
+        ("Authorization: Bearer eyJhbGciOi", "eyJhbGciOi"),
+        ("postgresql://app:s3cret@db:5432/x", "s3cret"),
+        ("api_key='k-998877'", "k-998877"),
+    ],
+)
+def test_redaction_hides_secrets(text: str, hidden: str) -> None:
+    out = redact(text)
+    assert hidden not in out and "[REDACTED]" in out
+
+
+def test_redaction_keeps_ordinary_text_and_truncates() -> None:
+    assert redact("ValueError: bad value 42") == "ValueError: bad value 42"
+    assert len(redact("x" * 10_000)) <= 4000
+
+
+def test_ids_are_unique_and_time_ordered() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    assert all(i[14] == "7" for i in ids[:10])  # UUID version 7
+
+
+def test_middleware_sees_enqueue_and_runs(tmp_path: Path) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    class Spy(Middleware):
+        def before_enqueue(self, records: list[JobRecord]) -> None:
+            seen.append(("before_enqueue", len(records)))
+
+        def after_enqueue(self, records: list[JobRecord]) -> None:
+            seen.append(("after_enqueue", len(records)))
+
+        def before_run(self, job_id: str, task: str) -> None:
+            seen.append(("before_run", task))
+
+        def after_run(
+            self, job_id: str, task: str, duration: float, error: BaseException | None, result: Any
+        ) -> None:
+            seen.append(("after_run", (task, type(error).__name__ if error else result)))
+
+    class Broken(Middleware):
+        def before_run(self, job_id: str, task: str) -> None:
+            raise RuntimeError("a broken hook must not break the job")
+
+    app = Conveyor(f"sqlite:///{tmp_path}/m.db", middleware=[Spy(), Broken()])
+
+    @app.task(name="ok")
+    def ok() -> int:
+        return 1
+
+    @app.task(name="bad", retries=0)
+    def bad() -> None:
+        raise KeyError("k")
+
+    app.enqueue_many([ok.job(), bad.job()])
+    worker = app.worker(concurrency=1, burst=True)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(30)
+    assert ("before_enqueue", 2) in seen and ("after_enqueue", 2) in seen
+    assert ("after_run", ("ok", 1)) in seen and ("after_run", ("bad", "KeyError")) in seen
+    assert app.stats().queues["default"] == {"completed": 1, "dead": 1}
+    app.close()
+
+
+def test_configuration_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="unknown store URL scheme"):
+        Conveyor("mysql://x").backend  # noqa: B018
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        Conveyor("sqlite:///x.db", secret_key="short")
+    with pytest.raises(ConfigurationError, match="in-memory"):
+        Conveyor("sqlite:///:memory:").backend  # noqa: B018
+    app = Conveyor(f"sqlite:///{tmp_path}/a.db")
+
+    @app.task(name="t")
+    def t() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="already registered"):
+        app.task(name="t")(lambda: None)
+    with pytest.raises(ConfigurationError, match="callable backoff"):
+        t.using(backoff=lambda n: 1.0)
+    with pytest.raises(ConfigurationError, match="retries"):
+        t.using(retries=-1)
+    monkeypatch.setenv("CONVEYOR_URL", f"sqlite:///{tmp_path}/env.db")
+    assert Conveyor().url == f"sqlite:///{tmp_path}/env.db"
+    monkeypatch.delenv("CONVEYOR_URL")
+    assert Conveyor().url == "sqlite:///conveyor.db"
+
+
+def test_import_opens_nothing(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/lazy.db")
+    assert not (tmp_path / "lazy.db").exists()
+    app.stats()
+    assert (tmp_path / "lazy.db").exists()
+    app.close()
+
+
+def test_plain_call_runs_inline(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/i.db")
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    assert add(1, 2) == 3
+    assert add.name.endswith("test_plain_call_runs_inline.<locals>.add")
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_redaction_is_linear_on_hostile_text() -> None:
+    import time
+
+    start = time.process_time()
+    for hostile in ("x" * 40_000, "a=" * 20_000, "http://" + "a" * 40_000, "'" * 40_000):
+        redact(hostile, 40_000)
+    assert time.process_time() - start < 2.0  # quadratic backtracking takes minutes here
