@@ -19,10 +19,8 @@ _SECRET_NAME = re.compile(
 )
 
 # name = value, name: value, "name": "value", 'name': 'value'
-_ASSIGNMENT = re.compile(
-    r"""(?<![\w.-])(?P<key>["']?(?P<name>[\w.-]{1,64})["']?[ \t]{0,3}[:=][ \t]{0,3})"""
-    r"""(?P<q>["']?)(?P<value>(?:(?:Bearer|Basic|Token)[ \t]{1,3})?[^\s"',;}&]{1,4096})""",
-)
+_KEY = re.compile(r"""(?<![\w.-])["']?(?P<name>[\w.-]{1,64})["']?[ \t]{0,3}[:=][ \t]{0,3}""")
+_VALUE = re.compile(r"""(?P<q>["']?)(?:(?:Bearer|Basic|Token)[ \t]{1,3})?[^\s"',;}&]{1,4096}""")
 # user:password@host in URLs
 _URL_CREDENTIALS = re.compile(
     r"(?P<key>\b[a-zA-Z][a-zA-Z0-9+.-]{0,20}://[^:/@\s]{1,256}:)(?P<value>[^@\s/]{1,256})(?=@)"
@@ -32,16 +30,24 @@ MAX_ERROR_LENGTH = 4000
 MAX_TRACEBACK_LENGTH = 20000
 
 
-def _mask_assignment(match: re.Match[str]) -> str:
-    if _SECRET_NAME.search(match.group("name")):
-        return f"{match.group('key')}{match.group('q')}[REDACTED]"
-    return match.group(0)
+def _mask_assignments(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not _SECRET_NAME.search(key.group("name")):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is not None:
+            parts.append(f"{text[done : key.end()]}{value.group('q')}[REDACTED]")
+            done = value.end()
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def redact(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     """``text`` with secrets masked and cut to ``limit`` characters."""
     text = text[: limit * 2]
-    text = _ASSIGNMENT.sub(_mask_assignment, text)
+    text = _mask_assignments(text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('key')}[REDACTED]", text)
     if len(text) > limit:
         text = text[: limit - 20] + " … [truncated]"

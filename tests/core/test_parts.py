@@ -40,6 +40,7 @@ def test_backoff_policies() -> None:
     ("text", "hidden"),
     [
         ("connect failed password=hunter2 host=db", "hunter2"),
+        ("ConnectionError: password=hunter2 refused", "hunter2"),
         ('{"token": "abc123", "ok": 1}', "abc123"),
         ("Authorization: Bearer eyJhbGciOi", "eyJhbGciOi"),
         ("postgresql://app:s3cret@db:5432/x", "s3cret"),
