@@ -89,9 +89,10 @@ class Worker:
         SIGTERM or SIGINT stop fetching and give running jobs ``grace`` seconds to finish,
         then hand the rest back; a second signal exits at once.
         """
+        previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog)
         self._acker = Acker(self._backend, self.id)
@@ -110,6 +111,8 @@ class Worker:
             self._loop()
         finally:
             self._shutdown()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return self.exit_code
 
     def stop(self) -> None:
