@@ -277,7 +277,7 @@ def jobs(
     for col in ("id", "task", "queue", "state", "attempts", "enqueued", "args", "last error"):
         table.add_column(col, overflow="fold")
     for job in found:
-        args = orjson.dumps(job.args).decode()
+        args = "[encrypted]" if job.encrypted else orjson.dumps(job.args).decode()
         table.add_row(
             job.id,
             escape(job.task),
@@ -308,6 +308,8 @@ def _job_dict(job: Job) -> dict[str, Any]:
         "last_error": job.last_error,
         "result": job.return_value,
         "worker": job.worker,
+        # Encrypted with a key this process does not hold: args, kwargs and result are hidden.
+        "encrypted": job.encrypted,
     }
 
 
