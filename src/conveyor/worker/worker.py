@@ -68,6 +68,7 @@ class Worker:
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // 2)
         self._rate_mark = (time.monotonic(), 0)
+        self._outage = 0.0  # the last pause after a failed store call; 0 while all is well
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
@@ -111,8 +112,8 @@ class Worker:
             self._loop()
         finally:
             self._shutdown()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         return self.exit_code
 
     def stop(self) -> None:
@@ -150,7 +151,12 @@ class Worker:
             if free == 0:
                 continue
             queues = self.order()
-            records = backend.fetch(queues, free, self.id, lease, time.time())
+            try:
+                records = backend.fetch(queues, free, self.id, lease, time.time())
+            except Exception as exc:
+                self._store_down(exc)
+                continue
+            self._outage = 0.0
             if records:
                 with self._cond:
                     self._held.update(r.id for r in records)
@@ -167,7 +173,18 @@ class Worker:
                 if not self._ready(queues):
                     return
             else:
-                backend.wait(queues, self.idle_wait)
+                try:
+                    backend.wait(queues, self.idle_wait)
+                except Exception as exc:
+                    self._store_down(exc)
+
+    def _store_down(self, exc: Exception) -> None:
+        """The store failed a call: keep running what is held, and try again with backoff
+        (the store's client reconnects by itself when the store is back)."""
+        pause = min(5.0, max(0.05, self._outage * 2))
+        log.warning("store unreachable (%s); retrying in %.2f s", exc, pause)
+        self._outage = pause
+        self._stopping.wait(pause)
 
     def _ready(self, queues: list[str] | None) -> bool:
         """True if a job is due now (the burst worker's last look before it exits)."""
