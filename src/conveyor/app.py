@@ -202,7 +202,7 @@ class Conveyor:
         elif opts.delay:
             run_at = now + opts.delay
         max_attempts = opts.retries + 1
-        backoff = opts.backoff if isinstance(opts.backoff, int | float) else None
+        backoff = opts.backoff if type(opts.backoff) in (int, float) else None
         if backoff is not None and opts.backoff is task.options.backoff:
             backoff = None  # the worker knows the task's own backoff; store only overrides
         payload = self.codec.encode_payload(
@@ -214,17 +214,18 @@ class Conveyor:
                 f"job of task {task.name!r} encodes to {len(payload)} bytes, over the limit "
                 f"of {limit}; store large data elsewhere and pass its key"
             )
-        state = SCHEDULED if run_at > now else PENDING
+        # Positional: a dataclass __init__ with keywords costs twice as much, per job.
         record = JobRecord(
-            id=job_id,
-            queue=opts.queue,
-            payload=payload,
-            priority=opts.priority,
-            state=state,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            timeout=opts.timeout,
-            created_at=now,
+            job_id,
+            opts.queue,
+            payload,
+            opts.priority,
+            SCHEDULED if run_at > now else PENDING,
+            run_at,
+            0,
+            max_attempts,
+            opts.timeout,
+            now,
         )
         job = Job.enqueued(
             record,
