@@ -202,7 +202,7 @@ class Conveyor:
         elif opts.delay:
             run_at = now + opts.delay
         max_attempts = opts.retries + 1
-        backoff = opts.backoff if type(opts.backoff) in (int, float) else None
+        backoff = float(opts.backoff) if isinstance(opts.backoff, int | float) else None
         if backoff is not None and opts.backoff is task.options.backoff:
             backoff = None  # the worker knows the task's own backoff; store only overrides
         payload = self.codec.encode_payload(

@@ -50,11 +50,12 @@ class Acker:
 
     def _loop(self) -> None:
         inbox = self._inbox
+        last = 0  # the size of the previous batch: lingering pays only under load
         while True:
             item = inbox.get()
             batch: list[Outcome] = []
             markers: list[threading.Event] = []
-            # Linger a moment for company: under load, one write per job would cost more
+            # Under load, linger a moment for company: one write per job would cost more
             # than the job. The wait delays only when a result becomes visible.
             deadline = time.monotonic() + LINGER
             while True:
@@ -72,8 +73,8 @@ class Acker:
                 try:
                     item = inbox.get_nowait()
                 except queue.Empty:
-                    if markers or len(batch) >= MIN_BATCH:
-                        break
+                    if markers or len(batch) >= MIN_BATCH or (last <= 1 and len(batch) <= 1):
+                        break  # an idle worker writes at once
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -82,6 +83,7 @@ class Acker:
                     except queue.Empty:
                         break
             self._write(batch)
+            last = len(batch)
             for marker in markers:
                 marker.set()
 
