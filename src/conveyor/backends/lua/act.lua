@@ -1,0 +1,80 @@
+-- act: an admin action on jobs of one queue: retry, cancel or delete.
+--
+-- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
+-- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled'
+-- KEYS[3]  {ns:q}:retry      ZSET  ids stored as 'retry'
+-- KEYS[4]  {ns:q}:active     ZSET  active job ids
+-- KEYS[5]  {ns:q}:done       ZSET  completed job ids
+-- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
+-- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
+-- KEYS[8]  {ns:q}:wake       LIST  wake-up tokens for idle workers (retry pushes one)
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  action: retry | cancel | delete
+-- ARGV[3]  now
+-- ARGV[4]  only jobs in this state ("" = any), as the admin API counts states: 'pending'
+--          includes due scheduled and retry jobs, 'scheduled' and 'retry' only those not due
+-- ARGV[5…] job ids
+--
+-- Returns {changed, id…} listing the deleted ids (delete only).
+-- retry: dead, cancelled, retry or scheduled jobs become pending now with attempts 0;
+-- cancel: scheduled, pending or retry jobs become cancelled; delete: any job is removed.
+local prefix, action, now, only = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local nownum = tonumber(now)
+local WAITING = {scheduled = true, pending = true, retry = true}
+local RETRYABLE = {dead = true, cancelled = true, retry = true, scheduled = true}
+local INDEX = {active = KEYS[4], completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]}
+
+local function matches(state, run_at)
+  if only == '' then return true end
+  if only == 'pending' then return WAITING[state] and run_at <= nownum end
+  if only == 'scheduled' or only == 'retry' then return state == only and run_at > nownum end
+  return state == only
+end
+
+local function unindex(id, state, p, holder)
+  if WAITING[state] then
+    local wkey = prefix .. 'w:' .. p
+    redis.call('ZREM', wkey, id)
+    if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[1], p) end
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+  elseif INDEX[state] then
+    redis.call('ZREM', INDEX[state], id)
+  end
+  if holder then redis.call('SREM', prefix .. 'held:' .. holder, id) end
+end
+
+local out = {0}
+local woken = false
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local key = prefix .. 'j:' .. id
+  local v = redis.call('HMGET', key, 's', 'ra', 'pr', 'lb')
+  local state, run_at, p = v[1], tonumber(v[2]) or 0, v[3] or '0'
+  if state and matches(state, run_at) then
+    if action == 'retry' and RETRYABLE[state] then
+      unindex(id, state, p, false)
+      redis.call('HSET', key, 's', 'pending', 'ra', now, 'a', '0')
+      redis.call('HDEL', key, 'fa')
+      redis.call('ZADD', prefix .. 'w:' .. p, now, id)
+      redis.call('ZADD', KEYS[1], p, p)
+      out[1] = out[1] + 1
+      woken = true
+    elseif action == 'cancel' and WAITING[state] then
+      unindex(id, state, p, false)
+      redis.call('HSET', key, 's', 'cancelled', 'fa', now)
+      redis.call('ZADD', KEYS[7], now, id)
+      out[1] = out[1] + 1
+    elseif action == 'delete' then
+      unindex(id, state, p, v[4])
+      redis.call('DEL', key)
+      out[1] = out[1] + 1
+      out[#out + 1] = id
+    end
+  end
+end
+if woken then
+  redis.call('LPUSH', KEYS[8], '1')
+  redis.call('LTRIM', KEYS[8], 0, 15)
+end
+return out

@@ -1,0 +1,24 @@
+-- extend: the heartbeat's lease extension for every job of one queue a worker holds.
+--
+-- KEYS[1]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[2]  {ns:q}:active         ZSET  active job ids by lease expiry
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  worker id
+-- ARGV[3]  new lease expiry (now + lease)
+--
+-- Returns how many leases were extended. Ids the worker no longer holds (recovered or
+-- deleted meanwhile) are dropped from its set instead.
+local prefix, worker, lease_until = ARGV[1], ARGV[2], ARGV[3]
+local extended = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = prefix .. 'j:' .. id
+  local v = redis.call('HMGET', key, 's', 'lb')
+  if v[1] == 'active' and v[2] == worker then
+    redis.call('HSET', key, 'lu', lease_until)
+    redis.call('ZADD', KEYS[2], 'XX', lease_until, id)
+    extended = extended + 1
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return extended

@@ -1,0 +1,50 @@
+-- fail: record failed runs of jobs of one queue held by this worker: retry later, or dead.
+--
+-- KEYS[1]  {ns:q}:active         ZSET  active job ids by lease expiry
+-- KEYS[2]  {ns:q}:dead           ZSET  dead job ids by finished_at
+-- KEYS[3]  {ns:q}:retry          ZSET  ids stored as 'retry', by run_at
+-- KEYS[4]  {ns:q}:prios          ZSET  priorities that have waiting jobs
+-- KEYS[5]  {ns:q}:counts         HASH  p:<minute> / f:<minute>
+-- KEYS[6]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  worker id
+-- ARGV[3]  now
+-- ARGV[4]  minute start (counter fields p:<minute> and f:<minute>)
+-- ARGV[5]  one character per failure: "1" = has a traceback
+-- ARGV[6…] 4 per failure: id, retry_at ("" = dead), error, traceback
+--
+-- Returns how many failures were recorded; each counts as processed and as failed.
+local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local n, changed = 0, 0
+for i = 6, #ARGV, 4 do
+  n = n + 1
+  local id, retry_at = ARGV[i], ARGV[i + 1]
+  local key = prefix .. 'j:' .. id
+  local v = redis.call('HMGET', key, 's', 'lb', 'pr')
+  if v[1] == 'active' and v[2] == worker then
+    if retry_at == '' then
+      redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
+      redis.call('ZADD', KEYS[2], now, id)
+    else
+      local p = v[3] or '0'
+      redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
+      redis.call('ZADD', prefix .. 'w:' .. p, retry_at, id)
+      redis.call('ZADD', KEYS[4], p, p)
+      redis.call('ZADD', KEYS[3], retry_at, id)
+    end
+    if string.sub(flags, n, n) == '1' then
+      redis.call('HSET', key, 'tb', ARGV[i + 3])
+      redis.call('HDEL', key, 'lb', 'lu')
+    else
+      redis.call('HDEL', key, 'lb', 'lu', 'tb')
+    end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('SREM', KEYS[6], id)
+    changed = changed + 1
+  end
+end
+if changed > 0 then
+  redis.call('HINCRBY', KEYS[5], 'p:' .. ARGV[4], changed)
+  redis.call('HINCRBY', KEYS[5], 'f:' .. ARGV[4], changed)
+end
+return changed

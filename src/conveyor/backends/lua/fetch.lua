@@ -1,0 +1,101 @@
+-- fetch: claim up to a limit of due jobs of one queue for one worker, with a lease.
+--
+-- KEYS[1]  {ns:q}:prios          ZSET  priorities that have waiting jobs
+-- KEYS[2]  {ns:q}:active         ZSET  active job ids by lease expiry
+-- KEYS[3]  {ns:q}:sched          ZSET  ids stored as 'scheduled'
+-- KEYS[4]  {ns:q}:retry          ZSET  ids stored as 'retry'
+-- KEYS[5]  {ns:q}:paused         STRING present while the queue is paused
+-- KEYS[6]  {ns:q}:held:<worker>  SET   ids this worker holds (the heartbeat extends them)
+-- KEYS[7]  {ns:q}:claim:<worker> LIST  token of the worker's last claim, then its ids
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  limit
+-- ARGV[3]  worker id
+-- ARGV[4]  lease expiry (now + lease)
+-- ARGV[5]  now
+-- ARGV[6]  token unique to this call
+-- ARGV[7]  milliseconds to remember the claim
+--
+-- Returns 10 values per claimed job: id, p pr ra a ma to ca e tb of its hash (nil where
+-- absent), in claim order: priority DESC, then run_at, then id (the member order of equal
+-- scores). The caller knows the rest: state 'active', locked_by, lease_until, started_at.
+-- The same token again (redis-py re-sends a call whose reply was lost) returns the same
+-- jobs instead of claiming more, so a claim is never orphaned by a retry.
+local prefix, worker, lease_until, now = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+-- v[1..12]: p pr s ra a ma to ca fa e tb lb
+local FIELDS = {'p', 'pr', 's', 'ra', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'lb'}
+local out = {}
+local function emit(id, v)
+  out[#out + 1] = id
+  out[#out + 1] = v[1]
+  out[#out + 1] = v[2]
+  out[#out + 1] = v[4]
+  out[#out + 1] = v[5]
+  out[#out + 1] = v[6]
+  out[#out + 1] = v[7]
+  out[#out + 1] = v[8]
+  out[#out + 1] = v[10]
+  out[#out + 1] = v[11]
+end
+
+local last = redis.call('LRANGE', KEYS[7], 0, -1)
+if last[1] == ARGV[6] then
+  for i = 2, #last do
+    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], unpack(FIELDS))
+    if v[3] == 'active' and v[12] == worker then emit(last[i], v) end
+  end
+  return out
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return out
+end
+
+local limit = tonumber(ARGV[2])
+local claimed = {}
+for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local want = limit - #claimed
+  if want <= 0 then break end
+  local wkey = prefix .. 'w:' .. p
+  local ids = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
+  if #ids > 0 then
+    -- Due jobs sort before later ones, so the ones just read are the first ranks.
+    redis.call('ZREMRANGEBYRANK', wkey, 0, #ids - 1)
+    for _, id in ipairs(ids) do
+      local key = prefix .. 'j:' .. id
+      local v = redis.call('HMGET', key, unpack(FIELDS))
+      if v[1] then
+        if v[3] == 'scheduled' then
+          redis.call('ZREM', KEYS[3], id)
+        elseif v[3] == 'retry' then
+          redis.call('ZREM', KEYS[4], id)
+        end
+        local attempts = tostring((tonumber(v[5]) or 0) + 1)
+        redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
+        if v[9] then redis.call('HDEL', key, 'fa') end
+        v[5] = attempts
+        claimed[#claimed + 1] = id
+        emit(id, v)
+      end
+    end
+  end
+  if redis.call('ZCARD', wkey) == 0 then
+    redis.call('ZREM', KEYS[1], p)
+  end
+end
+
+if #claimed > 0 then
+  redis.call('DEL', KEYS[7])
+  redis.call('RPUSH', KEYS[7], ARGV[6])
+  for i = 1, #claimed, 1000 do
+    local j = math.min(i + 999, #claimed)
+    local pairs_ = {}
+    for k = i, j do
+      pairs_[#pairs_ + 1] = lease_until
+      pairs_[#pairs_ + 1] = claimed[k]
+    end
+    redis.call('ZADD', KEYS[2], unpack(pairs_))
+    redis.call('SADD', KEYS[6], unpack(claimed, i, j))
+    redis.call('RPUSH', KEYS[7], unpack(claimed, i, j))
+  end
+  redis.call('PEXPIRE', KEYS[7], ARGV[7])
+end
+return out

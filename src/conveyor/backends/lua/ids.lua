@@ -1,0 +1,33 @@
+-- ids: the ids of one queue's jobs in a state, for the admin listing (read only).
+--
+-- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
+-- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
+-- KEYS[3]  {ns:q}:retry      ZSET  ids stored as 'retry', by run_at
+-- KEYS[4]  {ns:q}:active     ZSET  active job ids
+-- KEYS[5]  {ns:q}:done       ZSET  completed job ids
+-- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
+-- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  state ("" = every job); 'pending' includes due scheduled and retry jobs,
+--          'scheduled' and 'retry' only those not due yet
+-- ARGV[3]  now
+--
+-- Returns the ids, unordered (the caller sorts newest first).
+local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+local function add(list)
+  for _, id in ipairs(list) do out[#out + 1] = id end
+end
+if state == '' or state == 'pending' then
+  local high = state == '' and '+inf' or now
+  for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    add(redis.call('ZRANGEBYSCORE', prefix .. 'w:' .. p, '-inf', high))
+  end
+end
+if state == 'scheduled' then add(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) end
+if state == 'retry' then add(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf')) end
+if state == '' or state == 'active' then add(redis.call('ZRANGE', KEYS[4], 0, -1)) end
+if state == '' or state == 'completed' then add(redis.call('ZRANGE', KEYS[5], 0, -1)) end
+if state == '' or state == 'dead' then add(redis.call('ZRANGE', KEYS[6], 0, -1)) end
+if state == '' or state == 'cancelled' then add(redis.call('ZRANGE', KEYS[7], 0, -1)) end
+return out

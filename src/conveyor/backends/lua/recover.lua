@@ -1,0 +1,72 @@
+-- recover: housekeeping of one queue. Expired leases go to retry (or dead with no attempts
+-- left) as "worker lost"; completed jobs finished before a time are deleted; per-minute
+-- counters older than a day are dropped (at most once a minute).
+--
+-- KEYS[1]  {ns:q}:active   ZSET  active job ids by lease expiry
+-- KEYS[2]  {ns:q}:dead     ZSET  dead job ids by finished_at
+-- KEYS[3]  {ns:q}:retry    ZSET  ids stored as 'retry', by run_at
+-- KEYS[4]  {ns:q}:prios    ZSET  priorities that have waiting jobs
+-- KEYS[5]  {ns:q}:done     ZSET  completed job ids by finished_at
+-- KEYS[6]  {ns:q}:counts   HASH  p:<minute> / f:<minute>
+-- KEYS[7]  {ns:q}:pruned   STRING set while the counters were pruned recently
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  now
+-- ARGV[3]  delete completed jobs finished before this time
+-- ARGV[4]  minute start for the counters
+-- ARGV[5]  the error text of a lost run
+-- ARGV[6]  drop counters of minutes before this one
+--
+-- Returns {recovered, id of each deleted completed job…}: the caller drops those ids from
+-- the namespace's id index (a leftover entry only makes get() look once more and miss).
+local prefix, now = ARGV[1], ARGV[2]
+local recovered = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 10000)) do
+  local key = prefix .. 'j:' .. id
+  local v = redis.call('HMGET', key, 's', 'lb', 'a', 'ma', 'pr')
+  redis.call('ZREM', KEYS[1], id)
+  if v[1] == 'active' then
+    if v[2] then
+      redis.call('SREM', prefix .. 'held:' .. v[2], id)
+    end
+    if (tonumber(v[3]) or 0) >= (tonumber(v[4]) or 1) then
+      redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
+      redis.call('ZADD', KEYS[2], now, id)
+    else
+      local p = v[5] or '0'
+      redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
+      redis.call('ZADD', prefix .. 'w:' .. p, now, id)
+      redis.call('ZADD', KEYS[4], p, p)
+      redis.call('ZADD', KEYS[3], now, id)
+    end
+    redis.call('HDEL', key, 'lb', 'lu', 'tb')
+    recovered = recovered + 1
+  end
+end
+if recovered > 0 then
+  redis.call('HINCRBY', KEYS[6], 'p:' .. ARGV[4], recovered)
+  redis.call('HINCRBY', KEYS[6], 'f:' .. ARGV[4], recovered)
+end
+
+local out = {recovered}
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)
+for i = 1, #old, 1000 do
+  local j = math.min(i + 999, #old)
+  local keys = {}
+  for k = i, j do
+    keys[#keys + 1] = prefix .. 'j:' .. old[k]
+    out[#out + 1] = old[k]
+  end
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', KEYS[5], unpack(old, i, j))
+end
+
+if redis.call('SET', KEYS[7], '1', 'NX', 'PX', 60000) then
+  local cutoff = tonumber(ARGV[6])
+  for _, field in ipairs(redis.call('HKEYS', KEYS[6])) do
+    local minute = tonumber(string.sub(field, 3))
+    if minute == nil or minute < cutoff then
+      redis.call('HDEL', KEYS[6], field)
+    end
+  end
+end
+return out
