@@ -1,0 +1,641 @@
+"""The dashboard's Starlette application: pages, actions and the JSON feed for the chart.
+
+Everything goes through the app's admin API (``stats``, ``jobs``, ``get_job``, ``retry``,
+``delete``, ``cancel``, ``pause``, ``resume``, ``workers``), so one dashboard serves every
+store. Pages are rendered on the server; htmx refreshes the live parts and uPlot draws the
+chart, both served from ``static/``. Store calls block, so they run in the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode
+
+import jinja2
+import orjson
+from starlette._utils import get_route_path
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, FINAL_STATES, PENDING, RETRY, SCHEDULED, STATES, Job
+from . import security
+from .security import Authorize, Guard, Refused, Settings
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
+T = TypeVar("T")
+HERE = Path(__file__).parent
+PAGE_SIZES = (20, 50, 100, 200)
+DEFAULT_PAGE = 50
+#: Rows scanned at most to fill one page when a filter must be applied here, not in the store.
+SCAN_LIMIT = 5000
+PURGE_STATES = (SCHEDULED, PENDING, RETRY)
+#: The order states are shown in, waiting first.
+STATE_ORDER = (PENDING, ACTIVE, SCHEDULED, RETRY, DEAD, COMPLETED, CANCELLED)
+ACTIONS = ("retry", "delete", "cancel")
+
+
+def create_app(
+    conveyor_app: Conveyor,
+    *,
+    password: str | None = None,
+    token: str | None = None,
+    read_only: bool = False,
+    authorize: Authorize | None = None,
+    secure_cookies: bool | None = None,
+    require_login: bool | None = None,
+    metrics: bool = True,
+    metrics_public: bool = False,
+    trusted_origins: Sequence[str] = (),
+    session_key: str | bytes | None = None,
+    session_max_age: int = 12 * 3600,
+    title: str = "conveyor",
+    refresh: float = 3.0,
+) -> Starlette:
+    settings = Settings.create(
+        password=password,
+        token=token,
+        read_only=read_only,
+        authorize=authorize,
+        secure_cookies=secure_cookies,
+        require_login=require_login,
+        metrics=metrics,
+        metrics_public=metrics_public,
+        trusted_origins=trusted_origins,
+        session_key=session_key,
+        session_max_age=session_max_age,
+    )
+    dashboard = Dashboard(conveyor_app, settings, title=title, refresh=refresh)
+    app = Starlette(
+        routes=dashboard.routes(),
+        exception_handlers={
+            HTTPException: dashboard.http_error,  # type: ignore[dict-item]
+            Refused: dashboard.refused_handler,  # type: ignore[dict-item]
+        },
+        max_body_size=512 * 1024,
+    )
+    app.add_middleware(Guard, settings=settings, refuse=dashboard.refused)
+    app.state.dashboard = dashboard
+    return app
+
+
+# -- formatting helpers used by the templates -------------------------------------------------
+def ago(when: datetime | float | None, now: float | None = None) -> str:
+    """``12s ago``, ``in 3m``: short relative times for tables."""
+    if when is None:
+        return "—"
+    ts = when.timestamp() if isinstance(when, datetime) else when
+    delta = (time.time() if now is None else now) - ts
+    if abs(delta) < 1:
+        return "just now"
+    text = duration(abs(delta))
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds * 1000:.0f}ms"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def stamp(when: datetime | None) -> str:
+    return "—" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pretty(value: Any) -> str:
+    """JSON for people: indented, non-ASCII kept. Escaping is the template's job."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def preview(job: Job, limit: int = 120) -> str:
+    if job.encrypted:
+        return "(encrypted)"
+    parts = [json.dumps(a, ensure_ascii=False, default=str) for a in job.args]
+    parts += [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in job.kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(text: str | None, limit: int = 140) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def number(n: int | float) -> str:
+    return f"{n:,}"
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        return default
+    return max(low, min(high, number))
+
+
+def _safe_next(value: str | None, default: str) -> str:
+    """A path inside the dashboard to go back to; anything else (another host, a scheme,
+    ``//evil``) falls back to ``default``, so ``next=`` is never an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(c) < 0x20 for c in value):
+        return default
+    return value
+
+
+class Dashboard:
+    """The pages and actions over one Conveyor app."""
+
+    def __init__(self, conveyor_app: Conveyor, settings: Settings, *, title: str, refresh: float) -> None:
+        self.app = conveyor_app
+        self.settings = settings
+        self.title = title
+        self.refresh = max(1.0, refresh)
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(
+            ago=ago, duration=duration, stamp=stamp, pretty=pretty, preview=preview, number=number
+        )
+        env.filters["first_line"] = first_line
+        env.filters["seg"] = lambda value: quote(str(value), safe="")
+        env.globals.update(STATE_ORDER=STATE_ORDER, FINAL_STATES=FINAL_STATES)
+        self.templates = Jinja2Templates(env=env)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.overview, name="overview"),
+            Route("/api/stats", self.api_stats),
+            Route("/queues", self.queues),
+            Route("/queues/{queue}/{action:str}", self.queue_action, methods=["GET", "POST"]),
+            Route("/jobs", self.jobs),
+            Route("/jobs/bulk", self.bulk_action, methods=["POST"]),
+            Route("/jobs/all/{action:str}", self.all_action, methods=["GET", "POST"]),
+            Route("/jobs/{job_id}", self.job),
+            Route("/jobs/{job_id}/{action:str}", self.job_action, methods=["POST"]),
+            Route("/scheduled", self.scheduled),
+            Route("/retries", self.retries),
+            Route("/dead", self.dead),
+            Route("/workers", self.workers),
+            Route("/metrics", self.metrics),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+
+    # -- rendering ------------------------------------------------------------------------
+    def url(self, request: Request, path: str, **query: Any) -> str:
+        """A link inside the dashboard, under whatever prefix it is mounted at."""
+        root = (request.scope.get("root_path") or "").rstrip("/")
+        params = {k: v for k, v in query.items() if v not in (None, "")}
+        return root + path + ("?" + urlencode(params) if params else "")
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        state = security.session(request)
+        base = {
+            "title": self.title,
+            "u": lambda path, **q: self.url(request, path, **q),
+            "csrf_token": state.csrf,
+            "read_only": self.settings.read_only,
+            "logged_in": security.access(request).logged_in,
+            "flash": state.pop_flash(),
+            "now": time.time(),
+            "refresh_ms": int(self.refresh * 1000),
+            "nav": context.pop("nav", ""),
+            "bare": False,
+        }
+        base.update(context)
+        return self.templates.TemplateResponse(request, template, base, status_code=status)
+
+    def refused(self, request: Request, refused: Refused) -> Response:
+        accepts_html = "text/html" in request.headers.get("accept", "")
+        if refused.status == 401 and self.settings.can_log_in:
+            login = self.url(request, "/login", next=_here(request))
+            if request.headers.get("hx-request"):
+                return Response(status_code=401, headers={"HX-Redirect": login})
+            if request.method == "GET" and accepts_html:
+                return RedirectResponse(login, status_code=303)
+        if not accepts_html:
+            return JSONResponse(
+                {"error": refused.title, "detail": refused.message}, status_code=refused.status
+            )
+        headers = {"WWW-Authenticate": 'Bearer realm="conveyor"'} if refused.status == 401 else None
+        response = self.render(
+            request,
+            "error.html",
+            status=refused.status,
+            heading=refused.title,
+            message=refused.message,
+            # Refused at the door: show no navigation to pages the visitor cannot see.
+            bare="conveyor.access" not in request.scope,
+        )
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    async def refused_handler(self, request: Request, exc: Refused) -> Response:
+        return self.refused(request, exc)
+
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
+        if "text/html" not in request.headers.get("accept", ""):
+            return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+        if "conveyor.session" not in request.scope:
+            return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        return self.render(
+            request, "error.html", status=exc.status_code, heading=title, message=str(exc.detail)
+        )
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def action_form(self, request: Request) -> FormData:
+        """The form of a state-changing request, once it has passed every check."""
+        security.check_writable(self.settings)
+        form = await request.form()
+        token = form.get(security.CSRF_FIELD)
+        security.check_csrf(request, self.settings, token if isinstance(token, str) else None)
+        return form
+
+    def back(self, request: Request, form: FormData, default: str, message: str | None = None) -> Response:
+        nxt = form.get("next")
+        target = _safe_next(nxt if isinstance(nxt, str) else None, default)
+        if message:
+            security.session(request).set_flash(message)
+        return RedirectResponse(self.url(request, target), status_code=303)
+
+    # -- pages ----------------------------------------------------------------------------
+    async def overview(self, request: Request) -> Response:
+        stats, workers = await self.call(lambda: (self.app.stats(), self.app.workers()))
+        totals = {state: stats.total(state) for state in STATES}
+        alive = [w for w in workers if self._alive(w.last_seen, w.alive)]
+        return self.render(
+            request,
+            "overview.html",
+            nav="overview",
+            stats=stats,
+            totals=totals,
+            queues=sorted(stats.queues),
+            workers_alive=len(alive),
+            busy=sum(len(w.running) for w in alive),
+            capacity=sum(w.concurrency for w in alive),
+        )
+
+    async def api_stats(self, request: Request) -> Response:
+        stats = await self.call(self.app.stats)
+        now = time.time()
+        end = math.floor(now / 60) * 60
+        minutes = [end - 60 * i for i in range(59, -1, -1)]
+        seen = {int(t): (p, f) for t, p, f in stats.history}
+        return JSONResponse(
+            {
+                "now": now,
+                "history": {
+                    "t": minutes,
+                    "processed": [seen.get(int(t), (0, 0))[0] for t in minutes],
+                    "failed": [seen.get(int(t), (0, 0))[1] for t in minutes],
+                },
+                "processed": stats.processed,
+                "failed": stats.failed,
+                "states": {state: stats.total(state) for state in STATES},
+                "paused": sorted(stats.paused),
+            }
+        )
+
+    async def queues(self, request: Request) -> Response:
+        stats = await self.call(self.app.stats)
+        return self.render(request, "queues.html", nav="queues", stats=stats, queues=sorted(stats.queues))
+
+    async def queue_action(self, request: Request) -> Response:
+        queue = request.path_params["queue"]
+        action = request.path_params["action"]
+        if action not in ("pause", "resume", "purge"):
+            raise HTTPException(404, "No such action.")
+        if request.method == "GET":
+            if action != "purge":
+                raise HTTPException(405, "Use the buttons on the queues page.")
+            security.check_writable(self.settings)
+            stats = await self.call(self.app.stats)
+            counts = stats.queues.get(queue, {})
+            waiting = sum(counts.get(s, 0) for s in PURGE_STATES)
+            return self.render(
+                request,
+                "confirm.html",
+                nav="queues",
+                heading=f"Purge queue {queue}?",
+                message=(
+                    f"This deletes every job waiting in queue “{queue}”: {waiting:,} scheduled, "
+                    "pending or retrying. Running and finished jobs stay. This cannot be undone."
+                ),
+                action=self.url(request, f"/queues/{quote(queue, safe='')}/purge"),
+                button="Purge queue",
+                danger=True,
+                hidden={"next": "/queues"},
+                cancel=self.url(request, "/queues"),
+            )
+        form = await self.action_form(request)
+        if action == "pause":
+            await self.call(self.app.pause, queue)
+            message = f"Paused queue {queue}: workers stop taking its jobs."
+        elif action == "resume":
+            await self.call(self.app.resume, queue)
+            message = f"Resumed queue {queue}."
+        else:
+            removed = 0
+            for state in PURGE_STATES:
+                removed += await self.call(self.app.delete_all, state, queue)
+            message = f"Purged queue {queue}: deleted {removed:,} waiting jobs."
+        return self.back(request, form, "/queues", message)
+
+    async def jobs(self, request: Request, fixed_state: str | None = None, nav: str = "jobs") -> Response:
+        q = request.query_params
+        state = fixed_state or q.get("state") or PENDING
+        if state not in STATES:
+            state = PENDING
+        queue = q.get("queue") or None
+        task = (q.get("task") or "").strip() or None
+        text = (q.get("q") or "").strip() or None
+        limit = _int(q.get("limit"), DEFAULT_PAGE, 1, max(PAGE_SIZES))
+        offset = _int(q.get("offset"), 0, 0, 10**12)
+        stats, (rows, next_offset) = await self.call(
+            lambda: (self.app.stats(), self._page(state, queue, task, text, limit, offset))
+        )
+        if task or text:
+            total = None
+        elif queue:
+            total = stats.queues.get(queue, {}).get(state, 0)
+        else:
+            total = stats.total(state)
+        counts = {s: (stats.queues.get(queue, {}).get(s, 0) if queue else stats.total(s)) for s in STATES}
+        filters = {"queue": queue, "task": task, "q": text, "limit": limit if limit != DEFAULT_PAGE else None}
+        base_path = get_route_path(request.scope) or "/jobs"
+        return self.render(
+            request,
+            "jobs.html",
+            nav=nav,
+            state=state,
+            fixed_state=fixed_state,
+            jobs=rows,
+            counts=counts,
+            total=total,
+            offset=offset,
+            limit=limit,
+            next_offset=next_offset,
+            prev_offset=max(0, offset - limit) if offset else None,
+            filters=filters,
+            queue=queue,
+            task=task,
+            text=text,
+            queue_names=sorted(stats.queues),
+            task_names=sorted(self.app.tasks),
+            page_sizes=PAGE_SIZES,
+            base_path=base_path,
+            here=_here(request),
+        )
+
+    def _page(
+        self, state: str, queue: str | None, task: str | None, text: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int | None]:
+        """One page of jobs and the offset of the next page (None on the last).
+
+        The store filters by state, queue and one search text; a task name becomes the
+        search ``"t":"name"``, which matches only that task's payloads. With both a task and
+        an argument text, the store searches for the task and the text is matched here,
+        scanning at most ``SCAN_LIMIT`` rows; offsets then count rows of the store."""
+        task_search = None if task is None else '"t":' + orjson.dumps(task).decode()
+        # Look for the text as it is stored inside a JSON string: quotes and backslashes
+        # escaped, so a search for 'say "hi"' finds the argument 'say "hi"'.
+        text = None if text is None else orjson.dumps(text).decode()[1:-1]
+        if task_search is None or text is None:
+            search = task_search or text
+            found = self.app.jobs(state=state, queue=queue, limit=limit + 1, offset=offset, search=search)
+            if task is not None:
+                found = [j for j in found if j.task == task]
+            more = len(found) > limit
+            return found[:limit], (offset + limit if more else None)
+        page: list[Job] = []
+        position = offset
+        chunk = max(limit * 4, 200)
+        while position - offset < SCAN_LIMIT:
+            batch = self.app.jobs(state=state, queue=queue, limit=chunk, offset=position, search=task_search)
+            for i, job in enumerate(batch):
+                if job.task == task and text in _searchable(job):
+                    if len(page) == limit:
+                        return page, position + i
+                    page.append(job)
+            position += len(batch)
+            if len(batch) < chunk:
+                return page, None
+        return page, position
+
+    async def scheduled(self, request: Request) -> Response:
+        return await self.jobs(request, SCHEDULED, "scheduled")
+
+    async def retries(self, request: Request) -> Response:
+        return await self.jobs(request, RETRY, "retries")
+
+    async def dead(self, request: Request) -> Response:
+        return await self.jobs(request, DEAD, "dead")
+
+    async def job(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        job = await self.call(self.app.get_job, job_id)
+        if job is None:
+            raise HTTPException(404, "No such job: it was deleted, or pruned after its results expired.")
+        return self.render(request, "job.html", nav="jobs", job=job, final=job.state in FINAL_STATES)
+
+    async def workers(self, request: Request) -> Response:
+        workers = await self.call(self.app.workers)
+        rows = [
+            {
+                "info": w,
+                "status": "alive"
+                if self._alive(w.last_seen, w.alive)
+                else ("stopping" if not w.alive else "gone"),
+            }
+            for w in sorted(workers, key=lambda w: (w.host, w.pid, w.id))
+        ]
+        return self.render(request, "workers.html", nav="workers", workers=rows)
+
+    def _alive(self, last_seen: float, alive: bool) -> bool:
+        # Heartbeats come every third of a lease; three missed ones mean the worker is gone.
+        return alive and time.time() - last_seen < max(3 * self.app.lease, 10.0)
+
+    async def metrics(self, request: Request) -> Response:
+        if not self.settings.metrics:
+            raise HTTPException(404, "Metrics are turned off.")
+        try:
+            from ..metrics import render_metrics
+        except ImportError:
+            return PlainTextResponse(
+                "/metrics needs prometheus-client: pip install 'conveyor[prometheus]'\n", status_code=501
+            )
+        body, content_type = await self.call(render_metrics, self.app)
+        return Response(body, media_type=content_type)
+
+    # -- actions --------------------------------------------------------------------------
+    async def job_action(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        action = request.path_params["action"]
+        if action not in ACTIONS:
+            raise HTTPException(404, "No such action.")
+        form = await self.action_form(request)
+        done = await self.call(self._act, action, job_id)
+        short = job_id[:8]
+        if action == "delete":
+            message = f"Deleted job {short}." if done else f"Job {short} was already gone."
+            return self.back(request, form, "/jobs?state=dead", message)
+        verb = {"retry": "queued to run now", "cancel": "cancelled"}[action]
+        message = (
+            f"Job {short} {verb}." if done else f"Job {short} could not be {verb.split()[0]} in its state."
+        )
+        return self.back(request, form, f"/jobs/{job_id}", message)
+
+    def _act(self, action: str, job_id: str) -> bool:
+        fn: Callable[[str], bool] = {
+            "retry": self.app.retry,
+            "delete": self.app.delete,
+            "cancel": self.app.cancel,
+        }[action]
+        return fn(job_id)
+
+    async def bulk_action(self, request: Request) -> Response:
+        form = await self.action_form(request)
+        action = form.get("action")
+        if action not in ACTIONS:
+            raise Refused(400, "Bad request", "Choose retry, delete or cancel.")
+        ids = [v for v in form.getlist("ids") if isinstance(v, str)][:1000]
+        if not ids:
+            return self.back(request, form, "/jobs", "No jobs were selected.")
+
+        def run() -> int:
+            return sum(1 for job_id in ids if self._act(str(action), job_id))
+
+        done = await self.call(run)
+        past = {"retry": "Queued to run now", "delete": "Deleted", "cancel": "Cancelled"}[str(action)]
+        return self.back(request, form, "/jobs", f"{past}: {done:,} of {len(ids):,} selected jobs.")
+
+    async def all_action(self, request: Request) -> Response:
+        """Retry all or delete all jobs of one state (and queue): a confirmation page on GET,
+        the action on POST."""
+        action = request.path_params["action"]
+        if action not in ("retry", "delete"):
+            raise HTTPException(404, "No such action.")
+        source = request.query_params if request.method == "GET" else await self.action_form(request)
+        state = source.get("state") or DEAD
+        queue = source.get("queue") or None
+        if (
+            not isinstance(state, str)
+            or state not in STATES
+            or (action == "retry" and state in (ACTIVE, PENDING))
+        ):
+            raise Refused(400, "Bad request", "That state cannot be used here.")
+        if queue is not None and not isinstance(queue, str):
+            raise Refused(400, "Bad request", "Bad queue name.")
+        where = f"{state} jobs" + (f" in queue “{queue}”" if queue else "")
+        if request.method == "GET":
+            security.check_writable(self.settings)
+            stats = await self.call(self.app.stats)
+            count = stats.queues.get(queue, {}).get(state, 0) if queue else stats.total(state)
+            verb = "Retry" if action == "retry" else "Delete"
+            return self.render(
+                request,
+                "confirm.html",
+                nav=state if state in ("dead", "scheduled") else "jobs",
+                heading=f"{verb} all {where}?",
+                message=(
+                    f"This will {verb.lower()} {count:,} {where}."
+                    + (
+                        " They run again with their attempts reset."
+                        if action == "retry"
+                        else " This cannot be undone."
+                    )
+                ),
+                action=self.url(request, f"/jobs/all/{action}"),
+                button=f"{verb} all {count:,}",
+                danger=action == "delete",
+                hidden={"state": state, "queue": queue or "", "next": f"/jobs?state={state}"},
+                cancel=self.url(request, "/jobs", state=state, queue=queue),
+            )
+        assert isinstance(source, FormData)
+        if action == "retry":
+            n = await self.call(self.app.retry_all, state, queue)
+            message = f"Queued {n:,} {where} to run now."
+        else:
+            n = await self.call(self.app.delete_all, state, queue)
+            message = f"Deleted {n:,} {where}."
+        return self.back(request, source, f"/jobs?state={state}", message)
+
+    # -- login ----------------------------------------------------------------------------
+    async def login(self, request: Request) -> Response:
+        state = security.session(request)
+        default = "/"
+        if not self.settings.can_log_in:
+            return RedirectResponse(self.url(request, default), status_code=303)
+        if request.method == "GET":
+            nxt = _safe_next(request.query_params.get("next"), default)
+            return self.render(request, "login.html", nav="login", next=nxt, error=None)
+        form = await request.form()
+        token = form.get(security.CSRF_FIELD)
+        security.check_csrf(request, self.settings, token if isinstance(token, str) else None)
+        nxt_value = form.get("next")
+        nxt = _safe_next(nxt_value if isinstance(nxt_value, str) else None, default)
+        given = form.get("password")
+        if isinstance(given, str) and self.settings.check_secret(given):
+            state.log_in()
+            return RedirectResponse(self.url(request, nxt), status_code=303)
+        await _slow_down()
+        return self.render(
+            request, "login.html", status=401, nav="login", next=nxt, error="Wrong password or token."
+        )
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        token = form.get(security.CSRF_FIELD)
+        security.check_csrf(request, self.settings, token if isinstance(token, str) else None)
+        security.session(request).log_out()
+        return RedirectResponse(self.url(request, "/login"), status_code=303)
+
+
+def _here(request: Request) -> str:
+    """The current page as a path inside the dashboard, for ``next=``."""
+    path = get_route_path(request.scope) or "/"
+    return path + ("?" + request.url.query if request.url.query else "")
+
+
+def _searchable(job: Job) -> str:
+    return orjson.dumps([job.args, job.kwargs]).decode() if not job.encrypted else ""
+
+
+async def _slow_down() -> None:
+    # A short pause after a wrong password makes guessing slow without locking anyone out.
+    import asyncio
+
+    await asyncio.sleep(0.25)

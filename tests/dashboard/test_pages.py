@@ -1,0 +1,282 @@
+"""Pages, filters, pagination, actions, /metrics and the CLI command, over a real store."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from conveyor.dashboard import cli as dashboard_cli
+from conveyor.metrics import ConveyorCollector, RunTimeMetrics
+from tests.dashboard.conftest import ClientFactory
+from tests.dashboard.helpers import PASSWORD, TOKEN, Demo, dead_job, drain, log_in
+
+HTML = {"accept": "text/html"}
+
+
+def _ids(html: str) -> list[str]:
+    return re.findall(r'<tr data-job="([^"]+)"', html)
+
+
+def test_pagination_never_loads_everything(make_client: ClientFactory, demo: Demo) -> None:
+    send = demo.app.tasks["mail.send"]
+    jobs = demo.app.enqueue_many([send.job(f"u{i}@example.com", f"n{i}") for i in range(25)])
+    newest_first = [j.id for j in reversed(jobs)]
+    client = make_client()
+    log_in(client)
+    first = client.get("/jobs?state=pending&limit=10", headers=HTML).text
+    assert _ids(first) == newest_first[:10]
+    assert "1\N{EN DASH}10 of 25" in first
+    assert 'rel="next" href="/jobs?state=pending&amp;offset=10&amp;limit=10"' in first
+    last = client.get("/jobs?state=pending&limit=10&offset=20", headers=HTML).text
+    assert _ids(last) == newest_first[20:]
+    assert 'rel="next"' not in last
+    assert 'rel="prev" href="/jobs?state=pending&amp;offset=10&amp;limit=10"' in last
+    # silly values are clamped, never an error or an unbounded query
+    assert len(_ids(client.get("/jobs?state=pending&limit=100000", headers=HTML).text)) == 25
+    assert client.get("/jobs?state=nope&limit=x&offset=-5", headers=HTML).status_code == 200
+
+
+def test_filters_by_queue_task_and_argument_text(make_client: ClientFactory, demo: Demo) -> None:
+    tasks = demo.app.tasks
+    a = tasks["mail.send"].enqueue("alice@example.com", 'say "hi"')
+    b = tasks["mail.send"].enqueue("bob@example.com", "hello")
+    c = tasks["images.resize"].enqueue("alice.png", 10, 10)
+    d = tasks["reports.build"].enqueue(42)
+    client = make_client()
+    log_in(client)
+
+    def ids(query: str) -> set[str]:
+        return set(_ids(client.get(f"/jobs?state=pending&{query}", headers=HTML).text))
+
+    assert ids("queue=mail") == {a.id, b.id}
+    assert ids("task=mail.send") == {a.id, b.id}
+    assert ids("task=images.resize") == {c.id}
+    assert ids("q=alice") == {a.id, c.id}
+    assert ids("q=" + 'say "hi"') == {a.id}
+    assert ids("q=42") == {d.id}
+    assert ids("task=mail.send&q=alice") == {a.id}
+    assert ids("task=mail.send&q=nobody") == set()
+    assert ids("queue=default&q=alice") == {c.id}
+
+
+def test_task_and_text_together_paginate(make_client: ClientFactory, demo: Demo) -> None:
+    send = demo.app.tasks["mail.send"]
+    resize = demo.app.tasks["images.resize"]
+    specs = []
+    for i in range(30):
+        specs.append(send.job(f"match{i}@example.com" if i % 3 == 0 else f"other{i}@example.com", "s"))
+        specs.append(resize.job(f"match{i}.png", 1, 1))
+    demo.app.enqueue_many(specs)
+    client = make_client()
+    log_in(client)
+    seen: list[str] = []
+    url = "/jobs?state=pending&task=mail.send&q=match&limit=4"
+    while url:
+        html = client.get(url, headers=HTML).text
+        seen += _ids(html)
+        found = re.search(r'rel="next" href="([^"]+)"', html)
+        url = found.group(1).replace("&amp;", "&") if found else ""
+    assert len(seen) == len(set(seen)) == 10
+    for job_id in seen:
+        job = demo.app.get_job(job_id)
+        assert job is not None and job.task == "mail.send" and "match" in job.args[0]
+
+
+def test_job_actions(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client()
+    token = log_in(client)
+    job = dead_job(demo)
+    response = client.post(f"/jobs/{job.id}/retry", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["location"] == f"/jobs/{job.id}"
+    assert demo.app.get_job(job.id).state == "pending"  # type: ignore[union-attr]
+    page = client.get(response.headers["location"], headers=HTML).text
+    assert "queued to run now" in page  # the flash message, shown once
+    assert "queued to run now" not in client.get(f"/jobs/{job.id}", headers=HTML).text
+
+    later = demo.app.tasks["reports.build"].using(delay=3600).enqueue(1)
+    assert client.post(f"/jobs/{later.id}/cancel", data={"csrf_token": token}).status_code == 303
+    assert demo.app.get_job(later.id).state == "cancelled"  # type: ignore[union-attr]
+    assert client.post(f"/jobs/{later.id}/delete", data={"csrf_token": token}).status_code == 303
+    assert demo.app.get_job(later.id) is None
+    assert client.get(f"/jobs/{later.id}", headers=HTML).status_code == 404
+    assert client.post(f"/jobs/{job.id}/explode", data={"csrf_token": token}).status_code == 404
+
+
+def test_run_now_moves_scheduled_and_retry_jobs(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client()
+    token = log_in(client)
+    later = demo.app.tasks["reports.build"].using(delay=3600).enqueue(5)
+    html = client.get("/scheduled", headers=HTML).text
+    assert f'formaction="/jobs/{later.id}/retry"' in html
+    response = client.post(f"/jobs/{later.id}/retry", data={"csrf_token": token, "next": "/scheduled"})
+    assert response.headers["location"] == "/scheduled"
+    assert demo.app.get_job(later.id).state == "pending"  # type: ignore[union-attr]
+
+
+def test_bulk_and_all_actions(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client()
+    token = log_in(client)
+    first, second, third = (dead_job(demo, customer=f"c{i}") for i in range(3))
+    response = client.post(
+        "/jobs/bulk", data={"csrf_token": token, "action": "retry", "ids": [first.id, second.id]}
+    )
+    assert response.status_code == 303
+    assert [demo.app.get_job(j.id).state for j in (first, second, third)] == ["pending", "pending", "dead"]  # type: ignore[union-attr]
+
+    confirm = client.get("/jobs/all/delete?state=dead", headers=HTML)
+    assert confirm.status_code == 200
+    assert "Delete all dead jobs?" in confirm.text and "1 dead jobs" in confirm.text
+    assert demo.app.get_job(third.id) is not None  # the confirmation page changed nothing
+    client.post("/jobs/all/delete", data={"csrf_token": token, "state": "dead"})
+    assert demo.app.get_job(third.id) is None
+
+    fourth = dead_job(demo)
+    assert "Retry all dead jobs?" in client.get("/jobs/all/retry?state=dead", headers=HTML).text
+    client.post("/jobs/all/retry", data={"csrf_token": token, "state": "dead"})
+    assert demo.app.get_job(fourth.id).state == "pending"  # type: ignore[union-attr]
+    bad = client.post("/jobs/all/retry", data={"csrf_token": token, "state": "active"}, headers=HTML)
+    assert bad.status_code == 400
+
+
+def test_queue_pause_resume_purge(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client()
+    token = log_in(client)
+    send = demo.app.tasks["mail.send"]
+    waiting = [send.enqueue("a@example.com", "x"), send.using(delay=600).enqueue("b@example.com", "y")]
+    done = send.enqueue("c@example.com", "z")
+    drain(demo.app)
+    waiting.append(send.enqueue("d@example.com", "w"))
+    assert client.post("/queues/mail/pause", data={"csrf_token": token}).status_code == 303
+    assert demo.app.stats().paused == frozenset({"mail"})
+    html = client.get("/queues", headers=HTML).text
+    assert "paused" in html and ">Resume<" in html
+    client.post("/queues/mail/resume", data={"csrf_token": token})
+    assert demo.app.stats().paused == frozenset()
+
+    confirm = client.get("/queues/mail/purge", headers=HTML).text
+    assert "Purge queue mail?" in confirm
+    assert all(demo.app.get_job(j.id) is not None for j in waiting)
+    client.post("/queues/mail/purge", data={"csrf_token": token})
+    assert all(demo.app.get_job(j.id) is None for j in waiting[1:])
+    assert demo.app.get_job(done.id).state == "completed"  # type: ignore[union-attr]
+
+
+def test_workers_page_and_stats_feed(make_client: ClientFactory, demo: Demo) -> None:
+    import threading
+
+    worker = demo.app.worker(concurrency=3)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        from tests.dashboard.helpers import wait_for
+
+        wait_for(lambda: bool(demo.app.workers()), 10, "a heartbeat")
+        client = make_client()
+        log_in(client)
+        html = client.get("/workers", headers=HTML).text
+        info = demo.app.workers()[0]
+        assert info.host in html and str(info.pid) in html and "alive" in html and "0 / 3" in html
+    finally:
+        worker.stop()
+        thread.join(10)
+    feed = client.get("/api/stats", headers={"accept": "application/json"}).json()
+    assert len(feed["history"]["t"]) == 60
+    assert feed["history"]["t"] == sorted(feed["history"]["t"])
+
+
+def _metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_metrics_from_the_store(make_client: ClientFactory, demo: Demo) -> None:
+    dead_job(demo)
+    demo.app.tasks["mail.send"].enqueue("a@example.com", "x")
+    demo.app.pause("mail")
+    client = make_client()
+    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics", headers={"authorization": f"Bearer {PASSWORD}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    values = _metrics(response.text)
+    assert values[("conveyor_jobs", (("queue", "billing"), ("state", "dead")))] == 1
+    assert values[("conveyor_jobs", (("queue", "mail"), ("state", "pending")))] == 1
+    assert values[("conveyor_processed_total", ())] == 1  # every finished run, failed ones too
+    assert values[("conveyor_failed_total", ())] == 1
+    assert values[("conveyor_queue_paused", (("queue", "mail"),))] == 1
+    assert values[("conveyor_queue_paused", (("queue", "billing"),))] == 0
+    assert values[("conveyor_oldest_pending_seconds", (("queue", "mail"),))] >= 0
+    assert values[("conveyor_workers_alive", ())] == 0
+
+    public = make_client(token=TOKEN, metrics_public=True)
+    assert public.get("/metrics").status_code == 200
+    assert public.get("/api/stats", headers={"accept": "application/json"}).status_code == 401
+    assert (
+        make_client(metrics=False)
+        .get("/metrics", headers={"authorization": f"Bearer {PASSWORD}"})
+        .status_code
+        == 404
+    )
+
+
+def test_collector_and_run_time_middleware(demo: Demo) -> None:
+    registry = CollectorRegistry()
+    registry.register(ConveyorCollector(demo.app))
+    histograms = CollectorRegistry()
+    demo.app.add_middleware(RunTimeMetrics(histograms))
+    demo.app.tasks["images.resize"].enqueue("a.png", 1, 1)
+    dead_job(demo)
+    assert registry.get_sample_value("conveyor_processed_total") == 2
+    assert registry.get_sample_value("conveyor_failed_total") == 1
+    assert registry.get_sample_value("conveyor_jobs", {"queue": "default", "state": "completed"}) == 1
+    count = histograms.get_sample_value(
+        "conveyor_job_run_seconds_count", {"task": "images.resize", "outcome": "completed"}
+    )
+    assert count == 1
+    failed = histograms.get_sample_value(
+        "conveyor_job_run_seconds_count", {"task": "billing.charge", "outcome": "failed"}
+    )
+    assert failed == 1
+
+
+# -- the CLI command -----------------------------------------------------------------------------
+def test_cli_refuses_a_public_address_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    result = CliRunner().invoke(
+        dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:app", "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 2
+    assert "needs a password" in result.output
+    assert calls == []
+
+
+def test_cli_serves_with_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    runner = CliRunner()
+    result = runner.invoke(
+        dashboard_cli.dashboard_command,
+        ["tests.dashboard.cli_app:app", "--host", "0.0.0.0", "--port", "9999", "--read-only"],
+        env={"CONVEYOR_DASHBOARD_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == 0, result.output
+    (args, kwargs) = calls[0]
+    assert kwargs["host"] == "0.0.0.0" and kwargs["port"] == 9999
+    settings = args[0].state.dashboard.settings
+    assert settings.read_only and settings.require_login is True and settings.secrets == (PASSWORD.encode(),)
+    result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:nothing"])
+    assert result.exit_code != 0
+    result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app"])
+    assert result.exit_code != 0
