@@ -211,6 +211,8 @@ class Codec:
         if data.startswith(_SIGNED_PREFIX):
             sig = data[3 : 3 + _SIG_LEN]
             body = data[4 + _SIG_LEN :]
+            if data[3 + _SIG_LEN : 4 + _SIG_LEN] != b":":
+                raise BadPayload("signed payload is malformed (no ':' after the signature)")
             if not self._keys:
                 raise BadPayload("payload is signed but this app has no secret_key")
             if not any(

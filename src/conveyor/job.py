@@ -100,7 +100,14 @@ class Stats:
 
 
 def _utc(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    """An aware datetime, or None for a time no datetime can hold (a hand-written row may
+    say NaN, infinity or 1e300): a snapshot must never fail to show a job."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
