@@ -50,7 +50,8 @@ for i = 5, #ARGV do
   local id = ARGV[i]
   local key = prefix .. 'j:' .. id
   local v = redis.call('HMGET', key, 's', 'ra', 'pr', 'lb')
-  local state, run_at, p = v[1], tonumber(v[2]) or 0, v[3] or '0'
+  local state, run_at = v[1], tonumber(v[2]) or 0
+  local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
   if state and matches(state, run_at) then
     if action == 'retry' and RETRYABLE[state] then
       unindex(id, state, p, false)

@@ -26,7 +26,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[2], now, id)
     else
-      local p = v[3] or '0'
+      local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', prefix .. 'w:' .. p, retry_at, id)
       redis.call('ZADD', KEYS[4], p, p)

@@ -61,8 +61,19 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
     redis.call('ZREMRANGEBYRANK', wkey, 0, #ids - 1)
     for _, id in ipairs(ids) do
       local key = prefix .. 'j:' .. id
-      local v = redis.call('HMGET', key, unpack(FIELDS))
-      if v[1] then
+      local v = redis.pcall('HMGET', key, unpack(FIELDS))
+      if v.err then
+        -- Not a hash (written by hand): set it aside and record the job as dead, rather
+        -- than fail every fetch of this queue.
+        redis.call('RENAME', key, key .. ':corrupt')
+        redis.call('HSET', key, 's', 'dead', 'p', '', 'pr', '0', 'ra', now, 'a', '0', 'ma', '0', 'ca', now,
+          'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
+        redis.call('ZADD', prefix .. 'dead', now, id)
+      elseif not v[1] and redis.call('EXISTS', key) == 1 then
+        -- A job hash without its payload (written by hand): dead, not silently dropped.
+        redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
+        redis.call('ZADD', prefix .. 'dead', now, id)
+      elseif v[1] then
         if v[3] == 'scheduled' then
           redis.call('ZREM', KEYS[3], id)
         elseif v[3] == 'retry' then

@@ -32,7 +32,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LI
       redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
       redis.call('ZADD', KEYS[2], now, id)
     else
-      local p = v[5] or '0'
+      local p = v[5] and string.match(v[5], '^%-?%d+$') or '0'  -- hand-written garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
       redis.call('ZADD', prefix .. 'w:' .. p, now, id)
       redis.call('ZADD', KEYS[4], p, p)
