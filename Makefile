@@ -1,0 +1,42 @@
+# Benchmarks (not tests): conveyor against its peers, one worker process each.
+# Results go to bench/RESULTS-sqlite.md and bench/RESULTS-redis.md (+ .json with every run).
+# The peers install with `pip install -e '.[bench]'`; Sidekiq with `apt-get install ruby-sidekiq`.
+PYTHON ?= .venv/bin/python
+REPEAT ?= 3
+
+.PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-quick
+
+bench: bench-sqlite bench-redis bench-postgres
+
+# The peers, into the same virtualenv (scripts/test.sh makes it).
+bench-deps:
+	$(PYTHON) -m pip install -q -e '.[bench]'
+	$(PYTHON) -m pip install -q --no-deps 'arq>=0.26'
+
+bench-sqlite: bench-deps
+	$(PYTHON) bench/run.py --store sqlite --repeat $(REPEAT)
+
+bench-redis: bench-deps
+	$(PYTHON) bench/run.py --store redis --repeat $(REPEAT)
+
+bench-postgres: bench-deps
+	$(PYTHON) bench/postgres_bench.py
+
+# a smoke run: sizes / 10, one repeat, results written next to the real ones as *-quick.md
+bench-quick:
+	$(PYTHON) bench/run.py --store sqlite --repeat 1 --quick --out bench/RESULTS-sqlite-quick.md
+	$(PYTHON) bench/run.py --store redis --repeat 1 --quick --out bench/RESULTS-redis-quick.md
+
+# The fault suite at full sizes (20,000 jobs, several kill -9 per worker, on every store),
+# then a table of its figures, also written to docs/reliability.md. The table is printed
+# even when a scenario fails; the target then fails too.
+FAULTS_FIGURES ?= /tmp/conveyor-faults.jsonl
+
+.PHONY: faults
+
+faults:
+	rm -f $(FAULTS_FIGURES)
+	CONVEYOR_FAULTS_FULL=1 CONVEYOR_FAULTS_REPORT=$(FAULTS_FIGURES) $(PYTHON) -m pytest tests/faults \
+		-p no:cacheprovider -q -s -rfEx; status=$$?; \
+	$(PYTHON) -m tests.faults.report $(FAULTS_FIGURES) --full --notes tests/faults/findings.md; \
+	exit $$status
