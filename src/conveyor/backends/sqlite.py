@@ -156,6 +156,7 @@ class SQLiteBackend:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
         self._migrate()
 
@@ -178,14 +179,18 @@ class SQLiteBackend:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        # Threads of one process (fetcher, acker, heartbeat) queue on this lock: SQLite's
+        # busy handler would make them sleep in steps of milliseconds instead. Other
+        # processes still meet at BEGIN IMMEDIATE.
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._write() as conn:
