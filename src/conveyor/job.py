@@ -23,6 +23,12 @@ CANCELLED: Final = "cancelled"
 STATES: Final = (SCHEDULED, PENDING, ACTIVE, RETRY, COMPLETED, DEAD, CANCELLED)
 #: States a job may still leave by being fetched.
 WAITING_STATES: Final = (SCHEDULED, PENDING, RETRY)
+#: A waiting job due further ahead than this (or at no number at all) was not written by
+#: conveyor: housekeeping sends it to ``dead`` with ``BAD_RUN_AT`` rather than keep it for ever.
+FAR_FUTURE: Final = 100 * 365.25 * 86400.0
+BAD_RUN_AT: Final = (
+    "bad run_at: not a time, or more than 100 years ahead; the record was not written by conveyor"
+)
 #: States a job never leaves on its own.
 FINAL_STATES: Final = (COMPLETED, DEAD, CANCELLED)
 

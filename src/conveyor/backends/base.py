@@ -57,7 +57,9 @@ class Backend(Protocol):
         """Housekeeping any worker may run: jobs whose lease expired go to ``retry`` (or
         ``dead`` with no attempts left) with the error "worker lost"; completed jobs
         finished before ``completed_before`` are deleted; workers silent for long are
-        forgotten. Returns the number of jobs recovered."""
+        forgotten; waiting jobs whose ``run_at`` is no usable time (not a number, or more
+        than ``FAR_FUTURE`` ahead) go to ``dead`` with ``BAD_RUN_AT``. Returns the number
+        of jobs recovered."""
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block up to ``timeout`` seconds, returning early when a job may have arrived."""

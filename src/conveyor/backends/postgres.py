@@ -97,7 +97,18 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
-from ..job import DEAD, PENDING, RETRY, SCHEDULED, Failure, JobRecord, Stats, WorkerInfo
+from ..job import (
+    BAD_RUN_AT,
+    DEAD,
+    FAR_FUTURE,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    Failure,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -346,6 +357,9 @@ class _Statements:
             f"), pruned AS ("
             f" DELETE FROM {s}.jobs WHERE id IN (SELECT id FROM {s}.jobs"
             f" WHERE state = 'completed' AND finished_at < %(before)s LIMIT {PRUNE_BATCH})"
+            # NaN sorts above every number in PostgreSQL, so this also buries a NaN run_at.
+            f"), buried AS (UPDATE {s}.jobs SET state = 'dead', finished_at = %(now)s,"
+            f" last_error = %(bad)s WHERE state IN {_WAITING} AND run_at > %(far)s"
             f"), forgotten AS (DELETE FROM {s}.workers WHERE last_seen < %(silent)s"
             f"), expired AS (DELETE FROM {s}.counters WHERE minute < %(day_ago)s"
             f") SELECT count(*) FROM changed"
@@ -749,6 +763,8 @@ class PostgresBackend:
             "before": completed_before,
             "silent": now - WORKER_EXPIRY,
             "day_ago": now - 86400,
+            "far": now + FAR_FUTURE,
+            "bad": BAD_RUN_AT,
         }
 
         def housekeeping(conn: Conn) -> int:

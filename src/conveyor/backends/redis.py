@@ -94,7 +94,18 @@ from redis.sentinel import Sentinel
 import redis
 
 from ..errors import ConfigurationError, ConveyorError, QueueFull
-from ..job import ACTIVE, PENDING, RETRY, SCHEDULED, Failure, JobRecord, Stats, WorkerInfo
+from ..job import (
+    ACTIVE,
+    BAD_RUN_AT,
+    FAR_FUTURE,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    Failure,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
 
 log = logging.getLogger("conveyor.redis")
 
@@ -753,8 +764,9 @@ class RedisBackend:
         calls: list[_Call] = []
         for queue in self._queues():
             p = self._q(queue)
-            keys = self._keys(queue, "active", "dead", "retry", "prios", "done", "counts", "pruned")
-            calls.append(_Call("recover", keys, [p, now, completed_before, minute, LOST, now - 86400]))
+            keys = self._keys(queue, "active", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
+            args = [p, now, completed_before, minute, LOST, now - 86400, now + FAR_FUTURE, BAD_RUN_AT]
+            calls.append(_Call("recover", keys, args))
         calls.append(_Call("forget", [self._g + "workers", self._g + "seen"], [now - WORKER_EXPIRY]))
         results = self._run(calls)
         recovered = 0

@@ -24,7 +24,9 @@ import orjson
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
     ACTIVE,
+    BAD_RUN_AT,
     DEAD,
+    FAR_FUTURE,
     PENDING,
     RETRY,
     SCHEDULED,
@@ -436,6 +438,13 @@ class SQLiteBackend:
             ).rowcount
             if recovered:
                 self._count(conn, now, processed=recovered, failed=recovered)
+            # SQLite sorts text after every number, so one comparison finds both a run_at
+            # too far ahead and one that is not a number; a scan of the waiting jobs' index.
+            conn.execute(
+                f"UPDATE {self.t} SET state = 'dead', finished_at = ?, last_error = ?"
+                f" WHERE state IN {_WAITING} AND (run_at > ? OR typeof(run_at) NOT IN ('integer', 'real'))",
+                (now, BAD_RUN_AT, now + FAR_FUTURE),
+            )
             conn.execute(
                 f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t}"
                 " WHERE state = 'completed' AND finished_at < ? LIMIT 10000)",

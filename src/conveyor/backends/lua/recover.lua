@@ -9,12 +9,15 @@
 -- KEYS[5]  {ns:q}:done     ZSET  completed job ids by finished_at
 -- KEYS[6]  {ns:q}:counts   HASH  p:<minute> / f:<minute>
 -- KEYS[7]  {ns:q}:pruned   STRING set while the counters were pruned recently
+-- KEYS[8]  {ns:q}:sched    ZSET  ids stored as 'scheduled', by run_at
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  delete completed jobs finished before this time
 -- ARGV[4]  minute start for the counters
 -- ARGV[5]  the error text of a lost run
 -- ARGV[6]  drop counters of minutes before this one
+-- ARGV[7]  a waiting job due after this time was not written by conveyor: it goes to dead
+-- ARGV[8]  the error text for such a job
 --
 -- Returns {recovered, id of each deleted completed job…}: the caller drops those ids from
 -- the namespace's id index (a leftover entry only makes get() look once more and miss).
@@ -45,6 +48,19 @@ end
 if recovered > 0 then
   redis.call('HINCRBY', KEYS[6], 'p:' .. ARGV[4], recovered)
   redis.call('HINCRBY', KEYS[6], 'f:' .. ARGV[4], recovered)
+end
+
+-- Waiting jobs due absurdly far ahead (a hand-written 1e300 or inf) would wait for ever.
+for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local wkey = prefix .. 'w:' .. p
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wkey, '(' .. ARGV[7], '+inf', 'LIMIT', 0, 1000)) do
+    redis.call('HSET', prefix .. 'j:' .. id, 's', 'dead', 'fa', now, 'e', ARGV[8])
+    redis.call('ZREM', wkey, id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('ZREM', KEYS[8], id)
+    redis.call('ZADD', KEYS[2], now, id)
+  end
+  if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[4], p) end
 end
 
 local out = {recovered}
