@@ -14,6 +14,7 @@ from .errors import (
     QueueFull,
     Retry,
     SchemaError,
+    StoreUnavailable,
 )
 from .job import Job, Stats, WorkerInfo
 from .middleware import Middleware
@@ -33,6 +34,7 @@ __all__ = [
     "Retry",
     "SchemaError",
     "Stats",
+    "StoreUnavailable",
     "Task",
     "WorkerInfo",
 ]

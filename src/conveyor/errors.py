@@ -17,6 +17,11 @@ class JobFailed(ConveyorError):
         super().__init__(f"job {job_id} is {state}: {error or 'no error recorded'}")
 
 
+class StoreUnavailable(ConveyorError, ConnectionError):
+    """The store could not be reached (after the store's own retries). A ``ConnectionError``,
+    so code that already handles network errors handles this one too; nothing was written."""
+
+
 class QueueFull(ConveyorError):
     """Raised at enqueue when a queue already holds its configured maximum of jobs."""
 

@@ -21,13 +21,6 @@ from .faults_app import make_app
 CLEAR_ERRORS: tuple[type[BaseException], ...] = (ConveyorError, ConnectionError)
 QUICK = 5.0  # seconds within which the caller must hear of it
 
-#: Known defects of the PostgreSQL store (reported; xfail until fixed, strict so a fix shows).
-PG_UNREACHABLE = {
-    False: "postgres.py raises psycopg.OperationalError, not a ConveyorError/ConnectionError "
-    "(redis.py wraps the same failure in RedisUnavailable)",
-    True: "postgres.py retries enqueue for RETRY_FOR=30 s, then raises psycopg_pool.PoolTimeout "
-    "('couldn't get a connection after 10.00 sec')",
-}
 
 
 def test_store_restarted_mid_run(private_store: Private, make_workers: Callable[..., Workers]) -> None:
@@ -167,8 +160,6 @@ def test_store_unreachable_at_enqueue(
 ) -> None:
     if private_store.server is None:
         pytest.skip("n/a for SQLite: the store is a local file, never unreachable")
-    if private_store.kind == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PG_UNREACHABLE[connected_first]))
     store = private_store.kind
     try:
         namespace, tried, took = _enqueue_fails_quickly(

@@ -96,7 +96,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigurationError, QueueFull, SchemaError
+from ..errors import ConfigurationError, QueueFull, SchemaError, StoreUnavailable
 from ..job import (
     BAD_RUN_AT,
     DEAD,
@@ -117,6 +117,7 @@ Conn = psycopg.Connection[Any]
 
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
 RETRY_FOR = 30.0  # seconds a call keeps trying to reach the server before it raises
+ENQUEUE_RETRY_FOR = 3.0  # the same for enqueue, where an application is waiting
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection on one try
 PRUNE_BATCH = 10000  # completed jobs deleted per recover(), so one call stays short
 COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
@@ -415,6 +416,7 @@ class PostgresBackend:
         self.url = url
         self.ns = namespace
         self.conninfo, options = _split_url(url)
+        self._where = url.rsplit("@", 1)[-1]  # host, port and database; never the password
         self.min_size = options.get("pool_min_size", 1)
         self.max_size = max(self.min_size, options.get("pool_max_size", 16))
         self.schema = sql.Identifier(namespace).as_string()
@@ -455,18 +457,20 @@ class PostgresBackend:
                 self._pool_pid = os.getpid()
             return self._pool_obj
 
-    def _run(self, work: Callable[[Conn], _T], retry: bool = True) -> _T:
+    def _run(self, work: Callable[[Conn], _T], retry: bool = True, retry_for: float = RETRY_FOR) -> _T:
         """Run ``work`` on a pooled connection; on a lost connection, try again on a fresh
-        one for up to ``RETRY_FOR`` seconds (every caller's ``work`` is idempotent)."""
-        deadline = time.monotonic() + RETRY_FOR
+        one for up to ``retry_for`` seconds (every caller's ``work`` is idempotent), then
+        raise ``StoreUnavailable``."""
+        deadline = time.monotonic() + retry_for
         pause = 0.05
         while True:
             try:
-                with self._pool().connection() as conn:
+                wait = max(0.1, min(POOL_TIMEOUT, deadline - time.monotonic()))
+                with self._pool().connection(timeout=wait) as conn:
                     return work(conn)
             except psycopg.OperationalError as exc:
                 if not retry or self._closed or time.monotonic() + pause > deadline:
-                    raise
+                    raise StoreUnavailable(f"cannot reach PostgreSQL at {self._where}: {exc}") from exc
                 log.warning("PostgreSQL call failed, retrying in %.2f s: %s", pause, exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -478,8 +482,11 @@ class PostgresBackend:
         """Run ``work`` on a connection of its own, without retries: at startup a wrong
         password, a missing database or a bad option must fail at once with the server's
         own message (the pool would only report a timeout, after retrying for a while)."""
-        with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
-            return work(conn)
+        try:
+            with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
+                return work(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {self._where}: {exc}") from exc
 
     def _ensure_schema(self) -> None:
         def check(conn: Conn) -> int | None:
@@ -646,7 +653,9 @@ class PostgresBackend:
                     self._check_length(conn, records, max_queue_length, params["queues"])
                 self._insert(conn, records, params, known)
 
-        self._run(insert)
+        # An app waiting to enqueue should hear of an outage in seconds, not after the
+        # half-minute a worker's calls ride out a restart.
+        self._run(insert, retry_for=ENQUEUE_RETRY_FOR)
         if not known:
             self._known_queues.update(params["queues"])
 

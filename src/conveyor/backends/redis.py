@@ -93,7 +93,7 @@ from redis.sentinel import Sentinel
 
 import redis
 
-from ..errors import ConfigurationError, ConveyorError, QueueFull
+from ..errors import ConfigurationError, QueueFull, StoreUnavailable
 from ..job import (
     ACTIVE,
     BAD_RUN_AT,
@@ -142,7 +142,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class RedisUnavailable(ConveyorError, RedisConnectionError):
+class RedisUnavailable(StoreUnavailable, RedisConnectionError):
     """Redis could not be reached (after retrying with backoff for a few seconds).
 
     A ``redis.exceptions.ConnectionError``, so code that already handles redis-py's
