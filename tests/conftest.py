@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+
 from tests.servers import PostgresServer, RedisCluster, RedisServer, ServerNotAvailable
 
 _S = TypeVar("_S", RedisServer, RedisCluster, PostgresServer)

@@ -7,6 +7,7 @@ import socket
 import uuid
 
 import pytest
+
 from tests.servers import PostgresServer, RedisCluster, RedisServer, resp_command
 
 

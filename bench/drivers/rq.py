@@ -43,10 +43,10 @@ def worker_cmd(url: str, variant: str, burst: bool) -> list[str]:
 
 
 def run(args: Any) -> dict[str, Any]:
+    from redis import Redis
     from rq import Queue
 
     from bench.drivers.rq_tasks import noop
-    from redis import Redis
 
     common.flush_redis(args.url)
     ver = version()

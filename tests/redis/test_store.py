@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from redis.cluster import key_slot
 
-import redis
 from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend, RedisUnavailable, connect
 from conveyor.errors import ConfigurationError

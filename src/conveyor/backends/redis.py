@@ -83,6 +83,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
+import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -90,8 +91,6 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
-
-import redis
 
 from ..errors import ConfigurationError, QueueFull, StoreUnavailable
 from ..job import (
