@@ -131,8 +131,7 @@ def find_postgres_bindir() -> Path:
     if initdb := shutil.which("initdb"):
         candidates.append(Path(os.path.realpath(initdb)).parent)
     candidates += [
-        Path(d)
-        for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_pg_version_key, reverse=True)
+        Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_pg_version_key, reverse=True)
     ]
     for bindir in candidates:
         if all(os.access(bindir / name, os.X_OK) for name in ("initdb", "postgres", "pg_ctl")):
@@ -147,9 +146,7 @@ def find_postgres_bindir() -> Path:
 # --------------------------------------------------------------------------- RESP over a socket
 
 
-def resp_command(
-    port: int, *args: str | bytes | int, host: str = HOST, timeout: float = 5.0
-) -> RespValue:
+def resp_command(port: int, *args: str | bytes | int, host: str = HOST, timeout: float = 5.0) -> RespValue:
     """Send one command to Redis over a fresh connection and return the decoded reply.
 
     Bulk strings come back as ``bytes``, simple strings as ``str``; an error reply raises
@@ -416,8 +413,7 @@ class _Server:
                         if first:
                             self.stop()
                         raise RuntimeError(
-                            f"{self.name}: port {self.port} is taken by another process "
-                            f"({attempts} tries)"
+                            f"{self.name}: port {self.port} is taken by another process ({attempts} tries)"
                         ) from None
                 except BaseException:
                     if first:
@@ -668,8 +664,7 @@ class RedisCluster:
         )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(
-                f"redis-cli --cluster create failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
+                f"redis-cli --cluster create failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -22,7 +22,6 @@ CLEAR_ERRORS: tuple[type[BaseException], ...] = (ConveyorError, ConnectionError)
 QUICK = 5.0  # seconds within which the caller must hear of it
 
 
-
 def test_store_restarted_mid_run(private_store: Private, make_workers: Callable[..., Workers]) -> None:
     if private_store.server is None:
         figures.record(
