@@ -41,42 +41,22 @@ WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
 
 # Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
 # hand-written row holds, and a cast in C is cheaper than checking types in Python.
-_COLUMNS = ", ".join(
-    f"CAST({name} AS {kind})"
-    for name, kind in (
-        ("id", "TEXT"),
-        ("queue", "TEXT"),
-        ("payload", "BLOB"),
-        ("priority", "INTEGER"),
-        ("state", "TEXT"),
-        ("run_at", "REAL"),
-        ("attempts", "INTEGER"),
-        ("max_attempts", "INTEGER"),
-        ("timeout", "REAL"),
-        ("created_at", "REAL"),
-        ("started_at", "REAL"),
-        ("finished_at", "REAL"),
-        ("result", "BLOB"),
-        ("last_error", "TEXT"),
-        ("traceback", "TEXT"),
-        ("locked_by", "TEXT"),
-        ("lease_until", "REAL"),
-    )
-)
+_TYPES = {
+    "id": "TEXT", "queue": "TEXT", "payload": "BLOB", "priority": "INTEGER", "state": "TEXT",
+    "run_at": "REAL", "attempts": "INTEGER", "max_attempts": "INTEGER", "timeout": "REAL",
+    "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
+    "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
+}  # fmt: skip
+
+
+def _cast(*names: str) -> str:
+    return ", ".join(f"CAST({name} AS {_TYPES[name]})" for name in names)
+
+
+_COLUMNS = _cast(*_TYPES)  # in JobRecord's field order
 # What a claim reads back; the rest of the record is known without asking.
-_CLAIMED = ", ".join(
-    f"CAST({name} AS {kind})"
-    for name, kind in (
-        ("id", "TEXT"),
-        ("queue", "TEXT"),
-        ("payload", "BLOB"),
-        ("priority", "INTEGER"),
-        ("run_at", "REAL"),
-        ("attempts", "INTEGER"),
-        ("max_attempts", "INTEGER"),
-        ("timeout", "REAL"),
-        ("created_at", "REAL"),
-    )
+_CLAIMED = _cast(
+    "id", "queue", "payload", "priority", "run_at", "attempts", "max_attempts", "timeout", "created_at"
 )
 _WAITING = "('scheduled','pending','retry')"
 

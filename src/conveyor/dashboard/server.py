@@ -66,6 +66,25 @@ def create_app(
     title: str = "conveyor",
     refresh: float = 3.0,
 ) -> Starlette:
+    """The dashboard for ``conveyor_app`` as an ASGI (Starlette) app.
+
+    Access: with ``password`` or ``token`` (default ``$CONVEYOR_DASHBOARD_PASSWORD`` and
+    ``$CONVEYOR_DASHBOARD_TOKEN``) every page needs a login, or ``Authorization: Bearer
+    <token>`` for scripts. ``authorize(request) -> bool`` (may be async) lets the host app
+    admit its own users; a False answer falls back to the login, if there is one. With none
+    of these, the dashboard serves only a browser on this machine over a loopback address
+    and refuses everyone else with a page saying what to configure. ``require_login``
+    overrides the loopback rule: True always asks for a login; False never does (only behind
+    something else that checks, such as an authenticating proxy).
+
+    ``read_only`` hides every action and refuses every POST. ``secure_cookies`` forces the
+    Secure cookie flag (default: set when the request came over TLS). ``trusted_origins``
+    adds origins accepted in the CSRF Origin check (besides the request's own host), for
+    proxies that rewrite ``Host``. ``session_key`` signs the session cookie (default: derived
+    from the password/token). ``metrics`` serves ``/metrics``; ``metrics_public`` serves it
+    without login, for a Prometheus that cannot log in. ``refresh`` is seconds between
+    live updates.
+    """
     settings = Settings.create(
         password=password,
         token=token,
