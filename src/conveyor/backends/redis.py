@@ -40,22 +40,23 @@ Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the name
 keys share ``{ns}``. Scripts (``lua/*.lua``) touch one queue's slot; work across queues is
 one script call per queue from Python, pipelined into one round-trip wherever order allows
 (fetch alone goes queue by queue, because the first queue must be drained before the next).
-On a single server the pipeline is written straight to a pooled connection: redis-py's
-``Pipeline`` object costs more Python time than the round-trip it saves.
+On a single server the pipeline is written straight to a connection each thread keeps
+for its lifetime: redis-py's ``Pipeline`` object, and even taking a connection from its
+pool and giving it back, cost more Python time than the server's work for one job.
 
 The id index and the queue registry live in another slot than the jobs, so on Cluster they
 are written by a separate call, *before* the jobs. A client that dies in between leaves an
 index entry (or a registered queue) without a job: ``get`` finds no job and says None, an
 empty queue shows zero counts. The reverse, a job that ``get`` cannot find, would be
 harmful, so it cannot happen by this order; should an index entry be lost anyway, ``get``
-falls back to looking in every queue and repairs it. On a single server or Sentinel the
-index and the registry precede the jobs in one pipeline on one connection, which the server
-runs in order, so a client dying mid-write can only leave the harmless half.
+falls back to looking in every queue and repairs it. On a single server or Sentinel, where
+a script may touch keys of any slot, the enqueue script writes the index, the registry and
+the jobs together.
 
 Guarantees and their limits:
 
 * Every script is safe to run twice (redis-py re-sends a call whose reply was lost): enqueue
-  skips ids that exist, fetch returns the same claim for the same token, complete, fail and
+  does nothing when the first job of its call exists (a call is all or nothing), fetch returns the same claim for the same token, complete, fail and
   release act only on jobs the worker still holds (its ``held`` set).
 * ``max_queue_length`` is checked inside the enqueue script, so a queue never passes it. A
   batch spanning several queues is all-or-none by compensation: when one queue is full, the
@@ -73,9 +74,11 @@ Payloads and results are bytes moved by the scripts as they are; only Python par
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib.resources import files
@@ -105,6 +108,12 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # redis-py without its hiredis extra: its own packer then
+    _pack = None
 
 log = logging.getLogger("conveyor.redis")
 
@@ -362,6 +371,31 @@ def _names(values: Iterable[Any]) -> list[str]:
 # --------------------------------------------------------------------------- the store
 
 
+def _groups(batch: Sequence[JobRecord]) -> list[Any]:
+    """enqueue.lua's arguments for ``batch``: runs of jobs that share their settings, each
+    a header (count, priority, state, run_at, max_attempts, timeout, created_at) and then
+    the id and payload of every job of the run."""
+    args: list[Any] = []
+    times: dict[float, str] = {}  # a float's repr costs more than the rest of a job's arguments
+    shared: tuple[Any, ...] = ()
+    header = 0
+    for r in batch:
+        settings = (r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        if settings != shared:
+            if header:
+                args[header - 1] = (len(args) - header - 6) // 2
+            shared = settings
+            state = r.state if r.state in (SCHEDULED, PENDING, RETRY) else PENDING
+            run_at = times.get(r.run_at) or times.setdefault(r.run_at, repr(float(r.run_at)))
+            created = times.get(r.created_at) or times.setdefault(r.created_at, repr(float(r.created_at)))
+            timeout = "" if r.timeout is None else repr(float(r.timeout))
+            args += (0, int(r.priority), state, run_at, int(r.max_attempts), timeout, created)
+            header = len(args) - 6
+        args += (r.id, r.payload)
+    args[header - 1] = (len(args) - header - 6) // 2
+    return args
+
+
 class _Call:
     """One command of a pipeline: a plain command, or a script by name."""
 
@@ -370,6 +404,22 @@ class _Call:
     def __init__(self, script: str | None, *args: Any) -> None:
         self.script = script
         self.args = args
+
+
+class _OwnConnection:
+    """A pool connection one thread keeps; back to the pool when the thread ends."""
+
+    __slots__ = ("connection", "pid", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.pid = os.getpid()
+        self.connection = pool.get_connection()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(Exception):  # the pool is closing, or the interpreter is
+                self.pool.release(self.connection)
 
 
 class RedisBackend:
@@ -398,6 +448,7 @@ class RedisBackend:
         # find the job's keys without asking the id index (no extra round-trip).
         self._held: dict[str, str] = {}
         self._known: list[str] = []
+        self._local = threading.local()
 
     # -- plumbing -------------------------------------------------------------------------
     def _q(self, queue: str) -> str:
@@ -443,26 +494,38 @@ class RedisBackend:
             for command in commands:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
+        return self._on_own_connection(lambda conn: self._send(conn, commands))
+
+    def _on_own_connection(self, exchange: Callable[[Any], T]) -> T:
+        """Run ``exchange(connection)`` on this thread's own connection.
+
+        Each thread keeps one pooled connection for as long as it lives: taking one from
+        redis-py's pool and giving it back costs about 30 µs (a lock, a readiness poll of
+        the socket), a third of a whole enqueue. The connection goes back to the pool when
+        the thread ends, and is replaced in a forked child.
+        """
+        own: _OwnConnection | None = getattr(self._local, "own", None)
+        if own is None or own.pid != os.getpid():
+            own = self._local.own = _OwnConnection(self.client.connection_pool)
+        conn = own.connection
         try:
             # The connection's own retry policy: reconnect with backoff and send it all
             # again, which every command here is safe to repeat.
-            result: list[Any] = conn.retry.call_with_retry(
-                lambda: self._send(conn, commands), lambda error: conn.disconnect()
-            )
-            return result
+            return conn.retry.call_with_retry(lambda: exchange(conn), lambda error: conn.disconnect())  # type: ignore[no-any-return]
         except BaseException:
             # Replies may be left unread (an interrupt, an error past the retries): never
-            # hand such a connection to the next caller.
+            # send on such a connection again before it reconnects.
             conn.disconnect()
             raise
-        finally:
-            pool.release(conn)
 
     @staticmethod
     def _send(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        conn.send_packed_command(conn.pack_commands(commands))
+        if _pack is None:
+            conn.send_packed_command(conn.pack_commands(commands))
+        else:
+            # hiredis packs in C; redis-py's own packer first looks at every argument in
+            # Python, which for a batch of 10,000 jobs costs more than the server's work.
+            conn.send_packed_command([_pack(command) for command in commands])
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -477,17 +540,15 @@ class RedisBackend:
         self._known = known
         return known
 
-    def _register(self, queues: Iterable[str]) -> list[_Call]:
-        """SADD to the registry for queues not registered by this process lately (a queue
-        is never unregistered, so re-sending it every 10 s only guards against a flushed
-        server)."""
+    def _unregistered(self, queues: Iterable[str]) -> list[str]:
+        """Queues not added to the registry by this process lately, now marked as added (a
+        queue is never unregistered, so re-adding it every 10 s only guards against a
+        flushed server)."""
         now = time.monotonic()
         fresh = [q for q in queues if now - self._registered.get(q, -1e9) > 10.0]
-        if not fresh:
-            return []
         for q in fresh:
             self._registered[q] = now
-        return [_Call(None, "SADD", self._g + "queues", *fresh)]
+        return fresh
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Job ids grouped by queue: from this process's fetches, else the id index, else
@@ -548,42 +609,25 @@ class RedisBackend:
                         f"{len(batch)} at once would pass that limit"
                     )
         limit = "" if max_queue_length is None else max_queue_length
-        index: list[Any] = []
-        scripts: list[_Call] = []
         now = time.time()
-        # The jobs of one batch mostly share their times; formatting a float costs more than
-        # the rest of a job's arguments, so each distinct time is formatted once.
-        times: dict[float, str] = {}
+        fresh = self._unregistered(by_queue)
+        scripts: list[_Call] = []
         for queue, batch in by_queue.items():
             prefix = self._q(queue)
-            args: list[Any] = [prefix, limit, now, WAKE_TOKENS]
-            for r in batch:
-                state = r.state if r.state in (SCHEDULED, PENDING, RETRY) else PENDING
-                run_at = times.get(r.run_at) or times.setdefault(r.run_at, repr(float(r.run_at)))
-                created = times.get(r.created_at) or times.setdefault(r.created_at, repr(float(r.created_at)))
-                args += (
-                    r.id,
-                    r.payload,
-                    int(r.priority),
-                    state,
-                    run_at,
-                    r.max_attempts,
-                    "" if r.timeout is None else r.timeout,
-                    created,
-                )
-                index += (r.id, queue)
             keys = [prefix + "prios", prefix + "sched", prefix + "retry", prefix + "wake"]
+            if not self.cluster:
+                keys += (self._g + "where", self._g + "queues")
+            args = [prefix, limit, now, WAKE_TOKENS, queue, "1" if queue in fresh else "", *_groups(batch)]
             scripts.append(_Call("enqueue", keys, args))
-        first = [*self._register(by_queue), _Call(None, "HSET", self._g + "where", *index)]
         try:
             if self.cluster:
                 # Index and registry first, by their own call: see the module docstring.
-                self._run(first)
-                results = self._run(scripts)
-            else:
-                results = self._run(first + scripts)[len(first) :]
+                index = [x for r in records for x in (r.id, r.queue)]
+                first = [_Call(None, "SADD", self._g + "queues", *fresh)] if fresh else []
+                self._run([*first, _Call(None, "HSET", self._g + "where", *index)])
+            results = self._run(scripts)
         except BaseException:
-            for queue in by_queue:  # the registry may not have been written: send it again
+            for queue in fresh:  # the registry may not have been written: send it again
                 self._registered.pop(queue, None)
             raise
         full = [(i, r) for i, r in enumerate(results) if r[0] == -1]
@@ -790,7 +834,7 @@ class RedisBackend:
         try:
             # BLPOP blocks in the server: an enqueue's token wakes this worker within a
             # round-trip, and an idle worker sends one command per ``timeout``.
-            self.client.blpop(keys, timeout=timeout)
+            self._on_own_connection(lambda conn: self._send(conn, [("BLPOP", *keys, timeout)]))
         except (*_RETRYABLE, ResponseError) as exc:
             log.debug("wait: %s", exc)
             time.sleep(max(0.0, deadline - time.monotonic()))

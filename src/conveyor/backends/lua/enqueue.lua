@@ -4,27 +4,35 @@
 -- KEYS[2]  {ns:q}:sched   ZSET  ids of jobs stored as 'scheduled', by run_at
 -- KEYS[3]  {ns:q}:retry   ZSET  ids of jobs stored as 'retry', by run_at
 -- KEYS[4]  {ns:q}:wake    LIST  wake-up tokens for idle workers (BLPOP)
+-- KEYS[5]  {ns}:where     HASH  job id -> queue      } only on a single server, where one
+-- KEYS[6]  {ns}:queues    SET   every queue ever used } script may span slots; on Cluster
+--                                                       the caller writes these first
 -- ARGV[1]  prefix of the queue's keys, "{ns:q}:"
 -- ARGV[2]  most waiting jobs the queue may hold ("" = no limit)
 -- ARGV[3]  now: jobs due by then push wake-up tokens
 -- ARGV[4]  most wake-up tokens to keep
--- ARGV[5…] 8 per job: id, payload, priority, state, run_at, max_attempts,
---          timeout ("" = none), created_at
+-- ARGV[5]  the queue's name (for KEYS[5] and KEYS[6])
+-- ARGV[6]  "1" to add the queue to KEYS[6]
+-- ARGV[7…] groups of jobs sharing their settings, each: count, priority, state, run_at,
+--          max_attempts, timeout ("" = none), created_at, then count × (id, payload).
+--          Jobs of one batch mostly share them, so each job costs two arguments.
 --
 -- Returns {added}, or {-1, waiting} when the limit would be passed; then nothing is written.
--- An id that already exists is skipped, so a call retried after a lost reply is harmless.
-local prefix = ARGV[1]
-
--- One token per due job, up to a cap: each wakes one idle worker blocked in BLPOP.
-local function push_wake(key, n, cap)
-  if n <= 0 then return end
-  local tokens = {}
-  for i = 1, math.min(n, cap) do tokens[i] = '1' end
-  redis.call('LPUSH', key, unpack(tokens))
-  redis.call('LTRIM', key, 0, cap - 1)
-end
-local count = (#ARGV - 4) / 8
+-- A call is all or nothing, so when its first job exists the call was made before (redis-py
+-- re-sends a call whose reply was lost) and it returns {0}: a retried call is harmless.
+local prefix, queue = ARGV[1], ARGV[5]
 local now = tonumber(ARGV[3])
+local indexed = KEYS[5] ~= nil
+
+-- The jobs in the call, counted from the group headers.
+local count, i = 0, 7
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  count = count + n
+  i = i + 7 + 2 * n
+end
+if count == 0 then return {0} end
+if redis.call('EXISTS', prefix .. 'j:' .. ARGV[14]) == 1 then return {0} end
 
 if ARGV[2] ~= '' then
   local waiting = 0
@@ -36,32 +44,66 @@ if ARGV[2] ~= '' then
   end
 end
 
-local added, due = 0, 0
-local known = {}
-for i = 5, #ARGV, 8 do
-  local id, p, state, run_at = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local key = prefix .. 'j:' .. id
-  if redis.call('EXISTS', key) == 0 then
-    if ARGV[i + 6] == '' then
-      redis.call('HSET', key, 'p', ARGV[i + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
-        'ma', ARGV[i + 5], 'ca', ARGV[i + 7])
-    else
-      redis.call('HSET', key, 'p', ARGV[i + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
-        'ma', ARGV[i + 5], 'ca', ARGV[i + 7], 'to', ARGV[i + 6])
-    end
-    redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
-    if not known[p] then
-      redis.call('ZADD', KEYS[1], p, p)
-      known[p] = true
-    end
-    if state == 'scheduled' then
-      redis.call('ZADD', KEYS[2], run_at, id)
-    elseif state == 'retry' then
-      redis.call('ZADD', KEYS[3], run_at, id)
-    end
-    added = added + 1
-    if tonumber(run_at) <= now then due = due + 1 end
+-- Members are added in slices: unpack() of a whole 10,000-job batch would overflow Lua's
+-- C stack, and one ZADD of many members costs far less than one per job.
+local SLICE = 500
+local function add_all(key, scored)
+  for s = 1, #scored, 2 * SLICE do
+    redis.call('ZADD', key, unpack(scored, s, math.min(s + 2 * SLICE - 1, #scored)))
   end
 end
-push_wake(KEYS[4], due, tonumber(ARGV[4]))
-return {added}
+local function index_all(pairs_)
+  for s = 1, #pairs_, 2 * SLICE do
+    redis.call('HSET', KEYS[5], unpack(pairs_, s, math.min(s + 2 * SLICE - 1, #pairs_)))
+  end
+end
+
+local due = 0
+local where = {}
+i = 7
+while i <= #ARGV do
+  local n, p, state, run_at, max_attempts, timeout, created =
+    tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local scored = {}
+  i = i + 7
+  for j = i, i + 2 * n - 1, 2 do
+    local id = ARGV[j]
+    if timeout == '' then
+      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
+        'ma', max_attempts, 'ca', created)
+    else
+      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
+        'ma', max_attempts, 'ca', created, 'to', timeout)
+    end
+    scored[#scored + 1] = run_at
+    scored[#scored + 1] = id
+    if indexed then
+      where[#where + 1] = id
+      where[#where + 1] = queue
+    end
+  end
+  i = i + 2 * n
+  add_all(prefix .. 'w:' .. p, scored)
+  redis.call('ZADD', KEYS[1], p, p)
+  if state == 'scheduled' then
+    add_all(KEYS[2], scored)
+  elseif state == 'retry' then
+    add_all(KEYS[3], scored)
+  end
+  if tonumber(run_at) <= now then due = due + n end
+end
+if indexed then
+  index_all(where)
+  if ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
+end
+
+-- One token per due job, up to a cap: each wakes one idle worker blocked in BLPOP.
+if due > 0 then
+  local cap = tonumber(ARGV[4])
+  local tokens = {}
+  for t = 1, math.min(due, cap) do tokens[t] = '1' end
+  if redis.call('LPUSH', KEYS[4], unpack(tokens)) > cap then
+    redis.call('LTRIM', KEYS[4], 0, cap - 1)
+  end
+end
+return {count}
