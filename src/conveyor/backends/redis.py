@@ -56,8 +56,9 @@ the jobs together.
 Guarantees and their limits:
 
 * Every script is safe to run twice (redis-py re-sends a call whose reply was lost): enqueue
-  does nothing when the first job of its call exists (a call is all or nothing), fetch returns the same claim for the same token, complete, fail and
-  release act only on jobs the worker still holds (its ``held`` set).
+  does nothing when the first job of its call exists (a call is all or nothing), fetch
+  returns the same claim for the same token, complete, fail and release act only on jobs
+  the worker still holds (its ``held`` set).
 * ``max_queue_length`` is checked inside the enqueue script, so a queue never passes it. A
   batch spanning several queues is all-or-none by compensation: when one queue is full, the
   jobs the others just stored are deleted again before ``QueueFull`` is raised. Each queue's
@@ -449,6 +450,7 @@ class RedisBackend:
         self._held: dict[str, str] = {}
         self._known: list[str] = []
         self._local = threading.local()
+        self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
     # -- plumbing -------------------------------------------------------------------------
     def _q(self, queue: str) -> str:
@@ -820,6 +822,60 @@ class RedisBackend:
         for i in range(0, len(pruned), 1000):
             self.client.hdel(self._g + "where", *pruned[i : i + 1000])
         return recovered
+
+    def wait_and_fetch(
+        self, queues: Sequence[str] | None, timeout: float, limit: int, worker: str, lease: float
+    ) -> list[JobRecord]:
+        """``wait``, then ``fetch``, in one round-trip: the fetch is sent right behind the
+        BLPOP on the same connection, so the server runs it the moment the BLPOP returns and
+        the job that woke the worker is claimed without another round-trip. The fetch then
+        reads the time from the server's clock (in the worker's clock, by an offset measured
+        once a minute), since it runs later than it was sent."""
+        if self.cluster or timeout <= 0.001 or limit <= 0:
+            self.wait(queues, timeout)
+            return self.fetch(queues, limit, worker, lease, time.time())
+        names = list(queues) if queues is not None else (self._known or ["default"])
+        first = names[0] if queues is not None else "default"
+        token = os.urandom(8).hex()
+        fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
+        args = fetch.args[1]
+        args[4] = ""  # now: the server's clock
+        args.append(self._clock_offset())
+        calls = [_Call(None, "BLPOP", *[self._q(q) + "wake" for q in names], timeout)]
+        if queues is None:
+            calls.append(_Call(None, "SMEMBERS", self._g + "queues"))
+        calls.append(fetch)
+        try:
+            replies = self._run(calls)
+        except (*_RETRYABLE, ResponseError) as exc:
+            log.debug("wait: %s", exc)
+            return self.fetch(queues, limit, worker, lease, time.time())
+        flat = replies[-1]
+        now = float(flat[0])
+        got = _claimed(first, flat[1:], worker, now + lease, now)
+        for r in got:
+            self._held[r.id] = r.queue
+        if queues is None:
+            order = _names(replies[1])
+            self._known = order
+            rest = [q for q in order if q != "default"]
+        else:
+            rest = names[1:]
+        if rest and len(got) < limit:
+            got += self._fetch(rest, limit - len(got), worker, lease, now, token)
+        return got
+
+    def _clock_offset(self) -> float:
+        """This machine's clock minus the Redis server's, in seconds (re-read every minute)."""
+        measured, offset = self._offset
+        if time.monotonic() - measured < 60.0:
+            return offset
+        before = time.time()
+        seconds, micros = self.client.time()
+        after = time.time()
+        offset = (before + after) / 2 - (int(seconds) + int(micros) / 1e6)
+        self._offset = (time.monotonic(), offset)
+        return offset
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0.001:

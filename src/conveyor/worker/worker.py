@@ -158,10 +158,7 @@ class Worker:
                 continue
             self._outage = 0.0
             if records:
-                with self._cond:
-                    self._held.update(r.id for r in records)
-                for record in records:
-                    self._dispatch(record)
+                self._take(records)
             elif self.burst:
                 with self._cond:
                     if self._held:
@@ -174,9 +171,25 @@ class Worker:
                     return
             else:
                 try:
-                    backend.wait(queues, self.idle_wait)
+                    self._take(self._wait(queues, free))
                 except Exception as exc:
                     self._store_down(exc)
+
+    def _take(self, records: list[Any]) -> None:
+        with self._cond:
+            self._held.update(r.id for r in records)
+        for record in records:
+            self._dispatch(record)
+
+    def _wait(self, queues: list[str] | None, free: int) -> list[Any]:
+        """Wait for jobs to arrive; a store that can claim them in the same round-trip
+        (Redis: a fetch queued behind its BLPOP) returns them."""
+        wait_and_fetch = getattr(self._backend, "wait_and_fetch", None)
+        if wait_and_fetch is not None:
+            records: list[Any] = wait_and_fetch(queues, self.idle_wait, free, self.id, self.app.lease)
+            return records
+        self._backend.wait(queues, self.idle_wait)
+        return []
 
     def _store_down(self, exc: Exception) -> None:
         """The store failed a call: keep running what is held, and try again with backoff
@@ -189,11 +202,7 @@ class Worker:
     def _ready(self, queues: list[str] | None) -> bool:
         """True if a job is due now (the burst worker's last look before it exits)."""
         records = self._backend.fetch(queues, 1, self.id, self.app.lease, time.time())
-        if records:
-            with self._cond:
-                self._held.update(r.id for r in records)
-            for record in records:
-                self._dispatch(record)
+        self._take(records)
         return bool(records)
 
     def _free_places(self) -> int:
