@@ -133,6 +133,7 @@ FIELDS: Final = ("p", "pr", "s", "ra", "a", "ma", "to", "ca", "sa", "fa", "r", "
 _CLAIMED: Final = 10  # values per job fetch.lua returns
 _SCRIPTS: Final = (
     "enqueue",
+    "enqueue_one",
     "fetch",
     "complete",
     "fail",
@@ -610,9 +611,12 @@ class RedisBackend:
                         f"queue {queue!r} may hold {max_queue_length} waiting jobs; adding "
                         f"{len(batch)} at once would pass that limit"
                     )
-        limit = "" if max_queue_length is None else max_queue_length
         now = time.time()
         fresh = self._unregistered(by_queue)
+        alone = len(records) == 1 and max_queue_length is None and not fresh and not self.cluster
+        if alone and self._enqueue_one(records[0], now):
+            return
+        limit = "" if max_queue_length is None else max_queue_length
         scripts: list[_Call] = []
         for queue, batch in by_queue.items():
             prefix = self._q(queue)
@@ -641,6 +645,39 @@ class RedisBackend:
                 f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
                 f"would pass its limit of {max_queue_length}"
             )
+
+    def _enqueue_one(self, r: JobRecord, now: float) -> bool:
+        """One pending or scheduled job by enqueue_one.lua; False for any other state."""
+        if r.state == PENDING:
+            due = "1" if r.run_at <= now else ""
+        elif r.state == SCHEDULED:
+            due = ""
+        else:
+            return False
+        prefix = self._q(r.queue)
+        keys = (
+            prefix + "j:" + r.id,
+            f"{prefix}w:{int(r.priority)}",
+            prefix + "prios",
+            prefix + "wake",
+            self._g + "where",
+            prefix + "sched",
+        )
+        args = (
+            r.payload,
+            int(r.priority),
+            r.state,
+            repr(float(r.run_at)),
+            int(r.max_attempts),
+            repr(float(r.created_at)),
+            "" if r.timeout is None else repr(float(r.timeout)),
+            r.id,
+            r.queue,
+            due,
+            WAKE_TOKENS,
+        )
+        self._run([_Call("enqueue_one", keys, args)])
+        return True
 
     def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
         """A queue of the batch was full: take back what the others stored (all or none)."""
@@ -855,6 +892,10 @@ class RedisBackend:
         got = _claimed(first, flat[1:], worker, now + lease, now)
         for r in got:
             self._held[r.id] = r.queue
+        if not got and replies[0] is not None:
+            # Woken, yet nothing was due by the server's clock: the job may come from a
+            # machine whose clock runs a little ahead. Look again by this one's.
+            return self.fetch(queues, limit, worker, lease, time.time())
         if queues is None:
             order = _names(replies[1])
             self._known = order
@@ -866,14 +907,19 @@ class RedisBackend:
         return got
 
     def _clock_offset(self) -> float:
-        """This machine's clock minus the Redis server's, in seconds (re-read every minute)."""
+        """This machine's clock minus the Redis server's, in seconds (re-read every minute):
+        of five readings, the one with the shortest round-trip, whose midpoint is closest
+        to the moment the server read its clock."""
         measured, offset = self._offset
         if time.monotonic() - measured < 60.0:
             return offset
-        before = time.time()
-        seconds, micros = self.client.time()
-        after = time.time()
-        offset = (before + after) / 2 - (int(seconds) + int(micros) / 1e6)
+        samples: list[tuple[float, float]] = []
+        for _ in range(5):
+            before = time.time()
+            seconds, micros = self._on_own_connection(lambda conn: self._send(conn, [("TIME",)]))[0]
+            after = time.time()
+            samples.append((after - before, (before + after) / 2 - (int(seconds) + int(micros) / 1e6)))
+        offset = min(samples)[1]
         self._offset = (time.monotonic(), offset)
         return offset
 

@@ -1,0 +1,156 @@
+"""The Redis store's hot-path shortcuts: each must keep the semantics of the general path."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.backends.redis import RedisBackend
+from conveyor.job import ACTIVE, PENDING, JobRecord
+from tests.servers import RedisServer
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def backend(redis_server: RedisServer) -> Iterator[RedisBackend]:
+    store = RedisBackend(redis_server.url, f"hot{os.getpid()}_{next(_names)}")
+    yield store
+    store.close()
+
+
+def _record(job_id: str, now: float, *, run_at: float | None = None, queue: str = "default") -> JobRecord:
+    return JobRecord(
+        job_id, queue, b'{"t":"x"}', 0, PENDING, now if run_at is None else run_at, 0, 3, None, now
+    )
+
+
+def test_a_job_enqueued_alone_and_sent_again_is_not_reset(backend: RedisBackend) -> None:
+    """A call re-sent after a lost reply must not put a claimed job back in the queue."""
+    now = time.time()
+    backend.enqueue([_record("a0", now), _record("a1", now)])  # registers the queue
+    one = _record("b0", now)
+    backend.enqueue([one])  # the single-job script
+    claimed = backend.fetch(None, 10, "w1", 30, now)
+    assert [r.id for r in claimed] == ["a0", "a1", "b0"]
+    backend.enqueue([one])  # as redis-py would re-send it
+    backend.enqueue([_record("a0", now), _record("a1", now)])  # and a batch
+    assert backend.fetch(None, 10, "w1", 30, now) == []
+    got = backend.get("b0")
+    assert got is not None and got.state == ACTIVE and got.attempts == 1
+
+
+def test_a_batch_of_mixed_settings_keeps_each_jobs_own(backend: RedisBackend) -> None:
+    """Jobs of one call are sent in runs of equal settings; each job keeps its own."""
+    now = time.time()
+    records = [
+        JobRecord(
+            f"m{i}", "default", b"{}", i % 3, PENDING, now - i, 0, 1 + i % 2, None if i % 4 else 7.5, now
+        )
+        for i in range(12)
+    ]
+    backend.enqueue(records)
+    for r in records:
+        got = backend.get(r.id)
+        assert got is not None
+        assert (got.priority, got.max_attempts, got.timeout) == (r.priority, r.max_attempts, r.timeout)
+        assert got.run_at == pytest.approx(r.run_at)
+    claimed = backend.fetch(["default"], 20, "w1", 30, now)
+    expected = sorted(records, key=lambda r: (-r.priority, r.run_at, r.id))
+    assert [r.id for r in claimed] == [r.id for r in expected]
+
+
+def test_wait_and_fetch_claims_the_job_that_woke_it(backend: RedisBackend) -> None:
+    backend.enqueue([_record("seed", time.time())])  # registers the queue
+    assert len(backend.fetch(None, 10, "w1", 30, time.time())) == 1
+    got: list[JobRecord] = []
+    woken_at: list[float] = []
+
+    def wait() -> None:
+        # Tokens left by earlier enqueues cause spare wake-ups; a worker just loops.
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got.extend(backend.wait_and_fetch(None, 5.0, 10, "w1", 30))
+        woken_at.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    enqueued_at = time.time()
+    sent = time.monotonic()
+    backend.enqueue([_record("late", enqueued_at)])
+    waiter.join(10)
+    assert woken_at and woken_at[0] - sent < 1.0, "the enqueue did not wake the waiting worker"
+    assert [r.id for r in got] == ["late"]
+    (record,) = got
+    # The server's clock, read in the worker's: no earlier than the enqueue.
+    assert record.started_at is not None and record.lease_until is not None
+    assert enqueued_at - 0.05 <= record.started_at <= time.time() + 0.05
+    assert record.lease_until == pytest.approx(record.started_at + 30, abs=0.01)
+    stored = backend.get("late")
+    assert stored is not None and stored.state == ACTIVE and stored.locked_by == "w1"
+
+
+def test_wait_and_fetch_does_not_claim_a_job_before_its_time(backend: RedisBackend) -> None:
+    now = time.time()
+    backend.enqueue([_record("soon", now, run_at=now + 1.0), _record("due", now)])
+    first = backend.wait_and_fetch(["default"], 0.3, 10, "w1", 30)
+    assert [r.id for r in first] == ["due"]
+    assert backend.wait_and_fetch(["default"], 0.3, 10, "w1", 30) == []
+    time.sleep(max(0.0, now + 1.05 - time.time()))
+    assert [r.id for r in backend.wait_and_fetch(["default"], 0.3, 10, "w1", 30)] == ["soon"]
+
+
+def test_wait_and_fetch_serves_queues_in_order(backend: RedisBackend) -> None:
+    now = time.time()
+    backend.enqueue(
+        [_record("b1", now, queue="b"), _record("a1", now, queue="a"), _record("b2", now, queue="b")]
+    )
+    got = backend.wait_and_fetch(["a", "b"], 0.3, 2, "w1", 30)
+    assert [r.id for r in got] == ["a1", "b1"]
+
+
+def test_a_worker_thread_gives_its_connection_back_when_it_ends(backend: RedisBackend) -> None:
+    pool = backend.client.connection_pool
+
+    def use() -> None:
+        backend.fetch(None, 1, "w1", 30, time.time())
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(pool._in_use_connections) <= 1  # only this thread's, if it used one
+    backend.fetch(None, 1, "w1", 30, time.time())
+
+
+def test_a_worker_on_redis_runs_jobs_enqueued_while_it_idles(redis_server: RedisServer) -> None:
+    app = Conveyor(redis_server.url, namespace=f"hot{os.getpid()}_{next(_names)}")
+    ran: list[int] = []
+
+    @app.task(name="note")
+    def note(i: int) -> None:
+        ran.append(i)
+
+    worker = app.worker(concurrency=2)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        for i in range(20):
+            note.enqueue(i)
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while len(ran) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+        runner.join(10)
+        app.close()
+    assert sorted(ran) == list(range(20))
