@@ -167,6 +167,16 @@ class Conveyor:
         finally:
             gc.enable()
 
+    def _enqueue_one(self, spec: JobSpec) -> Job:
+        """``enqueue_many([spec])[0]`` without a batch's bookkeeping: a job enqueued alone is
+        the commonest call of all."""
+        if spec.options.connection is not None or self.middleware:
+            return self._enqueue_many([spec])[0]
+        now = time.time()
+        record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC))
+        self.backend.enqueue((record,), self.max_queue_length)
+        return job
+
     def _enqueue_many(self, specs: list[JobSpec]) -> list[Job]:
         now = time.time()
         when = datetime.fromtimestamp(now, UTC)

@@ -99,7 +99,7 @@ class Task(Generic[P, R]):
         Arguments must be JSON values: anything else is a TypeError here, and nothing is
         stored.
         """
-        return self.app.enqueue_many([JobSpec(self, args, kwargs, self.options)])[0]
+        return self.app._enqueue_one(JobSpec(self, args, kwargs, self.options))
 
     def using(
         self,
@@ -160,7 +160,7 @@ class BoundTask(Generic[P, R]):
         return JobSpec(self.task, args, kwargs, self.options)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        return self.task.app.enqueue_many([JobSpec(self.task, args, kwargs, self.options)])[0]
+        return self.task.app._enqueue_one(JobSpec(self.task, args, kwargs, self.options))
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:

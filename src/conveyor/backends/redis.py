@@ -598,6 +598,11 @@ class RedisBackend:
     # -- the hot path ---------------------------------------------------------------------
     @_unavailable
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
+        if len(records) == 1 and max_queue_length is None and not self.cluster:
+            r = records[0]
+            recent = time.monotonic() - self._registered.get(r.queue, -1e9) <= 10.0
+            if recent and self._enqueue_one(r, time.time()):
+                return
         if not records:
             return
         by_queue: dict[str, list[JobRecord]] = {}
@@ -613,9 +618,6 @@ class RedisBackend:
                     )
         now = time.time()
         fresh = self._unregistered(by_queue)
-        alone = len(records) == 1 and max_queue_length is None and not fresh and not self.cluster
-        if alone and self._enqueue_one(records[0], now):
-            return
         limit = "" if max_queue_length is None else max_queue_length
         scripts: list[_Call] = []
         for queue, batch in by_queue.items():
@@ -647,7 +649,8 @@ class RedisBackend:
             )
 
     def _enqueue_one(self, r: JobRecord, now: float) -> bool:
-        """One pending or scheduled job by enqueue_one.lua; False for any other state."""
+        """One pending or scheduled job of a registered queue, by enqueue_one.lua; False
+        for any other state."""
         if r.state == PENDING:
             due = "1" if r.run_at <= now else ""
         elif r.state == SCHEDULED:
@@ -676,7 +679,11 @@ class RedisBackend:
             due,
             WAKE_TOKENS,
         )
-        self._run([_Call("enqueue_one", keys, args)])
+        # The commonest call of all, sent without the general path's bookkeeping.
+        command = ("EVALSHA", self._sha("enqueue_one"), len(keys), *keys, *args)
+        reply = self._on_own_connection(lambda conn: self._send(conn, (command,)))[0]
+        if isinstance(reply, Exception):  # NOSCRIPT: load it and run again; else raise
+            self._run([_Call("enqueue_one", keys, args)])
         return True
 
     def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
