@@ -547,11 +547,14 @@ class RedisBackend:
         """Queues not added to the registry by this process lately, now marked as added (a
         queue is never unregistered, so re-adding it every 10 s only guards against a
         flushed server)."""
+        fresh = [q for q in queues if not self._is_registered(q)]
         now = time.monotonic()
-        fresh = [q for q in queues if now - self._registered.get(q, -1e9) > 10.0]
         for q in fresh:
             self._registered[q] = now
         return fresh
+
+    def _is_registered(self, queue: str) -> bool:
+        return time.monotonic() - self._registered.get(queue, -1e9) <= 10.0
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Job ids grouped by queue: from this process's fetches, else the id index, else
@@ -600,8 +603,7 @@ class RedisBackend:
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
-            recent = time.monotonic() - self._registered.get(r.queue, -1e9) <= 10.0
-            if recent and self._enqueue_one(r, time.time()):
+            if self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
                 return
         if not records:
             return

@@ -47,14 +47,9 @@ end
 -- Members are added in slices: unpack() of a whole 10,000-job batch would overflow Lua's
 -- C stack, and one ZADD of many members costs far less than one per job.
 local SLICE = 500
-local function add_all(key, scored)
-  for s = 1, #scored, 2 * SLICE do
-    redis.call('ZADD', key, unpack(scored, s, math.min(s + 2 * SLICE - 1, #scored)))
-  end
-end
-local function index_all(pairs_)
-  for s = 1, #pairs_, 2 * SLICE do
-    redis.call('HSET', KEYS[5], unpack(pairs_, s, math.min(s + 2 * SLICE - 1, #pairs_)))
+local function in_slices(command, key, values)
+  for s = 1, #values, 2 * SLICE do
+    redis.call(command, key, unpack(values, s, math.min(s + 2 * SLICE - 1, #values)))
   end
 end
 
@@ -83,17 +78,17 @@ while i <= #ARGV do
     end
   end
   i = i + 2 * n
-  add_all(prefix .. 'w:' .. p, scored)
+  in_slices('ZADD', prefix .. 'w:' .. p, scored)
   redis.call('ZADD', KEYS[1], p, p)
   if state == 'scheduled' then
-    add_all(KEYS[2], scored)
+    in_slices('ZADD', KEYS[2], scored)
   elseif state == 'retry' then
-    add_all(KEYS[3], scored)
+    in_slices('ZADD', KEYS[3], scored)
   end
   if tonumber(run_at) <= now then due = due + n end
 end
 if indexed then
-  index_all(where)
+  in_slices('HSET', KEYS[5], where)
   if ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
 end
 
