@@ -12,8 +12,8 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
-from conveyor.job import ACTIVE, PENDING, JobRecord
-from tests.servers import RedisServer
+from conveyor.job import ACTIVE, PENDING, Failure, JobRecord
+from tests.servers import RedisServer, RespError
 
 _names = itertools.count()
 
@@ -154,3 +154,54 @@ def test_a_worker_on_redis_runs_jobs_enqueued_while_it_idles(redis_server: Redis
         runner.join(10)
         app.close()
     assert sorted(ran) == list(range(20))
+
+
+def test_a_fetched_record_carries_every_stored_field(backend: RedisBackend) -> None:
+    """fetch.lua reads priority and run_at from the waiting set, not the hash: same values."""
+    now = time.time()
+    stored = JobRecord("f0", "default", b'{"t":"x"}', 2, PENDING, now - 5.123456789, 0, 3, 7.5, now - 10.25)
+    backend.enqueue([stored])
+    (claimed,) = backend.fetch(None, 10, "w1", 30, now)
+    assert (claimed.priority, claimed.run_at, claimed.created_at) == (2, stored.run_at, stored.created_at)
+    assert (claimed.attempts, claimed.max_attempts, claimed.timeout) == (1, 3, 7.5)
+    assert (claimed.payload, claimed.last_error, claimed.traceback) == (stored.payload, None, None)
+    backend.fail([Failure("f0", "ValueError: x", "Traceback…", now)], "w1", now)
+    (again,) = backend.fetch(None, 10, "w1", 30, now + 1)
+    assert (again.attempts, again.last_error, again.traceback) == (2, "ValueError: x", "Traceback…")
+    assert again.run_at == now
+
+
+def test_a_completed_job_shows_no_lease_or_earlier_error(backend: RedisBackend) -> None:
+    """complete.lua leaves the last lease and error in the hash; reads must not show them."""
+    now = time.time()
+    backend.enqueue([_record("c0", now)])
+    backend.fetch(None, 10, "w1", 30, now)
+    backend.fail([Failure("c0", "ValueError: x", "Traceback…", now)], "w1", now)
+    backend.fetch(None, 10, "w1", 30, now + 1)
+    backend.complete([("c0", b"42")], "w1", now + 2)
+    (done,) = backend.jobs(state="completed", now=now + 3)
+    got = backend.get("c0")
+    for record in (done, got):
+        assert record is not None and record.state == "completed" and record.result == b"42"
+        assert (record.locked_by, record.lease_until) == (None, None)
+        assert (record.last_error, record.traceback) == (None, None)
+        assert record.attempts == 2 and record.finished_at == pytest.approx(now + 2)
+
+
+def test_complete_works_on_a_server_without_smismember() -> None:
+    """Before Redis 6.2 there is no SMISMEMBER: complete.lua checks the holds one by one."""
+    server = RedisServer(appendonly=False, extra_args=["--rename-command", "SMISMEMBER", '""']).start()
+    store = RedisBackend(server.url, "old")
+    try:
+        with pytest.raises(RespError, match="unknown command"):
+            server.command("SMISMEMBER", "k", "m")
+        now = time.time()
+        store.enqueue([_record(f"o{i}", now + i * 1e-3) for i in range(3)])
+        assert [r.id for r in store.fetch(None, 2, "w1", 30, now + 1)] == ["o0", "o1"]
+        assert [r.id for r in store.fetch(None, 2, "w2", 30, now + 1)] == ["o2"]
+        store.complete([("o0", None), ("o1", b"1"), ("o2", None)], "w1", now + 2)
+        states = [r.state if (r := store.get(f"o{i}")) else None for i in range(3)]
+        assert states == ["completed", "completed", "active"]
+    finally:
+        store.close()
+        server.stop()

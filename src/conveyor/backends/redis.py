@@ -100,6 +100,7 @@ from ..errors import ConfigurationError, QueueFull, StoreUnavailable
 from ..job import (
     ACTIVE,
     BAD_RUN_AT,
+    COMPLETED,
     FAR_FUTURE,
     PENDING,
     RETRY,
@@ -306,13 +307,19 @@ def _float(value: Any) -> float | None:
 
 def _record(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     """A job hash as a record, tolerating wrong values in a hand-written hash: the worker then
-    sends that one job to ``dead`` with a reason instead of crashing."""
+    sends that one job to ``dead`` with a reason instead of crashing.
+
+    complete.lua leaves a completed job's last lease and error in its hash (removing them
+    would cost a command per job), so they are dropped here."""
+    state = _text(v[2]) or PENDING
+    if state == COMPLETED:
+        v = [*v[:11], None, None, None, None]
     return JobRecord(
         id=job_id,
         queue=queue,
         payload=v[0] if isinstance(v[0], bytes) else b"",
         priority=_int(v[1], 0),
-        state=_text(v[2]) or PENDING,
+        state=state,
         run_at=_float(v[3]) or 0.0,
         attempts=_int(v[4], 0),
         max_attempts=_int(v[5], 1),

@@ -36,26 +36,30 @@ if ARGV[8] then
   lease_until = string.format('%.6f', clock + tonumber(ARGV[4]))
   out[1] = now
 end
--- v[1..12]: p pr s ra a ma to ca fa e tb lb
-local FIELDS = {'p', 'pr', 's', 'ra', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'lb'}
-local function emit(id, v)
-  out[#out + 1] = id
-  out[#out + 1] = v[1]
-  out[#out + 1] = v[2]
-  out[#out + 1] = v[4]
-  out[#out + 1] = v[5]
-  out[#out + 1] = v[6]
-  out[#out + 1] = v[7]
-  out[#out + 1] = v[8]
-  out[#out + 1] = v[10]
-  out[#out + 1] = v[11]
+-- v[1..10]: p s a ma to ca fa e tb ra. The priority is the waiting set's, so the hash is not
+-- asked for it (each field HMGET looks up costs a scan of the hash; WITHSCORES on the waiting
+-- set would cost more still, formatting every score).
+local FIELDS = {'p', 's', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'ra'}
+local n = #out
+local function emit(id, v, priority)
+  out[n + 1] = id
+  out[n + 2] = v[1]
+  out[n + 3] = priority
+  out[n + 4] = v[10]
+  out[n + 5] = v[3]
+  out[n + 6] = v[4]
+  out[n + 7] = v[5]
+  out[n + 8] = v[6]
+  out[n + 9] = v[8]
+  out[n + 10] = v[9]
+  n = n + 10
 end
 
 local last = redis.call('LRANGE', KEYS[7], 0, -1)
 if last[1] == ARGV[6] then
   for i = 2, #last do
-    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], unpack(FIELDS))
-    if v[3] == 'active' and v[12] == worker then emit(last[i], v) end
+    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'ra', 'pr', 'lb')
+    if v[2] == 'active' and v[12] == worker then emit(last[i], v, v[11]) end
   end
   return out
 end
@@ -69,11 +73,11 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   local want = limit - #claimed
   if want <= 0 then break end
   local wkey = prefix .. 'w:' .. p
-  local ids = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
-  if #ids > 0 then
+  local due = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
+  if #due > 0 then
     -- Due jobs sort before later ones, so the ones just read are the first ranks.
-    redis.call('ZREMRANGEBYRANK', wkey, 0, #ids - 1)
-    for _, id in ipairs(ids) do
+    redis.call('ZREMRANGEBYRANK', wkey, 0, #due - 1)
+    for _, id in ipairs(due) do
       local key = prefix .. 'j:' .. id
       local v = redis.pcall('HMGET', key, unpack(FIELDS))
       if v.err then
@@ -88,17 +92,17 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
         redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
         redis.call('ZADD', prefix .. 'dead', now, id)
       elseif v[1] then
-        if v[3] == 'scheduled' then
+        if v[2] == 'scheduled' then
           redis.call('ZREM', KEYS[3], id)
-        elseif v[3] == 'retry' then
+        elseif v[2] == 'retry' then
           redis.call('ZREM', KEYS[4], id)
         end
-        local attempts = tostring((tonumber(v[5]) or 0) + 1)
+        local attempts = tostring((tonumber(v[3]) or 0) + 1)
         redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
-        if v[9] then redis.call('HDEL', key, 'fa') end
-        v[5] = attempts
+        if v[7] then redis.call('HDEL', key, 'fa') end
+        v[3] = attempts
         claimed[#claimed + 1] = id
-        emit(id, v)
+        emit(id, v, p)
       end
     end
   end
