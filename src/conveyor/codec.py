@@ -34,8 +34,11 @@ class BadPayload(ValueError):
     """A stored payload that cannot be run: malformed, unsigned or tampered with."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Payload:
+    """A decoded payload; treat it as read-only (not frozen: one is built per job run, and
+    a frozen ``__init__`` costs three times as much)."""
+
     task: str
     args: list[Any]
     kwargs: dict[str, Any]

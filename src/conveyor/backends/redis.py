@@ -338,10 +338,10 @@ def _record(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
 def _claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, now: float) -> list[JobRecord]:
     """Records of jobs fetch.lua just claimed; it returns only what the caller cannot know."""
     out: list[JobRecord] = []
-    for i in range(0, len(flat), _CLAIMED):
-        job_id, payload, priority, run_at, attempts, max_attempts, timeout, created, error, tb = flat[
-            i : i + _CLAIMED
-        ]
+    reply = iter(flat)
+    for job_id, payload, priority, run_at, attempts, max_attempts, timeout, created, error, tb in zip(
+        *([reply] * _CLAIMED), strict=True
+    ):
         try:
             record = JobRecord(
                 job_id.decode(),
