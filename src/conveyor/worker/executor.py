@@ -252,12 +252,21 @@ class Runner:
 
 
 class ThreadExecutor:
-    """``size`` threads taking sync jobs from one inbox."""
+    """``size`` threads taking fetched jobs from one inbox. A thread decodes its job (off the
+    fetching thread, which can then claim the next batch sooner), runs a sync task itself
+    and hands an async one to ``to_async``."""
 
-    def __init__(self, runner: Runner, size: int, done: Callable[[str, Outcome | None], None]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        size: int,
+        done: Callable[[str, Outcome | None], None],
+        to_async: Callable[[Prepared], None],
+    ) -> None:
         self._runner = runner
         self._done = done
-        self._inbox: queue.SimpleQueue[Prepared | None] = queue.SimpleQueue()
+        self._to_async = to_async
+        self._inbox: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         # Daemon threads: after the grace period the process may exit with a job still
         # running; its lease, handed back, brings the job back.
         self._threads = [
@@ -266,32 +275,44 @@ class ThreadExecutor:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Prepared) -> None:
-        self._inbox.put(job)
+    def submit(self, record: JobRecord) -> None:
+        self._inbox.put(record)
 
-    def take_unstarted(self) -> list[Prepared]:
+    def take_unstarted(self) -> list[JobRecord]:
         """Jobs still waiting for a thread, removed from the inbox (for shutdown)."""
-        taken: list[Prepared] = []
+        taken: list[JobRecord] = []
         while True:
             try:
-                job = self._inbox.get_nowait()
+                record = self._inbox.get_nowait()
             except queue.Empty:
                 return taken
-            if job is not None:
-                taken.append(job)
+            if record is not None:
+                taken.append(record)
 
     def stop(self) -> None:
         for _ in self._threads:
             self._inbox.put(None)
 
     def _loop(self) -> None:
-        run, done, inbox = self._runner.run_sync, self._done, self._inbox
+        prepare, run, done, to_async, inbox = (
+            self._runner.prepare,
+            self._runner.run_sync,
+            self._done,
+            self._to_async,
+            self._inbox,
+        )
         while True:
             try:
-                job = inbox.get()
-                if job is None:
+                record = inbox.get()
+                if record is None:
                     return
-                done(job.record.id, run(job))
+                job = prepare(record)
+                if isinstance(job, Failure):
+                    done(record.id, job)
+                elif job.task.is_async:
+                    to_async(job)
+                else:
+                    done(record.id, run(job))
             except JobTimeout:
                 # A timeout that arrived just after its job finished; that job's outcome
                 # has been reported, so there is nothing left to stop.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..job import Failure, WorkerInfo
 from .acker import Acker
-from .executor import AsyncExecutor, Runner, RunningJob, ThreadExecutor, Watchdog
+from .executor import AsyncExecutor, Prepared, Runner, RunningJob, ThreadExecutor, Watchdog
 from .heartbeat import Heartbeat
 from .outcome import Outcome
 from .queues import QueueOrder
@@ -97,7 +97,7 @@ class Worker:
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog)
         self._acker = Acker(self._backend, self.id)
-        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished)
+        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._run_async)
         self._async: AsyncExecutor | None = None
         self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
         self._heartbeat.start()
@@ -178,8 +178,9 @@ class Worker:
     def _take(self, records: list[Any]) -> None:
         with self._cond:
             self._held.update(r.id for r in records)
+        submit = self._threads.submit
         for record in records:
-            self._dispatch(record)
+            submit(record)
 
     def _wait(self, queues: list[str] | None, free: int) -> list[Any]:
         """Wait for jobs to arrive; a store that can claim them in the same round-trip
@@ -234,16 +235,14 @@ class Worker:
         self._batch_floor = max(1, self.capacity // 2)
         self._rate_mark = (now, self.processed)
 
-    def _dispatch(self, record: Any) -> None:
-        job = self._runner.prepare(record)
-        if isinstance(job, Failure):
-            self._finished(record.id, job)
-        elif job.task.is_async:
+    def _run_async(self, job: Prepared) -> None:
+        """An async task's job, decoded by a pool thread: onto the event loop (started the
+        first time one comes)."""
+        with self._cond:
             if self._async is None:
                 self._async = AsyncExecutor(self._runner, self._finished)
-            self._async.submit(job)
-        else:
-            self._threads.submit(job)
+            executor = self._async
+        executor.submit(job)
 
     def _finished(self, job_id: str, outcome: Outcome | None) -> None:
         if outcome is not None:
@@ -273,7 +272,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.grace
-        unstarted = [job.record.id for job in self._threads.take_unstarted()]
+        unstarted = [record.id for record in self._threads.take_unstarted()]
         if unstarted:
             self._release(unstarted)
         with self._cond:
