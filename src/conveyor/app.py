@@ -173,7 +173,7 @@ class Conveyor:
         if spec.options.connection is not None or self.middleware:
             return self._enqueue_many([spec])[0]
         now = time.time()
-        record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC))
+        record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
         self.backend.enqueue((record,), self.max_queue_length)
         return job
 
@@ -183,8 +183,8 @@ class Conveyor:
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
-        for spec in specs:
-            record, job = self._build(spec, now, when)
+        for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
+            record, job = self._build(spec, now, when, job_id)
             if spec.options.connection is not None:
                 if connection is not None and spec.options.connection is not connection:
                     raise ConfigurationError("one enqueue_many call takes one connection")
@@ -209,7 +209,7 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
-    def _build(self, spec: JobSpec, now: float, when: datetime) -> tuple[JobRecord, Job]:
+    def _build(self, spec: JobSpec, now: float, when: datetime, job_id: str) -> tuple[JobRecord, Job]:
         task, args, kwargs, opts = spec.task, spec.args, spec.kwargs, spec.options
         if task.app is not self and self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"task {task.name!r} is registered on another app")
@@ -220,7 +220,6 @@ class Conveyor:
             if type(value) not in _PLAIN:
                 check_json(value, f"argument {key!r} of task {task.name!r}")
         task.check_arguments(args, kwargs)
-        job_id = new_id()
         run_at = now
         if opts.at is not None:
             run_at = opts.at.timestamp()

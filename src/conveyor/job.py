@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -185,20 +185,24 @@ class Job:
         """The handle ``enqueue`` returns: built without the dataclass ``__init__``, which
         costs more than the rest of an enqueue (one ``object.__setattr__`` per field)."""
         job = object.__new__(cls)
-        job.__dict__.update(_DEFAULTS)
-        job.__dict__.update(
-            id=record.id,
-            task=task,
-            args=args,
-            kwargs=kwargs,
-            queue=record.queue,
-            priority=record.priority,
-            state=record.state,
-            max_attempts=record.max_attempts,
-            timeout=record.timeout,
-            run_at=run_at,
-            enqueued_at=enqueued_at,
-            _app=app,
+        # The other fields keep their defaults, which the dataclass leaves on the class.
+        object.__setattr__(
+            job,
+            "__dict__",
+            {
+                "id": record.id,
+                "task": task,
+                "args": args,
+                "kwargs": kwargs,
+                "queue": record.queue,
+                "priority": record.priority,
+                "state": record.state,
+                "max_attempts": record.max_attempts,
+                "timeout": record.timeout,
+                "run_at": run_at,
+                "enqueued_at": enqueued_at,
+                "_app": app,
+            },
         )
         return job
 
@@ -239,11 +243,6 @@ class Job:
         )
 
 
-_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in Job.__dataclass_fields__.values() if f.default is not MISSING
-}
-
-
 def visible_state(stored: str, run_at: float, now: float) -> str:
     """A waiting job whose time has come is ``pending``, whatever it waited as."""
     if (stored in (SCHEDULED, RETRY)) and run_at <= now:
@@ -276,11 +275,29 @@ class _IdGenerator:
                 self._seq = random.getrandbits(10)
             self._last_ms = ms
             seq = self._seq
-        # Ids order and identify jobs; they guard nothing, so a fast PRNG is enough.
-        rand = random.getrandbits(62)
-        value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return _uuid7(ms, seq)
+
+    def many(self, count: int) -> list[str]:
+        """``count`` ids in order, for one batch: one clock read and one lock for them all."""
+        if count <= 0:
+            return []
+        ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if ms <= self._last_ms:
+                ms, first = self._last_ms, self._seq + 1
+            else:
+                first = random.getrandbits(10)
+            last = first + count - 1
+            # 4,096 ids per millisecond; a bigger batch runs on into the next ones.
+            self._last_ms, self._seq = ms + (last >> 12), last & 0xFFF
+        return [_uuid7(ms + (n >> 12), n & 0xFFF) for n in range(first, last + 1)]
+
+
+def _uuid7(ms: int, seq: int) -> str:
+    # Ids order and identify jobs; they guard nothing, so a fast PRNG is enough.
+    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | random.getrandbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 new_id = _IdGenerator()

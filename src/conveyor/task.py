@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from .errors import ConfigurationError
 from .retry import Backoff
@@ -55,9 +55,9 @@ class Options:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """A job described but not yet stored, for ``app.enqueue_many``."""
+class JobSpec(NamedTuple):
+    """A job described but not yet stored, for ``app.enqueue_many`` (a named tuple: one is
+    built per job of a batch, and a frozen dataclass costs three times as much)."""
 
     task: Task[Any, Any]
     args: tuple[Any, ...]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,15 @@ def test_ids_are_unique_and_time_ordered() -> None:
     ids = [new_id() for _ in range(20_000)]
     assert len(set(ids)) == len(ids) and ids == sorted(ids)
     assert all(i[14] == "7" for i in ids[:10])  # UUID version 7
+
+
+def test_ids_of_a_batch_sort_in_order_with_single_ones_around_them() -> None:
+    """A batch reserves its run of sequence numbers at once, 4,096 per millisecond."""
+    ids = [new_id(), *new_id.many(10_000), new_id(), *new_id.many(3), *new_id.many(0), new_id()]
+    assert len(ids) == 10_006 and len(set(ids)) == len(ids) and ids == sorted(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    stamps = {int(i[:8] + i[9:13], 16) for i in ids}
+    assert len(stamps) >= 3  # 10,000 ids span at least three milliseconds
 
 
 def test_middleware_sees_enqueue_and_runs(tmp_path: Path) -> None:
@@ -157,3 +168,31 @@ def test_redaction_is_linear_on_hostile_text() -> None:
     for hostile in ("x" * 40_000, "a=" * 20_000, "http://" + "a" * 40_000, "'" * 40_000):
         redact(hostile, 40_000)
     assert time.process_time() - start < 2.0  # quadratic backtracking takes minutes here
+
+
+def test_an_enqueued_handle_reads_every_field(tmp_path: Path) -> None:
+    """The handle is built without the dataclass __init__: unset fields read as defaults."""
+    app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    job, other = app.enqueue_many([add.job(1, 2), add.job(3, 4)])
+    assert (job.task, job.args, job.kwargs, job.queue, job.state) == (
+        "t.add",
+        [1, 2],
+        {},
+        "default",
+        "pending",
+    )
+    assert (job.attempts, job.started_at, job.worker, job.return_value, job.encrypted) == (
+        0,
+        None,
+        None,
+        None,
+        False,
+    )
+    assert job != other and job == dataclasses.replace(job) and "t.add" in repr(job)
+    assert add.job(1, 2) == add.job(1, 2) and add.job(1, 2).args == (1, 2)
+    app.close()
