@@ -205,3 +205,34 @@ def test_complete_works_on_a_server_without_smismember() -> None:
     finally:
         store.close()
         server.stop()
+
+
+def test_the_id_index_leaves_out_the_default_queue_and_lookups_still_find_every_job(
+    backend: RedisBackend, redis_server: RedisServer
+) -> None:
+    now = time.time()
+    backend.enqueue([_record("d0", now), _record("d1", now), _record("m0", now, queue="mail")])
+    backend.enqueue([_record("d2", now)])  # the single-job script
+    backend.enqueue([_record("m1", now, queue="mail")])
+    index = f"{backend._g}where"
+    indexed = {k.decode() for k in backend.client.hkeys(index)}
+    assert indexed == {"m0", "m1"}
+    for job_id, queue in [("d0", "default"), ("d2", "default"), ("m0", "mail"), ("m1", "mail")]:
+        got = backend.get(job_id)
+        assert got is not None and got.queue == queue
+    assert backend.get("nope") is None
+    backend.client.hdel(index, "m0")  # an entry lost: found by a look in every queue, repaired
+    got = backend.get("m0")
+    assert got is not None and got.queue == "mail" and backend.client.hexists(index, "m0")
+    assert not backend.client.hexists(index, "d0")
+    # Another process (no memory of this one's fetches) finishes jobs of both kinds by id.
+    claimed = {r.id for r in backend.fetch(None, 10, "w1", 30, now)}
+    assert claimed == {"d0", "d1", "d2", "m0", "m1"}
+    other = RedisBackend(redis_server.url, backend.ns)
+    try:
+        other.complete([("d1", None), ("m1", None)], "w1", now + 1)
+        other.fail([Failure("d0", "ValueError: x", None, None)], "w1", now + 1)
+    finally:
+        other.close()
+    states = {i: r.state for i in ("d0", "d1", "m1") if (r := backend.get(i))}
+    assert states == {"d0": "dead", "d1": "completed", "m1": "completed"}

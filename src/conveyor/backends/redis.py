@@ -12,7 +12,10 @@ URLs::
 Key layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
 
     {ns}:queues           SET    every queue ever used: fetch(None), stats, recover, heartbeat
-    {ns}:where            HASH   job id -> queue, for get() and admin actions by id
+    {ns}:where            HASH   job id -> queue, for get() and admin actions by id; jobs of
+                                 the queue "default" are not indexed (a lookup asks the index
+                                 and the default queue at once), which spares the commonest
+                                 enqueue a quarter of its server time
     {ns}:workers          HASH   worker id -> JSON of its last heartbeat
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
     {ns:q}:j:<id>         HASH   one job: p payload, pr priority, s state, ra run_at,
@@ -130,6 +133,7 @@ WAKE_TOKENS: Final = 16
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
+DEFAULT: Final = "default"  # the queue whose jobs the id index leaves out
 FIELDS: Final = ("p", "pr", "s", "ra", "a", "ma", "to", "ca", "sa", "fa", "r", "e", "tb", "lb", "lu")
 _CLAIMED: Final = 10  # values per job fetch.lua returns
 _SCRIPTS: Final = (
@@ -564,8 +568,9 @@ class RedisBackend:
         return time.monotonic() - self._registered.get(queue, -1e9) <= 10.0
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
-        """Job ids grouped by queue: from this process's fetches, else the id index, else
-        (an index entry lost) a look in every queue, repairing the index."""
+        """Job ids grouped by queue: from this process's fetches, else the id index or the
+        default queue (asked together), else (an index entry lost) a look in every queue,
+        repairing the index."""
         by_queue: dict[str, list[str]] = {}
         unknown: list[str] = []
         for job_id in ids:
@@ -575,20 +580,29 @@ class RedisBackend:
             else:
                 by_queue.setdefault(queue, []).append(job_id)
         if unknown:
-            found = self.client.hmget(self._g + "where", unknown)
+            default = self._q(DEFAULT)
+            found, *in_default = self._run(
+                [
+                    _Call(None, "HMGET", self._g + "where", *unknown),
+                    *(_Call(None, "EXISTS", f"{default}j:{i}") for i in unknown),
+                ]
+            )
             lost: list[str] = []
-            for job_id, queue in zip(unknown, found, strict=True):
-                if queue is None:
-                    lost.append(job_id)
-                else:
+            for job_id, queue, default_has_it in zip(unknown, found, in_default, strict=True):
+                if queue is not None:
                     by_queue.setdefault(queue.decode(), []).append(job_id)
+                elif default_has_it:
+                    by_queue.setdefault(DEFAULT, []).append(job_id)
+                else:
+                    lost.append(job_id)
             if lost:
                 for job_id, queue in self._search(lost).items():
                     by_queue.setdefault(queue, []).append(job_id)
         return by_queue
 
     def _search(self, ids: Sequence[str]) -> dict[str, str]:
-        queues = self._queues()
+        """Which queue holds each job, looking in every queue but the default one."""
+        queues = [q for q in self._queues() if q != DEFAULT]
         if not queues:
             return {}
         calls = [_Call(None, "EXISTS", f"{self._q(q)}j:{i}") for i in ids for q in queues]
@@ -639,9 +653,12 @@ class RedisBackend:
         try:
             if self.cluster:
                 # Index and registry first, by their own call: see the module docstring.
-                index = [x for r in records for x in (r.id, r.queue)]
+                index = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
                 first = [_Call(None, "SADD", self._g + "queues", *fresh)] if fresh else []
-                self._run([*first, _Call(None, "HSET", self._g + "where", *index)])
+                if index:
+                    first.append(_Call(None, "HSET", self._g + "where", *index))
+                if first:
+                    self._run(first)
             results = self._run(scripts)
         except BaseException:
             for queue in fresh:  # the registry may not have been written: send it again
@@ -860,7 +877,8 @@ class RedisBackend:
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
         calls: list[_Call] = []
-        for queue in self._queues():
+        queues = self._queues()
+        for queue in queues:
             p = self._q(queue)
             keys = self._keys(queue, "active", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
             args = [p, now, completed_before, minute, LOST, now - 86400, now + FAR_FUTURE, BAD_RUN_AT]
@@ -869,9 +887,10 @@ class RedisBackend:
         results = self._run(calls)
         recovered = 0
         pruned: list[bytes] = []
-        for result in results[:-1]:
+        for queue, result in zip(queues, results[:-1], strict=True):
             recovered += int(result[0])
-            pruned += result[1:]
+            if queue != DEFAULT:  # the default queue's jobs are not in the index
+                pruned += result[1:]
         for i in range(0, len(pruned), 1000):
             self.client.hdel(self._g + "where", *pruned[i : i + 1000])
         return recovered

@@ -6,7 +6,9 @@
 -- KEYS[4]  {ns:q}:wake    LIST  wake-up tokens for idle workers (BLPOP)
 -- KEYS[5]  {ns}:where     HASH  job id -> queue      } only on a single server, where one
 -- KEYS[6]  {ns}:queues    SET   every queue ever used } script may span slots; on Cluster
---                                                       the caller writes these first
+--                                                       the caller writes these first.
+--                                 Jobs of the queue 'default' are not indexed: readers
+--                                 look there first.
 -- ARGV[1]  prefix of the queue's keys, "{ns:q}:"
 -- ARGV[2]  most waiting jobs the queue may hold ("" = no limit)
 -- ARGV[3]  now: jobs due by then push wake-up tokens
@@ -22,7 +24,7 @@
 -- re-sends a call whose reply was lost) and it returns {0}: a retried call is harmless.
 local prefix, queue = ARGV[1], ARGV[5]
 local now = tonumber(ARGV[3])
-local indexed = KEYS[5] ~= nil
+local indexed = KEYS[5] ~= nil and queue ~= 'default'
 
 -- The jobs in the call, counted from the group headers.
 local count, i = 0, 7
@@ -64,10 +66,10 @@ while i <= #ARGV do
   for j = i, i + 2 * n - 1, 2 do
     local id = ARGV[j]
     if timeout == '' then
-      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
+      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
         'ma', max_attempts, 'ca', created)
     else
-      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at, 'a', '0',
+      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
         'ma', max_attempts, 'ca', created, 'to', timeout)
     end
     scored[#scored + 1] = run_at
@@ -87,10 +89,8 @@ while i <= #ARGV do
   end
   if tonumber(run_at) <= now then due = due + n end
 end
-if indexed then
-  in_slices('HSET', KEYS[5], where)
-  if ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
-end
+if indexed then in_slices('HSET', KEYS[5], where) end
+if KEYS[6] and ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
 
 -- One token per due job, up to a cap: each wakes one idle worker blocked in BLPOP.
 if due > 0 then

@@ -6,7 +6,8 @@
 -- KEYS[2]  {ns:q}:w:<p>   ZSET  waiting jobs of its priority, by run_at
 -- KEYS[3]  {ns:q}:prios   ZSET  priorities that have waiting jobs
 -- KEYS[4]  {ns:q}:wake    LIST  wake-up tokens for idle workers (BLPOP)
--- KEYS[5]  {ns}:where     HASH  job id -> queue
+-- KEYS[5]  {ns}:where     HASH  job id -> queue (not for the queue 'default': readers look
+--                               there first)
 -- KEYS[6]  {ns:q}:sched   ZSET  ids stored as 'scheduled', by run_at
 -- ARGV[1]  payload         ARGV[2] priority      ARGV[3] state ('pending' or 'scheduled')
 -- ARGV[4]  run_at          ARGV[5] max_attempts  ARGV[6] created_at
@@ -19,15 +20,15 @@
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 1 then return 0 end
 if ARGV[7] == '' then
-  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4], 'a', '0',
+  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4],
     'ma', ARGV[5], 'ca', ARGV[6])
 else
-  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4], 'a', '0',
+  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4],
     'ma', ARGV[5], 'ca', ARGV[6], 'to', ARGV[7])
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[2])
-redis.call('HSET', KEYS[5], ARGV[8], ARGV[9])
+if ARGV[9] ~= 'default' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[9]) end
 if ARGV[3] == 'scheduled' then
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[8])
 end
