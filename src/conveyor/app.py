@@ -6,7 +6,7 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -38,6 +38,9 @@ R = TypeVar("R")
 DEFAULT_URL = "sqlite:///conveyor.db"
 #: Batches from this size enqueue with the cyclic garbage collector paused.
 _GC_PAUSE_FROM = 256
+#: Jobs per chunk of a batch streamed to a store that writes one chunk while the next is
+#: built; a batch up to this size goes in one call.
+STREAM_CHUNK = 1000
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -154,7 +157,9 @@ class Conveyor:
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
         """Store many jobs in one round-trip, all or none; returns their handles in order.
 
-        Every argument is checked first, so a bad one raises before anything is stored.
+        Every argument is checked first, so a bad one raises before anything is stored. On
+        Redis a batch of more than 1,000 jobs is written in chunks as it is built: should
+        the calling process die part-way, the chunks already written stay stored.
         """
         specs = specs if isinstance(specs, list) else list(specs)
         if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
@@ -178,6 +183,15 @@ class Conveyor:
         return job
 
     def _enqueue_many(self, specs: list[JobSpec]) -> list[Job]:
+        stream = getattr(self.backend, "enqueue_stream", None)
+        if (
+            stream is not None
+            and len(specs) > STREAM_CHUNK
+            and not self.middleware
+            and self.max_queue_length is None
+            and all(spec.options.connection is None for spec in specs)
+        ):
+            return self._enqueue_streamed(specs, stream)
         now = time.time()
         when = datetime.fromtimestamp(now, UTC)
         records: list[JobRecord] = []
@@ -209,7 +223,34 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
+    def _enqueue_streamed(self, specs: list[JobSpec], stream: Callable[..., None]) -> list[Job]:
+        """A large batch for a store that takes it in chunks as they are built (Redis): the
+        store writes one chunk while the next is built. Every job is checked and encoded
+        first, so a bad one still raises before anything is stored."""
+        now = time.time()
+        when = datetime.fromtimestamp(now, UTC)
+        ids = new_id.many(len(specs))
+        encoded = [self._encode(spec, now, job_id) for spec, job_id in zip(specs, ids, strict=True)]
+        jobs: list[Job] = []
+
+        def chunks() -> Iterator[list[JobRecord]]:
+            for start in range(0, len(specs), STREAM_CHUNK):
+                records: list[JobRecord] = []
+                for n in range(start, min(start + STREAM_CHUNK, len(specs))):
+                    record, job = self._materialize(specs[n], ids[n], *encoded[n], now, when)
+                    records.append(record)
+                    jobs.append(job)
+                yield records
+
+        stream(chunks())
+        return jobs
+
     def _build(self, spec: JobSpec, now: float, when: datetime, job_id: str) -> tuple[JobRecord, Job]:
+        return self._materialize(spec, job_id, *self._encode(spec, now, job_id), now, when)
+
+    def _encode(self, spec: JobSpec, now: float, job_id: str) -> tuple[bytes, float, int]:
+        """Check one job and encode its payload: (payload, run_at, max_attempts). Raises for
+        anything that must keep a job out of the store."""
         task, args, kwargs, opts = spec.task, spec.args, spec.kwargs, spec.options
         if task.app is not self and self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"task {task.name!r} is registered on another app")
@@ -238,6 +279,20 @@ class Conveyor:
                 f"job of task {task.name!r} encodes to {len(payload)} bytes, over the limit "
                 f"of {limit}; store large data elsewhere and pass its key"
             )
+        return payload, run_at, max_attempts
+
+    def _materialize(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        payload: bytes,
+        run_at: float,
+        max_attempts: int,
+        now: float,
+        when: datetime,
+    ) -> tuple[JobRecord, Job]:
+        """The record to store and the handle to return for a checked, encoded job."""
+        opts = spec.options
         # Positional: a dataclass __init__ with keywords costs twice as much, per job.
         record = JobRecord(
             job_id,
@@ -253,9 +308,9 @@ class Conveyor:
         )
         job = Job.enqueued(
             record,
-            task.name,
-            list(args),
-            dict(kwargs),
+            spec.task.name,
+            list(spec.args),
+            dict(spec.kwargs),
             self,
             when if run_at == now else datetime.fromtimestamp(run_at, UTC),
             when,

@@ -236,3 +236,58 @@ def test_the_id_index_leaves_out_the_default_queue_and_lookups_still_find_every_
         other.close()
     states = {i: r.state for i in ("d0", "d1", "m1") if (r := backend.get(i))}
     assert states == {"d0": "dead", "d1": "completed", "m1": "completed"}
+
+
+def _big_batch(backend: RedisBackend, n: int, now: float) -> list[JobRecord]:
+    queues = ("default", "mail")
+    return [_record(f"s{i:05d}", now + i * 1e-6, queue=queues[i % 2]) for i in range(n)]
+
+
+def test_a_streamed_batch_stores_every_job_once_in_order(backend: RedisBackend) -> None:
+    now = time.time()
+    records = _big_batch(backend, 2500, now)
+    backend.enqueue_stream(records[i : i + 1000] for i in range(0, 2500, 1000))
+    claimed = backend.fetch(["default", "mail"], 5000, "w1", 30, now + 1)
+    expected = [r.id for r in records if r.queue == "default"] + [r.id for r in records if r.queue == "mail"]
+    assert [r.id for r in claimed] == expected
+
+
+def test_a_streamed_batch_survives_a_dropped_connection_and_a_script_flush(
+    backend: RedisBackend, redis_server: RedisServer
+) -> None:
+    """Chunks already written are sent again with the rest (each call is safe to repeat)."""
+    now = time.time()
+    records = _big_batch(backend, 3000, now)
+
+    def chunks() -> Iterator[list[JobRecord]]:
+        yield records[:1000]
+        redis_server.command("CLIENT", "KILL", "TYPE", "normal")  # the stream's connection too
+        yield records[1000:2000]
+        redis_server.command("SCRIPT", "FLUSH")
+        yield records[2000:]
+
+    backend.enqueue_stream(chunks())
+    claimed = backend.fetch(["default", "mail"], 5000, "w1", 30, now + 1)
+    assert sorted(r.id for r in claimed) == sorted(r.id for r in records)
+
+
+def test_a_large_batch_with_one_bad_job_stores_nothing(redis_server: RedisServer) -> None:
+    """enqueue_many streams large batches, yet checks every job before the first chunk."""
+    app = Conveyor(redis_server.url, namespace=f"hot{os.getpid()}_{next(_names)}")
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    try:
+        with pytest.raises(TypeError, match="argument 0"):
+            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(object(), 1)])
+        with pytest.raises(TypeError, match="takes"):
+            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(1)])
+        assert app.stats().total("pending") == 0
+        jobs = app.enqueue_many([add.job(i, i) for i in range(4999)])
+        assert [j.args for j in jobs[:2]] == [[0, 0], [1, 1]] and len({j.id for j in jobs}) == 4999
+        assert app.stats().total("pending") == 4999
+        assert app.get_job(jobs[-1].id) is not None
+    finally:
+        app.close()

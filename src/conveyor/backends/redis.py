@@ -67,6 +67,12 @@ Guarantees and their limits:
   jobs the others just stored are deleted again before ``QueueFull`` is raised. Each queue's
   part of a batch is stored whole or not at all; a client dying in the middle of a batch
   spanning several queues may leave some queues' parts stored and not the others.
+* A batch of more than 1,000 jobs with no queue limit is streamed (``enqueue_stream``):
+  each chunk of 1,000 is written as soon as it is built, so the server stores one while
+  Python builds the next, and the replies are read at the end (bulk enqueue 43k -> 55k
+  jobs/s). Every job is checked and encoded before the first chunk leaves, so bad input
+  still stores nothing; a client dying part-way leaves the chunks it sent stored, each job
+  whole, as Sidekiq's ``push_bulk`` does with its slices of 1,000.
 * Idle workers block in BLPOP on their queues' wake lists. On Cluster one BLPOP cannot span
   slots, so a worker of several queues blocks on the first and finds jobs of the others at
   its next fetch (``idle_wait`` later).
@@ -481,7 +487,11 @@ class RedisBackend:
         failover) is loaded and the calls that failed with NOSCRIPT are run again: a
         NOSCRIPT call did nothing, and every script is safe to repeat.
         """
-        results = self._pipeline(calls)
+        return self._settle(calls, self._pipeline(calls))
+
+    def _settle(self, calls: Sequence[_Call], results: list[Any]) -> list[Any]:
+        """``results`` of ``calls`` with every NOSCRIPT one run again once its script is
+        loaded; raises the first error reply."""
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for name in {calls[i].script for i in missing}:
@@ -495,7 +505,7 @@ class RedisBackend:
                 raise result
         return results
 
-    def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+    def _commands(self, calls: Sequence[_Call]) -> list[tuple[Any, ...]]:
         commands: list[tuple[Any, ...]] = []
         for call in calls:
             if call.script is None:
@@ -503,6 +513,10 @@ class RedisBackend:
             else:
                 keys, args = call.args
                 commands.append(("EVALSHA", self._sha(call.script), len(keys), *keys, *args))
+        return commands
+
+    def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+        commands = self._commands(calls)
         if self.cluster:
             pipe = self.client.pipeline()
             for command in commands:
@@ -518,10 +532,7 @@ class RedisBackend:
         the socket), a third of a whole enqueue. The connection goes back to the pool when
         the thread ends, and is replaced in a forked child.
         """
-        own: _OwnConnection | None = getattr(self._local, "own", None)
-        if own is None or own.pid != os.getpid():
-            own = self._local.own = _OwnConnection(self.client.connection_pool)
-        conn = own.connection
+        conn = self._own_connection()
         try:
             # The connection's own retry policy: reconnect with backoff and send it all
             # again, which every command here is safe to repeat.
@@ -532,21 +543,35 @@ class RedisBackend:
             conn.disconnect()
             raise
 
+    def _own_connection(self) -> Any:
+        own: _OwnConnection | None = getattr(self._local, "own", None)
+        if own is None or own.pid != os.getpid():
+            own = self._local.own = _OwnConnection(self.client.connection_pool)
+        return own.connection
+
     @staticmethod
-    def _send(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def _write(conn: Any, commands: Sequence[tuple[Any, ...]]) -> None:
         if _pack is None:
             conn.send_packed_command(conn.pack_commands(commands))
         else:
             # hiredis packs in C; redis-py's own packer first looks at every argument in
             # Python, which for a batch of 10,000 jobs costs more than the server's work.
             conn.send_packed_command([_pack(command) for command in commands])
+
+    @staticmethod
+    def _replies(conn: Any, count: int) -> list[Any]:
         replies: list[Any] = []
-        for _ in commands:
+        for _ in range(count):
             try:
                 replies.append(conn.read_response())
             except ResponseError as exc:  # an error reply; the rest still has to be read
                 replies.append(exc)
         return replies
+
+    @classmethod
+    def _send(cls, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        cls._write(conn, commands)
+        return cls._replies(conn, len(commands))
 
     def _queues(self) -> list[str]:
         """Every queue ever used in this namespace, ``default`` first."""
@@ -639,17 +664,8 @@ class RedisBackend:
                         f"queue {queue!r} may hold {max_queue_length} waiting jobs; adding "
                         f"{len(batch)} at once would pass that limit"
                     )
-        now = time.time()
         fresh = self._unregistered(by_queue)
-        limit = "" if max_queue_length is None else max_queue_length
-        scripts: list[_Call] = []
-        for queue, batch in by_queue.items():
-            prefix = self._q(queue)
-            keys = [prefix + "prios", prefix + "sched", prefix + "retry", prefix + "wake"]
-            if not self.cluster:
-                keys += (self._g + "where", self._g + "queues")
-            args = [prefix, limit, now, WAKE_TOKENS, queue, "1" if queue in fresh else "", *_groups(batch)]
-            scripts.append(_Call("enqueue", keys, args))
+        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
         try:
             if self.cluster:
                 # Index and registry first, by their own call: see the module docstring.
@@ -673,6 +689,71 @@ class RedisBackend:
                 f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
                 f"would pass its limit of {max_queue_length}"
             )
+
+    def _enqueue_calls(
+        self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
+    ) -> list[_Call]:
+        """One enqueue.lua call per queue; ``fresh`` queues are added to the registry."""
+        now = time.time()
+        limit = "" if max_queue_length is None else max_queue_length
+        calls: list[_Call] = []
+        for queue, batch in by_queue.items():
+            prefix = self._q(queue)
+            keys = [prefix + "prios", prefix + "sched", prefix + "retry", prefix + "wake"]
+            if not self.cluster:
+                keys += (self._g + "where", self._g + "queues")
+            args = [prefix, limit, now, WAKE_TOKENS, queue, "1" if queue in fresh else "", *_groups(batch)]
+            calls.append(_Call("enqueue", keys, args))
+        return calls
+
+    @_unavailable
+    def enqueue_stream(self, chunks: Iterable[Sequence[JobRecord]]) -> None:
+        """``enqueue`` of a large batch (no queue limit) whose jobs the caller builds as it
+        goes: each chunk is written to the server as soon as it is built, so the server
+        stores one chunk while Python builds the next (built whole, then stored whole, the
+        two took turns). The replies are read at the end: still one round-trip.
+
+        Each chunk is one script call per queue, stored whole or not at all, and safe to
+        send again; if the client dies part-way, the chunks sent before stay stored.
+        """
+        if self.cluster:  # a pipeline across slots may go to several nodes: all at once
+            self.enqueue([r for chunk in chunks for r in chunk])
+            return
+        calls: list[_Call] = []
+        registered: list[str] = []
+        conn = self._own_connection()
+        writing = True
+        try:
+            for chunk in chunks:
+                by_queue: dict[str, list[JobRecord]] = {}
+                for r in chunk:
+                    by_queue.setdefault(r.queue, []).append(r)
+                fresh = self._unregistered(by_queue)
+                registered += fresh
+                added = self._enqueue_calls(by_queue, fresh, None)
+                calls += added
+                if writing:
+                    try:
+                        self._write(conn, self._commands(added))
+                    except _RETRYABLE:
+                        # Stop writing; what was built is sent again below, with retries.
+                        conn.disconnect()
+                        writing = False
+            results: list[Any] | None = None
+            if writing:
+                try:
+                    results = self._replies(conn, len(calls))
+                except _RETRYABLE:
+                    conn.disconnect()
+            if results is None:
+                results = self._pipeline(calls)  # every call is safe to send twice
+            self._settle(calls, results)
+        except BaseException:
+            if writing:  # replies may be left unread: never reuse the connection as it is
+                conn.disconnect()
+            for queue in registered:  # the registry may not have been written: send it again
+                self._registered.pop(queue, None)
+            raise
 
     def _enqueue_one(self, r: JobRecord, now: float) -> bool:
         """One pending or scheduled job of a registered queue, by enqueue_one.lua; False
