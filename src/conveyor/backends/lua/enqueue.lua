@@ -56,27 +56,26 @@ local function in_slices(command, key, values)
 end
 
 local due = 0
-local where = {}
+local where, w = {}, 0
+local jobs = prefix .. 'j:'
 i = 7
 while i <= #ARGV do
   local n, p, state, run_at, max_attempts, timeout, created =
     tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local scored = {}
+  local scored, k = {}, 0
   i = i + 7
   for j = i, i + 2 * n - 1, 2 do
     local id = ARGV[j]
     if timeout == '' then
-      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
+      redis.call('HSET', jobs .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
         'ma', max_attempts, 'ca', created)
     else
-      redis.call('HSET', prefix .. 'j:' .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
+      redis.call('HSET', jobs .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
         'ma', max_attempts, 'ca', created, 'to', timeout)
     end
-    scored[#scored + 1] = run_at
-    scored[#scored + 1] = id
+    scored[k + 1], scored[k + 2], k = run_at, id, k + 2
     if indexed then
-      where[#where + 1] = id
-      where[#where + 1] = queue
+      where[w + 1], where[w + 2], w = id, queue, w + 2
     end
   end
   i = i + 2 * n
