@@ -68,9 +68,10 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
 end
 
 local limit = tonumber(ARGV[2])
-local claimed = {}
+local claimed, c = {}, 0
+local jobs = prefix .. 'j:'
 for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-  local want = limit - #claimed
+  local want = limit - c
   if want <= 0 then break end
   local wkey = prefix .. 'w:' .. p
   local due = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
@@ -78,7 +79,7 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
     -- Due jobs sort before later ones, so the ones just read are the first ranks.
     redis.call('ZREMRANGEBYRANK', wkey, 0, #due - 1)
     for _, id in ipairs(due) do
-      local key = prefix .. 'j:' .. id
+      local key = jobs .. id
       local v = redis.pcall('HMGET', key, unpack(FIELDS))
       if v.err then
         -- Not a hash (written by hand): set it aside and record the job as dead, rather
@@ -101,7 +102,8 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
         redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
         if v[7] then redis.call('HDEL', key, 'fa') end
         v[3] = attempts
-        claimed[#claimed + 1] = id
+        c = c + 1
+        claimed[c] = id
         emit(id, v, p)
       end
     end
@@ -111,17 +113,17 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   end
 end
 
-if #claimed > 0 then
+if c > 0 then
   redis.call('DEL', KEYS[7])
   redis.call('RPUSH', KEYS[7], ARGV[6])
-  for i = 1, #claimed, 1000 do
-    local j = math.min(i + 999, #claimed)
-    local pairs_ = {}
+  for i = 1, c, 1000 do
+    local j = math.min(i + 999, c)
+    local scored = {}
     for k = i, j do
-      pairs_[#pairs_ + 1] = lease_until
-      pairs_[#pairs_ + 1] = claimed[k]
+      scored[2 * (k - i) + 1] = lease_until
+      scored[2 * (k - i) + 2] = claimed[k]
     end
-    redis.call('ZADD', KEYS[2], unpack(pairs_))
+    redis.call('ZADD', KEYS[2], unpack(scored))
     redis.call('SADD', KEYS[6], unpack(claimed, i, j))
     redis.call('RPUSH', KEYS[7], unpack(claimed, i, j))
   end
