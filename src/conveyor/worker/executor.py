@@ -252,9 +252,9 @@ class Runner:
 
 
 class ThreadExecutor:
-    """``size`` threads taking fetched jobs from one inbox. A thread decodes its job (off the
-    fetching thread, which can then claim the next batch sooner), runs a sync task itself
-    and hands an async one to ``to_async``."""
+    """``size`` threads taking jobs from one inbox: decoded ones, or fetched records that the
+    thread decodes itself (off the fetching thread, which can then claim the next batch
+    sooner), running a sync task and handing an async one to ``to_async``."""
 
     def __init__(
         self,
@@ -266,7 +266,7 @@ class ThreadExecutor:
         self._runner = runner
         self._done = done
         self._to_async = to_async
-        self._inbox: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[JobRecord | Prepared | None] = queue.SimpleQueue()
         # Daemon threads: after the grace period the process may exit with a job still
         # running; its lease, handed back, brings the job back.
         self._threads = [
@@ -275,19 +275,21 @@ class ThreadExecutor:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, record: JobRecord) -> None:
-        self._inbox.put(record)
+    def submit(self, job: JobRecord | Prepared) -> None:
+        self._inbox.put(job)
 
-    def take_unstarted(self) -> list[JobRecord]:
-        """Jobs still waiting for a thread, removed from the inbox (for shutdown)."""
-        taken: list[JobRecord] = []
+    def take_unstarted(self) -> list[str]:
+        """Ids of the jobs still waiting for a thread, removed from the inbox (shutdown)."""
+        taken: list[str] = []
         while True:
             try:
-                record = self._inbox.get_nowait()
+                job = self._inbox.get_nowait()
             except queue.Empty:
                 return taken
-            if record is not None:
-                taken.append(record)
+            if isinstance(job, Prepared):
+                taken.append(job.record.id)
+            elif job is not None:
+                taken.append(job.id)
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -303,16 +305,16 @@ class ThreadExecutor:
         )
         while True:
             try:
-                record = inbox.get()
-                if record is None:
+                item = inbox.get()
+                if item is None:
                     return
-                job = prepare(record)
+                job = item if isinstance(item, Prepared) else prepare(item)
                 if isinstance(job, Failure):
-                    done(record.id, job)
+                    done(job.id, job)
                 elif job.task.is_async:
                     to_async(job)
                 else:
-                    done(record.id, run(job))
+                    done(job.record.id, run(job))
             except JobTimeout:
                 # A timeout that arrived just after its job finished; that job's outcome
                 # has been reported, so there is nothing left to stop.

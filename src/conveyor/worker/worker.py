@@ -99,6 +99,9 @@ class Worker:
         self._acker = Acker(self._backend, self.id)
         self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._run_async)
         self._async: AsyncExecutor | None = None
+        # Pool threads decode what they take, unless async tasks exist: an async job must
+        # never wait for a thread busy with a long sync job, so this thread decodes it.
+        self._decode_here = any(task.is_async for task in self.app.tasks.values())
         self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
         self._heartbeat.start()
         self._heartbeat.recover()
@@ -178,6 +181,10 @@ class Worker:
     def _take(self, records: list[Any]) -> None:
         with self._cond:
             self._held.update(r.id for r in records)
+        if self._decode_here:
+            for record in records:
+                self._dispatch(record)
+            return
         submit = self._threads.submit
         for record in records:
             submit(record)
@@ -235,9 +242,17 @@ class Worker:
         self._batch_floor = max(1, self.capacity // 2)
         self._rate_mark = (now, self.processed)
 
+    def _dispatch(self, record: Any) -> None:
+        job = self._runner.prepare(record)
+        if isinstance(job, Failure):
+            self._finished(record.id, job)
+        elif job.task.is_async:
+            self._run_async(job)
+        else:
+            self._threads.submit(job)
+
     def _run_async(self, job: Prepared) -> None:
-        """An async task's job, decoded by a pool thread: onto the event loop (started the
-        first time one comes)."""
+        """An async task's job: onto the event loop (started the first time one comes)."""
         with self._cond:
             if self._async is None:
                 self._async = AsyncExecutor(self._runner, self._finished)
@@ -272,7 +287,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.grace
-        unstarted = [record.id for record in self._threads.take_unstarted()]
+        unstarted = self._threads.take_unstarted()
         if unstarted:
             self._release(unstarted)
         with self._cond:
