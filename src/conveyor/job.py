@@ -263,19 +263,7 @@ class _IdGenerator:
         self._seq = 0
 
     def __call__(self) -> str:
-        ms = time.time_ns() // 1_000_000
-        with self._lock:
-            if ms <= self._last_ms:
-                ms = self._last_ms
-                self._seq += 1
-                if self._seq > 0xFFF:
-                    ms += 1
-                    self._seq = 0
-            else:
-                self._seq = random.getrandbits(10)
-            self._last_ms = ms
-            seq = self._seq
-        return _uuid7(ms, seq)
+        return self.many(1)[0]
 
     def many(self, count: int) -> list[str]:
         """``count`` ids in order, for one batch: one clock read and one lock for them all."""

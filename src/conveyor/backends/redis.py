@@ -390,6 +390,13 @@ def _names(values: Iterable[Any]) -> list[str]:
 # --------------------------------------------------------------------------- the store
 
 
+def _by_queue(records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]:
+    by_queue: dict[str, list[JobRecord]] = {}
+    for r in records:
+        by_queue.setdefault(r.queue, []).append(r)
+    return by_queue
+
+
 def _groups(batch: Sequence[JobRecord]) -> list[Any]:
     """enqueue.lua's arguments for ``batch``: runs of jobs that share their settings, each
     a header (count, priority, state, run_at, max_attempts, timeout, created_at) and then
@@ -653,9 +660,7 @@ class RedisBackend:
                 return
         if not records:
             return
-        by_queue: dict[str, list[JobRecord]] = {}
-        for r in records:
-            by_queue.setdefault(r.queue, []).append(r)
+        by_queue = _by_queue(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
                 # A queue can never take more than its limit at once: refuse before writing.
@@ -725,9 +730,7 @@ class RedisBackend:
         writing = True
         try:
             for chunk in chunks:
-                by_queue: dict[str, list[JobRecord]] = {}
-                for r in chunk:
-                    by_queue.setdefault(r.queue, []).append(r)
+                by_queue = _by_queue(chunk)
                 fresh = self._unregistered(by_queue)
                 registered += fresh
                 added = self._enqueue_calls(by_queue, fresh, None)
