@@ -87,6 +87,24 @@ def test_heartbeat_extends_every_lease_of_the_worker(app: Conveyor) -> None:
     assert {app.get_job(a.id).state, app.get_job(b.id).state} == {"active"}  # type: ignore[union-attr]
 
 
+def test_each_job_keeps_its_own_lease_within_one_worker(app: Conveyor) -> None:
+    """Leases are per job: a worker's later fetch does not extend its earlier jobs, nor does
+    an earlier job's expiry take the later ones; active counts and listings follow."""
+    app.backend.enqueue([first := record(app, max_attempts=2), later := record(app, max_attempts=2)])
+    now = time.time()
+    assert ids(app.backend.fetch(None, 1, "w1", 10, now)) == [first.id]
+    assert ids(app.backend.fetch(None, 1, "w1", 10, now + 8)) == [later.id]
+    assert app.stats().total("active") == 2
+    assert {j.id for j in app.jobs(state="active")} == {first.id, later.id}
+    assert app.backend.recover(now + 12, 0) == 1  # only the first job's lease has passed
+    assert app.get_job(first.id).state == "retry"  # type: ignore[union-attr]
+    assert app.get_job(later.id).state == "active"  # type: ignore[union-attr]
+    assert app.stats().total("active") == 1
+    assert app.backend.recover(now + 17, 0) == 0
+    assert app.backend.recover(now + 19, 0) == 1
+    assert app.stats().total("active") == 0 and app.jobs(state="active") == []
+
+
 def test_release_hands_jobs_back_without_counting(app: Conveyor) -> None:
     app.backend.enqueue([r := record(app)])
     app.backend.fetch(None, 1, "w", 30, time.time())

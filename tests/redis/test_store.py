@@ -84,7 +84,7 @@ def test_every_key_of_a_queue_shares_one_slot(app: Conveyor) -> None:
     default = {
         k.split("}:", 1)[1].split(":")[0] for k in keys if k.startswith(f"{{{app.namespace}:default}}")
     }
-    assert {"j", "prios", "active", "done", "dead", "cancelled", "counts", "paused"} <= default
+    assert {"j", "prios", "leases", "done", "dead", "cancelled", "counts", "paused"} <= default
 
 
 def test_scripts_come_back_after_script_flush(app: Conveyor, redis_server: RedisServer) -> None:

@@ -28,8 +28,13 @@ Key layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)
                                  priority DESC, run_at, id exactly as the SQLite store does
     {ns:q}:sched          ZSET   ids stored as 'scheduled', by run_at (admin counts only)
     {ns:q}:retry          ZSET   ids stored as 'retry', by run_at (admin counts only)
-    {ns:q}:active         ZSET   active ids by lease expiry (recover reads the expired head)
-    {ns:q}:held:<worker>  SET    ids one worker holds (the heartbeat extends exactly these)
+    {ns:q}:held:<worker>  SET    ids one worker holds: its active jobs (the heartbeat extends
+                                 exactly these; complete checks ownership here, not in the job)
+    {ns:q}:leases         ZSET   worker id by the earliest lease (lu) of the jobs it holds;
+                                 recover looks at a worker once that passes and checks each
+                                 job's own lease. One entry per worker, not per job, spares
+                                 every job run a sorted-set insert and removal (~10% of the
+                                 server's time per job)
     {ns:q}:claim:<worker> LIST   token and ids of the worker's last fetch (idempotent retry)
     {ns:q}:done           ZSET   completed ids by finished_at (pruned by recover)
     {ns:q}:dead           ZSET   dead ids by finished_at
@@ -834,7 +839,7 @@ class RedisBackend:
         p = self._q(queue)
         keys = [
             p + "prios",
-            p + "active",
+            p + "leases",
             p + "sched",
             p + "retry",
             p + "paused",
@@ -889,7 +894,7 @@ class RedisBackend:
             for i in ids:
                 result = values[i]
                 args += (i, b"" if result is None else result)
-            keys = [p + "active", p + "done", p + "counts", p + "held:" + worker]
+            keys = [p + "done", p + "counts", p + "held:" + worker]
             calls.append(_Call("complete", keys, args))
         self._run(calls)
         self._forget(values)
@@ -913,7 +918,7 @@ class RedisBackend:
             args: list[Any] = [p, worker, now, minute, flags]
             for f in batch:
                 args += (f.id, "" if f.retry_at is None else f.retry_at, f.error, f.traceback or "")
-            keys = [p + "active", p + "dead", p + "retry", p + "prios", p + "counts", p + "held:" + worker]
+            keys = [p + "dead", p + "retry", p + "prios", p + "counts", p + "held:" + worker]
             calls.append(_Call("fail", keys, args))
         self._run(calls)
         self._forget(by_id)
@@ -925,7 +930,7 @@ class RedisBackend:
         calls: list[_Call] = []
         for queue, batch in self._locate(ids).items():
             p = self._q(queue)
-            keys = [p + "active", p + "prios", p + "held:" + worker, p + "wake"]
+            keys = [p + "prios", p + "held:" + worker, p + "wake"]
             calls.append(_Call("release", keys, [p, worker, WAKE_TOKENS, *batch]))
         self._run(calls)
         self._forget(ids)
@@ -936,7 +941,7 @@ class RedisBackend:
         calls = [
             _Call(
                 "extend",
-                [self._q(q) + "held:" + info.id, self._q(q) + "active"],
+                [self._q(q) + "held:" + info.id, self._q(q) + "leases"],
                 [self._q(q), info.id, now + lease],
             )
             for q in sorted(queues)
@@ -964,7 +969,7 @@ class RedisBackend:
         queues = self._queues()
         for queue in queues:
             p = self._q(queue)
-            keys = self._keys(queue, "active", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
+            keys = self._keys(queue, "leases", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
             args = [p, now, completed_before, minute, LOST, now - 86400, now + FAR_FUTURE, BAD_RUN_AT]
             calls.append(_Call("recover", keys, args))
         calls.append(_Call("forget", [self._g + "workers", self._g + "seen"], [now - WORKER_EXPIRY]))
@@ -1073,7 +1078,7 @@ class RedisBackend:
         return _record(job_id, queue, values)
 
     def _act_keys(self, queue: str) -> list[str]:
-        return self._keys(queue, "prios", "sched", "retry", "active", "done", "dead", "cancelled", "wake")
+        return self._keys(queue, "prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake")
 
     def _ids(self, state: str | None, queue: str | None, now: float) -> list[tuple[str, str]]:
         """(id, queue) of every job in ``state`` (and ``queue``), newest first."""
@@ -1130,7 +1135,7 @@ class RedisBackend:
             _Call(
                 "stats",
                 self._keys(
-                    q, "prios", "sched", "retry", "active", "done", "dead", "cancelled", "paused", "counts"
+                    q, "prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts"
                 ),
                 [self._q(q), now, since],
             )

@@ -3,7 +3,7 @@
 -- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
 -- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled'
 -- KEYS[3]  {ns:q}:retry      ZSET  ids stored as 'retry'
--- KEYS[4]  {ns:q}:active     ZSET  active job ids
+-- KEYS[4]  {ns:q}:leases     ZSET  (unused: an active job leaves its holder's held set)
 -- KEYS[5]  {ns:q}:done       ZSET  completed job ids
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
@@ -22,7 +22,7 @@ local prefix, action, now, only = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nownum = tonumber(now)
 local WAITING = {scheduled = true, pending = true, retry = true}
 local RETRYABLE = {dead = true, cancelled = true, retry = true, scheduled = true}
-local INDEX = {active = KEYS[4], completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]}
+local INDEX = {completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]}
 
 local function matches(state, run_at)
   if only == '' then return true end

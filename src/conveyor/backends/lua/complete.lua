@@ -1,9 +1,8 @@
 -- complete: mark jobs of one queue completed, if this worker still holds them.
 --
--- KEYS[1]  {ns:q}:active         ZSET  active job ids by lease expiry
--- KEYS[2]  {ns:q}:done           ZSET  completed job ids by finished_at
--- KEYS[3]  {ns:q}:counts         HASH  p:<minute> / f:<minute> -> processed / failed
--- KEYS[4]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[1]  {ns:q}:done           ZSET  completed job ids by finished_at
+-- KEYS[2]  {ns:q}:counts         HASH  p:<minute> / f:<minute> -> processed / failed
+-- KEYS[3]  {ns:q}:held:<worker>  SET   ids this worker holds
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -39,18 +38,18 @@ for first = 1, count, SLICE do
   local last = math.min(first + SLICE - 1, count)
   local ids = {}
   for n = first, last do ids[n - first + 1] = ARGV[4 + 2 * n] end
-  local held = redis.pcall('SMISMEMBER', KEYS[4], unpack(ids))
+  local held = redis.pcall('SMISMEMBER', KEYS[3], unpack(ids))
   if held.err then
     -- Before Redis 6.2: one SREM per job both checks and releases the hold.
     for n = first, last do
-      if redis.call('SREM', KEYS[4], ids[n - first + 1]) == 1 then complete(n, ids[n - first + 1]) end
+      if redis.call('SREM', KEYS[3], ids[n - first + 1]) == 1 then complete(n, ids[n - first + 1]) end
     end
   else
     local mark = ndone
     for n = first, last do
       if held[n - first + 1] == 1 then complete(n, ids[n - first + 1]) end
     end
-    if ndone > mark then redis.call('SREM', KEYS[4], unpack(done, mark + 1, ndone)) end
+    if ndone > mark then redis.call('SREM', KEYS[3], unpack(done, mark + 1, ndone)) end
   end
 end
 
@@ -61,10 +60,9 @@ for i = 1, ndone, SLICE do
     scored[2 * (k - i) + 1] = now
     scored[2 * (k - i) + 2] = done[k]
   end
-  redis.call('ZREM', KEYS[1], unpack(done, i, j))
-  redis.call('ZADD', KEYS[2], unpack(scored))
+  redis.call('ZADD', KEYS[1], unpack(scored))
 end
 if ndone > 0 then
-  redis.call('HINCRBY', KEYS[3], ARGV[4], ndone)
+  redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
 return ndone

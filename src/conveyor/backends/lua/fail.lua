@@ -1,11 +1,10 @@
 -- fail: record failed runs of jobs of one queue held by this worker: retry later, or dead.
 --
--- KEYS[1]  {ns:q}:active         ZSET  active job ids by lease expiry
--- KEYS[2]  {ns:q}:dead           ZSET  dead job ids by finished_at
--- KEYS[3]  {ns:q}:retry          ZSET  ids stored as 'retry', by run_at
--- KEYS[4]  {ns:q}:prios          ZSET  priorities that have waiting jobs
--- KEYS[5]  {ns:q}:counts         HASH  p:<minute> / f:<minute>
--- KEYS[6]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[1]  {ns:q}:dead           ZSET  dead job ids by finished_at
+-- KEYS[2]  {ns:q}:retry          ZSET  ids stored as 'retry', by run_at
+-- KEYS[3]  {ns:q}:prios          ZSET  priorities that have waiting jobs
+-- KEYS[4]  {ns:q}:counts         HASH  p:<minute> / f:<minute>
+-- KEYS[5]  {ns:q}:held:<worker>  SET   ids this worker holds
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -24,13 +23,13 @@ for i = 6, #ARGV, 4 do
   if v[1] == 'active' and v[2] == worker then
     if retry_at == '' then
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
-      redis.call('ZADD', KEYS[2], now, id)
+      redis.call('ZADD', KEYS[1], now, id)
     else
       local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', prefix .. 'w:' .. p, retry_at, id)
-      redis.call('ZADD', KEYS[4], p, p)
-      redis.call('ZADD', KEYS[3], retry_at, id)
+      redis.call('ZADD', KEYS[3], p, p)
+      redis.call('ZADD', KEYS[2], retry_at, id)
     end
     if string.sub(flags, n, n) == '1' then
       redis.call('HSET', key, 'tb', ARGV[i + 3])
@@ -38,13 +37,12 @@ for i = 6, #ARGV, 4 do
     else
       redis.call('HDEL', key, 'lb', 'lu', 'tb')
     end
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('SREM', KEYS[6], id)
+    redis.call('SREM', KEYS[5], id)
     changed = changed + 1
   end
 end
 if changed > 0 then
-  redis.call('HINCRBY', KEYS[5], 'p:' .. ARGV[4], changed)
-  redis.call('HINCRBY', KEYS[5], 'f:' .. ARGV[4], changed)
+  redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
+  redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed)
 end
 return changed

@@ -1,7 +1,7 @@
 -- fetch: claim up to a limit of due jobs of one queue for one worker, with a lease.
 --
 -- KEYS[1]  {ns:q}:prios          ZSET  priorities that have waiting jobs
--- KEYS[2]  {ns:q}:active         ZSET  active job ids by lease expiry
+-- KEYS[2]  {ns:q}:leases         ZSET  worker id by the earliest lease of the jobs it holds
 -- KEYS[3]  {ns:q}:sched          ZSET  ids stored as 'scheduled'
 -- KEYS[4]  {ns:q}:retry          ZSET  ids stored as 'retry'
 -- KEYS[5]  {ns:q}:paused         STRING present while the queue is paused
@@ -118,15 +118,16 @@ if c > 0 then
   redis.call('RPUSH', KEYS[7], ARGV[6])
   for i = 1, c, 1000 do
     local j = math.min(i + 999, c)
-    local scored = {}
-    for k = i, j do
-      scored[2 * (k - i) + 1] = lease_until
-      scored[2 * (k - i) + 2] = claimed[k]
-    end
-    redis.call('ZADD', KEYS[2], unpack(scored))
     redis.call('SADD', KEYS[6], unpack(claimed, i, j))
     redis.call('RPUSH', KEYS[7], unpack(claimed, i, j))
   end
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
+  -- The worker's entry keeps the earliest lease of its jobs (each job's own is its lu
+  -- field): recover looks at a worker once that time has passed. One entry per worker,
+  -- not one per job, spares a sorted-set insert and removal for every job run.
+  local earliest = redis.call('ZSCORE', KEYS[2], worker)
+  if not earliest or tonumber(earliest) > tonumber(lease_until) then
+    redis.call('ZADD', KEYS[2], lease_until, worker)
+  end
 end
 return out

@@ -3,7 +3,7 @@
 -- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
 -- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
 -- KEYS[3]  {ns:q}:retry      ZSET  ids stored as 'retry', by run_at
--- KEYS[4]  {ns:q}:active     ZSET  active job ids
+-- KEYS[4]  {ns:q}:leases     ZSET  ids of the workers holding jobs (their held sets)
 -- KEYS[5]  {ns:q}:done       ZSET  completed job ids
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
@@ -26,7 +26,11 @@ if state == '' or state == 'pending' then
 end
 if state == 'scheduled' then add(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) end
 if state == 'retry' then add(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf')) end
-if state == '' or state == 'active' then add(redis.call('ZRANGE', KEYS[4], 0, -1)) end
+if state == '' or state == 'active' then
+  for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    add(redis.call('SMEMBERS', prefix .. 'held:' .. worker))
+  end
+end
 if state == '' or state == 'completed' then add(redis.call('ZRANGE', KEYS[5], 0, -1)) end
 if state == '' or state == 'dead' then add(redis.call('ZRANGE', KEYS[6], 0, -1)) end
 if state == '' or state == 'cancelled' then add(redis.call('ZRANGE', KEYS[7], 0, -1)) end

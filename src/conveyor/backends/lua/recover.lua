@@ -2,7 +2,7 @@
 -- left) as "worker lost"; completed jobs finished before a time are deleted; per-minute
 -- counters older than a day are dropped (at most once a minute).
 --
--- KEYS[1]  {ns:q}:active   ZSET  active job ids by lease expiry
+-- KEYS[1]  {ns:q}:leases   ZSET  worker id by the earliest lease of the jobs it holds
 -- KEYS[2]  {ns:q}:dead     ZSET  dead job ids by finished_at
 -- KEYS[3]  {ns:q}:retry    ZSET  ids stored as 'retry', by run_at
 -- KEYS[4]  {ns:q}:prios    ZSET  priorities that have waiting jobs
@@ -22,27 +22,49 @@
 -- Returns {recovered, id of each deleted completed job…}: the caller drops those ids from
 -- the namespace's id index (a leftover entry only makes get() look once more and miss).
 local prefix, now = ARGV[1], ARGV[2]
+local nownum = tonumber(now)
 local recovered = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 10000)) do
-  local key = prefix .. 'j:' .. id
-  local v = redis.call('HMGET', key, 's', 'lb', 'a', 'ma', 'pr')
-  redis.call('ZREM', KEYS[1], id)
-  if v[1] == 'active' then
-    if v[2] then
-      redis.call('SREM', prefix .. 'held:' .. v[2], id)
-    end
-    if (tonumber(v[3]) or 0) >= (tonumber(v[4]) or 1) then
-      redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
-      redis.call('ZADD', KEYS[2], now, id)
+
+local function lost(id, key, v)
+  if (tonumber(v[3]) or 0) >= (tonumber(v[4]) or 1) then
+    redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
+    redis.call('ZADD', KEYS[2], now, id)
+  else
+    local p = v[5] and string.match(v[5], '^%-?%d+$') or '0'  -- hand-written garbage: 0
+    redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
+    redis.call('ZADD', prefix .. 'w:' .. p, now, id)
+    redis.call('ZADD', KEYS[4], p, p)
+    redis.call('ZADD', KEYS[3], now, id)
+  end
+  redis.call('HDEL', key, 'lb', 'lu', 'tb')
+  recovered = recovered + 1
+end
+
+-- Workers whose earliest lease has passed: each of their jobs is checked against its own
+-- lease (lu), so a job fetched later, or extended, stays with its worker.
+for _, worker in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 100)) do
+  local held = prefix .. 'held:' .. worker
+  local earliest, earliest_text = nil, nil
+  for _, id in ipairs(redis.call('SMEMBERS', held)) do
+    local key = prefix .. 'j:' .. id
+    local v = redis.call('HMGET', key, 's', 'lb', 'a', 'ma', 'pr', 'lu')
+    if v[1] ~= 'active' or v[2] ~= worker then
+      redis.call('SREM', held, id)  -- deleted or moved meanwhile: not this worker's any more
     else
-      local p = v[5] and string.match(v[5], '^%-?%d+$') or '0'  -- hand-written garbage: 0
-      redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
-      redis.call('ZADD', prefix .. 'w:' .. p, now, id)
-      redis.call('ZADD', KEYS[4], p, p)
-      redis.call('ZADD', KEYS[3], now, id)
+      local lease = tonumber(v[6]) or 0
+      if lease ~= lease then lease = 0 end  -- a hand-written 'nan'
+      if lease < nownum then
+        redis.call('SREM', held, id)
+        lost(id, key, v)
+      elseif earliest == nil or lease < earliest then
+        earliest, earliest_text = lease, v[6]
+      end
     end
-    redis.call('HDEL', key, 'lb', 'lu', 'tb')
-    recovered = recovered + 1
+  end
+  if earliest then
+    redis.call('ZADD', KEYS[1], earliest_text, worker)
+  else
+    redis.call('ZREM', KEYS[1], worker)
   end
 end
 if recovered > 0 then

@@ -1,9 +1,8 @@
 -- release: hand jobs of one queue back unrun (worker shutdown); the attempt is not counted.
 --
--- KEYS[1]  {ns:q}:active         ZSET  active job ids by lease expiry
--- KEYS[2]  {ns:q}:prios          ZSET  priorities that have waiting jobs
--- KEYS[3]  {ns:q}:held:<worker>  SET   ids this worker holds
--- KEYS[4]  {ns:q}:wake           LIST  wake-up tokens for idle workers
+-- KEYS[1]  {ns:q}:prios          ZSET  priorities that have waiting jobs
+-- KEYS[2]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[3]  {ns:q}:wake           LIST  wake-up tokens for idle workers
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  most wake-up tokens to keep
@@ -21,10 +20,9 @@ for i = 4, #ARGV do
     local attempts = math.max((tonumber(v[5]) or 1) - 1, 0)
     redis.call('HSET', key, 's', 'pending', 'a', tostring(attempts))
     redis.call('HDEL', key, 'lb', 'lu', 'sa')
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('SREM', KEYS[3], id)
+    redis.call('SREM', KEYS[2], id)
     redis.call('ZADD', prefix .. 'w:' .. p, v[4] or '0', id)
-    redis.call('ZADD', KEYS[2], p, p)
+    redis.call('ZADD', KEYS[1], p, p)
     changed = changed + 1
   end
 end
@@ -32,7 +30,7 @@ if changed > 0 then
   local cap = tonumber(ARGV[3])
   local tokens = {}
   for i = 1, math.min(changed, cap) do tokens[i] = '1' end
-  redis.call('LPUSH', KEYS[4], unpack(tokens))
-  redis.call('LTRIM', KEYS[4], 0, cap - 1)
+  redis.call('LPUSH', KEYS[3], unpack(tokens))
+  redis.call('LTRIM', KEYS[3], 0, cap - 1)
 end
 return changed

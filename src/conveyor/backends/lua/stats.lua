@@ -4,7 +4,7 @@
 -- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
 -- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
 -- KEYS[3]  {ns:q}:retry      ZSET  ids stored as 'retry', by run_at
--- KEYS[4]  {ns:q}:active     ZSET  active job ids
+-- KEYS[4]  {ns:q}:leases     ZSET  ids of the workers holding jobs (their held sets)
 -- KEYS[5]  {ns:q}:done       ZSET  completed job ids
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
@@ -31,12 +31,16 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 local scheduled = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local retry = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
+local active = 0
+for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  active = active + redis.call('SCARD', prefix .. 'held:' .. worker)
+end
 local out = {
   redis.call('EXISTS', KEYS[8]),
   total - scheduled - retry,
   scheduled,
   retry,
-  redis.call('ZCARD', KEYS[4]),
+  active,
   redis.call('ZCARD', KEYS[5]),
   redis.call('ZCARD', KEYS[6]),
   redis.call('ZCARD', KEYS[7]),
