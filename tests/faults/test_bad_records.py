@@ -190,8 +190,9 @@ def _write_postgres(app: Conveyor, rows: list[tuple[Case, dict[str, Any]]], run:
                 run.refused[case.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
-_REDIS_FIELDS = {"payload": "p", "priority": "pr", "state": "s", "run_at": "ra", "attempts": "a",
-                 "max_attempts": "ma", "timeout": "to", "created_at": "ca"}  # fmt: skip
+_REDIS_FIELDS = {"payload": "p", "state": "s", "run_at": "ra", "attempts": "a"}
+#: The settings no script changes share one field, m: "priority|max_attempts|timeout|created_at".
+_REDIS_META = ("priority", "max_attempts", "timeout", "created_at")
 
 
 def _score(value: Any, default: float) -> float:
@@ -221,6 +222,8 @@ def _write_redis(app: Conveyor, rows: list[tuple[Case, dict[str, Any]]], run: Ru
                     if short is None or raw is DROP or raw is None:
                         continue
                     mapping[short] = raw if isinstance(raw, bytes) else str(raw)
+                meta = ("" if row.get(n) in (None, DROP) else str(row[n]) for n in _REDIS_META)
+                mapping["m"] = "|".join(meta)
                 if case.fields.get("only_payload"):
                     mapping = {"p": mapping["p"]}
                 client.hset(key, mapping=cast(Any, mapping))

@@ -18,10 +18,11 @@ Key layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)
                                  enqueue a quarter of its server time
     {ns}:workers          HASH   worker id -> JSON of its last heartbeat
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
-    {ns:q}:j:<id>         HASH   one job: p payload, pr priority, s state, ra run_at,
-                                 a attempts, ma max_attempts, to timeout, ca created_at,
-                                 sa started_at, fa finished_at, r result, e last_error,
-                                 tb traceback, lb locked_by, lu lease_until
+    {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
+                                 created_at" (the settings no script changes, one field: a
+                                 hash's fields are scanned one by one), s state, ra run_at,
+                                 a attempts, sa started_at, fa finished_at, r result,
+                                 e last_error, tb traceback, lb locked_by, lu lease_until
     {ns:q}:prios          ZSET   priorities that have waiting jobs (member = score = p)
     {ns:q}:w:<p>          ZSET   waiting jobs (scheduled, pending, retry) of priority p by
                                  run_at; members of equal score sort by id, so a fetch reads
@@ -145,8 +146,8 @@ WAKE_TOKENS: Final = 16
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
 DEFAULT: Final = "default"  # the queue whose jobs the id index leaves out
-FIELDS: Final = ("p", "pr", "s", "ra", "a", "ma", "to", "ca", "sa", "fa", "r", "e", "tb", "lb", "lu")
-_CLAIMED: Final = 10  # values per job fetch.lua returns
+FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu")
+_CLAIMED: Final = 7  # values per job fetch.lua returns
 _SCRIPTS: Final = (
     "enqueue",
     "enqueue_one",
@@ -320,33 +321,40 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _meta(priority: int, max_attempts: int, timeout: str, created_at: str) -> str:
+    """A job hash's field m: the settings no script changes (timeout "" for none)."""
+    return f"{int(priority)}|{int(max_attempts)}|{timeout}|{created_at}"
+
+
 def _record(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
-    """A job hash as a record, tolerating wrong values in a hand-written hash: the worker then
-    sends that one job to ``dead`` with a reason instead of crashing.
+    """A job hash (``FIELDS``) as a record, tolerating wrong values in a hand-written hash:
+    the worker then sends that one job to ``dead`` with a reason instead of crashing.
 
     complete.lua leaves a completed job's last lease and error in its hash (removing them
     would cost a command per job), so they are dropped here."""
     state = _text(v[2]) or PENDING
     if state == COMPLETED:
-        v = [*v[:11], None, None, None, None]
+        v = [*v[:8], None, None, None, None]
+    meta = v[1].split(b"|") if isinstance(v[1], bytes) else []
+    priority, max_attempts, timeout, created = (*meta, None, None, None, None)[:4]
     return JobRecord(
         id=job_id,
         queue=queue,
         payload=v[0] if isinstance(v[0], bytes) else b"",
-        priority=_int(v[1], 0),
+        priority=_int(priority, 0),
         state=state,
         run_at=_float(v[3]) or 0.0,
         attempts=_int(v[4], 0),
-        max_attempts=_int(v[5], 1),
-        timeout=_float(v[6]),
-        created_at=_float(v[7]) or 0.0,
-        started_at=_float(v[8]),
-        finished_at=_float(v[9]),
-        result=v[10],
-        last_error=_text(v[11]),
-        traceback=_text(v[12]),
-        locked_by=_text(v[13]),
-        lease_until=_float(v[14]),
+        max_attempts=_int(max_attempts, 1),
+        timeout=_float(timeout or None),
+        created_at=_float(created) or 0.0,
+        started_at=_float(v[5]),
+        finished_at=_float(v[6]),
+        result=v[7],
+        last_error=_text(v[8]),
+        traceback=_text(v[9]),
+        locked_by=_text(v[10]),
+        lease_until=_float(v[11]),
     )
 
 
@@ -354,10 +362,9 @@ def _claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, n
     """Records of jobs fetch.lua just claimed; it returns only what the caller cannot know."""
     out: list[JobRecord] = []
     reply = iter(flat)
-    for job_id, payload, priority, run_at, attempts, max_attempts, timeout, created, error, tb in zip(
-        *([reply] * _CLAIMED), strict=True
-    ):
+    for job_id, payload, meta, run_at, attempts, error, tb in zip(*([reply] * _CLAIMED), strict=True):
         try:
+            priority, max_attempts, timeout, created = meta.split(b"|")
             record = JobRecord(
                 job_id.decode(),
                 queue,
@@ -367,7 +374,7 @@ def _claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, n
                 float(run_at),
                 int(attempts),
                 int(max_attempts),
-                None if timeout is None else float(timeout),
+                float(timeout) if timeout else None,
                 float(created),
                 now,
                 None,
@@ -380,8 +387,8 @@ def _claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, n
         except (TypeError, ValueError, AttributeError):
             # A hand-written hash with wrong values: tolerate it here, and let the worker
             # send that one job to dead with a reason.
-            values = [payload, priority, ACTIVE, run_at, attempts, max_attempts, timeout, created, now]
-            record = _record(job_id.decode(), queue, [*values, None, None, error, tb, worker, lease_until])
+            values = [payload, meta, ACTIVE, run_at, attempts, now, None, None, error, tb, worker]
+            record = _record(job_id.decode(), queue, [*values, lease_until])
         out.append(record)
     return out
 
@@ -404,8 +411,8 @@ def _by_queue(records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]:
 
 def _groups(batch: Sequence[JobRecord]) -> list[Any]:
     """enqueue.lua's arguments for ``batch``: runs of jobs that share their settings, each
-    a header (count, priority, state, run_at, max_attempts, timeout, created_at) and then
-    the id and payload of every job of the run."""
+    a header (count, priority, state, run_at, the hash's field m) and then the id and
+    payload of every job of the run."""
     args: list[Any] = []
     times: dict[float, str] = {}  # a float's repr costs more than the rest of a job's arguments
     shared: tuple[Any, ...] = ()
@@ -414,16 +421,17 @@ def _groups(batch: Sequence[JobRecord]) -> list[Any]:
         settings = (r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
         if settings != shared:
             if header:
-                args[header - 1] = (len(args) - header - 6) // 2
+                args[header - 1] = (len(args) - header - 4) // 2
             shared = settings
             state = r.state if r.state in (SCHEDULED, PENDING, RETRY) else PENDING
             run_at = times.get(r.run_at) or times.setdefault(r.run_at, repr(float(r.run_at)))
             created = times.get(r.created_at) or times.setdefault(r.created_at, repr(float(r.created_at)))
             timeout = "" if r.timeout is None else repr(float(r.timeout))
-            args += (0, int(r.priority), state, run_at, int(r.max_attempts), timeout, created)
-            header = len(args) - 6
+            meta = _meta(r.priority, r.max_attempts, timeout, created)
+            args += (0, int(r.priority), state, run_at, meta)
+            header = len(args) - 4
         args += (r.id, r.payload)
-    args[header - 1] = (len(args) - header - 6) // 2
+    args[header - 1] = (len(args) - header - 4) // 2
     return args
 
 
@@ -781,14 +789,13 @@ class RedisBackend:
             self._g + "where",
             prefix + "sched",
         )
+        timeout = "" if r.timeout is None else repr(float(r.timeout))
         args = (
             r.payload,
             int(r.priority),
             r.state,
             repr(float(r.run_at)),
-            int(r.max_attempts),
-            repr(float(r.created_at)),
-            "" if r.timeout is None else repr(float(r.timeout)),
+            _meta(r.priority, r.max_attempts, timeout, repr(float(r.created_at))),
             r.id,
             r.queue,
             due,

@@ -49,9 +49,9 @@ local woken = false
 for i = 5, #ARGV do
   local id = ARGV[i]
   local key = prefix .. 'j:' .. id
-  local v = redis.call('HMGET', key, 's', 'ra', 'pr', 'lb')
+  local v = redis.call('HMGET', key, 's', 'ra', 'm', 'lb')
   local state, run_at = v[1], tonumber(v[2]) or 0
-  local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
+  local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
   if state and matches(state, run_at) then
     if action == 'retry' and RETRYABLE[state] then
       unindex(id, state, p, false)

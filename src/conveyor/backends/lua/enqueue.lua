@@ -16,8 +16,13 @@
 -- ARGV[5]  the queue's name (for KEYS[5] and KEYS[6])
 -- ARGV[6]  "1" to add the queue to KEYS[6]
 -- ARGV[7…] groups of jobs sharing their settings, each: count, priority, state, run_at,
---          max_attempts, timeout ("" = none), created_at, then count × (id, payload).
---          Jobs of one batch mostly share them, so each job costs two arguments.
+--          meta (the hash's field m: "priority|max_attempts|timeout|created_at"), then
+--          count × (id, payload). Jobs of one batch mostly share them, so each job costs
+--          two arguments.
+--
+-- A job hash gets four fields: p, m, s, ra. The settings no script changes are one field,
+-- m: a hash's fields are scanned one by one, and every field costs the store at enqueue
+-- and at each read.
 --
 -- Returns {added}, or {-1, waiting} when the limit would be passed; then nothing is written.
 -- A call is all or nothing, so when its first job exists the call was made before (redis-py
@@ -31,10 +36,10 @@ local count, i = 0, 7
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   count = count + n
-  i = i + 7 + 2 * n
+  i = i + 5 + 2 * n
 end
 if count == 0 then return {0} end
-if redis.call('EXISTS', prefix .. 'j:' .. ARGV[14]) == 1 then return {0} end
+if redis.call('EXISTS', prefix .. 'j:' .. ARGV[12]) == 1 then return {0} end
 
 if ARGV[2] ~= '' then
   local waiting = 0
@@ -60,19 +65,12 @@ local where, w = {}, 0
 local jobs = prefix .. 'j:'
 i = 7
 while i <= #ARGV do
-  local n, p, state, run_at, max_attempts, timeout, created =
-    tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local n, p, state, run_at, meta = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local scored, k = {}, 0
-  i = i + 7
+  i = i + 5
   for j = i, i + 2 * n - 1, 2 do
     local id = ARGV[j]
-    if timeout == '' then
-      redis.call('HSET', jobs .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
-        'ma', max_attempts, 'ca', created)
-    else
-      redis.call('HSET', jobs .. id, 'p', ARGV[j + 1], 'pr', p, 's', state, 'ra', run_at,
-        'ma', max_attempts, 'ca', created, 'to', timeout)
-    end
+    redis.call('HSET', jobs .. id, 'p', ARGV[j + 1], 'm', meta, 's', state, 'ra', run_at)
     scored[k + 1], scored[k + 2], k = run_at, id, k + 2
     if indexed then
       where[w + 1], where[w + 2], w = id, queue, w + 2

@@ -10,31 +10,24 @@
 --                               there first)
 -- KEYS[6]  {ns:q}:sched   ZSET  ids stored as 'scheduled', by run_at
 -- ARGV[1]  payload         ARGV[2] priority      ARGV[3] state ('pending' or 'scheduled')
--- ARGV[4]  run_at          ARGV[5] max_attempts  ARGV[6] created_at
--- ARGV[7]  timeout ("" = none)
--- ARGV[8]  id              ARGV[9] queue
--- ARGV[10] "1" if the job is due now (it then pushes a wake-up token)
--- ARGV[11] most wake-up tokens to keep
+-- ARGV[4]  run_at          ARGV[5] meta: "priority|max_attempts|timeout|created_at"
+-- ARGV[6]  id              ARGV[7] queue
+-- ARGV[8]  "1" if the job is due now (it then pushes a wake-up token)
+-- ARGV[9]  most wake-up tokens to keep
 --
 -- Returns 1, or 0 when the job exists already (a call re-sent after a lost reply).
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 1 then return 0 end
-if ARGV[7] == '' then
-  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4],
-    'ma', ARGV[5], 'ca', ARGV[6])
-else
-  redis.call('HSET', key, 'p', ARGV[1], 'pr', ARGV[2], 's', ARGV[3], 'ra', ARGV[4],
-    'ma', ARGV[5], 'ca', ARGV[6], 'to', ARGV[7])
-end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[8])
+redis.call('HSET', key, 'p', ARGV[1], 'm', ARGV[5], 's', ARGV[3], 'ra', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[2])
-if ARGV[9] ~= 'default' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[9]) end
+if ARGV[7] ~= 'default' then redis.call('HSET', KEYS[5], ARGV[6], ARGV[7]) end
 if ARGV[3] == 'scheduled' then
-  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[8])
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[6])
 end
 -- The list is read first: while no worker waits, tokens pile up to the cap, and one LLEN
 -- costs less than an LPUSH and the LTRIM that would follow it.
-if ARGV[10] == '1' and redis.call('LLEN', KEYS[4]) < tonumber(ARGV[11]) then
+if ARGV[8] == '1' and redis.call('LLEN', KEYS[4]) < tonumber(ARGV[9]) then
   redis.call('LPUSH', KEYS[4], '1')
 end
 return 1

@@ -19,13 +19,13 @@ for i = 6, #ARGV, 4 do
   n = n + 1
   local id, retry_at = ARGV[i], ARGV[i + 1]
   local key = prefix .. 'j:' .. id
-  local v = redis.call('HMGET', key, 's', 'lb', 'pr')
+  local v = redis.call('HMGET', key, 's', 'lb', 'm')
   if v[1] == 'active' and v[2] == worker then
     if retry_at == '' then
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
     else
-      local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
+      local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', prefix .. 'w:' .. p, retry_at, id)
       redis.call('ZADD', KEYS[3], p, p)

@@ -20,8 +20,8 @@
 --          BLPOP returns: the jobs that woke it are claimed without another round-trip.
 --          Such a call returns that now first, then the jobs.
 --
--- Returns 10 values per claimed job: id, p pr ra a ma to ca e tb of its hash (nil where
--- absent), in claim order: priority DESC, then run_at, then id (the member order of equal
+-- Returns 7 values per claimed job: id, p m ra a e tb of its hash (nil where absent), in
+-- claim order: priority DESC, then run_at, then id (the member order of equal
 -- scores). The caller knows the rest: state 'active', locked_by, lease_until, started_at.
 -- The same token again (redis-py re-sends a call whose reply was lost) returns the same
 -- jobs instead of claiming more, so a claim is never orphaned by a retry.
@@ -36,30 +36,24 @@ if ARGV[8] then
   lease_until = string.format('%.6f', clock + tonumber(ARGV[4]))
   out[1] = now
 end
--- v[1..10]: p s a ma to ca fa e tb ra. The priority is the waiting set's, so the hash is not
--- asked for it (each field HMGET looks up costs a scan of the hash; WITHSCORES on the waiting
--- set would cost more still, formatting every score).
-local FIELDS = {'p', 's', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'ra'}
+-- v[1..8]: p s a fa e tb ra m (each field HMGET looks up costs a scan of the hash).
 local n = #out
-local function emit(id, v, priority)
+local function emit(id, v)
   out[n + 1] = id
   out[n + 2] = v[1]
-  out[n + 3] = priority
-  out[n + 4] = v[10]
+  out[n + 3] = v[8]
+  out[n + 4] = v[7]
   out[n + 5] = v[3]
-  out[n + 6] = v[4]
-  out[n + 7] = v[5]
-  out[n + 8] = v[6]
-  out[n + 9] = v[8]
-  out[n + 10] = v[9]
-  n = n + 10
+  out[n + 6] = v[5]
+  out[n + 7] = v[6]
+  n = n + 7
 end
 
 local last = redis.call('LRANGE', KEYS[7], 0, -1)
 if last[1] == ARGV[6] then
   for i = 2, #last do
-    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'ma', 'to', 'ca', 'fa', 'e', 'tb', 'ra', 'pr', 'lb')
-    if v[2] == 'active' and v[12] == worker then emit(last[i], v, v[11]) end
+    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
+    if v[2] == 'active' and v[9] == worker then emit(last[i], v) end
   end
   return out
 end
@@ -80,12 +74,12 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
     redis.call('ZREMRANGEBYRANK', wkey, 0, #due - 1)
     for _, id in ipairs(due) do
       local key = jobs .. id
-      local v = redis.pcall('HMGET', key, unpack(FIELDS))
+      local v = redis.pcall('HMGET', key, 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm')
       if v.err then
         -- Not a hash (written by hand): set it aside and record the job as dead, rather
         -- than fail every fetch of this queue.
         redis.call('RENAME', key, key .. ':corrupt')
-        redis.call('HSET', key, 's', 'dead', 'p', '', 'pr', '0', 'ra', now, 'a', '0', 'ma', '0', 'ca', now,
+        redis.call('HSET', key, 's', 'dead', 'p', '', 'm', '0|0||' .. now, 'ra', now, 'a', '0',
           'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
         redis.call('ZADD', prefix .. 'dead', now, id)
       elseif not v[1] and redis.call('EXISTS', key) == 1 then
@@ -100,11 +94,11 @@ for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
         end
         local attempts = tostring((tonumber(v[3]) or 0) + 1)
         redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
-        if v[7] then redis.call('HDEL', key, 'fa') end
+        if v[4] then redis.call('HDEL', key, 'fa') end
         v[3] = attempts
         c = c + 1
         claimed[c] = id
-        emit(id, v, p)
+        emit(id, v)
       end
     end
   end

@@ -25,12 +25,15 @@ local prefix, now = ARGV[1], ARGV[2]
 local nownum = tonumber(now)
 local recovered = 0
 
+-- v: s lb a m lu of the job's hash; m is "priority|max_attempts|timeout|created_at".
 local function lost(id, key, v)
-  if (tonumber(v[3]) or 0) >= (tonumber(v[4]) or 1) then
+  local p = string.match(v[4] or '', '^(%-?%d+)|')
+  local max_attempts = string.match(v[4] or '', '^[^|]*|([^|]*)')
+  if (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
     redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', KEYS[2], now, id)
   else
-    local p = v[5] and string.match(v[5], '^%-?%d+$') or '0'  -- hand-written garbage: 0
+    p = p or '0'  -- hand-written garbage: 0
     redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', prefix .. 'w:' .. p, now, id)
     redis.call('ZADD', KEYS[4], p, p)
@@ -47,17 +50,17 @@ for _, worker in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now,
   local earliest, earliest_text = nil, nil
   for _, id in ipairs(redis.call('SMEMBERS', held)) do
     local key = prefix .. 'j:' .. id
-    local v = redis.call('HMGET', key, 's', 'lb', 'a', 'ma', 'pr', 'lu')
+    local v = redis.call('HMGET', key, 's', 'lb', 'a', 'm', 'lu')
     if v[1] ~= 'active' or v[2] ~= worker then
       redis.call('SREM', held, id)  -- deleted or moved meanwhile: not this worker's any more
     else
-      local lease = tonumber(v[6]) or 0
+      local lease = tonumber(v[5]) or 0
       if lease ~= lease then lease = 0 end  -- a hand-written 'nan'
       if lease < nownum then
         redis.call('SREM', held, id)
         lost(id, key, v)
       elseif earliest == nil or lease < earliest then
-        earliest, earliest_text = lease, v[6]
+        earliest, earliest_text = lease, v[5]
       end
     end
   end

@@ -14,9 +14,9 @@ local changed = 0
 for i = 4, #ARGV do
   local id = ARGV[i]
   local key = prefix .. 'j:' .. id
-  local v = redis.call('HMGET', key, 's', 'lb', 'pr', 'ra', 'a')
+  local v = redis.call('HMGET', key, 's', 'lb', 'm', 'ra', 'a')
   if v[1] == 'active' and v[2] == worker then
-    local p = v[3] and string.match(v[3], '^%-?%d+$') or '0'  -- hand-written garbage: 0
+    local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
     local attempts = math.max((tonumber(v[5]) or 1) - 1, 0)
     redis.call('HSET', key, 's', 'pending', 'a', tostring(attempts))
     redis.call('HDEL', key, 'lb', 'lu', 'sa')
