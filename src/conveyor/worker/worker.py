@@ -236,9 +236,11 @@ class Worker:
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
         since, done = self._rate_mark
-        # Every 50 ms: a backlog of short jobs reaches full-size batches within a tenth of a
-        # second (at 200 ms, a 20,000-job drain spent a fifth of its time in tiny batches).
-        if now - since < 0.05:
+        # Every 50 ms, or sooner once a whole capacity's worth has run: a backlog of short
+        # jobs reaches full-size batches after the first batch instead of after a few
+        # windows (at 200 ms windows, a 20,000-job drain spent a fifth of its time in tiny
+        # batches). Slow jobs see no difference: they take longer than the window anyway.
+        if now - since < 0.05 and self.processed - done < self.capacity:
             return
         rate = (self.processed - done) / (now - since)
         prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
