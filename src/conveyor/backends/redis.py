@@ -396,7 +396,7 @@ def _claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, n
 def _names(values: Iterable[Any]) -> list[str]:
     """Queue names from SMEMBERS (a list in RESP2, a set in RESP3), default first."""
     names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-    return sorted(names, key=lambda q: (q != "default", q))
+    return sorted(names, key=lambda q: (q != DEFAULT, q))
 
 
 # --------------------------------------------------------------------------- the store
@@ -867,13 +867,13 @@ class RedisBackend:
             known, first = self._run(
                 [
                     _Call(None, "SMEMBERS", self._g + "queues"),
-                    self._fetch_call("default", limit, worker, lease_until, now, token),
+                    self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
                 ]
             )
             order = _names(known)
             self._known = order
-            got += _claimed("default", first, worker, lease_until, now)
-            rest = [q for q in order if q != "default"]
+            got += _claimed(DEFAULT, first, worker, lease_until, now)
+            rest = [q for q in order if q != DEFAULT]
         else:
             rest = list(queues)
         for queue in rest:
@@ -882,10 +882,13 @@ class RedisBackend:
             call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
             keys, args = call.args
             got += _claimed(queue, self._script("fetch", keys, args), worker, lease_until, now)
-        held = self._held
-        for r in got:
-            held[r.id] = r.queue
+        self._hold(got)
         return got
+
+    def _hold(self, records: Iterable[JobRecord]) -> None:
+        held = self._held
+        for r in records:
+            held[r.id] = r.queue
 
     @_unavailable
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
@@ -1002,8 +1005,8 @@ class RedisBackend:
         if self.cluster or timeout <= 0.001 or limit <= 0:
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
-        names = list(queues) if queues is not None else (self._known or ["default"])
-        first = names[0] if queues is not None else "default"
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        first = names[0] if queues is not None else DEFAULT
         token = os.urandom(8).hex()
         fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
         args = fetch.args[1]
@@ -1021,8 +1024,7 @@ class RedisBackend:
         flat = replies[-1]
         now = float(flat[0])
         got = _claimed(first, flat[1:], worker, now + lease, now)
-        for r in got:
-            self._held[r.id] = r.queue
+        self._hold(got)
         if not got and replies[0] is not None:
             # Woken, yet nothing was due by the server's clock: the job may come from a
             # machine whose clock runs a little ahead. Look again by this one's.
@@ -1030,7 +1032,7 @@ class RedisBackend:
         if queues is None:
             order = _names(replies[1])
             self._known = order
-            rest = [q for q in order if q != "default"]
+            rest = [q for q in order if q != DEFAULT]
         else:
             rest = names[1:]
         if rest and len(got) < limit:
@@ -1057,7 +1059,7 @@ class RedisBackend:
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0.001:
             return
-        names = list(queues) if queues is not None else (self._known or ["default"])
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
         if self.cluster:
             # BLPOP takes keys of one slot only; block on the first queue, and find jobs of
             # the others at the next fetch, after ``timeout``.

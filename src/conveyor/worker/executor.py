@@ -253,19 +253,19 @@ class Runner:
 
 class ThreadExecutor:
     """``size`` threads taking jobs from one inbox: decoded ones, or fetched records that the
-    thread decodes itself (off the fetching thread, which can then claim the next batch
-    sooner), running a sync task and handing an async one to ``to_async``."""
+    thread hands to ``route`` itself (off the fetching thread, which can then claim the next
+    batch sooner), running the sync jobs."""
 
     def __init__(
         self,
         runner: Runner,
         size: int,
         done: Callable[[str, Outcome | None], None],
-        to_async: Callable[[Prepared], None],
+        route: Callable[[JobRecord], Prepared | None],
     ) -> None:
         self._runner = runner
         self._done = done
-        self._to_async = to_async
+        self._route = route
         self._inbox: queue.SimpleQueue[JobRecord | Prepared | None] = queue.SimpleQueue()
         # Daemon threads: after the grace period the process may exit with a job still
         # running; its lease, handed back, brings the job back.
@@ -296,24 +296,14 @@ class ThreadExecutor:
             self._inbox.put(None)
 
     def _loop(self) -> None:
-        prepare, run, done, to_async, inbox = (
-            self._runner.prepare,
-            self._runner.run_sync,
-            self._done,
-            self._to_async,
-            self._inbox,
-        )
+        route, run, done, inbox = self._route, self._runner.run_sync, self._done, self._inbox
         while True:
             try:
                 item = inbox.get()
                 if item is None:
                     return
-                job = item if isinstance(item, Prepared) else prepare(item)
-                if isinstance(job, Failure):
-                    done(job.id, job)
-                elif job.task.is_async:
-                    to_async(job)
-                else:
+                job = item if isinstance(item, Prepared) else route(item)
+                if job is not None:
                     done(job.record.id, run(job))
             except JobTimeout:
                 # A timeout that arrived just after its job finished; that job's outcome

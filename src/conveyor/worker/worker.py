@@ -97,7 +97,7 @@ class Worker:
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog)
         self._acker = Acker(self._backend, self.id)
-        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._run_async)
+        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._route)
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
@@ -249,13 +249,21 @@ class Worker:
         self._rate_mark = (now, self.processed)
 
     def _dispatch(self, record: Any) -> None:
+        job = self._route(record)
+        if job is not None:
+            self._threads.submit(job)
+
+    def _route(self, record: Any) -> Prepared | None:
+        """Decode a fetched job: one that cannot run is finished here, an async one goes to
+        the event loop; a sync one is returned, for the calling thread or the pool to run."""
         job = self._runner.prepare(record)
         if isinstance(job, Failure):
             self._finished(record.id, job)
         elif job.task.is_async:
             self._run_async(job)
         else:
-            self._threads.submit(job)
+            return job
+        return None
 
     def _run_async(self, job: Prepared) -> None:
         """An async task's job: onto the event loop (started the first time one comes)."""

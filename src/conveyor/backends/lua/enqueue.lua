@@ -39,6 +39,7 @@ while i <= #ARGV do
   i = i + 5 + 2 * n
 end
 if count == 0 then return {0} end
+-- ARGV[12] is the first job's id (ARGV[7..11] its group's header).
 if redis.call('EXISTS', prefix .. 'j:' .. ARGV[12]) == 1 then return {0} end
 
 if ARGV[2] ~= '' then
