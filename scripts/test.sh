@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite: ruff, mypy and pytest against real Redis, PostgreSQL and Chromium.
+# Run the whole test suite: ruff, mypy and pytest against real Redis, PostgreSQL, nginx and Chromium.
 #
 # Works on a fresh Debian machine with Python 3.11+: installs whatever is missing with apt-get
 # (as root, or through sudo), builds .venv with `pip install -e '.[all,test]'`, then runs the
@@ -64,6 +64,7 @@ missing=()
 { command -v redis-cli || [ -x /usr/bin/redis-cli ]; } >/dev/null 2>&1 ||
     missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+{ command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
 pg_bindir >/dev/null || missing+=(postgresql)
 need_venv_pkg=0
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""Real Redis and PostgreSQL servers for the test suite.
+"""Real Redis, PostgreSQL and nginx servers for the test suite.
 
 Each class starts the real server binary on a free loopback port, with its data in a fresh
 temporary directory, waits until it answers, and tears it down again. Nothing here imports
@@ -41,11 +41,13 @@ from types import TracebackType
 from typing import IO, NamedTuple, Self, TypeAlias
 
 __all__ = [
+    "NginxServer",
     "PostgresServer",
     "RedisCluster",
     "RedisServer",
     "RespError",
     "ServerNotAvailable",
+    "find_nginx",
     "find_postgres_bindir",
     "find_redis_binaries",
     "free_port",
@@ -909,3 +911,91 @@ def _pg_env() -> dict[str, str]:
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------- nginx
+
+
+def find_nginx() -> str:
+    """Path of Debian's ``nginx`` (it lives in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("nginx")
+    for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx"):
+        if found is None and os.access(path, os.X_OK):
+            found = path
+    if found is None:
+        raise ServerNotAvailable(
+            "nginx not found; install it with `apt-get install nginx` (or run scripts/test.sh, which does)"
+        )
+    return found
+
+
+class NginxServer(_Server):
+    """Debian's nginx on a free loopback port as a reverse proxy to ``upstream``, configured
+    the way a default site is: ``location / { proxy_pass ...; }`` and nothing more, so it sends
+    no ``X-Forwarded-*`` header and rewrites ``Host`` to the upstream's address. ``locations``
+    replaces that block with one of the caller's (``{upstream}`` is filled in)."""
+
+    name = "nginx"
+    address_in_use = ("Address already in use",)
+    stop_signal = signal.SIGQUIT  # graceful
+
+    def __init__(self, upstream: str, locations: str | None = None, port: int = 0) -> None:
+        super().__init__()
+        self.upstream = upstream.rstrip("/")
+        self.locations = locations or "location / { proxy_pass {upstream}; }"
+        self.fixed_port = port
+        self._bin = find_nginx()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _choose_port(self) -> int:
+        return self.fixed_port or free_port()
+
+    def _log_path(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "error.log"
+
+    def _command(self) -> list[str]:
+        assert self.dir is not None
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        locations = self.locations.replace("{upstream}", self.upstream)
+        temp = " ".join(
+            f"{kind}_temp_path {self.dir / sub};"
+            for kind, sub in (
+                ("client_body", "body"),
+                ("proxy", "proxy"),
+                ("fastcgi", "fastcgi"),
+                ("uwsgi", "uwsgi"),
+                ("scgi", "scgi"),
+            )
+        )
+        user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the temp dirs
+        conf = self.dir / "nginx.conf"
+        conf.write_text(
+            f"""{user}
+daemon off;
+worker_processes 1;
+pid {self.dir / "nginx.pid"};
+error_log {self._log_path()} warn;
+events {{ worker_connections 128; }}
+http {{
+    access_log off;
+    {temp}
+    server {{
+        listen {HOST}:{self.port};
+        {locations}
+    }}
+}}
+"""
+        )
+        return [self._bin, "-p", str(self.dir), "-c", str(conf), "-e", str(self._log_path())]
+
+    def _is_ready(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False

@@ -32,7 +32,7 @@ ClientFactory = Callable[..., TestClient]
 @pytest.fixture
 def make_client(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClientFactory]:
     """``make_client(**dashboard_options)``: a TestClient on the dashboard that sends the
-    Origin header a browser would. Defaults to password login."""
+    Origin header a browser would. Defaults to password login; ``password=None`` configures no secret."""
     monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
     monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
     clients: list[TestClient] = []
@@ -43,7 +43,7 @@ def make_client(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClientF
         origin: str | None = None,
         **options: Any,
     ) -> TestClient:
-        if not {"password", "token", "authorize", "require_login"} & options.keys():
+        if not {"password", "token", "authorize", "insecure_no_auth", "require_login"} & options.keys():
             options["password"] = PASSWORD
         test_client = TestClient(
             demo.app.dashboard(**options),

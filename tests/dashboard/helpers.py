@@ -108,13 +108,14 @@ def dead_job(demo: Demo, customer: str = "cus_42", cents: int = 1999) -> Job:
     return job
 
 
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"|"X-CSRF-Token": "([^"]+)"')
 
 
 def csrf_from(html: str) -> str:
+    """The session's CSRF token from a form field, or from the header htmx sends."""
     found = _CSRF.search(html)
     assert found, "no CSRF token in the page"
-    return found.group(1)
+    return found.group(1) or found.group(2)
 
 
 def log_in(client: httpx.Client, password: str = PASSWORD, prefix: str = "") -> str:

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 The dashboard runs under uvicorn on a free loopback port over a real SQLite store, with a real
-worker thread running the jobs. Screenshots of each page land in docs/screenshots/.
+worker thread running the jobs. Screenshots of each page land in build/screenshots/
+(docs/screenshots/ with `make screenshots`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+# `make screenshots` points this at docs/screenshots; a test run leaves the work tree alone.
+SHOTS = ROOT / os.environ.get("CONVEYOR_SCREENSHOTS_DIR", "build/screenshots")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 

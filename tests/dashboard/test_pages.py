@@ -275,8 +275,61 @@ def test_cli_serves_with_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     (args, kwargs) = calls[0]
     assert kwargs["host"] == "0.0.0.0" and kwargs["port"] == 9999
     settings = args[0].state.dashboard.settings
-    assert settings.read_only and settings.require_login is True and settings.secrets == (PASSWORD.encode(),)
+    assert settings.read_only and not settings.insecure_no_auth and settings.secrets == (PASSWORD.encode(),)
+    assert "token=" not in result.output  # a configured secret: no sign-in link is made
     result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:nothing"])
+    assert "nothing" in result.output
     assert result.exit_code != 0
     result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app"])
     assert result.exit_code != 0
+
+
+def test_cli_on_loopback_without_a_secret_makes_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    runner = CliRunner()
+    result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:app", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    link = re.search(r"(http://127\.0\.0\.1:8123/)\?token=([\w-]+)", result.output)
+    assert link, result.output
+    settings = calls[0][0][0].state.dashboard.settings
+    assert settings.secrets == (link.group(2).encode(),) and not settings.insecure_no_auth
+    assert len(link.group(2)) >= 32
+    again = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:app", "--port", "8123"])
+    assert link.group(2) not in again.output  # a new token at every start
+
+
+def test_cli_public_url_sets_the_root_path_and_the_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    runner = CliRunner()
+    args = ["tests.dashboard.cli_app:app", "--public-url", "https://ops.example.com/jobs"]
+    result = runner.invoke(dashboard_cli.dashboard_command, [*args, "--forwarded-allow-ips", "10.0.0.5"])
+    assert result.exit_code == 0, result.output
+    assert "https://ops.example.com/jobs/?token=" in result.output
+    (asgi,), kwargs = calls[0]
+    assert kwargs["root_path"] == "/jobs"
+    assert kwargs["proxy_headers"] is True and kwargs["forwarded_allow_ips"] == "10.0.0.5"
+    assert asgi.state.dashboard.settings.public_origin == "https://ops.example.com"
+    bad = runner.invoke(dashboard_cli.dashboard_command, [args[0], "--public-url", "ops"])
+    assert bad.exit_code == 2 and "--public-url" in bad.output
+
+
+def test_cli_insecure_no_auth_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    runner = CliRunner()
+    help_text = runner.invoke(dashboard_cli.dashboard_command, ["--help"]).output
+    assert "DANGEROUS" in help_text
+    args = ["tests.dashboard.cli_app:app", "--insecure-no-auth"]
+    result = runner.invoke(dashboard_cli.dashboard_command, args)
+    assert result.exit_code == 0, result.output
+    assert "token=" not in result.output
+    settings = calls[0][0][0].state.dashboard.settings
+    assert settings.insecure_no_auth and settings.secrets == ()

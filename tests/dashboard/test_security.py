@@ -89,43 +89,98 @@ def test_no_inline_script_in_any_page(make_client: ClientFactory, demo: Demo) ->
 
 
 # -- who may see it --------------------------------------------------------------------------
-def test_off_loopback_without_secret_refuses_to_serve(make_client: ClientFactory, demo: Demo) -> None:
+WHERE_FROM = [
+    pytest.param(BASE, ("203.0.113.7", 50000), id="remote"),
+    pytest.param("http://127.0.0.1:8080", ("127.0.0.1", 40000), id="loopback"),
+    pytest.param("http://[::1]:8080", ("::1", 40000), id="loopback-ipv6"),
+    # What nginx's default proxy_pass delivers for a client anywhere: loopback to loopback,
+    # Host rewritten to the upstream, no forwarding header.
+    pytest.param("http://127.0.0.1:8080", ("127.0.0.1", 51234), id="behind-default-nginx"),
+]
+
+
+@pytest.mark.parametrize(("base_url", "peer"), WHERE_FROM)
+def test_without_a_credential_nothing_is_served(
+    make_client: ClientFactory, demo: Demo, base_url: str, peer: tuple[str, int]
+) -> None:
+    """Where a request comes from proves nothing: loopback is what every request looks like
+    behind a reverse proxy on the same machine."""
     demo.app.tasks["mail.send"].enqueue("secret-address@example.com", "hello")
-    client = make_client(require_login=None)  # no password, no token, no hook
-    for path in ["/", "/jobs?state=pending", "/api/stats", "/metrics", "/workers"]:
+    client = make_client(base_url=base_url, client=peer, password=None)  # no secret, no hook
+    for path in ["/", "/jobs?state=pending", "/api/stats", "/metrics", "/workers", "/queues"]:
         response = client.get(path, headers=HTML)
-        assert response.status_code == 403
+        assert response.status_code == 403, path
         assert "Dashboard locked" in response.text
         assert "CONVEYOR_DASHBOARD_PASSWORD" in response.text
         assert "secret-address" not in response.text
+        assert client.get(path, headers=JSON).status_code == 403
     response = client.post("/queues/mail/pause", data={})
     assert response.status_code == 403
     assert demo.app.stats().paused == frozenset()
+    # A token link cannot open a dashboard that has no token.
+    assert client.get("/?token=anything", headers=HTML).status_code == 401
 
 
-def test_loopback_without_secret_serves_only_local_browser(make_client: ClientFactory) -> None:
-    local = make_client(base_url="http://127.0.0.1:8080", client=("127.0.0.1", 40000), require_login=None)
-    assert local.get("/", headers=HTML).status_code == 200
-    assert local.get("/api/stats", headers=JSON).status_code == 200
-    # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
-    assert local.get("/", headers={**HTML, "host": "evil.example:8080"}).status_code == 403
-    # A proxy on the same machine forwards outside requests: not a local browser.
-    assert local.get("/", headers={**HTML, "x-forwarded-for": "198.51.100.9"}).status_code == 403
-    assert local.get("/", headers={**HTML, "forwarded": "for=198.51.100.9"}).status_code == 403
-    # Basic auth from a proxy in front is not ours to judge; a wrong bearer token is refused
-    assert local.get("/", headers={**HTML, "authorization": "Basic dTpw"}).status_code == 200
-    assert local.get("/", headers={**HTML, "authorization": "Bearer x"}).status_code == 401
-    ipv6 = make_client(base_url="http://[::1]:8080", client=("::1", 40000), require_login=None)
-    assert ipv6.get("/", headers=HTML).status_code == 200
-    remote_client = make_client(
-        base_url="http://127.0.0.1:8080", client=("192.0.2.1", 40000), require_login=None
-    )
-    assert remote_client.get("/", headers=HTML).status_code == 403
+def test_token_link_signs_the_browser_in(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client(token=TOKEN)
+    assert client.get("/jobs?state=dead", headers=HTML).status_code == 303  # to the login page
+    response = client.get(f"/jobs?state=dead&token={TOKEN}&queue=mail", headers=HTML)
+    assert response.status_code == 303
+    # The token leaves the address bar at once: it must not sit in history or a Referer.
+    assert response.headers["location"] == "/jobs?state=dead&queue=mail"
+    assert "HttpOnly" in response.headers["set-cookie"]
+    assert client.get("/jobs?state=dead", headers=HTML).status_code == 200
+    page = client.get("/", headers=HTML)
+    assert page.status_code == 200 and TOKEN not in page.text
+    token = csrf_from(page.text)
+    response = client.post("/queues/mail/pause", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert demo.app.stats().paused == frozenset({"mail"})
+
+
+def test_wrong_token_link_and_post_with_token_do_not_sign_in(make_client: ClientFactory, demo: Demo) -> None:
+    client = make_client(token=TOKEN)
+    response = client.get("/?token=wrong", headers=HTML)
+    assert response.status_code == 303 and "/login" in response.headers["location"]
+    assert client.get("/?token=wrong", headers=JSON).status_code == 401
+    assert client.get("/", headers=HTML).status_code == 303  # still not signed in
+    # Only a GET link signs in; a POST carrying the token in its query changes nothing.
+    response = client.post(f"/queues/mail/pause?token={TOKEN}", data={})
+    assert response.status_code in (401, 403)
+    assert demo.app.stats().paused == frozenset()
+    assert client.get("/", headers=HTML).status_code == 303
+
+
+def test_token_link_under_a_sub_path(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
+    outer = Starlette(routes=[Mount("/ops/jobs", app=demo.app.dashboard(token=TOKEN))])
+    with TestClient(outer, base_url=BASE, follow_redirects=False) as client:
+        response = client.get(f"/ops/jobs/dead?token={TOKEN}", headers=HTML)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/ops/jobs/dead"
+        assert "Path=/ops/jobs/" in response.headers["set-cookie"]
+        assert client.get("/ops/jobs/dead", headers=HTML).status_code == 200
+
+
+def test_insecure_no_auth_serves_everyone_but_keeps_csrf(
+    make_client: ClientFactory, demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="conveyor.dashboard"):
+        client = make_client(insecure_no_auth=True)
+    assert any("insecure_no_auth" in r.getMessage() for r in caplog.records)
+    assert client.get("/", headers=HTML).status_code == 200
+    assert client.get("/api/stats", headers=JSON).status_code == 200
+    assert client.post("/queues/mail/pause", data={}).status_code == 403
+    token = csrf_from(client.get("/", headers=HTML).text)
+    assert client.post("/queues/mail/pause", data={"csrf_token": token}).status_code == 303
+    with pytest.warns(DeprecationWarning, match="insecure_no_auth"):
+        old = make_client(require_login=False)
+    assert old.get("/", headers=HTML).status_code == 200
 
 
 def test_password_from_environment(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_DASHBOARD_PASSWORD", "from-env")
-    client = make_client(require_login=None)
+    client = make_client(password=None)
     assert client.get("/", headers=HTML).status_code == 303
     log_in(client, "from-env")
     assert client.get("/", headers=HTML).status_code == 200
@@ -325,6 +380,25 @@ def test_trusted_origins(make_client: ClientFactory, demo: Demo) -> None:
     response = client.post("/queues/mail/pause", data={"csrf_token": token})
     assert response.status_code == 303
     assert "mail" in demo.app.stats().paused
+
+
+def test_public_url_is_the_origin_behind_a_proxy(make_client: ClientFactory, demo: Demo) -> None:
+    """Behind a proxy that rewrites Host, the browser's Origin is the public URL's."""
+    public = "http://jobs.example.com"
+    client = make_client(public_url=f"{public}/ops", origin=public)  # Host: dash.test
+    token = log_in(client)
+    for origin in ("http://dash.test", "https://jobs.example.com", "http://jobs.example.com:8443"):
+        response = client.post("/queues/mail/pause", data={"csrf_token": token}, headers={"origin": origin})
+        assert response.status_code == 403, origin
+    assert demo.app.stats().paused == frozenset()
+    response = client.post("/queues/mail/pause", data={"csrf_token": token}, headers={"origin": public})
+    assert response.status_code == 303
+    assert demo.app.stats().paused == frozenset({"mail"})
+    # An https public URL makes the cookie Secure even though the proxy speaks http to us.
+    probe = make_client(public_url="https://jobs.example.com")
+    assert "; Secure" in probe.get("/login", headers=HTML).headers["set-cookie"]
+    with pytest.raises(ValueError, match="public_url"):
+        make_client(public_url="jobs.example.com")
 
 
 # -- read-only, GET safety, static files -------------------------------------------------------

@@ -5,15 +5,18 @@ The rules, in the order ``Guard`` applies them:
 * Every response carries a strict Content-Security-Policy (no inline script), ``X-Frame-Options:
   DENY``, ``nosniff`` and ``Referrer-Policy: same-origin``; pages are never cached.
 * Static files and the login page are public; everything else needs access.
-* Access is granted by a valid session (after logging in with the password or token), by an
+* Access is granted by a valid session (after logging in with the password or token, or after
+  opening a link that carries the token as ``?token=``, as Jupyter's does), by an
   ``Authorization: Bearer`` header carrying the token (for scripts; no cookie, so no CSRF), or by
-  the host application's ``authorize(request)`` hook.
-* With no password, token or hook, the dashboard serves only a browser on this machine talking
-  to a loopback address: server and client on loopback, a loopback ``Host`` header (so a DNS
-  rebinding page cannot read it) and no proxy forwarding headers. Anything else gets a page
-  saying how to configure a password, never the data.
-* Every state change is a POST carrying the session's CSRF token and a same-origin ``Origin``
-  (or ``Referer``); read-only mode refuses them all. GET never changes a job.
+  the host application's ``authorize(request)`` hook. Nothing else: where a request comes from
+  proves nothing, because a reverse proxy on the same machine makes every request look local
+  (nginx's default ``proxy_pass`` sends no forwarding header and rewrites ``Host``).
+* With no password, token or hook the dashboard serves nothing but a page saying how to set
+  one, unless it was built with ``insecure_no_auth=True``. ``conveyor dashboard`` never gets
+  there: without a secret it makes a random token and prints the link that carries it.
+* Every state change is a POST carrying the session's CSRF token and an ``Origin`` (or
+  ``Referer``) naming the origin the browser used: the configured public URL, else the request's
+  ``Host``. Read-only mode refuses them all. GET never changes a job.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette._utils import get_route_path
 from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Authorize = Callable[[Request], "bool | Awaitable[bool]"]
@@ -54,7 +58,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-_FORWARDING_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-real-ip")
+#: The query parameter of a sign-in link (``/?token=...``).
+TOKEN_PARAM = "token"
 #: Paths served to anyone: the assets the login page needs, and the login itself.
 _PUBLIC_PREFIXES = ("/static/",)
 _PUBLIC_PATHS = frozenset({"/login"})
@@ -78,10 +83,12 @@ class Settings:
     read_only: bool = False
     authorize: Authorize | None = None
     secure_cookies: bool | None = None
-    require_login: bool | None = None
+    insecure_no_auth: bool = False
     metrics: bool = True
     metrics_public: bool = False
     trusted_origins: frozenset[str] = frozenset()
+    #: ``scheme://host[:port]`` of the configured public URL, when one is set.
+    public_origin: str | None = None
     session_max_age: int = 12 * 3600
     session_key: bytes = field(default=b"", repr=False)
 
@@ -93,10 +100,11 @@ class Settings:
         read_only: bool,
         authorize: Authorize | None,
         secure_cookies: bool | None,
-        require_login: bool | None,
+        insecure_no_auth: bool,
         metrics: bool,
         metrics_public: bool,
         trusted_origins: Sequence[str],
+        public_url: str | None,
         session_key: str | bytes | None,
         session_max_age: int,
     ) -> Settings:
@@ -114,15 +122,21 @@ class Settings:
             )
         else:
             key = session_key.encode() if isinstance(session_key, str) else session_key
+        public_origin = None if not public_url else full_origin(public_url)
+        if public_url and public_origin is None:
+            raise ValueError(f"public_url must be an absolute http(s) URL, got {public_url!r}")
+        if secure_cookies is None and public_origin is not None and public_origin.startswith("https:"):
+            secure_cookies = True
         return Settings(
             secrets=found,
             read_only=read_only,
             authorize=authorize,
             secure_cookies=secure_cookies,
-            require_login=require_login,
+            insecure_no_auth=insecure_no_auth,
             metrics=metrics,
             metrics_public=metrics_public,
             trusted_origins=frozenset(_origin_netloc(o) for o in trusted_origins),
+            public_origin=public_origin,
             session_max_age=session_max_age,
             session_key=key,
         )
@@ -195,13 +209,6 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _host_without_port(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1 : value.index("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
 def _origin_netloc(origin: str) -> str:
     """``scheme://host:port`` → ``host[:port]`` with the default ports dropped."""
     parts = urlsplit(origin.strip().lower())
@@ -210,6 +217,25 @@ def _origin_netloc(origin: str) -> str:
         if netloc.endswith(default):
             netloc = netloc[: -len(default)]
     return netloc
+
+
+def full_origin(url: str) -> str | None:
+    """``https://Host:443/path`` → ``https://host``: scheme and host lower-cased, the default
+    port dropped, as browsers write the ``Origin`` header. None for anything but http(s)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 def session(request: Request) -> Session:
@@ -228,16 +254,23 @@ def csrf_token(request: Request) -> str:
 
 def origin_ok(request: Request, settings: Settings) -> bool:
     """The POST comes from a page of this dashboard: its Origin (or, failing that, its
-    Referer) names the host the request was sent to, or a trusted origin. A browser
-    always sends one of them on a POST; a request with neither is refused."""
+    Referer) names the origin the browser used, or a trusted origin. That origin is the
+    configured public URL (scheme and host) when there is one: behind a proxy, ``Host`` is
+    whatever the proxy chose to send. Without one it is the request's ``Host``. A browser
+    always sends Origin or Referer on a POST; a request with neither is refused."""
     source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or source == "null":
+    if not source or source == "null" or "://" not in source:
         return False
-    netloc = _origin_netloc(source if "://" in source else "")
+    netloc = _origin_netloc(source)
     if not netloc:
         return False
+    if netloc in settings.trusted_origins:
+        return True
+    if settings.public_origin is not None:
+        given = full_origin(source)
+        return given is not None and hmac.compare_digest(given, settings.public_origin)
     host = _origin_netloc("//" + request.headers.get("host", "")) if "host" in request.headers else ""
-    return (bool(host) and hmac.compare_digest(netloc, host)) or netloc in settings.trusted_origins
+    return bool(host) and hmac.compare_digest(netloc, host)
 
 
 def check_csrf(request: Request, settings: Settings, form_token: str | None) -> None:
@@ -260,17 +293,12 @@ def check_writable(settings: Settings) -> None:
         )
 
 
-def _local_browser(scope: Scope) -> bool:
-    """Both ends on loopback, a loopback Host header, and no proxy in between."""
-    server = scope.get("server")
-    client = scope.get("client")
-    if not server or not is_loopback(str(server[0])) or not client or not is_loopback(str(client[0])):
-        return False
-    headers = dict(scope.get("headers") or [])
-    if any(name in headers for name in _FORWARDING_HEADERS):
-        return False
-    host = headers.get(b"host", b"").decode("latin-1")
-    return is_loopback(_host_without_port(host))
+def _without_token(request: Request) -> str:
+    """The path and query of a sign-in link with its token taken out, to redirect to."""
+    root = (request.scope.get("root_path") or "").rstrip("/")
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM]
+    query = urlencode(kept)
+    return root + (get_route_path(request.scope) or "/") + ("?" + query if query else "")
 
 
 class Guard:
@@ -310,6 +338,10 @@ class Guard:
         if path.startswith(_PUBLIC_PREFIXES):
             state.dirty = False  # assets need no session; only pages hand one out
         try:
+            if TOKEN_PARAM in request.query_params and request.method in ("GET", "HEAD"):
+                response = self._sign_in_link(request, state)
+                await response(scope, receive, send_with_headers)
+                return
             if not self._public(path):
                 scope["conveyor.access"] = granted = await self._admit(request, state, path)
                 if granted.api:
@@ -319,6 +351,15 @@ class Guard:
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+    def _sign_in_link(self, request: Request, state: Session) -> Response:
+        """``?token=...``: a valid token logs the session in and redirects to the same page
+        without it, so the token leaves the address bar and never reaches a Referer."""
+        given = request.query_params.get(TOKEN_PARAM, "")
+        if not (self.settings.secrets and self.settings.check_secret(given)):
+            raise Refused(401, "Not authenticated", "The token in this link was not accepted.")
+        state.log_in()
+        return RedirectResponse(_without_token(request), status_code=303)
 
     def _public(self, path: str) -> bool:
         if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
@@ -341,14 +382,7 @@ class Guard:
                 verdict = await verdict
             if verdict is True:
                 return Access()
-        if settings.require_login is False:
-            return Access()
-        if (
-            settings.require_login is None
-            and not settings.secrets
-            and settings.authorize is None
-            and _local_browser(request.scope)
-        ):
+        if settings.insecure_no_auth:
             return Access()
         if not settings.secrets:
             if settings.authorize is not None:
@@ -356,10 +390,10 @@ class Guard:
             raise Refused(
                 403,
                 "Dashboard locked",
-                "This dashboard is reachable from other machines (or through a proxy) but no "
-                "password or token is configured, so it serves nothing. Set "
-                "CONVEYOR_DASHBOARD_PASSWORD (or pass password=/token= to app.dashboard()), "
-                "or bind it to 127.0.0.1 and browse it from this machine.",
+                "No password, token or authorize hook is configured, so this dashboard serves "
+                "nothing. Set CONVEYOR_DASHBOARD_PASSWORD or CONVEYOR_DASHBOARD_TOKEN (or pass "
+                "password=, token= or authorize= to app.dashboard()); `conveyor dashboard` "
+                "without them makes a token and prints a link that carries it.",
             )
         raise Refused(401, "Log in", "Log in to see this dashboard.")
 

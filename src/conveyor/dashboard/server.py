@@ -9,8 +9,10 @@ chart, both served from ``static/``. Store calls block, so they run in the threa
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,10 +59,12 @@ def create_app(
     read_only: bool = False,
     authorize: Authorize | None = None,
     secure_cookies: bool | None = None,
-    require_login: bool | None = None,
+    insecure_no_auth: bool = False,
     metrics: bool = True,
     metrics_public: bool = False,
     trusted_origins: Sequence[str] = (),
+    public_url: str | None = None,
+    require_login: bool | None = None,
     session_key: str | bytes | None = None,
     session_max_age: int = 12 * 3600,
     title: str = "conveyor",
@@ -68,33 +72,50 @@ def create_app(
 ) -> Starlette:
     """The dashboard for ``conveyor_app`` as an ASGI (Starlette) app.
 
-    Access: with ``password`` or ``token`` (default ``$CONVEYOR_DASHBOARD_PASSWORD`` and
-    ``$CONVEYOR_DASHBOARD_TOKEN``) every page needs a login, or ``Authorization: Bearer
-    <token>`` for scripts. ``authorize(request) -> bool`` (may be async) lets the host app
-    admit its own users; a False answer falls back to the login, if there is one. With none
-    of these, the dashboard serves only a browser on this machine over a loopback address
-    and refuses everyone else with a page saying what to configure. ``require_login``
-    overrides the loopback rule: True always asks for a login; False never does (only behind
-    something else that checks, such as an authenticating proxy).
+    Access always needs a credential the dashboard can verify. With ``password`` or ``token``
+    (default ``$CONVEYOR_DASHBOARD_PASSWORD`` and ``$CONVEYOR_DASHBOARD_TOKEN``) every page
+    needs a login, a link carrying ``?token=`` (it logs the browser in), or ``Authorization:
+    Bearer <token>`` for scripts. ``authorize(request) -> bool`` (may be async) lets the host
+    app admit its own users; a False answer falls back to the login, if there is one. With
+    none of these every request gets a page saying what to configure, wherever it comes from:
+    a reverse proxy makes every request look local. ``insecure_no_auth=True`` serves everyone
+    without asking (only behind something else that checks, such as an authenticating proxy).
 
-    ``read_only`` hides every action and refuses every POST. ``secure_cookies`` forces the
-    Secure cookie flag (default: set when the request came over TLS). ``trusted_origins``
-    adds origins accepted in the CSRF Origin check (besides the request's own host), for
-    proxies that rewrite ``Host``. ``session_key`` signs the session cookie (default: derived
-    from the password/token). ``metrics`` serves ``/metrics``; ``metrics_public`` serves it
-    without login, for a Prometheus that cannot log in. ``refresh`` is seconds between
-    live updates.
+    ``public_url`` is the URL people open (``https://ops.example.com/jobs``) when a proxy is
+    in front: the CSRF Origin check compares against its scheme and host instead of the
+    ``Host`` header the proxy sends, and an https URL makes the cookie Secure.
+    ``trusted_origins`` adds more accepted origins. ``read_only`` hides every action and
+    refuses every POST. ``secure_cookies`` forces the Secure cookie flag (default: set when
+    the request came over TLS). ``require_login=False`` is the old spelling of
+    ``insecure_no_auth=True`` (deprecated; True changes nothing). ``session_key`` signs the
+    session cookie (default: derived from the password/token). ``metrics`` serves
+    ``/metrics``; ``metrics_public`` serves it without login, for a Prometheus that cannot log
+    in. ``refresh`` is seconds between live updates.
     """
+    if require_login is not None:
+        warnings.warn(
+            "require_login is deprecated: a credential is always required now; pass "
+            "insecure_no_auth=True to serve without one",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        insecure_no_auth = insecure_no_auth or require_login is False
+    if insecure_no_auth:
+        logging.getLogger("conveyor.dashboard").warning(
+            "the dashboard serves anyone who reaches it, without a login (insecure_no_auth): "
+            "put it behind something that checks, such as an authenticating proxy"
+        )
     settings = Settings.create(
         password=password,
         token=token,
         read_only=read_only,
         authorize=authorize,
         secure_cookies=secure_cookies,
-        require_login=require_login,
+        insecure_no_auth=insecure_no_auth,
         metrics=metrics,
         metrics_public=metrics_public,
         trusted_origins=trusted_origins,
+        public_url=public_url,
         session_key=session_key,
         session_max_age=session_max_age,
     )
