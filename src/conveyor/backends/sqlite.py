@@ -30,13 +30,17 @@ from ..job import (
     PENDING,
     RETRY,
     SCHEDULED,
+    STATES,
     Failure,
     JobRecord,
     Stats,
     WorkerInfo,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
+#: due at once is promoted over several claims instead of in one long write transaction.
+PROMOTE_BATCH = 2000
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
 
 # Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
@@ -59,6 +63,11 @@ _CLAIMED = _cast(
     "id", "queue", "payload", "priority", "run_at", "attempts", "max_attempts", "timeout", "created_at"
 )
 _WAITING = "('scheduled','pending','retry')"
+_LATER = "('scheduled','retry')"
+#: The states admin listings find by index, newest first (the hot states stay out: every
+#: index is written on each change of state).
+_LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
+_LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
 
 
 def _schema(ns: str) -> list[str]:
@@ -82,9 +91,16 @@ def _schema(ns: str) -> list[str]:
             locked_by TEXT,
             lease_until REAL
         ) WITHOUT ROWID""",
-        # The claim walks this index in order, per queue, and stops at its LIMIT.
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_fetch
-            ON {ns}_jobs (queue, priority DESC, run_at, id) WHERE state IN {_WAITING}""",
+        # Ready jobs only: the claim walks this index per queue, in order, and stops at its
+        # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
+        # cost an idle claim nothing.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ready
+            ON {ns}_jobs (queue, priority DESC, run_at, id) WHERE state = 'pending'""",
+        # Jobs waiting for a time, by that time: each claim promotes the due ones to pending
+        # (a range at the start of this index), recover finds absurd times at its end, and
+        # stats counts the due ones per queue without reading the table.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_due
+            ON {ns}_jobs (run_at, queue, state) WHERE state IN {_LATER}""",
         # Only the jobs being run (a few per worker): heartbeat finds a worker's leases by
         # locked_by, and recovery scans them all for expired ones.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_active
@@ -94,7 +110,9 @@ def _schema(ns: str) -> list[str]:
         # Every index is written on each state change, so the hot states (pending, active,
         # completed) stay out of this one; the admin lists them through the indexes above.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_state
-            ON {ns}_jobs (state, queue, id) WHERE state IN ('dead', 'cancelled', 'retry', 'scheduled')""",
+            ON {ns}_jobs (state, queue, id) WHERE state IN {_LISTED}""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_listed
+            ON {ns}_jobs (state, id) WHERE state IN {_LISTED}""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_queues (
             name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_workers (
@@ -104,7 +122,40 @@ def _schema(ns: str) -> list[str]:
             minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0)""",
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+        # Jobs per queue and state, kept by triggers in the transaction that changes a job,
+        # so stats() reads a few rows instead of counting millions, and rows written by hand
+        # are counted too.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_counts (
+            queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (queue, state)) WITHOUT ROWID""",
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_counted_insert AFTER INSERT ON {ns}_jobs BEGIN
+            INSERT INTO {ns}_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+                ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+        END""",
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_counted_delete AFTER DELETE ON {ns}_jobs BEGIN
+            UPDATE {ns}_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+        END""",
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_counted_update AFTER UPDATE OF state, queue ON {ns}_jobs
+            WHEN OLD.state IS NOT NEW.state OR OLD.queue IS NOT NEW.queue BEGIN
+            UPDATE {ns}_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+            INSERT INTO {ns}_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+                ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+        END""",
     ]
+
+
+def _upgrades(ns: str) -> dict[int, list[str]]:
+    """Statements that bring a database from schema version N to N + 1, run after the
+    ``CREATE ... IF NOT EXISTS`` statements of the current schema, in the same transaction."""
+    return {
+        # 1 -> 2: the claim index held scheduled jobs too; counts start from one full count.
+        1: [
+            f"DROP INDEX IF EXISTS {ns}_jobs_fetch",
+            f"DELETE FROM {ns}_counts",
+            f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
+            " GROUP BY queue, state",
+        ],
+    }
 
 
 def _path_from_url(url: str) -> str:
@@ -188,10 +239,21 @@ class SQLiteBackend:
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif int(row[0]) > SCHEMA_VERSION:
+                return
+            version = int(row[0])
+            if version > SCHEMA_VERSION:
                 raise SchemaError(
                     f"{self.path} has conveyor schema version {row[0]}, newer than this "
                     f"conveyor knows ({SCHEMA_VERSION}); upgrade conveyor"
+                )
+            upgrades = _upgrades(self.ns)
+            for step in range(version, SCHEMA_VERSION):
+                for statement in upgrades[step]:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(
+                    f"UPDATE {self.ns}_meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
                 )
 
     def close(self) -> None:
@@ -227,7 +289,8 @@ class SQLiteBackend:
                 for queue in queues:
                     adding = sum(1 for r in records if r.queue == queue)
                     (waiting,) = conn.execute(
-                        f"SELECT count(*) FROM {self.t} WHERE queue = ? AND state IN {_WAITING}",
+                        f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts"
+                        f" WHERE queue = ? AND state IN {_WAITING}",
                         (queue,),
                     ).fetchone()
                     if waiting + adding > max_queue_length:
@@ -267,17 +330,26 @@ class SQLiteBackend:
             serve = self._active_queues(conn, queues)
             if not serve:
                 return []
+            # Scheduled and retry jobs that came due join the ready ones: a range read at the
+            # start of the due index, nothing when none is due, however many wait for later.
+            conn.execute(
+                f"UPDATE {self.t} SET state = 'pending' WHERE id IN (SELECT id FROM {self.t}"
+                f" WHERE state IN {_LATER} AND run_at <= ? ORDER BY run_at LIMIT {PROMOTE_BATCH})",
+                (now,),
+            )
             # One index walk per queue, each stopping at LIMIT, then the queue order decides:
             # a single ORDER BY over all queues would sort every waiting job on each claim.
+            # A pending job is due by definition (enqueue and promotion decide that), so
+            # the walk never skips rows.
             parts = [
                 f"SELECT * FROM (SELECT id, {rank} AS r, priority, run_at FROM {self.t}"
-                f" WHERE queue = ? AND state IN {_WAITING} AND run_at <= ?"
+                f" WHERE queue = ? AND state = 'pending'"
                 f" ORDER BY priority DESC, run_at, id LIMIT ?)"
                 for rank in range(len(serve))
             ]
             params: list[Any] = []
             for queue in serve:
-                params += [queue, now, limit]
+                params += [queue, limit]
             picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
             rows = conn.execute(
                 f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1,"
@@ -323,29 +395,29 @@ class SQLiteBackend:
         # of one statement per job.
         empty = [job_id for job_id, result in results if result is None]
         valued = [(result, now, job_id, worker) for job_id, result in results if result is not None]
+        # rowcount, not total_changes: the latter also counts the rows the triggers touch.
         with self._write() as conn:
-            before = conn.total_changes
+            changed = 0
             for i in range(0, len(empty), 500):
                 chunk = empty[i : i + 500]
-                conn.execute(
+                changed += conn.execute(
                     f"UPDATE {self.t} SET {done}, result = NULL WHERE id IN"
                     f" ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'",
                     [now, *chunk, worker],
-                )
+                ).rowcount
             if valued:
-                conn.executemany(
+                changed += conn.executemany(
                     f"UPDATE {self.t} SET {done.replace('finished_at = ?', 'result = ?, finished_at = ?')}"
                     " WHERE id = ? AND locked_by = ? AND state = 'active'",
                     valued,
-                )
-            self._count(conn, now, processed=conn.total_changes - before, failed=0)
+                ).rowcount
+            self._count(conn, now, processed=changed, failed=0)
 
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
             return
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(
+            changed = conn.executemany(
                 f"UPDATE {self.t} SET state = ?, run_at = coalesce(?, run_at), last_error = ?,"
                 " traceback = ?, finished_at = ?, locked_by = NULL, lease_until = NULL"
                 " WHERE id = ? AND locked_by = ? AND state = 'active'",
@@ -361,8 +433,7 @@ class SQLiteBackend:
                     )
                     for f in failures
                 ],
-            )
-            changed = conn.total_changes - before
+            ).rowcount
             self._count(conn, now, processed=changed, failed=changed)
 
     def _count(self, conn: sqlite3.Connection, now: float, processed: int, failed: int) -> None:
@@ -422,11 +493,12 @@ class SQLiteBackend:
             ).rowcount
             if recovered:
                 self._count(conn, now, processed=recovered, failed=recovered)
-            # SQLite sorts text after every number, so one comparison finds both a run_at
-            # too far ahead and one that is not a number; a scan of the waiting jobs' index.
+            # SQLite sorts text and blobs after every number, so one comparison finds both a
+            # run_at too far ahead and one that is not a number: a range at the end of the due
+            # index. (A pending job is claimed whatever its run_at says, and then runs.)
             conn.execute(
                 f"UPDATE {self.t} SET state = 'dead', finished_at = ?, last_error = ?"
-                f" WHERE state IN {_WAITING} AND (run_at > ? OR typeof(run_at) NOT IN ('integer', 'real'))",
+                f" WHERE state IN {_LATER} AND run_at > ?",
                 (now, BAD_RUN_AT, now + FAR_FUTURE),
             )
             conn.execute(
@@ -456,13 +528,17 @@ class SQLiteBackend:
 
     @staticmethod
     def _state_filter(state: str | None, now: float) -> tuple[str, list[Any]]:
+        # The state is written into the statement, not bound: SQLite uses a partial index
+        # only when the query's WHERE implies the index's at prepare time.
         if state is None:
             return "1", []
+        if state not in STATES:
+            return "0", []
         if state == PENDING:
-            return f"state IN {_WAITING} AND run_at <= ?", [now]
+            return f"(state = 'pending' OR (state IN {_LATER} AND run_at <= ?))", [now]
         if state in (SCHEDULED, RETRY):
-            return "state = ? AND run_at > ?", [state, now]
-        return "state = ?", [state]
+            return f"state = '{state}' AND run_at > ?", [now]
+        return f"state = '{state}'", []
 
     def jobs(
         self,
@@ -480,10 +556,18 @@ class SQLiteBackend:
         if search:
             where += " AND instr(payload, ?) > 0"
             params.append(search.encode())
+        # Named, so the plan does not depend on what ANALYZE last saw (a table of scheduled
+        # jobs makes the planner expect every row to match and walk the whole table).
+        # SQLite proves a partial index usable only from terms written the same way, hence
+        # the repeated IN list.
+        index = ""
+        if state in _LISTED_STATES:
+            index = f" INDEXED BY {self.ns}_jobs_{'state' if queue is not None else 'listed'}"
+            where += f" AND state IN {_LISTED}"
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_COLUMNS} FROM {self.t} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                f"SELECT {_COLUMNS} FROM {self.t}{index} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
             .fetchall()
@@ -491,27 +575,49 @@ class SQLiteBackend:
         return [_record(row) for row in rows]
 
     def stats(self, now: float) -> Stats:
+        with self._snapshot() as conn:
+            return self._stats(conn, now)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several reads that see one committed state (WAL)."""
         conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _stats(self, conn: sqlite3.Connection, now: float) -> Stats:
         queues: dict[str, dict[str, int]] = {}
         paused: set[str] = set()
         for name, is_paused in conn.execute(f"SELECT name, paused FROM {self.ns}_queues"):
             queues[name] = {}
             if is_paused:
                 paused.add(name)
-        for queue, state, count in conn.execute(
-            f"SELECT queue, CASE WHEN state IN ('scheduled', 'retry') AND run_at <= ?"
-            f" THEN 'pending' ELSE state END, count(*) FROM {self.t} GROUP BY 1, 2",
+        for queue, state, count in conn.execute(f"SELECT queue, state, n FROM {self.ns}_counts WHERE n > 0"):
+            queues.setdefault(queue, {})[state] = count
+        # Scheduled and retry jobs already due count as pending (a claim promotes them); they
+        # are a range of the due index, read without touching the table.
+        oldest: dict[str, float] = {}
+        for queue, state, count, first in conn.execute(
+            f"SELECT queue, state, count(*), min(run_at) FROM {self.t}"
+            f" WHERE state IN {_LATER} AND run_at <= ? GROUP BY queue, state",
             (now,),
         ):
-            queues.setdefault(queue, {})[state] = count
-        oldest = {
-            queue: max(0.0, now - first)
-            for queue, first in conn.execute(
-                f"SELECT queue, min(run_at) FROM {self.t}"
-                f" WHERE state IN {_WAITING} AND run_at <= ? GROUP BY queue",
-                (now,),
-            )
-        }
+            counts = queues.setdefault(queue, {})
+            counts[PENDING] = counts.get(PENDING, 0) + count
+            left = counts.get(state, 0) - count
+            if left > 0:
+                counts[state] = left
+            else:
+                counts.pop(state, None)
+            oldest[queue] = min(oldest.get(queue, first), first)
+        for queue in queues:
+            first = self._oldest_ready(conn, queue)
+            if first is not None:
+                oldest[queue] = min(oldest.get(queue, first), first)
+        oldest = {queue: max(0.0, now - first) for queue, first in oldest.items()}
         history = [
             (float(minute), processed, failed)
             for minute, processed, failed in conn.execute(
@@ -530,6 +636,26 @@ class SQLiteBackend:
             oldest_pending=oldest,
             history=history,
         )
+
+    def _oldest_ready(self, conn: sqlite3.Connection, queue: str) -> float | None:
+        """The earliest run_at among a queue's pending jobs: the first entry of each priority
+        in the ready index, one seek per distinct priority (a handful), never a scan."""
+        found: float | None = None
+        row = conn.execute(
+            f"SELECT priority, run_at FROM {self.t} WHERE queue = ? AND state = 'pending'"
+            " ORDER BY priority DESC, run_at, id LIMIT 1",
+            (queue,),
+        ).fetchone()
+        while row is not None:
+            priority, run_at = row
+            if isinstance(run_at, (int, float)):
+                found = run_at if found is None else min(found, run_at)
+            row = conn.execute(
+                f"SELECT priority, run_at FROM {self.t} WHERE queue = ? AND state = 'pending'"
+                " AND priority < ? ORDER BY priority DESC, run_at, id LIMIT 1",
+                (queue, priority),
+            ).fetchone()
+        return found
 
     def workers(self) -> list[WorkerInfo]:
         return [
