@@ -164,11 +164,14 @@ class Conveyor:
 
     # -- enqueue --------------------------------------------------------------------------
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
-        """Store many jobs in one round-trip, all or none; returns their handles in order.
+        """Store many jobs in one round-trip; returns their handles in order.
 
-        Every argument is checked first, so a bad one raises before anything is stored. On
-        Redis a batch of more than 1,000 jobs is written in chunks as it is built: should
-        the calling process die part-way, the chunks already written stay stored.
+        Every argument is checked first, so a bad one raises before anything is stored. The
+        batch is stored all or none, with one exception: on Redis, a batch of more than
+        1,000 jobs (with no middleware and no ``max_queue_length``) is streamed in chunks of
+        1,000 as it is built, and only each chunk is all or none. Should the calling process
+        die or the store fail part-way, the chunks already written stay stored; a caller
+        that enqueues the batch again then has those jobs twice.
         """
         specs = specs if isinstance(specs, list) else list(specs)
         if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
