@@ -3,8 +3,41 @@
 # The peers install with `pip install -e '.[bench]'`; Sidekiq with `apt-get install ruby-sidekiq`.
 PYTHON ?= .venv/bin/python
 REPEAT ?= 3
+# `make` alone runs the benchmarks, as it did before the check targets came first.
+.DEFAULT_GOAL := bench
 
 .PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-quick
+
+# --- checks (scripts/test.sh and .pre-commit-config.yaml run these too) --------------------
+# Every tool runs even when an earlier one fails, so one run shows every problem.
+CHECK_PATHS ?= src tests bench
+MYPY_PATHS ?= $(CHECK_PATHS)
+
+.PHONY: check lint types screenshots lowest
+
+check:
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(MAKE) --no-print-directory types || status=1; \
+	exit $$status
+
+lint:
+	@status=0; \
+	echo "ruff check $(CHECK_PATHS)"; $(PYTHON) -m ruff check $(CHECK_PATHS) || status=1; \
+	echo "ruff format --check $(CHECK_PATHS)"; $(PYTHON) -m ruff format --check $(CHECK_PATHS) || status=1; \
+	exit $$status
+
+types:
+	@echo "mypy --strict $(MYPY_PATHS)"; $(PYTHON) -m mypy --strict $(MYPY_PATHS)
+
+# The dashboard's screenshots in docs/ (the test suite itself writes them to build/).
+screenshots:
+	CONVEYOR_SCREENSHOTS_DIR=docs/screenshots $(PYTHON) -m pytest tests/dashboard/test_browser.py \
+		-p no:cacheprovider -q
+
+# The core tests against the lowest versions pyproject.toml allows, in .venv-lowest.
+lowest:
+	bash scripts/lowest.sh
 
 bench: bench-sqlite bench-redis bench-postgres
 

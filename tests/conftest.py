@@ -1,41 +1,35 @@
-"""Session-wide real servers: ``redis_server``, ``redis_cluster``, ``postgres_server``.
+"""Fixtures every test directory shares, and the rule that CI never skips.
 
-Each starts on first use and is stopped at the end of the session. A missing server binary
-skips the tests that need it on a developer machine, and fails them when ``CI`` is set, so CI
-can never pass by silently skipping a store. Tests that restart or kill a server should start
-their own instance (``with RedisServer() as server: ...``) rather than disturb the shared one.
+Servers: ``redis_server``, ``redis_cluster``, ``postgres_server`` start on first use and stop
+at the end of the session. Tests that restart or kill a server start their own instance
+(``with RedisServer() as server: ...``) rather than disturb the shared one.
+
+Stores: ``store`` is each kind in turn (``sqlite``, ``redis``, ``postgres``) and ``store_url``
+a real store of that kind; a test that takes either runs once per store. A directory may
+override ``store_url`` (``tests/redis`` points it at a Redis Cluster).
+
+Skips: on a developer machine a missing server binary, extra or browser skips the tests that
+need it, with the reason. Under ``CI=true`` every skip is turned into a failure carrying that
+reason, so CI can never pass by silently leaving a store or a page untested.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.servers import PostgresServer, RedisCluster, RedisServer, ServerNotAvailable
+from tests.harness import in_ci, start_server
+from tests.servers import PostgresServer, RedisCluster, RedisServer
 
-_S = TypeVar("_S", RedisServer, RedisCluster, PostgresServer)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _start(factory: Callable[[], _S]) -> _S:
-    try:
-        return factory().start()
-    except ServerNotAvailable as exc:
-        if _in_ci():
-            pytest.fail(f"{exc} [CI is set: a missing server is an error, not a skip]", False)
-        pytest.skip(str(exc))
+STORES = ("sqlite", "redis", "postgres")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis server with AOF (fsync always) for the whole session; ``.url``, ``.port``."""
-    server = _start(RedisServer)
+    server = start_server(RedisServer)
     try:
         yield server
     finally:
@@ -45,7 +39,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
     """A 3-master Redis Cluster for the whole session; ``.url`` (first node), ``.nodes``."""
-    cluster = _start(RedisCluster)
+    cluster = start_server(RedisCluster)
     try:
         yield cluster
     finally:
@@ -55,8 +49,58 @@ def redis_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server (fsync off) for the whole session; ``.url``, ``.create_database()``."""
-    server = _start(PostgresServer)
+    server = start_server(PostgresServer)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """The kind of store: each of ``STORES`` in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A real store of each kind: a fresh SQLite file, or the session's shared Redis or
+    PostgreSQL server (tests keep apart by namespace; none restarts these servers)."""
+    if store == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.db"
+    if store == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    return str(request.getfixturevalue("postgres_server").url)
+
+
+# -- CI: a skip is a failure -----------------------------------------------------------------
+_CI_RULE = "CI=true allows no skip (a server, extra or browser CI cannot start is an error)"
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"{_CI_RULE}: {item.nodeid} would have skipped: {_skip_reason(report)}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if in_ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"{_CI_RULE}: {collector.nodeid} would have skipped: {_skip_reason(report)}"
+    return report

@@ -1,6 +1,7 @@
 """conveyor: background jobs for Python on SQLite, PostgreSQL or Redis.
 
-The public API; see DESIGN.md. Importing this package opens nothing.
+The public API, re-exported here; README.md shows it in use. Importing this package opens
+nothing.
 """
 
 from .app import Conveyor
@@ -39,4 +40,5 @@ __all__ = [
     "WorkerInfo",
 ]
 
+#: The one version source: the package metadata reads it (``[tool.hatch.version]``).
 __version__ = "0.1.0"

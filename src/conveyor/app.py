@@ -19,6 +19,7 @@ from .job import (
     DEAD,
     PENDING,
     SCHEDULED,
+    STATES,
     Job,
     JobRecord,
     Stats,
@@ -44,6 +45,14 @@ STREAM_CHUNK = 1000
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+
+def _state(state: str) -> str:
+    """``state`` if it names a job state; a ``ValueError`` naming the valid ones otherwise (a
+    typo must not read as "no such jobs")."""
+    if state not in STATES:
+        raise ValueError(f"unknown job state {state!r}; expected one of {', '.join(STATES)}")
+    return state
 
 
 class Conveyor:
@@ -155,11 +164,14 @@ class Conveyor:
 
     # -- enqueue --------------------------------------------------------------------------
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
-        """Store many jobs in one round-trip, all or none; returns their handles in order.
+        """Store many jobs in one round-trip; returns their handles in order.
 
-        Every argument is checked first, so a bad one raises before anything is stored. On
-        Redis a batch of more than 1,000 jobs is written in chunks as it is built: should
-        the calling process die part-way, the chunks already written stay stored.
+        Every argument is checked first, so a bad one raises before anything is stored. The
+        batch is stored all or none, with one exception: on Redis, a batch of more than
+        1,000 jobs (with no middleware and no ``max_queue_length``) is streamed in chunks of
+        1,000 as it is built, and only each chunk is all or none. Should the calling process
+        die or the store fail part-way, the chunks already written stay stored; a caller
+        that enqueues the batch again then has those jobs twice.
         """
         specs = specs if isinstance(specs, list) else list(specs)
         if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
@@ -339,11 +351,17 @@ class Conveyor:
         offset: int = 0,
         search: str | None = None,
     ) -> list[Job]:
-        """Snapshots of jobs, newest first, filtered by state and queue; ``search`` keeps
-        jobs whose payload contains the text (a task name, an argument value)."""
+        """Snapshots of jobs, newest first, filtered by state (one of ``conveyor.job.STATES``;
+        ``ValueError`` for any other) and queue; ``search`` keeps jobs whose payload contains
+        the text (a task name, an argument value)."""
         now = time.time()
         records = self.backend.jobs(
-            state=state, queue=queue, limit=limit, offset=offset, now=now, search=search
+            state=None if state is None else _state(state),
+            queue=queue,
+            limit=limit,
+            offset=offset,
+            now=now,
+            search=search,
         )
         return [self._job(r, now) for r in records]
 
@@ -379,25 +397,40 @@ class Conveyor:
         """Worker processes that sent a heartbeat recently."""
         return self.backend.workers()
 
-    def retry(self, job_id: str) -> bool:
-        """Run a dead, cancelled, retrying or scheduled job now, with its attempts reset."""
-        return self.backend.act("retry", [job_id], time.time()) > 0
+    def retry(self, *job_ids: str) -> int:
+        """Run dead, cancelled, retrying or scheduled jobs now, their attempts reset; returns
+        how many changed (``app.retry(job_id)``: 1, or 0 if its state does not allow it).
+        Any number of ids go to the store in one call."""
+        return self._act("retry", job_ids)
 
     def retry_all(self, state: str = DEAD, queue: str | None = None) -> int:
         """``retry`` every job in ``state`` (and ``queue``); returns how many."""
-        return self.backend.act("retry", None, time.time(), state=state, queue=queue)
+        return self.backend.act("retry", None, time.time(), state=_state(state), queue=queue)
 
-    def delete(self, job_id: str) -> bool:
-        """Remove a job, whatever its state."""
-        return self.backend.act("delete", [job_id], time.time()) > 0
+    def delete(self, *job_ids: str) -> int:
+        """Remove jobs, whatever their state; returns how many were there. One store call."""
+        return self._act("delete", job_ids)
 
     def delete_all(self, state: str, queue: str | None = None) -> int:
         """Remove every job in ``state`` (and ``queue``); returns how many."""
-        return self.backend.act("delete", None, time.time(), state=state, queue=queue)
+        return self.backend.act("delete", None, time.time(), state=_state(state), queue=queue)
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a job that has not started (scheduled, pending or retry); False otherwise."""
-        return self.backend.act("cancel", [job_id], time.time()) > 0
+    def cancel(self, *job_ids: str) -> int:
+        """Cancel jobs that have not started (scheduled, pending or retry); returns how many
+        changed (0 for a job already running or finished). One store call."""
+        return self._act("cancel", job_ids)
+
+    def _act(self, action: str, job_ids: tuple[str, ...]) -> int:
+        for job_id in job_ids:
+            if not isinstance(job_id, str):
+                raise TypeError(
+                    f"app.{action}() takes job ids as arguments, got a {type(job_id).__name__}; "
+                    f"pass a list as app.{action}(*ids)"
+                )
+        if not job_ids:
+            return 0
+        # Each id once: a repeated id must not count twice on any store.
+        return self.backend.act(action, list(dict.fromkeys(job_ids)), time.time())
 
     def pause(self, queue: str) -> None:
         """Stop workers from fetching this queue's jobs; enqueue still works."""

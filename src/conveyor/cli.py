@@ -333,9 +333,7 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str) -
 
 
 def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
-    changed = 0
-    for job_id in ids:
-        changed += bool(getattr(app, action)(job_id))
+    changed: int = getattr(app, action)(*ids)  # one store call for all the ids
     click.echo(f"{action}: {changed} of {len(ids)} jobs")
     if changed < len(ids):
         sys.exit(1)

@@ -37,7 +37,7 @@ class BadPayload(ValueError):
 @dataclass(slots=True)
 class Payload:
     """A decoded payload; treat it as read-only (not frozen: one is built per job run, and
-    a frozen ``__init__`` costs three times as much)."""
+    a frozen ``__init__`` costs more than twice as much)."""
 
     task: str
     args: list[Any]

@@ -41,8 +41,8 @@ class JobRecord:
     a store never looks inside them.
 
     Treat a record as read-only. It is not a frozen dataclass because one is built per job
-    on every hot path (enqueue, fetch), and a frozen ``__init__`` costs eight times as much
-    (an ``object.__setattr__`` per field): 2.7 µs against 0.3 µs.
+    on every hot path (enqueue, fetch), and a frozen ``__init__`` costs about five times as
+    much (an ``object.__setattr__`` per field): 2.3 µs against 0.4 µs on CPython 3.11.
     """
 
     id: str

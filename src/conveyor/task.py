@@ -57,7 +57,7 @@ class Options:
 
 class JobSpec(NamedTuple):
     """A job described but not yet stored, for ``app.enqueue_many`` (a named tuple: one is
-    built per job of a batch, and a frozen dataclass costs three times as much)."""
+    built per job of a batch, and a frozen dataclass costs about twice as much)."""
 
     task: Task[Any, Any]
     args: tuple[Any, ...]

@@ -1,7 +1,9 @@
-"""The stores every conformance test runs against.
+"""Apps on the stores every conformance test runs against (``store_url``, from
+``tests/conftest.py``: each kind of store in turn).
 
-Each test gets a fresh namespace, so tests never see each other's jobs. A store whose module
-is not written yet (``ImportError`` from ``open_backend``) is skipped, never faked.
+Each test gets a fresh namespace, so tests never see each other's jobs. A store whose extra
+is not installed (``conveyor[redis]``...) is skipped with the reason, never faked; under
+``CI=true`` that skip is a failure.
 """
 
 from __future__ import annotations
@@ -9,31 +11,16 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor import Conveyor
-from conveyor.errors import ConfigurationError
+from tests.harness import open_or_skip
 
-STORES = ["sqlite", "redis", "postgres"]
 _counter = itertools.count()
 
 AppFactory = Callable[..., Conveyor]
-
-
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a real store of each kind."""
-    kind = request.param
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path}/jobs.db"
-    if kind == "redis":
-        server = request.getfixturevalue("redis_server")
-        return str(server.url)
-    server = request.getfixturevalue("postgres_server")
-    return str(server.url)
 
 
 @pytest.fixture
@@ -46,13 +33,7 @@ def make_app(store_url: str) -> Iterator[AppFactory]:
     def factory(**options: Any) -> Conveyor:
         options.setdefault("lease", 2.0)
         options["namespace"] = f"{base}_{options.get('namespace', 'a')}"
-        app = Conveyor(store_url, **options)
-        try:
-            app.backend  # noqa: B018 - open now, so a missing store module skips here
-        except ConfigurationError as exc:
-            if "needs the" in str(exc):
-                pytest.skip(str(exc))
-            raise
+        app = open_or_skip(Conveyor(store_url, **options))
         apps.append(app)
         return app
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
 
 from conveyor import Conveyor
-from conveyor.job import Failure
+from conveyor.job import STATES, Failure
 
 from .helpers import ids, record
 
@@ -54,10 +58,10 @@ def test_jobs_filters_pages_and_search(app: Conveyor) -> None:
 
 def test_retry_dead_job_resets_attempts(app: Conveyor) -> None:
     (job_id,) = _dead(app, 1)
-    assert app.retry(job_id)
+    assert app.retry(job_id) == 1
     job = app.get_job(job_id)
     assert job is not None and job.state == "pending" and job.attempts == 0
-    assert not app.retry(job_id)  # pending already: nothing to do
+    assert app.retry(job_id) == 0  # pending already: nothing to do
 
 
 def test_retry_all_and_delete_all_dead(app: Conveyor) -> None:
@@ -72,24 +76,83 @@ def test_retry_all_and_delete_all_dead(app: Conveyor) -> None:
 def test_run_now_for_scheduled_and_retry_jobs(app: Conveyor) -> None:
     later = record(app, run_at=time.time() + 3600)
     app.backend.enqueue([later])
-    assert app.retry(later.id)
+    assert app.retry(later.id) == 1
     assert app.get_job(later.id).state == "pending"  # type: ignore[union-attr]
 
 
 def test_cancel_only_waiting_jobs(app: Conveyor) -> None:
     app.backend.enqueue([waiting := record(app), running := record(app, queue="q")])
     app.backend.fetch(["q"], 1, "w", 30, time.time())
-    assert app.cancel(waiting.id)
+    assert app.cancel(waiting.id) == 1
     assert app.get_job(waiting.id).state == "cancelled"  # type: ignore[union-attr]
-    assert not app.cancel(running.id)
+    assert app.cancel(running.id) == 0
     assert app.backend.fetch(None, 10, "w", 30, time.time()) == []
-    assert app.retry(waiting.id)  # a cancelled job can be brought back
+    assert app.retry(waiting.id) == 1  # a cancelled job can be brought back
     assert app.get_job(waiting.id).state == "pending"  # type: ignore[union-attr]
 
 
 def test_delete_any_job(app: Conveyor) -> None:
     app.backend.enqueue([r := record(app)])
-    assert app.delete(r.id)
+    assert app.delete(r.id) == 1
     assert app.get_job(r.id) is None
-    assert not app.delete(r.id)
+    assert app.delete(r.id) == 0
     assert app.backend.fetch(None, 10, "w", 30, time.time()) == []
+
+
+def _count_store_calls(app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> list[Sequence[str] | None]:
+    """Every ``Backend.act`` call's ids, in order; the real store still does the work."""
+    calls: list[Sequence[str] | None] = []
+    act = app.backend.act
+
+    def counted(action: str, ids: Sequence[str] | None, *args: Any, **kwargs: Any) -> int:
+        calls.append(None if ids is None else list(ids))
+        return act(action, ids, *args, **kwargs)
+
+    monkeypatch.setattr(app.backend, "act", counted)
+    return calls
+
+
+def test_retry_cancel_delete_take_many_ids_in_one_store_call(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = _dead(app, 3) + _dead(app, 2, queue="mail")
+    app.backend.enqueue(
+        [pending := record(app), waiting := record(app, queue="mail"), held := record(app, queue="q")]
+    )
+    app.backend.fetch(["q"], 1, "w", 30, time.time())
+    calls = _count_store_calls(app, monkeypatch)
+
+    # Jobs of two queues, one pending already, one unknown id, one id twice: each job
+    # counts once, and only if the action changed it.
+    assert app.retry(*dead, pending.id, "no-such-id", dead[0]) == 5
+    assert len(calls) == 1
+    assert {app.get_job(job_id).state for job_id in dead} == {"pending"}  # type: ignore[union-attr]
+    assert app.stats().total("dead") == 0
+
+    assert app.cancel(pending.id, waiting.id, held.id, dead[0], dead[0]) == 3  # held is running
+    assert len(calls) == 2
+    states = {job_id: app.get_job(job_id).state for job_id in (pending.id, waiting.id, held.id)}  # type: ignore[union-attr]
+    assert states == {pending.id: "cancelled", waiting.id: "cancelled", held.id: "active"}
+
+    assert app.delete(*dead[1:], held.id, "no-such-id") == 5
+    assert len(calls) == 3
+    assert [job_id for job_id in (*dead, held.id) if app.get_job(job_id) is not None] == [dead[0]]
+
+    assert app.retry() == 0 and app.cancel() == 0 and app.delete() == 0
+    assert len(calls) == 3  # no ids, no store call
+
+
+def test_a_list_of_ids_is_refused_with_the_way_to_pass_it(app: Conveyor) -> None:
+    (job_id,) = _dead(app, 1)
+    with pytest.raises(TypeError, match=r"app\.retry\(\*ids\)"):
+        app.retry([job_id])  # type: ignore[arg-type]
+    assert app.get_job(job_id).state == "dead"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("call", ["jobs", "retry_all", "delete_all"])
+def test_an_unknown_state_is_an_error_naming_the_valid_ones(app: Conveyor, call: str) -> None:
+    _dead(app, 1)
+    with pytest.raises(ValueError, match="'pendng'") as info:
+        getattr(app, call)(state="pendng")
+    assert all(state in str(info.value) for state in STATES)
+    assert app.stats().total("dead") == 1  # nothing touched

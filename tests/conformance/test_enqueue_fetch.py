@@ -38,7 +38,7 @@ def test_non_json_arguments_raise_in_the_caller_and_store_nothing(app: Conveyor)
     with pytest.raises(TypeError, match="argument"):
         app.enqueue_many([echo.job(1), echo.job(datetime.now(UTC))])
     with pytest.raises(TypeError, match="missing a required argument"):
-        echo.enqueue()
+        echo.enqueue()  # type: ignore[call-arg]
     assert app.stats().total("pending") == 0
 
 

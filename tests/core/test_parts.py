@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib.metadata
 import threading
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import conveyor
 from conveyor import ConfigurationError, Conveyor, Middleware
 from conveyor.job import JobRecord, new_id
 from conveyor.redaction import redact
@@ -196,3 +198,8 @@ def test_an_enqueued_handle_reads_every_field(tmp_path: Path) -> None:
     assert job != other and job == dataclasses.replace(job) and "t.add" in repr(job)
     assert add.job(1, 2) == add.job(1, 2) and add.job(1, 2).args == (1, 2)
     app.close()
+
+
+def test_one_version_source() -> None:
+    # pyproject reads conveyor.__version__; the installed metadata must say the same.
+    assert importlib.metadata.version("conveyor") == conveyor.__version__

@@ -1,8 +1,8 @@
 """The app that fault-suite worker processes run: store, namespace and limits come from the
 environment, so the test process builds the same app with ``make_app`` and enqueues into it.
 
-Every task appends ``<tag> <pid>`` to the run log with one O_APPEND write, atomic between
-processes, so duplicates can be counted and traced to the process that ran them.
+Every task appends ``<tag> <pid>`` to the run log (``tests.harness.record_run``), so
+duplicates can be counted and traced to the process that ran them.
 """
 
 from __future__ import annotations
@@ -12,16 +12,7 @@ import os
 import time
 
 from conveyor import Conveyor
-
-
-def record_run(tag: str) -> None:
-    fd = os.open(
-        os.environ.get("CONVEYOR_RUN_LOG", "/dev/null"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-    )
-    try:
-        os.write(fd, f"{tag} {os.getpid()}\n".encode())
-    finally:
-        os.close(fd)
+from tests.harness import record_run
 
 
 def make_app(

@@ -39,8 +39,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
+#: Rows of scenarios that do not apply to a store, so the table still says so.
+NOT_APPLICABLE = [
+    {
+        "store": "sqlite",
+        "scenario": "store restarted (kill -9 of the server)",
+        **dict.fromkeys(COLUMNS, "n/a"),
+        "note": "embedded: no server",
+    },
+]
+
+
 def load(path: Path) -> list[dict[str, Any]]:
-    rows = [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = NOT_APPLICABLE + [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
     # One row per store and scenario: the last run wins.
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
@@ -72,8 +83,9 @@ def markdown(rows: list[dict[str, Any]], full: bool) -> str:
         "*time to recover*: kill -9, the longest time from a kill until every job the killed",
         "worker held was back in the store; SIGTERM, how long the next worker took to finish the",
         "jobs handed back; store restart, from the server answering again until workers completed",
-        "jobs again; unreachable store, how long the caller waited for its error; poison and",
-        "timeout, until the job was dead and the other jobs done; flood, until the queue drained.",
+        "jobs again; unreachable store, how long the caller waited for its error; poison, until",
+        "the job was dead and the other jobs done; timeout, from the run's start to its failure",
+        "as the worker recorded them; flood, until the queue drained.",
         "*duplicates*: runs beyond the first (at-least-once delivery: only jobs in flight at a",
         "kill or a restart may run again).",
         "",

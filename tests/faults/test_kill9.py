@@ -3,6 +3,7 @@ kill run twice, and no job stays ``active`` long past its lease."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import defaultdict
@@ -17,8 +18,6 @@ PREFETCH = 4  # fixed, so a worker holds at most 8 jobs and "in flight" has a bo
 # A longer lease at full size: on 2 cores under 20,000 jobs a heartbeat may be late, and a
 # lease lost by a live worker would be a duplicate no kill explains.
 KILL_LEASE = 2.0 if FULL else LEASE
-HEARTBEAT = KILL_LEASE / 3
-RECOVER_EVERY = max(HEARTBEAT, min(KILL_LEASE, 5.0))  # as conveyor.worker.heartbeat.Heartbeat
 
 
 @dataclass
@@ -53,6 +52,16 @@ class Watch:
                 kill.recovered_after = now - kill.at
 
 
+def kill_seed() -> int:
+    """The seed of the kill schedule (the gaps between kills): ``$CONVEYOR_FAULTS_SEED``
+    repeats a schedule, else a new one is drawn. Printed either way; pytest shows it with a
+    failure."""
+    env = os.environ.get("CONVEYOR_FAULTS_SEED", "").strip()
+    seed = int(env) if env else random.randrange(2**32)
+    print(f"[faults] kill schedule seed {seed}: CONVEYOR_FAULTS_SEED={seed} repeats it")
+    return seed
+
+
 def _worker_args() -> list[str]:
     return ["--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH), "--grace", "5"]
 
@@ -63,7 +72,8 @@ def test_kill_9_at_random_moments_loses_nothing(
     n = size(400, 20_000)
     kills_each = size(2, 4)
     seconds = 0.03 if not FULL else 0.004
-    rng = random.Random()
+    seed = kill_seed()
+    rng = random.Random(seed)
     w = make_workers(store_url, lease=KILL_LEASE)
     work = w.app.tasks["work"]
     started = time.monotonic()
@@ -124,6 +134,7 @@ def test_kill_9_at_random_moments_loses_nothing(
         worst_overdue_s=round(watch.worst_overdue, 2),
         seconds=round(elapsed, 1),
         lease_s=KILL_LEASE,
+        seed=seed,
     )
     if twice:
         print(f"[faults] {store}: jobs run twice: {sorted(twice, key=int)}")
@@ -137,6 +148,7 @@ def test_kill_9_at_random_moments_loses_nothing(
         assert snap is not None and snap.attempts >= 2, (tag, snap)
     assert all(k.recovered_after is not None for k in watch.kills), watch.kills
     # An expired lease is recovered by the next housekeeping pass of a live worker, which
-    # runs every max(heartbeat, min(lease, 5 s)): for this 1 s lease that is every lease,
-    # not every heartbeat (see docs/reliability.md), plus sampling slack on a busy machine.
-    assert watch.worst_overdue <= RECOVER_EVERY + 0.75, (watch.worst_overdue, watch.worst_job)
+    # runs at every heartbeat (a third of the lease). The bound allows a whole lease, plus
+    # sampling slack: on 2 busy cores a beat may come late (the full-size runs measured up to
+    # 1.67 s past a 2 s lease on PostgreSQL).
+    assert watch.worst_overdue <= KILL_LEASE + 0.75, (watch.worst_overdue, watch.worst_job)

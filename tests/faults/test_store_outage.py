@@ -1,5 +1,6 @@
 """The store goes away: restarted mid-run (Redis with AOF, PostgreSQL), or unreachable when
-a job is enqueued. Each store here is a private server; the shared ones are never touched."""
+a job is enqueued. Each store here is a private server; the shared ones are never touched.
+SQLite is an embedded file with no server to lose, so these run on Redis and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 
 from conveyor import Conveyor, ConveyorError, Middleware
 from conveyor.job import JobRecord
+from tests.harness import open_or_skip
 
 from . import figures
-from .conftest import Private, Workers, fresh_namespace, open_or_skip, size
+from .conftest import Private, Workers, fresh_namespace, size
 from .faults_app import make_app
 
 #: Errors a caller may get from an enqueue when the store is down: conveyor's own, or the
@@ -23,18 +25,6 @@ QUICK = 5.0  # seconds within which the caller must hear of it
 
 
 def test_store_restarted_mid_run(private_store: Private, make_workers: Callable[..., Workers]) -> None:
-    if private_store.server is None:
-        figures.record(
-            "sqlite",
-            "store restarted (kill -9 of the server)",
-            jobs="n/a",
-            kills="n/a",
-            lost="n/a",
-            duplicates="n/a",
-            recover_s="n/a",
-            note="embedded: no server",
-        )
-        pytest.skip("n/a for SQLite: an embedded file has no server to restart")
     server = private_store.server
     store = private_store.kind
     w = make_workers(private_store.url, lease=2.0)
@@ -123,7 +113,6 @@ def _enqueue_fails_quickly(
             open_or_skip(app)
             work.enqueue(0)
             seen.ids.clear()
-        assert private.server is not None
         private.server.halt(hard=True)
         # In a thread, so that a call that blocks far too long fails the test in QUICK
         # seconds instead of holding it up (the server comes back afterwards).
@@ -157,8 +146,6 @@ def _enqueue_fails_quickly(
 def test_store_unreachable_at_enqueue(
     private_store: Private, connected_first: bool, request: pytest.FixtureRequest
 ) -> None:
-    if private_store.server is None:
-        pytest.skip("n/a for SQLite: the store is a local file, never unreachable")
     store = private_store.kind
     try:
         namespace, tried, took = _enqueue_fails_quickly(

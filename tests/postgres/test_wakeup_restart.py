@@ -10,6 +10,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.worker.worker import Worker
+from tests.harness import start_server
 from tests.postgres.conftest import AppFactory
 from tests.servers import PostgresServer
 
@@ -63,8 +64,6 @@ def test_idle_worker_starts_a_job_well_before_its_poll_timeout(make_app: AppFact
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     """A private server this test may restart without disturbing the shared one."""
-    from tests.conftest import _start as start_server
-
     server = start_server(PostgresServer)
     try:
         yield server

@@ -281,9 +281,9 @@ def test_a_large_batch_with_one_bad_job_stores_nothing(redis_server: RedisServer
 
     try:
         with pytest.raises(TypeError, match="argument 0"):
-            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(object(), 1)])
+            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(object(), 1)])  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="takes"):
-            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(1)])
+            app.enqueue_many([add.job(i, i) for i in range(4999)] + [add.job(1)])  # type: ignore[call-arg]
         assert app.stats().total("pending") == 0
         jobs = app.enqueue_many([add.job(i, i) for i in range(4999)])
         assert [j.args for j in jobs[:2]] == [[0, 0], [1, 1]] and len({j.id for j in jobs}) == 4999

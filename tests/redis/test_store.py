@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend, RedisUnavailable, connect

@@ -6,28 +6,20 @@ import os
 import time
 
 from conveyor import Conveyor
+from tests.harness import record_run
 
 app = Conveyor(
     os.environ.get("CONVEYOR_URL"),
     namespace=os.environ.get("CONVEYOR_NAMESPACE", "conveyor"),
     lease=float(os.environ.get("CONVEYOR_LEASE", "2")),
 )
-RUN_LOG = os.environ.get("CONVEYOR_RUN_LOG", "/dev/null")
-
-
-def _record_run(tag: str) -> None:
-    # O_APPEND writes of one short line are atomic, so several processes can share the log.
-    fd = os.open(RUN_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{tag}\n".encode())
-    finally:
-        os.close(fd)
+RUN_LOG = os.environ.get("CONVEYOR_RUN_LOG", os.devnull)
 
 
 @app.task(name="work")
 def work(n: int, seconds: float = 0.01) -> int:
     time.sleep(seconds)
-    _record_run(str(n))
+    record_run(str(n))
     return n
 
 
@@ -37,7 +29,7 @@ def long(n: int, seconds: float) -> int:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(0.02)
-    _record_run(f"long-{n}")
+    record_run(f"long-{n}")
     return n
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 import time
@@ -16,14 +15,14 @@ from .tasks_app import long, stuck, work
 def test_kill_9_mid_batch_loses_nothing(workers: Workers) -> None:
     jobs = workers.app.enqueue_many([work.job(i, 0.005) for i in range(600)])
     first = workers.start("--concurrency", "8")
-    workers.wait_for(lambda: len(workers.runs()) >= 100)
+    workers.wait_for(lambda: len(workers.tags()) >= 100)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    killed_at = len(workers.runs())
+    killed_at = len(workers.tags())
     workers.start("--concurrency", "8")  # not --burst: it must wait for the leases to expire
     workers.wait_for(lambda: workers.app.stats().total("completed") == 600, timeout=90)
     assert all(workers.app.get_job(j.id).state == "completed" for j in jobs)  # type: ignore[union-attr]
-    runs = collections.Counter(workers.runs())
+    runs = workers.counts()
     assert set(runs) == {str(i) for i in range(600)}, "a job was lost"
     # Only jobs in flight at the kill may run twice: those the killed worker held or had
     # finished without its acker writing them yet. It holds at most concurrency + prefetch,
@@ -42,7 +41,7 @@ def test_sigterm_lets_the_running_job_finish(workers: Workers) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert job.result(timeout=1) == 1
-    assert workers.runs() == ["long-1"]
+    assert workers.tags() == ["long-1"]
 
 
 def test_sigterm_hands_back_what_the_grace_period_cannot_finish(workers: Workers) -> None:
@@ -81,7 +80,7 @@ def test_three_processes_on_one_sqlite_file(workers: Workers) -> None:
     for proc in procs:
         assert proc.wait(120) == 0
     assert workers.app.stats().queues["default"] == {"completed": 3000}
-    runs = collections.Counter(workers.runs())
+    runs = workers.counts()
     assert len(runs) == 3000 and max(runs.values()) == 1, "a job ran twice without a crash"
     assert "locked" not in workers.logs()
 

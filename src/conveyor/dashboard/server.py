@@ -558,13 +558,14 @@ class Dashboard:
         )
         return self.back(request, form, f"/jobs/{job_id}", message)
 
-    def _act(self, action: str, job_id: str) -> bool:
-        fn: Callable[[str], bool] = {
+    def _act(self, action: str, *job_ids: str) -> int:
+        """One store call for any number of jobs; how many changed."""
+        fn: Callable[..., int] = {
             "retry": self.app.retry,
             "delete": self.app.delete,
             "cancel": self.app.cancel,
         }[action]
-        return fn(job_id)
+        return fn(*job_ids)
 
     async def bulk_action(self, request: Request) -> Response:
         form = await self.action_form(request)
@@ -575,10 +576,7 @@ class Dashboard:
         if not ids:
             return self.back(request, form, "/jobs", "No jobs were selected.")
 
-        def run() -> int:
-            return sum(1 for job_id in ids if self._act(str(action), job_id))
-
-        done = await self.call(run)
+        done = await self.call(self._act, str(action), *ids)
         past = {"retry": "Queued to run now", "delete": "Deleted", "cancel": "Cancelled"}[str(action)]
         return self.back(request, form, "/jobs", f"{past}: {done:,} of {len(ids):,} selected jobs.")
 

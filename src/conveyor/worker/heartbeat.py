@@ -16,9 +16,10 @@ log = logging.getLogger("conveyor.worker")
 
 class Heartbeat:
     """Every third of a lease: extend every lease this worker holds (one statement, however
-    many jobs) and say the worker is alive. Every few beats, also recover expired leases of
-    dead workers and prune old results; any worker may do this, so no single process is
-    needed for a crashed worker's jobs to come back.
+    many jobs) and say the worker is alive. At every beat, too, recover expired leases of
+    dead workers and prune old results (each worker starts this at a random point of its
+    first interval, so many workers spread it out); any worker may do this, so no single
+    process is needed for a crashed worker's jobs to come back.
 
     A third of the lease leaves two more beats to fail (a slow store, a long GC pause)
     before another worker may take the jobs back.

@@ -177,7 +177,8 @@ class Worker:
                     self._take(self._wait(queues, free))
                     # Let the pool thread just handed a job take the GIL now, rather than
                     # after this thread's next call blocks: an idle worker's job then starts
-                    # about 90 µs sooner (enqueue-to-start 1.03 -> ~0.94 ms on Redis).
+                    # sooner (about 90 µs on Redis when it was measured, commit 3385e49;
+                    # enqueue-to-start figures are bench/'s to state).
                     time.sleep(0)
                 except Exception as exc:
                     self._store_down(exc)
