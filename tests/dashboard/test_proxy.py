@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from conveyor import Job
-from tests.conftest import _start
 from tests.dashboard.helpers import XSS_ARG, build_app, csrf_from, dead_job
+from tests.harness import start_server
 from tests.servers import NginxServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         assert proc.stdout is not None
         line = _read_link(proc, proc.stdout)
         _wait_listening(dash_port)
-        nginx = _start(lambda: NginxServer(f"http://127.0.0.1:{dash_port}", port=proxy_port))
+        nginx = start_server(lambda: NginxServer(f"http://127.0.0.1:{dash_port}", port=proxy_port))
         found = LINK.search(line)
         assert found is not None
         yield Proxied(
@@ -165,14 +165,15 @@ def test_nothing_is_reachable_through_the_proxy_without_the_token(proxied: Proxi
         token = csrf_from(client.get("/login", headers=HTML).text)
         for origin in (proxied.upstream, proxied.public):
             headers = {**HTML, "origin": origin, "x-csrf-token": token}
-            for path, data in [
+            actions: list[tuple[str, dict[str, str | list[str]]]] = [
                 (f"/jobs/{proxied.dead.id}/delete", {}),
                 (f"/jobs/{proxied.pending.id}/cancel", {}),
                 ("/jobs/bulk", {"action": "delete", "ids": [proxied.dead.id, proxied.pending.id]}),
                 ("/jobs/all/delete", {"state": "dead"}),
                 ("/queues/mail/purge", {}),
                 ("/queues/mail/pause", {}),
-            ]:
+            ]
+            for path, data in actions:
                 response = client.post(path, data={**data, "csrf_token": token}, headers=headers)
                 assert response.status_code in (401, 403), (path, origin, response.status_code)
         # A wrong token in a link is no way in either.
