@@ -133,6 +133,7 @@ _COLUMNS = (
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _COLUMNS.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
 _WAITING = "('scheduled','pending','retry')"
+_LATER = "('scheduled','retry')"
 _LOST = "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
 
 
@@ -156,6 +157,14 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _configure(conn: Conn) -> None:
+    """Every pooled connection, once: no JIT. Its compile step (~0.25 s) fires on the cost
+    estimates of the small recursive and lateral reads of stats() and housekeeping, which
+    then run in a millisecond; a job store's statements never gain from it. A setting, not a
+    startup option, so that PgBouncer (which refuses unknown startup options) passes it."""
+    conn.execute("SET jit = off")
+
+
 def _split_url(url: str) -> tuple[str, dict[str, int]]:
     """The libpq URL without conveyor's own query parameters, and those parameters."""
     parts = urlsplit(url)
@@ -274,8 +283,13 @@ class _Statements:
             f") SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q"
         )
         self.exists = f"SELECT 1 FROM {s}.jobs WHERE id = %(id)s"
+        # Jobs per queue and state: the folded counts plus the deltas appended since
+        # (count_deltas holds a few housekeeping intervals' worth of statements at most).
+        all_counts = (
+            f"(SELECT queue, state, n FROM {s}.counts UNION ALL SELECT queue, state, n FROM {s}.count_deltas)"
+        )
         self.waiting_counts = (
-            f"SELECT queue, count(*) FROM {s}.jobs"
+            f"SELECT queue, sum(n) FROM {all_counts} AS c"
             f" WHERE queue = ANY(%(queues)s::text[]) AND state IN {_WAITING} GROUP BY queue"
         )
         # The claim: queues in order (a nested loop over an ordered list), in each one an
@@ -284,11 +298,21 @@ class _Statements:
         # the batch. SKIP LOCKED lets concurrent workers pass each other's rows instead of
         # queueing behind them. The paused list is one InitPlan, a plain filter that keeps
         # the order (an anti-join could be planned as a merge join that sorts by name).
+        # Per queue, two index walks: ready jobs in claim order (a pending job is due by
+        # definition), and scheduled or retry jobs that came due, from the start of the
+        # queue's range in the due index (nothing to read when none is due, however many
+        # wait for later); the better of both by priority, then time.
         lateral = (
             f" CROSS JOIN LATERAL ("
-            f"  SELECT id FROM {s}.jobs"
-            f"  WHERE queue = q.name AND state IN {_WAITING} AND run_at <= %(now)s"
-            f"  ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+            f"  SELECT id FROM ("
+            f"   SELECT * FROM (SELECT id, priority, run_at FROM {s}.jobs"
+            f"    WHERE queue = q.name AND state = 'pending'"
+            f"    ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS ready"
+            f"   UNION ALL"
+            f"   SELECT * FROM (SELECT id, priority, run_at FROM {s}.jobs"
+            f"    WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
+            f"    ORDER BY run_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS due"
+            f"  ) AS candidates ORDER BY priority DESC, run_at, id LIMIT %(limit)s"
             f" ) j"
         )
         paused = f"ARRAY(SELECT name FROM {s}.queues WHERE paused)"
@@ -301,7 +325,9 @@ class _Statements:
             f" UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
             f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
             f" finished_at = NULL"
-            f" FROM claim WHERE t.id = claim.id RETURNING {_T_COLUMNS}"
+            # An array of ids, looked up by primary key: a join with the claim could be
+            # planned as a hash join over every job when the claim's size is misjudged.
+            f" WHERE t.id = ANY(ARRAY(SELECT id FROM claim)) RETURNING {_T_COLUMNS}"
         )
         self.fetch_given = (
             f"WITH claim AS MATERIALIZED (SELECT j.id FROM ({given}) q{lateral} LIMIT %(limit)s)" + update
@@ -366,11 +392,24 @@ class _Statements:
             f" WHERE state = 'active' AND lease_until < %(now)s RETURNING 1"
             f"), counted AS ({count_runs.format(failed='count(*)')}"
             f"), pruned AS ("
+            # ORDER BY finished_at: the oldest first, from jobs_finished (a plan through
+            # jobs_state would read every completed job to find the expired ones).
             f" DELETE FROM {s}.jobs WHERE id IN (SELECT id FROM {s}.jobs"
-            f" WHERE state = 'completed' AND finished_at < %(before)s LIMIT {PRUNE_BATCH})"
-            # NaN sorts above every number in PostgreSQL, so this also buries a NaN run_at.
+            f" WHERE state = 'completed' AND finished_at < %(before)s ORDER BY finished_at"
+            f" LIMIT {PRUNE_BATCH})"
+            # NaN sorts above every number in PostgreSQL, so this also buries a NaN run_at:
+            # the end of each queue's range in the due index. (A pending job is claimed
+            # whatever its run_at says, and then runs.)
             f"), buried AS (UPDATE {s}.jobs SET state = 'dead', finished_at = %(now)s,"
-            f" last_error = %(bad)s WHERE state IN {_WAITING} AND run_at > %(far)s"
+            f" last_error = %(bad)s WHERE id IN (SELECT b.id FROM {s}.queues q CROSS JOIN LATERAL"
+            f" (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
+            f" AND run_at > %(far)s ORDER BY run_at DESC LIMIT {PRUNE_BATCH}) b)"
+            # The counts the triggers appended since the last fold, folded. A concurrent
+            # fold waits for these rows' locks, then finds them gone: each delta counts once.
+            f"), folded AS (DELETE FROM {s}.count_deltas RETURNING queue, state, n"
+            f"), summed AS (INSERT INTO {s}.counts AS c (queue, state, n)"
+            f" SELECT queue, state, sum(n) FROM folded GROUP BY queue, state"
+            f" ON CONFLICT (queue, state) DO UPDATE SET n = c.n + excluded.n"
             f"), forgotten AS (DELETE FROM {s}.workers WHERE last_seen < %(silent)s"
             f"), expired AS (DELETE FROM {s}.counters WHERE minute < %(day_ago)s"
             f") SELECT count(*) FROM changed"
@@ -383,13 +422,25 @@ class _Statements:
             f" ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
         )
         self.queues = f"SELECT name, paused FROM {s}.queues"
-        self.counts = (
-            f"SELECT queue, CASE WHEN state IN ('scheduled', 'retry') AND run_at <= %(now)s"
-            f" THEN 'pending' ELSE state END, count(*) FROM {s}.jobs GROUP BY 1, 2"
+        self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
+        # Per queue: scheduled and retry jobs already due (they count as pending), a range
+        # of the due index; and the earliest run_at of the ready jobs, one index probe per
+        # distinct priority (a loose index scan: a handful of probes, never a scan).
+        self.due = (
+            f"SELECT q.name, d.state, d.count, d.first FROM {s}.queues q CROSS JOIN LATERAL"
+            f" (SELECT state, count(*) AS count, min(run_at) AS first FROM {s}.jobs"
+            f"  WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s GROUP BY state) d"
         )
         self.oldest = (
-            f"SELECT queue, min(run_at) FROM {s}.jobs"
-            f" WHERE state IN {_WAITING} AND run_at <= %(now)s GROUP BY queue"
+            f"SELECT q.name, (WITH RECURSIVE levels (priority, run_at) AS ("
+            f"  (SELECT priority, run_at FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+            f"   ORDER BY priority DESC, run_at, id LIMIT 1)"
+            f"  UNION ALL"
+            f"  SELECT next.priority, next.run_at FROM levels CROSS JOIN LATERAL"
+            f"  (SELECT priority, run_at FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+            f"   AND priority < levels.priority ORDER BY priority DESC, run_at, id LIMIT 1) next"
+            f" ) SELECT min(run_at) FROM levels) FROM {s}.queues q"
         )
         self.history = (
             f"SELECT minute, processed, failed FROM {s}.counters WHERE minute >= %(since)s ORDER BY minute"
@@ -458,6 +509,7 @@ class PostgresBackend:
                 self._pool_obj = ConnectionPool(
                     self.conninfo,
                     kwargs={"autocommit": True},
+                    configure=_configure,
                     min_size=self.min_size,
                     max_size=self.max_size,
                     timeout=POOL_TIMEOUT,
@@ -871,17 +923,34 @@ class PostgresBackend:
 
     def stats(self, now: float) -> Stats:
         def read(conn: Conn) -> Stats:
+            # One snapshot for every read: counts and the due ranges must agree.
+            with conn.transaction():
+                conn.execute(self.sql.snapshot)
+                return read_in(conn)
+
+        def read_in(conn: Conn) -> Stats:
             queues: dict[str, dict[str, int]] = {}
             paused: set[str] = set()
             for name, is_paused in conn.execute(self.sql.queues):
                 queues[name] = {}
                 if is_paused:
                     paused.add(name)
-            for queue, state, count in conn.execute(self.sql.counts, {"now": now}):
+            for queue, state, count in conn.execute(self.sql.counts):
                 queues.setdefault(queue, {})[state] = int(count)
-            oldest = {
-                queue: max(0.0, now - first) for queue, first in conn.execute(self.sql.oldest, {"now": now})
-            }
+            firsts: dict[str, float] = {}
+            for queue, state, count, first in conn.execute(self.sql.due, {"now": now}):
+                counts = queues.setdefault(queue, {})
+                counts[PENDING] = counts.get(PENDING, 0) + int(count)
+                left = counts.get(state, 0) - int(count)
+                if left > 0:
+                    counts[state] = left
+                else:
+                    counts.pop(state, None)
+                firsts[queue] = min(firsts.get(queue, first), first)
+            for queue, first in conn.execute(self.sql.oldest):
+                if first is not None:
+                    firsts[queue] = min(firsts.get(queue, first), first)
+            oldest = {queue: max(0.0, now - first) for queue, first in firsts.items()}
             history = [
                 (float(minute), int(processed), int(failed))
                 for minute, processed, failed in conn.execute(self.sql.history, {"since": now - 3600})
