@@ -7,7 +7,6 @@ line and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 import os
 import sys
@@ -20,7 +19,10 @@ import orjson
 
 from .app import Conveyor
 from .errors import ConveyorError
-from .job import STATES, Job
+from .job import STATES, Job, WorkerInfo
+from .locate import display_url, find_app
+from .locate import load_app as load_app  # re-exported until conveyor.dashboard.cli imports locate
+from .render import Column, echo_json, plural, print_sections, print_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,49 +37,24 @@ STATE_COLOURS = {
 }
 
 
-def load_app(target: str) -> Conveyor:
-    """The ``Conveyor`` named by ``module:attribute`` (as uvicorn and flask name apps).
-
-    The module is found from the working directory first, as ``python -m`` would.
-    """
-    module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise click.UsageError(
-            f"{target!r} is not module:attribute; name the Conveyor app, e.g. myapp.tasks:app"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
-    obj: Any = module
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(obj, Conveyor):
-        raise click.ClickException(f"{target} is a {type(obj).__name__}, not a conveyor.Conveyor app")
-    return obj
-
-
 def _admin_app(app_target: str | None, url: str | None, namespace: str) -> Conveyor:
-    if app_target:
-        return load_app(app_target)
-    return Conveyor(url, namespace=namespace)
+    return find_app(app_target, url, namespace=namespace).app
 
 
 def store_options(fn: F) -> F:
     """--app / --url / --namespace: which store an admin command looks at."""
     fn = click.option(
-        "--namespace", default="conveyor", show_default=True, help="Namespace of the app in the store."
+        "--namespace", default="conveyor", show_default=True, help="Namespace in the store (with --url)."
     )(fn)
     fn = click.option(
-        "--url", envvar="CONVEYOR_URL", help="Store URL (default $CONVEYOR_URL, else sqlite:///conveyor.db)."
+        "--url",
+        help="Store URL, when no app is named (else $CONVEYOR_URL, else sqlite:///conveyor.db).",
     )(fn)
     fn = click.option(
-        "--app", "app_target", metavar="MODULE:APP", help="Take the store from this app instead of --url."
+        "--app",
+        "app_target",
+        metavar="MODULE:APP",
+        help="The app (and its store); else $CONVEYOR_APP, else [tool.conveyor] app in pyproject.toml.",
     )(fn)
     return fn
 
@@ -126,7 +103,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@click.option("--app", "app_target", metavar="MODULE:APP", help="The app, as the argument names it.")
 @click.option(
     "--queues",
     "-q",
@@ -155,7 +133,8 @@ def main() -> None:
     "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
 )
 def worker(
-    target: str,
+    target: str | None,
+    app_target: str | None,
     queues: str | None,
     concurrency: int,
     processes: int,
@@ -164,7 +143,10 @@ def worker(
     prefetch: int | None,
     log_level: str,
 ) -> None:
-    """Run jobs of the app MODULE:APP until stopped.
+    """Run jobs of the app until stopped.
+
+    The app is MODULE:APP, else --app, else $CONVEYOR_APP, else [tool.conveyor] app in the
+    working directory's pyproject.toml.
 
     SIGTERM or Ctrl-C stops fetching and lets running jobs finish for --grace seconds, then
     hands the rest back to the store; a second signal exits at once (leases bring the jobs
@@ -175,6 +157,9 @@ def worker(
     )
     if processes < 1 or concurrency < 1:
         raise click.UsageError("--processes and --concurrency must be at least 1")
+    found = find_app(target or app_target, need_app=True)
+    app, target = found.app, found.target
+    assert target is not None  # need_app: an app module was loaded
     if processes > 1:
         from .worker.supervisor import Supervisor, child_command
 
@@ -194,11 +179,9 @@ def worker(
             argv.append("--burst")
         if prefetch is not None:
             argv += ["--prefetch", str(prefetch)]
-        load_app(target)  # fail here, once, rather than in every child
         sys.exit(Supervisor(child_command(argv), processes, grace, burst=burst).run())
     from .worker.supervisor import SUPERVISED_ENV, watch_parent
 
-    app = load_app(target)
     supervisor = os.environ.get(SUPERVISED_ENV)
     runner = app.worker(queues, concurrency, burst=burst, grace=grace, prefetch=prefetch)
     # What is loaded by now (modules, the app and its tasks) lives as long as the process:
@@ -213,39 +196,77 @@ def worker(
 
 @main.command()
 @store_options
-def info(app_target: str | None, url: str | None, namespace: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
+def info(app_target: str | None, url: str | None, namespace: str, as_json: bool) -> None:
     """Jobs per queue and state, totals, and the workers alive."""
-    from rich.console import Console
-    from rich.table import Table
-
     app = _admin_app(app_target, url, namespace)
     stats = app.stats()
-    console = Console()
-    table = Table(title=f"conveyor · {app.url.split('@')[-1]} · namespace {app.namespace}")
-    table.add_column("queue")
-    for state in STATES:
-        table.add_column(state, justify="right", style=STATE_COLOURS[state])
-    table.add_column("oldest pending", justify="right")
+    workers = app.workers()
+    if as_json:
+        echo_json(
+            {
+                "store": display_url(app.url),
+                "namespace": app.namespace,
+                "queues": stats.queues,
+                "paused": sorted(stats.paused),
+                "oldest_pending": stats.oldest_pending,
+                "processed": stats.processed,
+                "failed": stats.failed,
+                "workers": [_worker_dict(w) for w in workers],
+            }
+        )
+        return
+    columns = [
+        Column("queue"),
+        *(Column(state, right=True, style=STATE_COLOURS[state]) for state in STATES),
+        Column("oldest", right=True),
+    ]
+    rows = []
     for queue in sorted(stats.queues, key=lambda q: (q != "default", q)):
         counts = stats.queues[queue]
-        name = f"{queue} [yellow](paused)[/]" if queue in stats.paused else queue
         age = stats.oldest_pending.get(queue)
-        table.add_row(
-            name, *[str(counts.get(s, 0) or "") for s in STATES], "-" if age is None else f"{age:.1f}s"
-        )
-    console.print(table)
-    console.print(f"processed {stats.processed} · failed {stats.failed}")
-    workers = app.workers()
-    if workers:
-        wt = Table(title="workers")
-        for col in ("id", "queues", "concurrency", "running", "last seen"):
-            wt.add_column(col)
-        for w in workers:
-            seen = datetime.fromtimestamp(w.last_seen, UTC)
-            wt.add_row(w.id, ",".join(w.queues), str(w.concurrency), str(len(w.running)), _when(seen))
-        console.print(wt)
-    else:
-        console.print("[dim]no workers alive[/]")
+        name = f"{queue} (paused)" if queue in stats.paused else queue
+        rows.append([name, *[counts.get(s, 0) for s in STATES], "-" if age is None else f"{age:.1f}s"])
+    title = f"{display_url(app.url)} · namespace {app.namespace}"
+    print_table(columns, rows, title=title)
+    click.echo(f"processed {stats.processed} · failed {stats.failed}")
+    if not workers:
+        click.echo("no workers alive")
+        return
+    click.echo()
+    print_table(
+        [
+            Column("worker", keep=True),
+            Column("queues"),
+            Column("threads", right=True),
+            Column("running", right=True),
+            Column("last seen", right=True),
+        ],
+        [
+            [
+                w.id,
+                ",".join(w.queues),
+                w.concurrency,
+                len(w.running),
+                _when(datetime.fromtimestamp(w.last_seen, UTC)),
+            ]
+            for w in workers
+        ],
+        title=plural(len(workers), "worker"),
+    )
+
+
+def _worker_dict(w: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "host": w.host,
+        "pid": w.pid,
+        "queues": list(w.queues),
+        "concurrency": w.concurrency,
+        "running": list(w.running),
+        "started_at": w.started_at,
+        "last_seen": w.last_seen,
+    }
 
 
 @main.command()
@@ -267,33 +288,42 @@ def jobs(
     offset: int,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (a table; tab-separated in a pipe)."""
     app = _admin_app(app_target, url, namespace)
     found = app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search)
     if as_json:
         for job in found:
             click.echo(orjson.dumps(_job_dict(job)).decode())
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"{len(found)} jobs" + (f" · {state}" if state else ""))
-    for col in ("id", "task", "queue", "state", "attempts", "enqueued", "args", "last error"):
-        table.add_column(col, overflow="fold")
+    columns = [
+        Column("id", keep=True),
+        Column("state"),
+        Column("task"),
+        Column("queue"),
+        Column("tries", right=True),
+        Column("enqueued", right=True),
+        Column("args"),
+        Column("last error"),
+    ]
+    rows = []
+    styles = []
     for job in found:
         args = "[encrypted]" if job.encrypted else orjson.dumps(job.args).decode()
-        table.add_row(
-            job.id,
-            escape(job.task),
-            escape(job.queue),
-            f"[{STATE_COLOURS.get(job.state, 'white')}]{job.state}[/]",
-            f"{job.attempts}/{job.max_attempts}",
-            _when(job.enqueued_at),
-            escape(args[:60]),
-            escape((job.last_error or "")[:80]),
+        rows.append(
+            [
+                job.id,
+                job.state,
+                job.task,
+                job.queue,
+                f"{job.attempts}/{job.max_attempts}",
+                _when(job.enqueued_at),
+                args[:200],
+                (job.last_error or "")[:200],
+            ]
         )
-    Console().print(table)
+        styles.append([None, STATE_COLOURS.get(job.state), None, None, None, None, "dim", "red"])
+    title = plural(len(found), "job") + (f" · {state}" if state else "")
+    print_table(columns, rows, title=title, styles=styles)
 
 
 def _job_dict(job: Job) -> dict[str, Any]:
@@ -318,18 +348,63 @@ def _job_dict(job: Job) -> dict[str, Any]:
     }
 
 
+def _stamp(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value.isoformat(sep=' ', timespec='milliseconds')} ({_when(value)})"
+
+
 @main.command()
 @store_options
 @click.argument("job_id")
-def show(app_target: str | None, url: str | None, namespace: str, job_id: str) -> None:
-    """Everything about one job, with its error and traceback."""
+@click.option("--json", "as_json", is_flag=True, help="The raw record as one JSON object.")
+def show(app_target: str | None, url: str | None, namespace: str, job_id: str, as_json: bool) -> None:
+    """Everything about one job: state, timings, arguments, error, traceback."""
     app = _admin_app(app_target, url, namespace)
     job = app.get_job(job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
-    details = _job_dict(job)
-    details["traceback"] = job.traceback
-    click.echo(orjson.dumps(details, option=orjson.OPT_INDENT_2).decode())
+    if as_json:
+        details = _job_dict(job)
+        details["traceback"] = job.traceback
+        details["started_at"] = job.started_at.isoformat() if job.started_at else None
+        details["timeout"] = job.timeout
+        echo_json(details, indent=True)
+        return
+    hidden = "[encrypted]"
+    sections: list[tuple[str, list[tuple[str, str]]]] = [
+        (
+            "state",
+            [
+                ("state", job.state),
+                ("task", job.task),
+                ("queue", f"{job.queue}, priority {job.priority}"),
+                ("attempts", f"{job.attempts} of {job.max_attempts}"),
+                ("worker", job.worker or "-"),
+            ],
+        ),
+        (
+            "timings",
+            [
+                ("enqueued", _stamp(job.enqueued_at)),
+                ("run at", _stamp(job.run_at)),
+                ("started", _stamp(job.started_at)),
+                ("finished", _stamp(job.finished_at)),
+                ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"),
+            ],
+        ),
+        (
+            "arguments",
+            [
+                ("args", hidden if job.encrypted else orjson.dumps(job.args).decode()),
+                ("kwargs", hidden if job.encrypted else orjson.dumps(job.kwargs).decode()),
+            ]
+            + ([("result", orjson.dumps(job.return_value).decode())] if job.state == "completed" else []),
+        ),
+    ]
+    if job.last_error:
+        sections.append(("error", [("", job.last_error)]))
+    print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))
 
 
 def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
@@ -399,24 +474,32 @@ def resume(app_target: str | None, url: str | None, namespace: str, queue: str) 
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
-@click.argument("task_name")
+@click.argument("names", metavar="[MODULE:APP] TASK", nargs=-1, required=True)
+@click.option("--app", "app_target", metavar="MODULE:APP", help="The app, as the first argument names it.")
 @click.option("--args", "args_json", default="[]", help="Positional arguments as a JSON list.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
 @click.option("--queue", "-q", help="Override the task's queue.")
 @click.option("--delay", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--priority", type=int, help="Override the task's priority.")
 def enqueue(
-    target: str,
-    task_name: str,
+    names: tuple[str, ...],
+    app_target: str | None,
     args_json: str,
     kwargs_json: str,
     queue: str | None,
     delay: float | None,
     priority: int | None,
 ) -> None:
-    """Enqueue one job of the registered task TASK_NAME; prints its id."""
-    app = load_app(target)
+    """Enqueue one job of the registered task TASK; prints its id.
+
+    The app is MODULE:APP, else --app, else $CONVEYOR_APP, else [tool.conveyor] app in the
+    working directory's pyproject.toml.
+    """
+    if len(names) > 2:
+        raise click.UsageError(f"expected [MODULE:APP] TASK, got {len(names)} arguments")
+    target, task_name = (names[0], names[1]) if len(names) == 2 else (app_target, names[0])
+    found = find_app(target, need_app=True)
+    app, target = found.app, found.target
     task = app.tasks.get(task_name)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
@@ -442,10 +525,11 @@ def enqueue(
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
-def migrate(target: str) -> None:
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@store_options
+def migrate(target: str | None, app_target: str | None, url: str | None, namespace: str) -> None:
     """Create or upgrade the store's schema (applied automatically on first use too)."""
-    app = load_app(target)
+    app = _admin_app(target or app_target, url, namespace)
     run = getattr(app.backend, "migrate", None)
     if run is None:
         click.echo("this store needs no migrations")

@@ -45,7 +45,7 @@ def test_enqueue_run_inspect_retry(url: str) -> None:
     assert [(r["id"], r["result"]) for r in rows] == [(job_id, 7)]
     table = conveyor("jobs", url=url)
     assert job_id in table.stdout and "completed" in table.stdout
-    shown = conveyor("show", job_id, url=url)
+    shown = conveyor("show", job_id, "--json", url=url)
     assert orjson.loads(shown.stdout)["state"] == "completed"
 
 
