@@ -7,7 +7,6 @@ line and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +21,10 @@ from .errors import ConveyorError
 from .job import STATES, Job, WorkerInfo
 from .locate import display_url, find_app
 from .locate import load_app as load_app  # re-exported until conveyor.dashboard.cli imports locate
+from .logs import FORMATS, LEVELS
+from .logs import configure as configure_logging
 from .render import Column, echo_json, plural, print_sections, print_table
+from .task import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,7 +132,18 @@ def main() -> None:
     "--prefetch", default=None, type=int, help="Jobs held ready beyond --concurrency (default: as many)."
 )
 @click.option(
-    "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="INFO logs one line per finished job; WARNING only retries, dead jobs and problems.",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="text (coloured on a terminal) or json: one JSON object per line, for log shippers.",
 )
 def worker(
     target: str | None,
@@ -142,6 +155,7 @@ def worker(
     grace: float,
     prefetch: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run jobs of the app until stopped.
 
@@ -152,9 +166,7 @@ def worker(
     hands the rest back to the store; a second signal exits at once (leases bring the jobs
     back). A worker that dies loses nothing: its jobs return when their leases expire.
     """
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    configure_logging(log_level, log_format)
     if processes < 1 or concurrency < 1:
         raise click.UsageError("--processes and --concurrency must be at least 1")
     found = find_app(target or app_target, need_app=True)
@@ -172,6 +184,8 @@ def worker(
             str(grace),
             "--log-level",
             log_level,
+            "--log-format",
+            log_format,
         ]
         if queues:
             argv += ["--queues", queues]
@@ -269,7 +283,7 @@ def _worker_dict(w: WorkerInfo) -> dict[str, Any]:
     }
 
 
-@main.command()
+@main.command(short_help="List jobs, newest first.")
 @store_options
 @click.option("--state", "-s", type=click.Choice(STATES), help="Only jobs in this state.")
 @click.option("--queue", "-q", help="Only jobs of this queue.")
@@ -288,7 +302,7 @@ def jobs(
     offset: int,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first (a table; tab-separated in a pipe)."""
+    """List jobs, newest first: a table on a terminal, tab-separated lines in a pipe."""
     app = _admin_app(app_target, url, namespace)
     found = app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search)
     if as_json:
@@ -359,7 +373,10 @@ def _stamp(value: datetime | None) -> str:
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="The raw record as one JSON object.")
 def show(app_target: str | None, url: str | None, namespace: str, job_id: str, as_json: bool) -> None:
-    """Everything about one job: state, timings, arguments, error, traceback."""
+    """Everything about one job.
+
+    Its state, timings, arguments, error and traceback, in sections; --json for the record.
+    """
     app = _admin_app(app_target, url, namespace)
     job = app.get_job(job_id)
     if job is None:
@@ -411,7 +428,7 @@ def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
     changed = 0
     for job_id in ids:
         changed += bool(getattr(app, action)(job_id))
-    click.echo(f"{action}: {changed} of {len(ids)} jobs")
+    click.echo(f"{action}: {changed} of {plural(len(ids), 'job')}")
     if changed < len(ids):
         sys.exit(1)
 
@@ -432,7 +449,7 @@ def retry(
     """Run dead, cancelled or waiting jobs again now, attempts reset."""
     app = _admin_app(app_target, url, namespace)
     if all_dead:
-        click.echo(f"retry: {app.retry_all('dead', queue)} dead jobs back to pending")
+        click.echo(f"retry: {plural(app.retry_all('dead', queue), 'dead job')} back to pending")
         return
     if not ids:
         raise click.UsageError("give job ids, or --all-dead")
@@ -458,9 +475,21 @@ def delete(app_target: str | None, url: str | None, namespace: str, ids: tuple[s
 @main.command()
 @store_options
 @click.argument("queue")
-def pause(app_target: str | None, url: str | None, namespace: str, queue: str) -> None:
+@click.option("--force", is_flag=True, help="Pause QUEUE even if no job or task uses it yet.")
+def pause(app_target: str | None, url: str | None, namespace: str, queue: str, force: bool) -> None:
     """Stop workers taking jobs from QUEUE (enqueue still works)."""
-    _admin_app(app_target, url, namespace).pause(queue)
+    app = _admin_app(app_target, url, namespace)
+    check_name("queue", queue)
+    if not force:
+        # A mistyped name would otherwise stay listed as a paused queue for ever.
+        stats = app.stats()
+        known = set(stats.queues) | set(stats.paused) | {t.options.queue for t in app.tasks.values()}
+        if queue not in known:
+            listed = ", ".join(sorted(known)) or "none yet"
+            raise click.ClickException(
+                f"no queue {queue!r} in this store (queues: {listed}); --force pauses it anyway"
+            )
+    app.pause(queue)
     click.echo(f"queue {queue!r} paused")
 
 
@@ -528,7 +557,10 @@ def enqueue(
 @click.argument("target", metavar="[MODULE:APP]", required=False)
 @store_options
 def migrate(target: str | None, app_target: str | None, url: str | None, namespace: str) -> None:
-    """Create or upgrade the store's schema (applied automatically on first use too)."""
+    """Create or upgrade the store's schema.
+
+    Stores apply their migrations on first use too; this runs them ahead, e.g. in a deploy.
+    """
     app = _admin_app(target or app_target, url, namespace)
     run = getattr(app.backend, "migrate", None)
     if run is None:
@@ -543,7 +575,9 @@ def migrate(target: str | None, app_target: str | None, url: str | None, namespa
 @click.option("--db", default="conveyor-demo.db", show_default=True, help="SQLite file for the demo.")
 @click.option("--concurrency", default=16, show_default=True)
 def demo(count: int, db: str, concurrency: int) -> None:
-    """Enqueue demo jobs into SQLite and run a real worker on them, live.
+    """Run demo jobs through a real worker, live.
+
+    The jobs go into a SQLite file, and a worker process runs them.
 
     Some jobs succeed, some fail and retry, some die, some wait for a later time, some are
     async: every path of the job lifecycle shows.
@@ -564,6 +598,9 @@ def _register_optional() -> None:
             raise click.ClickException("the dashboard needs: pip install 'conveyor[dashboard]'")
 
         return
+    if dashboard_command.short_help is None:
+        # The command list would cut its first sentence mid-way at 80 columns.
+        dashboard_command.short_help = "Serve the web dashboard."
     main.add_command(dashboard_command, name="dashboard")
 
 
