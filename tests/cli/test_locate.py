@@ -12,21 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``conveyor ARGS`` in ``cwd`` as a user runs it: under a pipe, 80 columns, no
-    CONVEYOR_* variables but the ones given."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        env={**base, "PYTHONPATH": str(ROOT), "COLUMNS": "80", **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from .helpers import ROOT, cli
 
 
 @pytest.fixture
