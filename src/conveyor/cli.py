@@ -231,9 +231,9 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
         )
         return
     columns = [
-        Column("queue"),
+        Column("queue", least=12),
         *(Column(state, right=True, style=STATE_COLOURS[state]) for state in STATES),
-        Column("oldest", right=True),
+        Column("oldest", right=True, drop=1),
     ]
     rows = []
     for queue in sorted(stats.queues, key=lambda q: (q != "default", q)):
@@ -250,11 +250,11 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
     click.echo()
     print_table(
         [
-            Column("worker", keep=True),
-            Column("queues"),
-            Column("threads", right=True),
+            Column("worker"),
+            Column("queues", least=10, drop=1),
+            Column("threads", right=True, drop=2),
             Column("running", right=True),
-            Column("last seen", right=True),
+            Column("last seen", right=True, drop=3),
         ],
         [
             [
@@ -310,14 +310,14 @@ def jobs(
             click.echo(orjson.dumps(_job_dict(job)).decode())
         return
     columns = [
-        Column("id", keep=True),
+        Column("id"),
         Column("state"),
-        Column("task"),
-        Column("queue"),
-        Column("tries", right=True),
-        Column("enqueued", right=True),
-        Column("args"),
-        Column("last error"),
+        Column("task", least=16),
+        Column("queue", least=8, drop=3),
+        Column("tries", right=True, drop=4),
+        Column("enqueued", right=True, drop=5),
+        Column("args", least=12, drop=6),
+        Column("last error", least=20, drop=7),
     ]
     rows = []
     styles = []
@@ -424,11 +424,18 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
     print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))
 
 
-def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Say it as one JSON object.")(fn)
+
+
+def _act(action: str, ids: tuple[str, ...], app: Conveyor, as_json: bool) -> None:
     changed = 0
     for job_id in ids:
         changed += bool(getattr(app, action)(job_id))
-    click.echo(f"{action}: {changed} of {plural(len(ids), 'job')}")
+    if as_json:
+        echo_json({"action": action, "changed": changed, "of": len(ids)})
+    else:
+        click.echo(f"{action}: {changed} of {plural(len(ids), 'job')}")
     if changed < len(ids):
         sys.exit(1)
 
@@ -438,6 +445,7 @@ def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all-dead", is_flag=True, help="Retry every dead job (of --queue, if given).")
 @click.option("--queue", "-q", help="With --all-dead: only this queue.")
+@json_option
 def retry(
     app_target: str | None,
     url: str | None,
@@ -445,38 +453,52 @@ def retry(
     ids: tuple[str, ...],
     all_dead: bool,
     queue: str | None,
+    as_json: bool,
 ) -> None:
     """Run dead, cancelled or waiting jobs again now, attempts reset."""
     app = _admin_app(app_target, url, namespace)
     if all_dead:
-        click.echo(f"retry: {plural(app.retry_all('dead', queue), 'dead job')} back to pending")
+        changed = app.retry_all("dead", queue)
+        if as_json:
+            echo_json({"action": "retry", "changed": changed, "state": "dead", "queue": queue})
+        else:
+            click.echo(f"retry: {plural(changed, 'dead job')} back to pending")
         return
     if not ids:
         raise click.UsageError("give job ids, or --all-dead")
-    _act("retry", ids, app)
+    _act("retry", ids, app, as_json)
 
 
 @main.command()
 @store_options
 @click.argument("ids", nargs=-1, required=True)
-def cancel(app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...]) -> None:
+@json_option
+def cancel(
+    app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
+) -> None:
     """Cancel jobs that have not started."""
-    _act("cancel", ids, _admin_app(app_target, url, namespace))
+    _act("cancel", ids, _admin_app(app_target, url, namespace), as_json)
 
 
 @main.command()
 @store_options
 @click.argument("ids", nargs=-1, required=True)
-def delete(app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...]) -> None:
+@json_option
+def delete(
+    app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
+) -> None:
     """Delete jobs, whatever their state."""
-    _act("delete", ids, _admin_app(app_target, url, namespace))
+    _act("delete", ids, _admin_app(app_target, url, namespace), as_json)
 
 
 @main.command()
 @store_options
 @click.argument("queue")
 @click.option("--force", is_flag=True, help="Pause QUEUE even if no job or task uses it yet.")
-def pause(app_target: str | None, url: str | None, namespace: str, queue: str, force: bool) -> None:
+@json_option
+def pause(
+    app_target: str | None, url: str | None, namespace: str, queue: str, force: bool, as_json: bool
+) -> None:
     """Stop workers taking jobs from QUEUE (enqueue still works)."""
     app = _admin_app(app_target, url, namespace)
     check_name("queue", queue)
@@ -490,16 +512,24 @@ def pause(app_target: str | None, url: str | None, namespace: str, queue: str, f
                 f"no queue {queue!r} in this store (queues: {listed}); --force pauses it anyway"
             )
     app.pause(queue)
-    click.echo(f"queue {queue!r} paused")
+    _said({"queue": queue, "paused": True}, f"queue {queue!r} paused", as_json)
+
+
+def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(value)
+    else:
+        click.echo(text)
 
 
 @main.command()
 @store_options
 @click.argument("queue")
-def resume(app_target: str | None, url: str | None, namespace: str, queue: str) -> None:
+@json_option
+def resume(app_target: str | None, url: str | None, namespace: str, queue: str, as_json: bool) -> None:
     """Let workers take jobs from QUEUE again."""
     _admin_app(app_target, url, namespace).resume(queue)
-    click.echo(f"queue {queue!r} resumed")
+    _said({"queue": queue, "paused": False}, f"queue {queue!r} resumed", as_json)
 
 
 @main.command()
@@ -510,6 +540,7 @@ def resume(app_target: str | None, url: str | None, namespace: str, queue: str) 
 @click.option("--queue", "-q", help="Override the task's queue.")
 @click.option("--delay", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--priority", type=int, help="Override the task's priority.")
+@json_option
 def enqueue(
     names: tuple[str, ...],
     app_target: str | None,
@@ -518,6 +549,7 @@ def enqueue(
     queue: str | None,
     delay: float | None,
     priority: int | None,
+    as_json: bool,
 ) -> None:
     """Enqueue one job of the registered task TASK; prints its id.
 
@@ -550,7 +582,7 @@ def enqueue(
         job = task.using(**options).enqueue(*args, **kwargs)
     except TypeError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(job.id)
+    _said({"id": job.id, "task": job.task, "queue": job.queue, "state": job.state}, job.id, as_json)
 
 
 @main.command()

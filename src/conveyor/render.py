@@ -1,7 +1,8 @@
 """How the CLI prints: rich tables on a terminal, tab-separated lines in a pipe, JSON on request.
 
-A table read in a terminal may shorten any column but the id (ids are what one copies into
-the next command); in a pipe every cell is whole, one row a line, tab-separated, with no
+A table read in a terminal shortens free text (with an ellipsis) and leaves out the least
+useful columns when narrow, but never shortens an id (ids are what one copies into the next
+command); in a pipe every cell is whole, one row a line, tab-separated, with no
 colour or box, for ``cut``, ``awk`` and spreadsheets.
 """
 
@@ -33,10 +34,13 @@ def echo_json(value: Any, *, indent: bool = False) -> None:
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str
-    #: Never shortened nor wrapped (ids).
-    keep: bool = False
     right: bool = False
     style: str | None = None
+    #: Free text, shortened with an ellipsis down to ``least`` characters when the terminal
+    #: is narrow; a column that cannot get that many is left out.
+    least: int | None = None
+    #: Which columns go first when even that is too wide: the highest ``drop``.
+    drop: int = 0
 
 
 def _cell(value: object) -> str:
@@ -58,28 +62,59 @@ def print_table(
         for row in rows:
             click.echo("\t".join(_cell(v) for v in row))
         return
-    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for i, column in enumerate(columns):
-        widest = max([len(column.name), *(len(str(row[i])) for row in rows)])
+    console = Console()
+    natural = [max([len(c.name), *(len(str(row[i])) for row in rows)]) for i, c in enumerate(columns)]
+    widths = _fit(columns, natural, console.width)
+    table = Table(title=title, box=None, pad_edge=False, title_justify="left", header_style="bold underline")
+    for i, width in widths.items():
+        column = columns[i]
         table.add_column(
             column.name,
             justify="right" if column.right else "left",
             style=column.style,
+            width=width,
             no_wrap=True,
-            overflow="ellipsis",
-            min_width=widest if column.keep else None,
         )
     for n, row in enumerate(rows):
-        cells = [
-            Text(str(v), style=(styles[n][i] or "") if styles is not None else "") for i, v in enumerate(row)
-        ]
+        cells = []
+        for i, width in widths.items():
+            text = str(row[i])
+            if len(text) > width:
+                text = text[: width - 1] + "…"
+            cells.append(Text(text, style=(styles[n][i] or "") if styles is not None else ""))
         table.add_row(*cells)
-    Console().print(table)
+    console.print(table)
+
+
+def _fit(columns: Sequence[Column], natural: Sequence[int], width: int) -> dict[int, int]:
+    """The width of each column shown in ``width`` characters, by index: fixed columns at
+    their natural width, free text at least at its ``least``, two spaces between columns;
+    while that is too wide, the column with the highest ``drop`` is left out. Room left over
+    goes to the free-text columns, in order, up to their natural widths."""
+    shown = list(range(len(columns)))
+
+    def floor(i: int) -> int:
+        least = columns[i].least
+        return natural[i] if least is None else min(natural[i], least)
+
+    while sum(map(floor, shown)) + 2 * (len(shown) - 1) > width:
+        droppable = [i for i in shown if columns[i].drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: columns[i].drop))
+    widths = {i: floor(i) for i in shown}
+    room = width - sum(widths.values()) - 2 * (len(shown) - 1)
+    for i in shown:
+        if room <= 0:
+            break
+        grow = min(room, natural[i] - widths[i])
+        widths[i] += grow
+        room -= grow
+    return widths
 
 
 def print_sections(

@@ -94,4 +94,7 @@ def test_enqueue_options_out_of_bounds_are_one_line(
 
 def test_unknown_task_error_reads_plainly(tmp_path: Path, store: dict[str, str]) -> None:
     out = cli("enqueue", "tests.worker.tasks_app:app", "nope", cwd=tmp_path, env=store)
-    assert out.stderr == "Error: no task 'nope' on tests.worker.tasks_app:app; registered: crash, long, stuck, work\n"
+    assert (
+        out.stderr
+        == "Error: no task 'nope' on tests.worker.tasks_app:app; registered: crash, long, stuck, work\n"
+    )
