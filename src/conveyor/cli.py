@@ -18,6 +18,7 @@ import orjson
 
 from .app import Conveyor
 from .errors import ConveyorError
+from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
 from .locate import display_url, find_app
 from .locate import load_app as load_app  # re-exported until conveyor.dashboard.cli imports locate
@@ -86,6 +87,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ConveyorError as exc:
             raise click.ClickException(str(exc)) from None
+        except ImportError as exc:
+            line = missing_extra(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
         except (ConnectionError, OSError) as exc:
             raise click.ClickException(f"cannot reach the store: {exc}") from None
 
