@@ -64,6 +64,7 @@ missing=()
 { command -v redis-cli || [ -x /usr/bin/redis-cli ]; } >/dev/null 2>&1 ||
     missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/cli/test_top.py drives `conveyor top` in it
 pg_bindir >/dev/null || missing+=(postgresql)
 need_venv_pkg=0
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -289,6 +289,22 @@ def _worker_dict(w: WorkerInfo) -> dict[str, Any]:
     }
 
 
+@main.command()
+@store_options
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+def top(app_target: str | None, url: str | None, namespace: str, interval: float) -> None:
+    """Queues, workers and the last failures, live.
+
+    Refreshed every --interval seconds; q or Ctrl-C quits. In a pipe, one snapshot.
+    """
+    from .top import run_top
+
+    if not interval > 0:
+        raise click.UsageError("--interval must be seconds > 0")
+    app = _admin_app(app_target, url, namespace)
+    run_top(app, display_url(app.url), interval)
+
+
 @main.command(short_help="List jobs, newest first.")
 @store_options
 @click.option("--state", "-s", type=click.Choice(STATES), help="Only jobs in this state.")

@@ -63,31 +63,44 @@ def print_table(
             click.echo("\t".join(_cell(v) for v in row))
         return
     from rich.console import Console
+
+    console = Console()
+    console.print(build_table(columns, rows, console.width, title=title, styles=styles))
+
+
+def build_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[object]],
+    width: int,
+    *,
+    title: str | None = None,
+    styles: Sequence[Sequence[str | None]] | None = None,
+) -> Any:
+    """The rich table of ``rows`` fitted to ``width`` characters (see ``_fit``)."""
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
     natural = [max([len(c.name), *(len(str(row[i])) for row in rows)]) for i, c in enumerate(columns)]
-    widths = _fit(columns, natural, console.width)
+    widths = _fit(columns, natural, width)
     table = Table(title=title, box=None, pad_edge=False, title_justify="left", header_style="bold underline")
-    for i, width in widths.items():
+    for i, size in widths.items():
         column = columns[i]
         table.add_column(
             column.name,
             justify="right" if column.right else "left",
             style=column.style,
-            width=width,
+            width=size,
             no_wrap=True,
         )
     for n, row in enumerate(rows):
         cells = []
-        for i, width in widths.items():
+        for i, size in widths.items():
             text = str(row[i])
-            if len(text) > width:
-                text = text[: width - 1] + "…"
+            if len(text) > size:
+                text = text[: size - 1] + "…"
             cells.append(Text(text, style=(styles[n][i] or "") if styles is not None else ""))
         table.add_row(*cells)
-    console.print(table)
+    return table
 
 
 def _fit(columns: Sequence[Column], natural: Sequence[int], width: int) -> dict[int, int]:
