@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 import orjson
@@ -562,6 +562,16 @@ def resume(app_target: str | None, url: str | None, namespace: str, queue: str, 
 @click.option("--queue", "-q", help="Override the task's queue.")
 @click.option("--delay", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--priority", type=int, help="Override the task's priority.")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("rb"),
+    help='JSON lines, one job each: an object {"args": [...], "kwargs": {...}} or a list of '
+    "arguments; '-' reads stdin. For backfills: enqueued in chunks, with a progress bar.",
+)
+@click.option(
+    "--chunk", default=1000, show_default=True, help="With --from-file: jobs per enqueue_many call."
+)
 @json_option
 def enqueue(
     names: tuple[str, ...],
@@ -571,9 +581,14 @@ def enqueue(
     queue: str | None,
     delay: float | None,
     priority: int | None,
+    from_file: BinaryIO | None,
+    chunk: int,
     as_json: bool,
 ) -> None:
     """Enqueue one job of the registered task TASK; prints its id.
+
+    With --from-file, one job per line of a JSON-lines file, in chunks of --chunk jobs (each
+    chunk is stored whole or not at all); prints how many.
 
     The app is MODULE:APP, else --app, else $CONVEYOR_APP, else [tool.conveyor] app in the
     working directory's pyproject.toml.
@@ -587,12 +602,6 @@ def enqueue(
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
         raise click.ClickException(f"no task {task_name!r} on {target}; registered: {known}")
-    try:
-        args, kwargs = orjson.loads(args_json), orjson.loads(kwargs_json)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise click.BadParameter("--args takes a JSON list and --kwargs a JSON object")
     options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
@@ -600,6 +609,22 @@ def enqueue(
         options["delay"] = delay
     if priority is not None:
         options["priority"] = priority
+    if from_file is not None:
+        if chunk < 1:
+            raise click.UsageError("--chunk must be at least 1")
+        from .backfill import enqueue_file
+
+        count = enqueue_file(app, task.using(**options), from_file, chunk)
+        _said(
+            {"enqueued": count, "task": task.name}, f"enqueued {plural(count, 'job')} of {task.name}", as_json
+        )
+        return
+    try:
+        args, kwargs = orjson.loads(args_json), orjson.loads(kwargs_json)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise click.BadParameter("--args takes a JSON list and --kwargs a JSON object")
     try:
         job = task.using(**options).enqueue(*args, **kwargs)
     except TypeError as exc:
