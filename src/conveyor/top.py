@@ -72,7 +72,7 @@ def view(app: Conveyor, shot: Snapshot, rates: Rates, store: str, width: int) ->
     from rich.text import Text
 
     stats = shot.stats
-    rate = "-" if rates.total is None else f"{rates.total:,.1f}/s"
+    rate = "rate -" if rates.total is None else f"{rates.total:,.1f} jobs/s"
     stamp = datetime.fromtimestamp(shot.taken).strftime("%H:%M:%S")
     header = Text.assemble(
         ("conveyor top", "bold"),
