@@ -67,6 +67,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/cli/test_top.py drives `conveyor top` in it
 pg_bindir >/dev/null || missing+=(postgresql)
 need_venv_pkg=0
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then

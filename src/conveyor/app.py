@@ -29,7 +29,7 @@ from .job import (
 from .middleware import Middleware
 from .redaction import redact_url
 from .retry import Backoff
-from .task import JobSpec, Options, Task
+from .task import JobSpec, Options, Task, check_name
 
 if TYPE_CHECKING:
     from .worker.worker import Worker
@@ -154,7 +154,10 @@ class Conveyor:
         options = Options(queue=queue, priority=priority, retries=retries, timeout=timeout, backoff=backoff)
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if name is None and getattr(func, "__name__", None) == "<lambda>":
+                # Every lambda of a module would share the name module.<lambda>.
+                raise ConfigurationError("a lambda has no name to register it by: use a def, or give name=")
+            task_name = check_name("task", name or f"{func.__module__}.{func.__qualname__}")
             if task_name in self.tasks and self.tasks[task_name].fn is not func:
                 raise ConfigurationError(f"a different task is already registered as {task_name!r}")
             registered: Task[Any, Any] = Task(self, func, task_name, options)
@@ -175,15 +178,25 @@ class Conveyor:
         that enqueues the batch again then has those jobs twice.
         """
         specs = specs if isinstance(specs, list) else list(specs)
-        if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
-            return self._enqueue_many(specs)
-        # Building thousands of small objects sets off the cyclic collector again and again,
-        # and it walks every one of them; none of them can form a cycle.
-        gc.disable()
         try:
-            return self._enqueue_many(specs)
-        finally:
-            gc.enable()
+            if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
+                return self._enqueue_many(specs)
+            # Building thousands of small objects sets off the cyclic collector again and
+            # again, and it walks every one of them; none of them can form a cycle.
+            gc.disable()
+            try:
+                return self._enqueue_many(specs)
+            finally:
+                gc.enable()
+        except AttributeError:
+            # Looked for only now: checking every item first would cost each batch.
+            for n, spec in enumerate(specs):
+                if not isinstance(spec, JobSpec):
+                    raise TypeError(
+                        f"enqueue_many takes jobs described by task.job(...); item {n} is a "
+                        f"{type(spec).__name__}"
+                    ) from None
+            raise
 
     def _enqueue_one(self, spec: JobSpec) -> Job:
         """``enqueue_many([spec])[0]`` without a batch's bookkeeping: a job enqueued alone is

@@ -7,20 +7,25 @@ line and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import gc
-import importlib
-import logging
 import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 import orjson
 
 from .app import Conveyor
 from .errors import ConveyorError
-from .job import STATES, Job
+from .extras import missing_extra
+from .job import STATES, Job, WorkerInfo
+from .locate import display_url, find_app
+from .locate import load_app as load_app  # re-exported until conveyor.dashboard.cli imports locate
+from .logs import FORMATS, LEVELS
+from .logs import configure as configure_logging
+from .render import Column, echo_json, plural, print_sections, print_table
+from .task import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,49 +40,24 @@ STATE_COLOURS = {
 }
 
 
-def load_app(target: str) -> Conveyor:
-    """The ``Conveyor`` named by ``module:attribute`` (as uvicorn and flask name apps).
-
-    The module is found from the working directory first, as ``python -m`` would.
-    """
-    module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise click.UsageError(
-            f"{target!r} is not module:attribute; name the Conveyor app, e.g. myapp.tasks:app"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
-    obj: Any = module
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(obj, Conveyor):
-        raise click.ClickException(f"{target} is a {type(obj).__name__}, not a conveyor.Conveyor app")
-    return obj
-
-
 def _admin_app(app_target: str | None, url: str | None, namespace: str) -> Conveyor:
-    if app_target:
-        return load_app(app_target)
-    return Conveyor(url, namespace=namespace)
+    return find_app(app_target, url, namespace=namespace).app
 
 
 def store_options(fn: F) -> F:
     """--app / --url / --namespace: which store an admin command looks at."""
     fn = click.option(
-        "--namespace", default="conveyor", show_default=True, help="Namespace of the app in the store."
+        "--namespace", default="conveyor", show_default=True, help="Namespace in the store (with --url)."
     )(fn)
     fn = click.option(
-        "--url", envvar="CONVEYOR_URL", help="Store URL (default $CONVEYOR_URL, else sqlite:///conveyor.db)."
+        "--url",
+        help="Store URL, when no app is named (else $CONVEYOR_URL, else sqlite:///conveyor.db).",
     )(fn)
     fn = click.option(
-        "--app", "app_target", metavar="MODULE:APP", help="Take the store from this app instead of --url."
+        "--app",
+        "app_target",
+        metavar="MODULE:APP",
+        help="The app (and its store); else $CONVEYOR_APP, else [tool.conveyor] app in pyproject.toml.",
     )(fn)
     return fn
 
@@ -107,6 +87,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ConveyorError as exc:
             raise click.ClickException(str(exc)) from None
+        except ImportError as exc:
+            line = missing_extra(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
         except (ConnectionError, OSError) as exc:
             raise click.ClickException(f"cannot reach the store: {exc}") from None
 
@@ -126,7 +111,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@click.option("--app", "app_target", metavar="MODULE:APP", help="The app, as the argument names it.")
 @click.option(
     "--queues",
     "-q",
@@ -152,10 +138,22 @@ def main() -> None:
     "--prefetch", default=None, type=int, help="Jobs held ready beyond --concurrency (default: as many)."
 )
 @click.option(
-    "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="INFO logs one line per finished job; WARNING only retries, dead jobs and problems.",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="text (coloured on a terminal) or json: one JSON object per line, for log shippers.",
 )
 def worker(
-    target: str,
+    target: str | None,
+    app_target: str | None,
     queues: str | None,
     concurrency: int,
     processes: int,
@@ -163,18 +161,23 @@ def worker(
     grace: float,
     prefetch: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
-    """Run jobs of the app MODULE:APP until stopped.
+    """Run jobs of the app until stopped.
+
+    The app is MODULE:APP, else --app, else $CONVEYOR_APP, else [tool.conveyor] app in the
+    working directory's pyproject.toml.
 
     SIGTERM or Ctrl-C stops fetching and lets running jobs finish for --grace seconds, then
     hands the rest back to the store; a second signal exits at once (leases bring the jobs
     back). A worker that dies loses nothing: its jobs return when their leases expire.
     """
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    configure_logging(log_level, log_format)
     if processes < 1 or concurrency < 1:
         raise click.UsageError("--processes and --concurrency must be at least 1")
+    found = find_app(target or app_target, need_app=True)
+    app, target = found.app, found.target
+    assert target is not None  # need_app: an app module was loaded
     if processes > 1:
         from .worker.supervisor import Supervisor, child_command
 
@@ -187,6 +190,8 @@ def worker(
             str(grace),
             "--log-level",
             log_level,
+            "--log-format",
+            log_format,
         ]
         if queues:
             argv += ["--queues", queues]
@@ -194,11 +199,9 @@ def worker(
             argv.append("--burst")
         if prefetch is not None:
             argv += ["--prefetch", str(prefetch)]
-        load_app(target)  # fail here, once, rather than in every child
         sys.exit(Supervisor(child_command(argv), processes, grace, burst=burst).run())
     from .worker.supervisor import SUPERVISED_ENV, watch_parent
 
-    app = load_app(target)
     supervisor = os.environ.get(SUPERVISED_ENV)
     runner = app.worker(queues, concurrency, burst=burst, grace=grace, prefetch=prefetch)
     # What is loaded by now (modules, the app and its tasks) lives as long as the process:
@@ -213,42 +216,96 @@ def worker(
 
 @main.command()
 @store_options
-def info(app_target: str | None, url: str | None, namespace: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
+def info(app_target: str | None, url: str | None, namespace: str, as_json: bool) -> None:
     """Jobs per queue and state, totals, and the workers alive."""
-    from rich.console import Console
-    from rich.table import Table
-
     app = _admin_app(app_target, url, namespace)
     stats = app.stats()
-    console = Console()
-    table = Table(title=f"conveyor · {app.url.split('@')[-1]} · namespace {app.namespace}")
-    table.add_column("queue")
-    for state in STATES:
-        table.add_column(state, justify="right", style=STATE_COLOURS[state])
-    table.add_column("oldest pending", justify="right")
+    workers = app.workers()
+    if as_json:
+        echo_json(
+            {
+                "store": display_url(app.url),
+                "namespace": app.namespace,
+                "queues": stats.queues,
+                "paused": sorted(stats.paused),
+                "oldest_pending": stats.oldest_pending,
+                "processed": stats.processed,
+                "failed": stats.failed,
+                "workers": [_worker_dict(w) for w in workers],
+            }
+        )
+        return
+    columns = [
+        Column("queue", least=12),
+        *(Column(state, right=True, style=STATE_COLOURS[state]) for state in STATES),
+        Column("oldest", right=True, drop=1),
+    ]
+    rows = []
     for queue in sorted(stats.queues, key=lambda q: (q != "default", q)):
         counts = stats.queues[queue]
-        name = f"{queue} [yellow](paused)[/]" if queue in stats.paused else queue
         age = stats.oldest_pending.get(queue)
-        table.add_row(
-            name, *[str(counts.get(s, 0) or "") for s in STATES], "-" if age is None else f"{age:.1f}s"
-        )
-    console.print(table)
-    console.print(f"processed {stats.processed} · failed {stats.failed}")
-    workers = app.workers()
-    if workers:
-        wt = Table(title="workers")
-        for col in ("id", "queues", "concurrency", "running", "last seen"):
-            wt.add_column(col)
-        for w in workers:
-            seen = datetime.fromtimestamp(w.last_seen, UTC)
-            wt.add_row(w.id, ",".join(w.queues), str(w.concurrency), str(len(w.running)), _when(seen))
-        console.print(wt)
-    else:
-        console.print("[dim]no workers alive[/]")
+        name = f"{queue} (paused)" if queue in stats.paused else queue
+        rows.append([name, *[counts.get(s, 0) for s in STATES], "-" if age is None else f"{age:.1f}s"])
+    title = f"{display_url(app.url)} · namespace {app.namespace}"
+    print_table(columns, rows, title=title)
+    click.echo(f"processed {stats.processed} · failed {stats.failed}")
+    if not workers:
+        click.echo("no workers alive")
+        return
+    click.echo()
+    print_table(
+        [
+            Column("worker"),
+            Column("queues", least=10, drop=1),
+            Column("threads", right=True, drop=2),
+            Column("running", right=True),
+            Column("last seen", right=True, drop=3),
+        ],
+        [
+            [
+                w.id,
+                ",".join(w.queues),
+                w.concurrency,
+                len(w.running),
+                _when(datetime.fromtimestamp(w.last_seen, UTC)),
+            ]
+            for w in workers
+        ],
+        title=plural(len(workers), "worker"),
+    )
+
+
+def _worker_dict(w: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "host": w.host,
+        "pid": w.pid,
+        "queues": list(w.queues),
+        "concurrency": w.concurrency,
+        "running": list(w.running),
+        "started_at": w.started_at,
+        "last_seen": w.last_seen,
+    }
 
 
 @main.command()
+@store_options
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+def top(app_target: str | None, url: str | None, namespace: str, interval: float) -> None:
+    """Queues, workers and the last failures, live.
+
+    Refreshed every --interval seconds; q or Ctrl-C quits. In a pipe, one snapshot.
+    """
+    from .top import run_top
+
+    if not interval > 0:
+        raise click.UsageError("--interval must be seconds > 0")
+    app = _admin_app(app_target, url, namespace)
+    run_top(app, display_url(app.url), interval)
+
+
+@main.command(short_help="List jobs, newest first.")
 @store_options
 @click.option("--state", "-s", type=click.Choice(STATES), help="Only jobs in this state.")
 @click.option("--queue", "-q", help="Only jobs of this queue.")
@@ -267,33 +324,42 @@ def jobs(
     offset: int,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first: a table on a terminal, tab-separated lines in a pipe."""
     app = _admin_app(app_target, url, namespace)
     found = app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search)
     if as_json:
         for job in found:
             click.echo(orjson.dumps(_job_dict(job)).decode())
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"{len(found)} jobs" + (f" · {state}" if state else ""))
-    for col in ("id", "task", "queue", "state", "attempts", "enqueued", "args", "last error"):
-        table.add_column(col, overflow="fold")
+    columns = [
+        Column("id"),
+        Column("state"),
+        Column("task", least=16),
+        Column("queue", least=8, drop=3),
+        Column("tries", right=True, drop=4),
+        Column("enqueued", right=True, drop=5),
+        Column("args", least=12, drop=6),
+        Column("last error", least=20, drop=7),
+    ]
+    rows = []
+    styles = []
     for job in found:
         args = "[encrypted]" if job.encrypted else orjson.dumps(job.args).decode()
-        table.add_row(
-            job.id,
-            escape(job.task),
-            escape(job.queue),
-            f"[{STATE_COLOURS.get(job.state, 'white')}]{job.state}[/]",
-            f"{job.attempts}/{job.max_attempts}",
-            _when(job.enqueued_at),
-            escape(args[:60]),
-            escape((job.last_error or "")[:80]),
+        rows.append(
+            [
+                job.id,
+                job.state,
+                job.task,
+                job.queue,
+                f"{job.attempts}/{job.max_attempts}",
+                _when(job.enqueued_at),
+                args[:200],
+                (job.last_error or "")[:200],
+            ]
         )
-    Console().print(table)
+        styles.append([None, STATE_COLOURS.get(job.state), None, None, None, None, "dim", "red"])
+    title = plural(len(found), "job") + (f" · {state}" if state else "")
+    print_table(columns, rows, title=title, styles=styles)
 
 
 def _job_dict(job: Job) -> dict[str, Any]:
@@ -318,23 +384,78 @@ def _job_dict(job: Job) -> dict[str, Any]:
     }
 
 
+def _stamp(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value.isoformat(sep=' ', timespec='milliseconds')} ({_when(value)})"
+
+
 @main.command()
 @store_options
 @click.argument("job_id")
-def show(app_target: str | None, url: str | None, namespace: str, job_id: str) -> None:
-    """Everything about one job, with its error and traceback."""
+@click.option("--json", "as_json", is_flag=True, help="The raw record as one JSON object.")
+def show(app_target: str | None, url: str | None, namespace: str, job_id: str, as_json: bool) -> None:
+    """Everything about one job.
+
+    Its state, timings, arguments, error and traceback, in sections; --json for the record.
+    """
     app = _admin_app(app_target, url, namespace)
     job = app.get_job(job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
-    details = _job_dict(job)
-    details["traceback"] = job.traceback
-    click.echo(orjson.dumps(details, option=orjson.OPT_INDENT_2).decode())
+    if as_json:
+        details = _job_dict(job)
+        details["traceback"] = job.traceback
+        details["started_at"] = job.started_at.isoformat() if job.started_at else None
+        details["timeout"] = job.timeout
+        echo_json(details, indent=True)
+        return
+    hidden = "[encrypted]"
+    sections: list[tuple[str, list[tuple[str, str]]]] = [
+        (
+            "state",
+            [
+                ("state", job.state),
+                ("task", job.task),
+                ("queue", f"{job.queue}, priority {job.priority}"),
+                ("attempts", f"{job.attempts} of {job.max_attempts}"),
+                ("worker", job.worker or "-"),
+            ],
+        ),
+        (
+            "timings",
+            [
+                ("enqueued", _stamp(job.enqueued_at)),
+                ("run at", _stamp(job.run_at)),
+                ("started", _stamp(job.started_at)),
+                ("finished", _stamp(job.finished_at)),
+                ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"),
+            ],
+        ),
+        (
+            "arguments",
+            [
+                ("args", hidden if job.encrypted else orjson.dumps(job.args).decode()),
+                ("kwargs", hidden if job.encrypted else orjson.dumps(job.kwargs).decode()),
+            ]
+            + ([("result", orjson.dumps(job.return_value).decode())] if job.state == "completed" else []),
+        ),
+    ]
+    if job.last_error:
+        sections.append(("error", [("", job.last_error)]))
+    print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))
 
 
-def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Say it as one JSON object.")(fn)
+
+
+def _act(action: str, ids: tuple[str, ...], app: Conveyor, as_json: bool) -> None:
     changed: int = getattr(app, action)(*ids)  # one store call for all the ids
-    click.echo(f"{action}: {changed} of {len(ids)} jobs")
+    if as_json:
+        echo_json({"action": action, "changed": changed, "of": len(ids)})
+    else:
+        click.echo(f"{action}: {changed} of {plural(len(ids), 'job')}")
     if changed < len(ids):
         sys.exit(1)
 
@@ -344,6 +465,7 @@ def _act(action: str, ids: tuple[str, ...], app: Conveyor) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all-dead", is_flag=True, help="Retry every dead job (of --queue, if given).")
 @click.option("--queue", "-q", help="With --all-dead: only this queue.")
+@json_option
 def retry(
     app_target: str | None,
     url: str | None,
@@ -351,80 +473,133 @@ def retry(
     ids: tuple[str, ...],
     all_dead: bool,
     queue: str | None,
+    as_json: bool,
 ) -> None:
     """Run dead, cancelled or waiting jobs again now, attempts reset."""
     app = _admin_app(app_target, url, namespace)
     if all_dead:
-        click.echo(f"retry: {app.retry_all('dead', queue)} dead jobs back to pending")
+        changed = app.retry_all("dead", queue)
+        if as_json:
+            echo_json({"action": "retry", "changed": changed, "state": "dead", "queue": queue})
+        else:
+            click.echo(f"retry: {plural(changed, 'dead job')} back to pending")
         return
     if not ids:
         raise click.UsageError("give job ids, or --all-dead")
-    _act("retry", ids, app)
+    _act("retry", ids, app, as_json)
 
 
 @main.command()
 @store_options
 @click.argument("ids", nargs=-1, required=True)
-def cancel(app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...]) -> None:
+@json_option
+def cancel(
+    app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
+) -> None:
     """Cancel jobs that have not started."""
-    _act("cancel", ids, _admin_app(app_target, url, namespace))
+    _act("cancel", ids, _admin_app(app_target, url, namespace), as_json)
 
 
 @main.command()
 @store_options
 @click.argument("ids", nargs=-1, required=True)
-def delete(app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...]) -> None:
+@json_option
+def delete(
+    app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
+) -> None:
     """Delete jobs, whatever their state."""
-    _act("delete", ids, _admin_app(app_target, url, namespace))
+    _act("delete", ids, _admin_app(app_target, url, namespace), as_json)
 
 
 @main.command()
 @store_options
 @click.argument("queue")
-def pause(app_target: str | None, url: str | None, namespace: str, queue: str) -> None:
+@click.option("--force", is_flag=True, help="Pause QUEUE even if no job or task uses it yet.")
+@json_option
+def pause(
+    app_target: str | None, url: str | None, namespace: str, queue: str, force: bool, as_json: bool
+) -> None:
     """Stop workers taking jobs from QUEUE (enqueue still works)."""
-    _admin_app(app_target, url, namespace).pause(queue)
-    click.echo(f"queue {queue!r} paused")
+    app = _admin_app(app_target, url, namespace)
+    check_name("queue", queue)
+    if not force:
+        # A mistyped name would otherwise stay listed as a paused queue for ever.
+        stats = app.stats()
+        known = set(stats.queues) | set(stats.paused) | {t.options.queue for t in app.tasks.values()}
+        if queue not in known:
+            listed = ", ".join(sorted(known)) or "none yet"
+            raise click.ClickException(
+                f"no queue {queue!r} in this store (queues: {listed}); --force pauses it anyway"
+            )
+    app.pause(queue)
+    _said({"queue": queue, "paused": True}, f"queue {queue!r} paused", as_json)
+
+
+def _said(value: dict[str, Any], text: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(value)
+    else:
+        click.echo(text)
 
 
 @main.command()
 @store_options
 @click.argument("queue")
-def resume(app_target: str | None, url: str | None, namespace: str, queue: str) -> None:
+@json_option
+def resume(app_target: str | None, url: str | None, namespace: str, queue: str, as_json: bool) -> None:
     """Let workers take jobs from QUEUE again."""
     _admin_app(app_target, url, namespace).resume(queue)
-    click.echo(f"queue {queue!r} resumed")
+    _said({"queue": queue, "paused": False}, f"queue {queue!r} resumed", as_json)
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
-@click.argument("task_name")
+@click.argument("names", metavar="[MODULE:APP] TASK", nargs=-1, required=True)
+@click.option("--app", "app_target", metavar="MODULE:APP", help="The app, as the first argument names it.")
 @click.option("--args", "args_json", default="[]", help="Positional arguments as a JSON list.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
 @click.option("--queue", "-q", help="Override the task's queue.")
 @click.option("--delay", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--priority", type=int, help="Override the task's priority.")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("rb"),
+    help='JSON lines, one job each: an object {"args": [...], "kwargs": {...}} or a list of '
+    "arguments; '-' reads stdin. For backfills: enqueued in chunks, with a progress bar.",
+)
+@click.option(
+    "--chunk", default=1000, show_default=True, help="With --from-file: jobs per enqueue_many call."
+)
+@json_option
 def enqueue(
-    target: str,
-    task_name: str,
+    names: tuple[str, ...],
+    app_target: str | None,
     args_json: str,
     kwargs_json: str,
     queue: str | None,
     delay: float | None,
     priority: int | None,
+    from_file: BinaryIO | None,
+    chunk: int,
+    as_json: bool,
 ) -> None:
-    """Enqueue one job of the registered task TASK_NAME; prints its id."""
-    app = load_app(target)
+    """Enqueue one job of the registered task TASK; prints its id.
+
+    With --from-file, one job per line of a JSON-lines file, in chunks of --chunk jobs (each
+    chunk is stored whole or not at all); prints how many.
+
+    The app is MODULE:APP, else --app, else $CONVEYOR_APP, else [tool.conveyor] app in the
+    working directory's pyproject.toml.
+    """
+    if len(names) > 2:
+        raise click.UsageError(f"expected [MODULE:APP] TASK, got {len(names)} arguments")
+    target, task_name = (names[0], names[1]) if len(names) == 2 else (app_target, names[0])
+    found = find_app(target, need_app=True)
+    app, target = found.app, found.target
     task = app.tasks.get(task_name)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
         raise click.ClickException(f"no task {task_name!r} on {target}; registered: {known}")
-    try:
-        args, kwargs = orjson.loads(args_json), orjson.loads(kwargs_json)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise click.BadParameter("--args takes a JSON list and --kwargs a JSON object")
     options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
@@ -432,18 +607,38 @@ def enqueue(
         options["delay"] = delay
     if priority is not None:
         options["priority"] = priority
+    if from_file is not None:
+        if chunk < 1:
+            raise click.UsageError("--chunk must be at least 1")
+        from .backfill import enqueue_file
+
+        count = enqueue_file(app, task.using(**options), from_file, chunk)
+        _said(
+            {"enqueued": count, "task": task.name}, f"enqueued {plural(count, 'job')} of {task.name}", as_json
+        )
+        return
+    try:
+        args, kwargs = orjson.loads(args_json), orjson.loads(kwargs_json)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise click.BadParameter("--args takes a JSON list and --kwargs a JSON object")
     try:
         job = task.using(**options).enqueue(*args, **kwargs)
     except TypeError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(job.id)
+    _said({"id": job.id, "task": job.task, "queue": job.queue, "state": job.state}, job.id, as_json)
 
 
 @main.command()
-@click.argument("target", metavar="MODULE:APP")
-def migrate(target: str) -> None:
-    """Create or upgrade the store's schema (applied automatically on first use too)."""
-    app = load_app(target)
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@store_options
+def migrate(target: str | None, app_target: str | None, url: str | None, namespace: str) -> None:
+    """Create or upgrade the store's schema.
+
+    Stores apply their migrations on first use too; this runs them ahead, e.g. in a deploy.
+    """
+    app = _admin_app(target or app_target, url, namespace)
     run = getattr(app.backend, "migrate", None)
     if run is None:
         click.echo("this store needs no migrations")
@@ -457,7 +652,9 @@ def migrate(target: str) -> None:
 @click.option("--db", default="conveyor-demo.db", show_default=True, help="SQLite file for the demo.")
 @click.option("--concurrency", default=16, show_default=True)
 def demo(count: int, db: str, concurrency: int) -> None:
-    """Enqueue demo jobs into SQLite and run a real worker on them, live.
+    """Run demo jobs through a real worker, live.
+
+    The jobs go into a SQLite file, and a worker process runs them.
 
     Some jobs succeed, some fail and retry, some die, some wait for a later time, some are
     async: every path of the job lifecycle shows.
@@ -478,6 +675,9 @@ def _register_optional() -> None:
             raise click.ClickException("the dashboard needs: pip install 'conveyor[dashboard]'")
 
         return
+    if dashboard_command.short_help is None:
+        # The command list would cut its first sentence mid-way at 80 columns.
+        dashboard_command.short_help = "Serve the web dashboard."
     main.add_command(dashboard_command, name="dashboard")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +100,8 @@ def run_demo(count: int, db: str, concurrency: int) -> int:
     app.url = url
     total = enqueue_demo_jobs(count)
     console.print(f"[bold]conveyor demo[/]: {total} jobs enqueued into {path}")
+    log_path = path.with_suffix(".log")
+    log_file = log_path.open("w")
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -109,12 +113,13 @@ def run_demo(count: int, db: str, concurrency: int) -> int:
             str(concurrency),
             "--queues",
             "critical:6,default:3,mail:3,low:1",
-            "--log-level",
-            "ERROR",
             "--grace",
             "5",
         ],
         env={**os.environ, DEMO_URL_ENV: url},
+        # The worker's line per job goes to a file: on the terminal it would scroll the
+        # live view away.
+        stderr=log_file,
     )
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
@@ -131,13 +136,16 @@ def run_demo(count: int, db: str, concurrency: int) -> int:
                 if done >= total:
                     break
                 if worker.poll() is not None:
-                    console.print(f"[red]the worker exited with {worker.returncode}[/]")
+                    console.print(
+                        f"[red]the worker exited with {worker.returncode}[/]; its log: {_shown(log_path)}"
+                    )
                     return 1
                 time.sleep(0.125)
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(15)
+        log_file.close()
     elapsed = time.monotonic() - started
     stats = app.stats()
     console.print(
@@ -149,13 +157,43 @@ def run_demo(count: int, db: str, concurrency: int) -> int:
         console.print("[bold]A few dead jobs[/] (errors are stored redacted):")
         for job in dead:
             console.print(f"  {job.id}  {job.task}  [red]{job.last_error}[/]")
+    command = conveyor_command()
+    url = shlex.quote(f"sqlite:///{_shown(path, quote=False)}")
     console.print(
+        f"\nThe worker's log, a line per job: {_shown(log_path)}\n"
         "\nLook around:\n"
-        f"  conveyor info --url {url} --namespace demo\n"
-        f"  conveyor jobs --url {url} --namespace demo --state dead\n"
-        f"  conveyor retry --url {url} --namespace demo --all-dead"
+        f"  {command} info --url {url} --namespace demo\n"
+        f"  {command} jobs --url {url} --namespace demo --state dead\n"
+        f"  {command} retry --url {url} --namespace demo --all-dead",
+        markup=False,
+        soft_wrap=True,
     )
     return 0
+
+
+def conveyor_command() -> str:
+    """How to run ``conveyor`` from this shell: the bare name when it finds this install,
+    else this install's script by its path (e.g. ``.venv/bin/conveyor`` before the virtual
+    environment is activated), else ``python -m conveyor``."""
+    here = Path(sys.executable).parent
+    found = shutil.which("conveyor")
+    if found is not None and Path(found).resolve().parent == here.resolve():
+        return "conveyor"
+    script = here / "conveyor"
+    path = script if script.exists() else None
+    if path is None:
+        path = Path(sys.executable)
+    shown = _shown(path)
+    return shown if script.exists() else f"{shown} -m conveyor"
+
+
+def _shown(path: Path, *, quote: bool = True) -> str:
+    """``path`` for a command line: relative to the working directory when inside it."""
+    try:
+        text = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text) if quote else text
 
 
 def _view(progress: Any, queues: dict[str, dict[str, int]]) -> Any:

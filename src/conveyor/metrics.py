@@ -25,10 +25,17 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
+try:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    from prometheus_client.registry import Collector
+except ImportError as exc:
+    raise ImportError(
+        f"conveyor.metrics needs the prometheus extra ({exc.name} is not installed): "
+        "pip install 'conveyor[prometheus]'",
+        name=exc.name,
+    ) from None
 
 from .job import STATES
 from .middleware import Middleware

@@ -41,6 +41,10 @@ def _mask_assignments(text: str) -> str:
         if value is not None:
             parts.append(f"{text[done : key.end()]}{value.group('q')}[REDACTED]")
             done = value.end()
+            # A call's closing parenthesis after the value, as in f(token=abc), stays.
+            opened, closed = value.group().count("("), value.group().count(")")
+            while closed > opened and text[done - 1] == ")" and done - 1 > value.start():
+                done, closed = done - 1, closed - 1
     parts.append(text[done:])
     return "".join(parts)
 

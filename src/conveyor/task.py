@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,6 +21,33 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _UNSET: Any = object()
+
+#: Priorities fit a PostgreSQL integer (and sort the same way on every store).
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+#: The longest delay: a century, far inside what a datetime (year 9999) can hold.
+MAX_DELAY = 100 * 365.25 * 86400
+NAME_MAX = 200
+#: Characters a queue or task name may not hold: whitespace and control characters break log
+#: lines and tables, ',' and ':' are the syntax of --queues ('critical:6,default:3'), and
+#: '}' would end a Redis Cluster hash tag ({ns:queue}) early.
+_NAME_FORBIDDEN = re.compile(r"[\s{},:\x00-\x1f\x7f-\x9f]")
+
+
+def check_name(kind: str, name: object) -> str:
+    """``name`` if it is a valid queue or task name (one rule for both), else
+    ``ConfigurationError`` saying what is wrong with it."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{kind} name must be a non-empty string, not {name!r}")
+    if len(name) > NAME_MAX:
+        raise ConfigurationError(f"{kind} name {name[:40]!r}… is {len(name)} characters; at most {NAME_MAX}")
+    bad = _NAME_FORBIDDEN.search(name)
+    if bad is not None or not name.isprintable():
+        char = bad.group() if bad is not None else next(c for c in name if not c.isprintable())
+        raise ConfigurationError(
+            f"{kind} name {name!r} holds {char!r}; names take no whitespace, control characters, "
+            "',', ':', '{' or '}'"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +66,29 @@ class Options:
     connection: Any = None
 
     def checked(self, task_name: str) -> Options:
-        if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 200:
-            raise ConfigurationError(f"task {task_name!r}: queue must be a non-empty name")
-        if type(self.priority) is not int:
-            raise ConfigurationError(f"task {task_name!r}: priority must be an int")
+        try:
+            check_name("queue", self.queue)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"task {task_name!r}: {exc}") from None
+        low, high = PRIORITY_RANGE
+        if type(self.priority) is not int or not low <= self.priority <= high:
+            raise ConfigurationError(
+                f"task {task_name!r}: priority must be an int from {low} to {high}, not {self.priority!r}"
+            )
         if type(self.retries) is not int or self.retries < 0:
             raise ConfigurationError(f"task {task_name!r}: retries must be an int >= 0")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigurationError(f"task {task_name!r}: timeout must be seconds > 0")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ConfigurationError(f"task {task_name!r}: timeout must be finite seconds > 0")
         if self.at is not None and self.at.tzinfo is None:
             raise ConfigurationError(
                 f"task {task_name!r}: at= must be an aware datetime (give it a tzinfo, "
                 "e.g. datetime.now(timezone.utc)); a naive one is ambiguous"
             )
-        if self.delay is not None and self.delay < 0:
-            raise ConfigurationError(f"task {task_name!r}: delay must be seconds >= 0")
+        if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
+            raise ConfigurationError(
+                f"task {task_name!r}: delay must be seconds from 0 to {MAX_DELAY:.0f} (a century), "
+                f"not {self.delay!r}"
+            )
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -30,7 +31,7 @@ def test_enqueue_run_inspect_retry(url: str) -> None:
     assert [(r["id"], r["result"]) for r in rows] == [(job_id, 7)]
     table = conveyor("jobs", url=url)
     assert job_id in table.stdout and "completed" in table.stdout
-    shown = conveyor("show", job_id, url=url)
+    shown = conveyor("show", job_id, "--json", url=url)
     assert orjson.loads(shown.stdout)["state"] == "completed"
 
 
@@ -104,6 +105,17 @@ def test_demo_runs_every_path(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr + out.stdout
     assert "completed" in out.stdout and "dead" in out.stdout
+    # The commands it suggests run as printed, from where the demo ran, venv active or not.
+    suggested = out.stdout.split("Look around:\n", 1)[1].strip().splitlines()
+    assert len(suggested) == 3
+    outputs = []
+    for command in suggested:  # info, jobs --state dead, retry --all-dead: in this order
+        ran = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, (command, ran.stderr)
+        outputs.append(ran.stdout)
+    assert "\tdead\t" in outputs[1] and "back to pending" in outputs[2]
+    log = (tmp_path / "demo.log").read_text()
+    assert " INFO conveyor.job: " in log and " ERROR conveyor.job: " in log
 
 
 def test_help_answers_questions() -> None:

@@ -56,6 +56,20 @@ def test_redaction_hides_secrets(text: str, hidden: str) -> None:
     assert hidden not in out and "[REDACTED]" in out
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connect(token=abc123) refused", "connect(token=[REDACTED]) refused"),
+        ("f(password=a(b)c), next", "f(password=[REDACTED]), next"),
+        ("g(h(secret=s3cr3t))", "g(h(secret=[REDACTED]))"),
+        # Inside the value a ')' is part of the secret: all of it is hidden.
+        ("api_key=ab)cd", "api_key=[REDACTED]"),
+    ],
+)
+def test_redaction_keeps_the_parenthesis_that_closes_a_call(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
 def test_redaction_keeps_ordinary_text_and_truncates() -> None:
     assert redact("ValueError: bad value 42") == "ValueError: bad value 42"
     assert len(redact("x" * 10_000)) <= 4000
@@ -167,7 +181,13 @@ def test_redaction_is_linear_on_hostile_text() -> None:
     import time
 
     start = time.process_time()
-    for hostile in ("x" * 40_000, "a=" * 20_000, "http://" + "a" * 40_000, "'" * 40_000):
+    for hostile in (
+        "x" * 40_000,
+        "a=" * 20_000,
+        "http://" + "a" * 40_000,
+        "'" * 40_000,
+        "(token=" + ")" * 40_000,
+    ):
         redact(hostile, 40_000)
     assert time.process_time() - start < 2.0  # quadratic backtracking takes minutes here
 

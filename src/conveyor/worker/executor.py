@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..codec import BadPayload, Payload
-from ..errors import JobTimeout
+from ..errors import Fail, JobTimeout
 from ..job import Failure, JobRecord
+from ..logs import current_job_id, duration_text, job_line, job_log
+from ..render import plural
 from .outcome import Outcome, dead, describe, failure, is_json_result
 
 if TYPE_CHECKING:
@@ -127,44 +129,63 @@ class Runner:
         self.tasks = app.tasks
         self.middleware = app.middleware
         self.watchdog = watchdog
+        # Read once: with INFO off, a finished job costs no logging call at all.
+        self.log_done = job_log.isEnabledFor(logging.INFO)
 
     def prepare(self, record: JobRecord) -> Prepared | Failure:
         try:
             payload = self.codec.decode_payload(record.id, record.queue, record.max_attempts, record.payload)
         except BadPayload as exc:
-            return dead(record, f"bad payload: {exc}")
+            return self._unrunnable(record, "?", f"bad payload: {exc}")
         task = self.tasks.get(payload.task)
         if task is None:
-            return dead(
+            return self._unrunnable(
                 record,
-                f"unknown task {payload.task!r}: no task of that name is registered on the "
-                "worker's app (a worker runs registered tasks only)",
+                payload.task,
+                f"unknown task {payload.task!r}: not registered on the app this worker runs "
+                "(a worker runs registered tasks only)",
             )
         return Prepared(record, task, payload)
+
+    def _unrunnable(self, record: JobRecord, task: str, reason: str) -> Failure:
+        result = dead(record, reason)
+        job_line(
+            logging.ERROR,
+            "%s %s dead: %s",
+            (task, record.id, result.error),
+            {"job_id": record.id, "task": task, "outcome": "dead", "error": result.error},
+        )
+        return result
 
     def run_sync(self, job: Prepared) -> Outcome | None:
         """Run a sync task in the calling thread; None if the watchdog gave up on it."""
         record, task, payload = job
-        if self.middleware:
-            self._before(job)
-        started = time.perf_counter()
-        entry = None if record.timeout is None else self.watchdog.start(record, record.timeout)
+        running = current_job_id.set(record.id)
         try:
+            if self.middleware:
+                self._before(job)
+            started = time.perf_counter()
+            entry = None if record.timeout is None else self.watchdog.start(record, record.timeout)
             try:
-                value = task.fn(*payload.args, **payload.kwargs)
-            finally:
-                if entry is not None:
-                    self.watchdog.finish(entry)
-        except JobTimeout as exc:
-            if entry is not None and entry.abandoned:
-                return None
-            return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
-        except Exception as exc:
-            return self._failed(job, exc, started)
-        return self._succeeded(job, value, started)
+                try:
+                    value = task.fn(*payload.args, **payload.kwargs)
+                finally:
+                    if entry is not None:
+                        self.watchdog.finish(entry)
+            except JobTimeout as exc:
+                if entry is not None and entry.abandoned:
+                    return None
+                return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
+            except Exception as exc:
+                return self._failed(job, exc, started)
+            return self._succeeded(job, value, started)
+        finally:
+            current_job_id.reset(running)
 
     async def run_async(self, job: Prepared) -> Outcome:
         record, task, payload = job
+        # Each job runs in its own asyncio task, whose context this changes alone.
+        current_job_id.set(record.id)
         if self.middleware:
             self._before(job)
         started = time.perf_counter()
@@ -200,6 +221,16 @@ class Runner:
             encoded = self.codec.encode_result(value, job.record.id)
         if self.middleware:
             self._after(job, started, None, value)
+        if self.log_done:
+            job_id = job.record.id
+            duration = time.perf_counter() - started
+            name = job.task.name
+            job_line(
+                logging.INFO,
+                "%s %s completed in %s",
+                (name, job_id, duration_text(duration)),
+                {"job_id": job_id, "task": name, "outcome": "completed", "duration": duration},
+            )
         return (job.record.id, encoded)
 
     def _failed(
@@ -217,23 +248,62 @@ class Runner:
                 task.signature.bind(*payload.args, **payload.kwargs)
             except TypeError as mismatch:
                 # Arguments that do not fit will not fit next time either.
-                return dead(record, f"wrong arguments for task {task.name!r}: {mismatch}")
+                result = dead(record, f"wrong arguments for task {task.name!r}: {mismatch}")
+                self._log_failure(job, result, started, final=True)
+                return result
         if self.middleware:
             self._after(job, started, exc, None)
         backoff = payload.backoff if payload.backoff is not None else task.options.backoff
         if permanent:
-            return dead(record, error or describe(exc))
-        result = failure(record, exc, backoff, time.time(), error=error)
-        log.warning(
-            "job %s (%s) failed on attempt %d/%d: %s%s",
-            record.id,
-            task.name,
-            record.attempts,
-            record.max_attempts,
-            result.error,
-            "" if result.retry_at is None else f"; retrying in {result.retry_at - time.time():.1f} s",
-        )
+            result = dead(record, error or describe(exc))
+        else:
+            result = failure(record, exc, backoff, time.time(), error=error)
+        self._log_failure(job, result, started, final=permanent or isinstance(exc, Fail))
         return result
+
+    def _log_failure(self, job: Prepared, result: Failure, started: float, *, final: bool) -> None:
+        """The line for a failed run: a retry (WARNING) with its delay, or a dead job (ERROR);
+        ``final`` for a job that was never going to be retried (``Fail``, bad arguments), whose
+        attempt count means nothing."""
+        record, name = job.record, job.task.name
+        duration = time.perf_counter() - started
+        took = duration_text(duration)
+        fields: dict[str, Any] = {
+            "job_id": record.id,
+            "task": name,
+            "duration": duration,
+            "error": result.error,
+            "attempt": record.attempts,
+            "max_attempts": record.max_attempts,
+        }
+        if result.retry_at is not None:
+            delay = max(0.0, result.retry_at - time.time())
+            fields.update(outcome="retry", retry_in=delay)
+            job_line(
+                logging.WARNING,
+                "%s %s failed in %s (attempt %d of %d), retrying in %s: %s",
+                (
+                    name,
+                    record.id,
+                    took,
+                    record.attempts,
+                    record.max_attempts,
+                    duration_text(delay),
+                    result.error,
+                ),
+                fields,
+            )
+        elif final:
+            fields["outcome"] = "dead"
+            job_line(logging.ERROR, "%s %s dead in %s: %s", (name, record.id, took, result.error), fields)
+        else:
+            fields["outcome"] = "dead"
+            job_line(
+                logging.ERROR,
+                "%s %s dead in %s after %s: %s",
+                (name, record.id, took, plural(record.attempts, "attempt"), result.error),
+                fields,
+            )
 
     def _before(self, job: Prepared) -> None:
         for mw in self.middleware:

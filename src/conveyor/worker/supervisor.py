@@ -69,7 +69,7 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.info("signal %d: stopping %d workers gracefully", signum, len(self.children))
+            log.info("%s: stopping %d workers gracefully", signal.Signals(signum).name, len(self.children))
             for child in self.children:
                 _send(child, signal.SIGTERM)
             self._stopping.set()

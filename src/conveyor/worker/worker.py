@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
 from ..job import Failure, WorkerInfo
+from ..logs import job_line
+from ..render import plural
 from .acker import Acker
 from .executor import AsyncExecutor, Prepared, Runner, RunningJob, ThreadExecutor, Watchdog
 from .heartbeat import Heartbeat
@@ -111,10 +113,10 @@ class Worker:
         self._heartbeat.start()
         self._heartbeat.recover()
         log.info(
-            "worker %s serving %s with %d threads",
+            "worker %s serving %s with %s",
             self.id,
             ",".join(self.order.describe()),
-            self.concurrency,
+            plural(self.concurrency, "thread"),
         )
         try:
             self._loop()
@@ -148,7 +150,9 @@ class Worker:
         if self._signals > 1:
             log.warning("second signal: exiting now; leases will bring running jobs back")
             os._exit(1)
-        log.info("signal %d: finishing running jobs (up to %g s), then exiting", signum, self.grace)
+        log.info(
+            "%s: finishing running jobs (up to %g s), then exiting", signal.Signals(signum).name, self.grace
+        )
         self.stop()
 
     # -- the hot path ---------------------------------------------------------------------
@@ -294,6 +298,13 @@ class Worker:
         """A sync task ignored its timeout: record the timeout now, and if this process is
         supervised, ask to be replaced so the stuck thread does not hold its place for ever."""
         error = f"timed out after {entry.timeout:g} s (the task did not stop; its thread was abandoned)"
+        outcome = "retry" if entry.retry else "dead"
+        job_line(
+            logging.ERROR,
+            "job %s %s: %s",
+            (entry.job_id, outcome, error),
+            {"job_id": entry.job_id, "outcome": outcome, "error": error},
+        )
         self._acker.put(Failure(entry.job_id, error, None, time.time() if entry.retry else None))
         with self._cond:
             self._held.discard(entry.job_id)
@@ -314,7 +325,7 @@ class Worker:
             left = list(self._held)
         self._acker.flush(max(1.0, deadline - time.monotonic()))
         if left:
-            log.warning("grace period over: handing %d running jobs back", len(left))
+            log.warning("grace period over: handing %s back", plural(len(left), "running job"))
             self._release(left)
         self._threads.stop()
         if self._async is not None:
@@ -326,7 +337,7 @@ class Worker:
             self._backend.heartbeat(replace(self.info(), alive=False), self.app.lease, time.time())
         except Exception as exc:
             log.warning("could not unregister worker: %s", exc)
-        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+        log.info("worker %s stopped after %s", self.id, plural(self.processed, "job"))
 
     def _release(self, ids: list[str]) -> None:
         try:
