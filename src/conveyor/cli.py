@@ -21,7 +21,6 @@ from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
 from .locate import display_url, find_app
-from .locate import load_app as load_app  # re-exported until conveyor.dashboard.cli imports locate
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
 from .render import Column, echo_json, plural, print_sections, print_table

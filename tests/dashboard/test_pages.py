@@ -333,3 +333,24 @@ def test_cli_insecure_no_auth_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "token=" not in result.output
     settings = calls[0][0][0].state.dashboard.settings
     assert settings.insecure_no_auth and settings.secrets == ()
+
+
+def test_cli_opens_a_store_by_url_without_an_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.delenv("CONVEYOR_APP", raising=False)
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml naming an app here
+    calls: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    url = f"sqlite:///{tmp_path}/other.db"
+    result = CliRunner().invoke(dashboard_cli.dashboard_command, ["--url", url, "--namespace", "billing"])
+    assert result.exit_code == 0, result.output
+    shown = calls[0][0][0].state.dashboard.app
+    assert shown.url == url and shown.namespace == "billing"
+
+
+def test_the_dashboard_command_does_not_import_the_cli() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, conveyor.dashboard.cli; print('conveyor.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

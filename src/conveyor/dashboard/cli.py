@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
-if TYPE_CHECKING:
-    from ..app import Conveyor
-
-
-def _load_app(spec: str) -> Conveyor:
-    """``module:attribute`` → the Conveyor object, exactly as ``conveyor worker`` finds it."""
-    from ..cli import load_app  # imported here: conveyor.cli imports this module
-
-    return load_app(spec)
+from ..locate import find_app
 
 
 def _base_url(host: str, port: int, root_path: str, public_url: str | None) -> str:
@@ -28,7 +19,16 @@ def _base_url(host: str, port: int, root_path: str, public_url: str | None) -> s
 
 
 @click.command("dashboard")
-@click.argument("app_spec", metavar="APP")
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@click.option("--app", "app_target", metavar="MODULE:APP", help="The app, as the argument names it.")
+@click.option(
+    "--url",
+    help="A store to show when no app is named (else $CONVEYOR_APP, [tool.conveyor] app in "
+    "pyproject.toml, $CONVEYOR_URL, sqlite:///conveyor.db).",
+)
+@click.option(
+    "--namespace", default="conveyor", show_default=True, help="Namespace in the store (with --url)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -78,7 +78,10 @@ def _base_url(host: str, port: int, root_path: str, public_url: str | None) -> s
     "behind a plain reverse proxy it opens every job to the world.",
 )
 def dashboard_command(
-    app_spec: str,
+    target: str | None,
+    app_target: str | None,
+    url: str | None,
+    namespace: str,
     host: str,
     port: int,
     password: str | None,
@@ -91,7 +94,8 @@ def dashboard_command(
     proxy_headers: bool,
     insecure_no_auth: bool,
 ) -> None:
-    """Serve the web dashboard of APP (module:attribute, e.g. myapp.tasks:app).
+    """Serve the web dashboard of an app (MODULE:APP, e.g. myapp.tasks:app) or of a store
+    (--url), found as every command finds it.
 
     Every page needs a credential. With no --password or --token (nor their environment
     variables) on a loopback address, a random token is made and the link that carries it is
@@ -104,7 +108,7 @@ def dashboard_command(
         raise click.BadParameter("an absolute http:// or https:// URL", param_hint="--public-url")
     if root_path is None:
         root_path = urlsplit(public_url).path.rstrip("/") if public_url else ""
-    conveyor_app = _load_app(app_spec)
+    conveyor_app = find_app(target or app_target, url, namespace=namespace).app
     made_token = None
     if not (password or token or insecure_no_auth):
         if not is_loopback(host):
