@@ -18,13 +18,16 @@ from .errors import (
     StoreUnavailable,
 )
 from .job import Job, Stats, WorkerInfo
-from .middleware import Middleware
+from .middleware import Enqueuing, Middleware
+from .running import CurrentJob, current_job
 from .task import Task
 
 __all__ = [
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "CurrentJob",
+    "Enqueuing",
     "Fail",
     "Job",
     "JobFailed",
@@ -38,6 +41,7 @@ __all__ = [
     "StoreUnavailable",
     "Task",
     "WorkerInfo",
+    "current_job",
 ]
 
 #: The one version source: the package metadata reads it (``[tool.hatch.version]``).

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+import orjson
 
 from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
@@ -26,10 +29,12 @@ from .job import (
     WorkerInfo,
     new_id,
 )
-from .middleware import Middleware
+from .middleware import Enqueuing, Middleware, overriding
 from .redaction import redact_url
 from .retry import Backoff
 from .task import JobSpec, Options, Task, check_name
+
+log = logging.getLogger("conveyor")
 
 if TYPE_CHECKING:
     from .worker.worker import Worker
@@ -43,6 +48,9 @@ _GC_PAUSE_FROM = 256
 #: Jobs per chunk of a batch streamed to a store that writes one chunk while the next is
 #: built; a batch up to this size goes in one call.
 STREAM_CHUNK = 1000
+#: Jobs read at most by one ``jobs(meta=...)`` call to find its page.
+META_SCAN = 5000
+_MISSING = object()
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -96,6 +104,7 @@ class Conveyor:
         self.max_queue_length = max_queue_length
         self.codec = Codec(normalize_keys(secret_key), max_payload, normalize_encryption_keys(encryption_key))
         self.middleware: list[Middleware] = list(middleware)
+        self._on_enqueue = overriding(self.middleware, "on_enqueue")
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
@@ -118,6 +127,7 @@ class Conveyor:
 
     def add_middleware(self, middleware: Middleware) -> None:
         self.middleware.append(middleware)
+        self._on_enqueue = overriding(self.middleware, "on_enqueue")
 
     # -- registry -------------------------------------------------------------------------
     @overload
@@ -295,8 +305,11 @@ class Conveyor:
         backoff = float(opts.backoff) if isinstance(opts.backoff, int | float) else None
         if backoff is not None and opts.backoff is task.options.backoff:
             backoff = None  # the worker knows the task's own backoff; store only overrides
+        meta = opts.meta
+        if self._on_enqueue:
+            meta = self._middleware_meta(job_id, task.name, opts.queue, meta)
         payload = self.codec.encode_payload(
-            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff
+            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta
         )
         limit = self.codec.max_payload
         if limit is not None and len(payload) > limit:
@@ -305,6 +318,23 @@ class Conveyor:
                 f"of {limit}; store large data elsewhere and pass its key"
             )
         return payload, run_at, max_attempts
+
+    def _middleware_meta(
+        self, job_id: str, task: str, queue: str, meta: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The job's metadata after each middleware's ``on_enqueue``; a failing one is logged
+        and its changes are dropped, so that it never keeps a job out of the store."""
+        current = dict(meta) if meta else {}
+        for mw in self._on_enqueue:
+            job = Enqueuing(job_id, task, queue, dict(current))
+            try:
+                mw.on_enqueue(job)
+                check_json(job.meta, f"meta written by middleware {type(mw).__name__}")
+            except Exception:
+                log.exception("middleware %r failed in on_enqueue; job %s keeps its metadata", mw, job_id)
+                continue
+            current = job.meta
+        return current or None
 
     def _materialize(
         self,
@@ -348,7 +378,15 @@ class Conveyor:
         task, args, kwargs = (payload.task, payload.args, payload.kwargs) if payload else ("?", [], {})
         value, hidden_result = self.codec.decode_result(record.result, record.id)
         return Job.from_record(
-            record, task, args, kwargs, value, self, now=now, encrypted=hidden_args or hidden_result
+            record,
+            task,
+            args,
+            kwargs,
+            value,
+            self,
+            now=now,
+            encrypted=hidden_args or hidden_result,
+            meta=payload.meta if payload else None,
         )
 
     def get_job(self, job_id: str) -> Job | None:
@@ -363,20 +401,41 @@ class Conveyor:
         limit: int = 100,
         offset: int = 0,
         search: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> list[Job]:
         """Snapshots of jobs, newest first, filtered by state (one of ``conveyor.job.STATES``;
         ``ValueError`` for any other) and queue; ``search`` keeps jobs whose payload contains
-        the text (a task name, an argument value)."""
+        the text (a task name, an argument value); ``meta`` keeps jobs whose metadata has
+        each of these keys with that value.
+
+        With ``meta``, the store is searched for the first pair's text and the pairs are
+        checked here, reading at most ``META_SCAN`` jobs past ``offset``: fewer than
+        ``limit`` jobs may come back when most of those only mention the text elsewhere."""
         now = time.time()
-        records = self.backend.jobs(
-            state=None if state is None else _state(state),
-            queue=queue,
-            limit=limit,
-            offset=offset,
-            now=now,
-            search=search,
-        )
-        return [self._job(r, now) for r in records]
+        chosen = None if state is None else _state(state)
+        if not meta:
+            records = self.backend.jobs(
+                state=chosen, queue=queue, limit=limit, offset=offset, now=now, search=search
+            )
+            return [self._job(r, now) for r in records]
+        if search is not None:
+            raise ValueError("jobs() takes search= or meta=, not both")
+        key, value = next(iter(meta.items()))
+        text = orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode()
+        found: list[Job] = []
+        position = offset
+        while len(found) < limit and position - offset < META_SCAN:
+            batch = self.backend.jobs(
+                state=chosen, queue=queue, limit=max(limit, 100), offset=position, now=now, search=text
+            )
+            for record in batch:
+                job = self._job(record, now)
+                if job.meta is not None and all(job.meta.get(k, _MISSING) == v for k, v in meta.items()):
+                    found.append(job)
+            position += len(batch)
+            if len(batch) < max(limit, 100):
+                break
+        return found[:limit]
 
     def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
         """The result of a job once it completes (see ``Job.result``)."""

@@ -43,6 +43,8 @@ class Payload:
     args: list[Any]
     kwargs: dict[str, Any]
     backoff: float | None = None
+    #: The job's metadata (``using(meta=...)``, middleware), or None when it has none.
+    meta: dict[str, Any] | None = None
 
 
 _HINTS = {
@@ -195,6 +197,7 @@ class Codec:
         args: Sequence[Any],
         kwargs: dict[str, Any],
         backoff: float | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> bytes:
         body: dict[str, Any]
         if self._cipher is None:
@@ -203,6 +206,10 @@ class Codec:
             body = {"t": task, "e": self._cipher.seal(orjson.dumps({"a": args, "k": kwargs}), job_id)}
         if backoff is not None:
             body["b"] = backoff
+        if meta:
+            # Metadata stays readable (and signed) when arguments are encrypted: middleware,
+            # filters and the dashboard read it. Secrets belong in the arguments.
+            body["m"] = meta
         data = orjson.dumps(body)
         if self._keys:
             sig = self._sign(self._keys[0], job_id, queue, max_attempts, data)
@@ -247,7 +254,10 @@ class Codec:
         backoff = obj.get("b")
         if backoff is not None and (type(backoff) not in (int, float) or backoff < 0):
             raise BadPayload(f"payload backoff ('b') is {backoff!r}, expected seconds >= 0")
-        return Payload(task, args, kwargs, backoff)
+        meta = obj.get("m")
+        if meta is not None and type(meta) is not dict:
+            raise BadPayload(f"payload metadata ('m') is a {type(meta).__name__}, expected an object")
+        return Payload(task, args, kwargs, backoff, meta)
 
     def _unseal(self, sealed: Any, job_id: str) -> tuple[Any, Any]:
         if self._cipher is None:
@@ -278,10 +288,13 @@ class Codec:
                 args, kwargs = self._unseal(obj["e"], job_id)
             except BadPayload:
                 args, kwargs, hidden = [], {}, True
+        meta = obj.get("m")
         payload = Payload(
             str(obj.get("t", "?")),
             args if type(args) is list else [],
             kwargs if type(kwargs) is dict else {},
+            None,
+            meta if type(meta) is dict else None,
         )
         return payload, hidden
 

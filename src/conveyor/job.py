@@ -148,6 +148,8 @@ class Job:
     lease_until: datetime | None = None
     #: True when the arguments are encrypted and this process does not hold the key.
     encrypted: bool = False
+    #: The job's JSON metadata (``using(meta=...)`` and middleware), or None.
+    meta: dict[str, Any] | None = None
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -217,6 +219,7 @@ class Job:
         *,
         encrypted: bool = False,
         now: float | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Job:
         return Job(
             id=record.id,
@@ -239,6 +242,7 @@ class Job:
             worker=record.locked_by,
             lease_until=_utc(record.lease_until),
             encrypted=encrypted,
+            meta=meta,
             _app=app,
         )
 

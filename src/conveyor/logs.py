@@ -18,13 +18,11 @@ import os
 import sys
 import threading
 import time
-from contextvars import ContextVar
 from typing import IO, Any
 
 import orjson
 
-#: The id of the job running in this thread or asyncio task, or None.
-current_job_id: ContextVar[str | None] = ContextVar("conveyor_job_id", default=None)
+from .running import _current
 
 #: The logger of the one-line-per-job records (``extra``: job_id, task, outcome, duration).
 job_log = logging.getLogger("conveyor.job")
@@ -47,7 +45,8 @@ class JobIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "job_id", None) is None:
-            record.job_id = current_job_id.get()
+            job = _current.get()
+            record.job_id = None if job is None else job.id
         return True
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
+from .codec import check_json
 from .errors import ConfigurationError
 from .retry import Backoff
 
@@ -64,6 +65,8 @@ class Options:
     #: A database connection to enqueue through (the PostgreSQL store): the job then
     #: commits or rolls back with the caller's transaction.
     connection: Any = None
+    #: JSON metadata kept with the job (an object with string keys), seen by middleware.
+    meta: dict[str, Any] | None = None
 
     def checked(self, task_name: str) -> Options:
         try:
@@ -84,6 +87,12 @@ class Options:
                 f"task {task_name!r}: at= must be an aware datetime (give it a tzinfo, "
                 "e.g. datetime.now(timezone.utc)); a naive one is ambiguous"
             )
+        if self.meta is not None:
+            if type(self.meta) is not dict or not all(type(k) is str for k in self.meta):
+                raise ConfigurationError(
+                    f"task {task_name!r}: meta must be a dict with string keys, not {self.meta!r}"
+                )
+            check_json(self.meta, f"meta of task {task_name!r}")
         if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
             raise ConfigurationError(
                 f"task {task_name!r}: delay must be seconds from 0 to {MAX_DELAY:.0f} (a century), "
@@ -149,8 +158,12 @@ class Task(Generic[P, R]):
         delay: float | None = _UNSET,
         at: datetime | None = _UNSET,
         connection: Any = _UNSET,
+        meta: dict[str, Any] | None = _UNSET,
     ) -> BoundTask[P, R]:
-        """The same task with options changed for the jobs enqueued through the result."""
+        """The same task with options changed for the jobs enqueued through the result.
+        ``meta`` is JSON metadata kept with the job (``app.get_job(id).meta``,
+        ``current_job().meta``, ``app.jobs(meta=...)``); it is not encrypted with the
+        arguments, so keep secrets out of it."""
         return BoundTask(self, self.options)._with(
             queue=queue,
             priority=priority,
@@ -160,6 +173,7 @@ class Task(Generic[P, R]):
             delay=delay,
             at=at,
             connection=connection,
+            meta=meta,
         )
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conveyor.logs import JobIdFilter, TextFormatter, configure, current_job_id
+from conveyor.logs import JobIdFilter, TextFormatter, configure
+from conveyor.running import CurrentJob, _current
 
 from .logging_app import aok, app, flaky, ok, refuse
 
@@ -142,9 +143,9 @@ def test_filter_reads_the_job_of_the_running_context() -> None:
     logger.propagate = False
     try:
         logger.warning("outside")
-        token = current_job_id.set("job-1")
+        token = _current.set(CurrentJob("job-1", "t", "default", 1, 1, {}))
         logger.warning("inside")
-        current_job_id.reset(token)
+        _current.reset(token)
     finally:
         logger.removeHandler(handler)
     first, second = stream.getvalue().splitlines()

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..codec import BadPayload, Payload
 from ..errors import Fail, JobTimeout
 from ..job import Failure, JobRecord
-from ..logs import current_job_id, duration_text, job_line, job_log
+from ..logs import duration_text, job_line, job_log
+from ..middleware import overriding
 from ..render import plural
+from ..running import CurrentJob, _current
 from .outcome import Outcome, dead, describe, failure, is_json_result
 
 if TYPE_CHECKING:
@@ -128,6 +130,9 @@ class Runner:
         self.codec = app.codec
         self.tasks = app.tasks
         self.middleware = app.middleware
+        # Only middleware that wrap a run are called around it; none, and a run is one call.
+        self.around = overriding(app.middleware, "around_run")
+        self.around_async = overriding(app.middleware, "around_run_async")
         self.watchdog = watchdog
         # Read once: with INFO off, a finished job costs no logging call at all.
         self.log_done = job_log.isEnabledFor(logging.INFO)
@@ -160,7 +165,8 @@ class Runner:
     def run_sync(self, job: Prepared) -> Outcome | None:
         """Run a sync task in the calling thread; None if the watchdog gave up on it."""
         record, task, payload = job
-        running = current_job_id.set(record.id)
+        here = _here(job)
+        running = _current.set(here)
         try:
             if self.middleware:
                 self._before(job)
@@ -168,7 +174,10 @@ class Runner:
             entry = None if record.timeout is None else self.watchdog.start(record, record.timeout)
             try:
                 try:
-                    value = task.fn(*payload.args, **payload.kwargs)
+                    if self.around:
+                        value = self._wrapped(here, job)
+                    else:
+                        value = task.fn(*payload.args, **payload.kwargs)
                 finally:
                     if entry is not None:
                         self.watchdog.finish(entry)
@@ -180,23 +189,49 @@ class Runner:
                 return self._failed(job, exc, started)
             return self._succeeded(job, value, started)
         finally:
-            current_job_id.reset(running)
+            _current.reset(running)
+
+    def _wrapped(self, here: CurrentJob, job: Prepared) -> Any:
+        """The task called through every ``around_run``, the first registered outermost."""
+        fn, args, kwargs = job.task.fn, job.payload.args, job.payload.kwargs
+
+        def call(index: int) -> Any:
+            if index == len(self.around):
+                return fn(*args, **kwargs)
+            return self.around[index].around_run(here, lambda: call(index + 1))
+
+        return call(0)
+
+    async def _wrapped_async(self, here: CurrentJob, job: Prepared) -> Any:
+        fn, args, kwargs = job.task.fn, job.payload.args, job.payload.kwargs
+
+        async def call(index: int) -> Any:
+            if index == len(self.around_async):
+                return await fn(*args, **kwargs)
+            return await self.around_async[index].around_run_async(here, lambda: call(index + 1))
+
+        return await call(0)
 
     async def run_async(self, job: Prepared) -> Outcome:
         record, task, payload = job
+        here = _here(job)
         # Each job runs in its own asyncio task, whose context this changes alone.
-        current_job_id.set(record.id)
+        _current.set(here)
         if self.middleware:
             self._before(job)
         started = time.perf_counter()
         try:
+            if self.around_async:
+                call = self._wrapped_async(here, job)
+            else:
+                call = task.fn(*payload.args, **payload.kwargs)
             if record.timeout is None:
-                value = await task.fn(*payload.args, **payload.kwargs)
+                value = await call
             else:
                 limit = asyncio.timeout(record.timeout)
                 try:
                     async with limit:
-                        value = await task.fn(*payload.args, **payload.kwargs)
+                        value = await call
                 except TimeoutError as exc:
                     if limit.expired():
                         return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
@@ -319,6 +354,14 @@ class Runner:
                 mw.after_run(job.record.id, job.task.name, duration, exc, value)
             except Exception:
                 log.exception("middleware %r failed in after_run", mw)
+
+
+def _here(job: Prepared) -> CurrentJob:
+    record, task, payload = job
+    meta = payload.meta
+    return CurrentJob(
+        record.id, task.name, record.queue, record.attempts, record.max_attempts, {} if meta is None else meta
+    )
 
 
 class ThreadExecutor:
