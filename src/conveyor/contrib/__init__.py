@@ -1,0 +1,1 @@
+"""Integrations with other libraries, each in its own module and behind its own extra."""
