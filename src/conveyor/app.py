@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from .backends import Backend, open_backend
+from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
@@ -26,6 +26,7 @@ from .job import (
     new_id,
 )
 from .middleware import Middleware
+from .redaction import redact_url
 from .retry import Backoff
 from .task import JobSpec, Options, Task
 
@@ -91,7 +92,7 @@ class Conveyor:
         self._backend_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Conveyor {self.namespace!r} {len(self.tasks)} tasks>"
+        return f"<Conveyor {self.namespace!r} at {redact_url(self.url)} {len(self.tasks)} tasks>"
 
     @property
     def backend(self) -> Backend:
@@ -183,15 +184,15 @@ class Conveyor:
         return job
 
     def _enqueue_many(self, specs: list[JobSpec]) -> list[Job]:
-        stream = getattr(self.backend, "enqueue_stream", None)
+        backend = self.backend
         if (
-            stream is not None
-            and len(specs) > STREAM_CHUNK
+            len(specs) > STREAM_CHUNK
+            and isinstance(backend, StreamsEnqueue)
             and not self.middleware
             and self.max_queue_length is None
             and all(spec.options.connection is None for spec in specs)
         ):
-            return self._enqueue_streamed(specs, stream)
+            return self._enqueue_streamed(specs, backend)
         now = time.time()
         when = datetime.fromtimestamp(now, UTC)
         records: list[JobRecord] = []
@@ -210,20 +211,19 @@ class Conveyor:
         for mw in self.middleware:
             mw.before_enqueue(records)
         if connection is not None:
-            enqueue_in = getattr(self.backend, "enqueue_in", None)
-            if enqueue_in is None:
+            if not isinstance(backend, EnqueuesInTransaction):
                 raise ConfigurationError(
                     "using(connection=...) needs the PostgreSQL store, whose jobs can join "
                     "the caller's transaction"
                 )
-            enqueue_in(connection, records, self.max_queue_length)
+            backend.enqueue_in(connection, records, self.max_queue_length)
         else:
-            self.backend.enqueue(records, self.max_queue_length)
+            backend.enqueue(records, self.max_queue_length)
         for mw in self.middleware:
             mw.after_enqueue(records)
         return jobs
 
-    def _enqueue_streamed(self, specs: list[JobSpec], stream: Callable[..., None]) -> list[Job]:
+    def _enqueue_streamed(self, specs: list[JobSpec], store: StreamsEnqueue) -> list[Job]:
         """A large batch for a store that takes it in chunks as they are built (Redis): the
         store writes one chunk while the next is built. Every job is checked and encoded
         first, so a bad one still raises before anything is stored."""
@@ -242,7 +242,7 @@ class Conveyor:
                     jobs.append(job)
                 yield records
 
-        stream(chunks())
+        store.enqueue_stream(chunks())
         return jobs
 
     def _build(self, spec: JobSpec, now: float, when: datetime, job_id: str) -> tuple[JobRecord, Job]:

@@ -11,6 +11,7 @@ bounded repetitions: the work stays linear in the length of the text.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 _SECRET_NAME = re.compile(
     r"password|passwd|pwd|secret|token|api[_-]?key|apikey|authorization|auth|credential"
@@ -52,3 +53,40 @@ def redact(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     if len(text) > limit:
         text = text[: limit - 20] + " … [truncated]"
     return text
+
+
+# Query parameters of a store URL that carry a secret: password=, sentinel_password=,
+# sslpassword=, token=, ... (libpq, redis-py and Sentinel names alike).
+_URL_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential|key", re.IGNORECASE)
+URL_MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown (errors, logs, ``repr``, the CLI): the password of its
+    userinfo (of each host list too: ``redis+sentinel://user:pw@h1,h2``) and the value of
+    every secret-looking query parameter (``password=``, ``sentinel_password=``) replaced by
+    ``***``; the fragment dropped. The one function every place that shows a store URL uses.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        # Not a URL (a bare path): nothing in it is a userinfo or a query to trust, but a
+        # path is not secret either.
+        return url if "@" not in url and "?" not in url else "[unparseable URL hidden]"
+    # The userinfo ends at the last @ before the query: a password may hold a raw / or #.
+    before_query, qsep, query = rest.partition("?")
+    userinfo, at, location = before_query.rpartition("@")
+    location = location.partition("#")[0]
+    query = query.partition("#")[0]
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        location = f"{user}:{URL_MASK}@{location}" if colon else f"{user}@{location}"
+    shown = f"{scheme}://{location}"
+    if qsep:
+        params = []
+        for item in re.split(r"[&;]", query):
+            name, eq, _ = item.partition("=")
+            if eq and _URL_SECRET_PARAM.search(unquote(name)):
+                item = f"{name}={URL_MASK}"
+            params.append(item)
+        shown += "?" + "&".join(params)
+    return shown

@@ -6,9 +6,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from .base import Backend
+from ..redaction import redact_url
+from .base import Backend, EnqueuesInTransaction, Migrates, StreamsEnqueue, WaitsAndFetches
 
-__all__ = ["Backend", "open_backend"]
+__all__ = [
+    "Backend",
+    "EnqueuesInTransaction",
+    "Migrates",
+    "StreamsEnqueue",
+    "WaitsAndFetches",
+    "open_backend",
+]
 
 
 def open_backend(url: str, namespace: str) -> Backend:
@@ -22,7 +30,7 @@ def open_backend(url: str, namespace: str) -> Backend:
             from .postgres import PostgresBackend
         except ImportError as exc:
             raise ConfigurationError(
-                f"{url.split('@')[-1]!r} needs the PostgreSQL extra: pip install 'conveyor[postgres]' ({exc})"
+                f"{redact_url(url)!r} needs the PostgreSQL extra: pip install 'conveyor[postgres]' ({exc})"
             ) from None
         return PostgresBackend(url, namespace)
     if scheme in ("redis", "rediss", "redis+sentinel", "redis+cluster", "unix"):

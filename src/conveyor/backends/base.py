@@ -5,20 +5,37 @@ method are stated by ``tests/conformance/``, which every store passes unchanged.
 
 Times are seconds since the epoch, taken from the caller's clock (``now`` arguments) where a
 decision depends on it, so that tests can move time and stores agree on one clock.
+
+What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
+optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
+``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
+once, when they get the store, never per job.
+
+Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
+each store states which of its driver's errors mean that once, with ``translate_errors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, Stats, WorkerInfo
+from ..redaction import redact, redact_url
 
 #: Admin actions accepted by ``Backend.act``.
 #: retry: dead, cancelled, retry or scheduled jobs become pending now, attempts reset to 0;
 #: cancel: waiting (scheduled, pending, retry) jobs become cancelled;
 #: delete: the job is removed, whatever its state.
 ACTIONS = ("retry", "cancel", "delete")
+
+
+def check_action(action: str) -> None:
+    """Raise ``ValueError`` unless ``action`` is one of ``ACTIONS``."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
 
 
 @runtime_checkable
@@ -99,3 +116,96 @@ class Backend(Protocol):
     def set_paused(self, queue: str, paused: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+# -- optional capabilities -------------------------------------------------------------------
+@runtime_checkable
+class StreamsEnqueue(Protocol):
+    """A store that writes a large batch chunk by chunk as the caller builds it (Redis)."""
+
+    def enqueue_stream(self, chunks: Iterable[Sequence[JobRecord]]) -> None:
+        """``enqueue`` (no queue limit) of the jobs of ``chunks``, each chunk sent as soon
+        as it is built; each chunk is stored whole or not at all."""
+
+
+@runtime_checkable
+class EnqueuesInTransaction(Protocol):
+    """A store whose jobs can join the caller's own database transaction (PostgreSQL)."""
+
+    def enqueue_in(
+        self, connection: Any, records: Sequence[JobRecord], max_queue_length: int | None = None
+    ) -> None:
+        """``enqueue`` through ``connection``, inside its transaction, without committing."""
+
+
+@runtime_checkable
+class WaitsAndFetches(Protocol):
+    """A store that claims the jobs that woke an idle worker in the same round-trip (Redis)."""
+
+    def wait_and_fetch(
+        self, queues: Sequence[str] | None, timeout: float, limit: int, worker: str, lease: float
+    ) -> list[JobRecord]:
+        """``wait`` then ``fetch`` (by the store's clock), as one call."""
+
+
+@runtime_checkable
+class Migrates(Protocol):
+    """A store with a versioned schema that ``conveyor migrate`` brings up to date."""
+
+    def migrate(self) -> list[int]:
+        """Apply the missing schema versions; returns those applied (empty: up to date)."""
+
+
+#: Every method a store may implement, contract and capabilities: the ones whose errors
+#: ``translate_errors`` turns into ``StoreUnavailable``.
+CONTRACT: tuple[str, ...] = tuple(
+    name
+    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Migrates)
+    for name in protocol.__dict__
+    if not name.startswith("_") and callable(protocol.__dict__[name])
+)
+
+S = TypeVar("S", bound=type)
+
+
+def translate_errors(
+    store: str,
+    errors: tuple[type[BaseException], ...],
+    unreachable: Callable[[BaseException], bool] = lambda exc: True,
+    raise_as: type[StoreUnavailable] = StoreUnavailable,
+) -> Callable[[S], S]:
+    """Class decorator of a store: a driver error of ``errors`` for which ``unreachable``
+    holds, raised by its constructor or any method of ``CONTRACT``, becomes ``raise_as``
+    naming the store's URL without secrets (the store sets ``self.url`` first thing).
+
+    The one place a store's connection errors are translated, so no public call can leak a
+    driver's error, and none shows a password: the URL goes through ``redact_url`` and the
+    driver's text through ``redact``. The wrapper costs one Python call per store call (a
+    batch, not a job); the ``try`` itself is free until something is raised.
+    """
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreUnavailable:
+                raise
+            except errors as exc:
+                if not unreachable(exc):
+                    raise
+                where = redact_url(self.url if "url" in vars(self) else str(args[0]))
+                raise raise_as(
+                    f"cannot reach {store} at {where} ({redact(str(exc))}); "
+                    "is the server running and the URL right?"
+                ) from exc
+
+        return call
+
+    def decorate(cls: S) -> S:
+        for name in ("__init__", *CONTRACT):
+            if name in cls.__dict__:
+                setattr(cls, name, wrap(cls.__dict__[name]))
+        return cls
+
+    return decorate

@@ -96,7 +96,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigurationError, QueueFull, SchemaError, StoreUnavailable
+from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
     BAD_RUN_AT,
     DEAD,
@@ -109,6 +109,8 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from ..redaction import redact_url
+from .base import check_action, translate_errors
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -116,8 +118,10 @@ _T = TypeVar("_T")
 Conn = psycopg.Connection[Any]
 
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
-RETRY_FOR = 30.0  # seconds a call keeps trying to reach the server before it raises
-ENQUEUE_RETRY_FOR = 3.0  # the same for enqueue, where an application is waiting
+RETRY_FOR = 30.0  # seconds a worker's call keeps trying to reach the server before it raises
+#: The same for enqueue and admin calls, where an application or a person is waiting: they
+#: should hear of an outage in seconds, not after the half-minute a worker rides out.
+CALLER_RETRY_FOR = 3.0
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection on one try
 PRUNE_BATCH = 10000  # completed jobs deleted per recover(), so one call stays short
 COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
@@ -173,14 +177,9 @@ def _split_url(url: str) -> tuple[str, dict[str, int]]:
     return urlunsplit((scheme, parts.netloc, parts.path, query_text, parts.fragment)), options
 
 
-def _where(url: str) -> str:
-    """host/dbname for messages, without the password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}{parts.path or '/'}"
-
-
 def _record(row: Sequence[Any]) -> JobRecord:
-    # The column types are enforced by PostgreSQL, so a row maps straight onto the record.
+    """The store's one way from a row to a record: every statement that reads jobs returns
+    ``_COLUMNS``, JobRecord's fields in order, whose types PostgreSQL enforces."""
     return JobRecord(*row)
 
 
@@ -222,8 +221,19 @@ def _unwrap_connection(connection: Any) -> Conn:
 class _Statements:
     """Every statement of the store, with the schema name filled in once."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, channel: str) -> None:
         s = schema
+        # Migrations: the version table first, then each file with the schema as search_path.
+        self.migrations_table = f"SELECT to_regclass('{s}.migrations')"
+        self.lock = "SELECT pg_advisory_xact_lock(%(key)s)"
+        self.create_schema = f"CREATE SCHEMA IF NOT EXISTS {s}"
+        self.create_migrations = (
+            f"CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY,"
+            " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        self.search_path = f"SET LOCAL search_path TO {s}"
+        self.applied = f"INSERT INTO {s}.migrations (version, name) VALUES (%(version)s, %(name)s)"
+        self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel)).as_string()
         # Enqueue, one statement: the queue names (skipped once this process knows they
         # exist), the jobs, and a pg_notify per queue, which PostgreSQL delivers on commit and
         # drops on rollback. ON CONFLICT (id) DO NOTHING makes a retry after a lost answer
@@ -404,6 +414,7 @@ class _Statements:
         )
 
 
+@translate_errors("PostgreSQL", (psycopg.OperationalError,))
 class PostgresBackend:
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
@@ -416,12 +427,11 @@ class PostgresBackend:
         self.url = url
         self.ns = namespace
         self.conninfo, options = _split_url(url)
-        self._where = url.rsplit("@", 1)[-1]  # host, port and database; never the password
         self.min_size = options.get("pool_min_size", 1)
         self.max_size = max(self.min_size, options.get("pool_max_size", 16))
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
-        self.sql = _Statements(self.schema)
+        self.sql = _Statements(self.schema, self.channel)
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool[Conn] | None = None
         self._pool_pid = 0
@@ -460,7 +470,7 @@ class PostgresBackend:
     def _run(self, work: Callable[[Conn], _T], retry: bool = True, retry_for: float = RETRY_FOR) -> _T:
         """Run ``work`` on a pooled connection; on a lost connection, try again on a fresh
         one for up to ``retry_for`` seconds (every caller's ``work`` is idempotent), then
-        raise ``StoreUnavailable``."""
+        raise (``translate_errors`` makes that ``StoreUnavailable``)."""
         deadline = time.monotonic() + retry_for
         pause = 0.05
         while True:
@@ -470,7 +480,7 @@ class PostgresBackend:
                     return work(conn)
             except psycopg.OperationalError as exc:
                 if not retry or self._closed or time.monotonic() + pause > deadline:
-                    raise StoreUnavailable(f"cannot reach PostgreSQL at {self._where}: {exc}") from exc
+                    raise
                 log.warning("PostgreSQL call failed, retrying in %.2f s: %s", pause, exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -482,15 +492,12 @@ class PostgresBackend:
         """Run ``work`` on a connection of its own, without retries: at startup a wrong
         password, a missing database or a bad option must fail at once with the server's
         own message (the pool would only report a timeout, after retrying for a while)."""
-        try:
-            with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
-                return work(conn)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"cannot reach PostgreSQL at {self._where}: {exc}") from exc
+        with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
+            return work(conn)
 
     def _ensure_schema(self) -> None:
         def check(conn: Conn) -> int | None:
-            row = conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.migrations",)).fetchone()
+            row = conn.execute(self.sql.migrations_table).fetchone()
             if row is None or row[0] is None:
                 return None
             found = conn.execute(self.sql.version).fetchone()
@@ -505,7 +512,7 @@ class PostgresBackend:
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise SchemaError(
-                f"PostgreSQL schema {self.ns!r} at {_where(self.url)} has conveyor schema "
+                f"PostgreSQL schema {self.ns!r} at {redact_url(self.url)} has conveyor schema "
                 f"version {version}, newer than this conveyor knows ({SCHEMA_VERSION}); "
                 "upgrade conveyor on this machine before running it against that database"
             )
@@ -519,12 +526,9 @@ class PostgresBackend:
             applied: list[int] = []
             with conn.transaction():
                 key = _advisory_key(f"conveyor.migrate.{self.ns}")
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self.schema}.migrations (version integer PRIMARY KEY,"
-                    " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
+                conn.execute(self.sql.lock, {"key": key})
+                conn.execute(self.sql.create_schema)
+                conn.execute(self.sql.create_migrations)
                 row = conn.execute(self.sql.version).fetchone()
                 current = int(row[0]) if row else 0
                 self._check_version(current)
@@ -532,12 +536,9 @@ class PostgresBackend:
                     if version <= current:
                         continue
                     # The files name tables without a schema; this puts them in ours.
-                    conn.execute(f"SET LOCAL search_path TO {self.schema}")
+                    conn.execute(self.sql.search_path)
                     conn.execute(text.encode())
-                    conn.execute(
-                        f"INSERT INTO {self.schema}.migrations (version, name) VALUES (%s, %s)",
-                        (version, name),
-                    )
+                    conn.execute(self.sql.applied, {"version": version, "name": name})
                     applied.append(version)
             if applied:
                 log.info("migrated PostgreSQL schema %r to version %d", self.ns, applied[-1])
@@ -592,7 +593,7 @@ class PostgresBackend:
         """Raise QueueFull if the batch would take a queue past ``limit`` waiting jobs. Runs in
         the enqueue's transaction, after a lock per queue, so two enqueues cannot both pass."""
         for queue in queues:  # sorted: two batches lock in the same order, never deadlock
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_advisory_key(f"conveyor.{self.ns}.{queue}"),))
+            conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.{queue}")})
         waiting = dict(conn.execute(self.sql.waiting_counts, {"queues": queues}).fetchall())
         for queue in queues:
             adding = sum(1 for r in records if r.queue == queue)
@@ -655,7 +656,7 @@ class PostgresBackend:
 
         # An app waiting to enqueue should hear of an outage in seconds, not after the
         # half-minute a worker's calls ride out a restart.
-        self._run(insert, retry_for=ENQUEUE_RETRY_FOR)
+        self._run(insert, retry_for=CALLER_RETRY_FOR)
         if not known:
             self._known_queues.update(params["queues"])
 
@@ -823,14 +824,16 @@ class PostgresBackend:
         conn = self._listen_conn
         if conn is None or conn.closed or self._listen_pid != os.getpid():
             conn = psycopg.Connection.connect(self.conninfo, autocommit=True)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            conn.execute(self.sql.listen)
             self._listen_conn = conn
             self._listen_pid = os.getpid()
         return conn
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
-        row = self._run(lambda conn: conn.execute(self.sql.get, {"id": job_id}).fetchone())
+        row = self._run(
+            lambda conn: conn.execute(self.sql.get, {"id": job_id}).fetchone(), retry_for=CALLER_RETRY_FOR
+        )
         return None if row is None else _record(row)
 
     @staticmethod
@@ -863,7 +866,7 @@ class PostgresBackend:
             where += " AND position(%(search)s::bytea in payload) > 0"
             params["search"] = search.encode()
         statement = self.sql.jobs.format(where=where)
-        rows = self._run(lambda conn: conn.execute(statement, params).fetchall())
+        rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         return [_record(row) for row in rows]
 
     def stats(self, now: float) -> Stats:
@@ -894,10 +897,10 @@ class PostgresBackend:
                 history=history,
             )
 
-        return self._run(read)
+        return self._run(read, retry_for=CALLER_RETRY_FOR)
 
     def workers(self) -> list[WorkerInfo]:
-        rows = self._run(lambda conn: conn.execute(self.sql.workers).fetchall())
+        rows = self._run(lambda conn: conn.execute(self.sql.workers).fetchall(), retry_for=CALLER_RETRY_FOR)
         return [
             WorkerInfo(
                 id=row[0],
@@ -920,13 +923,12 @@ class PostgresBackend:
         state: str | None = None,
         queue: str | None = None,
     ) -> int:
+        check_action(action)
         templates = {
             "retry": self.sql.act_retry,
             "cancel": self.sql.act_cancel,
             "delete": self.sql.act_delete,
         }
-        if action not in templates:
-            raise ValueError(f"unknown action {action!r}; expected one of retry, cancel, delete")
         params: dict[str, Any] = {"now": now}
         if ids is not None:
             where = "id = ANY(%(ids)s::text[])"
@@ -944,7 +946,7 @@ class PostgresBackend:
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
             return changed
 
-        return self._run(change)
+        return self._run(change, retry_for=CALLER_RETRY_FOR)
 
     def set_paused(self, queue: str, paused: bool) -> None:
         def change(conn: Conn) -> None:
@@ -952,4 +954,4 @@ class PostgresBackend:
             if not paused:
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": queue})
 
-        self._run(change)
+        self._run(change, retry_for=CALLER_RETRY_FOR)

@@ -91,22 +91,21 @@ Payloads and results are bytes moved by the scripts as they are; only Python par
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib.resources import files
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -125,6 +124,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from .base import check_action, translate_errors
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -164,8 +164,9 @@ _SCRIPTS: Final = (
     "forget",
 )
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError)
+#: redis-py's errors that mean the server (or the cluster) cannot be reached.
+_UNAVAILABLE = (*_RETRYABLE, ClusterDownError, RedisClusterException)
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -175,25 +176,16 @@ class RedisUnavailable(StoreUnavailable, RedisConnectionError):
     A ``redis.exceptions.ConnectionError``, so code that already handles redis-py's
     errors handles this one too."""
 
+    def __init__(self, message: str) -> None:
+        # StoreUnavailable comes first in the MRO, and OSError's __init__ does not call on:
+        # redis-py's own __init__ must run, or its __repr__ and retry helpers find no
+        # ``error_type`` (an AttributeError instead of this error).
+        RedisConnectionError.__init__(self, message)
 
-def _unavailable(
-    method: Callable[Concatenate[RedisBackend, P], T],
-) -> Callable[Concatenate[RedisBackend, P], T]:
-    """Turn redis-py's connection errors, raised once its retries are spent, into
-    ``RedisUnavailable`` with the server's address."""
 
-    def call(self: RedisBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except RedisUnavailable:
-            raise
-        except _RETRYABLE as exc:
-            raise RedisUnavailable(
-                f"cannot reach Redis at {_where(self.url)} ({exc}); is the server running and the URL right?"
-            ) from exc
-
-    functools.update_wrapper(call, method)
-    return call
+def _unreachable(exc: BaseException) -> bool:
+    # RedisClusterException is also raised for misuse; only "cannot be connected" is an outage.
+    return type(exc) is not RedisClusterException or "cannot be connected" in str(exc)
 
 
 # --------------------------------------------------------------------------- connecting
@@ -289,13 +281,6 @@ def connect(url: str) -> tuple[Any, bool]:
         client = sentinel.master_for(service, db=db, username=user, password=password)  # type: ignore[no-untyped-call]
         return client, False
     raise ConfigurationError(f"not a Redis URL: {scheme}://")
-
-
-def _where(url: str) -> str:
-    """The URL without its password, for error messages."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 # --------------------------------------------------------------------------- decoding
@@ -461,6 +446,7 @@ class _OwnConnection:
                 self.pool.release(self.connection)
 
 
+@translate_errors("Redis", _UNAVAILABLE, _unreachable, RedisUnavailable)
 class RedisBackend:
     """Jobs in Redis, shared by any number of processes and machines."""
 
@@ -665,7 +651,6 @@ class RedisBackend:
         return [prefix + n for n in names]
 
     # -- the hot path ---------------------------------------------------------------------
-    @_unavailable
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
@@ -724,7 +709,6 @@ class RedisBackend:
             calls.append(_Call("enqueue", keys, args))
         return calls
 
-    @_unavailable
     def enqueue_stream(self, chunks: Iterable[Sequence[JobRecord]]) -> None:
         """``enqueue`` of a large batch (no queue limit) whose jobs the caller builds as it
         goes: each chunk is written to the server as soon as it is built, so the server
@@ -833,9 +817,7 @@ class RedisBackend:
                 return self._fetch(queues, limit, worker, lease, now, token)
             except _RETRYABLE as exc:
                 if time.monotonic() >= deadline:
-                    raise RedisUnavailable(
-                        f"cannot reach Redis at {_where(self.url)} for {FETCH_OUTAGE:g} s ({exc})"
-                    ) from exc
+                    raise
                 log.warning("fetch failed, retrying in %.1f s: %s", pause, exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -890,7 +872,6 @@ class RedisBackend:
         for r in records:
             held[r.id] = r.queue
 
-    @_unavailable
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
@@ -914,7 +895,6 @@ class RedisBackend:
         for i in ids:
             held.pop(i, None)
 
-    @_unavailable
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
             return
@@ -933,7 +913,6 @@ class RedisBackend:
         self._run(calls)
         self._forget(by_id)
 
-    @_unavailable
     def release(self, ids: Sequence[str], worker: str) -> None:
         if not ids:
             return
@@ -945,7 +924,6 @@ class RedisBackend:
         self._run(calls)
         self._forget(ids)
 
-    @_unavailable
     def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
         queues = set(self._queues()) | set(self._held.values())
         calls = [
@@ -972,7 +950,6 @@ class RedisBackend:
         calls.append(_Call("beat", [self._g + "workers", self._g + "seen"], [info.id, body, now]))
         self._run(calls)
 
-    @_unavailable
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
         calls: list[_Call] = []
@@ -1075,7 +1052,6 @@ class RedisBackend:
             time.sleep(max(0.0, deadline - time.monotonic()))
 
     # -- admin ----------------------------------------------------------------------------
-    @_unavailable
     def get(self, job_id: str) -> JobRecord | None:
         found = self._locate([job_id])
         if not found:
@@ -1136,7 +1112,6 @@ class RedisBackend:
                 break
         return matched[offset : offset + limit]
 
-    @_unavailable
     def stats(self, now: float) -> Stats:
         queues = self._queues()
         since = now - 3600
@@ -1177,7 +1152,6 @@ class RedisBackend:
             history=[(minute, p, f) for minute, (p, f) in sorted(history.items())],
         )
 
-    @_unavailable
     def workers(self) -> list[WorkerInfo]:
         raw = self.client.hgetall(self._g + "workers")
         found: list[WorkerInfo] = []
@@ -1209,8 +1183,7 @@ class RedisBackend:
         state: str | None = None,
         queue: str | None = None,
     ) -> int:
-        if action not in ("retry", "cancel", "delete"):
-            raise ValueError(f"unknown action {action!r}; expected one of retry, cancel, delete")
+        check_action(action)
         if ids is not None:
             by_queue = self._locate(ids)
             only = ""
@@ -1237,7 +1210,6 @@ class RedisBackend:
             self._run(follow)
         return changed
 
-    @_unavailable
     def set_paused(self, queue: str, paused: bool) -> None:
         key = self._q(queue) + "paused"
         # Registry first: a client dying in between leaves a registered queue, not a paused

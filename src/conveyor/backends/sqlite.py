@@ -23,7 +23,6 @@ import orjson
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
-    ACTIVE,
     BAD_RUN_AT,
     DEAD,
     FAR_FUTURE,
@@ -35,6 +34,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from .base import check_action, translate_errors
 
 SCHEMA_VERSION = 1
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
@@ -54,9 +54,14 @@ def _cast(*names: str) -> str:
 
 
 _COLUMNS = _cast(*_TYPES)  # in JobRecord's field order
-# What a claim reads back; the rest of the record is known without asking.
-_CLAIMED = _cast(
-    "id", "queue", "payload", "priority", "run_at", "attempts", "max_attempts", "timeout", "created_at"
+# What a claim reads back, in JobRecord's field order: the columns the caller cannot know,
+# and for the rest the values it just wrote, bound again (started_at, locked_by,
+# lease_until), so that one factory makes every record.
+_CLAIMED = (
+    _cast("id", "queue", "payload", "priority")
+    + ", 'active', "
+    + _cast("run_at", "attempts", "max_attempts", "timeout", "created_at")
+    + ", ?, NULL, NULL, NULL, NULL, ?, ?"
 )
 _WAITING = "('scheduled','pending','retry')"
 
@@ -121,9 +126,27 @@ def _path_from_url(url: str) -> str:
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
+    """The store's one way from a row to a record: every statement that reads jobs returns
+    JobRecord's fields in order, already cast (``_COLUMNS``, ``_CLAIMED``)."""
     return JobRecord(*row)
 
 
+#: SQLite's errors that mean the file cannot be used now, rather than a bug in a statement.
+_UNREACHABLE = (
+    "unable to open",
+    "database is locked",
+    "disk i/o error",
+    "readonly database",
+    "locking protocol",
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    # OSError: the database's directory cannot be made (a file in its place, no permission).
+    return isinstance(exc, OSError) or any(text in str(exc).lower() for text in _UNREACHABLE)
+
+
+@translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
 class SQLiteBackend:
     """Jobs in one SQLite file, shared by any number of threads and processes."""
 
@@ -132,6 +155,7 @@ class SQLiteBackend:
             raise ConfigurationError(
                 f"namespace {namespace!r} must be letters, digits and _ for the SQLite store"
             )
+        self.url = url
         self.path = _path_from_url(url)
         self.ns = namespace
         self.t = f"{namespace}_jobs"
@@ -279,36 +303,15 @@ class SQLiteBackend:
             for queue in serve:
                 params += [queue, now, limit]
             picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
+            until = now + lease
             rows = conn.execute(
                 f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1,"
                 f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
                 f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
-                [worker, now + lease, now, *params, limit],
+                [worker, until, now, *params, limit, now, worker, until],
             ).fetchall()
         rank = {q: i for i, q in enumerate(serve)}
-        until = now + lease
-        records = [
-            JobRecord(
-                job_id,
-                queue,
-                payload,
-                priority,
-                ACTIVE,
-                run_at,
-                attempts,
-                max_attempts,
-                timeout,
-                created_at,
-                now,
-                None,
-                None,
-                None,
-                None,
-                worker,
-                until,
-            )
-            for job_id, queue, payload, priority, run_at, attempts, max_attempts, timeout, created_at in rows
-        ]
+        records = [_record(row) for row in rows]
         records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
 
@@ -557,6 +560,7 @@ class SQLiteBackend:
         state: str | None = None,
         queue: str | None = None,
     ) -> int:
+        check_action(action)
         if action == "retry":
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL"
@@ -569,11 +573,9 @@ class SQLiteBackend:
                 f" WHERE {{match}} AND state IN {_WAITING}"
             )
             first = [now]
-        elif action == "delete":
+        else:
             change = "DELETE FROM {t} WHERE {match}"
             first = []
-        else:
-            raise ValueError(f"unknown action {action!r}; expected one of retry, cancel, delete")
         with self._write() as conn:
             if ids is not None:
                 total = 0

@@ -14,6 +14,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..backends import WaitsAndFetches
 from ..job import Failure, WorkerInfo
 from .acker import Acker
 from .executor import AsyncExecutor, Prepared, Runner, RunningJob, ThreadExecutor, Watchdog
@@ -82,6 +83,10 @@ class Worker:
         self._stopping = threading.Event()
         self._signals = 0
         self._backend = app.backend
+        # A store that claims the jobs that woke it in the same round-trip (Redis) says so.
+        self._wait_and_fetch = (
+            self._backend.wait_and_fetch if isinstance(self._backend, WaitsAndFetches) else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -196,10 +201,8 @@ class Worker:
     def _wait(self, queues: list[str] | None, free: int) -> list[Any]:
         """Wait for jobs to arrive; a store that can claim them in the same round-trip
         (Redis: a fetch queued behind its BLPOP) returns them."""
-        wait_and_fetch = getattr(self._backend, "wait_and_fetch", None)
-        if wait_and_fetch is not None:
-            records: list[Any] = wait_and_fetch(queues, self.idle_wait, free, self.id, self.app.lease)
-            return records
+        if self._wait_and_fetch is not None:
+            return self._wait_and_fetch(queues, self.idle_wait, free, self.id, self.app.lease)
         self._backend.wait(queues, self.idle_wait)
         return []
 
