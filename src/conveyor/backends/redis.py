@@ -102,7 +102,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -243,9 +243,12 @@ def connect(url: str) -> tuple[Any, bool]:
     query = parse_qs(parts.query)
     options = _client_options(query)
     if scheme in ("redis", "rediss", "unix"):
+        if scheme == "unix":
+            del options["socket_keepalive"]  # a TCP option: redis-py's unix connection refuses it
         # protocol is passed explicitly; from_url would also read it, but checked above.
-        stripped = {k: v for k, v in query.items() if k != "protocol"}
-        rebuilt = parts._replace(query="&".join(f"{k}={v[-1]}" for k, v in stripped.items())).geturl()
+        stripped = "&".join(f"{k}={v[-1]}" for k, v in query.items() if k != "protocol")
+        # Built by hand: urlunsplit writes unix:///path as unix:/path, which redis-py refuses.
+        rebuilt = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{stripped}" if stripped else "")
         return redis.Redis.from_url(rebuilt, **options), False
     if scheme == "redis+cluster":
         user, password, hosts = _hosts(parts.netloc, 6379)
@@ -275,6 +278,9 @@ def connect(url: str) -> tuple[Any, bool]:
                 "password": sentinel_password,
                 "socket_connect_timeout": options["socket_connect_timeout"],
                 "socket_timeout": 5.0,
+                # The master's own retry policy asks the sentinels again; retrying inside
+                # each look-up as well made an unreachable Sentinel take 15 s to report.
+                "retry": Retry(NoBackoff(), 0),
             },
             **options,
         )
@@ -995,9 +1001,12 @@ class RedisBackend:
         calls.append(fetch)
         try:
             replies = self._run(calls)
-        except (*_RETRYABLE, ResponseError) as exc:
+        except ResponseError as exc:
             log.debug("wait: %s", exc)
             return self.fetch(queues, limit, worker, lease, time.time())
+        # A connection error, past redis-py's retries, is an outage: raised (as
+        # StoreUnavailable), for the worker to back off, rather than spending another
+        # FETCH_OUTAGE in a fetch that would meet the same closed port.
         flat = replies[-1]
         now = float(flat[0])
         got = _claimed(first, flat[1:], worker, now + lease, now)
