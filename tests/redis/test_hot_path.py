@@ -214,7 +214,7 @@ def test_the_id_index_leaves_out_the_default_queue_and_lookups_still_find_every_
     backend.enqueue([_record("d0", now), _record("d1", now), _record("m0", now, queue="mail")])
     backend.enqueue([_record("d2", now)])  # the single-job script
     backend.enqueue([_record("m1", now, queue="mail")])
-    index = f"{backend._g}where"
+    index = backend.keys.where
     indexed = {k.decode() for k in backend.client.hkeys(index)}
     assert indexed == {"m0", "m1"}
     for job_id, queue in [("d0", "default"), ("d2", "default"), ("m0", "mail"), ("m1", "mail")]:

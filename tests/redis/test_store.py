@@ -187,6 +187,25 @@ def test_urls() -> None:
         RedisBackend("redis://127.0.0.1:1/0", "bad{ns}")
 
 
+def test_unix_socket_url_works(tmp_path: Path) -> None:
+    # unix:///path?db=0 used to be rebuilt as unix:/path (refused by redis-py), and given a
+    # TCP keepalive option the unix connection refuses.
+    socket_path = tmp_path / "redis.sock"
+    with RedisServer(appendonly=False, extra_args=["--unixsocket", str(socket_path)]):
+        app = Conveyor(f"unix://{socket_path}?db=2&protocol=3", namespace=_namespace())
+
+        @app.task(name="t.inc")
+        def inc(x: int) -> int:
+            return x + 1
+
+        try:
+            job = inc.enqueue(41)
+            app.worker(concurrency=1, burst=True).run()
+            assert job.result(timeout=5) == 42
+        finally:
+            app.close()
+
+
 def test_resp3_works(redis_server: RedisServer) -> None:
     app = Conveyor(redis_server.url + "?protocol=3", namespace=_namespace())
 

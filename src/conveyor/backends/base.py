@@ -204,8 +204,11 @@ def translate_errors(
 
     def decorate(cls: S) -> S:
         for name in ("__init__", *CONTRACT):
-            if name in cls.__dict__:
-                setattr(cls, name, wrap(cls.__dict__[name]))
+            # The class's own method or one it inherits (a store may keep its admin calls
+            # in a base class of their own); never object's __init__.
+            owner = next((k for k in cls.__mro__ if name in vars(k)), object)
+            if owner is not object:
+                setattr(cls, name, wrap(vars(owner)[name]))
         return cls
 
     return decorate

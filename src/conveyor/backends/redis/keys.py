@@ -1,0 +1,139 @@
+"""Every key name of the Redis store, built here and nowhere else (as Asynq's ``base.go``).
+
+Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
+
+    {ns}:queues           SET    every queue ever used: fetch(None), stats, recover, heartbeat
+    {ns}:where            HASH   job id -> queue, for get() and admin actions by id; jobs of
+                                 the queue "default" are not indexed (a lookup asks the index
+                                 and the default queue at once), which spares the commonest
+                                 enqueue a quarter of its server time
+    {ns}:workers          HASH   worker id -> JSON of its last heartbeat
+    {ns}:seen             ZSET   worker id by last heartbeat (expiry)
+    {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
+                                 created_at" (the settings no script changes, one field: a
+                                 hash's fields are scanned one by one), s state, ra run_at,
+                                 a attempts, sa started_at, fa finished_at, r result,
+                                 e last_error, tb traceback, lb locked_by, lu lease_until
+    {ns:q}:prios          ZSET   priorities that have waiting jobs (member = score = p)
+    {ns:q}:w:<p>          ZSET   waiting jobs (scheduled, pending, retry) of priority p by
+                                 run_at; members of equal score sort by id, so a fetch reads
+                                 priority DESC, run_at, id exactly as the SQLite store does
+    {ns:q}:sched          ZSET   ids stored as 'scheduled', by run_at (admin counts only)
+    {ns:q}:retry          ZSET   ids stored as 'retry', by run_at (admin counts only)
+    {ns:q}:held:<worker>  SET    ids one worker holds: its active jobs (the heartbeat extends
+                                 exactly these; complete checks ownership here, not in the job)
+    {ns:q}:leases         ZSET   worker id by the earliest lease (lu) of the jobs it holds;
+                                 recover looks at a worker once that passes and checks each
+                                 job's own lease. One entry per worker, not per job, spares
+                                 every job run a sorted-set insert and removal (~10% of the
+                                 server's time per job)
+    {ns:q}:claim:<worker> LIST   token and ids of the worker's last fetch (idempotent retry)
+    {ns:q}:done           ZSET   completed ids by finished_at (pruned by recover)
+    {ns:q}:dead           ZSET   dead ids by finished_at
+    {ns:q}:cancelled      ZSET   cancelled ids by finished_at
+    {ns:q}:paused         STRING present while the queue is paused
+    {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
+    {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
+    {ns:q}:pruned         STRING set for a minute after recover pruned old counters
+
+Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
+keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
+prefix, which they get as ARGV[1]; every other key they touch is passed in KEYS, in the order
+of the script's header comment, by the method of ``Keys`` named after the script
+(``tests/redis/test_keys.py`` holds each header against its method).
+
+The methods are plain string concatenation, called once per script call (per batch, or per
+job for a job enqueued alone): a table of templates would cost more than the rest of a call.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: The queue whose jobs the id index (``{ns}:where``) leaves out.
+DEFAULT: Final = "default"
+
+
+class Keys:
+    """The key names of one namespace."""
+
+    __slots__ = ("ns", "queues", "seen", "where", "workers")
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+        g = f"{{{namespace}}}:"
+        self.queues = g + "queues"
+        self.where = g + "where"
+        self.workers = g + "workers"
+        self.seen = g + "seen"
+
+    def prefix(self, queue: str) -> str:
+        """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1])."""
+        return f"{{{self.ns}:{queue}}}:"
+
+    def job(self, queue: str, job_id: str) -> str:
+        return f"{{{self.ns}:{queue}}}:j:{job_id}"
+
+    def paused(self, queue: str) -> str:
+        return self.prefix(queue) + "paused"
+
+    def wake(self, queues: list[str]) -> list[str]:
+        """The wake lists an idle worker of ``queues`` blocks on."""
+        return [self.prefix(q) + "wake" for q in queues]
+
+    # -- each script's KEYS, in the order of its header ----------------------------------
+    def enqueue(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "retry", p + "wake"]
+        if not cluster:  # one script may span slots only off Cluster
+            keys += (self.where, self.queues)
+        return keys
+
+    def enqueue_one(self, queue: str, job_id: str, priority: int) -> tuple[str, ...]:
+        p = self.prefix(queue)
+        return (p + "j:" + job_id, f"{p}w:{priority}", p + "prios", p + "wake", self.where, p + "sched")
+
+    def fetch(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        held, claim = p + "held:" + worker, p + "claim:" + worker
+        return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
+
+    def complete(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "done", p + "counts", p + "held:" + worker]
+
+    def fail(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "dead", p + "retry", p + "prios", p + "counts", p + "held:" + worker]
+
+    def release(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "prios", p + "held:" + worker, p + "wake"]
+
+    def extend(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "held:" + worker, p + "leases"]
+
+    def recover(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        names = ("leases", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
+        return [p + n for n in names]
+
+    def act(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake")]
+
+    def ids(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("prios", "sched", "retry", "leases", "done", "dead", "cancelled")]
+
+    def stats(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts")
+        return [p + n for n in names]
+
+    def beat(self) -> list[str]:
+        return [self.workers, self.seen]
+
+    def forget(self) -> list[str]:
+        return [self.workers, self.seen]

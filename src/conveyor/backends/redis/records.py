@@ -1,0 +1,204 @@
+"""Between ``JobRecord`` and a job's hash: the one factory that makes a record of what the
+server returns, and the arguments enqueue.lua stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from ...job import ACTIVE, COMPLETED, PENDING, RETRY, SCHEDULED, JobRecord
+from .keys import DEFAULT
+
+#: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
+FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu")
+#: Values per job fetch.lua returns: id, then p m ra a e tb of its hash.
+CLAIMED: Final = 7
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def meta_field(priority: int, max_attempts: int, timeout: str, created_at: str) -> str:
+    """A job hash's field m: the settings no script changes (timeout "" for none)."""
+    return f"{int(priority)}|{int(max_attempts)}|{timeout}|{created_at}"
+
+
+def record(
+    job_id: str,
+    queue: str,
+    payload: bytes,
+    meta: bytes,
+    state: str,
+    run_at: bytes,
+    attempts: bytes,
+    started_at: float | None,
+    finished_at: float | None,
+    result: bytes | None,
+    error: str | None,
+    tb: str | None,
+    locked_by: str | None,
+    lease_until: float | None,
+) -> JobRecord:
+    """The store's one way to a record: the hash's fields m, ra and a as the server returns
+    them, the rest already read. Tolerates wrong values in a hand-written hash: the worker
+    then sends that one job to ``dead`` with a reason instead of crashing.
+
+    Positional, one call, no helper per field: this runs for every job a worker claims."""
+    try:
+        priority, max_attempts, timeout, created = meta.split(b"|")
+        return JobRecord(
+            job_id,
+            queue,
+            payload,
+            int(priority),
+            state,
+            float(run_at),
+            int(attempts),
+            int(max_attempts),
+            float(timeout) if timeout else None,
+            float(created),
+            started_at,
+            finished_at,
+            result,
+            error,
+            tb,
+            locked_by,
+            lease_until,
+        )
+    except (TypeError, ValueError, AttributeError):
+        # A wrong value somewhere: each field on its own, a default for what cannot be read.
+        fields: list[bytes | None] = [
+            *(meta.split(b"|") if isinstance(meta, bytes) else []),
+            None,
+            None,
+            None,
+            None,
+        ]
+        return JobRecord(
+            job_id,
+            queue,
+            payload,
+            _int(fields[0], 0),
+            state,
+            _float(run_at) or 0.0,
+            _int(attempts, 0),
+            _int(fields[1], 1),
+            _float(fields[2] or None),
+            _float(fields[3]) or 0.0,
+            started_at,
+            finished_at,
+            result,
+            error,
+            tb,
+            locked_by,
+            lease_until,
+        )
+
+
+def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
+    """``record`` of a job hash read whole (its ``FIELDS``). complete.lua leaves a completed
+    job's last lease and error in its hash (removing them would cost a command per job), so
+    they are dropped here."""
+    state = _text(v[2]) or PENDING
+    if state == COMPLETED:
+        v = [*v[:8], None, None, None, None]
+    payload = v[0] if isinstance(v[0], bytes) else b""
+    started, finished, lease_until = _float(v[5]), _float(v[6]), _float(v[11])
+    error, tb, locked_by = _text(v[8]), _text(v[9]), _text(v[10])
+    return record(
+        job_id,
+        queue,
+        payload,
+        v[1],
+        state,
+        v[3],
+        v[4],
+        started,
+        finished,
+        v[7],
+        error,
+        tb,
+        locked_by,
+        lease_until,
+    )
+
+
+def claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, now: float) -> list[JobRecord]:
+    """Records of jobs fetch.lua just claimed; it returns only what the caller cannot know
+    (the rest: state active, started now, held by ``worker`` until ``lease_until``)."""
+    reply = iter(flat)
+    return [
+        record(
+            job_id.decode(),
+            queue,
+            p,
+            m,
+            ACTIVE,
+            ra,
+            a,
+            now,
+            None,
+            None,
+            None if e is None else e.decode(errors="replace"),
+            None if tb is None else tb.decode(errors="replace"),
+            worker,
+            lease_until,
+        )
+        for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True)
+    ]
+
+
+def queue_names(values: Iterable[Any]) -> list[str]:
+    """Queue names from SMEMBERS (a list in RESP2, a set in RESP3), default first."""
+    names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return sorted(names, key=lambda q: (q != DEFAULT, q))
+
+
+def split_by_queue(records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]:
+    by_queue: dict[str, list[JobRecord]] = {}
+    for r in records:
+        by_queue.setdefault(r.queue, []).append(r)
+    return by_queue
+
+
+def groups(batch: Sequence[JobRecord]) -> list[Any]:
+    """enqueue.lua's arguments for ``batch``: runs of jobs that share their settings, each
+    a header (count, priority, state, run_at, the hash's field m) and then the id and
+    payload of every job of the run."""
+    args: list[Any] = []
+    times: dict[float, str] = {}  # a float's repr costs more than the rest of a job's arguments
+    shared: tuple[Any, ...] = ()
+    header = 0
+    for r in batch:
+        settings = (r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        if settings != shared:
+            if header:
+                args[header - 1] = (len(args) - header - 4) // 2
+            shared = settings
+            state = r.state if r.state in (SCHEDULED, PENDING, RETRY) else PENDING
+            run_at = times.get(r.run_at) or times.setdefault(r.run_at, repr(float(r.run_at)))
+            created = times.get(r.created_at) or times.setdefault(r.created_at, repr(float(r.created_at)))
+            timeout = "" if r.timeout is None else repr(float(r.timeout))
+            meta = meta_field(r.priority, r.max_attempts, timeout, created)
+            args += (0, int(r.priority), state, run_at, meta)
+            header = len(args) - 4
+        args += (r.id, r.payload)
+    args[header - 1] = (len(args) - header - 4) // 2
+    return args

@@ -1,0 +1,525 @@
+"""The Redis store itself: the contract's hot path and housekeeping (the admin calls are in
+admin.py). What each call sends is built from keys.py's names, runs as lua/ scripts through
+wire.py, and comes back as records by records.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import orjson
+from redis.exceptions import RedisError, ResponseError
+
+from ...errors import ConfigurationError, QueueFull
+from ...job import BAD_RUN_AT, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ..base import translate_errors
+from .admin import Admin
+from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
+from .keys import DEFAULT, Keys
+from .records import claimed, groups, meta_field, queue_names, split_by_queue
+from .wire import Call, Wire
+
+log = logging.getLogger("conveyor.redis")
+
+WORKER_EXPIRY: Final = 60.0  # seconds of silence after which a worker is forgotten
+LOST: Final = (
+    "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
+)
+#: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
+#: that many idle workers at once; leftovers only cause one spare fetch each.
+WAKE_TOKENS: Final = 16
+#: How long fetch retries, with the same claim token, while Redis is unreachable. A claim
+#: the server made but whose reply was lost comes back to the retry instead of staying
+#: held by this worker (its heartbeat would keep extending it) until the worker exits.
+FETCH_OUTAGE: Final = 5.0
+
+
+@translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
+class RedisBackend(Admin):
+    """Jobs in Redis, shared by any number of processes and machines."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        if "{" in namespace or "}" in namespace:
+            raise ConfigurationError(
+                f"namespace {namespace!r} must not contain {{ or }}: the Redis store uses them "
+                "as hash tags to keep each queue in one Cluster slot"
+            )
+        self.url = url
+        self.ns = namespace
+        self._wire = Wire(*connect(url))
+        self.client, self.cluster = self._wire.client, self._wire.cluster
+        self.keys = Keys(namespace)
+        # Queues this process registered lately: enqueue skips re-registering them.
+        self._registered: dict[str, float] = {}
+        # Queue of each job this process fetched and has not acknowledged: complete/fail
+        # find the job's keys without asking the id index (no extra round-trip).
+        self._held: dict[str, str] = {}
+        self._known: list[str] = []
+        self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _queues(self) -> list[str]:
+        """Every queue ever used in this namespace, ``default`` first."""
+        known = queue_names(self.client.smembers(self.keys.queues))
+        self._known = known
+        return known
+
+    def _unregistered(self, queues: Iterable[str]) -> list[str]:
+        """Queues not added to the registry by this process lately, now marked as added (a
+        queue is never unregistered, so re-adding it every 10 s only guards against a
+        flushed server)."""
+        fresh = [q for q in queues if not self._is_registered(q)]
+        now = time.monotonic()
+        for q in fresh:
+            self._registered[q] = now
+        return fresh
+
+    def _is_registered(self, queue: str) -> bool:
+        return time.monotonic() - self._registered.get(queue, -1e9) <= 10.0
+
+    def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """Job ids grouped by queue: from this process's fetches, else the id index or the
+        default queue (asked together), else (an index entry lost) a look in every queue,
+        repairing the index."""
+        by_queue: dict[str, list[str]] = {}
+        unknown: list[str] = []
+        for job_id in ids:
+            queue = self._held.get(job_id)
+            if queue is None:
+                unknown.append(job_id)
+            else:
+                by_queue.setdefault(queue, []).append(job_id)
+        if unknown:
+            found, *in_default = self._wire.run(
+                [
+                    Call(None, "HMGET", self.keys.where, *unknown),
+                    *(Call(None, "EXISTS", self.keys.job(DEFAULT, i)) for i in unknown),
+                ]
+            )
+            lost: list[str] = []
+            for job_id, queue, default_has_it in zip(unknown, found, in_default, strict=True):
+                if queue is not None:
+                    by_queue.setdefault(queue.decode(), []).append(job_id)
+                elif default_has_it:
+                    by_queue.setdefault(DEFAULT, []).append(job_id)
+                else:
+                    lost.append(job_id)
+            if lost:
+                for job_id, queue in self._search(lost).items():
+                    by_queue.setdefault(queue, []).append(job_id)
+        return by_queue
+
+    def _search(self, ids: Sequence[str]) -> dict[str, str]:
+        """Which queue holds each job, looking in every queue but the default one."""
+        queues = [q for q in self._queues() if q != DEFAULT]
+        if not queues:
+            return {}
+        calls = [Call(None, "EXISTS", self.keys.job(q, i)) for i in ids for q in queues]
+        exists = self._wire.run(calls)
+        found: dict[str, str] = {}
+        for n, flag in enumerate(exists):
+            if flag:
+                found.setdefault(ids[n // len(queues)], queues[n % len(queues)])
+        if found:
+            self.client.hset(self.keys.where, mapping=found)
+        return found
+
+    # -- the hot path ---------------------------------------------------------------------
+    def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
+        if len(records) == 1 and max_queue_length is None and not self.cluster:
+            r = records[0]
+            if self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
+                return
+        if not records:
+            return
+        by_queue = split_by_queue(records)
+        if max_queue_length is not None:
+            for queue, batch in by_queue.items():
+                # A queue can never take more than its limit at once: refuse before writing.
+                if len(batch) > max_queue_length:
+                    raise QueueFull(
+                        f"queue {queue!r} may hold {max_queue_length} waiting jobs; adding "
+                        f"{len(batch)} at once would pass that limit"
+                    )
+        fresh = self._unregistered(by_queue)
+        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        try:
+            if self.cluster:
+                # Index and registry first, by their own call: see the module docstring.
+                index = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
+                first = [Call(None, "SADD", self.keys.queues, *fresh)] if fresh else []
+                if index:
+                    first.append(Call(None, "HSET", self.keys.where, *index))
+                if first:
+                    self._wire.run(first)
+            results = self._wire.run(scripts)
+        except BaseException:
+            for queue in fresh:  # the registry may not have been written: send it again
+                self._registered.pop(queue, None)
+            raise
+        full = [(i, r) for i, r in enumerate(results) if r[0] == -1]
+        if full:
+            self._undo(by_queue, {i for i, _ in full})
+            i, (_, waiting) = full[0]
+            queue = list(by_queue)[i]
+            raise QueueFull(
+                f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
+                f"would pass its limit of {max_queue_length}"
+            )
+
+    def _enqueue_calls(
+        self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
+    ) -> list[Call]:
+        """One enqueue.lua call per queue; ``fresh`` queues are added to the registry."""
+        now = time.time()
+        limit = "" if max_queue_length is None else max_queue_length
+        calls: list[Call] = []
+        for queue, batch in by_queue.items():
+            keys = self.keys.enqueue(queue, self.cluster)
+            args = [
+                self.keys.prefix(queue),
+                limit,
+                now,
+                WAKE_TOKENS,
+                queue,
+                "1" if queue in fresh else "",
+                *groups(batch),
+            ]
+            calls.append(Call("enqueue", keys, args))
+        return calls
+
+    def enqueue_stream(self, chunks: Iterable[Sequence[JobRecord]]) -> None:
+        """``enqueue`` of a large batch (no queue limit) whose jobs the caller builds as it
+        goes: each chunk is written to the server as soon as it is built, so the server
+        stores one chunk while Python builds the next (built whole, then stored whole, the
+        two took turns). The replies are read at the end: still one round-trip.
+
+        Each chunk is one script call per queue, stored whole or not at all, and safe to
+        send again; if the client dies part-way, the chunks sent before stay stored.
+        """
+        if self.cluster:  # a pipeline across slots may go to several nodes: all at once
+            self.enqueue([r for chunk in chunks for r in chunk])
+            return
+        calls: list[Call] = []
+        registered: list[str] = []
+        conn = self._wire.own_connection()
+        writing = True
+        try:
+            for chunk in chunks:
+                by_queue = split_by_queue(chunk)
+                fresh = self._unregistered(by_queue)
+                registered += fresh
+                added = self._enqueue_calls(by_queue, fresh, None)
+                calls += added
+                if writing:
+                    try:
+                        Wire.write(conn, self._wire.commands(added))
+                    except RETRYABLE:
+                        # Stop writing; what was built is sent again below, with retries.
+                        conn.disconnect()
+                        writing = False
+            results: list[Any] | None = None
+            if writing:
+                try:
+                    results = Wire.replies(conn, len(calls))
+                except RETRYABLE:
+                    conn.disconnect()
+            if results is None:
+                results = self._wire.pipeline(calls)  # every call is safe to send twice
+            self._wire.settle(calls, results)
+        except BaseException:
+            if writing:  # replies may be left unread: never reuse the connection as it is
+                conn.disconnect()
+            for queue in registered:  # the registry may not have been written: send it again
+                self._registered.pop(queue, None)
+            raise
+
+    def _enqueue_one(self, r: JobRecord, now: float) -> bool:
+        """One pending or scheduled job of a registered queue, by enqueue_one.lua; False
+        for any other state."""
+        if r.state == PENDING:
+            due = "1" if r.run_at <= now else ""
+        elif r.state == SCHEDULED:
+            due = ""
+        else:
+            return False
+        keys = self.keys.enqueue_one(r.queue, r.id, int(r.priority))
+        timeout = "" if r.timeout is None else repr(float(r.timeout))
+        args = (
+            r.payload,
+            int(r.priority),
+            r.state,
+            repr(float(r.run_at)),
+            meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at))),
+            r.id,
+            r.queue,
+            due,
+            WAKE_TOKENS,
+        )
+        # The commonest call of all, sent without the general path's bookkeeping.
+        command = ("EVALSHA", self._wire.sha("enqueue_one"), len(keys), *keys, *args)
+        reply = self._wire.on_own_connection(lambda conn: Wire.send(conn, (command,)))[0]
+        if isinstance(reply, Exception):  # NOSCRIPT: load it and run again; else raise
+            self._wire.run([Call("enqueue_one", keys, args)])
+        return True
+
+    def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
+        """A queue of the batch was full: take back what the others stored (all or none)."""
+        calls: list[Call] = []
+        for n, (queue, batch) in enumerate(by_queue.items()):
+            ids = [r.id for r in batch]
+            if n not in full:
+                args = [self.keys.prefix(queue), "delete", time.time(), "", *ids]
+                calls.append(Call("act", self.keys.act(queue), args))
+            calls.append(Call(None, "HDEL", self.keys.where, *ids))
+        self._wire.run(calls)
+
+    def fetch(
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        deadline = time.monotonic() + FETCH_OUTAGE
+        pause = 0.1
+        # One token for every attempt: a claim whose reply was lost is returned again.
+        token = os.urandom(8).hex()
+        while True:
+            try:
+                return self._fetch(queues, limit, worker, lease, now, token)
+            except RETRYABLE as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("fetch failed, retrying in %.1f s: %s", pause, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _fetch_call(
+        self, queue: str, limit: int, worker: str, lease_until: float, now: float, token: str
+    ) -> Call:
+        keys = self.keys.fetch(queue, worker)
+        # The claim is remembered for a minute: long enough for redis-py to re-send.
+        return Call("fetch", keys, [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000])
+
+    def _fetch(
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
+    ) -> list[JobRecord]:
+        lease_until = now + lease
+        got: list[JobRecord] = []
+        if queues is None:
+            # The registry and the first queue in one round-trip; later queues only if the
+            # first did not fill the batch.
+            known, first = self._wire.run(
+                [
+                    Call(None, "SMEMBERS", self.keys.queues),
+                    self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
+                ]
+            )
+            order = queue_names(known)
+            self._known = order
+            got += claimed(DEFAULT, first, worker, lease_until, now)
+            rest = [q for q in order if q != DEFAULT]
+        else:
+            rest = list(queues)
+        for queue in rest:
+            if len(got) >= limit:
+                break
+            call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
+            keys, args = call.args
+            got += claimed(queue, self._wire.script("fetch", keys, args), worker, lease_until, now)
+        self._hold(got)
+        return got
+
+    def _hold(self, records: Iterable[JobRecord]) -> None:
+        held = self._held
+        for r in records:
+            held[r.id] = r.queue
+
+    def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
+        if not results:
+            return
+        values = dict(results)
+        minute = int(now // 60) * 60
+        calls: list[Call] = []
+        for queue, ids in self._locate(list(values)).items():
+            flags = "".join("0" if values[i] is None else "1" for i in ids)
+            args: list[Any] = [self.keys.prefix(queue), worker, now, f"p:{minute}", flags]
+            for i in ids:
+                result = values[i]
+                args += (i, b"" if result is None else result)
+            calls.append(Call("complete", self.keys.complete(queue, worker), args))
+        self._wire.run(calls)
+        self._forget(values)
+
+    def _forget(self, ids: Iterable[str]) -> None:
+        held = self._held
+        for i in ids:
+            held.pop(i, None)
+
+    def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
+        if not failures:
+            return
+        by_id = {f.id: f for f in failures}
+        minute = int(now // 60) * 60
+        calls: list[Call] = []
+        for queue, ids in self._locate(list(by_id)).items():
+            batch = [by_id[i] for i in ids]
+            flags = "".join("0" if f.traceback is None else "1" for f in batch)
+            args: list[Any] = [self.keys.prefix(queue), worker, now, minute, flags]
+            for f in batch:
+                args += (f.id, "" if f.retry_at is None else f.retry_at, f.error, f.traceback or "")
+            calls.append(Call("fail", self.keys.fail(queue, worker), args))
+        self._wire.run(calls)
+        self._forget(by_id)
+
+    def release(self, ids: Sequence[str], worker: str) -> None:
+        if not ids:
+            return
+        calls: list[Call] = []
+        for queue, batch in self._locate(ids).items():
+            args = [self.keys.prefix(queue), worker, WAKE_TOKENS, *batch]
+            calls.append(Call("release", self.keys.release(queue, worker), args))
+        self._wire.run(calls)
+        self._forget(ids)
+
+    def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
+        queues = set(self._queues()) | set(self._held.values())
+        calls = [
+            Call("extend", self.keys.extend(q, info.id), [self.keys.prefix(q), info.id, now + lease])
+            for q in sorted(queues)
+        ]
+        body = ""
+        if info.alive:
+            body = orjson.dumps(
+                {
+                    "host": info.host,
+                    "pid": info.pid,
+                    "queues": list(info.queues),
+                    "concurrency": info.concurrency,
+                    "started_at": info.started_at,
+                    "last_seen": now,
+                    "running": list(info.running),
+                }
+            ).decode()
+        calls.append(Call("beat", self.keys.beat(), [info.id, body, now]))
+        self._wire.run(calls)
+
+    def recover(self, now: float, completed_before: float) -> int:
+        minute = int(now // 60) * 60
+        calls: list[Call] = []
+        queues = self._queues()
+        for queue in queues:
+            keys = self.keys.recover(queue)
+            args = [
+                self.keys.prefix(queue),
+                now,
+                completed_before,
+                minute,
+                LOST,
+                now - 86400,
+                now + FAR_FUTURE,
+                BAD_RUN_AT,
+            ]
+            calls.append(Call("recover", keys, args))
+        calls.append(Call("forget", self.keys.beat(), [now - WORKER_EXPIRY]))
+        results = self._wire.run(calls)
+        recovered = 0
+        pruned: list[bytes] = []
+        for queue, result in zip(queues, results[:-1], strict=True):
+            recovered += int(result[0])
+            if queue != DEFAULT:  # the default queue's jobs are not in the index
+                pruned += result[1:]
+        for i in range(0, len(pruned), 1000):
+            self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+        return recovered
+
+    def wait_and_fetch(
+        self, queues: Sequence[str] | None, timeout: float, limit: int, worker: str, lease: float
+    ) -> list[JobRecord]:
+        """``wait``, then ``fetch``, in one round-trip: the fetch is sent right behind the
+        BLPOP on the same connection, so the server runs it the moment the BLPOP returns and
+        the job that woke the worker is claimed without another round-trip. The fetch then
+        reads the time from the server's clock (in the worker's clock, by an offset measured
+        once a minute), since it runs later than it was sent."""
+        if self.cluster or timeout <= 0.001 or limit <= 0:
+            self.wait(queues, timeout)
+            return self.fetch(queues, limit, worker, lease, time.time())
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        first = names[0] if queues is not None else DEFAULT
+        token = os.urandom(8).hex()
+        fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
+        args = fetch.args[1]
+        args[4] = ""  # now: the server's clock
+        args.append(self._clock_offset())
+        calls = [Call(None, "BLPOP", *self.keys.wake(names), timeout)]
+        if queues is None:
+            calls.append(Call(None, "SMEMBERS", self.keys.queues))
+        calls.append(fetch)
+        try:
+            replies = self._wire.run(calls)
+        except ResponseError as exc:
+            log.debug("wait: %s", exc)
+            return self.fetch(queues, limit, worker, lease, time.time())
+        # A connection error, past redis-py's retries, is an outage: raised (as
+        # StoreUnavailable), for the worker to back off, rather than spending another
+        # FETCH_OUTAGE in a fetch that would meet the same closed port.
+        flat = replies[-1]
+        now = float(flat[0])
+        got = claimed(first, flat[1:], worker, now + lease, now)
+        self._hold(got)
+        if not got and replies[0] is not None:
+            # Woken, yet nothing was due by the server's clock: the job may come from a
+            # machine whose clock runs a little ahead. Look again by this one's.
+            return self.fetch(queues, limit, worker, lease, time.time())
+        if queues is None:
+            order = queue_names(replies[1])
+            self._known = order
+            rest = [q for q in order if q != DEFAULT]
+        else:
+            rest = names[1:]
+        if rest and len(got) < limit:
+            got += self._fetch(rest, limit - len(got), worker, lease, now, token)
+        return got
+
+    def _clock_offset(self) -> float:
+        """This machine's clock minus the Redis server's, in seconds (re-read every minute):
+        of five readings, the one with the shortest round-trip, whose midpoint is closest
+        to the moment the server read its clock."""
+        measured, offset = self._offset
+        if time.monotonic() - measured < 60.0:
+            return offset
+        samples: list[tuple[float, float]] = []
+        for _ in range(5):
+            before = time.time()
+            seconds, micros = self._wire.on_own_connection(lambda conn: Wire.send(conn, [("TIME",)]))[0]
+            after = time.time()
+            samples.append((after - before, (before + after) / 2 - (int(seconds) + int(micros) / 1e6)))
+        offset = min(samples)[1]
+        self._offset = (time.monotonic(), offset)
+        return offset
+
+    def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
+        if timeout <= 0.001:
+            return
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        if self.cluster:
+            # BLPOP takes keys of one slot only; block on the first queue, and find jobs of
+            # the others at the next fetch, after ``timeout``.
+            names = names[:1]
+        keys = self.keys.wake(names)
+        deadline = time.monotonic() + timeout
+        try:
+            # BLPOP blocks in the server: an enqueue's token wakes this worker within a
+            # round-trip, and an idle worker sends one command per ``timeout``.
+            self._wire.on_own_connection(lambda conn: Wire.send(conn, [("BLPOP", *keys, timeout)]))
+        except (*RETRYABLE, ResponseError) as exc:
+            log.debug("wait: %s", exc)
+            time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except RedisError as exc:
+            log.debug("close: %s", exc)
