@@ -212,6 +212,10 @@ def worker(
     runner.supervised = supervisor is not None
     if supervisor is not None:
         watch_parent(int(supervisor), runner.stop)
+    if burst and supervisor is None and sys.stdout.isatty() and sys.stderr.isatty():
+        from .burst import run_with_progress
+
+        sys.exit(run_with_progress(runner, log_level, log_format))
     sys.exit(runner.run())
 
 
