@@ -6,10 +6,11 @@ line and exit non-zero; they never show a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar
 
@@ -210,6 +211,10 @@ def worker(
     runner.supervised = supervisor is not None
     if supervisor is not None:
         watch_parent(int(supervisor), runner.stop)
+    if burst and supervisor is None and sys.stdout.isatty() and sys.stderr.isatty():
+        from .burst import run_with_progress
+
+        sys.exit(run_with_progress(runner, log_level, log_format))
     sys.exit(runner.run())
 
 
@@ -477,7 +482,8 @@ def retry(
     """Run dead, cancelled or waiting jobs again now, attempts reset."""
     app = _admin_app(app_target, url, namespace)
     if all_dead:
-        changed = app.retry_all("dead", queue)
+        with _working("retrying dead jobs" + (f" of queue {queue!r}" if queue else "")):
+            changed = app.retry_all("dead", queue)
         if as_json:
             echo_json({"action": "retry", "changed": changed, "state": "dead", "queue": queue})
         else:
@@ -501,13 +507,65 @@ def cancel(
 
 @main.command()
 @store_options
-@click.argument("ids", nargs=-1, required=True)
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_of", is_flag=True, help="Delete every job in --state (of --queue, if given).")
+@click.option("--state", "-s", type=click.Choice(STATES), help="With --all: the state whose jobs go.")
+@click.option("--queue", "-q", help="With --all: only this queue.")
+@click.option("--yes", "-y", is_flag=True, help="With --all: do not ask first (asked only on a terminal).")
 @json_option
 def delete(
-    app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
+    app_target: str | None,
+    url: str | None,
+    namespace: str,
+    ids: tuple[str, ...],
+    all_of: bool,
+    state: str | None,
+    queue: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
-    """Delete jobs, whatever their state."""
-    _act("delete", ids, _admin_app(app_target, url, namespace), as_json)
+    """Delete jobs, whatever their state.
+
+    Give ids, or --all --state STATE (and maybe --queue) for every job in one state.
+    """
+    app = _admin_app(app_target, url, namespace)
+    if not all_of:
+        if not ids:
+            raise click.UsageError("give job ids, or --all --state STATE")
+        _act("delete", ids, app, as_json)
+        return
+    if ids or state is None:
+        raise click.UsageError("--all takes --state (and maybe --queue), not job ids")
+    where = f" of queue {queue!r}" if queue else ""
+    if not yes and sys.stdin.isatty():
+        count = _count(app, state, queue)
+        click.confirm(f"delete {plural(count, f'{state} job')}{where}?", abort=True)
+    with _working(f"deleting {state} jobs{where}"):
+        changed = app.delete_all(state, queue)
+    if as_json:
+        echo_json({"action": "delete", "changed": changed, "state": state, "queue": queue})
+    else:
+        click.echo(f"delete: {plural(changed, f'{state} job')}{where}")
+
+
+def _count(app: Conveyor, state: str, queue: str | None) -> int:
+    stats = app.stats()
+    if queue is not None:
+        return stats.queues.get(queue, {}).get(state, 0)
+    return stats.total(state)
+
+
+@contextlib.contextmanager
+def _working(what: str) -> Iterator[None]:
+    """A spinner with the time taken on stderr while one long store call runs, on a terminal
+    only: one call cannot report its progress, but it can show that it is alive."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"{what}…"):
+        yield
 
 
 @main.command()

@@ -28,10 +28,10 @@ def cli(
 
 
 def on_terminal(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, columns: int = 80
+    *args: str, cwd: Path, env: dict[str, str] | None = None, columns: int = 80, typed: bytes = b""
 ) -> tuple[int, str]:
-    """``conveyor ARGS`` with stdin, stdout and stderr on a pseudo-terminal of ``columns``;
-    (exit code, everything it wrote)."""
+    """``conveyor ARGS`` with stdin, stdout and stderr on a pseudo-terminal of ``columns``,
+    ``typed`` already typed at it; (exit code, everything it wrote)."""
     import fcntl
     import struct
     import termios
@@ -49,6 +49,8 @@ def on_terminal(
         stderr=child,
     )
     os.close(child)
+    if typed:
+        os.write(main, typed)
     out = b""
     while True:
         try:

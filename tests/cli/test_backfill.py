@@ -71,3 +71,18 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, store: dict[str, str]) -> No
     assert code == 0, out
     assert "enqueue" in out and "3,000 jobs" in out and "━" in out
     assert "enqueued 3000 jobs of work" in out
+
+
+def test_burst_worker_shows_progress_on_a_terminal(tmp_path: Path, store: dict[str, str]) -> None:
+    (tmp_path / "jobs.jsonl").write_bytes(b"\n".join(orjson.dumps([n, 0.001]) for n in range(300)))
+    assert (
+        cli("enqueue", TARGET, "work", "--from-file", "jobs.jsonl", cwd=tmp_path, env=store).returncode == 0
+    )
+    code, out = on_terminal("worker", TARGET, "--burst", "--concurrency", "4", cwd=tmp_path, env=store)
+    assert code == 0, out
+    assert "300/300" in out and "━" in out and "jobs/s" in out
+    # The log lines are printed above the bar, each whole.
+    assert out.count(" conveyor.job: work ") == 300 and "stopped after 300 jobs" in out
+    assert len(_jobs(store["CONVEYOR_URL"])) == 300
+    piped = cli("worker", TARGET, "--burst", cwd=tmp_path, env=store)
+    assert "━" not in piped.stderr + piped.stdout

@@ -118,3 +118,17 @@ def test_every_reporting_command_speaks_json(tmp_path: Path, store: dict[str, st
     assert run("resume", "default") == {"queue": "default", "paused": False}
     enqueued = run("enqueue", "tests.worker.tasks_app:app", "work", "--args", "[1]")
     assert isinstance(enqueued, dict) and enqueued["task"] == "work" and enqueued["state"] == "pending"
+
+
+def test_delete_all_of_a_state(tmp_path: Path, store: dict[str, str], jobs: list[str]) -> None:
+    out = cli("delete", "--all", cwd=tmp_path, env=store)
+    assert out.returncode == 2 and "--all takes --state" in out.stderr
+    out = cli("delete", "--all", "--state", "dead", "--json", cwd=tmp_path, env=store)
+    assert orjson.loads(out.stdout) == {"action": "delete", "changed": 1, "state": "dead", "queue": None}
+    # On a terminal it asks first; no deletes nothing.
+    code, said = on_terminal("delete", "--all", "--state", "pending", cwd=tmp_path, env=store, typed=b"n\n")
+    assert code == 1 and "delete 2 pending jobs? [y/N]" in said and "Aborted" in said
+    code, said = on_terminal("delete", "--all", "--state", "pending", cwd=tmp_path, env=store, typed=b"y\n")
+    assert code == 0 and "delete: 2 pending jobs" in said
+    queues = orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)["queues"]
+    assert all(not counts for counts in queues.values()), queues
