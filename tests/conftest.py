@@ -11,6 +11,9 @@ override ``store_url`` (``tests/redis`` points it at a Redis Cluster).
 Skips: on a developer machine a missing server binary, extra or browser skips the tests that
 need it, with the reason. Under ``CI=true`` every skip is turned into a failure carrying that
 reason, so CI can never pass by silently leaving a store or a page untested.
+
+Files: a test writes into its ``tmp_path``, or into ``build/`` (ignored by git), never
+elsewhere in the work tree; ``bash scripts/test.sh`` leaves ``git status`` clean.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.harness import in_ci, start_server
+from tests.harness import ROOT, in_ci, start_server
 from tests.servers import PostgresServer, RedisCluster, RedisServer
 
 STORES = ("sqlite", "redis", "postgres")
+
+# Tests write nothing into the work tree but build/ (ignored): Hypothesis keeps its examples
+# and caches there, not in ./.hypothesis.
+set_hypothesis_home_dir(ROOT / "build" / "hypothesis")
 
 
 @pytest.fixture(scope="session")
