@@ -7,6 +7,8 @@
 2. An in-process drain of ``--jobs`` no-op jobs on a fresh SQLite file by a burst worker,
    with the log at INFO (one line a job, to a file) and at WARNING (no line), rounds
    alternating; median jobs/s of each and the difference per job.
+3. With ``--spawned``, the same drain by ``conveyor worker --burst`` processes, their
+   stderr to a file: median jobs/s by the wall clock from start to exit.
 
 Figures for the issue, not a test: timing claims live outside the test suite.
 """
@@ -69,12 +71,73 @@ def drain(level: str, jobs: int, directory: Path, n: int) -> tuple[float, float]
     return jobs / elapsed, cpu / jobs * 1e6
 
 
+APP_MODULE = """
+import os
+from conveyor import Conveyor
+
+app = Conveyor(os.environ["CONVEYOR_URL"])
+
+
+@app.task(name="noop")
+def noop() -> None:
+    return None
+"""
+
+
+def spawned(level: str, jobs: int, directory: Path, n: int) -> float:
+    """jobs/s of a ``conveyor worker --burst`` process draining ``jobs`` no-op jobs."""
+    import os
+    import subprocess
+    import sys
+
+    (directory / "log_cost_app.py").write_text(APP_MODULE)
+    url = f"sqlite:///{directory}/spawned-{level}-{n}.db"
+    app = Conveyor(url)
+
+    @app.task(name="noop")
+    def noop() -> None:
+        return None
+
+    app.enqueue_many([noop.job() for _ in range(jobs)])
+    app.close()
+    env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(directory)}
+    command = [
+        sys.executable,
+        "-m",
+        "conveyor",
+        "worker",
+        "log_cost_app:app",
+        "--burst",
+        "--log-level",
+        level,
+    ]
+    with open(directory / f"spawned-{level}.log", "w") as log:
+        started = time.perf_counter()
+        subprocess.run(command, env=env, stderr=log, check=True, cwd=directory)
+        elapsed = time.perf_counter() - started
+    return jobs / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--spawned", action="store_true", help="Only the spawned drain (3).")
     options = parser.parse_args()
+    if options.spawned:
+        with tempfile.TemporaryDirectory() as tmp:
+            found: dict[str, list[float]] = {"INFO": [], "WARNING": []}
+            for n in range(options.rounds):
+                for level in ("INFO", "WARNING") if n % 2 == 0 else ("WARNING", "INFO"):
+                    found[level].append(spawned(level, options.jobs, Path(tmp), n))
+            for level, values in found.items():
+                median = statistics.median(values)
+                listed = ", ".join(f"{v:,.0f}" for v in values)
+                print(f"spawned drain {options.jobs} jobs, {level}: median {median:,.0f} jobs/s ({listed})")
+            info, warning = statistics.median(found["INFO"]), statistics.median(found["WARNING"])
+            print(f"per job with the line: {(1 / info - 1 / warning) * 1e6:+.1f} µs wall")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         for fmt in ("text", "json", "text", "json"):
