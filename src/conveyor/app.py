@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -487,12 +488,17 @@ class Conveyor:
         """Remove every job in ``state`` (and ``queue``); returns how many."""
         return self.backend.act("delete", None, time.time(), state=_state(state), queue=queue)
 
-    def cancel(self, *job_ids: str) -> int:
-        """Cancel jobs that have not started (scheduled, pending or retry); returns how many
-        changed (0 for a job already running or finished). One store call."""
-        return self._act("cancel", job_ids)
+    def cancel(self, *job_ids: str, by: str | None = None) -> int:
+        """Cancel jobs: a waiting one (scheduled, pending, retry) ends ``cancelled`` now; a
+        running one is asked to stop, and its worker stops it within about a second (an
+        async task is cancelled; a sync one sees ``current_job().cancelled`` and is stopped
+        the way a timeout stops it) and ends it ``cancelled``, never retried. Returns how many
+        were cancelled or asked (0 for a finished job). ``by`` says who, in the jobs' last
+        error (default: this process). One store call."""
+        who = by if by is not None else f"app.cancel() in pid {os.getpid()} on {socket.gethostname()}"
+        return self._act("cancel", job_ids, note=f"cancelled by {who}")
 
-    def _act(self, action: str, job_ids: tuple[str, ...]) -> int:
+    def _act(self, action: str, job_ids: tuple[str, ...], note: str | None = None) -> int:
         for job_id in job_ids:
             if not isinstance(job_id, str):
                 raise TypeError(
@@ -502,7 +508,7 @@ class Conveyor:
         if not job_ids:
             return 0
         # Each id once: a repeated id must not count twice on any store.
-        return self.backend.act(action, list(dict.fromkeys(job_ids)), time.time())
+        return self.backend.act(action, list(dict.fromkeys(job_ids)), time.time(), note=note)
 
     def pause(self, queue: str) -> None:
         """Stop workers from fetching this queue's jobs; enqueue still works."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+
 if TYPE_CHECKING:
     from .app import Conveyor
 
@@ -29,6 +31,12 @@ FAR_FUTURE: Final = 100 * 365.25 * 86400.0
 BAD_RUN_AT: Final = (
     "bad run_at: not a time, or more than 100 years ahead; the record was not written by conveyor"
 )
+#: The error of a job whose worker stopped renewing its lease mid-run.
+LOST: Final = (
+    "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
+)
+#: The error of a job cancelled without saying by whom.
+CANCELLED_NOTE: Final = "cancelled"
 #: States a job never leaves on its own.
 FINAL_STATES: Final = (COMPLETED, DEAD, CANCELLED)
 
@@ -62,19 +70,26 @@ class JobRecord:
     traceback: str | None = None
     locked_by: str | None = None
     lease_until: float | None = None
+    #: The last progress a run reported (JSON: done, total, message, at), or None.
+    progress: bytes | None = None
+    #: Why a running job was asked to stop (``app.cancel`` on an active job), or None.
+    cancel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
     """The outcome of a failed run, as the worker hands it to ``Backend.fail``.
 
-    ``retry_at`` is when to run again; ``None`` sends the job to ``dead``.
+    ``retry_at`` is when to run again; ``None`` sends the job to ``dead`` (``cancelled``
+    when ``cancelled`` is set).
     """
 
     id: str
     error: str
     traceback: str | None = None
     retry_at: float | None = None
+    #: The run was stopped by ``app.cancel``: the job ends ``cancelled``, never retried.
+    cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +165,10 @@ class Job:
     encrypted: bool = False
     #: The job's JSON metadata (``using(meta=...)`` and middleware), or None.
     meta: dict[str, Any] | None = None
+    #: What its run last reported: ``{"done", "total", "message", "at"}``, or None.
+    progress: dict[str, Any] | None = None
+    #: Why it was asked to stop while it ran (``app.cancel``), until its worker stops it.
+    cancel_requested: str | None = None
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -243,8 +262,21 @@ class Job:
             lease_until=_utc(record.lease_until),
             encrypted=encrypted,
             meta=meta,
+            progress=_progress(record.progress),
+            cancel_requested=record.cancel if record.state == ACTIVE else None,
             _app=app,
         )
+
+
+def _progress(data: bytes | None) -> dict[str, Any] | None:
+    """A stored progress, or None when there is none or it is not a JSON object."""
+    if not data:
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def visible_state(stored: str, run_at: float, now: float) -> str:

@@ -80,15 +80,54 @@ def test_run_now_for_scheduled_and_retry_jobs(app: Conveyor) -> None:
     assert app.get_job(later.id).state == "pending"  # type: ignore[union-attr]
 
 
-def test_cancel_only_waiting_jobs(app: Conveyor) -> None:
+def test_cancel_ends_waiting_jobs_and_asks_running_ones_to_stop(app: Conveyor) -> None:
     app.backend.enqueue([waiting := record(app), running := record(app, queue="q")])
     app.backend.fetch(["q"], 1, "w", 30, time.time())
-    assert app.cancel(waiting.id) == 1
-    assert app.get_job(waiting.id).state == "cancelled"  # type: ignore[union-attr]
+    assert app.cancel(waiting.id, by="ops (Ada)") == 1
+    gone = app.get_job(waiting.id)
+    assert gone is not None and gone.state == "cancelled" and gone.last_error == "cancelled by ops (Ada)"
+    assert app.backend.cancel_requests("w", ["q"]) == []
+    # A running job is asked, once: it stays active until its worker stops it.
+    assert app.cancel(running.id, by="ops (Ada)") == 1
     assert app.cancel(running.id) == 0
+    asked = app.get_job(running.id)
+    assert asked is not None and asked.state == "active"
+    assert asked.cancel_requested == "cancelled by ops (Ada)"
+    assert app.backend.cancel_requests("w", ["q"]) == [(running.id, "cancelled by ops (Ada)")]
+    assert app.backend.cancel_requests("other-worker", ["q"]) == []
     assert app.backend.fetch(None, 10, "w", 30, time.time()) == []
+    app.backend.fail([Failure(running.id, "cancelled by ops (Ada)", cancelled=True)], "w", time.time())
+    stopped = app.get_job(running.id)
+    assert stopped is not None and stopped.state == "cancelled" and stopped.cancel_requested is None
+    assert stopped.last_error == "cancelled by ops (Ada)"
+    assert app.backend.cancel_requests("w", ["q"]) == []
+    assert app.stats().queues["q"] == {"cancelled": 1}
     assert app.retry(waiting.id) == 1  # a cancelled job can be brought back
     assert app.get_job(waiting.id).state == "pending"  # type: ignore[union-attr]
+
+
+def test_a_lost_run_of_a_job_asked_to_stop_ends_cancelled(app: Conveyor) -> None:
+    app.backend.enqueue([job := record(app, max_attempts=3)])
+    app.backend.fetch(None, 1, "w", 0.5, time.time())
+    assert app.cancel(job.id, by="ops") == 1
+    assert app.backend.recover(time.time() + 5, 0.0) == 1  # the worker died meanwhile
+    lost = app.get_job(job.id)
+    assert lost is not None and lost.state == "cancelled" and lost.last_error == "cancelled by ops"
+    assert app.backend.fetch(None, 1, "w", 30, time.time() + 10) == []  # never retried
+
+
+def test_progress_is_kept_while_the_worker_holds_the_job(app: Conveyor) -> None:
+    app.backend.enqueue([job := record(app, max_attempts=2)])
+    app.backend.fetch(None, 1, "w", 30, time.time())
+    assert app.backend.set_progress(job.id, "w", b'{"done": 3, "total": 10}')
+    assert not app.backend.set_progress(job.id, "someone-else", b'{"done": 9}')
+    assert not app.backend.set_progress("no-such-id", "w", b'{"done": 9}')
+    got = app.get_job(job.id)
+    assert got is not None and got.progress == {"done": 3, "total": 10}
+    app.backend.complete([(job.id, None)], "w", time.time())
+    done = app.get_job(job.id)
+    assert done is not None and done.progress == {"done": 3, "total": 10}  # the last one stays
+    assert not app.backend.set_progress(job.id, "w", b'{"done": 4}')  # finished: no more
 
 
 def test_delete_any_job(app: Conveyor) -> None:
@@ -129,7 +168,7 @@ def test_retry_cancel_delete_take_many_ids_in_one_store_call(
     assert {app.get_job(job_id).state for job_id in dead} == {"pending"}  # type: ignore[union-attr]
     assert app.stats().total("dead") == 0
 
-    assert app.cancel(pending.id, waiting.id, held.id, dead[0], dead[0]) == 3  # held is running
+    assert app.cancel(pending.id, waiting.id, held.id, dead[0], dead[0]) == 4  # held: asked to stop
     assert len(calls) == 2
     states = {job_id: app.get_job(job_id).state for job_id in (pending.id, waiting.id, held.id)}  # type: ignore[union-attr]
     assert states == {pending.id: "cancelled", waiting.id: "cancelled", held.id: "active"}

@@ -45,6 +45,7 @@ class Model:
     attempts: int = 0
     holder: str | None = None
     lease_until: float = 0.0
+    asked: bool = False  # app.cancel asked it to stop while it ran; sticks until it ends
 
 
 def machine(make_app: AppFactory) -> type[RuleBasedStateMachine]:
@@ -146,7 +147,10 @@ def machine(make_app: AppFactory) -> type[RuleBasedStateMachine]:
             expired = [j for j in self.jobs.values() if j.state == "active" and j.lease_until < self.now]
             assert recovered == len(expired)
             for job in expired:
-                job.state = "dead" if job.attempts >= job.max_attempts else "retry"
+                if job.asked:
+                    job.state = "cancelled"
+                else:
+                    job.state = "dead" if job.attempts >= job.max_attempts else "retry"
                 job.run_at, job.holder = self.now, None
             for job in [j for j in self.jobs.values() if j.state == "completed"]:
                 del self.jobs[job.id]  # done: the model stops following it
@@ -155,11 +159,21 @@ def machine(make_app: AppFactory) -> type[RuleBasedStateMachine]:
         @rule(data=st.data())
         def cancel(self, data: st.DataObject) -> None:
             job = data.draw(st.sampled_from(sorted(self.jobs.values(), key=lambda j: j.id)))
-            changed = self.app.backend.act("cancel", [job.id], self.now)
+            changed = self.app.backend.act("cancel", [job.id], self.now, note="cancelled by the model")
             can = job.state in ("pending", "scheduled", "retry")
-            assert changed == int(can)
+            ask = job.state == "active" and not job.asked
+            assert changed == int(can or ask)
             if can:
                 job.state = "cancelled"
+            if ask:
+                job.asked = True
+
+        @rule(worker=st.sampled_from(["w1", "w2"]))
+        def cancel_requests(self, worker: str) -> None:
+            asked = sorted(j.id for j in self.held(worker) if j.asked)
+            got = self.backend.cancel_requests(worker, list(QUEUES))
+            assert sorted(job_id for job_id, _ in got) == asked
+            assert {note for _, note in got} <= {"cancelled by the model"}
 
         @invariant()
         def states_agree(self) -> None:

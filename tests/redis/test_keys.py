@@ -98,6 +98,10 @@ def test_every_script_call_the_store_sends_matches_its_header(
         backend.wait_and_fetch(["mail"], 0.05, 2, "w2", 30)
         backend.recover(now + 1, 0)
         app.cancel(got[3].id)
+        app.cancel(got[4].id)  # running: asked to stop
+        backend.set_progress(got[4].id, "w1", b'{"done": 1}')
+        assert {job_id for job_id, _ in backend.cancel_requests("w1", ["mail"])} == {got[3].id, got[4].id}
+        backend.fail([Failure(got[4].id, "cancelled", cancelled=True)], "w1", now)
         app.retry_all("dead", queue="mail")
         app.jobs(state="scheduled")
         app.stats()

@@ -68,6 +68,7 @@ def _statements(backend: PostgresBackend) -> dict[str, tuple[str, dict[str, Any]
                 "minute": int(now // 60) * 60,
                 "far": now + 10**9,
                 "bad": "bad run_at",
+                "lost": "worker lost",
                 "silent": now - 60,
                 "day_ago": now - 86400,
             },

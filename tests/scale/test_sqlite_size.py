@@ -145,11 +145,15 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
         assert backend.stats(time.time()).queues["default"] == expect
     finally:
         app.close()
-    # An old file: schema version 1, the claim index of then, no counts. Opening it migrates
-    # once: the counts start from one full count.
+    # An old file: schema version 1, the claim index of then, no counts, no progress or cancel
+    # columns. Opening it migrates once: the counts start from one full count.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("UPDATE scale_meta SET value = '1' WHERE key = 'schema_version'")
+        for kind in ("insert", "delete", "update"):
+            conn.execute(f"DROP TRIGGER scale_jobs_counted_{kind}")
         conn.execute("DROP TABLE scale_counts")
+        conn.execute("ALTER TABLE scale_jobs DROP COLUMN progress")
+        conn.execute("ALTER TABLE scale_jobs DROP COLUMN cancel")
         conn.execute(
             "CREATE INDEX scale_jobs_fetch ON scale_jobs (queue, priority DESC, run_at, id)"
             " WHERE state IN ('scheduled','pending','retry')"

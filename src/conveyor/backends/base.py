@@ -108,10 +108,23 @@ class Backend(Protocol):
         now: float,
         state: str | None = None,
         queue: str | None = None,
+        note: str | None = None,
     ) -> int:
         """Apply an admin action (see ``ACTIONS``) to the jobs ``ids``, or, when ``ids`` is
         None, to every job in ``state`` (and ``queue``, if given); returns how many changed.
-        A job whose state the action does not apply to is left alone."""
+        A job whose state the action does not apply to is left alone. ``cancel`` by id also
+        asks a running job to stop: its ``cancel`` is set to ``note`` (once), which its
+        worker reads with ``cancel_requests``; a cancelled waiting job gets ``note`` as its
+        last error."""
+
+    # -- the running job --------------------------------------------------------------------
+    def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
+        """Store a running job's progress, while ``worker`` holds it; False otherwise."""
+
+    def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
+        """(id, note) of the jobs ``worker`` holds whose cancellation was asked for;
+        ``queues`` are those of the jobs it runs (stores that keep jobs per queue read only
+        those). Called about once a second while the worker runs jobs: no scan."""
 
     def set_paused(self, queue: str, paused: bool) -> None: ...
 

@@ -99,8 +99,11 @@ from psycopg_pool import ConnectionPool
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
     BAD_RUN_AT,
+    CANCELLED,
+    CANCELLED_NOTE,
     DEAD,
     FAR_FUTURE,
+    LOST,
     PENDING,
     RETRY,
     SCHEDULED,
@@ -128,13 +131,12 @@ COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
 
 _COLUMNS = (
     "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
-    " started_at, finished_at, result, last_error, traceback, locked_by, lease_until"
+    " started_at, finished_at, result, last_error, traceback, locked_by, lease_until, progress, cancel"
 )
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _COLUMNS.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
 _WAITING = "('scheduled','pending','retry')"
 _LATER = "('scheduled','retry')"
-_LOST = "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -322,7 +324,7 @@ class _Statements:
         )
         every = f"SELECT name FROM {s}.queues WHERE NOT paused ORDER BY name <> 'default', name"
         update = (
-            f" UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
+            f" UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
             f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
             f" finished_at = NULL"
             # An array of ids, looked up by primary key: a join with the claim could be
@@ -386,9 +388,10 @@ class _Statements:
         self.recover = (
             f"WITH changed AS ("
             f" UPDATE {s}.jobs SET"
-            f" state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
+            f" state = CASE WHEN cancel IS NOT NULL THEN 'cancelled'"
+            f" WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
             f" run_at = %(now)s, finished_at = %(now)s, locked_by = NULL, lease_until = NULL,"
-            f" last_error = '{_LOST}', traceback = NULL"
+            f" last_error = coalesce(cancel, %(lost)s), traceback = NULL"
             f" WHERE state = 'active' AND lease_until < %(now)s RETURNING 1"
             f"), counted AS ({count_runs.format(failed='count(*)')}"
             f"), pruned AS ("
@@ -451,12 +454,29 @@ class _Statements:
             f" FROM {s}.workers ORDER BY started_at"
         )
         self.act_retry = (
-            f"UPDATE {s}.jobs SET state = 'pending', run_at = %(now)s, attempts = 0, finished_at = NULL"
+            f"UPDATE {s}.jobs SET state = 'pending', run_at = %(now)s, attempts = 0, finished_at = NULL,"
+            f" progress = NULL, cancel = NULL"
             f" WHERE {{where}} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
         )
         self.act_cancel = (
             f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s"
             f" WHERE {{where}} AND state IN {_WAITING}"
+        )
+        # By id: waiting jobs end cancelled with the note; running ones are asked to stop.
+        self.cancel_ids = (
+            f"WITH waiting AS (UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s,"
+            f" last_error = %(note)s WHERE id = ANY(%(ids)s::text[]) AND state IN {_WAITING} RETURNING 1"
+            f"), running AS (UPDATE {s}.jobs SET cancel = %(note)s"
+            f" WHERE id = ANY(%(ids)s::text[]) AND state = 'active' AND cancel IS NULL RETURNING 1"
+            f") SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM running)"
+        )
+        self.set_progress = (
+            f"UPDATE {s}.jobs SET progress = %(progress)s"
+            f" WHERE id = %(id)s AND locked_by = %(worker)s AND state = 'active'"
+        )
+        self.cancel_requests = (
+            f"SELECT id, cancel FROM {s}.jobs"
+            f" WHERE locked_by = %(worker)s AND state = 'active' AND cancel IS NOT NULL"
         )
         self.act_delete = f"DELETE FROM {s}.jobs WHERE {{where}}"
         self.set_paused = (
@@ -782,7 +802,7 @@ class PostgresBackend:
             return
         params = {
             "ids": [f.id for f in failures],
-            "states": [DEAD if f.retry_at is None else RETRY for f in failures],
+            "states": [CANCELLED if f.cancelled else DEAD if f.retry_at is None else RETRY for f in failures],
             "retry_at": [f.retry_at for f in failures],
             "errors": [f.error for f in failures],
             "tracebacks": [f.traceback for f in failures],
@@ -827,6 +847,7 @@ class PostgresBackend:
             "day_ago": now - 86400,
             "far": now + FAR_FUTURE,
             "bad": BAD_RUN_AT,
+            "lost": LOST,
         }
 
         def housekeeping(conn: Conn) -> int:
@@ -991,8 +1012,17 @@ class PostgresBackend:
         now: float,
         state: str | None = None,
         queue: str | None = None,
+        note: str | None = None,
     ) -> int:
         check_action(action)
+        if action == "cancel" and ids is not None:
+            cancel = {"now": now, "ids": list(ids), "note": note or CANCELLED_NOTE}
+
+            def request(conn: Conn) -> int:
+                row = conn.execute(self.sql.cancel_ids, cancel).fetchone()
+                return int(row[0]) if row else 0
+
+            return self._run(request, retry_for=CALLER_RETRY_FOR)
         templates = {
             "retry": self.sql.act_retry,
             "cancel": self.sql.act_cancel,
@@ -1016,6 +1046,14 @@ class PostgresBackend:
             return changed
 
         return self._run(change, retry_for=CALLER_RETRY_FOR)
+
+    def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
+        params = {"id": job_id, "worker": worker, "progress": progress}
+        return self._run(lambda conn: conn.execute(self.sql.set_progress, params).rowcount > 0)
+
+    def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
+        rows = self._run(lambda conn: conn.execute(self.sql.cancel_requests, {"worker": worker}).fetchall())
+        return [(str(job_id), str(note)) for job_id, note in rows]
 
     def set_paused(self, queue: str, paused: bool) -> None:
         def change(conn: Conn) -> None:

@@ -24,8 +24,11 @@ import orjson
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
     BAD_RUN_AT,
+    CANCELLED,
+    CANCELLED_NOTE,
     DEAD,
     FAR_FUTURE,
+    LOST,
     PENDING,
     RETRY,
     SCHEDULED,
@@ -50,6 +53,7 @@ _TYPES = {
     "run_at": "REAL", "attempts": "INTEGER", "max_attempts": "INTEGER", "timeout": "REAL",
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
+    "progress": "BLOB", "cancel": "TEXT",
 }  # fmt: skip
 
 
@@ -65,7 +69,7 @@ _CLAIMED = (
     _cast("id", "queue", "payload", "priority")
     + ", 'active', "
     + _cast("run_at", "attempts", "max_attempts", "timeout", "created_at")
-    + ", ?, NULL, NULL, NULL, NULL, ?, ?"
+    + ", ?, NULL, NULL, NULL, NULL, ?, ?, NULL, NULL"
 )
 _WAITING = "('scheduled','pending','retry')"
 _LATER = "('scheduled','retry')"
@@ -94,7 +98,9 @@ def _schema(ns: str) -> list[str]:
             last_error TEXT,
             traceback TEXT,
             locked_by TEXT,
-            lease_until REAL
+            lease_until REAL,
+            progress BLOB,
+            cancel TEXT
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -153,8 +159,11 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
     """Statements that bring a database from schema version N to N + 1, run after the
     ``CREATE ... IF NOT EXISTS`` statements of the current schema, in the same transaction."""
     return {
-        # 1 -> 2: the claim index held scheduled jobs too; counts start from one full count.
+        # 1 -> 2: the claim index held scheduled jobs too; counts start from one full count;
+        # a running job's progress and a request to stop it get columns.
         1: [
+            f"ALTER TABLE {ns}_jobs ADD COLUMN progress BLOB",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN cancel TEXT",
             f"DROP INDEX IF EXISTS {ns}_jobs_fetch",
             f"DELETE FROM {ns}_counts",
             f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
@@ -377,7 +386,7 @@ class SQLiteBackend:
             picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
             until = now + lease
             rows = conn.execute(
-                f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1,"
+                f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
                 f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
                 f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
                 [worker, until, now, *params, limit, now, worker, until],
@@ -426,7 +435,7 @@ class SQLiteBackend:
                 " WHERE id = ? AND locked_by = ? AND state = 'active'",
                 [
                     (
-                        DEAD if f.retry_at is None else RETRY,
+                        CANCELLED if f.cancelled else DEAD if f.retry_at is None else RETRY,
                         f.retry_at,
                         f.error,
                         f.traceback,
@@ -486,13 +495,12 @@ class SQLiteBackend:
     def recover(self, now: float, completed_before: float) -> int:
         with self._write() as conn:
             recovered = conn.execute(
-                f"UPDATE {self.t} SET"
-                " state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
+                f"UPDATE {self.t} SET state = CASE WHEN cancel IS NOT NULL THEN 'cancelled'"
+                " WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
                 " run_at = ?, finished_at = ?, locked_by = NULL, lease_until = NULL,"
-                " last_error = 'worker lost: its lease expired while the job was active"
-                " (the worker was killed, crashed or stalled)', traceback = NULL"
+                " last_error = coalesce(cancel, ?), traceback = NULL"
                 " WHERE state = 'active' AND lease_until < ?",
-                (now, now, now),
+                (now, now, LOST, now),
             ).rowcount
             if recovered:
                 self._count(conn, now, processed=recovered, failed=recovered)
@@ -685,11 +693,15 @@ class SQLiteBackend:
         now: float,
         state: str | None = None,
         queue: str | None = None,
+        note: str | None = None,
     ) -> int:
         check_action(action)
+        if action == "cancel" and ids is not None:
+            return self._cancel(ids, now, note or CANCELLED_NOTE)
         if action == "retry":
             change = (
-                "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL"
+                "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
+                " progress = NULL, cancel = NULL"
                 " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
             )
             first: list[Any] = [now]
@@ -714,6 +726,44 @@ class SQLiteBackend:
                 where += " AND queue = ?"
                 params.append(queue)
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+
+    def _cancel(self, ids: Sequence[str], now: float, note: str) -> int:
+        """Waiting jobs end cancelled; a running one is asked to stop (its worker sees the
+        request within a second and ends it cancelled). How many of either."""
+        total = 0
+        with self._write() as conn:
+            for job_id in ids:
+                total += conn.execute(
+                    f"UPDATE {self.t} SET state = 'cancelled', finished_at = ?, last_error = ?"
+                    f" WHERE id = ? AND state IN {_WAITING}",
+                    (now, note, job_id),
+                ).rowcount
+                total += conn.execute(
+                    f"UPDATE {self.t} SET cancel = ? WHERE id = ? AND state = 'active' AND cancel IS NULL",
+                    (note, job_id),
+                ).rowcount
+        return total
+
+    def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    f"UPDATE {self.t} SET progress = ? WHERE id = ? AND locked_by = ? AND state = 'active'",
+                    (progress, job_id, worker),
+                ).rowcount
+                > 0
+            )
+
+    def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
+        # The active jobs' index, by worker: a handful of rows.
+        return [
+            (str(job_id), str(note))
+            for job_id, note in self._conn().execute(
+                f"SELECT id, cancel FROM {self.t} WHERE locked_by = ? AND state = 'active'"
+                " AND cancel IS NOT NULL",
+                (worker,),
+            )
+        ]
 
     def set_paused(self, queue: str, paused: bool) -> None:
         with self._write() as conn:

@@ -1,6 +1,9 @@
 -- conveyor PostgreSQL schema, version 2: what an idle claim, housekeeping and stats() cost
--- no longer grows with the number of jobs stored.
+-- no longer grows with the number of jobs stored; a running job's progress and cancellation.
 -- Runs inside one transaction with search_path set to the namespace's schema.
+
+-- A running job's last progress (JSON), and why it was asked to stop (app.cancel).
+ALTER TABLE jobs ADD COLUMN progress bytea, ADD COLUMN cancel text;
 
 -- The claim index held every waiting job, scheduled ones included: a claim that found fewer
 -- due jobs than it asked for read them all (0.13 s beside a million scheduled jobs). Ready

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ...job import JobRecord, Stats, WorkerInfo
+from ...job import CANCELLED_NOTE, JobRecord, Stats, WorkerInfo
 from ..base import check_action
 from .keys import Keys
 from .records import FIELDS, from_hash
@@ -154,6 +154,7 @@ class Admin:
         now: float,
         state: str | None = None,
         queue: str | None = None,
+        note: str | None = None,
     ) -> int:
         check_action(action)
         if ids is not None:
@@ -171,7 +172,14 @@ class Admin:
                     Call(
                         "act",
                         self.keys.act(q),
-                        [self.keys.prefix(q), action, now, only, *batch[i : i + 1000]],
+                        [
+                            self.keys.prefix(q),
+                            action,
+                            now,
+                            only,
+                            note or CANCELLED_NOTE,
+                            *batch[i : i + 1000],
+                        ],
                     )
                 )
         if not calls:

@@ -13,7 +13,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
                                  a attempts, sa started_at, fa finished_at, r result,
-                                 e last_error, tb traceback, lb locked_by, lu lease_until
+                                 e last_error, tb traceback, lb locked_by, lu lease_until,
+                                 pg progress, cx why it was asked to stop
     {ns:q}:prios          ZSET   priorities that have waiting jobs (member = score = p)
     {ns:q}:w:<p>          ZSET   waiting jobs (scheduled, pending, retry) of priority p by
                                  run_at; members of equal score sort by id, so a fetch reads
@@ -31,6 +32,7 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:done           ZSET   completed ids by finished_at (pruned by recover)
     {ns:q}:dead           ZSET   dead ids by finished_at
     {ns:q}:cancelled      ZSET   cancelled ids by finished_at
+    {ns:q}:cancel         SET    running jobs asked to stop (app.cancel); their workers poll it
     {ns:q}:paused         STRING present while the queue is paused
     {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
     {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
@@ -104,7 +106,8 @@ class Keys:
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + "dead", p + "retry", p + "prios", p + "counts", p + "held:" + worker]
+        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel")
+        return [p + n for n in names]
 
     def release(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
@@ -117,11 +120,18 @@ class Keys:
     def recover(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         names = ("leases", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
-        return [p + n for n in names]
+        return [p + n for n in (*names, "cancelled", "cancel")]
 
     def act(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + n for n in ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake")]
+        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel")
+        return [p + n for n in names]
+
+    def progress(self, queue: str, job_id: str) -> list[str]:
+        return [self.job(queue, job_id)]
+
+    def cancels(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "cancel"]
 
     def ids(self, queue: str) -> list[str]:
         p = self.prefix(queue)

@@ -10,7 +10,7 @@ from ...job import ACTIVE, COMPLETED, PENDING, RETRY, SCHEDULED, JobRecord
 from .keys import DEFAULT
 
 #: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
-FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu")
+FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx")
 #: Values per job fetch.lua returns: id, then p m ra a e tb of its hash.
 CLAIMED: Final = 7
 
@@ -55,6 +55,8 @@ def record(
     tb: str | None,
     locked_by: str | None,
     lease_until: float | None,
+    progress: bytes | None = None,
+    cancel: str | None = None,
 ) -> JobRecord:
     """The store's one way to a record: the hash's fields m, ra and a as the server returns
     them, the rest already read. Tolerates wrong values in a hand-written hash: the worker
@@ -81,6 +83,8 @@ def record(
             tb,
             locked_by,
             lease_until,
+            progress,
+            cancel,
         )
     except (TypeError, ValueError, AttributeError):
         # A wrong value somewhere: each field on its own, a default for what cannot be read.
@@ -109,6 +113,8 @@ def record(
             tb,
             locked_by,
             lease_until,
+            progress,
+            cancel,
         )
 
 
@@ -118,7 +124,7 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     they are dropped here."""
     state = _text(v[2]) or PENDING
     if state == COMPLETED:
-        v = [*v[:8], None, None, None, None]
+        v = [*v[:8], None, None, None, None, v[12], None]
     payload = v[0] if isinstance(v[0], bytes) else b""
     started, finished, lease_until = _float(v[5]), _float(v[6]), _float(v[11])
     error, tb, locked_by = _text(v[8]), _text(v[9]), _text(v[10])
@@ -137,6 +143,8 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
         tb,
         locked_by,
         lease_until,
+        v[12] if isinstance(v[12], bytes) else None,
+        _text(v[13]),
     )
 
 

@@ -369,10 +369,30 @@ class RedisBackend(Admin):
             flags = "".join("0" if f.traceback is None else "1" for f in batch)
             args: list[Any] = [self.keys.prefix(queue), worker, now, minute, flags]
             for f in batch:
-                args += (f.id, "" if f.retry_at is None else f.retry_at, f.error, f.traceback or "")
+                mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
+                args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
         self._wire.run(calls)
         self._forget(by_id)
+
+    def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
+        located = self._locate([job_id])
+        if not located:
+            return False
+        (queue,) = located
+        (stored,) = self._wire.run([Call("progress", self.keys.progress(queue, job_id), [worker, progress])])
+        return bool(stored)
+
+    def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
+        # One small script per queue of the jobs running: their sets hold outstanding
+        # requests only, and are empty nearly always.
+        names = sorted(set(queues))
+        calls = [Call("cancels", self.keys.cancels(q), [self.keys.prefix(q), worker]) for q in names]
+        found: list[tuple[str, str]] = []
+        for reply in self._wire.run(calls) if calls else []:
+            for i in range(0, len(reply), 2):
+                found.append((reply[i].decode(), reply[i + 1].decode(errors="replace")))
+        return found
 
     def release(self, ids: Sequence[str], worker: str) -> None:
         if not ids:

@@ -39,6 +39,8 @@ SCRIPTS: Final = (
     "stats",
     "beat",
     "forget",
+    "progress",
+    "cancels",
 )
 
 

@@ -8,17 +8,20 @@
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
 -- KEYS[8]  {ns:q}:wake       LIST  wake-up tokens for idle workers (retry pushes one)
+-- KEYS[9]  {ns:q}:cancel     SET   running jobs asked to stop (their workers poll it)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  action: retry | cancel | delete
 -- ARGV[3]  now
 -- ARGV[4]  only jobs in this state ("" = any), as the admin API counts states: 'pending'
 --          includes due scheduled and retry jobs, 'scheduled' and 'retry' only those not due
--- ARGV[5…] job ids
+-- ARGV[5]  cancel: the note (who cancelled), the last error of a cancelled job
+-- ARGV[6…] job ids
 --
 -- Returns {changed, id…} listing the deleted ids (delete only).
 -- retry: dead, cancelled, retry or scheduled jobs become pending now with attempts 0;
--- cancel: scheduled, pending or retry jobs become cancelled; delete: any job is removed.
-local prefix, action, now, only = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- cancel: scheduled, pending or retry jobs become cancelled, and an active job is asked to
+-- stop (field cx, once; its worker ends it cancelled); delete: any job is removed.
+local prefix, action, now, only, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local nownum = tonumber(now)
 local WAITING = {scheduled = true, pending = true, retry = true}
 local RETRYABLE = {dead = true, cancelled = true, retry = true, scheduled = true}
@@ -46,7 +49,7 @@ end
 
 local out = {0}
 local woken = false
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
   local key = prefix .. 'j:' .. id
   local v = redis.call('HMGET', key, 's', 'ra', 'm', 'lb')
@@ -56,18 +59,22 @@ for i = 5, #ARGV do
     if action == 'retry' and RETRYABLE[state] then
       unindex(id, state, p, false)
       redis.call('HSET', key, 's', 'pending', 'ra', now, 'a', '0')
-      redis.call('HDEL', key, 'fa')
+      redis.call('HDEL', key, 'fa', 'pg', 'cx')
       redis.call('ZADD', prefix .. 'w:' .. p, now, id)
       redis.call('ZADD', KEYS[1], p, p)
       out[1] = out[1] + 1
       woken = true
     elseif action == 'cancel' and WAITING[state] then
       unindex(id, state, p, false)
-      redis.call('HSET', key, 's', 'cancelled', 'fa', now)
+      redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', note)
       redis.call('ZADD', KEYS[7], now, id)
+      out[1] = out[1] + 1
+    elseif action == 'cancel' and state == 'active' and redis.call('HSETNX', key, 'cx', note) == 1 then
+      redis.call('SADD', KEYS[9], id)
       out[1] = out[1] + 1
     elseif action == 'delete' then
       unindex(id, state, p, v[4])
+      redis.call('SREM', KEYS[9], id)
       redis.call('DEL', key)
       out[1] = out[1] + 1
       out[#out + 1] = id

@@ -1,16 +1,19 @@
--- fail: record failed runs of jobs of one queue held by this worker: retry later, or dead.
+-- fail: record failed runs of jobs of one queue held by this worker: retry later, dead, or
+-- cancelled (a run stopped because app.cancel asked).
 --
 -- KEYS[1]  {ns:q}:dead           ZSET  dead job ids by finished_at
 -- KEYS[2]  {ns:q}:retry          ZSET  ids stored as 'retry', by run_at
 -- KEYS[3]  {ns:q}:prios          ZSET  priorities that have waiting jobs
 -- KEYS[4]  {ns:q}:counts         HASH  p:<minute> / f:<minute>
 -- KEYS[5]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[6]  {ns:q}:cancelled      ZSET  cancelled job ids by finished_at
+-- KEYS[7]  {ns:q}:cancel         SET   running jobs asked to stop
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
 -- ARGV[4]  minute start (counter fields p:<minute> and f:<minute>)
 -- ARGV[5]  one character per failure: "1" = has a traceback
--- ARGV[6…] 4 per failure: id, retry_at ("" = dead), error, traceback
+-- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled), error, traceback
 --
 -- Returns how many failures were recorded; each counts as processed and as failed.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -24,9 +27,14 @@ for i = 6, #ARGV, 4 do
     if retry_at == '' then
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
+    elseif retry_at == 'c' then
+      redis.call('HSET', key, 's', 'cancelled', 'e', ARGV[i + 2], 'fa', now)
+      redis.call('ZADD', KEYS[6], now, id)
+      redis.call('SREM', KEYS[7], id)
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
+      redis.call('HDEL', key, 'pg')
       redis.call('ZADD', prefix .. 'w:' .. p, retry_at, id)
       redis.call('ZADD', KEYS[3], p, p)
       redis.call('ZADD', KEYS[2], retry_at, id)

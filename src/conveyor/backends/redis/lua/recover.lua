@@ -10,6 +10,8 @@
 -- KEYS[6]  {ns:q}:counts   HASH  p:<minute> / f:<minute>
 -- KEYS[7]  {ns:q}:pruned   STRING set while the counters were pruned recently
 -- KEYS[8]  {ns:q}:sched    ZSET  ids stored as 'scheduled', by run_at
+-- KEYS[9]  {ns:q}:cancelled ZSET cancelled job ids by finished_at
+-- KEYS[10] {ns:q}:cancel   SET   running jobs asked to stop
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  delete completed jobs finished before this time
@@ -25,16 +27,22 @@ local prefix, now = ARGV[1], ARGV[2]
 local nownum = tonumber(now)
 local recovered = 0
 
--- v: s lb a m lu of the job's hash; m is "priority|max_attempts|timeout|created_at".
+-- v: s lb a m lu cx of the job's hash; m is "priority|max_attempts|timeout|created_at".
+-- A lost run of a job asked to stop ends cancelled, with the note of whoever asked.
 local function lost(id, key, v)
   local p = string.match(v[4] or '', '^(%-?%d+)|')
   local max_attempts = string.match(v[4] or '', '^[^|]*|([^|]*)')
-  if (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
+  if v[6] then
+    redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', v[6])
+    redis.call('ZADD', KEYS[9], now, id)
+    redis.call('SREM', KEYS[10], id)
+  elseif (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
     redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', KEYS[2], now, id)
   else
     p = p or '0'  -- hand-written garbage: 0
     redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
+    redis.call('HDEL', key, 'pg')
     redis.call('ZADD', prefix .. 'w:' .. p, now, id)
     redis.call('ZADD', KEYS[4], p, p)
     redis.call('ZADD', KEYS[3], now, id)
@@ -50,7 +58,7 @@ for _, worker in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now,
   local earliest, earliest_text = nil, nil
   for _, id in ipairs(redis.call('SMEMBERS', held)) do
     local key = prefix .. 'j:' .. id
-    local v = redis.call('HMGET', key, 's', 'lb', 'a', 'm', 'lu')
+    local v = redis.call('HMGET', key, 's', 'lb', 'a', 'm', 'lu', 'cx')
     if v[1] ~= 'active' or v[2] ~= worker then
       redis.call('SREM', held, id)  -- deleted or moved meanwhile: not this worker's any more
     else
