@@ -64,3 +64,8 @@ class JobTimeout(BaseException):
     A BaseException, like ``asyncio.CancelledError``, so that a task's ``except Exception``
     does not swallow it and keep running.
     """
+
+
+class JobCancelled(BaseException):
+    """Raised inside a running sync task when ``app.cancel`` asked its job to stop (an async
+    task gets ``asyncio.CancelledError``). A BaseException for the reason ``JobTimeout`` is."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -141,3 +143,148 @@ def test_a_failing_middleware_fails_only_that_job(
     assert good.result(timeout=5) == 2
     dead = app.get_job(bad.id)
     assert dead is not None and dead.state == "dead" and "around_run broke" in (dead.last_error or "")
+
+
+class Running:
+    """A worker running in a thread (pytest owns the signals) until ``stop()``."""
+
+    def __init__(self, app: Conveyor, concurrency: int = 4) -> None:
+        self.worker = app.worker(concurrency=concurrency, grace=5)
+        self.thread = threading.Thread(target=self.worker.run)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> float:
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, "timed out"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def _state(app: Conveyor, job_id: str) -> str | None:
+    job = app.get_job(job_id)
+    return None if job is None else job.state
+
+
+def test_cancel_a_running_sync_and_async_job(app: Conveyor) -> None:
+    started: set[str] = set()
+    seen: dict[str, bool] = {}
+
+    @app.task(name="t.spin", retries=3)
+    def spin(key: str) -> None:
+        started.add(key)
+        while True:  # pure Python: the stop is raised at the next instruction
+            time.sleep(0.005)
+
+    @app.task(name="t.polite", retries=3)
+    def polite(key: str) -> str:
+        started.add(key)
+        job = current_job()
+        assert job is not None
+        try:
+            while not job.cancelled:
+                time.sleep(0.005)
+        finally:
+            seen[key] = job.cancelled
+        return "stopped early"
+
+    @app.task(name="t.wait", retries=3)
+    async def wait(key: str) -> None:
+        started.add(key)
+        await asyncio.sleep(60)
+
+    jobs = {"spin": spin.enqueue("spin"), "polite": polite.enqueue("polite"), "wait": wait.enqueue("wait")}
+    running = Running(app)
+    try:
+        _wait(lambda: started == set(jobs))
+        t0 = time.monotonic()
+        assert app.cancel(*(j.id for j in jobs.values()), by="the test") == 3
+        took = _wait(lambda: all(_state(app, j.id) == "cancelled" for j in jobs.values()))
+        assert time.monotonic() - t0 < 3.0, took  # about a second: a poll, then the stop
+    finally:
+        running.stop()
+    for job in jobs.values():
+        done = app.get_job(job.id)
+        assert done is not None and done.state == "cancelled" and done.last_error == "cancelled by the test"
+        assert done.attempts == 1  # never retried
+    assert seen == {"polite": True}
+
+
+def test_cancel_racing_completion_leaves_one_state(app: Conveyor) -> None:
+    @app.task(name="t.quick", retries=2)
+    def quick(n: int) -> int:
+        time.sleep(0.002 * (n % 5))
+        return n
+
+    jobs = [quick.enqueue(i) for i in range(60)]
+    running = Running(app, concurrency=8)
+    try:
+        for job in jobs[::2]:
+            app.cancel(job.id)
+            time.sleep(0.003)
+        _wait(lambda: all(_state(app, j.id) in ("completed", "cancelled") for j in jobs), 30)
+    finally:
+        running.stop()
+    for job in jobs:
+        done = app.get_job(job.id)
+        assert done is not None
+        assert done.state in ("completed", "cancelled"), (done.state, done.last_error)
+        if done.state == "completed":
+            assert done.return_value == int(job.args[0]) and done.cancel_requested is None
+        else:
+            assert done.attempts <= 1 and done.last_error and done.last_error.startswith("cancelled by")
+    assert app.backend.cancel_requests(running.worker.id, ["default"]) == []
+
+
+def test_progress_from_sync_and_async_tasks(app: Conveyor) -> None:
+    seen: dict[str, Any] = {}
+
+    @app.task(name="t.steps")
+    def steps(n: int) -> None:
+        job = current_job()
+        assert job is not None
+        for i in range(1, n + 1):
+            job.progress(i, total=n, message=f"step {i}")
+        with pytest.raises(ValueError, match="finite"):
+            job.progress(float("nan"))
+        time.sleep(0.7)  # past the throttle: the next one is written at once
+        job.progress(n, total=n, message="written at once")
+        seen["mid"] = app.get_job(job.id).progress  # type: ignore[union-attr]
+        job.progress(n + 1, total=n + 1, message="the last, kept")
+
+    @app.task(name="t.asteps")
+    async def asteps(n: int) -> None:
+        job = current_job()
+        assert job is not None
+        for i in range(1, n + 1):
+            job.progress(i, total=n)
+            await asyncio.sleep(0)
+
+    writes: list[str] = []
+    store_write = app.backend.set_progress
+
+    def counted(job_id: str, worker: str, data: bytes) -> bool:
+        writes.append(job_id)
+        return store_write(job_id, worker, data)
+
+    app.backend.set_progress = counted  # type: ignore[method-assign,assignment]
+    a, b = steps.enqueue(500), asteps.enqueue(300)
+    drain(app)
+    # 500 and 300 reports, throttled: the first at once, one past the pause, the last at the end.
+    assert writes.count(a.id) == 3 and 1 <= writes.count(b.id) <= 3, writes
+    assert seen["mid"]["message"] == "written at once"
+    first = app.get_job(a.id)
+    assert first is not None and first.state == "completed"
+    assert first.progress is not None
+    last = first.progress
+    assert (last["done"], last["total"], last["message"]) == (501, 501, "the last, kept")
+    assert abs(first.progress["at"] - time.time()) < 60
+    second = app.get_job(b.id)
+    assert second is not None and second.progress is not None
+    assert (second.progress["done"], second.progress["total"]) == (300, 300)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..codec import BadPayload, Payload
-from ..errors import Fail, JobTimeout
+from ..errors import Fail, JobCancelled, JobTimeout
 from ..job import Failure, JobRecord
 from ..logs import duration_text, job_line, job_log
 from ..middleware import overriding
@@ -125,8 +125,14 @@ class Watchdog:
 class Runner:
     """Turns a fetched record into an outcome: decode, find the task, run it, classify."""
 
-    def __init__(self, app: Conveyor, watchdog: Watchdog) -> None:
+    def __init__(self, app: Conveyor, watchdog: Watchdog, worker_id: str = "") -> None:
         self.app = app
+        self.worker_id = worker_id
+        #: The runs in progress, by job id: what the canceller looks at.
+        self.running: dict[str, CurrentJob] = {}
+        # Orders a stop request against the end of a run: once a run is over, no
+        # JobCancelled may be raised into its thread (it would hit the next job).
+        self._stop_lock = threading.Lock()
         self.codec = app.codec
         self.tasks = app.tasks
         self.middleware = app.middleware
@@ -165,8 +171,10 @@ class Runner:
     def run_sync(self, job: Prepared) -> Outcome | None:
         """Run a sync task in the calling thread; None if the watchdog gave up on it."""
         record, task, payload = job
-        here = _here(job)
+        here = self._here(job)
+        here._thread = threading.get_ident()
         running = _current.set(here)
+        self.running[record.id] = here
         try:
             if self.middleware:
                 self._before(job)
@@ -181,15 +189,78 @@ class Runner:
                 finally:
                     if entry is not None:
                         self.watchdog.finish(entry)
+                    self._ended(here)
             except JobTimeout as exc:
                 if entry is not None and entry.abandoned:
                     return None
                 return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
+            except JobCancelled:
+                return self._cancelled(job, here, started)
             except Exception as exc:
+                if here.cancel_note is not None:  # the task saw .cancelled and raised
+                    return self._cancelled(job, here, started)
                 return self._failed(job, exc, started)
             return self._succeeded(job, value, started)
         finally:
+            self.running.pop(record.id, None)
             _current.reset(running)
+            if here._pending is not None:
+                here._flush()
+
+    def _here(self, job: Prepared) -> CurrentJob:
+        record, task, payload = job
+        meta = payload.meta
+        return CurrentJob(
+            record.id,
+            task.name,
+            record.queue,
+            record.attempts,
+            record.max_attempts,
+            {} if meta is None else meta,
+            self._write_progress,
+        )
+
+    def _write_progress(self, job_id: str, data: bytes) -> bool:
+        return self.app.backend.set_progress(job_id, self.worker_id, data)
+
+    def _ended(self, here: CurrentJob) -> None:
+        """The run is over: a stop request that arrives now is too late, and one raised into
+        the thread but not delivered yet is withdrawn."""
+        with self._stop_lock:
+            here._finished = True
+            if here._signalled:
+                _raise_in_thread(here._thread, None)
+
+    def stop_run(self, here: CurrentJob) -> None:
+        """Stop a run that ``app.cancel`` asked to stop (``here.cancel_note`` is set)."""
+        with self._stop_lock:
+            if here._finished or here._signalled:
+                return
+            here._signalled = True
+            if here._task is not None and here._loop is not None:
+                here._loop.call_soon_threadsafe(here._task.cancel)
+            elif here._thread:
+                _raise_in_thread(here._thread, JobCancelled)
+
+    def _cancelled(self, job: Prepared, here: CurrentJob, started: float) -> Failure:
+        record = job.record
+        note = here.cancel_note or "cancelled"
+        if self.middleware:
+            self._after(job, started, JobCancelled(note), None)
+        duration = time.perf_counter() - started
+        job_line(
+            logging.WARNING,
+            "%s %s cancelled in %s: %s",
+            (job.task.name, record.id, duration_text(duration), note),
+            {
+                "job_id": record.id,
+                "task": job.task.name,
+                "outcome": "cancelled",
+                "duration": duration,
+                "error": note,
+            },
+        )
+        return Failure(record.id, note, None, None, cancelled=True)
 
     def _wrapped(self, here: CurrentJob, job: Prepared) -> Any:
         """The task called through every ``around_run``, the first registered outermost."""
@@ -213,10 +284,25 @@ class Runner:
         return await call(0)
 
     async def run_async(self, job: Prepared) -> Outcome:
-        record, task, payload = job
-        here = _here(job)
+        record = job.record
+        here = self._here(job)
+        here._task = asyncio.current_task()
+        here._loop = asyncio.get_running_loop()
         # Each job runs in its own asyncio task, whose context this changes alone.
         _current.set(here)
+        self.running[record.id] = here
+        try:
+            outcome = await self._run_async(job, here)
+        finally:
+            self.running.pop(record.id, None)
+            with self._stop_lock:
+                here._finished = True
+        if here._pending is not None or here._inflight is not None:
+            await here._aflush()
+        return outcome
+
+    async def _run_async(self, job: Prepared, here: CurrentJob) -> Outcome:
+        record, task, payload = job
         if self.middleware:
             self._before(job)
         started = time.perf_counter()
@@ -236,7 +322,13 @@ class Runner:
                     if limit.expired():
                         return self._failed(job, exc, started, f"timed out after {record.timeout:g} s")
                     raise
+        except asyncio.CancelledError:
+            if here.cancel_note is None:
+                raise  # the worker is shutting down: the job goes back to the store
+            return self._cancelled(job, here, started)
         except Exception as exc:
+            if here.cancel_note is not None:
+                return self._cancelled(job, here, started)
             return self._failed(job, exc, started)
         return self._succeeded(job, value, started)
 
@@ -354,14 +446,6 @@ class Runner:
                 mw.after_run(job.record.id, job.task.name, duration, exc, value)
             except Exception:
                 log.exception("middleware %r failed in after_run", mw)
-
-
-def _here(job: Prepared) -> CurrentJob:
-    record, task, payload = job
-    meta = payload.meta
-    return CurrentJob(
-        record.id, task.name, record.queue, record.attempts, record.max_attempts, {} if meta is None else meta
-    )
 
 
 class ThreadExecutor:

@@ -19,6 +19,7 @@ from ..job import Failure, WorkerInfo
 from ..logs import job_line
 from ..render import plural
 from .acker import Acker
+from .canceller import Canceller
 from .executor import AsyncExecutor, Prepared, Runner, RunningJob, ThreadExecutor, Watchdog
 from .heartbeat import Heartbeat
 from .outcome import Outcome
@@ -102,7 +103,7 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
-        self._runner = Runner(self.app, self._watchdog)
+        self._runner = Runner(self.app, self._watchdog, self.id)
         self._acker = Acker(self._backend, self.id)
         self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._route)
         self._async: AsyncExecutor | None = None
@@ -112,6 +113,8 @@ class Worker:
         self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
         self._heartbeat.start()
         self._heartbeat.recover()
+        self._canceller = Canceller(self._backend, self.id, self._runner)
+        self._canceller.start()
         log.info(
             "worker %s serving %s with %s",
             self.id,
@@ -332,6 +335,7 @@ class Worker:
             self._async.stop()
         self._watchdog.stop()
         self._acker.stop()
+        self._canceller.stop()
         self._heartbeat.stop()
         try:
             self._backend.heartbeat(replace(self.info(), alive=False), self.app.lease, time.time())
