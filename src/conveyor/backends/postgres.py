@@ -20,8 +20,10 @@ acks, heartbeat, admin; tasks that enqueue use more). ``wait()`` keeps one more 
 for ``LISTEN``.
 
 Reconnection. After a lost connection (server restart, failover, network) each call takes a
-fresh connection from the pool and tries again for up to ``RETRY_FOR`` seconds before
-raising. That is safe for every call, including writes, because each one is idempotent:
+fresh connection from the pool and tries again, for up to ``RETRY_FOR`` (30) seconds in a
+worker's calls and ``CALLER_RETRY_FOR`` (3) in enqueue and admin calls, where someone waits,
+before raising ``StoreUnavailable``. That is safe for every call, including writes, because
+each one is idempotent:
 
 * ``enqueue`` inserts with ``ON CONFLICT (id) DO NOTHING``: if the first try committed but
   its answer was lost, the second inserts nothing, so a job is stored exactly once;
