@@ -20,8 +20,10 @@ acks, heartbeat, admin; tasks that enqueue use more). ``wait()`` keeps one more 
 for ``LISTEN``.
 
 Reconnection. After a lost connection (server restart, failover, network) each call takes a
-fresh connection from the pool and tries again for up to ``RETRY_FOR`` seconds before
-raising. That is safe for every call, including writes, because each one is idempotent:
+fresh connection from the pool and tries again, for up to ``RETRY_FOR`` (30) seconds in a
+worker's calls and ``CALLER_RETRY_FOR`` (3) in enqueue and admin calls, where someone waits,
+before raising ``StoreUnavailable``. That is safe for every call, including writes, because
+each one is idempotent:
 
 * ``enqueue`` inserts with ``ON CONFLICT (id) DO NOTHING``: if the first try committed but
   its answer was lost, the second inserts nothing, so a job is stored exactly once;
@@ -479,10 +481,36 @@ class _Statements:
             f" WHERE locked_by = %(worker)s AND state = 'active' AND cancel IS NOT NULL"
         )
         self.act_delete = f"DELETE FROM {s}.jobs WHERE {{where}}"
+        self.by_ids = "id = ANY(%(ids)s::text[])"
         self.set_paused = (
             f"INSERT INTO {s}.queues (name, paused) VALUES (%(queue)s, %(paused)s)"
             f" ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
         )
+
+    @staticmethod
+    def matching(
+        state: str | None, queue: str | None, search: str | None, now: float, params: dict[str, Any]
+    ) -> str:
+        """The WHERE clause of an admin listing or action by state (and queue, and payload
+        text), its parameters added to ``params``. ``pending`` includes scheduled and retry
+        jobs that are due; ``scheduled`` and ``retry`` only those still waiting."""
+        params["now"] = now
+        where = "true"
+        if state == PENDING:
+            where = f"state IN {_WAITING} AND run_at <= %(now)s"
+        elif state in (SCHEDULED, RETRY):
+            where = "state = %(state)s AND run_at > %(now)s"
+        elif state is not None:
+            where = "state = %(state)s"
+        if state is not None:
+            params["state"] = state
+        if queue is not None:
+            where += " AND queue = %(queue)s"
+            params["queue"] = queue
+        if search:
+            where += " AND position(%(search)s::bytea in payload) > 0"
+            params["search"] = search.encode()
+        return where
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,))
@@ -909,18 +937,6 @@ class PostgresBackend:
         )
         return None if row is None else _record(row)
 
-    @staticmethod
-    def _state_filter(state: str | None, now: float, params: dict[str, Any]) -> str:
-        params["now"] = now
-        if state is None:
-            return "true"
-        params["state"] = state
-        if state == PENDING:
-            return f"state IN {_WAITING} AND run_at <= %(now)s"
-        if state in (SCHEDULED, RETRY):
-            return "state = %(state)s AND run_at > %(now)s"
-        return "state = %(state)s"
-
     def jobs(
         self,
         state: str | None = None,
@@ -931,13 +947,7 @@ class PostgresBackend:
         search: str | None = None,
     ) -> list[JobRecord]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        where = self._state_filter(state, time.time() if now is None else now, params)
-        if queue is not None:
-            where += " AND queue = %(queue)s"
-            params["queue"] = queue
-        if search:
-            where += " AND position(%(search)s::bytea in payload) > 0"
-            params["search"] = search.encode()
+        where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
         statement = self.sql.jobs.format(where=where)
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         return [_record(row) for row in rows]
@@ -1030,13 +1040,10 @@ class PostgresBackend:
         }
         params: dict[str, Any] = {"now": now}
         if ids is not None:
-            where = "id = ANY(%(ids)s::text[])"
+            where = self.sql.by_ids
             params["ids"] = list(ids)
         else:
-            where = self._state_filter(state, now, params)
-            if queue is not None:
-                where += " AND queue = %(queue)s"
-                params["queue"] = queue
+            where = self.sql.matching(state, queue, None, now, params)
         statement = templates[action].format(where=where)
 
         def change(conn: Conn) -> int:

@@ -62,14 +62,12 @@ def _cast(*names: str) -> str:
 
 
 _COLUMNS = _cast(*_TYPES)  # in JobRecord's field order
-# What a claim reads back, in JobRecord's field order: the columns the caller cannot know,
-# and for the rest the values it just wrote, bound again (started_at, locked_by,
-# lease_until), so that one factory makes every record.
+# What a claim reads back: JobRecord's first ten fields (state as the literal it just wrote);
+# the caller adds the rest, which it knows without asking.
 _CLAIMED = (
     _cast("id", "queue", "payload", "priority")
     + ", 'active', "
     + _cast("run_at", "attempts", "max_attempts", "timeout", "created_at")
-    + ", ?, NULL, NULL, NULL, NULL, ?, ?, NULL, NULL"
 )
 _WAITING = "('scheduled','pending','retry')"
 _LATER = "('scheduled','retry')"
@@ -185,10 +183,11 @@ def _path_from_url(url: str) -> str:
     return path
 
 
-def _record(row: Sequence[Any]) -> JobRecord:
+def _record(row: Sequence[Any], *known: Any) -> JobRecord:
     """The store's one way from a row to a record: every statement that reads jobs returns
-    JobRecord's fields in order, already cast (``_COLUMNS``, ``_CLAIMED``)."""
-    return JobRecord(*row)
+    JobRecord's fields in order, already cast (``_COLUMNS``); a claim returns the first ten
+    (``_CLAIMED``) and ``known`` are the rest, which the claim just wrote."""
+    return JobRecord(*row, *known)
 
 
 #: SQLite's errors that mean the file cannot be used now, rather than a bug in a statement.
@@ -389,10 +388,10 @@ class SQLiteBackend:
                 f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
                 f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
                 f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
-                [worker, until, now, *params, limit, now, worker, until],
+                [worker, until, now, *params, limit],
             ).fetchall()
         rank = {q: i for i, q in enumerate(serve)}
-        records = [_record(row) for row in rows]
+        records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
         records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
 
