@@ -18,6 +18,7 @@ import click
 import orjson
 
 from .app import Conveyor
+from .backends import Migrates
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
@@ -696,11 +697,11 @@ def migrate(target: str | None, app_target: str | None, url: str | None, namespa
     Stores apply their migrations on first use too; this runs them ahead, e.g. in a deploy.
     """
     app = _admin_app(target or app_target, url, namespace)
-    run = getattr(app.backend, "migrate", None)
-    if run is None:
+    backend = app.backend
+    if not isinstance(backend, Migrates):
         click.echo("this store needs no migrations")
         return
-    applied = run()
+    applied = backend.migrate()
     click.echo(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
 
 

@@ -23,12 +23,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
 from .app import DEFAULT_URL, Conveyor
-from .redaction import _SECRET_NAME
+from .redaction import redact_url
 
 APP_ENV = "CONVEYOR_APP"
 URL_ENV = "CONVEYOR_URL"
@@ -156,22 +155,6 @@ def load_app(target: str, origin: str | None = None) -> Conveyor:
 
 
 def display_url(url: str) -> str:
-    """``url`` as it may be shown: the password (in the authority or a query parameter such
-    as ``?password=``) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.rpartition("@")[2] if "@" in url else url
-    netloc, query = parts.netloc, parts.query
-    secret_query = bool(query) and any(_SECRET_NAME.search(k) for k, _ in parse_qsl(query))
-    if password is None and not secret_query:
-        return url  # as given: urlunsplit would write sqlite:///x as sqlite:/x
-    if password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:***@{host}"
-    if secret_query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_NAME.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """``url`` as it may be shown: ``conveyor.redaction.redact_url``, the one function that
+    hides the secrets of a store URL."""
+    return redact_url(url)
