@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import getpass
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -384,6 +386,9 @@ def _job_dict(job: Job) -> dict[str, Any]:
         "last_error": job.last_error,
         "result": job.return_value,
         "worker": job.worker,
+        "meta": job.meta,
+        "progress": job.progress,
+        "cancel_requested": job.cancel_requested,
         # Encrypted with a key this process does not hold: args, kwargs and result are hidden.
         "encrypted": job.encrypted,
     }
@@ -443,9 +448,14 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
                 ("args", hidden if job.encrypted else orjson.dumps(job.args).decode()),
                 ("kwargs", hidden if job.encrypted else orjson.dumps(job.kwargs).decode()),
             ]
+            + ([("meta", orjson.dumps(job.meta).decode())] if job.meta else [])
             + ([("result", orjson.dumps(job.return_value).decode())] if job.state == "completed" else []),
         ),
     ]
+    if job.progress:
+        sections.insert(1, ("progress", [("", _progress_text(job.progress))]))
+    if job.cancel_requested:
+        sections.insert(1, ("stopping", [("", job.cancel_requested)]))
     if job.last_error:
         sections.append(("error", [("", job.last_error)]))
     print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))
@@ -455,8 +465,24 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Say it as one JSON object.")(fn)
 
 
+def _progress_text(progress: dict[str, Any], width: int = 30) -> str:
+    """``[#########.....]  40 of 100 (40%) resizing``: a run's last reported progress."""
+    done, total, message = progress.get("done"), progress.get("total"), progress.get("message")
+    if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+        share = max(0.0, min(1.0, done / total))
+        bar = "#" * round(share * width) + "." * (width - round(share * width))
+        text = f"[{bar}] {done:g} of {total:g} ({share:.0%})"
+    else:
+        text = f"{done} done"
+    return f"{text} {message}" if message else text
+
+
 def _act(action: str, ids: tuple[str, ...], app: Conveyor, as_json: bool) -> None:
-    changed: int = getattr(app, action)(*ids)  # one store call for all the ids
+    if action == "cancel":
+        who = f"conveyor cancel ({getpass.getuser()}@{socket.gethostname()})"
+        changed = app.cancel(*ids, by=who)
+    else:
+        changed = getattr(app, action)(*ids)  # one store call for all the ids
     if as_json:
         echo_json({"action": action, "changed": changed, "of": len(ids)})
     else:
@@ -502,7 +528,11 @@ def retry(
 def cancel(
     app_target: str | None, url: str | None, namespace: str, ids: tuple[str, ...], as_json: bool
 ) -> None:
-    """Cancel jobs that have not started."""
+    """Cancel waiting jobs, and stop running ones.
+
+    A waiting job ends cancelled at once; a running one is stopped by its worker within
+    about a second, and ends cancelled, never retried.
+    """
     _act("cancel", ids, _admin_app(app_target, url, namespace), as_json)
 
 

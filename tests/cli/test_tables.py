@@ -132,3 +132,23 @@ def test_delete_all_of_a_state(tmp_path: Path, store: dict[str, str], jobs: list
     assert code == 0 and "delete: 2 pending jobs" in said
     queues = orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)["queues"]
     assert all(not counts for counts in queues.values()), queues
+
+
+def test_show_a_running_job_with_progress_meta_and_a_stop_request(
+    tmp_path: Path, store: dict[str, str]
+) -> None:
+    app = Conveyor(store["CONVEYOR_URL"])
+    task = app.task(name="reports.build")(_charge)
+    job = task.using(meta={"tenant": "acme"}).enqueue(1, "x")
+    app.backend.fetch(None, 1, "w", 30, time.time())
+    app.backend.set_progress(job.id, "w", b'{"done": 40, "total": 100, "message": "resizing", "at": 0}')
+    app.close()
+    cancelled = cli("cancel", job.id, cwd=tmp_path, env=store)
+    assert cancelled.returncode == 0 and "cancel: 1 of 1 job" in cancelled.stdout, cancelled.stderr
+    text = cli("show", job.id, cwd=tmp_path, env=store).stdout
+    assert "[############..................] 40 of 100 (40%) resizing" in text
+    assert '  meta      {"tenant":"acme"}' in text
+    assert re.search(r"stopping\n  cancelled by conveyor cancel \(\S+@\S+\)", text), text
+    raw = orjson.loads(cli("show", job.id, "--json", cwd=tmp_path, env=store).stdout)
+    assert raw["progress"]["done"] == 40 and raw["meta"] == {"tenant": "acme"}
+    assert raw["cancel_requested"].startswith("cancelled by conveyor cancel (")

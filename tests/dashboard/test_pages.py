@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor.dashboard import cli as dashboard_cli
 from conveyor.metrics import ConveyorCollector, RunTimeMetrics
 from tests.dashboard.conftest import ClientFactory
-from tests.dashboard.helpers import PASSWORD, TOKEN, Demo, dead_job, drain, log_in
+from tests.dashboard.helpers import PASSWORD, TOKEN, Demo, csrf_from, dead_job, drain, log_in
 
 HTML = {"accept": "text/html"}
 
@@ -354,3 +354,34 @@ def test_the_dashboard_command_does_not_import_the_cli() -> None:
     code = "import sys, conveyor.dashboard.cli; print('conveyor.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_running_job_shows_progress_and_meta_and_can_be_stopped(
+    make_client: ClientFactory, demo: Demo
+) -> None:
+    import time
+
+    job = demo.app.tasks["reports.build"].using(meta={"tenant": "<acme>"}).enqueue(7)
+    backend = demo.app.backend
+    (claimed,) = backend.fetch(None, 1, "w-1", 30.0, time.time())
+    assert claimed.id == job.id
+    assert backend.set_progress(
+        job.id, "w-1", b'{"done": 40, "total": 100, "message": "<b>rows</b>", "at": 0}'
+    )
+    client = make_client()
+    log_in(client)
+    page = client.get(f"/jobs/{job.id}", headers=HTML).text
+    assert '<progress value="40" max="100">' in page and "40.0%" in page
+    assert "&lt;b&gt;rows&lt;/b&gt;" in page and "<b>rows</b>" not in page  # escaped
+    assert "&#34;tenant&#34;: &#34;&lt;acme&gt;&#34;" in page  # the metadata, escaped
+    assert ">Stop<" in page
+    token = csrf_from(page)
+    response = client.post(f"/jobs/{job.id}/cancel", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert "asked to stop" in client.get(response.headers["location"], headers=HTML).text
+    stopping = client.get(f"/jobs/{job.id}", headers=HTML).text
+    assert 'id="stopping"' in stopping and "cancelled by the dashboard (from 203.0.113.7)" in stopping
+    assert ">Stop<" not in stopping
+    assert backend.cancel_requests("w-1", ["reports"]) == [
+        (job.id, "cancelled by the dashboard (from 203.0.113.7)")
+    ]

@@ -547,24 +547,25 @@ class Dashboard:
         if action not in ACTIONS:
             raise HTTPException(404, "No such action.")
         form = await self.action_form(request)
-        done = await self.call(self._act, action, job_id)
+        was = await self.call(self.app.get_job, job_id) if action == "cancel" else None
+        done = await self.call(self._act, action, job_id, by=_who(request))
         short = job_id[:8]
         if action == "delete":
             message = f"Deleted job {short}." if done else f"Job {short} was already gone."
             return self.back(request, form, "/jobs?state=dead", message)
+        if action == "cancel" and done and was is not None and was.state == "active":
+            return self.back(request, form, f"/jobs/{job_id}", f"Job {short} asked to stop.")
         verb = {"retry": "queued to run now", "cancel": "cancelled"}[action]
         message = (
             f"Job {short} {verb}." if done else f"Job {short} could not be {verb.split()[0]} in its state."
         )
         return self.back(request, form, f"/jobs/{job_id}", message)
 
-    def _act(self, action: str, *job_ids: str) -> int:
+    def _act(self, action: str, *job_ids: str, by: str | None = None) -> int:
         """One store call for any number of jobs; how many changed."""
-        fn: Callable[..., int] = {
-            "retry": self.app.retry,
-            "delete": self.app.delete,
-            "cancel": self.app.cancel,
-        }[action]
+        if action == "cancel":
+            return self.app.cancel(*job_ids, by=by)
+        fn: Callable[..., int] = {"retry": self.app.retry, "delete": self.app.delete}[action]
         return fn(*job_ids)
 
     async def bulk_action(self, request: Request) -> Response:
@@ -576,7 +577,7 @@ class Dashboard:
         if not ids:
             return self.back(request, form, "/jobs", "No jobs were selected.")
 
-        done = await self.call(self._act, str(action), *ids)
+        done = await self.call(lambda: self._act(str(action), *ids, by=_who(request)))
         past = {"retry": "Queued to run now", "delete": "Deleted", "cancel": "Cancelled"}[str(action)]
         return self.back(request, form, "/jobs", f"{past}: {done:,} of {len(ids):,} selected jobs.")
 
@@ -666,6 +667,12 @@ def _here(request: Request) -> str:
     """The current page as a path inside the dashboard, for ``next=``."""
     path = get_route_path(request.scope) or "/"
     return path + ("?" + request.url.query if request.url.query else "")
+
+
+def _who(request: Request) -> str:
+    """Who asked, for a cancelled job's last error: the dashboard, and from where."""
+    client = request.client.host if request.client else "?"
+    return f"the dashboard (from {client})"
 
 
 def _searchable(job: Job) -> str:
