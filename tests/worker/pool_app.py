@@ -7,6 +7,7 @@ import os
 import time
 
 from conveyor import Conveyor, Fail, Retry
+from tests.harness import record_run
 
 app = Conveyor(
     os.environ.get("CONVEYOR_URL"),
@@ -28,6 +29,12 @@ def sleeper(seconds: float) -> None:
     time.sleep(seconds)  # one C call: only a killed process stops it early
 
 
+@app.task(name="nap", retries=0)
+def nap(seconds: float) -> None:
+    record_run("nap")
+    time.sleep(seconds)
+
+
 @app.task(name="segfault", retries=0)
 def segfault() -> None:
     ctypes.string_at(0)
@@ -35,8 +42,8 @@ def segfault() -> None:
 
 @app.task(name="hog", retries=0)
 def hog(megabytes: int) -> int:
-    # Touch every page, or the memory is reserved but not resident.
-    _kept.append(bytes(bytearray(b"x" * (megabytes << 20))))
+    # Repeating a byte writes every page: the memory is resident, not just reserved.
+    _kept.append(b"x" * (megabytes << 20))
     return os.getpid()
 
 
