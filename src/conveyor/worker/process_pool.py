@@ -28,7 +28,7 @@ import orjson
 
 from ..errors import Fail, JobTimeout, Retry
 from ..job import Failure, JobRecord
-from ..logs import JsonFormatter
+from ..logs import JsonFormatter, current_job_id
 from ..redaction import MAX_TRACEBACK_LENGTH, redact
 from . import process_child
 from .executor import Prepared, Runner, ThreadExecutor
@@ -165,8 +165,9 @@ class ProcessPool(ThreadExecutor):
         super().stop()
         for child in list(self._busy.values()):
             child.process.kill()
+        deadline = time.monotonic() + 5.0
         for thread in self._threads:
-            thread.join(5.0)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
         route, done, inbox = self._route, self._done, self._inbox
@@ -213,6 +214,16 @@ class ProcessPool(ThreadExecutor):
         message = orjson.dumps(
             {"id": record.id, "task": task.name, "args": payload.args, "kwargs": payload.kwargs}
         )
+        # Middleware and the parent's log lines see the job's id, as in a pool thread.
+        running = current_job_id.set(record.id)
+        try:
+            return self._call(child, job, message)
+        finally:
+            current_job_id.reset(running)
+
+    def _call(self, child: Child, job: Prepared, message: bytes) -> tuple[Outcome | None, Child | None]:
+        record, task, _ = job
+        runner = self._runner
         if runner.middleware:
             runner._before(job)
         started = time.perf_counter()
