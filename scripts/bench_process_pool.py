@@ -8,7 +8,9 @@ Each task appends the time it finished to a file; a rate is (runs - 1) / (last -
 start-up (of the worker, its children, Celery's) counts for no system. ``--base`` adds the
 no-op drain of ``--pool thread`` with another checkout's ``src`` first on PYTHONPATH: the A/B
 of this change's cost to the thread pool (runs alternate, so drift hits both alike). Prints
-the median and every run. Needs ``celery[redis]`` (``pip install -e '.[bench]'``) and
+the median and every run, and for the thread pool the worker's CPU time a job (start-up
+included: the same in A and B), which a machine shared with other work disturbs less than
+the wall-clock rate. Needs ``celery[redis]`` (``pip install -e '.[bench]'``) and
 ``redis-server``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -49,15 +52,27 @@ def main() -> int:
         if args.only:
             cases = {k: v for k, v in cases.items() if any(part in k for part in args.only.split("|"))}
         rates: dict[str, list[float]] = {name: [] for name in cases}
+        cpu: dict[str, list[float]] = {name: [] for name in cases}
         for round_ in range(args.repeat):
             for name, run in cases.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 rate = run()
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 rates[name].append(rate)
-                print(f"round {round_ + 1} {name}: {rate:,.0f} jobs/s", flush=True)
+                used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                jobs = args.noop_jobs if name.startswith("no-op") else args.cpu_jobs
+                cpu[name].append(used / jobs * 1e6)
+                print(
+                    f"round {round_ + 1} {name}: {rate:,.0f} jobs/s, {cpu[name][-1]:.1f} µs CPU/job",
+                    flush=True,
+                )
         print("\nmedian of", args.repeat, "runs:")
         for name, values in rates.items():
             runs = ", ".join(f"{v:,.0f}" for v in values)
-            print(f"  {name:42} {statistics.median(values):>8,.0f} jobs/s   ({runs})")
+            line = f"  {name:46} {statistics.median(values):>8,.0f} jobs/s   ({runs})"
+            if "thread" in name:  # the process pool's children are the forkserver's: not counted
+                line += f"; {statistics.median(cpu[name]):.1f} µs CPU/job"
+            print(line)
     finally:
         redis.terminate()
         redis.wait()

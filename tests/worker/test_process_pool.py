@@ -67,6 +67,21 @@ def test_a_segfault_fails_only_its_job_and_the_next_job_runs(workers: PoolWorker
     assert child not in (proc.pid, 0) and proc.poll() is None
 
 
+def test_a_child_killed_like_the_oom_killer_does_fails_only_its_job(workers: PoolWorkers) -> None:
+    proc = workers.start("--pool", "process", "--concurrency", "1")
+    job = nap.enqueue(30)
+    workers.wait_for(lambda: workers.tags() == ["nap"])
+    os.kill(workers.runs()[0][1], signal.SIGKILL)
+    workers.finished(job.id)
+    snap = workers.app.get_job(job.id)
+    assert snap is not None and snap.state == "dead"
+    assert (
+        snap.last_error
+        == "the child process running it was killed by SIGKILL (signal 9: the OOM killer, or kill -9)"
+    )
+    assert pid.enqueue().result(timeout=30) not in (proc.pid, workers.runs()[0][1])
+
+
 def test_children_are_replaced_after_max_tasks_per_child(workers: PoolWorkers) -> None:
     jobs = workers.app.enqueue_many([pid.job() for _ in range(6)])
     proc = workers.start("--pool", "process", "--concurrency", "1", "--max-tasks-per-child", "2", "--burst")

@@ -113,9 +113,7 @@ class Child:
             self.kill()
             return "the child process closed its pipe and was killed"
         if code < 0:
-            name = _signal_name(-code)
-            hint = " (the OOM killer, or kill -9)" if -code == signal.SIGKILL else ""
-            return f"the child process running it was killed by {name}{hint}"
+            return f"the child process running it was killed by {_signal_name(-code)}"
         return f"the child process running it exited with code {code}"
 
     def kill(self) -> None:
@@ -302,7 +300,9 @@ def _log_setup() -> tuple[str | None, str]:
 
 
 def _signal_name(number: int) -> str:
+    """``SIGSEGV (signal 11)``; SIGKILL says who sends it uninvited."""
+    hint = ": the OOM killer, or kill -9" if number == signal.SIGKILL else ""
     try:
-        return f"{signal.Signals(number).name} (signal {number})"
+        return f"{signal.Signals(number).name} (signal {number}{hint})"
     except ValueError:
         return f"signal {number}"
