@@ -88,7 +88,8 @@ def make_cases(args: argparse.Namespace, tmp: Path, redis_url: str) -> dict[str,
         "cpu 1 ms, conveyor --pool process -c 2, redis": lambda: conveyor(
             tmp, redis_url, "cpu", cpu, process2
         ),
-        "cpu 1 ms, celery prefork -c 2, redis": lambda: celery(tmp, redis_url, cpu),
+        "cpu 1 ms, celery prefork -c 2, redis": lambda: celery(tmp, redis_url, cpu, []),
+        "cpu 1 ms, celery prefork -c 2 -O fair, redis": lambda: celery(tmp, redis_url, cpu, ["-O", "fair"]),
         "cpu 1 ms, conveyor --pool process -c 2, sqlite": lambda: conveyor(tmp, None, "cpu", cpu, process2),
         "cpu 1 ms, conveyor --pool thread -c 2, sqlite": lambda: conveyor(
             tmp, None, "cpu", cpu, ["--pool", "thread", "-c", "2"]
@@ -131,7 +132,7 @@ def conveyor(
     return rate(marks, n)
 
 
-def celery(tmp: Path, broker: str, n: int) -> float:
+def celery(tmp: Path, broker: str, n: int, options: list[str]) -> float:
     """Publish ``n`` tasks, then run ``celery worker -P prefork -c 2`` until all ran: the rate."""
     flush_redis(broker)
     os.environ["POOL_BENCH_BROKER"] = broker
@@ -145,7 +146,7 @@ def celery(tmp: Path, broker: str, n: int) -> float:
     env = {**os.environ, "POOL_BENCH_BROKER": broker, "POOL_BENCH_MARKS": str(marks), "PYTHONPATH": str(HERE)}
     exe = str(Path(sys.executable).with_name("celery"))
     command = [exe, "-A", "pool_bench.celery_app", "worker", "-P", "prefork", "-c", "2", "-l", "warning"]
-    command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat", *options]
     proc = subprocess.Popen(command, env=env, cwd=tmp, start_new_session=True)
     try:
         deadline = time.monotonic() + 600

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,10 +148,17 @@ def test_sigterm_past_the_grace_period_kills_the_busy_child(workers: PoolWorkers
     assert proc.wait(20) == 0
     snap = workers.app.get_job(job.id)
     assert snap is not None and snap.state == "pending" and snap.attempts == 0
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child)
+    workers.wait_for(lambda: not _alive(child), 5, "for the killed child to be gone")
+
+
+def test_children_do_not_outlive_a_worker_killed_with_9(workers: PoolWorkers) -> None:
+    proc = workers.start("--pool", "process", "--concurrency", "1")
+    nap.enqueue(30)
+    workers.wait_for(lambda: workers.tags() == ["nap"])
+    os.kill(proc.pid, signal.SIGKILL)  # the worker alone, not its process group
+    proc.wait()
+    child = workers.runs()[0][1]
+    workers.wait_for(lambda: not _alive(child), 5, "for the orphaned child to exit")
 
 
 def test_the_pool_options_are_checked() -> None:
@@ -167,8 +173,9 @@ def test_the_children_find_the_app_by_its_module() -> None:
 
 
 def _alive(process_id: int) -> bool:
+    """True while the process runs (a zombie, exited but not yet reaped, does not)."""
     try:
-        os.kill(process_id, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{process_id}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat[stat.rfind(")") + 2] != "Z"

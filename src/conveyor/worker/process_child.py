@@ -10,11 +10,11 @@ nothing named in a payload is ever imported.
 
 from __future__ import annotations
 
-import ctypes
-import logging
+import contextlib
 import os
 import resource
 import signal
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,16 +26,23 @@ from ..logs import configure, current_job_id
 from .outcome import is_json_result
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_PR_SET_PDEATHSIG = 1
 
 
-def main(target: str, conn: Connection, log_level: str | None, log_format: str, measure: bool) -> None:
-    """The child process: ``target`` is the parent's ``MODULE:APP``."""
+def main(
+    target: str,
+    conn: Connection,
+    lifeline: Connection,
+    log_level: str | None,
+    log_format: str,
+    measure: bool,
+) -> None:
+    """The child process: ``target`` is the parent's ``MODULE:APP``; ``lifeline`` a pipe
+    that nothing is written to, whose end tells that the worker is gone."""
     # Ctrl-C in a terminal reaches the whole process group, and systemd's stop signal the
     # whole cgroup: the parent decides when a running job stops, so the child ignores both.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    threading.Thread(target=_die_with_worker, args=(lifeline,), name="conveyor-lifeline", daemon=True).start()
     if log_level is not None:
         configure(log_level, log_format)
     try:
@@ -106,12 +113,11 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _die_with_parent() -> None:
-    """On Linux, be killed when the process that forked this one exits: the forkserver,
-    which exits with the worker. A worker killed with -9 then leaves no child running a
-    job whose lease will bring it back elsewhere."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        logging.getLogger("conveyor.worker").debug("no prctl here: children outlive a killed worker")
+def _die_with_worker(lifeline: Connection) -> None:
+    """Exit as soon as the worker is gone, even killed with -9 mid-job: a child left running
+    would run its job a second time beside the one its lease brings back elsewhere. (The
+    forkserver, this process's parent, outlives the worker while any child lives, so
+    PR_SET_PDEATHSIG would not do.)"""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)

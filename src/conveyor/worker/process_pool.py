@@ -59,10 +59,12 @@ class Child:
 
     def __init__(self, context: ForkServerContext, target: str, measure: bool) -> None:
         self.conn, child_end = context.Pipe()
+        # Never written to: the child exits when it reads the end (this process is gone).
+        lifeline, self._lifeline = context.Pipe(duplex=False)
         level, fmt = _log_setup()
         self.process: BaseProcess = context.Process(
             target=process_child.main,
-            args=(target, child_end, level, fmt, measure),
+            args=(target, child_end, lifeline, level, fmt, measure),
             name="conveyor-child",
             # Not a daemon: a daemonic process may not start processes of its own, and a
             # task may well use multiprocessing. The pool stops its children itself.
@@ -70,6 +72,7 @@ class Child:
         )
         self.process.start()
         child_end.close()
+        lifeline.close()
         self.ready = False
         self.jobs = 0
         self.rss = 0  # bytes, after its last job (measured only when recycling by memory)
@@ -109,6 +112,7 @@ class Child:
         self.process.join(5.0)
         code = self.process.exitcode
         self.conn.close()
+        self._lifeline.close()
         if code is None:
             self.kill()
             return "the child process closed its pipe and was killed"
@@ -120,6 +124,7 @@ class Child:
         self.process.kill()
         self.process.join()
         self.conn.close()
+        self._lifeline.close()
 
     def close(self) -> None:
         """Let the child exit (it reads the closed pipe as the end), killing it if it does not."""
@@ -127,6 +132,7 @@ class Child:
         self.process.join(2.0)
         if self.process.exitcode is None:
             self.kill()
+        self._lifeline.close()
 
 
 class ProcessPool(ThreadExecutor):
@@ -154,7 +160,6 @@ class ProcessPool(ThreadExecutor):
         # Children fork from a server that has conveyor imported already; the app itself is
         # imported by each child, so nothing it opens at import is shared between children.
         self._context.set_forkserver_preload([process_child.__name__])
-        self.replaced = 0
         super().__init__(runner, size, done, route)
 
     def stop(self) -> None:
@@ -169,7 +174,8 @@ class ProcessPool(ThreadExecutor):
 
     def _loop(self) -> None:
         route, done, inbox = self._route, self._done, self._inbox
-        child: Child | None = None
+        # Started before the first job comes, so that it finds the app loaded.
+        child: Child | None = self._start()
         try:
             while True:
                 item = inbox.get()
@@ -185,7 +191,6 @@ class ProcessPool(ThreadExecutor):
                 if child is None or self._due(child):
                     if child is not None:
                         child.close()
-                    self.replaced += 1
                     # Started now, so it loads the app while this thread waits for a job.
                     child = None if self._stopping else self._start()
         finally:
