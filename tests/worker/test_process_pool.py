@@ -179,3 +179,16 @@ def _alive(process_id: int) -> bool:
     except FileNotFoundError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
+
+
+def test_app_worker_with_the_process_pool_finds_the_app_for_its_children(tmp_path: Path) -> None:
+    app = pool_app.app
+    app.close()
+    app.url = f"sqlite:///{tmp_path}/jobs.db"
+    try:
+        in_child, on_loop = pid.enqueue(), parent_pid.enqueue()
+        assert app.worker(pool="process", concurrency=1, burst=True, grace=5).run() == 0
+        assert in_child.result(timeout=1) != os.getpid()
+        assert on_loop.result(timeout=1) == os.getpid()
+    finally:
+        app.close()
