@@ -40,7 +40,9 @@ EXIT_REPLACE_ME = 3
 class Worker:
     """Runs jobs from the app's store until stopped.
 
-    Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them.
+    Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them;
+    with ``pool="process"`` sync tasks run in ``concurrency`` child processes instead
+    (``process_pool``), which ``app_target`` (``MODULE:APP``) tells how to load the app.
     The worker holds at most ``concurrency + prefetch`` jobs: each fetch asks for exactly
     the free places, so one round-trip claims a batch. Unless ``prefetch`` is given, it
     adapts: enough ready jobs for about 50 ms of work at the current pace (at least
