@@ -533,9 +533,17 @@ class Conveyor:
         burst: bool = False,
         grace: float = 30.0,
         prefetch: int | None = None,
+        pool: str = "thread",
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: float | None = None,
+        app_target: str | None = None,
     ) -> Worker:
         """A worker for this app; ``.run()`` it. ``queues`` as in ``conveyor worker
-        --queues``: a list in strict order, or ``"critical:6,default:3"`` for weights."""
+        --queues``: a list in strict order, or ``"critical:6,default:3"`` for weights.
+
+        ``pool="process"`` runs sync tasks in ``concurrency`` child processes (see ``conveyor
+        worker --pool``); the children import the app as ``app_target`` (``"module:app"``),
+        found among the imported modules when not given."""
         from .worker.worker import Worker
 
         return Worker(
@@ -545,4 +553,8 @@ class Conveyor:
             burst=burst,
             grace=grace,
             prefetch=prefetch,
+            pool=pool,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            app_target=app_target,
         )

@@ -124,7 +124,30 @@ def main() -> None:
     "Default: every queue, 'default' first.",
 )
 @click.option(
-    "--concurrency", "-c", default=10, show_default=True, help="Threads (and async slots) per process."
+    "--concurrency",
+    "-c",
+    default=None,
+    type=int,
+    help="Threads per process (default 10), or child processes with --pool process (default: one per CPU).",
+)
+@click.option(
+    "--pool",
+    default="thread",
+    show_default=True,
+    type=click.Choice(["thread", "process"]),
+    help="Where sync tasks run: threads, or child processes that a timeout kills (a hard stop).",
+)
+@click.option(
+    "--max-tasks-per-child",
+    default=None,
+    type=int,
+    help="--pool process: replace a child after this many jobs.",
+)
+@click.option(
+    "--max-memory-per-child",
+    default=None,
+    type=float,
+    help="--pool process: replace a child whose resident memory passes this many MB after a job.",
 )
 @click.option(
     "--processes",
@@ -158,7 +181,10 @@ def worker(
     target: str | None,
     app_target: str | None,
     queues: str | None,
-    concurrency: int,
+    concurrency: int | None,
+    pool: str,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: float | None,
     processes: int,
     burst: bool,
     grace: float,
@@ -176,8 +202,11 @@ def worker(
     back). A worker that dies loses nothing: its jobs return when their leases expire.
     """
     configure_logging(log_level, log_format)
+    if concurrency is None:
+        concurrency = 10 if pool == "thread" else os.cpu_count() or 1
     if processes < 1 or concurrency < 1:
         raise click.UsageError("--processes and --concurrency must be at least 1")
+    pool_args = _pool_args(pool, max_tasks_per_child, max_memory_per_child)
     found = find_app(target or app_target, need_app=True)
     app, target = found.app, found.target
     assert target is not None  # need_app: an app module was loaded
@@ -196,6 +225,7 @@ def worker(
             "--log-format",
             log_format,
         ]
+        argv += pool_args
         if queues:
             argv += ["--queues", queues]
         if burst:
@@ -206,7 +236,17 @@ def worker(
     from .worker.supervisor import SUPERVISED_ENV, watch_parent
 
     supervisor = os.environ.get(SUPERVISED_ENV)
-    runner = app.worker(queues, concurrency, burst=burst, grace=grace, prefetch=prefetch)
+    runner = app.worker(
+        queues,
+        concurrency,
+        burst=burst,
+        grace=grace,
+        prefetch=prefetch,
+        pool=pool,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
+        app_target=target,
+    )
     # What is loaded by now (modules, the app and its tasks) lives as long as the process:
     # out of the cyclic collector's sight, no collection walks it again during the run, and
     # neither does the interpreter's teardown at exit (~50 ms with redis-py loaded).
@@ -219,6 +259,22 @@ def worker(
 
         sys.exit(run_with_progress(runner, log_level, log_format))
     sys.exit(runner.run())
+
+
+def _pool_args(pool: str, max_tasks: int | None, max_memory: float | None) -> list[str]:
+    """The pool options checked, as a supervised child's command line repeats them."""
+    if pool == "thread" and (max_tasks is not None or max_memory is not None):
+        raise click.UsageError("--max-tasks-per-child and --max-memory-per-child need --pool process")
+    if max_tasks is not None and max_tasks < 1:
+        raise click.UsageError("--max-tasks-per-child must be at least 1")
+    if max_memory is not None and max_memory <= 0:
+        raise click.UsageError("--max-memory-per-child must be a positive number of MB")
+    args = ["--pool", pool]
+    if max_tasks is not None:
+        args += ["--max-tasks-per-child", str(max_tasks)]
+    if max_memory is not None:
+        args += ["--max-memory-per-child", str(max_memory)]
+    return args
 
 
 @main.command()

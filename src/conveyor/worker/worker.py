@@ -41,7 +41,9 @@ EXIT_REPLACE_ME = 3
 class Worker:
     """Runs jobs from the app's store until stopped.
 
-    Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them.
+    Sync tasks run on ``concurrency`` threads, async tasks on one event loop beside them;
+    with ``pool="process"`` sync tasks run in ``concurrency`` child processes instead
+    (``process_pool``), which ``app_target`` (``MODULE:APP``) tells how to load the app.
     The worker holds at most ``concurrency + prefetch`` jobs: each fetch asks for exactly
     the free places, so one round-trip claims a batch. Unless ``prefetch`` is given, it
     adapts: enough ready jobs for about 50 ms of work at the current pace (at least
@@ -62,9 +64,17 @@ class Worker:
         prefetch: int | None = None,
         idle_wait: float = 0.25,
         supervised: bool = False,
+        pool: str = "thread",
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: float | None = None,
+        app_target: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        self.pool = _check_pool(pool, max_tasks_per_child, max_memory_per_child)
+        self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child
+        self.app_target = app_target
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
@@ -105,7 +115,7 @@ class Worker:
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
         self._acker = Acker(self._backend, self.id)
-        self._threads = ThreadExecutor(self._runner, self.concurrency, self._finished, self._route)
+        self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
@@ -119,7 +129,9 @@ class Worker:
             "worker %s serving %s with %s",
             self.id,
             ",".join(self.order.describe()),
-            plural(self.concurrency, "thread"),
+            plural(self.concurrency, "thread")
+            if self.pool == "thread"
+            else plural(self.concurrency, "child process", "child processes"),
         )
         try:
             self._loop()
@@ -128,6 +140,22 @@ class Worker:
             for number, handler in previous.items():
                 signal.signal(number, handler)
         return self.exit_code
+
+    def _executor(self) -> ThreadExecutor:
+        """The pool that runs sync jobs: threads, or (``pool="process"``) child processes."""
+        if self.pool == "thread":
+            return ThreadExecutor(self._runner, self.concurrency, self._finished, self._route)
+        from .process_pool import ProcessPool, find_target
+
+        return ProcessPool(
+            self._runner,
+            self.concurrency,
+            self._finished,
+            self._route,
+            self.app_target or find_target(self.app),
+            max_tasks=self.max_tasks_per_child,
+            max_memory=None if self.max_memory_per_child is None else int(self.max_memory_per_child * 2**20),
+        )
 
     def stop(self) -> None:
         """Stop fetching; ``run()`` then finishes what it holds and returns."""
@@ -350,3 +378,15 @@ class Worker:
             log.warning("could not hand back %d jobs (their leases will): %s", len(ids), exc)
         with self._cond:
             self._held.difference_update(ids)
+
+
+def _check_pool(pool: str, max_tasks: int | None, max_memory: float | None) -> str:
+    if pool not in ("thread", "process"):
+        raise ValueError(f"pool must be 'thread' or 'process', not {pool!r}")
+    if pool == "thread" and (max_tasks is not None or max_memory is not None):
+        raise ValueError("max_tasks_per_child and max_memory_per_child need pool='process'")
+    if max_tasks is not None and max_tasks < 1:
+        raise ValueError("max_tasks_per_child must be at least 1")
+    if max_memory is not None and max_memory <= 0:
+        raise ValueError("max_memory_per_child must be a positive number of MB")
+    return pool

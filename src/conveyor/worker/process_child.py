@@ -1,0 +1,123 @@
+"""The child side of ``--pool process``: load the app, then run the jobs the parent sends.
+
+One message a ``send_bytes``, each a JSON object (orjson; never pickle). The parent sends
+``{"id", "task", "args", "kwargs"}`` for a job whose payload it has already decoded and
+verified; the child answers ``{"value": ...}``, ``{"not_json": why}`` or ``{"error": {...}}``,
+plus its resident memory in ``rss`` when the parent recycles by memory. The task is looked up
+by name in the child's own registry, filled by importing the app the way the parent did:
+nothing named in a payload is ever imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from ..errors import Fail, Retry
+from ..logs import configure, current_job_id
+from .outcome import is_json_result
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def main(
+    target: str,
+    conn: Connection,
+    lifeline: Connection,
+    log_level: str | None,
+    log_format: str,
+    measure: bool,
+) -> None:
+    """The child process: ``target`` is the parent's ``MODULE:APP``; ``lifeline`` a pipe
+    that nothing is written to, whose end tells that the worker is gone."""
+    # Ctrl-C in a terminal reaches the whole process group, and systemd's stop signal the
+    # whole cgroup: the parent decides when a running job stops, so the child ignores both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_die_with_worker, args=(lifeline,), name="conveyor-lifeline", daemon=True).start()
+    if log_level is not None:
+        configure(log_level, log_format)
+    try:
+        from ..locate import load_app
+
+        tasks = load_app(target).tasks
+    except BaseException as exc:  # a bad import is the parent's to report, with the job
+        reply = orjson.dumps({"failed": f"{type(exc).__name__}: {exc}"})
+        tasks = None
+    else:
+        reply = orjson.dumps({"ready": os.getpid()})
+    try:
+        conn.send_bytes(reply)
+        while tasks is not None:
+            conn.send_bytes(_run(tasks, orjson.loads(conn.recv_bytes()), measure))
+    except (EOFError, OSError):
+        pass  # the parent closed the pipe: this child was recycled, or the worker is stopping
+
+
+def _run(tasks: dict[str, Any], job: dict[str, Any], measure: bool) -> bytes:
+    reply: dict[str, Any]
+    task = tasks.get(job["task"])
+    if task is None:
+        reply = {
+            "error": {
+                "type": "LookupError",
+                "message": f"task {job['task']!r} is not registered in the child process "
+                "(tasks must be registered when the app's module is imported)",
+            }
+        }
+    else:
+        token = current_job_id.set(job["id"])
+        try:
+            value = task.fn(*job["args"], **job["kwargs"])
+        except BaseException as exc:  # SystemExit too: it fails the job, not the child
+            reply = {"error": _error(exc)}
+        else:
+            problem = is_json_result(value)
+            reply = {"value": value} if problem is None else {"not_json": problem}
+        finally:
+            current_job_id.reset(token)
+    if measure:
+        reply["rss"] = _rss()
+    return orjson.dumps(reply)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """What the parent needs to treat ``exc`` as the thread pool would."""
+    error: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "type_error": isinstance(exc, TypeError),
+    }
+    if isinstance(exc, Fail):
+        error["fail"] = exc.reason
+    elif isinstance(exc, Retry):
+        error["retry"] = {"delay": exc.delay, "reason": exc.reason}
+    return error
+
+
+def _rss() -> int:
+    """Resident memory now, in bytes (the peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _die_with_worker(lifeline: Connection) -> None:
+    """Exit as soon as the worker is gone, even killed with -9 mid-job: a child left running
+    would run its job a second time beside the one its lease brings back elsewhere. (The
+    forkserver, this process's parent, outlives the worker while any child lives, so
+    PR_SET_PDEATHSIG would not do.)"""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)
