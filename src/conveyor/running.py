@@ -43,6 +43,7 @@ class CurrentJob:
         "_pending",
         "_sent_at",
         "_signalled",
+        "_stop",
         "_task",
         "_thread",
         "_writer",
@@ -87,6 +88,8 @@ class CurrentJob:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished = False
         self._signalled = False
+        # How to stop this run if not by its thread or task (--pool process: kill the child).
+        self._stop: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<CurrentJob {self.task} {self.id} attempt {self.attempts}/{self.max_attempts}>"

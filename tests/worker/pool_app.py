@@ -70,3 +70,15 @@ def boom(word: str) -> None:
 @app.task(name="not_json", retries=3)
 def not_json() -> object:
     return {1, 2}
+
+
+@app.task(name="steps", retries=0)
+def steps(n: int) -> dict[str, object]:
+    """Reports progress from the child, and says what current_job() shows there."""
+    from conveyor import current_job
+
+    job = current_job()
+    assert job is not None
+    for i in range(1, n + 1):
+        job.progress(i, total=n, message="child")
+    return {"id": job.id, "meta": job.meta, "attempts": job.attempts, "pid": os.getpid()}

@@ -15,7 +15,7 @@ from conveyor.worker.process_pool import find_target
 from tests.harness import WorkerProcesses
 
 from . import pool_app
-from .pool_app import again, boom, give_up, hog, nap, not_json, parent_pid, pid, segfault, sleeper
+from .pool_app import again, boom, give_up, hog, nap, not_json, parent_pid, pid, segfault, sleeper, steps
 
 TARGET = "tests.worker.pool_app:app"
 
@@ -192,3 +192,28 @@ def test_app_worker_with_the_process_pool_finds_the_app_for_its_children(tmp_pat
         assert on_loop.result(timeout=1) == os.getpid()
     finally:
         app.close()
+
+
+def test_current_job_and_progress_in_a_child(workers: PoolWorkers) -> None:
+    workers.start("--pool", "process", "--concurrency", "1")
+    job = steps.using(meta={"tenant": "acme"}).enqueue(200)
+    seen = job.result(timeout=30)
+    assert seen["id"] == job.id and seen["meta"] == {"tenant": "acme"} and seen["attempts"] == 1
+    assert seen["pid"] != os.getpid()
+    done = workers.app.get_job(job.id)
+    assert done is not None and done.progress is not None
+    assert (done.progress["done"], done.progress["total"], done.progress["message"]) == (200, 200, "child")
+
+
+def test_cancel_kills_the_child_running_the_job(workers: PoolWorkers) -> None:
+    proc = workers.start("--pool", "process", "--concurrency", "1")
+    first_child = pid.enqueue().result(timeout=30)
+    job = nap.enqueue(30)  # one C call: only a killed child stops it
+    workers.wait_for(lambda: workers.tags() == ["nap"], 30, "the nap to start")
+    assert workers.app.cancel(job.id, by="the test") == 1
+    took = workers.wait_for(lambda: workers.app.get_job(job.id).state == "cancelled", 10)  # type: ignore[union-attr]
+    assert took < 3.0
+    snap = workers.app.get_job(job.id)
+    assert snap is not None and snap.last_error == "cancelled by the test" and snap.attempts == 1
+    # A new child takes the next job; the worker carried on.
+    assert pid.enqueue().result(timeout=30) != first_child and proc.poll() is None

@@ -237,7 +237,9 @@ class Runner:
             if here._finished or here._signalled:
                 return
             here._signalled = True
-            if here._task is not None and here._loop is not None:
+            if here._stop is not None:
+                here._stop()
+            elif here._task is not None and here._loop is not None:
                 here._loop.call_soon_threadsafe(here._task.cancel)
             elif here._thread:
                 _raise_in_thread(here._thread, JobCancelled)

@@ -17,13 +17,17 @@ import signal
 import threading
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..errors import Fail, Retry
-from ..logs import configure, current_job_id
+from ..logs import configure
+from ..running import CurrentJob, _current
 from .outcome import is_json_result
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -48,23 +52,23 @@ def main(
     try:
         from ..locate import load_app
 
-        tasks = load_app(target).tasks
+        app = load_app(target)
     except BaseException as exc:  # a bad import is the parent's to report, with the job
         reply = orjson.dumps({"failed": f"{type(exc).__name__}: {exc}"})
-        tasks = None
+        app = None
     else:
         reply = orjson.dumps({"ready": os.getpid()})
     try:
         conn.send_bytes(reply)
-        while tasks is not None:
-            conn.send_bytes(_run(tasks, orjson.loads(conn.recv_bytes()), measure))
+        while app is not None:
+            conn.send_bytes(_run(app, orjson.loads(conn.recv_bytes()), measure))
     except (EOFError, OSError):
         pass  # the parent closed the pipe: this child was recycled, or the worker is stopping
 
 
-def _run(tasks: dict[str, Any], job: dict[str, Any], measure: bool) -> bytes:
+def _run(app: Conveyor, job: dict[str, Any], measure: bool) -> bytes:
     reply: dict[str, Any]
-    task = tasks.get(job["task"])
+    task = app.tasks.get(job["task"])
     if task is None:
         reply = {
             "error": {
@@ -74,7 +78,22 @@ def _run(tasks: dict[str, Any], job: dict[str, Any], measure: bool) -> bytes:
             }
         }
     else:
-        token = current_job_id.set(job["id"])
+        worker = str(job["worker"])
+
+        def write(job_id: str, data: bytes) -> bool:
+            # The child's own connection to the store, opened on its first progress report.
+            return app.backend.set_progress(job_id, worker, data)
+
+        here = CurrentJob(
+            job["id"],
+            job["task"],
+            job["queue"],
+            job["attempts"],
+            job["max_attempts"],
+            job["meta"] or {},
+            write,
+        )
+        token = _current.set(here)
         try:
             value = task.fn(*job["args"], **job["kwargs"])
         except BaseException as exc:  # SystemExit too: it fails the job, not the child
@@ -83,7 +102,9 @@ def _run(tasks: dict[str, Any], job: dict[str, Any], measure: bool) -> bytes:
             problem = is_json_result(value)
             reply = {"value": value} if problem is None else {"not_json": problem}
         finally:
-            current_job_id.reset(token)
+            _current.reset(token)
+            if here._pending is not None:
+                here._flush()  # the last progress lands before the outcome
     if measure:
         reply["rss"] = _rss()
     return orjson.dumps(reply)

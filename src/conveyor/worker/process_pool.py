@@ -28,8 +28,9 @@ import orjson
 
 from ..errors import Fail, JobTimeout, Retry
 from ..job import Failure, JobRecord
-from ..logs import JsonFormatter, current_job_id
+from ..logs import JsonFormatter
 from ..redaction import MAX_TRACEBACK_LENGTH, redact
+from ..running import CurrentJob, _current
 from . import process_child
 from .executor import Prepared, Runner, ThreadExecutor
 from .outcome import Outcome
@@ -215,16 +216,33 @@ class ProcessPool(ThreadExecutor):
             log.error("%s", problem)
             return runner._failed(job, ChildDied(problem), time.perf_counter(), problem), None
         message = orjson.dumps(
-            {"id": record.id, "task": task.name, "args": payload.args, "kwargs": payload.kwargs}
+            {
+                "id": record.id,
+                "task": task.name,
+                "args": payload.args,
+                "kwargs": payload.kwargs,
+                "queue": record.queue,
+                "attempts": record.attempts,
+                "max_attempts": record.max_attempts,
+                "meta": payload.meta,
+                "worker": runner.worker_id,
+            }
         )
-        # Middleware and the parent's log lines see the job's id, as in a pool thread.
-        running = current_job_id.set(record.id)
+        # Middleware and the parent's log lines see the job, as in a pool thread; a cancel
+        # stops the run by killing its child.
+        here = runner._here(job)
+        here._stop = child.process.kill
+        running = _current.set(here)
+        runner.running[record.id] = here
         try:
-            return self._call(child, job, message)
+            return self._call(child, job, message, here)
         finally:
-            current_job_id.reset(running)
+            runner.running.pop(record.id, None)
+            _current.reset(running)
 
-    def _call(self, child: Child, job: Prepared, message: bytes) -> tuple[Outcome | None, Child | None]:
+    def _call(
+        self, child: Child, job: Prepared, message: bytes, here: CurrentJob
+    ) -> tuple[Outcome | None, Child | None]:
         record, task, _ = job
         runner = self._runner
         if runner.middleware:
@@ -233,10 +251,15 @@ class ProcessPool(ThreadExecutor):
         ident = threading.get_ident()
         self._busy[ident] = child
         try:
-            reply = child.call(message, record.timeout)
+            try:
+                reply = child.call(message, record.timeout)
+            finally:
+                runner._ended(here)  # from now on a cancel must not kill this child
         except ChildDied as died:
             if self._stopping:
                 return None, None  # killed at shutdown: the job was handed back
+            if here.cancel_note is not None:
+                return runner._cancelled(job, here, started), None
             reason = str(died)
             log.error("job %s: %s; starting a new one", record.id, reason)
             return runner._failed(job, died, started, reason), None
