@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 
 from tests.harness import WorkerProcesses
@@ -20,7 +21,8 @@ def _spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_a_job_continues_the_trace_that_enqueued_it(store_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_job_continues_the_trace_that_enqueued_it(store_url: str, tmp_path: Path, pool: str) -> None:
     producer_file, consumer_file = tmp_path / "app.jsonl", tmp_path / "worker.jsonl"
     app = build(store_url, str(producer_file))
     tasks = app.tasks
@@ -32,7 +34,7 @@ def test_a_job_continues_the_trace_that_enqueued_it(store_url: str, tmp_path: Pa
         assert stored is not None and stored.meta is not None and stored.meta["otel"]["traceparent"]
     workers = WorkerProcesses(TARGET, app, tmp_path, store_url, CONVEYOR_SPANS=str(consumer_file))
     try:
-        assert workers.start("--burst").wait(90) == 0, workers.logs()
+        assert workers.start("--burst", "--pool", pool).wait(90) == 0, workers.logs()
     finally:
         workers.close()
 

@@ -54,6 +54,11 @@ class ChildDied(Exception):
 class ChildError(Exception):
     """An exception raised by a task in a child process, as the parent sees it."""
 
+    def __init__(self, message: str, reply: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        #: The child's whole answer, when this carries it through around_run middleware.
+        self.reply = reply
+
 
 class Child:
     """One child process and its end of the pipe."""
@@ -252,7 +257,12 @@ class ProcessPool(ThreadExecutor):
         self._busy[ident] = child
         try:
             try:
-                reply = child.call(message, record.timeout)
+                if runner.around:
+                    # around_run middleware (tracing) wraps the parent's wait for the child; an
+                    # error the task raised there comes through call_next as ChildError.
+                    reply = self._wrapped(here, lambda: child.call(message, record.timeout))
+                else:
+                    reply = child.call(message, record.timeout)
             finally:
                 runner._ended(here)  # from now on a cancel must not kill this child
         except ChildDied as died:
@@ -277,6 +287,30 @@ class ProcessPool(ThreadExecutor):
             error = f"task {task.name!r} returned a value that is not JSON: {problem}"
             return runner._failed(job, TypeError(problem), started, error, permanent=True), child
         return _from_child(runner, job, reply["error"], started), child
+
+    def _wrapped(self, here: CurrentJob, call: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """The child's answer, through every ``around_run``."""
+        around = self._runner.around
+
+        def step(index: int) -> Any:
+            if index == len(around):
+                reply = call()
+                if reply is not None and "error" in reply:
+                    raise ChildError(_error_text(reply["error"]), reply)
+                return reply
+            return around[index].around_run(here, lambda: step(index + 1))
+
+        try:
+            answer: dict[str, Any] | None = step(0)
+        except ChildError as exc:
+            if exc.reply is None:
+                raise
+            return exc.reply
+        return answer
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    return f"{error['type']}: {error['message']}" if error.get("message") else str(error.get("type"))
 
 
 def _from_child(runner: Runner, job: Prepared, error: dict[str, Any], started: float) -> Outcome:
