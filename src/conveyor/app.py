@@ -476,17 +476,19 @@ class Conveyor:
         Any number of ids go to the store in one call."""
         return self._act("retry", job_ids)
 
-    def retry_all(self, state: str = DEAD, queue: str | None = None) -> int:
-        """``retry`` every job in ``state`` (and ``queue``); returns how many."""
-        return self.backend.act("retry", None, time.time(), state=_state(state), queue=queue)
+    def retry_all(self, state: str = DEAD, queue: str | None = None, *, limit: int | None = None) -> int:
+        """``retry`` every job in ``state`` (and ``queue``), or at most ``limit`` of them;
+        returns how many."""
+        return self.backend.act("retry", None, time.time(), state=_state(state), queue=queue, limit=limit)
 
     def delete(self, *job_ids: str) -> int:
         """Remove jobs, whatever their state; returns how many were there. One store call."""
         return self._act("delete", job_ids)
 
-    def delete_all(self, state: str, queue: str | None = None) -> int:
-        """Remove every job in ``state`` (and ``queue``); returns how many."""
-        return self.backend.act("delete", None, time.time(), state=_state(state), queue=queue)
+    def delete_all(self, state: str, queue: str | None = None, *, limit: int | None = None) -> int:
+        """Remove every job in ``state`` (and ``queue``), or at most ``limit`` of them;
+        returns how many."""
+        return self.backend.act("delete", None, time.time(), state=_state(state), queue=queue, limit=limit)
 
     def cancel(self, *job_ids: str, by: str | None = None) -> int:
         """Cancel jobs: a waiting one (scheduled, pending, retry) ends ``cancelled`` now; a

@@ -6,13 +6,12 @@ line and exit non-zero; they never show a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar
 
@@ -565,8 +564,10 @@ def retry(
     """Run dead, cancelled or waiting jobs again now, attempts reset."""
     app = _admin_app(app_target, url, namespace)
     if all_dead:
-        with _working("retrying dead jobs" + (f" of queue {queue!r}" if queue else "")):
-            changed = app.retry_all("dead", queue)
+        what = "retrying dead jobs" + (f" of queue {queue!r}" if queue else "")
+        changed = _in_chunks(
+            what, _count(app, "dead", queue), lambda n: app.retry_all("dead", queue, limit=n)
+        )
         if as_json:
             echo_json({"action": "retry", "changed": changed, "state": "dead", "queue": queue})
         else:
@@ -627,8 +628,11 @@ def delete(
     if not yes and sys.stdin.isatty():
         count = _count(app, state, queue)
         click.confirm(f"delete {plural(count, f'{state} job')}{where}?", abort=True)
-    with _working(f"deleting {state} jobs{where}"):
-        changed = app.delete_all(state, queue)
+    changed = _in_chunks(
+        f"deleting {state} jobs{where}",
+        _count(app, state, queue),
+        lambda n: app.delete_all(state, queue, limit=n),
+    )
     if as_json:
         echo_json({"action": "delete", "changed": changed, "state": state, "queue": queue})
     else:
@@ -642,17 +646,30 @@ def _count(app: Conveyor, state: str, queue: str | None) -> int:
     return stats.total(state)
 
 
-@contextlib.contextmanager
-def _working(what: str) -> Iterator[None]:
-    """A spinner with the time taken on stderr while one long store call runs, on a terminal
-    only: one call cannot report its progress, but it can show that it is alive."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    from rich.console import Console
+#: Jobs per store call when a bar shows progress (a terminal): small enough for a bar that
+#: moves, large enough that the calls cost little more than one.
+CHUNK = 1000
 
-    with Console(stderr=True).status(f"{what}…"):
-        yield
+
+def _in_chunks(what: str, total: int, act: Callable[[int | None], int]) -> int:
+    """Apply ``act`` (to at most N jobs a call, or all with None; how many changed) until
+    nothing is left: on a terminal in chunks with a progress bar on stderr, elsewhere in one
+    store call."""
+    if not sys.stderr.isatty():
+        return act(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    done = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=max(total, 1))
+        while True:
+            changed = act(CHUNK)
+            done += changed
+            bar.update(task, completed=done, total=max(total, done), refresh=True)
+            if changed < CHUNK:
+                return done
 
 
 @main.command()

@@ -152,3 +152,22 @@ def test_show_a_running_job_with_progress_meta_and_a_stop_request(
     raw = orjson.loads(cli("show", job.id, "--json", cwd=tmp_path, env=store).stdout)
     assert raw["progress"]["done"] == 40 and raw["meta"] == {"tenant": "acme"}
     assert raw["cancel_requested"].startswith("cancelled by conveyor cancel (")
+
+
+def test_retry_all_and_delete_all_show_a_bar_on_a_terminal(tmp_path: Path, store: dict[str, str]) -> None:
+    app = Conveyor(store["CONVEYOR_URL"])
+    task = app.task(name="t.flaky", retries=0)(_charge)
+    app.enqueue_many([task.job(n, "x") for n in range(2500)])
+    now = time.time()
+    while claimed := app.backend.fetch(None, 500, "w", 30, now):
+        app.backend.fail([Failure(r.id, "boom") for r in claimed], "w", now)
+    app.close()
+    code, out = on_terminal("retry", "--all-dead", cwd=tmp_path, env=store)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert code == 0 and "retry: 2500 dead jobs back to pending" in plain, plain
+    # One store call a thousand jobs, the bar redrawn after each.
+    assert all(f" {n}/2500 " in plain for n in (1000, 2000, 2500)), plain
+    code, out = on_terminal("delete", "--all", "--state", "pending", "--yes", cwd=tmp_path, env=store)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert code == 0 and "deleting pending jobs" in plain, plain
+    assert orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)["queues"]["default"] == {}

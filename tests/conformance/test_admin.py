@@ -195,3 +195,18 @@ def test_an_unknown_state_is_an_error_naming_the_valid_ones(app: Conveyor, call:
         getattr(app, call)(state="pendng")
     assert all(state in str(info.value) for state in STATES)
     assert app.stats().total("dead") == 1  # nothing touched
+
+
+def test_retry_all_and_delete_all_in_chunks(app: Conveyor) -> None:
+    _dead(app, 5)
+    _dead(app, 3, queue="mail")
+    assert app.retry_all("dead", limit=3) == 3  # any three dead jobs
+    assert app.stats().total("dead") == 5
+    left_in_mail = app.stats().queues["mail"].get("dead", 0)
+    assert app.retry_all("dead", queue="mail", limit=10) == left_in_mail
+    assert app.stats().queues["mail"] == {"pending": 3}
+    assert app.retry_all("dead", limit=10) == 5 - left_in_mail  # fewer than asked: the caller stops
+    assert app.stats().total("dead") == 0
+    assert app.delete_all("pending", limit=4) == 4
+    assert app.delete_all("pending", limit=4) == 4
+    assert app.delete_all("pending", limit=4) == 0

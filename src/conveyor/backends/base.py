@@ -109,9 +109,12 @@ class Backend(Protocol):
         state: str | None = None,
         queue: str | None = None,
         note: str | None = None,
+        limit: int | None = None,
     ) -> int:
         """Apply an admin action (see ``ACTIONS``) to the jobs ``ids``, or, when ``ids`` is
-        None, to every job in ``state`` (and ``queue``, if given); returns how many changed.
+        None, to every job in ``state`` (and ``queue``, if given), or to at most ``limit`` of
+        them (which ones is not specified: a caller repeats until fewer change, to show
+        progress); returns how many changed.
         A job whose state the action does not apply to is left alone. ``cancel`` by id also
         asks a running job to stop: its ``cancel`` is set to ``note`` (once), which its
         worker reads with ``cancel_requests``; a cancelled waiting job gets ``note`` as its

@@ -1023,6 +1023,7 @@ class PostgresBackend:
         state: str | None = None,
         queue: str | None = None,
         note: str | None = None,
+        limit: int | None = None,
     ) -> int:
         check_action(action)
         if action == "cancel" and ids is not None:
@@ -1044,6 +1045,8 @@ class PostgresBackend:
             params["ids"] = list(ids)
         else:
             where = self.sql.matching(state, queue, None, now, params)
+            if limit is not None:
+                where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"
         statement = templates[action].format(where=where)
 
         def change(conn: Conn) -> int:

@@ -693,6 +693,7 @@ class SQLiteBackend:
         state: str | None = None,
         queue: str | None = None,
         note: str | None = None,
+        limit: int | None = None,
     ) -> int:
         check_action(action)
         if action == "cancel" and ids is not None:
@@ -724,6 +725,8 @@ class SQLiteBackend:
             if queue is not None:
                 where += " AND queue = ?"
                 params.append(queue)
+            if limit is not None:
+                where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
 
     def _cancel(self, ids: Sequence[str], now: float, note: str) -> int:

@@ -46,12 +46,15 @@ class Admin:
             return None
         return from_hash(job_id, queue, values)
 
-    def _ids(self, state: str | None, queue: str | None, now: float) -> list[tuple[str, str]]:
-        """(id, queue) of every job in ``state`` (and ``queue``), newest first."""
+    def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
+        """(id, queue) of every job in ``state`` (and ``queue``), newest first; with a
+        ``limit``, at most that many per queue (any of them)."""
         queues = [queue] if queue is not None else self._queues()
         if not queues:
             return []
-        calls = [Call("ids", self.keys.ids(q), [self.keys.prefix(q), state or "", now]) for q in queues]
+        calls = [
+            Call("ids", self.keys.ids(q), [self.keys.prefix(q), state or "", now, limit]) for q in queues
+        ]
         found: list[tuple[str, str]] = []
         for q, ids in zip(queues, self._wire.run(calls), strict=True):
             found += ((i.decode(), q) for i in ids)
@@ -155,6 +158,7 @@ class Admin:
         state: str | None = None,
         queue: str | None = None,
         note: str | None = None,
+        limit: int | None = None,
     ) -> int:
         check_action(action)
         if ids is not None:
@@ -162,7 +166,8 @@ class Admin:
             only = ""
         else:
             by_queue = {}
-            for job_id, q in self._ids(state, queue, now):
+            found = self._ids(state, queue, now, limit or 0)
+            for job_id, q in found[:limit] if limit else found:
                 by_queue.setdefault(q, []).append(job_id)
             only = state or ""
         calls: list[Call] = []

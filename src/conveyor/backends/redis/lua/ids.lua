@@ -11,27 +11,42 @@
 -- ARGV[2]  state ("" = every job); 'pending' includes due scheduled and retry jobs,
 --          'scheduled' and 'retry' only those not due yet
 -- ARGV[3]  now
+-- ARGV[4]  at most this many ids (0 = all); with a limit, which ones is not specified
 --
 -- Returns the ids, unordered (the caller sorts newest first).
 local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
+local limit = tonumber(ARGV[4]) or 0
 local out = {}
 local function add(list)
-  for _, id in ipairs(list) do out[#out + 1] = id end
+  for _, id in ipairs(list) do
+    if limit > 0 and #out >= limit then return end
+    out[#out + 1] = id
+  end
+end
+-- How many more a range may return ('-1': no limit): a limited call reads only what it needs.
+local function room()
+  if limit == 0 then return -1 end
+  return math.max(limit - #out, 0)
 end
 if state == '' or state == 'pending' then
   local high = state == '' and '+inf' or now
   for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    add(redis.call('ZRANGEBYSCORE', prefix .. 'w:' .. p, '-inf', high))
+    if room() ~= 0 then add(redis.call('ZRANGEBYSCORE', prefix .. 'w:' .. p, '-inf', high, 'LIMIT', 0, room())) end
   end
 end
-if state == 'scheduled' then add(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) end
-if state == 'retry' then add(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf')) end
+if state == 'scheduled' then add(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, room())) end
+if state == 'retry' then add(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, room())) end
 if state == '' or state == 'active' then
   for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     add(redis.call('SMEMBERS', prefix .. 'held:' .. worker))
   end
 end
-if state == '' or state == 'completed' then add(redis.call('ZRANGE', KEYS[5], 0, -1)) end
-if state == '' or state == 'dead' then add(redis.call('ZRANGE', KEYS[6], 0, -1)) end
-if state == '' or state == 'cancelled' then add(redis.call('ZRANGE', KEYS[7], 0, -1)) end
+-- The last index of a ZRANGE that reads at most room() members.
+local function last()
+  if limit == 0 then return -1 end
+  return room() - 1
+end
+if (state == '' or state == 'completed') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[5], 0, last())) end
+if (state == '' or state == 'dead') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[6], 0, last())) end
+if (state == '' or state == 'cancelled') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[7], 0, last())) end
 return out
