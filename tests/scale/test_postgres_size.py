@@ -60,6 +60,7 @@ def _statements(backend: PostgresBackend) -> dict[str, tuple[str, dict[str, Any]
             sql.fetch_given,
             {"queues": ["default", "mail"], "limit": 10, "worker": "w1", "until": now + 30, "now": now},
         ),
+        "promote due jobs": (sql.promote, {"now": now}),
         "recover": (
             sql.recover,
             {
