@@ -242,6 +242,19 @@ class Workdir:
         except FileNotFoundError:
             return None
 
+    def steady(self, n: int) -> float | None:
+        """The steady drain rate (jobs/s): from the ``STEADY_FROM``-th job run to the last, from
+        the mtimes of the markers the task wrote at those two runs; None for a short drain."""
+        from bench.drivers.sink import STEADY_FROM
+
+        if n <= STEADY_FROM:
+            return None
+        try:
+            seconds = os.stat(self.done).st_mtime - os.stat(f"{self.done}.steady").st_mtime
+        except FileNotFoundError:
+            return None
+        return round((n - STEADY_FROM) / seconds, 1) if seconds > 0 else None
+
     def latencies(self) -> list[float]:
         """Latencies in seconds recorded so far; warm-up jobs (ts=0) are left out."""
         try:
@@ -331,7 +344,15 @@ def drain_by_marker(
     seconds = end - start
     cpu = tree_cpu_seconds(proc.pid)
     stop(proc)
-    return result(args, system, version, seconds=seconds, cpu_s=round(cpu, 3), startup_s=wd.startup(wall))
+    return result(
+        args,
+        system,
+        version,
+        seconds=seconds,
+        cpu_s=round(cpu, 3),
+        startup_s=wd.startup(wall),
+        steady_per_s=wd.steady(args.n),
+    )
 
 
 def tree_cpu_seconds(pid: int) -> float:
