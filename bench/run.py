@@ -237,14 +237,17 @@ def store(kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
             facts = dict(
                 line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#")
             )
-            yield server.url, {"redis-server": facts.get("redis_version", "?")}
+            pid = server.proc.pid if server.proc else None
+            yield server.url, {"redis-server": facts.get("redis_version", "?"), "server_pid": pid}
         finally:
             server.stop()
     elif kind == "postgres":
         from tests.servers import PostgresServer
 
         with PostgresServer() as pg:
-            yield "", {"PostgreSQL": pg.psql("SHOW server_version").strip() + " (fsync off)", "server": pg}
+            version = pg.psql("SHOW server_version").strip() + " (fsync off)"
+            pid = pg.proc.pid if pg.proc else None
+            yield "", {"PostgreSQL": version, "server": pg, "server_pid": pid}
     else:
         tmp = Path(tempfile.mkdtemp(prefix="conveyor-bench-sqlite-"))
         try:
@@ -253,7 +256,9 @@ def store(kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_driver(entry: Entry, url: str, scenario: str, n: int, rate: float, timeout: float) -> dict[str, Any]:
+def run_driver(
+    entry: Entry, url: str, scenario: str, n: int, rate: float, timeout: float, server_pid: int | None
+) -> dict[str, Any]:
     scenario = DRIVER_SCENARIO.get(scenario, scenario)
     cmd = [sys.executable, "-m", f"bench.drivers.{entry.module}", "--url", url, "--scenario", scenario]
     cmd += ["--n", str(n), "--rate", str(rate), "--timeout", str(timeout)]
@@ -261,6 +266,8 @@ def run_driver(entry: Entry, url: str, scenario: str, n: int, rate: float, timeo
         cmd += ["--variant", entry.variant]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    if server_pid is not None:  # the drain then says how much CPU the store's server spent on it
+        env["BENCH_SERVER_PID"] = str(server_pid)
     proc = subprocess.Popen(
         cmd,
         cwd=str(REPO),
@@ -380,6 +387,7 @@ def main() -> int:
     rc = 0
     with store(kind) as (location, found):
         server = found.pop("server", None)
+        server_pid = found.pop("server_pid", None)
         facts: dict[str, str] = found
         try:
             for rep in range(args.repeat):
@@ -398,7 +406,7 @@ def main() -> int:
                             url = f"sqlite:///{db}"
                         t0 = time.perf_counter()
                         load = os.getloadavg()[0]
-                        res = run_driver(entry, url, scenario, n, RATES[kind], args.timeout)
+                        res = run_driver(entry, url, scenario, n, RATES[kind], args.timeout, server_pid)
                         res["load1_before"] = round(load, 2)
                         cells[(entry.label, scenario)].runs.append(res)
                         took = time.perf_counter() - t0
@@ -702,10 +710,13 @@ def render(
         "",
         "Drain extras: worker CPU (user + system, the worker's process tree) per job, and the "
         "worker's start-up (spawn to first job run), both medians; start-up is inside the drain "
-        "time. The median and spread are of the spawn-to-last figure.",
+        "time. Server CPU: what the store's server (redis-server, or PostgreSQL's postmaster and "
+        "backends) spent per job from the worker's spawn to the end of the drain. The median and "
+        "spread are of the spawn-to-last figure.",
         "",
-        "| system | scenario | n | median | min - max | runs | worker CPU us/job | start-up s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| system | scenario | n | median | min - max | runs | worker CPU us/job | server CPU us/job "
+        "| start-up s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in entries:
         for s in scenarios:
@@ -716,21 +727,25 @@ def render(
             fmt = fmt_ms if s == "latency" else fmt_rate
             n = size(e, s)
             if n == 0:
-                lines.append(f"| {e.label} | {s} | — | not run | | 0 | | |")
+                lines.append(f"| {e.label} | {s} | — | not run | | 0 | | | |")
                 continue
             if spread is None:
                 err = (cell.error() or "no result")[:160].replace("|", "/")
-                lines.append(f"| {e.label} | {s} | {n:,} | {err} | | 0 | | |")
+                lines.append(f"| {e.label} | {s} | {n:,} | {err} | | 0 | | | |")
                 continue
-            cpu = startup = ""
+            cpu = startup = server_cpu = ""
             if s in DRAINS:
                 cpus = [r["cpu_s"] / r["n"] * 1e6 for r in cell.ok() if r.get("cpu_s") is not None]
+                servers = [
+                    r["server_cpu_s"] / r["n"] * 1e6 for r in cell.ok() if r.get("server_cpu_s") is not None
+                ]
+                server_cpu = f"{statistics.median(servers):,.0f}" if servers else "—"
                 ups = [r["startup_s"] for r in cell.ok() if r.get("startup_s") is not None]
                 cpu = f"{statistics.median(cpus):,.0f}" if cpus else "?"
                 startup = f"{statistics.median(ups):.2f}" if ups else "?"
             lines.append(
                 f"| {e.label} | {s} | {n:,} | {fmt(cell.median(key))}{unit} | "
-                f"{fmt(spread[0])} - {fmt(spread[1])} | {len(cell.ok())} | {cpu} | {startup} |"
+                f"{fmt(spread[0])} - {fmt(spread[1])} | {len(cell.ok())} | {cpu} | {server_cpu} | {startup} |"
             )
     lines += ["", "## How each system was run", ""]
     lines += [f"- **{e.label}**: {e.note}" for e in entries]

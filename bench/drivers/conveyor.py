@@ -70,11 +70,13 @@ def run(args: Any) -> dict[str, Any]:
         app.close()
         cmd, how = worker_cmd(burst=True)
         env = wd.env(args.n, CONVEYOR_URL=args.url)
+        server = common.server_cpu_seconds()
         wall = time.time()
         start = time.perf_counter()
         proc = common.spawn(cmd, env=env, log=wd.path / "worker.log")
         rc, cpu = common.wait_exit(proc, args.timeout)
         seconds = time.perf_counter() - start
+        server_cpu = common.server_cpu_between(server)
         if rc != 0:
             raise RuntimeError(f"worker exited {rc}: {common.tail_log(proc)}")
         done = app.stats().total("completed") - before
@@ -89,6 +91,7 @@ def run(args: Any) -> dict[str, Any]:
             cpu_s=round(cpu, 3),
             startup_s=wd.startup(wall),
             steady_per_s=wd.steady(args.n),
+            server_cpu_s=server_cpu,
             exit_s=None if last is None else round(wall + seconds - last, 3),
             worker=how,
         )

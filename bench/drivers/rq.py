@@ -70,6 +70,7 @@ def run(args: Any) -> dict[str, Any]:
 
     if args.scenario == "drain":
         bulk(args.n)
+        server = common.server_cpu_seconds()
         wall = time.time()
         start = time.perf_counter()
         proc = common.spawn(
@@ -77,6 +78,7 @@ def run(args: Any) -> dict[str, Any]:
         )
         rc, cpu = common.wait_exit(proc, args.timeout)
         seconds = time.perf_counter() - start
+        server_cpu = common.server_cpu_between(server)
         done = queue.finished_job_registry.count
         if rc != 0 or done != args.n:
             raise RuntimeError(
@@ -90,6 +92,7 @@ def run(args: Any) -> dict[str, Any]:
             cpu_s=round(cpu, 3),
             startup_s=wd.startup(wall),
             steady_per_s=wd.steady(args.n),
+            server_cpu_s=server_cpu,
         )
 
     proc = common.spawn(worker_cmd(args.url, args.variant, False), env=wd.env(), log=wd.path / "worker.log")
