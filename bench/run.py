@@ -649,7 +649,8 @@ def render(
         f"# conveyor benchmark: {title}",
         "",
         f"Reproduce: `make bench-{kind}` (= `.venv/bin/python bench/run.py --store {kind} "
-        f"--repeat {args.repeat}{' --quick' if args.quick else ''}`). "
+        f"--repeat {args.repeat}{' --quick' if args.quick else ''}"
+        f"{f' --systems {args.systems}' if args.systems else ''}`). "
         f"Run {started:%Y-%m-%d %H:%M}-{finished:%H:%M} UTC on {machine()}.",
         "",
         f"1-minute load average before each run: {load_note} (on {os.cpu_count()} CPUs; other "
