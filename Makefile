@@ -1,12 +1,14 @@
 # Benchmarks (not tests): conveyor against its peers, one worker process each.
-# Results go to bench/RESULTS-sqlite.md and bench/RESULTS-redis.md (+ .json with every run).
-# The peers install with `pip install -e '.[bench]'`; Sidekiq with `apt-get install ruby-sidekiq`.
+# Results go to bench/RESULTS-<store>.md (+ .json with every run); bench/RESULTS.md sums them up.
+# `make bench-deps` installs every peer: the Python ones into the virtualenv, Sidekiq (Ruby) and
+# Node with npm from Debian's packages when missing, BullMQ and graphile-worker with npm into
+# bench/drivers/node/node_modules (versions pinned by its package-lock.json).
 PYTHON ?= .venv/bin/python
 REPEAT ?= 3
 # `make` alone runs the benchmarks, as it did before the check targets came first.
 .DEFAULT_GOAL := bench
 
-.PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-quick
+.PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-postgres-deep bench-quick
 
 # --- checks (scripts/test.sh and .pre-commit-config.yaml run these too) --------------------
 # Every tool runs even when an earlier one fails, so one run shows every problem.
@@ -41,8 +43,10 @@ lowest:
 
 bench: bench-sqlite bench-redis bench-postgres
 
-# The peers, into the same virtualenv (scripts/test.sh makes it).
 bench-deps:
+	@command -v sidekiq >/dev/null && command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -q && apt-get install -y -q ruby-sidekiq nodejs npm; }
+	cd bench/drivers/node && npm ci --no-audit --no-fund
 	$(PYTHON) -m pip install -q -e '.[bench]'
 	$(PYTHON) -m pip install -q --no-deps 'arq>=0.26'
 
@@ -53,12 +57,17 @@ bench-redis: bench-deps
 	$(PYTHON) bench/run.py --store redis --repeat $(REPEAT)
 
 bench-postgres: bench-deps
+	$(PYTHON) bench/run.py --store postgres --repeat $(REPEAT)
+
+# conveyor's PostgreSQL store alone: claim+ack with 1,000,000 jobs queued (bench/RESULTS-postgres-deep.md)
+bench-postgres-deep: bench-deps
 	$(PYTHON) bench/postgres_bench.py
 
 # a smoke run: sizes / 10, one repeat, results written next to the real ones as *-quick.md
 bench-quick:
 	$(PYTHON) bench/run.py --store sqlite --repeat 1 --quick --out bench/RESULTS-sqlite-quick.md
 	$(PYTHON) bench/run.py --store redis --repeat 1 --quick --out bench/RESULTS-redis-quick.md
+	$(PYTHON) bench/run.py --store postgres --repeat 1 --quick --out bench/RESULTS-postgres-quick.md
 
 # The fault suite at full sizes (20,000 jobs, several kill -9 per worker, on every store),
 # then a table of its figures, also written to docs/reliability.md. The table is printed

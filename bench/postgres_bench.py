@@ -1,4 +1,7 @@
-"""conveyor on PostgreSQL against procrastinate, on one private server, in one run.
+"""conveyor on PostgreSQL against procrastinate, on one private server, in one run, and
+conveyor's store with a deep queue. The peer comparison (graphile-worker, PgQueuer,
+procrastinate) is now ``bench/run.py --store postgres`` (bench/RESULTS-postgres.md); this
+script stays for the deep-queue figures (``make bench-postgres-deep``).
 
 Run: ``.venv/bin/python bench/postgres_bench.py`` (about ten minutes; needs PostgreSQL
 binaries and ``pip install procrastinate``). Starts its own PostgreSQL (tests.servers), then
@@ -15,7 +18,7 @@ measures, three times each, medians reported:
 * deep queue (conveyor): claim+ack of batches of 20 with 1,000,000 jobs queued, against
   the same with 20,000 queued.
 
-Writes the table to stdout and to ``bench/RESULTS-postgres.md``. The script is also the
+Writes the table to stdout and to ``bench/RESULTS-postgres-deep.md``. The script is also the
 task module of its worker subprocesses (``worker-conveyor`` / ``worker-procrastinate``).
 """
 
@@ -437,7 +440,7 @@ def write_report(
     text = "\n".join(lines) + "\n"
     print()
     print(text)
-    (ROOT / "bench" / "RESULTS-postgres.md").write_text(text)
+    (ROOT / "bench" / "RESULTS-postgres-deep.md").write_text(text)
 
 
 if __name__ == "__main__":

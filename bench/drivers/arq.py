@@ -1,5 +1,5 @@
 """Benchmark driver for arq: worker ``arq bench.drivers.arq_tasks.WorkerSettings`` (defaults:
-``max_jobs=10``, ``poll_delay=0.5`` s). Bulk is ``asyncio.gather`` of ``enqueue_job``, 50 at
+``max_jobs=10``, ``poll_delay=0.5`` s), logging at ERROR. Bulk is ``asyncio.gather`` of ``enqueue_job``, 50 at
 a time, on one pool (each ``enqueue_job`` is its own WATCH/MULTI transaction)."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def main() -> int:
 
 def worker_cmd() -> list[str]:
     exe = os.path.join(os.path.dirname(sys.executable), "arq")
-    return [exe, "bench.drivers.arq_tasks.WorkerSettings"]
+    log = ["--custom-log-dict", "bench.drivers.arq_tasks.LOG_CONFIG"]
+    return [exe, "bench.drivers.arq_tasks.WorkerSettings", *log]
 
 
 def run(args: Any) -> dict[str, Any]:

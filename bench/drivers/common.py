@@ -48,6 +48,8 @@ ENV_DONE_FILE = "BENCH_DONE_FILE"
 ENV_DONE_N = "BENCH_DONE_N"
 ENV_LAT_FILE = "BENCH_LAT_FILE"
 ENV_URL = "BENCH_URL"
+#: the store server's main process (set by bench/run.py for Redis and PostgreSQL)
+ENV_SERVER_PID = "BENCH_SERVER_PID"
 
 
 class NotMeasured(Exception):
@@ -242,6 +244,19 @@ class Workdir:
         except FileNotFoundError:
             return None
 
+    def steady(self, n: int) -> float | None:
+        """The steady drain rate (jobs/s): from the ``STEADY_FROM``-th job run to the last, from
+        the mtimes of the markers the task wrote at those two runs; None for a short drain."""
+        from bench.drivers.sink import STEADY_FROM
+
+        if n <= STEADY_FROM:
+            return None
+        try:
+            seconds = os.stat(self.done).st_mtime - os.stat(f"{self.done}.steady").st_mtime
+        except FileNotFoundError:
+            return None
+        return round((n - STEADY_FROM) / seconds, 1) if seconds > 0 else None
+
     def latencies(self) -> list[float]:
         """Latencies in seconds recorded so far; warm-up jobs (ts=0) are left out."""
         try:
@@ -324,14 +339,47 @@ def drain_by_marker(
     cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Start the worker and time until the task's counter wrote the done marker."""
+    server = server_cpu_seconds()
     wall = time.time()
     start = time.perf_counter()
     proc = spawn(cmd, env=env or wd.env(args.n), cwd=cwd, log=wd.path / "worker.log")
     end = wait_for(wd.done.exists, args.timeout, f"drain of {args.n} jobs", proc)
     seconds = end - start
     cpu = tree_cpu_seconds(proc.pid)
+    server_cpu = server_cpu_between(server)
     stop(proc)
-    return result(args, system, version, seconds=seconds, cpu_s=round(cpu, 3), startup_s=wd.startup(wall))
+    return result(
+        args,
+        system,
+        version,
+        seconds=seconds,
+        cpu_s=round(cpu, 3),
+        startup_s=wd.startup(wall),
+        steady_per_s=wd.steady(args.n),
+        server_cpu_s=server_cpu,
+    )
+
+
+def server_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the store server named in ``$BENCH_SERVER_PID``: the process,
+    its live children (PostgreSQL's backends) and the children it has reaped (backends that
+    have exited); None when not set."""
+    pid = os.environ.get(ENV_SERVER_PID)
+    if not pid:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    reaped = (int(fields[13]) + int(fields[14])) / ticks  # cutime, cstime
+    return reaped + tree_cpu_seconds(int(pid))
+
+
+def server_cpu_between(before: float | None) -> float | None:
+    after = server_cpu_seconds()
+    return None if before is None or after is None else round(after - before, 3)
 
 
 def tree_cpu_seconds(pid: int) -> float:

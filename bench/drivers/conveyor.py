@@ -1,4 +1,4 @@
-"""Benchmark driver for conveyor on SQLite or Redis (variant from the URL)."""
+"""Benchmark driver for conveyor on SQLite, Redis or PostgreSQL (variant from the URL)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def worker_cmd(burst: bool) -> tuple[list[str], str]:
     """The worker command line: the CLI if it exists, else the Python API."""
     tail = ["--concurrency", "10"] + (["--burst"] if burst else [])
     if common.has_module("conveyor.__main__") and common.has_module("conveyor.cli"):
-        return [sys.executable, "-m", "conveyor", "worker", "bench.drivers.conveyor_tasks:app", *tail], "cli"
+        # quiet as every peer is run (its log has no per-job line at INFO either; this is for parity)
+        cli = [sys.executable, "-m", "conveyor", "worker", "bench.drivers.conveyor_tasks:app", *tail]
+        return [*cli, "--log-level", "ERROR"], "cli"
     return [sys.executable, "-m", "bench.drivers.conveyor_worker", *tail], "api"
 
 
@@ -68,11 +70,13 @@ def run(args: Any) -> dict[str, Any]:
         app.close()
         cmd, how = worker_cmd(burst=True)
         env = wd.env(args.n, CONVEYOR_URL=args.url)
+        server = common.server_cpu_seconds()
         wall = time.time()
         start = time.perf_counter()
         proc = common.spawn(cmd, env=env, log=wd.path / "worker.log")
         rc, cpu = common.wait_exit(proc, args.timeout)
         seconds = time.perf_counter() - start
+        server_cpu = common.server_cpu_between(server)
         if rc != 0:
             raise RuntimeError(f"worker exited {rc}: {common.tail_log(proc)}")
         done = app.stats().total("completed") - before
@@ -86,6 +90,8 @@ def run(args: Any) -> dict[str, Any]:
             seconds=seconds,
             cpu_s=round(cpu, 3),
             startup_s=wd.startup(wall),
+            steady_per_s=wd.steady(args.n),
+            server_cpu_s=server_cpu,
             exit_s=None if last is None else round(wall + seconds - last, 3),
             worker=how,
         )

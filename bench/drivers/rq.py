@@ -1,6 +1,6 @@
 """Benchmark driver for RQ: variant ``simple`` (``rq worker -w rq.worker.SimpleWorker``) or
-``fork`` (the default ``rq.Worker``, one forked child per job). Drain uses ``--burst`` and is
-timed until the worker exits; bulk is ``Queue.enqueue_many`` (one pipeline per 10,000)."""
+``fork`` (the default ``rq.Worker``, one forked child per job), logging at ERROR. Drain uses
+``--burst`` and is timed until the worker exits; bulk is ``Queue.enqueue_many`` (one pipeline per 10,000)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def main() -> int:
 
 def worker_cmd(url: str, variant: str, burst: bool) -> list[str]:
     exe = os.path.join(os.path.dirname(sys.executable), "rq")
-    cmd = [exe, "worker", "--url", url]
+    # RQ logs two INFO lines a job ("default: noop()", "Job OK"); quiet, as its own perf runs
+    cmd = [exe, "worker", "--url", url, "--logging_level", "ERROR"]
     if variant == "simple":
         cmd += ["-w", "rq.worker.SimpleWorker"]
     if burst:
@@ -69,6 +70,7 @@ def run(args: Any) -> dict[str, Any]:
 
     if args.scenario == "drain":
         bulk(args.n)
+        server = common.server_cpu_seconds()
         wall = time.time()
         start = time.perf_counter()
         proc = common.spawn(
@@ -76,13 +78,21 @@ def run(args: Any) -> dict[str, Any]:
         )
         rc, cpu = common.wait_exit(proc, args.timeout)
         seconds = time.perf_counter() - start
+        server_cpu = common.server_cpu_between(server)
         done = queue.finished_job_registry.count
         if rc != 0 or done != args.n:
             raise RuntimeError(
                 f"worker exited {rc} with {done} of {args.n} finished: {common.tail_log(proc)}"
             )
         return common.result(
-            args, SYSTEM, ver, seconds=seconds, cpu_s=round(cpu, 3), startup_s=wd.startup(wall)
+            args,
+            SYSTEM,
+            ver,
+            seconds=seconds,
+            cpu_s=round(cpu, 3),
+            startup_s=wd.startup(wall),
+            steady_per_s=wd.steady(args.n),
+            server_cpu_s=server_cpu,
         )
 
     proc = common.spawn(worker_cmd(args.url, args.variant, False), env=wd.env(), log=wd.path / "worker.log")
