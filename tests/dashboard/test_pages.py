@@ -248,11 +248,18 @@ def test_collector_and_run_time_middleware(demo: Demo) -> None:
 
 
 # -- the CLI command -----------------------------------------------------------------------------
-def test_cli_refuses_a_public_address_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+def _served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """No dashboard secret in the environment, and uvicorn.run recording its calls instead of
+    serving: (args, kwargs) each."""
     monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
     monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
     calls: list[Any] = []
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    return calls
+
+
+def test_cli_refuses_a_public_address_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _served(monkeypatch)
     result = CliRunner().invoke(
         dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:app", "--host", "0.0.0.0"]
     )
@@ -262,9 +269,7 @@ def test_cli_refuses_a_public_address_without_a_password(monkeypatch: pytest.Mon
 
 
 def test_cli_serves_with_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
-    calls: list[Any] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    calls = _served(monkeypatch)
     runner = CliRunner()
     result = runner.invoke(
         dashboard_cli.dashboard_command,
@@ -285,10 +290,7 @@ def test_cli_serves_with_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_on_loopback_without_a_secret_makes_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
-    calls: list[Any] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    calls = _served(monkeypatch)
     runner = CliRunner()
     result = runner.invoke(dashboard_cli.dashboard_command, ["tests.dashboard.cli_app:app", "--port", "8123"])
     assert result.exit_code == 0, result.output
@@ -302,10 +304,7 @@ def test_cli_on_loopback_without_a_secret_makes_a_token(monkeypatch: pytest.Monk
 
 
 def test_cli_public_url_sets_the_root_path_and_the_link(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
-    calls: list[Any] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    calls = _served(monkeypatch)
     runner = CliRunner()
     args = ["tests.dashboard.cli_app:app", "--public-url", "https://ops.example.com/jobs"]
     result = runner.invoke(dashboard_cli.dashboard_command, [*args, "--forwarded-allow-ips", "10.0.0.5"])
@@ -320,10 +319,7 @@ def test_cli_public_url_sets_the_root_path_and_the_link(monkeypatch: pytest.Monk
 
 
 def test_cli_insecure_no_auth_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_PASSWORD", raising=False)
-    monkeypatch.delenv("CONVEYOR_DASHBOARD_TOKEN", raising=False)
-    calls: list[Any] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    calls = _served(monkeypatch)
     runner = CliRunner()
     help_text = runner.invoke(dashboard_cli.dashboard_command, ["--help"]).output
     assert "DANGEROUS" in help_text
@@ -338,8 +334,7 @@ def test_cli_insecure_no_auth_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_opens_a_store_by_url_without_an_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.delenv("CONVEYOR_APP", raising=False)
     monkeypatch.chdir(tmp_path)  # no pyproject.toml naming an app here
-    calls: list[Any] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: calls.append((a, k)))
+    calls = _served(monkeypatch)
     url = f"sqlite:///{tmp_path}/other.db"
     result = CliRunner().invoke(dashboard_cli.dashboard_command, ["--url", url, "--namespace", "billing"])
     assert result.exit_code == 0, result.output

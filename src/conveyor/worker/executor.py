@@ -267,10 +267,15 @@ class Runner:
     def _wrapped(self, here: CurrentJob, job: Prepared) -> Any:
         """The task called through every ``around_run``, the first registered outermost."""
         fn, args, kwargs = job.task.fn, job.payload.args, job.payload.kwargs
+        return self.wrap(here, lambda: fn(*args, **kwargs))
+
+    def wrap(self, here: CurrentJob, innermost: Callable[[], Any]) -> Any:
+        """``innermost()`` called through every ``around_run`` (the process pool wraps its
+        wait for the child with it)."""
 
         def call(index: int) -> Any:
             if index == len(self.around):
-                return fn(*args, **kwargs)
+                return innermost()
             return self.around[index].around_run(here, lambda: call(index + 1))
 
         return call(0)

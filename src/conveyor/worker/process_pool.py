@@ -289,19 +289,17 @@ class ProcessPool(ThreadExecutor):
         return _from_child(runner, job, reply["error"], started), child
 
     def _wrapped(self, here: CurrentJob, call: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-        """The child's answer, through every ``around_run``."""
-        around = self._runner.around
+        """The child's answer, through every ``around_run``: an error the task raised comes
+        through them as ``ChildError``, then back out as the answer."""
 
-        def step(index: int) -> Any:
-            if index == len(around):
-                reply = call()
-                if reply is not None and "error" in reply:
-                    raise ChildError(_error_text(reply["error"]), reply)
-                return reply
-            return around[index].around_run(here, lambda: step(index + 1))
+        def innermost() -> dict[str, Any] | None:
+            reply = call()
+            if reply is not None and "error" in reply:
+                raise ChildError(_error_text(reply["error"]), reply)
+            return reply
 
         try:
-            answer: dict[str, Any] | None = step(0)
+            answer: dict[str, Any] | None = self._runner.wrap(here, innermost)
         except ChildError as exc:
             if exc.reply is None:
                 raise
