@@ -1,0 +1,115 @@
+"""What idle store calls cost beside a backlog of N scheduled jobs (issue 19's probe).
+
+    python bench/scale_probe.py --store sqlite 10000 1000000
+    python bench/scale_probe.py --store postgres 10000 1000000
+
+For each N: the jobs are written with one INSERT ... SELECT (as a backlog that grew over time
+would be), ANALYZE runs (so the statistics say "every job is scheduled"), then each call is
+timed five times and its median printed: a claim that finds nothing due, recover, stats and
+two listings. Costs that do not grow with N are the goal; ``tests/scale/`` holds the same
+calls to a work count (SQLite VM steps, PostgreSQL pages) at small sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conveyor import Conveyor
+
+
+def _median_ms(call: Callable[[], Any], times: int = 5) -> float:
+    took = []
+    for _ in range(times):
+        start = time.perf_counter()
+        call()
+        took.append(time.perf_counter() - start)
+    return statistics.median(took) * 1000
+
+
+def _fill_sqlite(path: str, ns: str, count: int) -> None:
+    import sqlite3
+
+    now = time.time()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
+            f" INSERT INTO {ns}_jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
+            " SELECT printf('s%012d', i), 'default', X'7B7D', i % 3, 'scheduled', ? + 3600 + i % 1000, 1, ?"
+            " FROM c",
+            (count, now, now),
+        )
+        conn.execute(f"INSERT OR IGNORE INTO {ns}_queues (name) VALUES ('default')")
+        conn.execute("COMMIT")
+        conn.execute("ANALYZE")
+    finally:
+        conn.close()
+
+
+def _fill_postgres(url: str, ns: str, count: int) -> None:
+    import psycopg
+
+    now = time.time()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
+            " SELECT 's' || lpad(i::text, 12, '0'), 'default', '\\x7b7d'::bytea, i %% 3, 'scheduled',"
+            " %(now)s + 3600 + i %% 1000, 1, %(now)s FROM generate_series(1, %(count)s) AS i",
+            {"now": now, "count": count},
+        )
+        conn.execute(f"INSERT INTO {ns}.queues (name) VALUES ('default') ON CONFLICT DO NOTHING")
+        conn.execute(f"ANALYZE {ns}.jobs")
+
+
+def probe(app: Conveyor) -> dict[str, float]:
+    backend = app.backend
+    return {
+        "fetch, nothing due": _median_ms(lambda: backend.fetch(None, 10, "probe", 30.0, time.time())),
+        "recover": _median_ms(lambda: backend.recover(time.time(), time.time() - 3600)),
+        "stats": _median_ms(lambda: backend.stats(time.time())),
+        "jobs(dead)": _median_ms(lambda: backend.jobs("dead", limit=50)),
+        "jobs(scheduled)": _median_ms(lambda: backend.jobs("scheduled", limit=50)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", choices=("sqlite", "postgres"), required=True)
+    parser.add_argument("sizes", nargs="+", type=int)
+    options = parser.parse_args()
+    if options.store == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="conveyor-scale-"))
+        for count in options.sizes:
+            path = folder / f"{count}.db"
+            app = Conveyor(f"sqlite:///{path}", namespace="scale")
+            app.backend  # noqa: B018 - opening makes the schema
+            _fill_sqlite(str(path), "scale", count)
+            print(count, {k: round(v, 2) for k, v in probe(app).items()})
+            app.close()
+        return
+    from tests.servers import PostgresServer
+
+    with PostgresServer() as server:
+        for count in options.sizes:
+            ns = f"scale_{count}"
+            app = Conveyor(server.url, namespace=ns)
+            app.backend  # noqa: B018 - opening makes the schema
+            _fill_postgres(server.url, ns, count)
+            print(count, {k: round(v, 2) for k, v in probe(app).items()})
+            app.close()
+
+
+if __name__ == "__main__":
+    main()
