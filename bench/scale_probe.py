@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conveyor import Conveyor
+from tests.scale.backlog import fill_postgres, fill_sqlite
 
 
 def _median_ms(call: Callable[[], Any], times: int = 5) -> float:
@@ -33,42 +34,6 @@ def _median_ms(call: Callable[[], Any], times: int = 5) -> float:
         call()
         took.append(time.perf_counter() - start)
     return statistics.median(took) * 1000
-
-
-def _fill_sqlite(path: str, ns: str, count: int) -> None:
-    import sqlite3
-
-    now = time.time()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
-            f" INSERT INTO {ns}_jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
-            " SELECT printf('s%012d', i), 'default', X'7B7D', i % 3, 'scheduled', ? + 3600 + i % 1000, 1, ?"
-            " FROM c",
-            (count, now, now),
-        )
-        conn.execute(f"INSERT OR IGNORE INTO {ns}_queues (name) VALUES ('default')")
-        conn.execute("COMMIT")
-        conn.execute("ANALYZE")
-    finally:
-        conn.close()
-
-
-def _fill_postgres(url: str, ns: str, count: int) -> None:
-    import psycopg
-
-    now = time.time()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
-            " SELECT 's' || lpad(i::text, 12, '0'), 'default', '\\x7b7d'::bytea, i %% 3, 'scheduled',"
-            " %(now)s + 3600 + i %% 1000, 1, %(now)s FROM generate_series(1, %(count)s) AS i",
-            {"now": now, "count": count},
-        )
-        conn.execute(f"INSERT INTO {ns}.queues (name) VALUES ('default') ON CONFLICT DO NOTHING")
-        conn.execute(f"ANALYZE {ns}.jobs")
 
 
 def probe(app: Conveyor) -> dict[str, float]:
@@ -95,7 +60,7 @@ def main() -> None:
             path = folder / f"{count}.db"
             app = Conveyor(f"sqlite:///{path}", namespace="scale")
             app.backend  # noqa: B018 - opening makes the schema
-            _fill_sqlite(str(path), "scale", count)
+            fill_sqlite(path, count)
             print(count, {k: round(v, 2) for k, v in probe(app).items()})
             app.close()
         return
@@ -106,7 +71,7 @@ def main() -> None:
             ns = f"scale_{count}"
             app = Conveyor(server.url, namespace=ns)
             app.backend  # noqa: B018 - opening makes the schema
-            _fill_postgres(server.url, ns, count)
+            fill_postgres(server.url, ns, count)
             print(count, {k: round(v, 2) for k, v in probe(app).items()})
             app.close()
 

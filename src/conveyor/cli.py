@@ -23,9 +23,10 @@ from .backends import Migrates
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
-from .locate import display_url, find_app
+from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
+from .redaction import redact_url
 from .render import Column, echo_json, plural, print_sections, print_table
 from .task import check_name
 
@@ -287,7 +288,7 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
     if as_json:
         echo_json(
             {
-                "store": display_url(app.url),
+                "store": redact_url(app.url),
                 "namespace": app.namespace,
                 "queues": stats.queues,
                 "paused": sorted(stats.paused),
@@ -309,7 +310,7 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
         age = stats.oldest_pending.get(queue)
         name = f"{queue} (paused)" if queue in stats.paused else queue
         rows.append([name, *[counts.get(s, 0) for s in STATES], "-" if age is None else f"{age:.1f}s"])
-    title = f"{display_url(app.url)} · namespace {app.namespace}"
+    title = f"{redact_url(app.url)} · namespace {app.namespace}"
     print_table(columns, rows, title=title)
     click.echo(f"processed {stats.processed} · failed {stats.failed}")
     if not workers:
@@ -364,7 +365,7 @@ def top(app_target: str | None, url: str | None, namespace: str, interval: float
     if not interval > 0:
         raise click.UsageError("--interval must be seconds > 0")
     app = _admin_app(app_target, url, namespace)
-    run_top(app, display_url(app.url), interval)
+    run_top(app, redact_url(app.url), interval)
 
 
 @main.command(short_help="List jobs, newest first.")

@@ -49,7 +49,7 @@ class Found:
 
     def describe(self) -> str:
         """One line: which store, through which app, found how."""
-        store = f"store {display_url(self.app.url)}"
+        store = f"store {redact_url(self.app.url)}"
         if self.app.namespace != "conveyor":
             store += f" (namespace {self.app.namespace})"
         if self.source == "default":
@@ -152,9 +152,3 @@ def load_app(target: str, origin: str | None = None) -> Conveyor:
     if not isinstance(obj, Conveyor):
         raise click.ClickException(f"{target}{where} is a {type(obj).__name__}, not a conveyor.Conveyor app")
     return obj
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be shown: ``conveyor.redaction.redact_url``, the one function that
-    hides the secrets of a store URL."""
-    return redact_url(url)

@@ -18,22 +18,10 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.postgres import PostgresBackend
+from tests.scale.backlog import fill_postgres
 from tests.servers import PostgresServer
 
 SMALL, LARGE = 1_000, 50_000
-
-
-def _fill(url: str, ns: str, count: int) -> None:
-    now = time.time()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
-            " SELECT 's' || lpad(i::text, 12, '0'), 'default', '\\x7b7d'::bytea, i %% 3, 'scheduled',"
-            " %(now)s + 3600 + i %% 1000, 1, %(now)s FROM generate_series(1, %(count)s) AS i",
-            {"now": now, "count": count},
-        )
-        conn.execute(f"INSERT INTO {ns}.queues (name) VALUES ('default') ON CONFLICT DO NOTHING")
-        conn.execute(f"ANALYZE {ns}.jobs")
 
 
 def _pages(plan: dict[str, Any]) -> int:
@@ -92,7 +80,7 @@ def measure(postgres_server: PostgresServer) -> Iterator[Any]:
         apps.append(app)
         backend = app.backend
         assert isinstance(backend, PostgresBackend)
-        _fill(url, ns, count)
+        fill_postgres(url, ns, count)
         found: dict[str, tuple[int, list[str]]] = {}
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET jit = off")

@@ -21,6 +21,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.sqlite import SQLiteBackend
+from tests.scale.backlog import fill_sqlite
 
 SMALL, LARGE = 1_000, 100_000
 STEP = 10  # VM instructions per progress-handler call
@@ -34,25 +35,6 @@ def _app(path: Path) -> Conveyor:
 
     app.backend  # noqa: B018 - open it now: the file and its schema exist from here on
     return app
-
-
-def _fill(path: Path, count: int, state: str = "scheduled", offset: float = 3600.0) -> None:
-    """``count`` jobs of ``state`` due ``offset`` seconds from now (spread over 1,000 s)."""
-    now = time.time()
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        (have,) = conn.execute("SELECT count(*) FROM scale_jobs").fetchone()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "WITH RECURSIVE c(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
-            " INSERT INTO scale_jobs (id, queue, payload, priority, state, run_at, max_attempts,"
-            " created_at) SELECT printf('%s%012d', ?, i), 'default', X'7B7D', i % 3, ?, ? + i % 1000, 1, ?"
-            " FROM c",
-            (have, have + count - 1, state[0], state, now + offset, now),
-        )
-        conn.execute("INSERT OR IGNORE INTO scale_queues (name) VALUES ('default')")
-        conn.execute("COMMIT")
-        # Statistics that say "every job is scheduled": the plans must not follow them.
-        conn.execute("ANALYZE")
 
 
 def _steps(backend: SQLiteBackend, call: Callable[[], Any]) -> int:
@@ -94,7 +76,7 @@ def sized(tmp_path: Path) -> Iterator[Callable[[int], dict[str, int]]]:
         path = tmp_path / f"{count}.db"
         app = _app(path)
         apps.append(app)
-        _fill(path, count)
+        fill_sqlite(path, count)
         backend = app.backend
         assert isinstance(backend, SQLiteBackend)
         return {name: _steps(backend, call) for name, call in _calls(backend).items()}
@@ -115,8 +97,8 @@ def test_due_jobs_are_promoted_and_claimed_in_priority_order(tmp_path: Path) -> 
     path = tmp_path / "due.db"
     app = _app(path)
     try:
-        _fill(path, 3_000)  # not due for an hour
-        _fill(path, 30, offset=-3_000)  # due: priorities 0, 1, 2
+        fill_sqlite(path, 3_000)  # not due for an hour
+        fill_sqlite(path, 30, offset=-3_000)  # due: priorities 0, 1, 2
         backend = app.backend
         stats = backend.stats(time.time())
         assert stats.queues["default"] == {"scheduled": 3_000, "pending": 30}

@@ -465,7 +465,7 @@ class _Statements:
             f" WHERE {{where}} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
         )
         self.act_cancel = (
-            f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s"
+            f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s, last_error = %(note)s"
             f" WHERE {{where}} AND state IN {_WAITING}"
         )
         # By id: waiting jobs end cancelled with the note; running ones are asked to stop.
@@ -1047,7 +1047,7 @@ class PostgresBackend:
             "cancel": self.sql.act_cancel,
             "delete": self.sql.act_delete,
         }
-        params: dict[str, Any] = {"now": now}
+        params: dict[str, Any] = {"now": now, "note": note or CANCELLED_NOTE}
         if ids is not None:
             where = self.sql.by_ids
             params["ids"] = list(ids)

@@ -696,8 +696,7 @@ class SQLiteBackend:
         limit: int | None = None,
     ) -> int:
         check_action(action)
-        if action == "cancel" and ids is not None:
-            return self._cancel(ids, now, note or CANCELLED_NOTE)
+        note = note or CANCELLED_NOTE
         if action == "retry":
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
@@ -707,19 +706,27 @@ class SQLiteBackend:
             first: list[Any] = [now]
         elif action == "cancel":
             change = (
-                "UPDATE {t} SET state = 'cancelled', finished_at = ?"
+                "UPDATE {t} SET state = 'cancelled', finished_at = ?, last_error = ?"
                 f" WHERE {{match}} AND state IN {_WAITING}"
             )
-            first = [now]
+            first = [now, note]
         else:
             change = "DELETE FROM {t} WHERE {match}"
             first = []
         with self._write() as conn:
             if ids is not None:
                 total = 0
-                sql = change.format(t=self.t, match="id = ?")
-                for job_id in ids:
-                    total += conn.execute(sql, [*first, job_id]).rowcount
+                for i in range(0, len(ids), 500):
+                    chunk = list(ids[i : i + 500])
+                    match = f"id IN ({','.join('?' * len(chunk))})"
+                    total += conn.execute(change.format(t=self.t, match=match), [*first, *chunk]).rowcount
+                    if action == "cancel":
+                        # A running job is asked to stop, once: its worker ends it cancelled.
+                        total += conn.execute(
+                            f"UPDATE {self.t} SET cancel = ? WHERE {match} AND state = 'active'"
+                            " AND cancel IS NULL",
+                            [note, *chunk],
+                        ).rowcount
                 return total
             where, params = self._state_filter(state, now)
             if queue is not None:
@@ -728,23 +735,6 @@ class SQLiteBackend:
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
-
-    def _cancel(self, ids: Sequence[str], now: float, note: str) -> int:
-        """Waiting jobs end cancelled; a running one is asked to stop (its worker sees the
-        request within a second and ends it cancelled). How many of either."""
-        total = 0
-        with self._write() as conn:
-            for job_id in ids:
-                total += conn.execute(
-                    f"UPDATE {self.t} SET state = 'cancelled', finished_at = ?, last_error = ?"
-                    f" WHERE id = ? AND state IN {_WAITING}",
-                    (now, note, job_id),
-                ).rowcount
-                total += conn.execute(
-                    f"UPDATE {self.t} SET cancel = ? WHERE id = ? AND state = 'active' AND cancel IS NULL",
-                    (note, job_id),
-                ).rowcount
-        return total
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
         with self._write() as conn:

@@ -125,7 +125,7 @@ class Watchdog:
 class Runner:
     """Turns a fetched record into an outcome: decode, find the task, run it, classify."""
 
-    def __init__(self, app: Conveyor, watchdog: Watchdog, worker_id: str = "") -> None:
+    def __init__(self, app: Conveyor, watchdog: Watchdog, worker_id: str) -> None:
         self.app = app
         self.worker_id = worker_id
         #: The runs in progress, by job id: what the canceller looks at.
