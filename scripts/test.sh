@@ -2,7 +2,7 @@
 # Run the whole test suite: ruff, mypy and pytest against real Redis, PostgreSQL, nginx and Chromium.
 #
 # Works on a fresh Debian machine with Python 3.11+: installs whatever is missing with apt-get
-# (as root, or through sudo), builds .venv with `pip install -e '.[all,test]'`, then runs the
+# (as root, or through sudo), builds .venv with `pip install -e '.[all,test,django,flask,docs]'`, then runs the
 # checks. A second run skips straight to the checks. Extra arguments go to pytest:
 #
 #     scripts/test.sh                      # everything
@@ -102,11 +102,12 @@ if ! "$VENV/bin/python" -c 'import sys, pip; sys.exit(sys.version_info < (3, 11)
     "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.conveyor-install-stamp"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1) [all,test]"
+extras="all,test,django,flask,docs"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1) [$extras]"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-    log "pip install -e '.[all,test]'"
+    log "pip install -e '.[$extras]'"
     rm -f "$stamp"
-    "$VENV/bin/python" -m pip install -q -e '.[all,test]'
+    "$VENV/bin/python" -m pip install -q -e ".[$extras]"
     printf '%s\n' "$want" >"$stamp"
 fi
 export VIRTUAL_ENV="$PWD/$VENV"
