@@ -12,7 +12,7 @@ REPEAT ?= 3
 
 # --- checks (scripts/test.sh and .pre-commit-config.yaml run these too) --------------------
 # Every tool runs even when an earlier one fails, so one run shows every problem.
-CHECK_PATHS ?= src tests bench
+CHECK_PATHS ?= src tests bench examples
 MYPY_PATHS ?= $(CHECK_PATHS)
 
 .PHONY: check lint types screenshots lowest
