@@ -72,6 +72,7 @@ def _project(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
         **os.environ,
         "SHOP_DATABASE_URL": database,
         "CONVEYOR_URL": store,
+        "SHOP_OTHER_URL": f"sqlite:///{tmp_path}/other-jobs.db",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         "DJANGO_SETTINGS_MODULE": "project.settings",
     }
@@ -129,6 +130,15 @@ def test_conveyor_worker_takes_every_worker_option(project: Project) -> None:
         ids = project.scenario("enqueue")
         project.manage("conveyor_worker", "--burst", "--pool", "process", "--concurrency", "1")
         assert project.scenario("results", ids)["add"]["value"] == 3
+
+
+def test_a_tasks_backend_with_its_own_store_has_its_own_worker(sqlite_project: Project) -> None:
+    found = sqlite_project.scenario("other")
+    assert found["own_store"] and found["url"].endswith("other-jobs.db")
+    sqlite_project.manage("conveyor_worker", "--burst")  # the project's app: not this job
+    assert sqlite_project.scenario("other_result", found["id"])["status"] == "READY"
+    sqlite_project.manage("conveyor_worker", "--burst", "--tasks-backend", "other")
+    assert sqlite_project.scenario("other_result", found["id"]) == {"status": "SUCCESSFUL", "value": 42}
 
 
 def test_dashboard_is_for_staff_behind_django_login(sqlite_project: Project) -> None:

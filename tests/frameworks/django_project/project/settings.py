@@ -66,5 +66,10 @@ TASKS = {
     "default": {
         "BACKEND": "conveyor.contrib.django.ConveyorBackend",
         "QUEUES": ["default", "mail"],
-    }
+    },
+    # A backend with a store of its own: `manage.py conveyor_worker --tasks-backend other`.
+    "other": {
+        "BACKEND": "conveyor.contrib.django.ConveyorBackend",
+        "OPTIONS": {"url": os.environ.get("SHOP_OTHER_URL", "sqlite:///other-jobs.db"), "retries": 1},
+    },
 }

@@ -40,6 +40,11 @@ def record(name: str) -> None:
     Order.objects.create(name=name)
 
 
+@task(backend="other")
+def multiply(x: int, y: int) -> int:
+    return x * y
+
+
 # The backport's own test tasks (tests/tasks.py of django-tasks 0.12.0), for shop/tests.py.
 @task()
 def noop_task(*args: object, **kwargs: object) -> None:

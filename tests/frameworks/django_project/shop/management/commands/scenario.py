@@ -116,7 +116,22 @@ def dashboard() -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"enqueue": enqueue, "atomic": atomic, "dashboard": dashboard}
+def other() -> dict[str, Any]:
+    from shop import tasks
+
+    result = tasks.multiply.enqueue(6, 7)
+    backend = tasks.multiply.get_backend()
+    return {"id": result.id, "own_store": backend.app is not get_app(), "url": backend.app.url}
+
+
+def other_result(result_id: str) -> dict[str, Any]:
+    from shop import tasks
+
+    result = tasks.multiply.get_result(result_id)
+    return {"status": str(result.status), "value": result.return_value if result.is_finished else None}
+
+
+SCENARIOS = {"enqueue": enqueue, "atomic": atomic, "dashboard": dashboard, "other": other}
 
 
 class Command(BaseCommand):
@@ -125,5 +140,10 @@ class Command(BaseCommand):
         parser.add_argument("data", nargs="?", default="null")
 
     def handle(self, *args: Any, name: str, data: str, **options: Any) -> None:
-        found = results(json.loads(data)) if name == "results" else SCENARIOS[name]()
+        if name == "results":
+            found = results(json.loads(data))
+        elif name == "other_result":
+            found = other_result(json.loads(data))
+        else:
+            found = SCENARIOS[name]()
         self.stdout.write(json.dumps(found))
