@@ -79,3 +79,16 @@ def test_runnable_example(code: str, tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+
+
+def test_links_to_repository_files_outside_docs_become_their_path() -> None:
+    from types import SimpleNamespace
+
+    from scripts.mkdocs_hooks import on_page_markdown
+
+    page = SimpleNamespace(file=SimpleNamespace(src_path="stores/redis.md"))
+    text = "[results](../../bench/RESULTS.md#redis), [gone](../../no-such.md), [sqlite](sqlite.md)"
+    out = on_page_markdown(text, page, {"docs_dir": str(DOCS)}, None)
+    assert out == (
+        "results (`bench/RESULTS.md` in the repository), [gone](../../no-such.md), [sqlite](sqlite.md)"
+    )
