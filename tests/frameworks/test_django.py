@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -49,6 +50,34 @@ class Project:
         return json.loads(self.manage("scenario", name, json.dumps(data)).stdout)
 
 
+def _env(database: str, store: str, tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SHOP_DATABASE_URL": database,
+        "CONVEYOR_URL": store,
+        "SHOP_OTHER_URL": f"sqlite:///{tmp}/other-jobs.db",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's SQLite database, migrated once; each test gets a copy."""
+    tmp = tmp_path_factory.mktemp("django-template")
+    Project(_env(f"sqlite:///{tmp}/shop.db", f"sqlite:///{tmp}/jobs.db", tmp)).manage("migrate", "-v0")
+    return tmp / "shop.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL database migrated once; each test's database is created from it."""
+    name = f"shop_template_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.create_database(name)
+    Project(_env(url, url, tmp_path_factory.mktemp("django-pg"))).manage("migrate", "-v0")
+    return name
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
     yield from _project(request.param, request, tmp_path)
@@ -61,28 +90,18 @@ def sqlite_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
 
 def _project(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
     if kind == "sqlite":
-        database, store = f"sqlite:///{tmp_path}/shop.db", f"sqlite:///{tmp_path}/jobs.db"
-        drop = None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        name = f"shop_{uuid.uuid4().hex[:10]}"
-        database = store = server.create_database(name)
-        drop = (server, name)
-    env = {
-        **os.environ,
-        "SHOP_DATABASE_URL": database,
-        "CONVEYOR_URL": store,
-        "SHOP_OTHER_URL": f"sqlite:///{tmp_path}/other-jobs.db",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    project = Project(env)
-    project.manage("migrate", "-v0")
+        shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / "shop.db")
+        yield Project(_env(f"sqlite:///{tmp_path}/shop.db", f"sqlite:///{tmp_path}/jobs.db", tmp_path))
+        return
+    server = request.getfixturevalue("postgres_server")
+    template = request.getfixturevalue("postgres_template")
+    name = f"shop_{uuid.uuid4().hex[:10]}"
+    server.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = server.database_url(name)
     try:
-        yield project
+        yield Project(_env(url, url, tmp_path))
     finally:
-        if drop is not None:
-            drop[0].drop_database(drop[1])
+        server.drop_database(name)
 
 
 def test_enqueue_in_atomic_commits_and_rolls_back_with_the_block(project: Project) -> None:
