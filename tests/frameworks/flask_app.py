@@ -20,7 +20,7 @@ def send_welcome(email: str) -> dict[str, str]:
 
 def create_app(config: dict[str, Any]) -> Flask:
     app = Flask("shop")
-    app.config.update(MAIL_SENDER="shop@example.com", **config)
+    app.config.update({"MAIL_SENDER": "shop@example.com", **config})
     jobs.init_app(app)
 
     @app.post("/signup")

@@ -39,4 +39,16 @@ def test_factory_view_enqueue_worker_and_dashboard(tmp_path: Path) -> None:
     page = client.get("/jobs/", headers={"Authorization": "Bearer t0ken"})
     assert page.status_code == 200 and b"conveyor" in page.data
     assert b"/jobs/static/" in page.data
+
+
+def test_a_second_app_from_the_factory_takes_over(tmp_path: Path) -> None:
+    first = create_app({"CONVEYOR_URL": f"sqlite:///{tmp_path}/first.db"})
+    first.test_client().post("/signup", data={"email": "a@example.com"})
+    second = create_app(
+        {"CONVEYOR_URL": f"sqlite:///{tmp_path}/second.db", "MAIL_SENDER": "second@example.com"}
+    )
+    assert jobs.app.url.endswith("second.db") and jobs.app.stats().total("pending") == 0
+    job_id = second.test_client().post("/signup", data={"email": "b@example.com"}).get_json()["job"]
+    jobs.app.worker(burst=True).run()
+    assert jobs.app.get_job(job_id).return_value["sender"] == "second@example.com"  # type: ignore[union-attr]
     jobs.app.close()

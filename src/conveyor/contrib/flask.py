@@ -66,15 +66,19 @@ class ConveyorExtension:
             self.init_app(flask_app)
 
     def init_app(self, flask_app: Flask) -> None:
+        """Bind to ``flask_app``: its ``CONVEYOR_URL`` (unless the constructor gave a URL), its
+        application context around every job, and the dashboard if configured. A factory
+        may call it again for a new Flask app (as test suites do): the latest app wins, and a
+        store opened under another URL is closed first."""
         url = flask_app.config.get("CONVEYOR_URL")
-        if url and not self._url_given:
-            if self.app._backend is not None and self.app.url != url:
-                raise ConfigurationError(
-                    "init_app: this extension's store is already open; call init_app before using it"
-                )
+        if url and not self._url_given and url != self.app.url:
+            self.app.close()
             self.app.url = url
-        if not any(isinstance(mw, AppContext) for mw in self.app.middleware):
+        context = next((mw for mw in self.app.middleware if isinstance(mw, AppContext)), None)
+        if context is None:
             self.app.add_middleware(AppContext(flask_app))
+        else:
+            context.flask_app = flask_app
         flask_app.extensions[EXTENSION] = self
         path = flask_app.config.get("CONVEYOR_DASHBOARD_PATH")
         if path:
