@@ -1,0 +1,193 @@
+"""The scheduler: offers each schedule's due tick to the store, which enqueues it once.
+
+Every worker process runs one. Schedulers never talk to each other: each computes the same
+tick times from the same definitions and offers them to ``Backend.enqueue_ticks``, where one
+atomic step records the tick and stores its job only if no scheduler did so before. So a tick
+is enqueued once per namespace whatever the number of workers, processes and machines.
+
+The clock is injectable: ``now`` is any callable returning epoch seconds (``time.time`` by
+default), and ``run_due(now)`` takes the time outright, so a test or ``conveyor.testing`` moves
+time by calling it, with no thread and no sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..job import Job, JobRecord, Tick, new_id
+from .schedule import Schedule
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
+log = logging.getLogger("conveyor.periodic")
+
+#: Seconds past a recorded next tick after which the state of a schedule that no longer is
+#: in the code is deleted: a worker still running an older deploy that has the schedule
+#: would have enqueued that tick (and moved its next tick on) by then.
+ABANDONED_AFTER = 60.0
+#: Seconds between looks for abandoned schedules.
+FORGET_EVERY = 600.0
+#: The longest sleep of the thread: a wall clock set forwards or back is noticed this soon.
+LONGEST_SLEEP = 1.0
+#: Ticks offered to the store per call.
+BATCH = 500
+
+
+class Scheduler:
+    """Offers the due ticks of ``app.schedules`` to the app's store.
+
+    ``start()``/``stop()`` run it on a thread of its own (the worker does); ``run_due`` is one
+    pass at a given time, for a test or an in-process drain. A pass is O(schedules due):
+    the next due time of every schedule sits in a heap.
+    """
+
+    def __init__(self, app: Conveyor, now: Callable[[], float] = time.time) -> None:
+        self._app = app
+        self._now = now
+        self._schedules: dict[str, Schedule] = dict(app.schedules)
+        self._heap: list[tuple[float, str]] = []
+        self._first = True
+        self._catch_up: set[str] = set()
+        self._next_forget = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one pass -------------------------------------------------------------------------
+    def next_due(self) -> float | None:
+        """When the next tick falls (epoch seconds), or None with no schedule left."""
+        if self._first:
+            return self._now()
+        return self._heap[0][0] if self._heap else None
+
+    def run_due(self, now: float | None = None) -> list[Job]:
+        """Offer every tick due at ``now`` (default: the clock) and return the jobs the
+        store took from this scheduler (ticks others enqueued first are not among them).
+
+        A schedule whose due time passed long ago (the process slept, the store was down)
+        offers only its latest tick, never the ones it missed. The first pass offers each
+        schedule's latest past tick as a catch-up (see ``Tick.catch_up``)."""
+        at = self._now() if now is None else now
+        if self._first:
+            self._start(at)
+        due: list[tuple[float, Schedule]] = []
+        while self._heap and self._heap[0][0] <= at:
+            when, name = heapq.heappop(self._heap)
+            due.append((when, self._schedules[name]))
+        jobs: list[Job] = []
+        for start in range(0, len(due), BATCH):
+            batch = due[start : start + BATCH]
+            try:
+                jobs += self._offer(batch, at)
+            except BaseException:
+                # Not offered (or the answer was lost): due again at once, at the next pass.
+                for _, schedule in due[start:]:
+                    heapq.heappush(self._heap, (at, schedule.name))
+                raise
+            for _, schedule in batch:
+                self._catch_up.discard(schedule.name)
+                self._push_next(schedule, at)
+        if at >= self._next_forget:
+            self._forget(at)
+        return jobs
+
+    def _start(self, at: float) -> None:
+        self._first = False
+        for schedule in self._schedules.values():
+            latest = schedule.timing.latest_at_or_before(at)
+            if latest is not None:
+                self._catch_up.add(schedule.name)
+                heapq.heappush(self._heap, (latest, schedule.name))
+            else:
+                self._push_next(schedule, at)
+
+    def _push_next(self, schedule: Schedule, after: float) -> None:
+        """Due again at its first tick after ``after`` (a cron that never fires again is
+        dropped)."""
+        when = schedule.timing.next_after(after)
+        if when is not None:
+            heapq.heappush(self._heap, (when, schedule.name))
+
+    def _offer(self, due: list[tuple[float, Schedule]], at: float) -> list[Job]:
+        app, backend = self._app, self._app.backend
+        stamp = datetime.fromtimestamp(at, UTC)
+        ticks: list[Tick] = []
+        jobs: dict[str, Job] = {}
+        for (when, schedule), job_id in zip(due, new_id.many(len(due)), strict=True):
+            # The latest tick by now: a schedule due long ago offers only that one.
+            latest = schedule.timing.latest_at_or_before(at)
+            tick_at = latest if latest is not None and latest >= when else when
+            next_at = schedule.timing.next_after(at)
+            record, job = app._build(schedule.spec(), at, stamp, job_id)
+            catch_up = schedule.name in self._catch_up
+            # A cron that never fires again keeps its state a day, then counts as abandoned.
+            after = at + 86400.0 if next_at is None else next_at
+            ticks.append(Tick(schedule.name, tick_at, after, record, catch_up))
+            jobs[record.id] = job
+        if not ticks:
+            return []
+        records = [tick.record for tick in ticks]
+        for mw in app.middleware:
+            mw.before_enqueue(records)
+        taken = backend.enqueue_ticks(ticks, at)
+        stored: list[JobRecord] = []
+        for tick, won in zip(ticks, taken, strict=True):
+            if won:
+                stored.append(tick.record)
+                log.debug("periodic %s: tick %s enqueued as job %s", tick.name, _iso(tick.at), tick.record.id)
+        if stored:
+            for mw in app.middleware:
+                mw.after_enqueue(stored)
+        return [jobs[r.id] for r in stored]
+
+    def _forget(self, at: float) -> None:
+        """Delete the state of schedules no longer in the code, once abandoned (see
+        ``ABANDONED_AFTER``); every scheduler may do it, the store checks atomically."""
+        self._next_forget = at + FORGET_EVERY
+        try:
+            gone = self._app.backend.forget_schedules(list(self._schedules), at - ABANDONED_AFTER)
+        except Exception as exc:
+            log.warning("could not clean up abandoned schedules: %s", exc)
+            return
+        if gone:
+            log.info("deleted the state of %d schedules no longer defined", gone)
+
+    # -- the thread -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="conveyor-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        pause = 0.0
+        while not self._stop.is_set():
+            due = self.next_due()
+            wait = LONGEST_SLEEP if due is None else min(LONGEST_SLEEP, due - self._now())
+            if pause:
+                wait = max(wait, pause)
+            if wait > 0 and self._stop.wait(wait):
+                return
+            due = self.next_due()
+            if due is None or due > self._now():
+                continue
+            try:
+                self.run_due()
+                pause = 0.0
+            except Exception as exc:
+                pause = min(5.0, max(0.25, pause * 2))
+                log.warning("scheduler: the store failed (%s); trying again in %.2f s", exc, pause)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
