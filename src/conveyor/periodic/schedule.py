@@ -28,11 +28,11 @@ class Schedule:
     kwargs: dict[str, Any]
     queue: str
 
-    def spec(self) -> JobSpec:
-        """The job one tick enqueues."""
-        options = self.task.options
-        if options.queue != self.queue:
-            options = replace(options, queue=self.queue)
+    def spec(self, tick: float) -> JobSpec:
+        """The job the tick at ``tick`` enqueues: its metadata names the schedule and the
+        tick (``{"periodic": name, "tick": epoch seconds}``), for the task, middleware and
+        ``app.jobs(meta={"periodic": name})``."""
+        options = replace(self.task.options, queue=self.queue, meta={"periodic": self.name, "tick": tick})
         return JobSpec(self.task, self.args, dict(self.kwargs), options)
 
     def describe(self) -> str:

@@ -124,7 +124,7 @@ class Scheduler:
             latest = schedule.timing.latest_at_or_before(at)
             tick_at = latest if latest is not None and latest >= when else when
             next_at = schedule.timing.next_after(at)
-            record, job = app._build(schedule.spec(), at, stamp, job_id)
+            record, job = app._build(schedule.spec(tick_at), at, stamp, job_id)
             catch_up = schedule.name in self._catch_up
             # A cron that never fires again keeps its state a day, then counts as abandoned.
             after = at + 86400.0 if next_at is None else next_at
