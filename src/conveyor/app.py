@@ -32,6 +32,7 @@ from .job import (
 )
 from .middleware import Enqueuing, Middleware, overriding
 from .periodic.schedule import Schedule, build_schedule
+from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
 from .retry import Backoff
 from .task import JobSpec, Options, Task, check_name
@@ -257,6 +258,21 @@ class Conveyor:
             return register(fn).task
 
         return decorate
+
+    def schedule_status(self, job_states: bool = True) -> list[ScheduleStatus]:
+        """Every periodic schedule of this app's code and of its store, by name: schedule,
+        zone, next run, the last tick enqueued, its job and (``job_states``: one store read
+        per schedule) that job's state."""
+        return statuses(self, time.time(), job_states)
+
+    def run_schedule(self, name: str) -> Job:
+        """Enqueue a schedule's job now, outside its ticks (the dashboard's "run now"): the
+        ticks go on as before. ``KeyError`` naming the schedules if ``name`` is none of them."""
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            known = ", ".join(sorted(self.schedules)) or "none"
+            raise KeyError(f"no schedule {name!r} in this app; defined: {known}")
+        return self._enqueue_one(schedule.spec(None))
 
     # -- enqueue --------------------------------------------------------------------------
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:

@@ -28,11 +28,15 @@ class Schedule:
     kwargs: dict[str, Any]
     queue: str
 
-    def spec(self, tick: float) -> JobSpec:
+    def spec(self, tick: float | None) -> JobSpec:
         """The job the tick at ``tick`` enqueues: its metadata names the schedule and the
         tick (``{"periodic": name, "tick": epoch seconds}``), for the task, middleware and
-        ``app.jobs(meta={"periodic": name})``."""
-        options = replace(self.task.options, queue=self.queue, meta={"periodic": self.name, "tick": tick})
+        ``app.jobs(meta={"periodic": name})``. ``None``: a run asked for by hand (run now),
+        whose metadata names the schedule only."""
+        meta: dict[str, Any] = {"periodic": self.name}
+        if tick is not None:
+            meta["tick"] = tick
+        options = replace(self.task.options, queue=self.queue, meta=meta)
         return JobSpec(self.task, self.args, dict(self.kwargs), options)
 
     def describe(self) -> str:
