@@ -17,10 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..job import Job, JobRecord, Tick, new_id
+from ..job import Job, Tick, new_id
 from .schedule import Schedule
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class Scheduler:
         self._heap: list[tuple[float, str]] = []
         self._first = True
         self._catch_up: set[str] = set()
+        #: Ticks built ahead of their time (``prepare``): name -> (due time, tick, job).
+        self._prepared: dict[str, tuple[float, Tick, Job]] = {}
         self._next_forget = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,33 +117,57 @@ class Scheduler:
         if when is not None:
             heapq.heappush(self._heap, (when, schedule.name))
 
-    def _offer(self, due: list[tuple[float, Schedule]], at: float) -> list[Job]:
-        app, backend = self._app, self._app.backend
+    def prepare(self, until: float) -> None:
+        """Build, ahead of time, the ticks due by ``until`` (job ids, encoded payloads), so
+        that when they fall only the store call is left: their jobs are stored within a
+        store round-trip of their time, however many fall at once. The thread does this
+        before it sleeps; a tick prepared but overtaken by a later one is built again."""
+        for when, name in self._heap:
+            if when <= until and self._prepared.get(name, (None,))[0] != when:
+                schedule = self._schedules[name]
+                self._prepared[name] = (when, *self._build(schedule, when, when))
+
+    def _build(self, schedule: Schedule, tick_at: float, at: float) -> tuple[Tick, Job]:
+        """The tick of ``schedule`` at ``tick_at``, built at time ``at``, and its job's handle."""
+        next_at = schedule.timing.next_after(max(tick_at, at))
+        # A cron that never fires again keeps its state a day, then counts as abandoned.
+        after = at + 86400.0 if next_at is None else next_at
         stamp = datetime.fromtimestamp(at, UTC)
+        record, job = self._app._build(schedule.spec(tick_at), at, stamp, new_id())
+        return Tick(schedule.name, tick_at, after, record, schedule.name in self._catch_up), job
+
+    def _offer(self, due: list[tuple[float, Schedule]], at: float) -> list[Job]:
+        app = self._app
         ticks: list[Tick] = []
         jobs: dict[str, Job] = {}
-        for (when, schedule), job_id in zip(due, new_id.many(len(due)), strict=True):
-            # The latest tick by now: a schedule due long ago offers only that one.
-            latest = schedule.timing.latest_at_or_before(at)
-            tick_at = latest if latest is not None and latest >= when else when
-            next_at = schedule.timing.next_after(at)
-            record, job = app._build(schedule.spec(tick_at), at, stamp, job_id)
-            catch_up = schedule.name in self._catch_up
-            # A cron that never fires again keeps its state a day, then counts as abandoned.
-            after = at + 86400.0 if next_at is None else next_at
-            ticks.append(Tick(schedule.name, tick_at, after, record, catch_up))
-            jobs[record.id] = job
+        for when, schedule in due:
+            name = schedule.name
+            prepared = self._prepared.pop(name, None)
+            if prepared is not None and prepared[0] == when and at < prepared[1].next_at:
+                _, tick, job = prepared
+                if tick.catch_up != (name in self._catch_up):
+                    tick = replace(tick, catch_up=name in self._catch_up)
+            else:
+                # The latest tick by now: a schedule due long ago offers only that one.
+                latest = schedule.timing.latest_at_or_before(at)
+                tick, job = self._build(
+                    schedule, latest if latest is not None and latest >= when else when, at
+                )
+            ticks.append(tick)
+            jobs[tick.record.id] = job
         if not ticks:
             return []
         records = [tick.record for tick in ticks]
         for mw in app.middleware:
             mw.before_enqueue(records)
-        taken = backend.enqueue_ticks(ticks, at)
-        stored: list[JobRecord] = []
-        for tick, won in zip(ticks, taken, strict=True):
-            if won:
-                stored.append(tick.record)
-                log.debug("periodic %s: tick %s enqueued as job %s", tick.name, _iso(tick.at), tick.record.id)
+        taken = app.backend.enqueue_ticks(ticks, at)
+        stored = [tick.record for tick, won in zip(ticks, taken, strict=True) if won]
+        if log.isEnabledFor(logging.DEBUG):
+            for tick, won in zip(ticks, taken, strict=True):
+                if won:
+                    log.debug(
+                        "periodic %s: tick %s enqueued as job %s", tick.name, _iso(tick.at), tick.record.id
+                    )
         if stored:
             for mw in app.middleware:
                 mw.after_enqueue(stored)
@@ -173,6 +200,11 @@ class Scheduler:
         pause = 0.0
         while not self._stop.is_set():
             due = self.next_due()
+            if due is not None and not self._first and due > self._now():
+                try:
+                    self.prepare(due)
+                except Exception as exc:  # built again when due; a broken one raises there
+                    log.debug("scheduler: could not prepare ticks: %s", exc)
             wait = LONGEST_SLEEP if due is None else min(LONGEST_SLEEP, due - self._now())
             if pause:
                 wait = max(wait, pause)
