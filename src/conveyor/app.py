@@ -248,6 +248,8 @@ class Conveyor:
                 raise ConfigurationError(
                     f"a schedule named {schedule.name!r} is already registered; give this one name="
                 )
+            # Encoded once now, so a job too large for the store fails here, not at its tick.
+            self._encode(schedule.spec(0.0), time.time(), new_id())
             self.schedules[schedule.name] = schedule
             return schedule
 

@@ -202,3 +202,19 @@ def test_spring_dst_a_time_in_the_gap_fires_right_after_it(
         make_app, "*/30 * * * *", tz, _local(tz, spring_day, 0, 10), _local(tz, spring_day, 4, 10)
     )
     assert [(h.hour, h.minute) for h in halves] == [(0, 30), (1, 0), (1, 30), (3, 0), (3, 30), (4, 0)]
+
+
+def test_a_schedule_whose_job_cannot_be_built_does_not_hold_up_the_others(make_app: AppFactory) -> None:
+    app = make_app(max_payload=2000)
+
+    @app.task(name="p.blob")
+    def blob(text: str) -> None: ...
+
+    app.periodic(blob, every=60, args=("x" * 1500,), name="too-large")
+    app.periodic(blob, every=60, args=("small",), name="fine")
+    app.codec.max_payload = 1000  # lowered after registration, which checks the size too
+    scheduler = Scheduler(app)
+    scheduler.run_due(T0)
+    jobs = scheduler.run_due(T0 + 60)
+    assert [job.args for job in jobs] == [["small"]]
+    assert [job.args for job in scheduler.run_due(T0 + 120)] == [["small"]]

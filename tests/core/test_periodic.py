@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import ConfigurationError, Conveyor, Task
+from conveyor import ConfigurationError, Conveyor, PayloadTooLarge, Task
 from conveyor.periodic import Cron, Every
 
 
@@ -103,6 +103,13 @@ def test_arguments_that_are_not_json_or_do_not_fit_fail_at_registration(app: Con
         app.periodic(report, every=60, kwargs={"when": {1, 2}})
     with pytest.raises(TypeError, match=r"task 't\.report' takes"):
         app.periodic(report, every=60)  # kind is missing
+    assert app.schedules == {}
+
+
+def test_a_job_too_large_for_the_store_fails_at_registration(tmp_path: Path) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/jobs.db", max_payload=1000)
+    with pytest.raises(PayloadTooLarge, match="encodes to"):
+        app.periodic(_task(app), every=60, args=("x" * 2000,))
     assert app.schedules == {}
 
 

@@ -124,8 +124,10 @@ class Scheduler:
         before it sleeps; a tick prepared but overtaken by a later one is built again."""
         for when, name in self._heap:
             if when <= until and self._prepared.get(name, (None,))[0] != when:
-                schedule = self._schedules[name]
-                self._prepared[name] = (when, *self._build(schedule, when, when))
+                try:
+                    self._prepared[name] = (when, *self._build(self._schedules[name], when, when))
+                except Exception:
+                    continue  # built again when due, where the error is logged
 
     def _build(self, schedule: Schedule, tick_at: float, at: float) -> tuple[Tick, Job]:
         """The tick of ``schedule`` at ``tick_at``, built at time ``at``, and its job's handle."""
@@ -150,9 +152,15 @@ class Scheduler:
             else:
                 # The latest tick by now: a schedule due long ago offers only that one.
                 latest = schedule.timing.latest_at_or_before(at)
-                tick, job = self._build(
-                    schedule, latest if latest is not None and latest >= when else when, at
-                )
+                try:
+                    tick, job = self._build(
+                        schedule, latest if latest is not None and latest >= when else when, at
+                    )
+                except Exception:
+                    # One schedule whose job cannot be built (too large, a middleware's
+                    # metadata) must not hold up the others: skipped until its next tick.
+                    log.exception("periodic %s: its job could not be built; tick skipped", name)
+                    continue
             ticks.append(tick)
             jobs[tick.record.id] = job
         if not ticks:
@@ -187,6 +195,7 @@ class Scheduler:
 
     # -- the thread -----------------------------------------------------------------------
     def start(self) -> None:
+        log.info("scheduler running %d periodic schedules", len(self._schedules))
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="conveyor-scheduler", daemon=True)
         self._thread.start()
