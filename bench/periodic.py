@@ -4,14 +4,17 @@
 
 A worker runs in this process (threads, as ``conveyor worker`` runs them) with 1,000 schedules
 of ``every=60``: every minute all 1,000 ticks fall on the same second, the worst case for
-lateness. Their jobs go to a queue the worker does not serve, so what is measured is the
-scheduler, not the running of its jobs. Over ``--window`` seconds (a whole number of minutes,
-starting 2 s past a minute) it reports:
+lateness (``--spread``: each once a minute at its own second, about 17 ticks a second).
+Their jobs go to a queue the worker does not serve, so what is measured is the scheduler,
+not the running of its jobs. Over ``--window`` seconds (a whole number of minutes, starting
+2 s past a minute) it reports:
 
 * the CPU of the whole process (``time.process_time``), and of the scheduler thread alone
   (``/proc/self/task/<tid>/stat``), as a percentage of one core;
 * the lateness of each tick enqueued in the window: when the store call that stored it
-  returned minus the tick's time (p50, p99, max), from a middleware's ``after_enqueue``.
+  returned minus the tick's time (p50, p99, max), from a middleware's ``after_enqueue``;
+  and when the first store call of the minute began (``before_enqueue``), which separates
+  the thread's wake-up from the store's work.
 
 The same worker without schedules is measured too, for the base cost of an idle worker.
 """
@@ -40,7 +43,11 @@ class Stamps(Middleware):
     """When each batch of tick jobs came back from the store."""
 
     def __init__(self) -> None:
+        self.offered: list[float] = []
         self.batches: list[tuple[float, list[JobRecord]]] = []
+
+    def before_enqueue(self, records: list[JobRecord]) -> None:
+        self.offered.append(time.time())
 
     def after_enqueue(self, records: list[JobRecord]) -> None:
         self.batches.append((time.time(), records))
@@ -52,7 +59,7 @@ def _thread_cpu(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, namespace: str, window: float, schedules: int) -> dict[str, Any]:
+def measure(url: str, namespace: str, window: float, schedules: int, spread: bool = False) -> dict[str, Any]:
     stamps = Stamps()
     app = Conveyor(url, namespace=namespace, middleware=[stamps])
 
@@ -60,7 +67,10 @@ def measure(url: str, namespace: str, window: float, schedules: int) -> dict[str
     def tick(n: int) -> None: ...
 
     for n in range(schedules):
-        app.periodic(tick, every=60, args=(n,), name=f"tick-{n:04d}")
+        if spread:  # once a minute each, at second n % 60: about 17 ticks a second
+            app.periodic(tick, cron=f"{n % 60} * * * * *", args=(n,), name=f"tick-{n:04d}")
+        else:
+            app.periodic(tick, every=60, args=(n,), name=f"tick-{n:04d}")
     worker = app.worker(queues=["served"], concurrency=4)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -76,6 +86,8 @@ def measure(url: str, namespace: str, window: float, schedules: int) -> dict[str
     worker.stop()
     thread.join(30)
     late: list[float] = []
+    # The first store call of each minute: when the scheduler began offering that minute's ticks.
+    began = sorted(t % 60 for t in stamps.offered if wall0 <= t < wall1 and t % 60 < 30)
     for returned, records in stamps.batches:
         for record in records:
             payload, _ = app.codec.peek(record.id, record.payload)
@@ -92,6 +104,7 @@ def measure(url: str, namespace: str, window: float, schedules: int) -> dict[str
         "late_p50_ms": 1000 * statistics.median(late) if late else None,
         "late_p99_ms": 1000 * late[int(0.99 * (len(late) - 1))] if late else None,
         "late_max_ms": 1000 * late[-1] if late else None,
+        "first_offer_ms": 1000 * began[0] if began else None,
     }
 
 
@@ -104,12 +117,15 @@ def main() -> None:
         "--window", type=float, default=60.0, help="Seconds measured (a whole number of minutes)."
     )
     parser.add_argument("--schedules", type=int, default=SCHEDULES)
+    parser.add_argument(
+        "--spread", action="store_true", help="Ticks spread over the minute (cron with seconds) instead."
+    )
     options = parser.parse_args()
     from tests.servers import PostgresServer, RedisCluster, RedisServer
 
     def run(url: str) -> None:
         stamp = f"b{os.getpid()}_{int(time.time())}"
-        with_schedules = measure(url, stamp + "_s", options.window, options.schedules)
+        with_schedules = measure(url, stamp + "_s", options.window, options.schedules, options.spread)
         without = measure(url, stamp + "_n", options.window, 0)
         print(
             f"{options.store}: {options.schedules} schedules: {with_schedules}; "

@@ -497,13 +497,15 @@ class _Statements:
         # if it is later (a catch-up only where a row exists), and the jobs of the ticks that
         # did are inserted, all in one statement. Concurrent offers of one tick meet at the
         # row lock and the loser's WHERE then sees the winner's last_at. The final SELECT adds
-        # ticks recorded by an earlier try of this call whose answer was lost.
+        # ticks recorded by an earlier try of this call whose answer was lost. The arrays go
+        # in binary (%b): psycopg's text format scans every string for characters to quote,
+        # which took longer than the statement (1,000 ticks: 100 ms against 50 ms).
         state = "queue = {q}.queue, last_at = {q}.last_at, next_at = {q}.next_at, job_id = {q}.job_id"
         self.enqueue_ticks = (
-            f"WITH input AS MATERIALIZED (SELECT * FROM unnest(%(name)s::text[], %(at)s::float8[],"
-            f" %(next_at)s::float8[], %(catch_up)s::bool[], %(id)s::text[], %(queue)s::text[],"
-            f" %(payload)s::bytea[], %(priority)s::int[], %(state)s::text[], %(run_at)s::float8[],"
-            f" %(max_attempts)s::int[], %(timeout)s::float8[], %(created_at)s::float8[])"
+            f"WITH input AS MATERIALIZED (SELECT * FROM unnest(%(name)b::text[], %(at)b::float8[],"
+            f" %(next_at)b::float8[], %(catch_up)b::bool[], %(id)b::text[], %(queue)b::text[],"
+            f" %(payload)b::bytea[], %(priority)b::int[], %(state)b::text[], %(run_at)b::float8[],"
+            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[])"
             f" AS i(name, at, next_at, catch_up, id, queue, payload, priority, state, run_at,"
             f" max_attempts, timeout, created_at)"
             f"), offered AS (INSERT INTO {s}.periodic AS p"
@@ -522,7 +524,7 @@ class _Statements:
             f" max_attempts, timeout, created_at FROM input WHERE id IN (SELECT job_id FROM won)"
             f" ON CONFLICT (id) DO NOTHING RETURNING id, queue"
             f") SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs"
-            f" UNION ALL SELECT job_id, NULL FROM {s}.periodic WHERE job_id = ANY(%(id)s::text[])"
+            f" UNION ALL SELECT job_id, NULL FROM {s}.periodic WHERE job_id = ANY(%(id)b::text[])"
         )
         self.schedules = (
             f"SELECT name, queue, last_at, next_at, job_id, enqueued_at FROM {s}.periodic ORDER BY name"
