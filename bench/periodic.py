@@ -136,15 +136,15 @@ def main() -> None:
     if options.store == "sqlite":
         run(f"sqlite:///{tempfile.mkdtemp(prefix='conveyor-periodic-')}/jobs.db")
     elif options.store == "redis":
-        with RedisServer() as server:
-            run(server.url)
+        with RedisServer() as redis_server:
+            run(redis_server.url)
     elif options.store == "cluster":
         with RedisCluster() as cluster:
             host, port = cluster.nodes[0]
             run(f"redis+cluster://{host}:{port}")
     else:
-        with PostgresServer() as server:
-            run(server.url)
+        with PostgresServer() as postgres_server:
+            run(postgres_server.url)
 
 
 if __name__ == "__main__":
