@@ -46,7 +46,8 @@ class Scheduler:
 
     ``start()``/``stop()`` run it on a thread of its own (the worker does); ``run_due`` is one
     pass at a given time, for a test or an in-process drain. A pass is O(schedules due):
-    the next due time of every schedule sits in a heap.
+    the next due time of every schedule sits in a heap. One thread drives a scheduler (its
+    own, or the caller's): it is not meant to be called from two at once.
     """
 
     def __init__(self, app: Conveyor, now: Callable[[], float] = time.time) -> None:
