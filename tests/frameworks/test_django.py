@@ -135,6 +135,10 @@ def test_worker_runs_conveyor_and_django_tasks_and_results_read_back(project: Pr
 
 
 def test_conveyor_worker_takes_every_worker_option(project: Project) -> None:
+    served = project.scenario("worker_app")
+    assert served["same"] and served["schedules"] == ["shop.tasks.digest"]
+    assert {"shop.tasks.ship", "shop.tasks.add", "shop.tasks.whoami"} <= set(served["tasks"])
+    assert "shop.tasks.multiply" not in served["tasks"]  # the other backend's store
     help_text = project.manage("conveyor_worker", "--help").stdout
     from conveyor import cli
 

@@ -3,6 +3,7 @@ same code imports ``django.tasks``)."""
 
 from django_tasks import TaskContext, task
 
+from conveyor.contrib.django import get_app
 from conveyor.contrib.django import task as conveyor_task
 
 from .models import Order
@@ -13,6 +14,13 @@ def ship(name: str) -> str:
     """A conveyor task: writes through the ORM in the worker."""
     Order.objects.create(name=f"shipped:{name}")
     return name
+
+
+def digest() -> None:
+    """A periodic job: its schedule is registered when the worker imports this module."""
+
+
+get_app().periodic(digest, cron="0 8 * * *", tz="Europe/Paris")
 
 
 @task(priority=5, queue_name="mail")

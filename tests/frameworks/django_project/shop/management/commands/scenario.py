@@ -131,7 +131,15 @@ def other_result(result_id: str) -> dict[str, Any]:
     return {"status": str(result.status), "value": result.return_value if result.is_finished else None}
 
 
-SCENARIOS = {"enqueue": enqueue, "atomic": atomic, "dashboard": dashboard, "other": other}
+def worker_app() -> dict[str, Any]:
+    """What ``manage.py conveyor_worker`` serves: the project's app, tasks discovered."""
+    from conveyor.contrib.django import worker
+
+    app = worker.app
+    return {"tasks": sorted(app.tasks), "schedules": sorted(app.schedules), "same": app is get_app()}
+
+
+SCENARIOS = {"enqueue": enqueue, "atomic": atomic, "dashboard": dashboard, "other": other, "worker_app": worker_app}
 
 
 class Command(BaseCommand):
