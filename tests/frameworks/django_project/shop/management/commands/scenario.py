@@ -139,7 +139,13 @@ def worker_app() -> dict[str, Any]:
     return {"tasks": sorted(app.tasks), "schedules": sorted(app.schedules), "same": app is get_app()}
 
 
-SCENARIOS = {"enqueue": enqueue, "atomic": atomic, "dashboard": dashboard, "other": other, "worker_app": worker_app}
+SCENARIOS = {
+    "enqueue": enqueue,
+    "atomic": atomic,
+    "dashboard": dashboard,
+    "other": other,
+    "worker_app": worker_app,
+}
 
 
 class Command(BaseCommand):
