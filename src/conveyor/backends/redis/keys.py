@@ -100,6 +100,10 @@ class Keys:
         held, claim = p + "held:" + worker, p + "claim:" + worker
         return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
 
+    def due(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "prios", p + "paused", p + "claim:" + worker]
+
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
         return [p + "done", p + "counts", p + "held:" + worker]

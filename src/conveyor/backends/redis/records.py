@@ -11,7 +11,8 @@ from .keys import DEFAULT
 
 #: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
 FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx")
-#: Values per job fetch.lua returns: id, then p m ra a e tb of its hash.
+#: Values per job fetch.lua returns: id, then p m ra a e tb of its hash (after each queue's
+#: position and count).
 CLAIMED: Final = 7
 
 
@@ -148,29 +149,39 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     )
 
 
-def claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, now: float) -> list[JobRecord]:
-    """Records of jobs fetch.lua just claimed; it returns only what the caller cannot know
-    (the rest: state active, started now, held by ``worker`` until ``lease_until``)."""
-    reply = iter(flat)
-    return [
-        record(
-            job_id.decode(),
-            queue,
-            p,
-            m,
-            ACTIVE,
-            ra,
-            a,
-            now,
-            None,
-            None,
-            None if e is None else e.decode(errors="replace"),
-            None if tb is None else tb.decode(errors="replace"),
-            worker,
-            lease_until,
-        )
-        for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True)
-    ]
+def claimed(
+    queues: Sequence[str], flat: Sequence[Any], worker: str, lease_until: float, now: float
+) -> list[JobRecord]:
+    """Records of jobs fetch.lua just claimed from ``queues`` (in the order it was given
+    them). Per queue that gave jobs it returns the queue's position and count, then only
+    what the caller cannot know of each job (the rest: state active, started now, held by
+    ``worker`` until ``lease_until``)."""
+    records: list[JobRecord] = []
+    at = 0
+    while at < len(flat):
+        queue, count = queues[int(flat[at]) - 1], int(flat[at + 1])
+        reply = iter(flat[at + 2 : at + 2 + CLAIMED * count])
+        at += 2 + CLAIMED * count
+        records += [
+            record(
+                job_id.decode(),
+                queue,
+                p,
+                m,
+                ACTIVE,
+                ra,
+                a,
+                now,
+                None,
+                None,
+                None if e is None else e.decode(errors="replace"),
+                None if tb is None else tb.decode(errors="replace"),
+                worker,
+                lease_until,
+            )
+            for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True)
+        ]
+    return records
 
 
 def queue_names(values: Iterable[Any]) -> list[str]:

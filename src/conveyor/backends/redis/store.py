@@ -58,6 +58,8 @@ class RedisBackend(Admin):
         # find the job's keys without asking the id index (no extra round-trip).
         self._held: dict[str, str] = {}
         self._known: list[str] = []
+        # Queues this process held jobs of since its last heartbeat: see heartbeat.
+        self._beaten: set[str] = set()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
     # -- plumbing -------------------------------------------------------------------------
@@ -297,45 +299,98 @@ class RedisBackend(Admin):
                 pause = min(pause * 2, 2.0)
 
     def _fetch_call(
-        self, queue: str, limit: int, worker: str, lease_until: float, now: float, token: str
+        self, queues: Sequence[str], limit: int, worker: str, lease_until: float, now: float, token: str
     ) -> Call:
-        keys = self.keys.fetch(queue, worker)
+        """One fetch.lua call over ``queues`` in order (a single queue on Cluster, where a
+        script stays in one slot)."""
+        keys: list[str] = []
+        for queue in queues:
+            keys += self.keys.fetch(queue, worker)
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        return Call("fetch", keys, [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000])
+        args = [self.keys.prefix(queues[0]), limit, worker, lease_until, now, token, 60000, ""]
+        args += [self.keys.prefix(q) for q in queues[1:]]
+        return Call("fetch", keys, args)
 
     def _fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
     ) -> list[JobRecord]:
         lease_until = now + lease
-        got: list[JobRecord] = []
-        if queues is None:
-            # The registry and the first queue in one round-trip; later queues only if the
-            # first did not fill the batch.
-            known, first = self._wire.run(
+        if self.cluster:
+            got = self._fetch_slots(queues, limit, worker, lease_until, now, token)
+        elif queues is None:
+            # The queues known from the last fetch, and the registry to see new ones, in
+            # one round-trip; a queue new since then is looked at if the batch has room.
+            order = self._known or [DEFAULT]
+            known, flat = self._wire.run(
                 [
                     Call(None, "SMEMBERS", self.keys.queues),
-                    self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
+                    self._fetch_call(order, limit, worker, lease_until, now, token),
                 ]
             )
-            order = queue_names(known)
-            self._known = order
-            got += claimed(DEFAULT, first, worker, lease_until, now)
-            rest = [q for q in order if q != DEFAULT]
+            got = claimed(order, flat, worker, lease_until, now)
+            self._known = queue_names(known)
+            new = [q for q in self._known if q not in order]
+            if new and len(got) < limit:
+                flat = self._wire.script(
+                    "fetch", *self._fetch_call(new, limit - len(got), worker, lease_until, now, token).args
+                )
+                got += claimed(new, flat, worker, lease_until, now)
         else:
-            rest = list(queues)
-        for queue in rest:
-            if len(got) >= limit:
-                break
-            call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
-            keys, args = call.args
-            got += claimed(queue, self._wire.script("fetch", keys, args), worker, lease_until, now)
+            flat = self._wire.script(
+                "fetch", *self._fetch_call(queues, limit, worker, lease_until, now, token).args
+            )
+            got = claimed(queues, flat, worker, lease_until, now)
         self._hold(got)
         return got
 
+    def _fetch_slots(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease_until: float,
+        now: float,
+        token: str,
+    ) -> list[JobRecord]:
+        """``_fetch`` on Cluster, where each queue is a slot of its own: the first queue's
+        claim goes out with a count of the due jobs of every other queue (due.lua), all in
+        one pipeline (one round-trip to each node, in parallel); if the first queue did not
+        fill the batch, the rest is claimed, in the queues' order, from those that said
+        they had some: a second round-trip, never one per queue. A queue that gave less
+        than it counted (another worker was quicker) leaves the batch short, never over."""
+        if queues is None:
+            known = self._wire.run([Call(None, "SMEMBERS", self.keys.queues)])[0]
+            order = self._known = queue_names(known)
+            if not order:
+                return []
+        else:
+            order = list(queues)
+        first, rest = order[0], order[1:]
+        calls = [self._fetch_call([first], limit, worker, lease_until, now, token)]
+        calls += [
+            Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in rest
+        ]
+        flat, *due = self._wire.run(calls)
+        got = claimed([first], flat, worker, lease_until, now)
+        room = limit - len(got)
+        wanted: list[tuple[str, int]] = []
+        for queue, count in zip(rest, due, strict=True):
+            if room <= 0:
+                break
+            if count:
+                wanted.append((queue, min(room, int(count))))
+                room -= wanted[-1][1]
+        if wanted:
+            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in wanted]
+            for (queue, _), flat in zip(wanted, self._wire.run(calls), strict=True):
+                got += claimed([queue], flat, worker, lease_until, now)
+        return got
+
     def _hold(self, records: Iterable[JobRecord]) -> None:
-        held = self._held
+        held, beaten = self._held, self._beaten
         for r in records:
             held[r.id] = r.queue
+            beaten.add(r.queue)
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -405,7 +460,15 @@ class RedisBackend(Admin):
         self._forget(ids)
 
     def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
-        queues = set(self._queues()) | set(self._held.values())
+        # The queues of the jobs this process holds, and of those it held since the last
+        # beat (extend.lua then takes the worker out of their lease index): a worker of 200
+        # queues busy in three extends three. Jobs it runs that it did not fetch itself (a
+        # store object other than the fetching one) make it look in every queue.
+        held = self._held
+        queues = set(held.values()) | self._beaten
+        if any(i not in held for i in info.running):
+            queues |= set(self._queues())
+        self._beaten = set(held.values())
         calls = [
             Call("extend", self.keys.extend(q, info.id), [self.keys.prefix(q), info.id, now + lease])
             for q in sorted(queues)
@@ -467,12 +530,11 @@ class RedisBackend(Admin):
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
         names = list(queues) if queues is not None else (self._known or [DEFAULT])
-        first = names[0] if queues is not None else DEFAULT
         token = os.urandom(8).hex()
-        fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
+        fetch = self._fetch_call(names, limit, worker, lease, 0.0, token)
         args = fetch.args[1]
         args[4] = ""  # now: the server's clock
-        args.append(self._clock_offset())
+        args[7] = self._clock_offset()
         calls = [Call(None, "BLPOP", *self.keys.wake(names), timeout)]
         if queues is None:
             calls.append(Call(None, "SMEMBERS", self.keys.queues))
@@ -487,20 +549,17 @@ class RedisBackend(Admin):
         # FETCH_OUTAGE in a fetch that would meet the same closed port.
         flat = replies[-1]
         now = float(flat[0])
-        got = claimed(first, flat[1:], worker, now + lease, now)
+        got = claimed(names, flat[1:], worker, now + lease, now)
         self._hold(got)
         if not got and replies[0] is not None:
             # Woken, yet nothing was due by the server's clock: the job may come from a
             # machine whose clock runs a little ahead. Look again by this one's.
             return self.fetch(queues, limit, worker, lease, time.time())
         if queues is None:
-            order = queue_names(replies[1])
-            self._known = order
-            rest = [q for q in order if q != DEFAULT]
-        else:
-            rest = names[1:]
-        if rest and len(got) < limit:
-            got += self._fetch(rest, limit - len(got), worker, lease, now, token)
+            self._known = queue_names(replies[1])
+            new = [q for q in self._known if q not in names]
+            if new and len(got) < limit:
+                got += self._fetch(new, limit - len(got), worker, lease, now, token)
         return got
 
     def _clock_offset(self) -> float:

@@ -29,6 +29,7 @@ SCRIPTS: Final = (
     "enqueue",
     "enqueue_one",
     "fetch",
+    "due",
     "complete",
     "fail",
     "release",
