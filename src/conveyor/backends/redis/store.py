@@ -358,23 +358,27 @@ class RedisBackend(Admin):
         fill the batch, the rest is claimed, in the queues' order, from those that said
         they had some: a second round-trip, never one per queue. A queue that gave less
         than it counted (another worker was quicker) leaves the batch short, never over."""
-        if queues is None:
-            known = self._wire.run([Call(None, "SMEMBERS", self.keys.queues)])[0]
-            order = self._known = queue_names(known)
-            if not order:
-                return []
-        else:
-            order = list(queues)
+        order = list(queues) if queues is not None else (self._known or [DEFAULT])
         first, rest = order[0], order[1:]
-        calls = [self._fetch_call([first], limit, worker, lease_until, now, token)]
-        calls += [
-            Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in rest
-        ]
-        flat, *due = self._wire.run(calls)
+
+        def due(names: Sequence[str]) -> list[Call]:
+            return [
+                Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in names
+            ]
+
+        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(rest)]
+        if queues is None:  # the registry too: the queues new since the last fetch
+            calls.append(Call(None, "SMEMBERS", self.keys.queues))
+        flat, *counts = self._wire.run(calls)
+        if queues is None:
+            self._known = queue_names(counts.pop())
+            new = [q for q in self._known if q not in order]
+            if new:  # rare: counted by a round-trip of their own
+                rest, counts = rest + new, counts + self._wire.run(due(new))
         got = claimed([first], flat, worker, lease_until, now)
         room = limit - len(got)
         wanted: list[tuple[str, int]] = []
-        for queue, count in zip(rest, due, strict=True):
+        for queue, count in zip(rest, counts, strict=True):
             if room <= 0:
                 break
             if count:
