@@ -108,6 +108,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         app.stats()
         app.pause("mail")
         app.resume("mail")
+        app.queue("other", partitions=2)
         backend.heartbeat(WorkerInfo("w1", "h", 1, ("mail",), 1, now, alive=False), 30, now)
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}

@@ -8,7 +8,7 @@ decision depends on it, so that tests can move time and stores agree on one cloc
 
 What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
 optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
-``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
+``Partitions``, ``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
 once, when they get the store, never per job.
 
 Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
@@ -165,6 +165,16 @@ class WaitsAndFetches(Protocol):
 
 
 @runtime_checkable
+class Partitions(Protocol):
+    """A store that can spread one queue over several shards (Redis: hash slots, hence the
+    masters of a Cluster)."""
+
+    def partition(self, queue: str, count: int) -> int:
+        """Spread ``queue`` over ``count`` shards from now on (never fewer than it has:
+        jobs already in a shard must stay served); returns the count in force."""
+
+
+@runtime_checkable
 class Migrates(Protocol):
     """A store with a versioned schema that ``conveyor migrate`` brings up to date."""
 
@@ -176,7 +186,7 @@ class Migrates(Protocol):
 #: ``translate_errors`` turns into ``StoreUnavailable``.
 CONTRACT: tuple[str, ...] = tuple(
     name
-    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Migrates)
+    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Partitions, Migrates)
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])
 )

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from ...job import ACTIVE, COMPLETED, PENDING, RETRY, SCHEDULED, JobRecord
 from .keys import DEFAULT
+from .partitions import queue_of
 
 #: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
 FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx")
@@ -120,7 +121,8 @@ def record(
 
 
 def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
-    """``record`` of a job hash read whole (its ``FIELDS``). complete.lua leaves a completed
+    """``record`` of a job hash read whole (its ``FIELDS``), found in ``queue`` (or a
+    partition of it). complete.lua leaves a completed
     job's last lease and error in its hash (removing them would cost a command per job), so
     they are dropped here."""
     state = _text(v[2]) or PENDING
@@ -131,7 +133,7 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     error, tb, locked_by = _text(v[8]), _text(v[9]), _text(v[10])
     return record(
         job_id,
-        queue,
+        queue_of(queue),
         payload,
         v[1],
         state,
@@ -150,37 +152,49 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
 
 
 def claimed(
-    queues: Sequence[str], flat: Sequence[Any], worker: str, lease_until: float, now: float
+    queues: Sequence[str],
+    flat: Sequence[Any],
+    worker: str,
+    lease_until: float,
+    now: float,
+    held: dict[str, str],
+    beaten: set[str],
 ) -> list[JobRecord]:
     """Records of jobs fetch.lua just claimed from ``queues`` (in the order it was given
     them). Per queue that gave jobs it returns the queue's position and count, then only
     what the caller cannot know of each job (the rest: state active, started now, held by
-    ``worker`` until ``lease_until``)."""
+    ``worker`` until ``lease_until``). Each job's queue (a partition's own name: see
+    partitions.py) goes to ``held``, the queue to ``beaten``; a record shows the name of
+    the queue a partition belongs to."""
     records: list[JobRecord] = []
     at = 0
     while at < len(flat):
-        queue, count = queues[int(flat[at]) - 1], int(flat[at + 1])
+        name, count = queues[int(flat[at]) - 1], int(flat[at + 1])
+        queue = queue_of(name)
+        beaten.add(name)
         reply = iter(flat[at + 2 : at + 2 + CLAIMED * count])
         at += 2 + CLAIMED * count
-        records += [
-            record(
-                job_id.decode(),
-                queue,
-                p,
-                m,
-                ACTIVE,
-                ra,
-                a,
-                now,
-                None,
-                None,
-                None if e is None else e.decode(errors="replace"),
-                None if tb is None else tb.decode(errors="replace"),
-                worker,
-                lease_until,
+        for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True):
+            job = job_id.decode()
+            held[job] = name
+            records.append(
+                record(
+                    job,
+                    queue,
+                    p,
+                    m,
+                    ACTIVE,
+                    ra,
+                    a,
+                    now,
+                    None,
+                    None,
+                    None if e is None else e.decode(errors="replace"),
+                    None if tb is None else tb.decode(errors="replace"),
+                    worker,
+                    lease_until,
+                )
             )
-            for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True)
-        ]
     return records
 
 

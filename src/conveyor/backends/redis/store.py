@@ -4,9 +4,12 @@ wire.py, and comes back as records by records.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -14,11 +17,12 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull
-from ...job import BAD_RUN_AT, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ...job import BAD_RUN_AT, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, Stats, WorkerInfo
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT, Keys
+from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
 from .records import claimed, groups, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
 
@@ -60,6 +64,12 @@ class RedisBackend(Admin):
         self._known: list[str] = []
         # Queues this process held jobs of since its last heartbeat: see heartbeat.
         self._beaten: set[str] = set()
+        # Partitioned queues and their counts (partitions.py), read again every 10 s; and
+        # a turn that deals jobs out over the partitions and picks where a fetch starts.
+        self._partitions: dict[str, int] = {}
+        self._partitions_read = -1e9
+        self._partitions_known = False  # read once before the first fetch: see _fetch
+        self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
     # -- plumbing -------------------------------------------------------------------------
@@ -81,6 +91,113 @@ class RedisBackend(Admin):
 
     def _is_registered(self, queue: str) -> bool:
         return time.monotonic() - self._registered.get(queue, -1e9) <= 10.0
+
+    # -- partitions (partitions.py) --------------------------------------------------------
+    def partition(self, queue: str, count: int) -> int:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+            raise ConfigurationError(
+                f"partitions={count!r} for queue {queue!r}: a whole number from 1 to {MAX_PARTITIONS}"
+            )
+        (now_in_force,) = self._wire.run([Call("partition", self.keys.partition(), [queue, count])])
+        self._partitions_read = -1e9  # read them all again at the next call that can
+        if int(now_in_force) > 1:
+            self._partitions[queue] = int(now_in_force)
+        return int(now_in_force)
+
+    def _read_partitions(self, raw: Any) -> None:
+        counts: dict[str, int] = {}
+        for name, value in dict(raw).items():
+            try:
+                count = int(value)
+            except ValueError:
+                log.warning("ignoring partition count %r of queue %r", value, name)
+                continue
+            if count > 1:
+                counts[name.decode() if isinstance(name, bytes) else str(name)] = min(count, MAX_PARTITIONS)
+        self._partitions = counts
+        self._partitions_read = time.monotonic()
+        self._partitions_known = True
+
+    def _partitions_stale(self) -> list[Call]:
+        """The call that reads the partition counts again, if they are older than 10 s (sent
+        in the pipeline of a call the store makes anyway: never a round-trip of its own)."""
+        if time.monotonic() - self._partitions_read <= 10.0:
+            return []
+        return [Call(None, "HGETALL", self.keys.partitions)]
+
+    def _shard(self, queue: str) -> str:
+        """Where the next job of ``queue`` goes: the queue, or its partitions in turn."""
+        count = self._partitions.get(queue)
+        return queue if count is None else shard(queue, next(self._turn) % count)
+
+    def _split(self, records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]:
+        """``records`` by the queue, or partition, each goes to."""
+        if not self._partitions:
+            return split_by_queue(records)
+        by_queue: dict[str, list[JobRecord]] = {}
+        for r in records:
+            by_queue.setdefault(self._shard(r.queue), []).append(r)
+        return by_queue
+
+    def _shards(self, queues: Sequence[str], turn: int) -> list[str]:
+        """``queues`` with every partitioned one replaced by its partitions, from partition
+        ``turn`` round (a fetch's own: workers that fetch together start apart)."""
+        counts = self._partitions
+        if not counts:
+            return list(queues)
+        names: list[str] = []
+        for q in queues:
+            count = counts.get(q)
+            names += [q] if count is None else shards(q, count, turn)
+        return names
+
+    def _order(self, turn: int) -> list[str]:
+        """Every queue and partition to serve when the worker serves all: the registry's
+        names as last read, a queue's partitions together from the next in turn."""
+        known = self._known or [DEFAULT]
+        if not self._partitions and not any(SEPARATOR in q for q in known):
+            return known
+        names: list[str] = []
+        for q in dict.fromkeys(queue_of(name) for name in known):
+            names += self._shards([q], turn) if q in self._partitions else [q]
+        extra = set(known) - set(names)  # partitions past the count (never shrinks; robust)
+        return names + [q for q in known if q in extra]
+
+    def _partition_counts(self) -> dict[str, int]:
+        """The partition counts, read again first if older than 10 s (admin calls)."""
+        if self._partitions_stale():
+            self._read_partitions(self.client.hgetall(self.keys.partitions))
+        return self._partitions
+
+    # -- admin calls on a partitioned queue: every partition, shown as the queue ----------
+    def stats(self, now: float) -> Stats:
+        found = super().stats(now)
+        if not any(SEPARATOR in q for q in found.queues):
+            return found
+        queues: dict[str, dict[str, int]] = {}
+        oldest: dict[str, float] = {}
+        for name, counts in found.queues.items():
+            total = queues.setdefault(queue_of(name), {})
+            for state, n in counts.items():
+                total[state] = total.get(state, 0) + n
+        for name, age in found.oldest_pending.items():
+            oldest[queue_of(name)] = max(age, oldest.get(queue_of(name), 0.0))
+        paused = frozenset(queue_of(q) for q in found.paused)
+        return dataclasses.replace(found, queues=queues, paused=paused, oldest_pending=oldest)
+
+    def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
+        count = None if queue is None else self._partition_counts().get(queue)
+        if queue is None or count is None:
+            return super()._ids(state, queue, now, limit)
+        pairs: list[tuple[str, str]] = []
+        for name in shards(queue, count):
+            pairs += super()._ids(state, name, now, limit)
+        pairs.sort(reverse=True)
+        return pairs
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        for name in shards(queue, self._partition_counts().get(queue, 1)):
+            super().set_paused(name, paused)
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Job ids grouped by queue: from this process's fetches, else the id index or the
@@ -133,11 +250,12 @@ class RedisBackend(Admin):
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
-            if self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
+            name = self._shard(r.queue)
+            if self._is_registered(name) and self._enqueue_one(r, name, time.time()):
                 return
         if not records:
             return
-        by_queue = split_by_queue(records)
+        by_queue = self._split(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
                 # A queue can never take more than its limit at once: refuse before writing.
@@ -148,16 +266,24 @@ class RedisBackend(Admin):
                     )
         fresh = self._unregistered(by_queue)
         scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        # The partition counts are read again with the registry, in the same round-trip.
+        reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
         try:
             if self.cluster:
                 # Index and registry first, by their own call: see the module docstring.
-                index = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
-                first = [Call(None, "SADD", self.keys.queues, *fresh)] if fresh else []
+                index = [x for q, batch in by_queue.items() if q != DEFAULT for r in batch for x in (r.id, q)]
+                first = [Call(None, "SADD", self.keys.queues, *fresh), *reread] if fresh else []
                 if index:
                     first.append(Call(None, "HSET", self.keys.where, *index))
                 if first:
-                    self._wire.run(first)
-            results = self._wire.run(scripts)
+                    replies = self._wire.run(first)
+                    if fresh:
+                        self._read_partitions(replies[1])
+                results = self._wire.run(scripts)
+            else:
+                results = self._wire.run(scripts + reread)
+                if reread:
+                    self._read_partitions(results.pop())
         except BaseException:
             for queue in fresh:  # the registry may not have been written: send it again
                 self._registered.pop(queue, None)
@@ -166,7 +292,7 @@ class RedisBackend(Admin):
         if full:
             self._undo(by_queue, {i for i, _ in full})
             i, (_, waiting) = full[0]
-            queue = list(by_queue)[i]
+            queue = list(by_queue)[i]  # a partition's limit is its own: see partitions.py
             raise QueueFull(
                 f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
                 f"would pass its limit of {max_queue_length}"
@@ -211,7 +337,7 @@ class RedisBackend(Admin):
         writing = True
         try:
             for chunk in chunks:
-                by_queue = split_by_queue(chunk)
+                by_queue = self._split(chunk)
                 fresh = self._unregistered(by_queue)
                 registered += fresh
                 added = self._enqueue_calls(by_queue, fresh, None)
@@ -239,16 +365,16 @@ class RedisBackend(Admin):
                 self._registered.pop(queue, None)
             raise
 
-    def _enqueue_one(self, r: JobRecord, now: float) -> bool:
-        """One pending or scheduled job of a registered queue, by enqueue_one.lua; False
-        for any other state."""
+    def _enqueue_one(self, r: JobRecord, name: str, now: float) -> bool:
+        """One pending or scheduled job of a registered queue (or partition ``name`` of
+        it), by enqueue_one.lua; False for any other state."""
         if r.state == PENDING:
             due = "1" if r.run_at <= now else ""
         elif r.state == SCHEDULED:
             due = ""
         else:
             return False
-        keys = self.keys.enqueue_one(r.queue, r.id, int(r.priority))
+        keys = self.keys.enqueue_one(name, r.id, int(r.priority))
         timeout = "" if r.timeout is None else repr(float(r.timeout))
         args = (
             r.payload,
@@ -257,7 +383,7 @@ class RedisBackend(Admin):
             repr(float(r.run_at)),
             meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at))),
             r.id,
-            r.queue,
+            name,
             due,
             WAKE_TOKENS,
         )
@@ -315,33 +441,45 @@ class RedisBackend(Admin):
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
     ) -> list[JobRecord]:
         lease_until = now + lease
+        # Where among a queue's partitions this fetch starts: from the token, so a fetch sent
+        # again walks them in the same order and gets its claims back.
+        turn = zlib.crc32(token.encode())
+        if not self._partitions_known:  # once a process: its first fetch serves every partition
+            self._read_partitions(self.client.hgetall(self.keys.partitions))
         if self.cluster:
-            got = self._fetch_slots(queues, limit, worker, lease_until, now, token)
-        elif queues is None:
+            return self._fetch_slots(queues, limit, worker, lease_until, now, token, turn)
+        held, beaten = self._held, self._beaten
+        reread = self._partitions_stale()
+        if queues is None:
             # The queues known from the last fetch, and the registry to see new ones, in
             # one round-trip; a queue new since then is looked at if the batch has room.
-            order = self._known or [DEFAULT]
-            known, flat = self._wire.run(
+            order = self._order(turn)
+            known, flat, *counts = self._wire.run(
                 [
                     Call(None, "SMEMBERS", self.keys.queues),
                     self._fetch_call(order, limit, worker, lease_until, now, token),
+                    *reread,
                 ]
             )
-            got = claimed(order, flat, worker, lease_until, now)
+            got = claimed(order, flat, worker, lease_until, now, held, beaten)
+            if counts:
+                self._read_partitions(counts[0])
             self._known = queue_names(known)
-            new = [q for q in self._known if q not in order]
+            served = set(order)
+            new = [q for q in self._order(turn) if q not in served]
             if new and len(got) < limit:
-                flat = self._wire.script(
-                    "fetch", *self._fetch_call(new, limit - len(got), worker, lease_until, now, token).args
+                call = self._fetch_call(new, limit - len(got), worker, lease_until, now, token)
+                got += claimed(
+                    new, self._wire.script("fetch", *call.args), worker, lease_until, now, held, beaten
                 )
-                got += claimed(new, flat, worker, lease_until, now)
-        else:
-            flat = self._wire.script(
-                "fetch", *self._fetch_call(queues, limit, worker, lease_until, now, token).args
-            )
-            got = claimed(queues, flat, worker, lease_until, now)
-        self._hold(got)
-        return got
+            return got
+        names = self._shards(queues, turn)
+        flat, *counts = self._wire.run(
+            [self._fetch_call(names, limit, worker, lease_until, now, token), *reread]
+        )
+        if counts:
+            self._read_partitions(counts[0])
+        return claimed(names, flat, worker, lease_until, now, held, beaten)
 
     def _fetch_slots(
         self,
@@ -351,6 +489,7 @@ class RedisBackend(Admin):
         lease_until: float,
         now: float,
         token: str,
+        turn: int,
     ) -> list[JobRecord]:
         """``_fetch`` on Cluster, where each queue is a slot of its own: the first queue's
         claim goes out with a count of the due jobs of every other queue (due.lua), all in
@@ -358,24 +497,30 @@ class RedisBackend(Admin):
         fill the batch, the rest is claimed, in the queues' order, from those that said
         they had some: a second round-trip, never one per queue. A queue that gave less
         than it counted (another worker was quicker) leaves the batch short, never over."""
-        order = list(queues) if queues is not None else (self._known or [DEFAULT])
+        order = self._shards(queues, turn) if queues is not None else self._order(turn)
         first, rest = order[0], order[1:]
+        held, beaten = self._held, self._beaten
 
         def due(names: Sequence[str]) -> list[Call]:
             return [
                 Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in names
             ]
 
-        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(rest)]
+        reread = self._partitions_stale()
+        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(rest), *reread]
         if queues is None:  # the registry too: the queues new since the last fetch
             calls.append(Call(None, "SMEMBERS", self.keys.queues))
         flat, *counts = self._wire.run(calls)
         if queues is None:
             self._known = queue_names(counts.pop())
-            new = [q for q in self._known if q not in order]
+        if reread:
+            self._read_partitions(counts.pop())
+        if queues is None:
+            served = set(order)
+            new = [q for q in self._order(turn) if q not in served]
             if new:  # rare: counted by a round-trip of their own
                 rest, counts = rest + new, counts + self._wire.run(due(new))
-        got = claimed([first], flat, worker, lease_until, now)
+        got = claimed([first], flat, worker, lease_until, now, held, beaten)
         room = limit - len(got)
         wanted: list[tuple[str, int]] = []
         for queue, count in zip(rest, counts, strict=True):
@@ -387,14 +532,8 @@ class RedisBackend(Admin):
         if wanted:
             calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in wanted]
             for (queue, _), flat in zip(wanted, self._wire.run(calls), strict=True):
-                got += claimed([queue], flat, worker, lease_until, now)
+                got += claimed([queue], flat, worker, lease_until, now, held, beaten)
         return got
-
-    def _hold(self, records: Iterable[JobRecord]) -> None:
-        held, beaten = self._held, self._beaten
-        for r in records:
-            held[r.id] = r.queue
-            beaten.add(r.queue)
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -445,7 +584,7 @@ class RedisBackend(Admin):
     def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
         # One small script per queue of the jobs running: their sets hold outstanding
         # requests only, and are empty nearly always.
-        names = sorted(set(queues))
+        names = sorted(set(self._shards(queues, 0)))
         calls = [Call("cancels", self.keys.cancels(q), [self.keys.prefix(q), worker]) for q in names]
         found: list[tuple[str, str]] = []
         for reply in self._wire.run(calls) if calls else []:
@@ -533,8 +672,9 @@ class RedisBackend(Admin):
         if self.cluster or timeout <= 0.001 or limit <= 0:
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
-        names = list(queues) if queues is not None else (self._known or [DEFAULT])
         token = os.urandom(8).hex()
+        turn = zlib.crc32(token.encode())
+        names = self._shards(queues, turn) if queues is not None else self._order(turn)
         fetch = self._fetch_call(names, limit, worker, lease, 0.0, token)
         args = fetch.args[1]
         args[4] = ""  # now: the server's clock
@@ -553,17 +693,19 @@ class RedisBackend(Admin):
         # FETCH_OUTAGE in a fetch that would meet the same closed port.
         flat = replies[-1]
         now = float(flat[0])
-        got = claimed(names, flat[1:], worker, now + lease, now)
-        self._hold(got)
+        got = claimed(names, flat[1:], worker, now + lease, now, self._held, self._beaten)
         if not got and replies[0] is not None:
             # Woken, yet nothing was due by the server's clock: the job may come from a
             # machine whose clock runs a little ahead. Look again by this one's.
             return self.fetch(queues, limit, worker, lease, time.time())
         if queues is None:
             self._known = queue_names(replies[1])
-            new = [q for q in self._known if q not in names]
+            served = set(names)
+            new = [q for q in self._order(turn) if q not in served]
             if new and len(got) < limit:
-                got += self._fetch(new, limit - len(got), worker, lease, now, token)
+                call = self._fetch_call(new, limit - len(got), worker, now + lease, now, token)
+                flat = self._wire.script("fetch", *call.args)
+                got += claimed(new, flat, worker, now + lease, now, self._held, self._beaten)
         return got
 
     def _clock_offset(self) -> float:
@@ -586,7 +728,8 @@ class RedisBackend(Admin):
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0.001:
             return
-        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        turn = next(self._turn)
+        names = self._shards(queues, turn) if queues is not None else self._order(turn)
         if self.cluster:
             # BLPOP takes keys of one slot only; block on the first queue, and find jobs of
             # the others at the next fetch, after ``timeout``.

@@ -40,6 +40,7 @@ SCRIPTS: Final = (
     "stats",
     "beat",
     "forget",
+    "partition",
     "progress",
     "cancels",
 )
