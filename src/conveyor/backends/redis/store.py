@@ -152,9 +152,10 @@ class RedisBackend(Admin):
         return names
 
     def _order(self, turn: int) -> list[str]:
-        """Every queue and partition to serve when the worker serves all: the registry's
-        names as last read, a queue's partitions together from the next in turn."""
-        known = self._known or [DEFAULT]
+        """Every queue and partition to serve when the worker serves all: "default" (even
+        if missing from the registry), then the registry's names as last read, a queue's
+        partitions together from partition ``turn`` round."""
+        known = self._known if self._known[:1] == [DEFAULT] else [DEFAULT, *self._known]
         if not self._partitions and not any(SEPARATOR in q for q in known):
             return known
         names: list[str] = []
