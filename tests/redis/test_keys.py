@@ -121,9 +121,6 @@ def test_every_script_call_the_store_sends_matches_its_header(
             count = int(command[2])
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in command[3 : 3 + count]]
             header = _header(script)
-            # fetch.lua takes its seven keys once per queue, in order.
-            if script == "fetch" and len(keys) > len(header) and len(keys) % len(header) == 0:
-                header = header * (len(keys) // len(header))
             # enqueue.lua's last two keys are only passed off Cluster; the rest always.
             assert len(keys) == len(header), f"{script}: {keys} for the header {header}"
             for key, name in zip(keys, header, strict=True):

@@ -69,15 +69,24 @@ class RedisBackend(Admin):
         self._partitions: dict[str, int] = {}
         self._partitions_read = -1e9
         self._partitions_known = False  # read once before the first fetch: see _fetch
+        self._fetch_keys: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
+        self._known_raw: Any = None
+        self._known_partitioned = False
         self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
         """Every queue ever used in this namespace, ``default`` first."""
-        known = queue_names(self.client.smembers(self.keys.queues))
-        self._known = known
-        return known
+        self._learn(self.client.smembers(self.keys.queues))
+        return list(self._known)
+
+    def _learn(self, registry: Any) -> None:
+        """The registry as SMEMBERS returned it: sorted again only when it changed."""
+        if registry != self._known_raw:
+            self._known_raw = registry
+            self._known = queue_names(registry)
+            self._known_partitioned = any(SEPARATOR in q for q in self._known)
 
     def _unregistered(self, queues: Iterable[str]) -> list[str]:
         """Queues not added to the registry by this process lately, now marked as added (a
@@ -156,7 +165,7 @@ class RedisBackend(Admin):
         if missing from the registry), then the registry's names as last read, a queue's
         partitions together from partition ``turn`` round."""
         known = self._known if self._known[:1] == [DEFAULT] else [DEFAULT, *self._known]
-        if not self._partitions and not any(SEPARATOR in q for q in known):
+        if not self._partitions and not self._known_partitioned:
             return known
         names: list[str] = []
         for q in dict.fromkeys(queue_of(name) for name in known):
@@ -430,13 +439,19 @@ class RedisBackend(Admin):
     ) -> Call:
         """One fetch.lua call over ``queues`` in order (a single queue on Cluster, where a
         script stays in one slot)."""
-        keys: list[str] = []
-        for queue in queues:
-            keys += self.keys.fetch(queue, worker)
+        # A worker sends the same queues fetch after fetch: their names are built once.
+        names = (worker, *queues)
+        built = self._fetch_keys.get(names)
+        if built is None:
+            built = (self.keys.fetch(queues[0], worker), [self.keys.prefix(q) for q in queues])
+            if len(self._fetch_keys) > 64:  # (partitions: one entry per starting partition)
+                self._fetch_keys.clear()
+            self._fetch_keys[names] = built
+        keys, prefixes = built
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        args = [self.keys.prefix(queues[0]), limit, worker, lease_until, now, token, 60000, ""]
-        args += [self.keys.prefix(q) for q in queues[1:]]
-        return Call("fetch", keys, args)
+        return Call(
+            "fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *prefixes[1:]]
+        )
 
     def _fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
@@ -465,7 +480,7 @@ class RedisBackend(Admin):
             got = claimed(order, flat, worker, lease_until, now, held, beaten)
             if counts:
                 self._read_partitions(counts[0])
-            self._known = queue_names(known)
+            self._learn(known)
             served = set(order)
             new = [q for q in self._order(turn) if q not in served]
             if new and len(got) < limit:
@@ -513,7 +528,7 @@ class RedisBackend(Admin):
             calls.append(Call(None, "SMEMBERS", self.keys.queues))
         flat, *counts = self._wire.run(calls)
         if queues is None:
-            self._known = queue_names(counts.pop())
+            self._learn(counts.pop())
         if reread:
             self._read_partitions(counts.pop())
         if queues is None:
@@ -700,7 +715,7 @@ class RedisBackend(Admin):
             # machine whose clock runs a little ahead. Look again by this one's.
             return self.fetch(queues, limit, worker, lease, time.time())
         if queues is None:
-            self._known = queue_names(replies[1])
+            self._learn(replies[1])
             served = set(names)
             new = [q for q in self._order(turn) if q not in served]
             if new and len(got) < limit:

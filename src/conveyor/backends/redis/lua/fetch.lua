@@ -9,8 +9,6 @@
 -- KEYS[5]  {ns:q}:paused         STRING present while the queue is paused
 -- KEYS[6]  {ns:q}:held:<worker>  SET   ids this worker holds (the heartbeat extends them)
 -- KEYS[7]  {ns:q}:claim:<worker> LIST  token of the worker's last claim, then its ids
---          KEYS[8…] the same seven keys for each further queue, in order (off Cluster only:
---          on Cluster every call stays in one slot, one queue)
 -- ARGV[1]  prefix "{ns:q}:" of the first queue
 -- ARGV[2]  limit
 -- ARGV[3]  worker id
@@ -23,7 +21,9 @@
 --          sends such a fetch right behind its BLPOP, and the server runs it whenever the
 --          BLPOP returns: the jobs that woke it are claimed without another round-trip.
 --          Such a call returns that now first, then the jobs.
--- ARGV[9…] the prefix of each further queue
+-- ARGV[9…] the prefix of each further queue, whose seven keys the script builds from it as
+--          it builds a job's (off Cluster only: on Cluster a call stays in one slot, one queue;
+--          two hundred queues' keys as arguments cost the server more than the rest)
 --
 -- Returns, for each queue that gave jobs: its position (1 = the first), how many it gave,
 -- then 7 values per job: id, p m ra a e tb of its hash (nil where absent), in claim order:
@@ -57,10 +57,20 @@ end
 
 local limit = tonumber(ARGV[2])
 local total = 0
+local claim = 'claim:' .. worker
+local held = 'held:' .. worker
 
--- One queue: K is the offset of its seven keys in KEYS. Returns how many jobs it gave.
-local function fetch_queue(prefix, K)
-  local last = redis.call('LRANGE', KEYS[K + 7], 0, -1)
+-- One queue, by its prefix and keys k[1..7] (in the order of KEYS). Returns how many jobs
+-- it gave. An empty queue costs two reads: its priorities, and its claim list for this token.
+local function fetch_queue(prefix, k)
+  local prios = redis.call('ZREVRANGE', k[1], 0, -1)
+  if #prios == 0 and redis.call('LINDEX', k[7], 0) ~= ARGV[6] then
+    return 0
+  end
+  if not k[2] then
+    k[2], k[3], k[4], k[5], k[6] = prefix .. 'leases', prefix .. 'sched', prefix .. 'retry', prefix .. 'paused', prefix .. held
+  end
+  local last = redis.call('LRANGE', k[7], 0, -1)
   if last[1] == ARGV[6] then
     local again = 0
     for i = 2, #last do
@@ -72,13 +82,13 @@ local function fetch_queue(prefix, K)
     end
     return again
   end
-  if redis.call('EXISTS', KEYS[K + 5]) == 1 then
+  if redis.call('EXISTS', k[5]) == 1 then
     return 0
   end
 
   local claimed, c = {}, 0
   local jobs = prefix .. 'j:'
-  for _, p in ipairs(redis.call('ZREVRANGE', KEYS[K + 1], 0, -1)) do
+  for _, p in ipairs(prios) do
     local want = limit - total - c
     if want <= 0 then break end
     local wkey = prefix .. 'w:' .. p
@@ -102,9 +112,9 @@ local function fetch_queue(prefix, K)
           redis.call('ZADD', prefix .. 'dead', now, id)
         elseif v[1] then
           if v[2] == 'scheduled' then
-            redis.call('ZREM', KEYS[K + 3], id)
+            redis.call('ZREM', k[3], id)
           elseif v[2] == 'retry' then
-            redis.call('ZREM', KEYS[K + 4], id)
+            redis.call('ZREM', k[4], id)
           end
           local attempts = tostring((tonumber(v[3]) or 0) + 1)
           redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
@@ -117,38 +127,41 @@ local function fetch_queue(prefix, K)
       end
     end
     if redis.call('ZCARD', wkey) == 0 then
-      redis.call('ZREM', KEYS[K + 1], p)
+      redis.call('ZREM', k[1], p)
     end
   end
 
   if c > 0 then
-    redis.call('DEL', KEYS[K + 7])
-    redis.call('RPUSH', KEYS[K + 7], ARGV[6])
+    redis.call('DEL', k[7])
+    redis.call('RPUSH', k[7], ARGV[6])
     for i = 1, c, 1000 do
       local j = math.min(i + 999, c)
-      redis.call('SADD', KEYS[K + 6], unpack(claimed, i, j))
-      redis.call('RPUSH', KEYS[K + 7], unpack(claimed, i, j))
+      redis.call('SADD', k[6], unpack(claimed, i, j))
+      redis.call('RPUSH', k[7], unpack(claimed, i, j))
     end
-    redis.call('PEXPIRE', KEYS[K + 7], ARGV[7])
+    redis.call('PEXPIRE', k[7], ARGV[7])
     -- The worker's entry keeps the earliest lease of its jobs (each job's own is its lu
     -- field): recover looks at a worker once that time has passed. One entry per worker,
     -- not one per job, spares a sorted-set insert and removal for every job run.
-    local earliest = redis.call('ZSCORE', KEYS[K + 2], worker)
+    local earliest = redis.call('ZSCORE', k[2], worker)
     if not earliest or tonumber(earliest) > tonumber(lease_until) then
-      redis.call('ZADD', KEYS[K + 2], lease_until, worker)
+      redis.call('ZADD', k[2], lease_until, worker)
     end
   end
   return c
 end
 
-for q = 1, #KEYS / 7 do
+for q = 1, #ARGV - 7 do
   if total >= limit then break end
-  local prefix = ARGV[1]
-  if q > 1 then prefix = ARGV[7 + q] end
+  local prefix, k = ARGV[1], KEYS
+  if q > 1 then
+    prefix = ARGV[7 + q]
+    k = {prefix .. 'prios', false, false, false, false, false, prefix .. claim}
+  end
   -- Room for the queue's position and count, filled in once known (or taken back).
   local mark = n
   n = n + 2
-  local gave = fetch_queue(prefix, 7 * (q - 1))
+  local gave = fetch_queue(prefix, k)
   if gave > 0 then
     out[mark + 1] = q
     out[mark + 2] = gave
