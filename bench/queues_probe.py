@@ -44,7 +44,7 @@ def store(kind: str) -> Iterator[str]:
             yield f"redis+cluster://{host}:{port}"
     else:
         with PostgresServer() as server:
-            yield server.database_url(server.create_database("queues"))
+            yield server.create_database("queues")
 
 
 def drain(url: str, namespace: str, jobs: int, queues: int) -> float:

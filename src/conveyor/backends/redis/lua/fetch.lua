@@ -59,12 +59,16 @@ local limit = tonumber(ARGV[2])
 local total = 0
 local claim = 'claim:' .. worker
 local held = 'held:' .. worker
+-- A call sent again: the first queue's claim list starts with its token whenever the call
+-- claimed anything (see the end), and only then may a queue without waiting jobs hold
+-- claims of this token to give back. Otherwise an empty queue costs one read.
+local again = redis.call('LINDEX', KEYS[7], 0) == ARGV[6]
 
 -- One queue, by its prefix and keys k[1..7] (in the order of KEYS). Returns how many jobs
--- it gave. An empty queue costs two reads: its priorities, and its claim list for this token.
+-- it gave.
 local function fetch_queue(prefix, k)
   local prios = redis.call('ZREVRANGE', k[1], 0, -1)
-  if #prios == 0 and redis.call('LINDEX', k[7], 0) ~= ARGV[6] then
+  if #prios == 0 and (not again or redis.call('LINDEX', k[7], 0) ~= ARGV[6]) then
     return 0
   end
   if not k[2] then
@@ -72,15 +76,15 @@ local function fetch_queue(prefix, k)
   end
   local last = redis.call('LRANGE', k[7], 0, -1)
   if last[1] == ARGV[6] then
-    local again = 0
+    local given = 0
     for i = 2, #last do
       local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
       if v[2] == 'active' and v[9] == worker then
         emit(last[i], v)
-        again = again + 1
+        given = given + 1
       end
     end
-    return again
+    return given
   end
   if redis.call('EXISTS', k[5]) == 1 then
     return 0
@@ -169,5 +173,11 @@ for q = 1, #ARGV - 7 do
   else
     n = mark
   end
+end
+if total > 0 and not again and redis.call('LINDEX', KEYS[7], 0) ~= ARGV[6] then
+  -- Claims in later queues only: mark the first queue's list with the token (no ids).
+  redis.call('DEL', KEYS[7])
+  redis.call('RPUSH', KEYS[7], ARGV[6])
+  redis.call('PEXPIRE', KEYS[7], ARGV[7])
 end
 return out
