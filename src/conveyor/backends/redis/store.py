@@ -72,6 +72,7 @@ class RedisBackend(Admin):
         self._fetch_keys: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._known_raw: Any = None
         self._known_partitioned = False
+        self._first_fills = False  # Cluster: did the last fetch's first queue fill it?
         self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
@@ -523,7 +524,10 @@ class RedisBackend(Admin):
             ]
 
         reread = self._partitions_stale()
-        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(rest), *reread]
+        # While the first queue fills the batches (a busy queue, or its partitions in turn),
+        # its claim goes alone; once it did not, the others are counted in the same pipeline.
+        counted = rest if not self._first_fills else []
+        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(counted), *reread]
         if queues is None:  # the registry too: the queues new since the last fetch
             calls.append(Call(None, "SMEMBERS", self.keys.queues))
         flat, *counts = self._wire.run(calls)
@@ -531,12 +535,15 @@ class RedisBackend(Admin):
             self._learn(counts.pop())
         if reread:
             self._read_partitions(counts.pop())
+        got = claimed([first], flat, worker, lease_until, now, held, beaten)
+        self._first_fills = len(got) >= limit
+        if not counted:
+            counts = self._wire.run(due(rest)) if rest and len(got) < limit else [0] * len(rest)
         if queues is None:
             served = set(order)
             new = [q for q in self._order(turn) if q not in served]
             if new:  # rare: counted by a round-trip of their own
                 rest, counts = rest + new, counts + self._wire.run(due(new))
-        got = claimed([first], flat, worker, lease_until, now, held, beaten)
         room = limit - len(got)
         wanted: list[tuple[str, int]] = []
         for queue, count in zip(rest, counts, strict=True):
