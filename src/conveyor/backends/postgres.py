@@ -377,9 +377,14 @@ class _Statements:
             f" locked_by = NULL, lease_until = NULL, started_at = NULL"
             f" WHERE id = ANY(%(ids)s::text[]) AND locked_by = %(worker)s AND state = 'active'"
         )
+        # SKIP LOCKED: a lease being acknowledged right now is passed over rather than
+        # waited for. Waiting, the heartbeat (every active job of the worker, in index order)
+        # and an ack batch (in its own order) could deadlock; the job is about to leave
+        # 'active', and if its ack fails the next beat, a third of a lease later, extends it.
         extend = (
             f"WITH extended AS (UPDATE {s}.jobs SET lease_until = %(until)s"
-            f" WHERE locked_by = %(id)s AND state = 'active')"
+            f" WHERE id IN (SELECT id FROM {s}.jobs WHERE locked_by = %(id)s AND state = 'active'"
+            f" FOR UPDATE SKIP LOCKED))"
         )
         self.heartbeat = (
             extend + f" INSERT INTO {s}.workers (id, host, pid, queues, concurrency, started_at,"
