@@ -62,6 +62,8 @@ SCRIPTS: Final = (
     "partition",
     "progress",
     "cancels",
+    "ticks",
+    "unschedule",
 )
 
 

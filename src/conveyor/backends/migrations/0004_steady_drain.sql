@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 3: a long drain stays steady.
+-- conveyor PostgreSQL schema, version 4: a long drain stays steady.
 -- Runs inside one transaction with search_path set to the namespace's schema.
 
 -- A heartbeat rewrites the lease of every active job. With lease_until in an index that
