@@ -41,6 +41,9 @@ SCRIPTS: Final = (
     "forget",
     "progress",
     "cancels",
+    "enqueue_each",
+    "change",
+    "sweep",
 )
 
 
