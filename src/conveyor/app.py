@@ -258,7 +258,12 @@ class Conveyor:
         """``enqueue_many([spec])[0]`` without a batch's bookkeeping: a job enqueued alone is
         the commonest call of all."""
         opts = spec.options
-        if opts.connection is not None or self.middleware or opts.unique_for is not None or opts.expires is not None:
+        if (
+            opts.connection is not None
+            or self.middleware
+            or opts.unique_for is not None
+            or opts.expires is not None
+        ):
             return self._enqueue_many([spec])[0]
         now = time.time()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
@@ -616,7 +621,9 @@ class Conveyor:
         if priority is not None:
             low, high = PRIORITY_RANGE
             if type(priority) is not int or not low <= priority <= high:
-                raise ConfigurationError(f"update(priority=) takes an int from {low} to {high}, not {priority!r}")
+                raise ConfigurationError(
+                    f"update(priority=) takes an int from {low} to {high}, not {priority!r}"
+                )
         payload = None
         if queue is not None:
             check_name("queue", queue)
@@ -633,7 +640,9 @@ class Conveyor:
                     )
                 # The signature covers the queue: the moved job is signed for its new one
                 # (after its old signature is verified), as the worker will check.
-                payload = self.codec.for_queue(record.payload, job_id, record.queue, queue, record.max_attempts)
+                payload = self.codec.for_queue(
+                    record.payload, job_id, record.queue, queue, record.max_attempts
+                )
             if queue is None and priority is None:
                 return True
         return self.backend.change(job_id, time.time(), priority=priority, queue=queue, payload=payload)

@@ -151,13 +151,13 @@ def test_bad_unique_options_name_the_value(app: Conveyor) -> None:
     @app.task(name="t.u")
     def u() -> None: ...
 
-    with pytest.raises(ConfigurationError, match="unique_key must be .* not 42"):
+    with pytest.raises(ConfigurationError, match=r"unique_key must be .* not 42"):
         u.using(unique_key=42, unique_for=10)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="not 'xxxxx"):
         u.using(unique_key="x" * 201, unique_for=10)
     with pytest.raises(ConfigurationError, match="needs unique_for"):
         u.using(unique_key="k")
-    with pytest.raises(ConfigurationError, match="unique_for must be .* not -1"):
+    with pytest.raises(ConfigurationError, match=r"unique_for must be .* not -1"):
         u.using(unique_for=-1)
 
 
@@ -368,9 +368,9 @@ def test_retention_by_age(app: Conveyor) -> None:
 
 
 def test_retention_options_are_checked() -> None:
-    with pytest.raises(ConfigurationError, match="dead_ttl .* not -1"):
+    with pytest.raises(ConfigurationError, match=r"dead_ttl .* not -1"):
         Conveyor("sqlite:///unused.db", dead_ttl=-1)
-    with pytest.raises(ConfigurationError, match="dead_max .* not 1.5"):
+    with pytest.raises(ConfigurationError, match=r"dead_max .* not 1.5"):
         Conveyor("sqlite:///unused.db", dead_max=1.5)  # type: ignore[arg-type]
     app = Conveyor("sqlite:///unused.db")
     assert (app.dead_ttl, app.dead_max) == (180 * 86400, 10_000)

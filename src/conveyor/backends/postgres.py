@@ -81,6 +81,7 @@ transaction, or enqueue after commit with ``transaction.on_commit``.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -528,7 +529,8 @@ class _Statements:
             f" state = CASE WHEN %(run_at)s::float8 IS NULL THEN state"
             f" WHEN %(run_at)s::float8 <= %(now)s THEN 'pending' WHEN state = 'retry' THEN 'retry'"
             f" ELSE 'scheduled' END,"
-            f" run_at = coalesce(%(run_at)s::float8, run_at), priority = coalesce(%(priority)s::int, priority),"
+            f" run_at = coalesce(%(run_at)s::float8, run_at),"
+            f" priority = coalesce(%(priority)s::int, priority),"
             f" queue = coalesce(%(queue)s::text, queue), payload = coalesce(%(payload)s::bytea, payload)"
             f" WHERE id = %(id)s AND state IN {_WAITING}"
         )
@@ -938,11 +940,15 @@ class PostgresBackend:
         for _ in range(10):
             # A job whose holder ended between its insert and the look for that holder is
             # tried again (a holder found is the answer; an insert that stored it too).
-            queues = new_queues
-
-            def store(conn: Conn) -> list[int]:
-                return self._store_each(conn, records, todo, holders, now, max_queue_length, queues)
-
+            store = functools.partial(
+                self._store_each,
+                records=records,
+                todo=todo,
+                holders=holders,
+                now=now,
+                max_queue_length=max_queue_length,
+                new_queues=new_queues,
+            )
             todo = self._run(store, retry_for=CALLER_RETRY_FOR)
             new_queues = []
             if not todo:

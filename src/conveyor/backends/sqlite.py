@@ -433,7 +433,8 @@ class SQLiteBackend:
                 )
                 holders.append(None)
             conn.executemany(
-                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)", [(q,) for q in queues - self._registered]
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in queues - self._registered],
             )
         self._registered |= queues
         return holders

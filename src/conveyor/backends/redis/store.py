@@ -386,7 +386,14 @@ class RedisBackend(Admin):
         limit = "" if max_queue_length is None else max_queue_length
         calls: list[Call] = []
         for queue, batch in by_queue.items():
-            args: list[Any] = [self.keys.prefix(queue), limit, now, WAKE_TOKENS, queue, "1" if queue in fresh else ""]
+            args: list[Any] = [
+                self.keys.prefix(queue),
+                limit,
+                now,
+                WAKE_TOKENS,
+                queue,
+                "1" if queue in fresh else "",
+            ]
             for r in batch:
                 timeout = "" if r.timeout is None else repr(float(r.timeout))
                 held_for = "" if r.unique_until is None else max(1, int((r.unique_until - now) * 1000))
@@ -475,7 +482,14 @@ class RedisBackend(Admin):
             Call(
                 "sweep",
                 self.keys.sweep(q),
-                [self.keys.prefix(q), now, limit, EXPIRED, "" if dead_before is None else dead_before, *beyond.get(q, [])],
+                [
+                    self.keys.prefix(q),
+                    now,
+                    limit,
+                    EXPIRED,
+                    "" if dead_before is None else dead_before,
+                    *beyond.get(q, []),
+                ],
             )
             for q in queues
         ]
@@ -493,7 +507,11 @@ class RedisBackend(Admin):
         """The oldest dead and cancelled jobs of the namespace beyond its newest ``dead_max``,
         at most ``limit``, by queue: each queue's oldest read (two round trips), then merged."""
         counts = self._wire.run(
-            [Call(None, "ZCARD", self.keys.prefix(q) + name) for q in queues for name in ("dead", "cancelled")]
+            [
+                Call(None, "ZCARD", self.keys.prefix(q) + name)
+                for q in queues
+                for name in ("dead", "cancelled")
+            ]
         )
         excess = min(limit, sum(int(n) for n in counts) - dead_max)
         if excess <= 0:
