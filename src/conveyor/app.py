@@ -288,7 +288,7 @@ class Conveyor:
         each: list[int] = []  # positions of jobs with a unique key or an expiry
         for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
             record, job = self._build(spec, now, when, job_id)
-            if not spec.options.plain:
+            if spec.options.unique_for is not None or spec.options.expires is not None:
                 each.append(len(records))
                 _lifecycle(record, spec, now)
             if spec.options.connection is not None:

@@ -503,17 +503,21 @@ class _Statements:
             f"UPDATE {s}.jobs SET unique_key = NULL WHERE queue = %(queue)s AND unique_key = %(key)s"
             f" AND state IN {_LIVE} AND unique_until <= %(now)s"
         )
-        # ON CONFLICT without a target: a live holder of the key (jobs_unique) and a retry of
-        # a call whose answer was lost (the id) both insert nothing.
+        # One statement per job: the insert, and when it inserted nothing because a live job
+        # holds the key (jobs_unique; ON CONFLICT without a target also covers a retry whose
+        # answer was lost, by the id), that holder and its unique_until. The holder is read
+        # in the statement's snapshot: one that committed while the insert waited for it is
+        # not seen, and the caller tries again.
         self.enqueue_each = (
             f"WITH new_jobs AS (INSERT INTO {s}.jobs ({columns}, expires_at, unique_key, unique_until)"
             f" VALUES (%(id)s, %(queue)s, %(payload)s, %(priority)s, %(state)s, %(run_at)s,"
             f" %(max_attempts)s, %(timeout)s::float8, %(created_at)s, %(expires_at)s::float8,"
-            f" %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING RETURNING id, queue)"
-            f" SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs"
-        )
-        self.unique_holder = (
-            f"SELECT id FROM {s}.jobs WHERE queue = %(queue)s AND unique_key = %(key)s AND state IN {_LIVE}"
+            f" %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING RETURNING id, queue),"
+            f" notified AS MATERIALIZED (SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs)"
+            f" SELECT id, true, NULL::float8 FROM notified"
+            f" UNION ALL SELECT id, false, unique_until FROM {s}.jobs WHERE %(key)s::text IS NOT NULL"
+            f" AND queue = %(queue)s AND unique_key = %(key)s AND state IN {_LIVE}"
+            f" AND NOT EXISTS (SELECT 1 FROM new_jobs)"
         )
         self.snooze = (
             f"WITH changed AS ("
@@ -972,42 +976,44 @@ class PostgresBackend:
         (three statements per unique job); fills ``holders``; returns the n to try again."""
         for queue in new_queues:
             conn.execute(self.sql.add_queue, {"queue": queue})
-        sent: list[tuple[int, Any, Any]] = []
         # Keys in one order in every call: two batches waiting on each other's inserts in
         # opposite orders would deadlock.
         todo = sorted(todo, key=lambda n: (records[n].queue, records[n].unique_key or ""))
+        sent: list[tuple[int, Any]] = []
         if max_queue_length is None:
             with conn.pipeline():
-                sent = [(n, *self._send_each(conn, records[n], now)) for n in todo]
+                sent = [(n, self._send_each(conn, records[n], now)) for n in todo]
         else:
             for n in todo:
                 with conn.transaction():
                     self._check_length(conn, [records[n]], max_queue_length, [records[n].queue])
-                    sent.append((n, *self._send_each(conn, records[n], now)))
+                    sent.append((n, self._send_each(conn, records[n], now)))
         again: list[int] = []
-        for n, inserted, holder in sent:
-            if inserted.fetchone() is not None or holder is None:
-                holders[n] = None  # stored (without a key: perhaps by a try whose answer was lost)
-                continue
-            row = holder.fetchone()
+        for n, cursor in sent:
+            row = cursor.fetchone()
             if row is None:
+                again.append(n)  # the holder ended, or committed unseen: decide it again
+            elif row[1] or row[0] == records[n].id:
+                holders[n] = None  # stored (perhaps by a try whose answer was lost)
+            elif row[2] is not None and row[2] <= now:
+                # The holder's time is up: it lets the key go, and this job is tried again.
+                conn.execute(
+                    self.sql.unique_free,
+                    {"queue": records[n].queue, "key": records[n].unique_key, "now": now},
+                )
                 again.append(n)
             else:
-                holders[n] = None if row[0] == records[n].id else str(row[0])
+                holders[n] = str(row[0])
         return again
 
-    def _send_each(self, conn: Conn, r: JobRecord, now: float) -> tuple[Any, Any]:
+    def _send_each(self, conn: Conn, r: JobRecord, now: float) -> Any:
         params = {
             **self._enqueue_params([r]),
             "expires_at": r.expires_at,
             "key": r.unique_key,
             "until": r.unique_until,
-            "now": now,
         }
-        if r.unique_key is None:
-            return conn.execute(self.sql.enqueue_each, params), None
-        conn.execute(self.sql.unique_free, params)
-        return conn.execute(self.sql.enqueue_each, params), conn.execute(self.sql.unique_holder, params)
+        return conn.execute(self.sql.enqueue_each, params)
 
     def release(self, ids: Sequence[str], worker: str) -> None:
         if not ids:
