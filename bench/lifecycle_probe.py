@@ -153,7 +153,8 @@ def main() -> None:
         for label in variants:
             runs = results[store, label]
             medians[label] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-            cells = " | ".join(f"{medians[label][k]:,.0f}/s" for k in ("enqueue_one", "enqueue_many", "drain"))
+            scenarios = ("enqueue_one", "enqueue_many", "drain")
+            cells = " | ".join(f"{medians[label][k]:,.0f}/s" for k in scenarios)
             print(f"| {store} | {label} | {cells} |")
         a, b = medians["A (baseline)"], medians["B (this)"]
         ratios = " | ".join(f"{b[k] / a[k]:.3f}" for k in ("enqueue_one", "enqueue_many", "drain"))

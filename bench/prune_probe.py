@@ -71,10 +71,8 @@ def fill_redis(app: Conveyor, count: int) -> None:
         scored: dict[str, float] = {}
         for i in range(start, min(start + 10_000, count + 1)):
             job_id = f"dead-{i:09d}"
-            pipe.hset(
-                prefix + "j:" + job_id,
-                mapping={"p": b"{}", "m": "0|1||0", "s": "dead", "ra": "0", "a": "1", "fa": str(i), "e": "boom"},
-            )
+            fields = {"p": b"{}", "m": "0|1||0", "s": "dead", "ra": "0", "a": "1", "fa": str(i), "e": "x"}
+            pipe.hset(prefix + "j:" + job_id, mapping=fields)
             scored[job_id] = float(i)
         pipe.zadd(prefix + "dead", scored)
         pipe.execute()
@@ -100,13 +98,13 @@ def probe(url: str, store: str, count: int) -> dict[str, float]:
         other = Conveyor(url, namespace=namespace)
         other.task(name="probe.noop")(lambda: None)
         store_ = other.backend
+
+        def run_one() -> None:
+            fetched = store_.fetch(None, 1, "probe", 30.0, time.time())
+            store_.complete([(r.id, None) for r in fetched], "probe", time.time())
+
         while not stop.is_set():
-            for call in (
-                lambda: other.tasks["probe.noop"].enqueue(),
-                lambda: store_.complete(
-                    [(r.id, None) for r in store_.fetch(None, 1, "probe", 30.0, time.time())], "probe", time.time()
-                ),
-            ):
+            for call in (lambda: other.tasks["probe.noop"].enqueue(), run_one):
                 began = time.perf_counter()
                 call()
                 samples.append((began, time.perf_counter() - began))
@@ -172,7 +170,10 @@ def main() -> None:
         finally:
             if server is not None:
                 server.stop()
-        print(store, " ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+        print(
+            store,
+            " ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
+        )
 
 
 if __name__ == "__main__":
