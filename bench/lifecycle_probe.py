@@ -4,8 +4,8 @@ costs, per store, A/B against another checkout in the same run.
     python bench/lifecycle_probe.py --baseline /tmp/main-src [--rounds 5] [--stores sqlite,postgres,redis]
 
 ``--baseline`` is the ``src`` directory of the code to compare with (say, main exported with
-``git archive``). Each round runs the baseline and this checkout one after the other, each in a
-fresh process on a fresh namespace, on one SQLite file, PostgreSQL server and redis-server
+``git archive``). Each round runs the baseline and this checkout one after the other (A then B, then B then
+A in the next round), each in a fresh process on a fresh namespace, on one SQLite file, PostgreSQL server and redis-server
 started here (tests.servers); the table gives the median of the rounds. Per run:
 
 * ``enqueue_one``: jobs/s of N single ``task.enqueue()`` calls of a no-op task;
@@ -127,7 +127,9 @@ def main() -> None:
     try:
         for round_ in range(args.rounds):
             for store in stores:
-                for label, src in variants.items():
+                # A, B in even rounds, B, A in odd ones: neither always runs first.
+                order = list(variants.items())
+                for label, src in order if round_ % 2 == 0 else order[::-1]:
                     namespace = f"probe_{round_}_{label[0].lower()}"
                     url = urls.get(store) or f"sqlite:///{tmp}/{namespace}.db"
                     env = {**os.environ, "PYTHONPATH": os.pathsep.join((src, str(REPO)))}

@@ -367,6 +367,13 @@ def test_retention_by_age(app: Conveyor) -> None:
     assert app.jobs(limit=100) == []
 
 
+def test_a_worker_prunes_as_it_starts(make_app: AppFactory) -> None:
+    app = make_app(dead_max=1)
+    dead = _ended(app, 3)  # each drain's start pruned what was there before that job died
+    drain(app)
+    assert [job.id for job in app.jobs(limit=100)] == dead[-1:]
+
+
 def test_retention_options_are_checked() -> None:
     with pytest.raises(ConfigurationError, match=r"dead_ttl .* not -1"):
         Conveyor("sqlite:///unused.db", dead_ttl=-1)

@@ -980,8 +980,10 @@ class PostgresBackend:
         # opposite orders would deadlock.
         todo = sorted(todo, key=lambda n: (records[n].queue, records[n].unique_key or ""))
         sent: list[tuple[int, Any]] = []
-        if max_queue_length is None:
-            with conn.pipeline():
+        if max_queue_length is None and len(todo) == 1:
+            sent = [(todo[0], self._send_each(conn, records[todo[0]], now))]
+        elif max_queue_length is None:
+            with conn.pipeline():  # one round trip for the lot
                 sent = [(n, self._send_each(conn, records[n], now)) for n in todo]
         else:
             for n in todo:
