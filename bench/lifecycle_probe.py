@@ -6,7 +6,8 @@ costs, per store, A/B against another checkout in the same run.
 ``--baseline`` is the ``src`` directory of the code to compare with (say, main exported with
 ``git archive``). Each round runs the baseline and this checkout one after the other (A then
 B, then B then A in the next round), each in a fresh process on a fresh namespace, on one
-SQLite file, PostgreSQL server and redis-server started here (tests.servers); the table gives the median of the rounds. Per run:
+SQLite file, PostgreSQL server and redis-server started here (tests.servers); the table gives
+the median of the rounds. Per run:
 
 * ``enqueue_one``: jobs/s of N single ``task.enqueue()`` calls of a no-op task;
 * ``enqueue_many``: jobs/s of ``enqueue_many`` in batches of 1,000;
