@@ -123,7 +123,7 @@ def test_async_tasks_run_on_the_parents_event_loop(workers: PoolWorkers) -> None
 
 
 def test_failures_in_a_child_are_recorded_as_in_a_thread(workers: PoolWorkers) -> None:
-    def outcomes(pool: str) -> dict[str, tuple[str, int, str | None, bool, bool]]:
+    def outcomes(pool: str) -> dict[str, tuple[str, int, str | None, bool, bool, int]]:
         jobs = {
             "give_up": give_up.enqueue(),
             "again": again.enqueue(),
@@ -141,16 +141,14 @@ def test_failures_in_a_child_are_recorded_as_in_a_thread(workers: PoolWorkers) -
             # Retry(delay=0.2): the next attempt is due 0.2 s after the failure.
             delayed = snap.state == "retry" and snap.finished_at is not None
             delayed = delayed and abs((snap.run_at - snap.finished_at).total_seconds() - 0.2) < 0.15  # type: ignore[operator]
-            seen[name] = (snap.state, snap.attempts, snap.last_error, has_traceback, delayed)
-            if name == "later":
-                seen[name] += (snap.snoozes,)
+            seen[name] = (snap.state, snap.attempts, snap.last_error, has_traceback, delayed, snap.snoozes)
         return seen
 
     in_threads = outcomes("thread")
     # A burst worker exits before the retry is due: it stays a retry, with its own delay.
-    assert in_threads["give_up"] == ("dead", 1, "Fail: no point trying again", False, False)
-    assert in_threads["again"] == ("retry", 1, "Retry: not yet", False, True)
-    assert in_threads["boom"] == ("dead", 1, "ValueError: bad", True, False)
+    assert in_threads["give_up"] == ("dead", 1, "Fail: no point trying again", False, False, 0)
+    assert in_threads["again"] == ("retry", 1, "Retry: not yet", False, True, 0)
+    assert in_threads["boom"] == ("dead", 1, "ValueError: bad", True, False, 0)
     assert in_threads["not_json"][:2] == ("dead", 1)
     assert in_threads["later"] == ("scheduled", 0, None, False, False, 1)  # Snooze: no attempt spent
     assert outcomes("process") == in_threads
