@@ -7,7 +7,8 @@ costs, per store, A/B against another checkout in the same run.
 ``git archive``). Each round runs the baseline and this checkout one after the other (A then
 B, then B then A in the next round), each in a fresh process on a fresh namespace, on one
 SQLite file, PostgreSQL server and redis-server started here (tests.servers); the table gives
-the median of the rounds. Per run:
+the median of the rounds. Per run (and the client process's CPU time per job, steadier than
+wall time on a loaded machine):
 
 * ``enqueue_one``: jobs/s of N single ``task.enqueue()`` calls of a no-op task;
 * ``enqueue_many``: jobs/s of ``enqueue_many`` in batches of 1,000;
@@ -51,21 +52,24 @@ def child(url: str, namespace: str, n: int, lifecycle: bool) -> dict[str, float]
 
     noop.enqueue(-1)  # connect and register the queue outside the timings
     out: dict[str, float] = {}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         noop.enqueue(i)
     out["enqueue_one"] = n / (time.perf_counter() - start)
-    start = time.perf_counter()
+    out["enqueue_one_cpu"] = (time.process_time() - cpu) / n * 1e6
+    start, cpu = time.perf_counter(), time.process_time()
     for base in range(0, 5 * n, 1000):
         app.enqueue_many([noop.job(i) for i in range(base, base + 1000)])
     out["enqueue_many"] = 5 * n / (time.perf_counter() - start)
+    out["enqueue_many_cpu"] = (time.process_time() - cpu) / (5 * n) * 1e6
     total = 6 * n + 1
     worker = app.worker(concurrency=10, burst=True, grace=5)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     thread = threading.Thread(target=worker.run)
     thread.start()
     thread.join(600)
     out["drain"] = total / (time.perf_counter() - start)
+    out["drain_cpu"] = (time.process_time() - cpu) / total * 1e6
     if lifecycle:
         out.update(_unique_costs(app, noop, n // 2))
     app.close()
@@ -74,28 +78,29 @@ def child(url: str, namespace: str, n: int, lifecycle: bool) -> dict[str, float]
 
 def _unique_costs(app: Any, task: Any, n: int) -> dict[str, float]:
     """Median microseconds per single enqueue: plain, unique (a new key), duplicate (a held
-    key), and the store's bare round trip."""
-
-    def timed(call: Any) -> float:
-        samples = []
-        for i in range(n):
-            start = time.perf_counter()
-            call(i)
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples) * 1e6
-
-    unique = task.using(unique_for=600)
-    plain = timed(lambda i: task.enqueue(10_000_000 + i))
-    fresh = timed(lambda i: unique.enqueue(20_000_000 + i))
-    held = timed(lambda i: unique.enqueue(20_000_000 + (i % 10)))
+    key), and the store's bare round trip; the four taken in turn, call by call, so that the
+    machine's load falls on them alike."""
     backend = app.backend
     if hasattr(backend, "client"):
-        rtt = timed(lambda i: backend.client.ping())
+        ping: Any = backend.client.ping
     elif hasattr(backend, "_run"):
-        rtt = timed(lambda i: backend._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+        ping = lambda: backend._run(lambda conn: conn.execute("SELECT 1").fetchone())  # noqa: E731
     else:
-        rtt = timed(lambda i: backend._conn().execute("SELECT 1").fetchone())
-    return {"plain_us": plain, "unique_us": fresh, "duplicate_us": held, "rtt_us": rtt}
+        ping = lambda: backend._conn().execute("SELECT 1").fetchone()  # noqa: E731
+    unique = task.using(unique_for=600)
+    calls = {
+        "plain_us": lambda i: task.enqueue(10_000_000 + i),
+        "unique_us": lambda i: unique.enqueue(20_000_000 + i),
+        "duplicate_us": lambda i: unique.enqueue(20_000_000 + (i % 10)),
+        "rtt_us": lambda i: ping(),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(n):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(i)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) * 1e6 for name, values in samples.items()}
 
 
 def main() -> None:
@@ -162,6 +167,10 @@ def main() -> None:
         a, b = medians["A (baseline)"], medians["B (this)"]
         ratios = " | ".join(f"{b[k] / a[k]:.3f}" for k in ("enqueue_one", "enqueue_many", "drain"))
         print(f"| {store} | B/A | {ratios} |")
+        cpu = " | ".join(
+            f"{b[k + '_cpu'] / a[k + '_cpu']:.3f}" for k in ("enqueue_one", "enqueue_many", "drain")
+        )
+        print(f"| {store} | B/A, this process's CPU per job | {cpu} |")
     print()
     print("| store | plain µs | unique µs | duplicate µs | round trip µs | (unique - plain) / round trip |")
     print("|---|---|---|---|---|---|")
