@@ -130,7 +130,9 @@ class Conveyor:
         self.namespace = namespace
         self.lease = float(lease)
         self.result_ttl = float(result_ttl)
-        if dead_ttl is not None and not (isinstance(dead_ttl, int | float) and dead_ttl > 0):
+        if dead_ttl is not None and (
+            isinstance(dead_ttl, bool) or not (isinstance(dead_ttl, int | float) and dead_ttl > 0)
+        ):
             raise ConfigurationError(f"dead_ttl must be seconds > 0 or None, not {dead_ttl!r}")
         if dead_max is not None and (type(dead_max) is not int or dead_max < 0):
             raise ConfigurationError(f"dead_max must be an int >= 0 or None, not {dead_max!r}")

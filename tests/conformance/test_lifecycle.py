@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor import ConfigurationError, Conveyor, Fail, Snooze
+from conveyor import ConfigurationError, Conveyor, Fail, QueueFull, Snooze
 
 from .conftest import AppFactory
 from .helpers import record
@@ -145,6 +145,20 @@ def test_eight_threads_in_three_processes_make_one_job(store_url: str, make_app:
     returned = {i for r in reports for i in r["ids"]}
     assert len(returned) == 1
     assert _every_job(app) == list(returned)
+
+
+def test_a_full_queue_still_answers_a_duplicate(make_app: AppFactory) -> None:
+    app = make_app(max_queue_length=1)
+
+    @app.task(name="t.capped", unique_for=600)
+    def capped(n: int) -> None: ...
+
+    first = capped.enqueue(1)
+    again = capped.enqueue(1)
+    assert again.duplicate and again.id == first.id
+    with pytest.raises(QueueFull):
+        capped.enqueue(2)
+    assert _every_job(app) == [first.id]
 
 
 def test_bad_unique_options_name_the_value(app: Conveyor) -> None:

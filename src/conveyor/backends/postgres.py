@@ -985,14 +985,18 @@ class PostgresBackend:
         elif max_queue_length is None:
             with conn.pipeline():  # one round trip for the lot
                 sent = [(n, self._send_each(conn, records[n], now)) for n in todo]
-        else:
+        rows = [(n, cursor.fetchone()) for n, cursor in sent]
+        if max_queue_length is not None:
             for n in todo:
+                # The insert first, then the count under the queue's lock, which sees every
+                # committed job and this one: a duplicate is never refused as over the limit.
                 with conn.transaction():
-                    self._check_length(conn, [records[n]], max_queue_length, [records[n].queue])
-                    sent.append((n, self._send_each(conn, records[n], now)))
+                    row = self._send_each(conn, records[n], now).fetchone()
+                    if row is not None and row[1]:
+                        self._check_length(conn, [], max_queue_length, [records[n].queue])
+                rows.append((n, row))
         again: list[int] = []
-        for n, cursor in sent:
-            row = cursor.fetchone()
+        for n, row in rows:
             if row is None:
                 again.append(n)  # the holder ended, or committed unseen: decide it again
             elif row[1] or row[0] == records[n].id:
