@@ -397,19 +397,17 @@ class SQLiteBackend:
         with self._write() as conn:
             for r in records:
                 if r.unique_key is not None:
-                    # A holder past its unique_until keeps running but lets the key go.
-                    conn.execute(
-                        f"UPDATE {self.t} SET unique_key = NULL WHERE queue = ? AND unique_key = ?"
-                        f" AND state IN {_LIVE} AND unique_until <= ?",
-                        (r.queue, r.unique_key, now),
-                    )
                     row = conn.execute(
-                        f"SELECT id FROM {self.t} WHERE queue = ? AND unique_key = ? AND state IN {_LIVE}",
+                        f"SELECT id, unique_until FROM {self.t}"
+                        f" WHERE queue = ? AND unique_key = ? AND state IN {_LIVE}",
                         (r.queue, r.unique_key),
                     ).fetchone()
-                    if row is not None:
+                    if row is not None and not (isinstance(row[1], float | int) and row[1] <= now):
                         holders.append(str(row[0]))
                         continue
+                    if row is not None:
+                        # Its unique_for is over: it keeps running but lets the key go.
+                        conn.execute(f"UPDATE {self.t} SET unique_key = NULL WHERE id = ?", (row[0],))
                 if max_queue_length is not None:
                     self._check_length(conn, [r], {r.queue}, max_queue_length)
                 conn.execute(
