@@ -540,21 +540,24 @@ class _Statements:
         )
         self.add_queue = f"INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING"
         # Sweeps, each at most %(limit)s jobs found by their partial index, the oldest first.
-        # SKIP LOCKED: a job a claim is taking this instant is left for the next sweep.
+        # SKIP LOCKED: a job a claim is taking this instant is left for the next sweep. The
+        # ids go to the outer statement as an array looked up by primary key: as a join, a
+        # LIMIT the planner cannot read (an expression) was planned as a hash join over a
+        # scan of every job (0.8 s beside 700,000 dead jobs, instead of 15 ms).
         self.expire = (
             f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s, last_error = %(expired)s"
-            f" WHERE state IN {_WAITING} AND id IN (SELECT id FROM {s}.jobs WHERE expires_at IS NOT NULL"
-            f" AND state IN {_WAITING} AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s"
-            f" FOR UPDATE SKIP LOCKED)"
+            f" WHERE state IN {_WAITING} AND id = ANY(ARRAY(SELECT id FROM {s}.jobs"
+            f" WHERE expires_at IS NOT NULL AND state IN {_WAITING} AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s"
+            f" FOR UPDATE SKIP LOCKED))"
         )
         self.prune_before = (
-            f"DELETE FROM {s}.jobs WHERE id IN (SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
-            f" AND finished_at < %(before)s ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+            f"DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
+            f" AND finished_at < %(before)s ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED))"
         )
         self.prune_beyond = (
-            f"DELETE FROM {s}.jobs WHERE id IN (SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
+            f"DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
             f" ORDER BY finished_at LIMIT greatest(0, least(%(limit)s, (SELECT coalesce(sum(n), 0)"
-            f" FROM {all_counts} AS c WHERE state IN {_ENDED}) - %(max)s)) FOR UPDATE SKIP LOCKED)"
+            f" FROM {all_counts} AS c WHERE state IN {_ENDED}) - %(max)s)) FOR UPDATE SKIP LOCKED))"
         )
         self.set_paused = (
             f"INSERT INTO {s}.queues (name, paused) VALUES (%(queue)s, %(paused)s)"
