@@ -547,8 +547,8 @@ class _Statements:
         self.expire = (
             f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s, last_error = %(expired)s"
             f" WHERE state IN {_WAITING} AND id = ANY(ARRAY(SELECT id FROM {s}.jobs"
-            f" WHERE expires_at IS NOT NULL AND state IN {_WAITING} AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s"
-            f" FOR UPDATE SKIP LOCKED))"
+            f" WHERE expires_at IS NOT NULL AND state IN {_WAITING} AND expires_at <= %(now)s"
+            f" ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED))"
         )
         self.prune_before = (
             f"DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
