@@ -197,13 +197,16 @@ def test_housekeeping_cancels_expired_waiting_jobs(app: Conveyor) -> None:
     @app.task(name="t.exp2")
     def exp2() -> None: ...
 
+    ran = exp2.using(expires=0.3).enqueue()
+    drain(app)  # it ran in time: its expiry passing later changes nothing
     waiting = exp2.using(expires=0.2, delay=60).enqueue()
     lasting = exp2.using(expires=60, delay=60).enqueue()
-    time.sleep(0.3)
+    time.sleep(0.35)
     assert app.backend.sweep(time.time(), None, None, 100) == 1
     swept = app.get_job(waiting.id)
     assert swept is not None and swept.state == "cancelled" and swept.last_error == "expired"
     assert app.get_job(lasting.id).state == "scheduled"  # type: ignore[union-attr]
+    assert app.get_job(ran.id).state == "completed"  # type: ignore[union-attr]
     assert app.backend.sweep(time.time(), None, None, 100) == 0
 
 
