@@ -44,6 +44,8 @@ SCRIPTS: Final = (
     "enqueue_each",
     "change",
     "sweep",
+    "ticks",
+    "unschedule",
 )
 
 

@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 3: a job's life under control (issue 15): unique jobs,
+-- conveyor PostgreSQL schema, version 4: a job's life under control (issue 15): unique jobs,
 -- expiry, a snooze counter, and retention of dead and cancelled jobs.
 -- Runs inside one transaction with search_path set to the namespace's schema. Each column is
 -- NULL (or 0) for jobs that do not use its option, which PostgreSQL adds without a rewrite.
