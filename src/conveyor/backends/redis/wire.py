@@ -62,6 +62,9 @@ SCRIPTS: Final = (
     "partition",
     "progress",
     "cancels",
+    "enqueue_each",
+    "change",
+    "sweep",
     "ticks",
     "unschedule",
 )
