@@ -109,6 +109,8 @@ def test_enqueue_in_atomic_commits_and_rolls_back_with_the_block(project: Projec
     # PostgreSQL, same database, psycopg 3: the job is written in Django's transaction.
     assert found["joins"] is (project.env["CONVEYOR_URL"].startswith("postgresql"))
     assert found["seen_before_commit"] is False
+    assert found["unique_before_commit"] is False
+    assert found["unique"] == ["none", "pending"]  # the second enqueue was a duplicate
     assert found["states"] == {"kept": "pending", "kept_task": "pending", "lost": None, "lost_task": None}
     assert "argument 0 of task 'shop.tasks.ship'" in found["bad_argument"]
 

@@ -8,6 +8,7 @@ same), plus ``database``: the Django database alias whose transactions jobs join
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,21 +20,10 @@ from ...app import Conveyor
 from ...errors import ConfigurationError
 from .transaction import DjangoConveyor
 
-#: Keys of ``CONVEYOR`` (and of a ``ConveyorBackend``'s ``OPTIONS``) that configure the app.
-APP_OPTIONS = frozenset(
-    {
-        "url",
-        "namespace",
-        "lease",
-        "result_ttl",
-        "secret_key",
-        "encryption_key",
-        "max_payload",
-        "max_queue_length",
-        "middleware",
-        "database",
-    }
-)
+#: Keys of ``CONVEYOR`` (and of a ``ConveyorBackend``'s ``OPTIONS``) that configure the app:
+#: ``Conveyor``'s own arguments, read from its signature so that none is ever missing here,
+#: and ``database``.
+APP_OPTIONS = frozenset(inspect.signature(Conveyor.__init__).parameters) - {"self"} | {"database"}
 
 _app: DjangoConveyor | None = None
 _lock = threading.Lock()

@@ -5,7 +5,10 @@ talks to it through psycopg 3, the job's rows are written through Django's own c
 inside its transaction (``EnqueuesInTransaction``). On any other store (or another database)
 the job is checked and encoded at once, so a bad argument still raises in the caller, and
 stored by ``transaction.on_commit``: the handle comes back at once with the job's id, and
-the job exists from the commit on (never, if the block rolls back).
+the job exists from the commit on (never, if the block rolls back). Jobs with a unique key or
+an expiry always wait for the commit, on every store: the store decides them one by one, which
+cannot happen inside the caller's transaction; whether one was a duplicate is known only then,
+so its handle, returned inside the block, keeps its own id.
 Outside an atomic block nothing changes.
 """
 
@@ -20,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.db import connections, transaction
 
-from ...app import Conveyor
+from ...app import Conveyor, _lifecycle
 from ...backends import EnqueuesInTransaction
 from ...job import Job, JobRecord, new_id
 from ...task import JobSpec
@@ -50,7 +53,9 @@ class DjangoConveyor(Conveyor):
             or any(s.options.connection is not None for s in specs)
         ):
             return super()._enqueue_many(specs)
-        if self.joins_transactions(connection):
+        # Unique and expiring jobs are decided by the store one by one, outside any caller's
+        # transaction (see Conveyor._enqueue_many): they wait for the commit instead.
+        if all(spec.options.plain for spec in specs) and self.joins_transactions(connection):
             joined = [spec._replace(options=replace(spec.options, connection=connection)) for spec in specs]
             return super()._enqueue_many(joined)
         return self._enqueue_on_commit(specs)
@@ -76,13 +81,20 @@ class DjangoConveyor(Conveyor):
             for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True)
         ]
         records = [record for record, _ in built]
-        transaction.on_commit(lambda: self._store(records), using=self.database)
-        return [job for _, job in built]
+        jobs = [job for _, job in built]
+        each = [n for n, spec in enumerate(specs) if not spec.options.plain]
+        for n in each:
+            _lifecycle(records[n], specs[n], now)
+        transaction.on_commit(lambda: self._store(records, list(jobs), each), using=self.database)
+        return jobs
 
-    def _store(self, records: list[JobRecord]) -> None:
+    def _store(self, records: list[JobRecord], jobs: list[Job], each: list[int]) -> None:
         for mw in self.middleware:
             mw.before_enqueue(records)
-        self.backend.enqueue(records, self.max_queue_length)
+        if each:
+            self._enqueue_each(records, jobs, each)
+        else:
+            self.backend.enqueue(records, self.max_queue_length)
         for mw in self.middleware:
             mw.after_enqueue(records)
 

@@ -9,6 +9,12 @@ from conveyor.contrib.django import task as conveyor_task
 from .models import Order
 
 
+@conveyor_task(unique_for=600)
+def refresh(key: str) -> str:
+    """A unique job: one per key while it waits or runs."""
+    return key
+
+
 @conveyor_task(queue="orders")
 def ship(name: str) -> str:
     """A conveyor task: writes through the ORM in the worker."""

@@ -51,6 +51,12 @@ def atomic() -> dict[str, Any]:
             raise Rollback
     except Rollback:
         pass
+    with transaction.atomic():  # unique jobs wait for the commit on every store
+        first, second = tasks.refresh.enqueue("k"), tasks.refresh.enqueue("k")
+        found["unique_before_commit"] = app.get_job(first.id) is not None
+    found["unique"] = sorted(
+        (job.state if (job := app.get_job(handle.id)) else None) or "none" for handle in (first, second)
+    )
     found["states"] = {
         key: (job.state if (job := app.get_job(found[key])) else None)
         for key in ("kept", "kept_task", "lost", "lost_task")
