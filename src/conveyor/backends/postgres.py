@@ -100,9 +100,11 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
+    ACTIVE,
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
+    COMPLETED,
     DEAD,
     FAR_FUTURE,
     LOST,
@@ -116,6 +118,7 @@ from ..job import (
 )
 from ..redaction import redact_url
 from .base import check_action, translate_errors
+from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -426,11 +429,44 @@ class _Statements:
         self.version = f"SELECT coalesce(max(version), 0) FROM {s}.migrations"
         self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
         self.get = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = %(id)s"
-        self.jobs = (
-            f"SELECT {_COLUMNS} FROM {s}.jobs WHERE {{where}}"
-            f" ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
         self.queues = f"SELECT name, paused FROM {s}.queues"
+        # Listings, a keyset per state (see backends/listing.py). Per queue, as a LATERAL
+        # read of each queue's range of an index, merged by the outer ORDER BY: one statement,
+        # a few index entries per queue, never a sort of a whole state.
+        by_queue = (
+            f"SELECT j.* FROM {s}.queues q CROSS JOIN LATERAL ({{read}}) j"
+            f" WHERE q.name = %(queue)s OR %(queue)s IS NULL"
+        )
+        self.page_by_id = by_queue.format(
+            read=f"SELECT {_COLUMNS} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
+            " AND (run_at > %(now)s OR state NOT IN ('scheduled', 'retry'))"
+            " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s"
+        ) + " ORDER BY id DESC LIMIT %(limit)s"
+        # Active jobs: the few rows of the jobs_active index, read whole (MATERIALIZED keeps
+        # the planner from walking the primary key backwards for the ORDER BY id).
+        self.page_active = (
+            f"WITH a AS MATERIALIZED (SELECT {_COLUMNS} FROM {s}.jobs WHERE state = 'active')"
+            " SELECT * FROM a WHERE (queue = %(queue)s OR %(queue)s IS NULL) AND id < %(after)s"
+            " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        claim_order = " ORDER BY priority DESC, run_at, id LIMIT %(limit)s"
+        ready = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+        # Pending: per queue, the rest of the cursor's priority, then the lower priorities
+        # (two ranges of jobs_ready); then due scheduled and retry jobs not yet made pending
+        # (none while a worker claims: each claim promotes them), from jobs_due.
+        cursor_rest = "priority = %(priority)s AND (run_at, id) > (%(run_at)s, %(after)s)"
+        due = (
+            f"SELECT {_COLUMNS} FROM {s}.jobs"
+            f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
+        )
+        self.page_pending = (
+            by_queue.format(
+                read=f"({ready} AND {cursor_rest}{claim_order})"
+                f" UNION ALL ({ready} AND priority < %(priority)s{claim_order})"
+                f" UNION ALL ({due} AND (priority < %(priority)s OR ({cursor_rest})){claim_order})"
+            )
+            + claim_order
+        )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
         # Per queue: scheduled and retry jobs already due (they count as pending), a range
@@ -492,11 +528,9 @@ class _Statements:
         )
 
     @staticmethod
-    def matching(
-        state: str | None, queue: str | None, search: str | None, now: float, params: dict[str, Any]
-    ) -> str:
-        """The WHERE clause of an admin listing or action by state (and queue, and payload
-        text), its parameters added to ``params``. ``pending`` includes scheduled and retry
+    def matching(state: str | None, queue: str | None, now: float, params: dict[str, Any]) -> str:
+        """The WHERE clause of an admin action by state (and queue), its parameters added to
+        ``params``. ``pending`` includes scheduled and retry
         jobs that are due; ``scheduled`` and ``retry`` only those still waiting."""
         params["now"] = now
         where = "true"
@@ -511,14 +545,11 @@ class _Statements:
         if queue is not None:
             where += " AND queue = %(queue)s"
             params["queue"] = queue
-        if search:
-            where += " AND position(%(search)s::bytea in payload) > 0"
-            params["search"] = search.encode()
         return where
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,))
-class PostgresBackend:
+class PostgresBackend(Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -945,20 +976,30 @@ class PostgresBackend:
         )
         return None if row is None else _record(row)
 
-    def jobs(
-        self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
-        statement = self.sql.jobs.format(where=where)
+    def _page(
+        self, state: str, queue: str | None, limit: int, after: str | None, now: float
+    ) -> list[tuple[str, JobRecord]]:
+        params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
+        if state == PENDING:
+            # Past the cursor, or from the top: above every priority and before every id.
+            params.update(priority=2**31 - 1, run_at=float("-inf"), after="")
+            if after:
+                priority, run_at, last = cursor_parts(after, state, 3)
+                params.update(priority=cursor_int(priority, after), run_at=cursor_float(run_at, after))
+                params["after"] = last
+            statement = self.sql.page_pending
+        else:
+            params["after"] = cursor_parts(after, state, 1)[0] if after else "\U0010ffff"
+            if state == ACTIVE:
+                statement = self.sql.page_active
+            elif state in (SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED):
+                statement = self.sql.page_by_id
+            else:
+                return []
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
-        return [_record(row) for row in rows]
+        if state == PENDING:
+            return [(make_cursor(state, row[3], repr(row[5]), row[0]), _record(row)) for row in rows]
+        return [(make_cursor(state, row[0]), _record(row)) for row in rows]
 
     def stats(self, now: float) -> Stats:
         def read(conn: Conn) -> Stats:
@@ -1052,7 +1093,7 @@ class PostgresBackend:
             where = self.sql.by_ids
             params["ids"] = list(ids)
         else:
-            where = self.sql.matching(state, queue, None, now, params)
+            where = self.sql.matching(state, queue, now, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"
         statement = templates[action].format(where=where)

@@ -23,9 +23,11 @@ import orjson
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
+    ACTIVE,
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
+    COMPLETED,
     DEAD,
     FAR_FUTURE,
     LOST,
@@ -39,6 +41,7 @@ from ..job import (
     WorkerInfo,
 )
 from .base import check_action, translate_errors
+from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 SCHEMA_VERSION = 2
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
@@ -206,7 +209,7 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 @translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
-class SQLiteBackend:
+class SQLiteBackend(Listings):
     """Jobs in one SQLite file, shared by any number of threads and processes."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -550,39 +553,98 @@ class SQLiteBackend:
             return f"state = '{state}' AND run_at > ?", [now]
         return f"state = '{state}'", []
 
-    def jobs(
-        self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        where, params = self._state_filter(state, time.time() if now is None else now)
+    def _page(
+        self, state: str, queue: str | None, limit: int, after: str | None, now: float
+    ) -> list[tuple[str, JobRecord]]:
+        # Each state is read through its own index, named (INDEXED BY) so that the plan does
+        # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
+        # The state is written into the statement, not bound: SQLite uses a partial index
+        # only when the query's WHERE implies the index's at prepare time.
+        if state == PENDING:
+            return self._pending_page(queue, limit, after, now)
+        conn = self._conn()
+        where, params = f"state = '{state}'", []
         if queue is not None:
             where += " AND queue = ?"
             params.append(queue)
-        if search:
-            where += " AND instr(payload, ?) > 0"
-            params.append(search.encode())
-        # Named, so the plan does not depend on what ANALYZE last saw (a table of scheduled
-        # jobs makes the planner expect every row to match and walk the whole table).
-        # SQLite proves a partial index usable only from terms written the same way, hence
-        # the repeated IN list.
-        index = ""
-        if state in _LISTED_STATES:
-            index = f" INDEXED BY {self.ns}_jobs_{'state' if queue is not None else 'listed'}"
+        if state == COMPLETED:
+            if after:
+                at, last = cursor_parts(after, state, 2)
+                where += " AND (finished_at, id) < (?, ?)"
+                params += [cursor_float(at, after), last]
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_finished WHERE {where}"
+                " ORDER BY finished_at DESC, id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+            return [(make_cursor(state, repr(row[11]), row[0]), _record(row)) for row in rows]
+        if state == ACTIVE:
+            index = "active"  # a few rows per worker: read whole and sorted
+        elif state in _LISTED_STATES:
+            # SQLite proves a partial index usable only from terms written the same way.
+            index = "state" if queue is not None else "listed"
             where += f" AND state IN {_LISTED}"
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {_COLUMNS} FROM {self.t}{index} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            .fetchall()
+            if state in (SCHEDULED, RETRY):
+                where += " AND run_at > ?"
+                params.append(now)
+        else:
+            return []
+        if after:
+            (last,) = cursor_parts(after, state, 1)
+            where += " AND id < ?"
+            params.append(last)
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_{index} WHERE {where}"
+            " ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [(make_cursor(state, row[0]), _record(row)) for row in rows]
+
+    def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
+        return [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
+
+    def _pending_page(
+        self, queue: str | None, limit: int, after: str | None, now: float
+    ) -> list[tuple[str, JobRecord]]:
+        """Pending jobs in claim order (priority DESC, run_at, id) after the cursor: per
+        queue, a range of the ready index from the cursor on (two ranges: the rest of the
+        cursor's priority, then the lower ones); then the scheduled and retry jobs that came
+        due and no claim has made pending yet (none while a worker runs: each claim does),
+        read whole from the due index. The queues' pages are merged here."""
+        key: list[Any] = []
+        if after:
+            priority, run_at, last = cursor_parts(after, PENDING, 3)
+            key = [cursor_int(priority, after), cursor_float(run_at, after), last]
+        order = " ORDER BY priority DESC, run_at, id LIMIT ?"
+        ready = (
+            f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_ready"
+            " WHERE queue = ? AND state = 'pending'"
         )
-        return [_record(row) for row in rows]
+        with self._snapshot() as conn:
+            queues = [queue] if queue is not None else self._queue_names(conn)
+            rows: list[Any] = []
+            for name in queues:
+                if not key:
+                    rows += conn.execute(ready + order, (name, limit)).fetchall()
+                    continue
+                rows += conn.execute(
+                    ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order, (name, *key, limit)
+                ).fetchall()
+                rows += conn.execute(ready + " AND priority < ?" + order, (name, key[0], limit)).fetchall()
+            due = f"state IN {_LATER} AND run_at <= ?"
+            params: list[Any] = [now]
+            if queue is not None:
+                due += " AND queue = ?"
+                params.append(queue)
+            if key:
+                due += " AND (priority < ? OR (priority = ? AND (run_at, id) > (?, ?)))"
+                params += [key[0], *key]
+            rows += conn.execute(
+                f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_due WHERE {due}" + order,
+                [*params, limit],
+            ).fetchall()
+        rows.sort(key=lambda row: (-row[3], row[5], row[0]))
+        return [(make_cursor(PENDING, row[3], repr(row[5]), row[0]), _record(row)) for row in rows[:limit]]
 
     def stats(self, now: float) -> Stats:
         with self._snapshot() as conn:
