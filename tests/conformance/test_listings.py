@@ -10,7 +10,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.listing import EVERY_STATE
-from conveyor.job import Failure, JobRecord
+from conveyor.job import Failure
 
 from .helpers import ids, record
 
@@ -122,7 +122,11 @@ def test_search_reads_a_bounded_number_of_jobs_and_says_so(app: Conveyor) -> Non
     assert [j.args for j in found.jobs] == [["user3@example.com"]]
     assert found.scanned == 12 and not found.stopped and found.next is None
     both = app.jobs_page("pending", search=['"t":"mail.send"', "user1"])
-    assert sorted(j.args[0] for j in both.jobs) == ["user10@example.com", "user11@example.com", "user1@example.com"]
+    assert sorted(j.args[0] for j in both.jobs) == [
+        "user10@example.com",
+        "user11@example.com",
+        "user1@example.com",
+    ]
     nothing = app.jobs_page("pending", search="nobody", scan=5)
     assert nothing.jobs == [] and nothing.scanned == 5 and nothing.stopped and nothing.next is not None
     rest = app.jobs_page("pending", search="nobody", scan=5, after=nothing.next)
@@ -148,4 +152,3 @@ def test_a_bad_cursor_is_a_clear_error(app: Conveyor) -> None:
             app.backend.list_jobs("pending", after=bad)
     with pytest.raises(ValueError, match="cursor"):
         app.backend.list_jobs("dead", after=page.records and "pending~0~1.5~x")
-

@@ -437,11 +437,14 @@ class _Statements:
             f"SELECT j.* FROM {s}.queues q CROSS JOIN LATERAL ({{read}}) j"
             f" WHERE q.name = %(queue)s OR %(queue)s IS NULL"
         )
-        self.page_by_id = by_queue.format(
-            read=f"SELECT {_COLUMNS} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
-            " AND (run_at > %(now)s OR state NOT IN ('scheduled', 'retry'))"
-            " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s"
-        ) + " ORDER BY id DESC LIMIT %(limit)s"
+        self.page_by_id = (
+            by_queue.format(
+                read=f"SELECT {_COLUMNS} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
+                " AND (run_at > %(now)s OR state NOT IN ('scheduled', 'retry'))"
+                " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s"
+            )
+            + " ORDER BY id DESC LIMIT %(limit)s"
+        )
         # Active jobs: the few rows of the jobs_active index, read whole (MATERIALIZED keeps
         # the planner from walking the primary key backwards for the ORDER BY id).
         self.page_active = (
