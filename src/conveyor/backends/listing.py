@@ -134,7 +134,9 @@ class Listings:
         needles = [search.encode()] if isinstance(search, str) else [s.encode() for s in search or ()]
         if not any(needles):
             rows = []
-            for row in self._walk(state, queue, after, now, limit + 1):
+            # At most CHUNK jobs a store call, however large the page: no call (a Redis
+            # script above all) grows with what the caller asks for.
+            for row in self._walk(state, queue, after, now, min(limit + 1, CHUNK)):
                 rows.append(row)
                 if len(rows) > limit:
                     break
