@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 import orjson
 
 from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
-from .backends.listing import SEARCH_SCAN
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
@@ -423,14 +422,15 @@ class Conveyor:
         after: str | None = None,
         search: str | Sequence[str] | None = None,
         meta: dict[str, Any] | None = None,
-        scan: int = SEARCH_SCAN,
+        scan: int | None = None,
     ) -> JobPage:
         """One page of jobs read through the store's index, and the cursor of the next page
         (``after=page.next``): every page costs what the first does, however many jobs are
         stored. ``search`` keeps jobs whose payload contains the text (a task name, an
         argument; every text of a list); ``meta`` keeps jobs whose metadata has each of these
         keys with that value. A search or meta filter reads at most ``scan`` jobs, newest
-        first, and says how many it read (``scanned``) and whether it stopped at that bound
+        first (None: the store's default, 10,000 on SQLite and PostgreSQL, 2,000 on Redis),
+        and says how many it read (``scanned``) and whether it stopped at that bound
         (``stopped``)."""
         now = time.time()
         chosen = None if state is None else _state(state)
@@ -441,6 +441,7 @@ class Conveyor:
         if search is not None:
             raise ValueError("jobs() takes search= or meta=, not both")
         # The store searches for the first pair's text; every pair is checked here.
+        scan = self.backend.search_scan if scan is None else scan
         key, value = next(iter(meta.items()))
         text = orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode()
         found: list[Job] = []

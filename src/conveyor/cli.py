@@ -21,7 +21,6 @@ import orjson
 
 from .app import Conveyor
 from .backends import Migrates
-from .backends.listing import SEARCH_SCAN
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
@@ -377,7 +376,7 @@ def top(app_target: str | None, url: str | None, namespace: str, interval: float
 @click.option("--queue", "-q", help="Only jobs of this queue.")
 @click.option(
     "--search",
-    help=f"Only jobs whose task name or arguments contain this text (reads {SEARCH_SCAN:,} jobs at most).",
+    help="Only jobs whose task name or arguments contain this text (reads a bounded number of jobs).",
 )
 @click.option("--limit", "-n", default=20, show_default=True)
 @click.option("--after", help="Go on from this cursor (printed under the previous page).")
@@ -447,7 +446,7 @@ def jobs(
     print_table(columns, rows, title=title, styles=styles)
     if page.scanned is not None:
         where = "the next" if after else "the first" if state == "pending" else "the newest"
-        stop = f", and stopped there (at most {SEARCH_SCAN:,} a page)" if page.stopped else ""
+        stop = ", and stopped there (a search reads that many at most)" if page.stopped else ""
         click.echo(f"searched {where} {plural(page.scanned, 'job')}{stop}", err=True)
     if page.next is not None:
         word = "next" if state == "pending" else "older"

@@ -151,4 +151,4 @@ def test_a_bad_cursor_is_a_clear_error(app: Conveyor) -> None:
         with pytest.raises(ValueError, match="cursor"):
             app.backend.list_jobs("pending", after=bad)
     with pytest.raises(ValueError, match="cursor"):
-        app.backend.list_jobs("dead", after=page.records and "pending~0~1.5~x")
+        app.backend.list_jobs("dead", after=page.next or "pending~0~1.5~x")

@@ -33,7 +33,7 @@ def admin_calls(app: Conveyor) -> None:
     for state in (*EVERY_STATE, None):
         for queue in (None, "default"):
             first = backend.list_jobs(state, queue, limit=50)
-            deep = backend.list_jobs(state, queue, limit=2_000, after=first.next)
+            deep = backend.list_jobs(state, queue, limit=300, after=first.next)
             if deep.next:
                 backend.list_jobs(state, queue, limit=50, after=deep.next)
     backend.list_jobs("completed", limit=50, search="nobody")
@@ -48,13 +48,12 @@ def admin_calls(app: Conveyor) -> None:
 
 
 ROUNDS = 3
-LOGGED_US = 1_000
 
 
 @pytest.fixture
 def slowlog(redis_server: RedisServer) -> Iterator[RedisServer]:
-    redis_server.command("CONFIG", "SET", "slowlog-log-slower-than", str(LOGGED_US))
-    redis_server.command("CONFIG", "SET", "slowlog-max-len", "10000")
+    redis_server.command("CONFIG", "SET", "slowlog-log-slower-than", "0")  # every command
+    redis_server.command("CONFIG", "SET", "slowlog-max-len", "100000")
     yield redis_server
     redis_server.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
     redis_server.command("CONFIG", "SET", "slowlog-max-len", "128")
@@ -72,26 +71,31 @@ def _signature(args: list[bytes]) -> str:
 
 
 def slowest(server: RedisServer, app: Conveyor, rounds: int = ROUNDS) -> dict[str, int]:
-    """Each kind of command's time in the SLOWLOG (microseconds), the least over ``rounds``
-    runs of the admin calls: a command slow because of its work is slow in every round, one
-    descheduled on a loaded machine is not. A kind that is logged in no round took less than
-    LOGGED_US and is left out."""
-    least: dict[str, int] = {}
+    """The time (microseconds) of the costliest command of the admin calls, by kind. Every
+    command is logged, in ``rounds`` runs of the same calls; a command's cost is the least
+    it took in any round (the n-th command of a kind in one round is the n-th in the
+    others): a command slow because of its work is slow in every round, one descheduled on a
+    loaded machine is not."""
+    least: dict[tuple[str, int], int] = {}
+    admin_calls(app)  # once unlogged: the first call of a script is refused (NOSCRIPT) and sent again
     for done in range(rounds):
         server.command("SLOWLOG", "RESET")
         admin_calls(app)
-        entries = server.command("SLOWLOG", "GET", "10000")
-        assert isinstance(entries, list)
-        this_round: dict[str, int] = {}
-        for entry in entries:
-            kind = _signature([bytes(a) for a in entry[3]])  # type: ignore[index,union-attr]
-            this_round[kind] = max(this_round.get(kind, 0), int(entry[2]))  # type: ignore[index,arg-type]
-        least = (
-            this_round
-            if done == 0
-            else {k: min(v, this_round[k]) for k, v in least.items() if k in this_round}
-        )
-    return least
+        entries = server.command("SLOWLOG", "GET", "100000")
+        assert isinstance(entries, list) and len(entries) < 100_000
+        seen: dict[str, int] = {}
+        this_round: dict[tuple[str, int], int] = {}
+        for entry in reversed(entries):  # the log is newest first
+            kind = _signature([bytes(a) for a in entry[3]])  # type: ignore[arg-type,index,union-attr]
+            if kind in ("SLOWLOG", "SCRIPT"):
+                continue  # this test's own reading of the log, and loading the scripts
+            seen[kind] = seen.get(kind, 0) + 1
+            this_round[kind, seen[kind]] = int(entry[2])  # type: ignore[index,arg-type]
+        least = this_round if done == 0 else {k: min(v, this_round.get(k, v)) for k, v in least.items()}
+    worst: dict[str, int] = {}
+    for (kind, _), took in least.items():
+        worst[kind] = max(worst.get(kind, 0), took)
+    return worst
 
 
 def test_no_admin_script_blocks_the_server(slowlog: RedisServer) -> None:
@@ -103,7 +107,9 @@ def test_no_admin_script_blocks_the_server(slowlog: RedisServer) -> None:
         fill_redis(app, SIZE // 4, "pending")
         fill_redis(app, SIZE // 4, "scheduled")
         fill_redis(app, SIZE // 8, "scheduled", queue="mail", same_time=True)
-        slow = {kind: us for kind, us in slowest(slowlog, app).items() if us > SLOW_US}
-        assert slow == {}, f"slower than {SLOW_US} us in every round: {slow}"
+        worst = slowest(slowlog, app)
+        assert any(kind.startswith("ids(") for kind in worst)
+        slow = {kind: us for kind, us in worst.items() if us > SLOW_US}
+        assert slow == {}, f"slower than {SLOW_US} us in every round: {slow} (all: {worst})"
     finally:
         app.close()

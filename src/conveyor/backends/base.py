@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, Stats, WorkerInfo
 from ..redaction import redact, redact_url
-from .listing import SEARCH_SCAN, Page
+from .listing import Page
 
 #: Admin actions accepted by ``Backend.act``.
 #: retry: dead, cancelled, retry or scheduled jobs become pending now, attempts reset to 0;
@@ -83,6 +83,9 @@ class Backend(Protocol):
         """Block up to ``timeout`` seconds, returning early when a job may have arrived."""
 
     # -- admin ----------------------------------------------------------------------------
+    #: Jobs a search reads at most when its caller does not say (``list_jobs``).
+    search_scan: int
+
     def get(self, job_id: str) -> JobRecord | None: ...
 
     def jobs(
@@ -106,14 +109,15 @@ class Backend(Protocol):
         after: str | None = None,
         now: float | None = None,
         search: str | Sequence[str] | None = None,
-        scan: int = SEARCH_SCAN,
+        scan: int | None = None,
     ) -> Page:
         """One page of jobs in a state's listing order (see ``backends/listing.py``), after
         the cursor ``after`` (a ``Page.next``), read through an index: every page costs what
         the first does. ``state="pending"`` includes scheduled and retry jobs that are due;
         ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
         turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
-        list), reading at most ``scan`` jobs; the page says how many it read."""
+        list), reading at most ``scan`` jobs (None: the store's ``search_scan``, as many as it
+        reads within about 50 ms); the page says how many it read."""
 
     def stats(self, now: float) -> Stats: ...
 

@@ -1,10 +1,13 @@
 """Admin listings: pages read through a store's indexes and resumed from a cursor, and a
 search that reads a bounded number of jobs and says how many.
 
-A store implements one hook, ``_page(state, queue, limit, after, now)``: the first ``limit``
-jobs of one visible state after the cursor ``after``, in that state's listing order, each
-with its own cursor. Everything else is built here, once for every store: listings of every
-state, the deprecated offsets, and search. A page costs the same wherever it starts (a
+A store implements one hook, ``_page(state, queue, limit, after, now, needles)``: the first
+``limit`` jobs of one visible state after the cursor ``after``, in that state's listing
+order, each with its own cursor. With ``needles`` (a search) the store reads only each job's
+sort key and whether its payload holds every needle, and the whole record only of those that
+do (None for the rest): a search reads thousands of index entries, not thousands of jobs
+into Python. Everything else is built here, once for every store: listings of every state,
+the deprecated offsets, and search. A page costs the same wherever it starts (a
 keyset, never an OFFSET), so page 10,000 costs what page 1 does.
 
 Listing order per state (what an index gives without a sort; stated in docs/listings.md):
@@ -29,10 +32,11 @@ from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, PENDING, RETRY, SCHEDULED,
 
 #: The order a listing of every state goes through the states.
 EVERY_STATE = (ACTIVE, PENDING, SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED)
-#: Jobs a search reads at most, newest first: a search that matches nothing costs this much,
-#: however many jobs are stored.
+#: Jobs a search reads at most by default, newest first: a search that matches nothing costs
+#: this much, however many jobs are stored (a store may read fewer: ``Listings.search_scan``).
 SEARCH_SCAN = 10_000
-#: Jobs read per store call while searching or skipping an offset.
+#: Jobs read at most per store call (a page, a stretch of a search, an offset skipped); a
+#: store may read fewer (``Listings.chunk``).
 CHUNK = 500
 SEPARATOR = "~"
 
@@ -90,16 +94,37 @@ def cursor_int(value: str, cursor: str) -> int:
 class Listings:
     """``list_jobs`` and ``jobs`` of the Backend protocol, built on a store's ``_page``."""
 
+    #: Jobs read at most per ``_page`` call.
+    chunk = CHUNK
+    #: Jobs a search reads at most when the caller does not say.
+    search_scan = SEARCH_SCAN
+
     def _page(
-        self, state: str, queue: str | None, limit: int, after: str | None, now: float
-    ) -> list[tuple[str, JobRecord]]:
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
         raise NotImplementedError  # each store's: a keyset read of one state's index
 
     def _walk(
-        self, state: str | None, queue: str | None, after: str | None, now: float, chunk: int
-    ) -> Iterator[tuple[str, JobRecord]]:
+        self,
+        state: str | None,
+        queue: str | None,
+        after: str | None,
+        now: float,
+        chunk: int,
+        needles: Sequence[bytes] = (),
+        budget: int | None = None,
+    ) -> Iterator[tuple[str, JobRecord | None]]:
         """(cursor, record) of every job listed after ``after``, read ``chunk`` at a time
-        (lazily: a consumer that stops early reads no further)."""
+        (lazily: a consumer that stops early reads no further), ``budget`` jobs at most.
+        The record is None for a job whose payload lacks one of the ``needles``, or one
+        deleted between a store's two reads; with ``needles``, such a job has a cursor (""
+        otherwise) only when it ends a store call: the walk stops or goes on only there."""
         states = EVERY_STATE if state is None else (state,)
         if state is not None and state not in EVERY_STATE:
             raise ValueError(f"unknown state {state!r}; expected one of {', '.join(EVERY_STATE)}")
@@ -109,12 +134,16 @@ class Listings:
             if where not in states:
                 raise ValueError(f"bad listing cursor {after!r}: not one of a {state or 'job'} listing")
             start = states.index(where)
+        left = budget
         for index, current in enumerate(states[start:]):
             position = after if index == 0 else None
-            while True:
-                rows = self._page(current, queue, chunk, position, now)
+            while left is None or left > 0:
+                size = chunk if left is None else min(chunk, left)
+                rows = self._page(current, queue, size, position, now, needles)
                 yield from rows
-                if len(rows) < chunk:
+                if left is not None:
+                    left -= len(rows)
+                if len(rows) < size:
                     break
                 position = rows[-1][0]
 
@@ -126,27 +155,30 @@ class Listings:
         after: str | None = None,
         now: float | None = None,
         search: str | Sequence[str] | None = None,
-        scan: int = SEARCH_SCAN,
+        scan: int | None = None,
     ) -> Page:
         now = time.time() if now is None else now
+        scan = self.search_scan if scan is None else scan
         if limit < 1:
             return Page([], None)
         needles = [search.encode()] if isinstance(search, str) else [s.encode() for s in search or ()]
         if not any(needles):
             rows = []
-            # At most CHUNK jobs a store call, however large the page: no call (a Redis
+            # At most ``chunk`` jobs a store call, however large the page: no call (a Redis
             # script above all) grows with what the caller asks for.
-            for row in self._walk(state, queue, after, now, min(limit + 1, CHUNK)):
-                rows.append(row)
+            for position, record in self._walk(state, queue, after, now, min(limit + 1, self.chunk)):
+                if record is None:
+                    continue  # deleted between the store's two reads (Redis)
+                rows.append((position, record))
                 if len(rows) > limit:
                     break
             following = rows[limit - 1][0] if len(rows) > limit else None
             return Page([record for _, record in rows[:limit]], following)
         found: list[JobRecord] = []
         scanned = 0
-        for position, record in self._walk(state, queue, after, now, CHUNK):
+        for position, record in self._walk(state, queue, after, now, self.chunk, needles, max(scan, 1)):
             scanned += 1
-            if all(needle in record.payload for needle in needles):
+            if record is not None:
                 found.append(record)
                 if len(found) == limit:
                     return Page(found, position, scanned)
@@ -171,8 +203,9 @@ class Listings:
             return self.list_jobs(state, queue, limit, after, now).records
         # Deprecated: an offset is skipped by reading it, O(offset); ``after`` costs O(page).
         rows: list[JobRecord] = []
-        for _, record in self._walk(state, queue, after, now, min(offset + limit, CHUNK)):
-            rows.append(record)
+        for _, record in self._walk(state, queue, after, now, min(offset + limit, self.chunk)):
+            if record is not None:
+                rows.append(record)
             if len(rows) >= offset + limit:
                 break
         return rows[offset:]

@@ -142,6 +142,12 @@ _T_COLUMNS = ", ".join("t." + c.strip() for c in _COLUMNS.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
 _WAITING = "('scheduled','pending','retry')"
 _LATER = "('scheduled','retry')"
+#: What a search's listing reads in place of the columns it does not need (all but the sort
+#: key: id, priority, run_at, finished_at), in JobRecord's order.
+_UNREAD = (
+    "NULL::int AS attempts, NULL::int AS max_attempts, NULL::float8 AS timeout,"
+    " NULL::float8 AS created_at, NULL::float8 AS started_at"
+)
 #: Due scheduled and retry jobs a claim turns pending per queue, at most: a backlog that came
 #: due at once is promoted over several claims instead of in one long statement.
 PROMOTE_BATCH = 2000
@@ -429,17 +435,19 @@ class _Statements:
         self.version = f"SELECT coalesce(max(version), 0) FROM {s}.migrations"
         self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
         self.get = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = %(id)s"
+        self.by_id_list = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = ANY(%(ids)s::text[])"
         self.queues = f"SELECT name, paused FROM {s}.queues"
         # Listings, a keyset per state (see backends/listing.py). Per queue, as a LATERAL
         # read of each queue's range of an index, merged by the outer ORDER BY: one statement,
-        # a few index entries per queue, never a sort of a whole state.
+        # a few index entries per queue, never a sort of a whole state. {select} is the
+        # columns read: a whole job, or for a search its sort key and whether it matched.
         by_queue = (
             f"SELECT j.* FROM {s}.queues q CROSS JOIN LATERAL ({{read}}) j"
             f" WHERE q.name = %(queue)s OR %(queue)s IS NULL"
         )
         self.page_by_id = (
             by_queue.format(
-                read=f"SELECT {_COLUMNS} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
+                read=f"SELECT {{select}} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
                 " AND (run_at > %(now)s OR state NOT IN ('scheduled', 'retry'))"
                 " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s"
             )
@@ -448,18 +456,18 @@ class _Statements:
         # Active jobs: the few rows of the jobs_active index, read whole (MATERIALIZED keeps
         # the planner from walking the primary key backwards for the ORDER BY id).
         self.page_active = (
-            f"WITH a AS MATERIALIZED (SELECT {_COLUMNS} FROM {s}.jobs WHERE state = 'active')"
+            f"WITH a AS MATERIALIZED (SELECT {{select}} FROM {s}.jobs WHERE state = 'active')"
             " SELECT * FROM a WHERE (queue = %(queue)s OR %(queue)s IS NULL) AND id < %(after)s"
             " ORDER BY id DESC LIMIT %(limit)s"
         )
         claim_order = " ORDER BY priority DESC, run_at, id LIMIT %(limit)s"
-        ready = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+        ready = f"SELECT {{select}} FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
         # Pending: per queue, the rest of the cursor's priority, then the lower priorities
         # (two ranges of jobs_ready); then due scheduled and retry jobs not yet made pending
         # (none while a worker claims: each claim promotes them), from jobs_due.
         cursor_rest = "priority = %(priority)s AND (run_at, id) > (%(run_at)s, %(after)s)"
         due = (
-            f"SELECT {_COLUMNS} FROM {s}.jobs"
+            f"SELECT {{select}} FROM {s}.jobs"
             f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
         )
         self.page_pending = (
@@ -980,8 +988,14 @@ class PostgresBackend(Listings):
         return None if row is None else _record(row)
 
     def _page(
-        self, state: str, queue: str | None, limit: int, after: str | None, now: float
-    ) -> list[tuple[str, JobRecord]]:
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
         params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
         if state == PENDING:
             # Past the cursor, or from the top: above every priority and before every id.
@@ -999,10 +1013,36 @@ class PostgresBackend(Listings):
                 statement = self.sql.page_by_id
             else:
                 return []
+        select = _COLUMNS
+        if needles:
+            # A search reads the sort key and whether the payload holds every text; the
+            # jobs that do are read whole afterwards (a page at most).
+            found = " AND ".join(
+                f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))
+            )
+            params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+            select = (
+                f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
+                f" finished_at, ({found}) AS hit"
+            )
+        statement = statement.format(select=select)
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         if state == PENDING:
-            return [(make_cursor(state, row[3], repr(row[5]), row[0]), _record(row)) for row in rows]
-        return [(make_cursor(state, row[0]), _record(row)) for row in rows]
+            cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
+        else:
+            cursors = [make_cursor(state, row[0]) for row in rows]
+        if not needles:
+            return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
+        if hits:
+            read = self.sql.by_id_list
+            for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
+                whole[full[0]] = _record(full)
+        return [
+            (position, whole.get(row[0]) if row[-1] else None)
+            for position, row in zip(cursors, rows, strict=True)
+        ]
 
     def stats(self, now: float) -> Stats:
         def read(conn: Conn) -> Stats:

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -554,16 +554,30 @@ class SQLiteBackend(Listings):
         return f"state = '{state}'", []
 
     def _page(
-        self, state: str, queue: str | None, limit: int, after: str | None, now: float
-    ) -> list[tuple[str, JobRecord]]:
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
         # Each state is read through its own index, named (INDEXED BY) so that the plan does
         # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
         # The state is written into the statement, not bound: SQLite uses a partial index
         # only when the query's WHERE implies the index's at prepare time.
+        select, picked = _COLUMNS, list[Any](needles)
+        if needles:
+            # A search reads only the sort key and whether the payload holds every text;
+            # the jobs that do are read whole afterwards (few: a page).
+            found = " AND ".join("instr(payload, ?) > 0" for _ in needles)
+            select = (
+                f"id, queue, NULL, priority, NULL, run_at, {', '.join(['NULL'] * 5)}, finished_at, ({found})"
+            )
         if state == PENDING:
-            return self._pending_page(queue, limit, after, now)
+            return self._pending_page(queue, limit, after, now, select, picked)
         conn = self._conn()
-        where, params = f"state = '{state}'", []
+        where, params = f"state = '{state}'", picked
         if queue is not None:
             where += " AND queue = ?"
             params.append(queue)
@@ -573,11 +587,11 @@ class SQLiteBackend(Listings):
                 where += " AND (finished_at, id) < (?, ?)"
                 params += [cursor_float(at, after), last]
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_finished WHERE {where}"
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_finished WHERE {where}"
                 " ORDER BY finished_at DESC, id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return [(make_cursor(state, repr(row[11]), row[0]), _record(row)) for row in rows]
+            return self._found(rows, needles, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
         elif state in _LISTED_STATES:
@@ -594,18 +608,40 @@ class SQLiteBackend(Listings):
             where += " AND id < ?"
             params.append(last)
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_{index} WHERE {where}"
+            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_{index} WHERE {where}"
             " ORDER BY id DESC LIMIT ?",
             [*params, limit],
         ).fetchall()
-        return [(make_cursor(state, row[0]), _record(row)) for row in rows]
+        return self._found(rows, needles, lambda row: make_cursor(state, row[0]))
+
+    def _found(
+        self, rows: list[Any], needles: Sequence[bytes], cursor: Callable[[Any], str]
+    ) -> list[tuple[str, JobRecord | None]]:
+        """Each row's cursor and record; for a search, the record of a row that matched
+        (read whole here) or None."""
+        if not needles:
+            return [(cursor(row), _record(row)) for row in rows]
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
+        for i in range(0, len(hits), 500):
+            chunk = hits[i : i + 500]
+            for full in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM {self.t} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                whole[full[0]] = _record(full)
+        # A cursor only where a search may stop (a match, or the end of what was read).
+        last = len(rows) - 1
+        return [
+            (cursor(row), whole.get(row[0])) if row[-1] else (cursor(row) if i == last else "", None)
+            for i, row in enumerate(rows)
+        ]
 
     def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
         return [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
 
     def _pending_page(
-        self, queue: str | None, limit: int, after: str | None, now: float
-    ) -> list[tuple[str, JobRecord]]:
+        self, queue: str | None, limit: int, after: str | None, now: float, select: str, picked: list[Any]
+    ) -> list[tuple[str, JobRecord | None]]:
         """Pending jobs in claim order (priority DESC, run_at, id) after the cursor: per
         queue, a range of the ready index from the cursor on (two ranges: the rest of the
         cursor's priority, then the lower ones); then the scheduled and retry jobs that came
@@ -617,7 +653,7 @@ class SQLiteBackend(Listings):
             key = [cursor_int(priority, after), cursor_float(run_at, after), last]
         order = " ORDER BY priority DESC, run_at, id LIMIT ?"
         ready = (
-            f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_ready"
+            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_ready"
             " WHERE queue = ? AND state = 'pending'"
         )
         with self._snapshot() as conn:
@@ -625,14 +661,17 @@ class SQLiteBackend(Listings):
             rows: list[Any] = []
             for name in queues:
                 if not key:
-                    rows += conn.execute(ready + order, (name, limit)).fetchall()
+                    rows += conn.execute(ready + order, (*picked, name, limit)).fetchall()
                     continue
                 rows += conn.execute(
-                    ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order, (name, *key, limit)
+                    ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order,
+                    (*picked, name, *key, limit),
                 ).fetchall()
-                rows += conn.execute(ready + " AND priority < ?" + order, (name, key[0], limit)).fetchall()
+                rows += conn.execute(
+                    ready + " AND priority < ?" + order, (*picked, name, key[0], limit)
+                ).fetchall()
             due = f"state IN {_LATER} AND run_at <= ?"
-            params: list[Any] = [now]
+            params: list[Any] = [*picked, now]
             if queue is not None:
                 due += " AND queue = ?"
                 params.append(queue)
@@ -640,11 +679,13 @@ class SQLiteBackend(Listings):
                 due += " AND (priority < ? OR (priority = ? AND (run_at, id) > (?, ?)))"
                 params += [key[0], *key]
             rows += conn.execute(
-                f"SELECT {_COLUMNS} FROM {self.t} INDEXED BY {self.ns}_jobs_due WHERE {due}" + order,
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_due WHERE {due}" + order,
                 [*params, limit],
             ).fetchall()
-        rows.sort(key=lambda row: (-row[3], row[5], row[0]))
-        return [(make_cursor(PENDING, row[3], repr(row[5]), row[0]), _record(row)) for row in rows[:limit]]
+            rows.sort(key=lambda row: (-row[3], row[5], row[0]))
+            return self._found(
+                rows[:limit], picked, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
+            )
 
     def stats(self, now: float) -> Stats:
         with self._snapshot() as conn:

@@ -32,7 +32,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..backends.listing import SEARCH_SCAN
 from ..job import (
     ACTIVE,
     CANCELLED,
@@ -471,7 +470,6 @@ class Dashboard:
             next_cursor=page.next,
             scanned=page.scanned,
             stopped=page.stopped,
-            scan_limit=SEARCH_SCAN,
             filters=filters,
             queue=queue,
             task=task,
@@ -488,8 +486,8 @@ class Dashboard:
     ) -> JobPage:
         """One page of jobs from the cursor ``after``. A task name becomes the search text
         ``"t":"name"``, which matches only that task's payloads; with an argument text too,
-        the store keeps payloads holding both. A search reads at most ``SEARCH_SCAN`` jobs and
-        the page says how many it read."""
+        the store keeps payloads holding both. A search reads a bounded number of jobs (the
+        store's ``search_scan``) and the page says how many it read."""
         needles = []
         if task is not None:
             needles.append('"t":' + orjson.dumps(task).decode())

@@ -15,15 +15,40 @@
 --          jobs, 'scheduled' and 'retry' only those not due
 -- ARGV[3]  now
 -- ARGV[4]  at most this many ids
--- ARGV[5…] the cursor (absent: from the start): pending: priority, run_at, id;
+-- ARGV[5]  k, how many search texts follow (0: no search)
+-- ARGV[6…5+k]  the texts: a job matches when its payload holds every one
+-- ARGV[6+k…] the cursor (absent: from the start): pending: priority, run_at, id;
 --          scheduled, retry, completed, dead, cancelled: score, id; active: id
 --
--- Returns {id, score, priority, …} in listing order: pending by priority DESC, run_at, id
--- (claim order); scheduled and retry by run_at, id; completed, dead and cancelled by
--- finished_at DESC, id DESC; active by id DESC (a few per worker, read whole).
+-- Returns {id, score, priority, matched, …} in listing order: pending by priority DESC,
+-- run_at, id (claim order); scheduled and retry by run_at, id; completed, dead and cancelled
+-- by finished_at DESC, id DESC; active by id DESC (a few per worker, read whole). matched is
+-- 1 when the job's payload holds every text (always, without a search), else 0: a search
+-- reads one field of each job listed here, never the jobs into the client.
 local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
 local limit = tonumber(ARGV[4])
+local needles = {}
+for i = 6, 5 + tonumber(ARGV[5]) do needles[#needles + 1] = ARGV[i] end
+local cursor = {}
+for i = 6 + #needles, #ARGV do cursor[#cursor + 1] = ARGV[i] end
 local out = {}
+
+local function matched(id)
+  if #needles == 0 then return 1 end
+  local payload = redis.call('HGET', prefix .. 'j:' .. id, 'p')
+  if not payload then return 0 end
+  for _, needle in ipairs(needles) do
+    if not string.find(payload, needle, 1, true) then return 0 end
+  end
+  return 1
+end
+
+local function emit(id, score, priority)
+  out[#out + 1] = id
+  out[#out + 1] = score
+  out[#out + 1] = priority
+  out[#out + 1] = matched(id)
+end
 
 -- Byte order, as Redis orders members (Lua's own < follows the server's locale).
 local function less(a, b)
@@ -53,16 +78,14 @@ local function take(key, first, last, reversed, priority)
   local n = #got / 2
   for i = 1, n do
     local j = reversed and (n - i + 1) or i
-    out[#out + 1] = got[2 * j - 1]
-    out[#out + 1] = got[2 * j]
-    out[#out + 1] = priority
+    emit(got[2 * j - 1], got[2 * j], priority)
   end
 end
 
 if state == 'pending' then
-  local cp, crun, cid = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+  local cp, crun, cid = tonumber(cursor[1]), cursor[2], cursor[3]
   for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1, 'REV')) do
-    local room = limit - #out / 3
+    local room = limit - #out / 4
     if room <= 0 then break end
     local np = tonumber(p)
     if cp == nil or np <= cp then
@@ -76,24 +99,20 @@ if state == 'pending' then
 elseif state == 'scheduled' or state == 'retry' then
   local key = state == 'scheduled' and KEYS[2] or KEYS[3]
   local first = redis.call('ZCOUNT', key, '-inf', now)
-  if ARGV[5] then first = math.max(first, rank(key, ARGV[5], ARGV[6], true)) end
+  if cursor[1] then first = math.max(first, rank(key, cursor[1], cursor[2], true)) end
   take(key, first, first + limit - 1, false, '0')
 elseif state == 'completed' or state == 'dead' or state == 'cancelled' then
   local key = ({completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]})[state]
-  local stop = ARGV[5] and rank(key, ARGV[5], ARGV[6], false) or redis.call('ZCARD', key)
+  local stop = cursor[1] and rank(key, cursor[1], cursor[2], false) or redis.call('ZCARD', key)
   take(key, math.max(stop - limit, 0), stop - 1, true, '0')
 elseif state == 'active' then
   local found = {}
   for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'held:' .. worker)) do
-      if ARGV[5] == nil or less(id, ARGV[5]) then found[#found + 1] = id end
+      if cursor[1] == nil or less(id, cursor[1]) then found[#found + 1] = id end
     end
   end
   table.sort(found, function(a, b) return less(b, a) end)
-  for i = 1, math.min(limit, #found) do
-    out[#out + 1] = found[i]
-    out[#out + 1] = '0'
-    out[#out + 1] = '0'
-  end
+  for i = 1, math.min(limit, #found) do emit(found[i], '0', '0') end
 end
 return out
