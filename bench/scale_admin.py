@@ -171,14 +171,40 @@ def stores(kind: str, sizes: list[int], stack: ExitStack) -> Iterator[tuple[int,
             single.command("FLUSHALL")
 
 
+def table(before: Path, after: Path, store: str) -> str:
+    """A Markdown table of one store's figures: each call at each size, before and after."""
+    runs: dict[tuple[str, int], dict[str, float]] = {}
+    for label, path in (("before", before), ("after", after)):
+        for line in path.read_text().splitlines():
+            row = orjson.loads(line)
+            if row["store"] == store:
+                runs[label, row["size"]] = row["ms"]
+    sizes = sorted({size for _, size in runs})
+    columns = [(label, size) for size in sizes for label in ("before", "after") if (label, size) in runs]
+    lines = [
+        "| ms | " + " | ".join(f"{label} {size:,}" for label, size in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name in dict.fromkeys(name for figures in runs.values() for name in figures):
+        cells = [runs[c].get(name) for c in columns]
+        lines.append(f"| {name} | " + " | ".join("" if v is None else f"{v:,.1f}" for v in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--store", choices=("sqlite", "postgres", "redis", "cluster"), required=True)
     parser.add_argument("--json", type=Path, help="Append the figures to this file (JSON lines).")
-    parser.add_argument("sizes", nargs="+", type=int)
+    parser.add_argument(
+        "--table", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="Print two runs' table."
+    )
+    parser.add_argument("sizes", nargs="*", type=int)
     options = parser.parse_args()
+    if options.table:
+        print(table(options.table[0], options.table[1], options.store))
+        return
     import conveyor
 
     source = str(Path(conveyor.__file__).resolve().parents[1])

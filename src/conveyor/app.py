@@ -429,9 +429,8 @@ class Conveyor:
         stored. ``search`` keeps jobs whose payload contains the text (a task name, an
         argument; every text of a list); ``meta`` keeps jobs whose metadata has each of these
         keys with that value. A search or meta filter reads at most ``scan`` jobs, newest
-        first (None: the store's default, 10,000 on SQLite and PostgreSQL, 2,000 on Redis),
-        and says how many it read (``scanned``) and whether it stopped at that bound
-        (``stopped``)."""
+        first (None: the store's default, 2,000), and says how many it read (``scanned``)
+        and whether it stopped at that bound (``stopped``)."""
         now = time.time()
         chosen = None if state is None else _state(state)
         if not meta:

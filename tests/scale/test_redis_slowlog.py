@@ -7,6 +7,7 @@ and recover. ``make bench-scale`` runs the same at a million jobs (bench/scale_a
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 
@@ -22,7 +23,8 @@ from tests.servers import RedisServer
 #: Script names by SHA1, as SLOWLOG shows them.
 SCRIPT_NAMES = {hashlib.sha1(script_source(name).encode()).hexdigest(): name for name in SCRIPTS}
 
-SIZE = 20_000
+#: The backlog; ``make bench-scale`` sets a million.
+SIZE = int(os.environ.get("CONVEYOR_SCALE_SIZE", "20000"))
 SLOW_US = 5_000
 
 

@@ -116,8 +116,8 @@ class Backend(Protocol):
         the first does. ``state="pending"`` includes scheduled and retry jobs that are due;
         ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
         turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
-        list), reading at most ``scan`` jobs (None: the store's ``search_scan``, as many as it
-        reads within about 50 ms); the page says how many it read."""
+        list), reading at most ``scan`` jobs (None: the store's ``search_scan``, 2,000); the
+        page says how many it read."""
 
     def stats(self, now: float) -> Stats: ...
 

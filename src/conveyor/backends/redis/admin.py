@@ -52,9 +52,6 @@ class Admin(Listings):
     #: in proportion to what the scripts before it left (the strings of their replies):
     #: 100 keeps both a fraction of a millisecond.
     chunk = 100
-    #: A search reads each job's payload in a script, a hundred a round-trip: 2,000 jobs in
-    #: about 50 ms (10,000 on the SQL stores).
-    search_scan = 2_000
 
     keys: Keys
     client: Any
