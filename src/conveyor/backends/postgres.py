@@ -441,15 +441,17 @@ class _Statements:
         # read of each queue's range of an index, merged by the outer ORDER BY: one statement,
         # a few index entries per queue, never a sort of a whole state. {select} is the
         # columns read: a whole job, or for a search its sort key and whether it matched.
-        by_queue = (
-            f"SELECT j.* FROM {s}.queues q CROSS JOIN LATERAL ({{read}}) j"
-            f" WHERE q.name = %(queue)s OR %(queue)s IS NULL"
-        )
+        # The state is written into the statement, not bound: psycopg prepares a statement
+        # run often, and a generic plan cannot prove a partial index's predicate from a
+        # parameter. For the same reason the queue filter is there or not, never
+        # "= %(queue)s OR %(queue)s IS NULL". Filled per call: {select} {state} {waiting}
+        # {which}. (tests/scale/test_listing_size.py checks the generic plans.)
+        by_queue = f"SELECT j.* FROM {s}.queues q CROSS JOIN LATERAL ({{read}}) j{{which}}"
         self.page_by_id = (
-            by_queue.format(
-                read=f"SELECT {{select}} FROM {s}.jobs WHERE state = %(state)s AND queue = q.name"
-                " AND (run_at > %(now)s OR state NOT IN ('scheduled', 'retry'))"
-                " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s"
+            by_queue.replace(
+                "{read}",
+                f"SELECT {{select}} FROM {s}.jobs WHERE state = '{{state}}' AND queue = q.name{{waiting}}"
+                " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s",
             )
             + " ORDER BY id DESC LIMIT %(limit)s"
         )
@@ -471,10 +473,11 @@ class _Statements:
             f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
         )
         self.page_pending = (
-            by_queue.format(
-                read=f"({ready} AND {cursor_rest}{claim_order})"
+            by_queue.replace(
+                "{read}",
+                f"({ready} AND {cursor_rest}{claim_order})"
                 f" UNION ALL ({ready} AND priority < %(priority)s{claim_order})"
-                f" UNION ALL ({due} AND (priority < %(priority)s OR ({cursor_rest})){claim_order})"
+                f" UNION ALL ({due} AND (priority < %(priority)s OR ({cursor_rest})){claim_order})",
             )
             + claim_order
         )
@@ -1025,7 +1028,12 @@ class PostgresBackend(Listings):
                 f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
                 f" finished_at, ({found}) AS hit"
             )
-        statement = statement.format(select=select)
+        statement = statement.format(
+            select=select,
+            state=state,  # one of the states checked above: a literal, see _Statements
+            waiting=" AND run_at > %(now)s" if state in (SCHEDULED, RETRY) else "",
+            which="" if queue is None else " WHERE q.name = %(queue)s",
+        )
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         if state == PENDING:
             cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
