@@ -220,7 +220,7 @@ class Admin(Listings):
             only = ""
         else:
             by_queue = {}
-            for _, record in self._walk(state, queue, None, now, min(limit or ACT_CHUNK, ACT_CHUNK)):
+            for _, record in self._walk(state, queue, None, now, min(limit or self.chunk, self.chunk)):
                 if record is None:
                     continue
                 by_queue.setdefault(record.queue, []).append(record.id)
