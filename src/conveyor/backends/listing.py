@@ -7,8 +7,8 @@ order, each with its own cursor. With ``needles`` (a search) the store reads onl
 sort key and whether its payload holds every needle, and the whole record only of those that
 do (None for the rest): a search reads thousands of index entries, not thousands of jobs
 into Python. Everything else is built here, once for every store: listings of every state,
-the deprecated offsets, and search. A page costs the same wherever it starts (a
-keyset, never an OFFSET), so page 10,000 costs what page 1 does.
+the deprecated offsets, and search. A page costs the same wherever it starts (a keyset,
+never an OFFSET), so page 10,000 costs what page 1 does.
 
 Listing order per state (what an index gives without a sort; stated in docs/listings.md):
 
@@ -33,8 +33,7 @@ from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, PENDING, RETRY, SCHEDULED,
 #: The order a listing of every state goes through the states.
 EVERY_STATE = (ACTIVE, PENDING, SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED)
 #: Jobs a search reads at most by default, newest first: a search that matches nothing costs
-#: this much, however many jobs are stored: within about 50 ms on every store beside a million
-#: jobs (SQLite reads the newest finished jobs in no order of the table: a B-tree search each).
+#: this much, however many jobs are stored (figures in docs/listings.md).
 SEARCH_SCAN = 2_000
 #: Jobs read at most per store call (a page, a stretch of a search, an offset skipped); a
 #: store may read fewer (``Listings.chunk``).
