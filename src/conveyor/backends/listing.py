@@ -94,8 +94,9 @@ def cursor_int(value: str, cursor: str) -> int:
 class Listings:
     """``list_jobs`` and ``jobs`` of the Backend protocol, built on a store's ``_page``."""
 
-    #: Jobs read at most per ``_page`` call.
+    #: Jobs read at most per ``_page`` call, and per call of a search.
     chunk = CHUNK
+    search_chunk = CHUNK
     #: Jobs a search reads at most when the caller does not say.
     search_scan = SEARCH_SCAN
 
@@ -176,7 +177,9 @@ class Listings:
             return Page([record for _, record in rows[:limit]], following)
         found: list[JobRecord] = []
         scanned = 0
-        for position, record in self._walk(state, queue, after, now, self.chunk, needles, max(scan, 1)):
+        for position, record in self._walk(
+            state, queue, after, now, self.search_chunk, needles, max(scan, 1)
+        ):
             scanned += 1
             if record is not None:
                 found.append(record)

@@ -52,6 +52,9 @@ class Admin(Listings):
     #: in proportion to what the scripts before it left (the strings of their replies):
     #: 100 keeps both a fraction of a millisecond.
     chunk = 100
+    search_chunk = 100
+    #: The queues of the listing under way, with its ``now`` (see ``_listed_queues``).
+    _queues_of_listing: tuple[float, list[str]] | None = None
 
     keys: Keys
     client: Any
@@ -83,7 +86,7 @@ class Admin(Listings):
         needles: Sequence[bytes] = (),
     ) -> list[tuple[str, JobRecord | None]]:
         parts = self._cursor(state, after)
-        queues = [queue] if queue is not None else self._queues()
+        queues = [queue] if queue is not None else self._listed_queues(now)
         calls = [
             Call(
                 "ids",
@@ -125,6 +128,16 @@ class Admin(Listings):
                 position = make_cursor(state, score, job_id)
             page.append((position, record))  # None: not matched, or deleted since listed
         return page
+
+    def _listed_queues(self, now: float) -> list[str]:
+        """The queues, read once per listing: every store call of one listing or search
+        passes the same ``now``, and a search makes many."""
+        cached = self._queues_of_listing
+        if cached is not None and cached[0] == now:
+            return cached[1]
+        queues = self._queues()
+        self._queues_of_listing = (now, queues)
+        return queues
 
     @staticmethod
     def _cursor(state: str, after: str | None) -> list[Any]:
