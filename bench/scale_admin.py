@@ -161,7 +161,7 @@ def stores(kind: str, sizes: list[int], stack: ExitStack) -> Iterator[tuple[int,
             app.close()
         return
     redis: Any = stack.enter_context(RedisServer(appendonly=False) if kind == "redis" else RedisCluster())
-    url = redis.url
+    url = redis.url if kind == "redis" else "redis+cluster://{}:{}".format(*redis.nodes[0])
     single = redis if kind == "redis" else None
     for count in sizes:
         app = Conveyor(url, namespace=f"scale{count}")
