@@ -445,7 +445,7 @@ def jobs(
     title = plural(len(found), "job") + (f" · {state}" if state else "")
     print_table(columns, rows, title=title, styles=styles)
     if page.scanned is not None:
-        where = "the next" if after else "the first" if state == "pending" else "the newest"
+        where = "the next" if after else "the first"
         stop = ", and stopped there (a search reads that many at most)" if page.stopped else ""
         click.echo(f"searched {where} {plural(page.scanned, 'job')}{stop}", err=True)
     if page.next is not None:

@@ -61,7 +61,7 @@ def test_a_search_says_how_many_jobs_it_read(make_client: ClientFactory, demo: D
     log_in(client)
     found = client.get("/jobs?state=pending&q=u7%40", headers=HTML).text
     assert len(_ids(found)) == 1
-    assert "Searched the first 25 pending jobs." in found
+    assert "Searched the first 25 pending jobs of this list." in found
     none = client.get("/jobs?state=dead&q=nobody", headers=HTML).text
     assert "No dead jobs match these filters among the 0 searched." in none
 
