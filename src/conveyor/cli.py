@@ -397,7 +397,8 @@ def jobs(
     """List jobs, a page at a time, read through the store's index (pending: next to run
     first; the other states newest first): a table on a terminal, tab-separated lines in a
     pipe. Under the page, the command for the next one (--after CURSOR); with --search, how
-    many jobs were searched (on stderr; with --json, as {"next": CURSOR, "scanned": ...})."""
+    many jobs were searched (on stderr; with --json, as {"next": CURSOR, "scanned": ...} when
+    there is a next page or a search)."""
     app = _admin_app(app_target, url, namespace)
     try:
         if offset:
@@ -412,8 +413,9 @@ def jobs(
     if as_json:
         for job in found:
             click.echo(orjson.dumps(_job_dict(job)).decode())
-        tail = {"next": page.next, "scanned": page.scanned, "stopped": page.stopped}
-        click.echo(orjson.dumps(tail).decode(), err=True)
+        if page.next is not None or page.scanned is not None:
+            tail = {"next": page.next, "scanned": page.scanned, "stopped": page.stopped}
+            click.echo(orjson.dumps(tail).decode(), err=True)
         return
     columns = [
         Column("id"),
