@@ -41,6 +41,8 @@ SCRIPTS: Final = (
     "forget",
     "progress",
     "cancels",
+    "ticks",
+    "unschedule",
 )
 
 
