@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 
-def fill_sqlite(path: Path | str, count: int, state: str = "scheduled", offset: float = 3600.0) -> None:
+def fill_sqlite(
+    path: Path | str, count: int, state: str = "scheduled", offset: float = 3600.0, payload: bytes = b"{}"
+) -> None:
     """``count`` jobs of ``state`` in the namespace ``scale`` of the SQLite file ``path``, due
-    ``offset`` seconds from now (spread over 1,000 s), priorities 0-2 (finished now, spread
-    over 1,000 s, when the state is a final one); then ANALYZE, so the statistics say "every
-    job is <state>" and a plan that follows them shows."""
+    ``offset`` seconds from now (spread over 1,000 s), priorities 0-2, each with ``payload``
+    (the default runs nothing: a benchmark passes a task's), finished now (spread over
+    1,000 s) when the state is a final one; then ANALYZE, so the statistics say "every job
+    is <state>" and a plan that follows them shows."""
     now = time.time()
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         (have,) = conn.execute("SELECT count(*) FROM scale_jobs").fetchone()
@@ -23,30 +26,30 @@ def fill_sqlite(path: Path | str, count: int, state: str = "scheduled", offset: 
         conn.execute(
             "WITH RECURSIVE c(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
             " INSERT INTO scale_jobs (id, queue, payload, priority, state, run_at, max_attempts,"
-            " created_at, finished_at) SELECT printf('%s%012d', ?, i), 'default', X'7B7D', i % 3, ?,"
+            " created_at, finished_at) SELECT printf('%s%012d', ?, i), 'default', ?, i % 3, ?,"
             " ? + i % 1000, 1, ?, CASE WHEN ? IN ('completed', 'dead', 'cancelled') THEN ? - i % 1000 END"
             " FROM c",
-            (have, have + count - 1, state[0], state, now + offset, now, state, now),
+            (have, have + count - 1, state[0], payload, state, now + offset, now, state, now),
         )
         conn.execute("INSERT OR IGNORE INTO scale_queues (name) VALUES ('default')")
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
 
 
-def fill_postgres(url: str, ns: str, count: int, state: str = "scheduled") -> None:
+def fill_postgres(url: str, ns: str, count: int, state: str = "scheduled", payload: bytes = b"{}") -> None:
     """``count`` jobs of ``state`` (due in an hour, spread over 1,000 s; finished now, spread
-    over 1,000 s, when the state is a final one) in the PostgreSQL namespace ``ns``; then
-    ANALYZE, as ``fill_sqlite``."""
+    over 1,000 s, when the state is a final one) in the PostgreSQL namespace ``ns``, each with
+    ``payload``; then ANALYZE, as ``fill_sqlite``."""
     import psycopg
 
     now = time.time()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at,"
-            " finished_at) SELECT %(prefix)s || lpad(i::text, 12, '0'), 'default', '\\x7b7d'::bytea, i %% 3,"
+            " finished_at) SELECT %(prefix)s || lpad(i::text, 12, '0'), 'default', %(payload)s, i %% 3,"
             " %(state)s, %(now)s + 3600 + i %% 1000, 1, %(now)s, CASE WHEN %(state)s IN ('completed', 'dead',"
             " 'cancelled') THEN %(now)s - i %% 1000 END FROM generate_series(1, %(count)s) AS i",
-            {"now": now, "count": count, "state": state, "prefix": state[:2]},
+            {"now": now, "count": count, "state": state, "prefix": state[:2], "payload": payload},
         )
         conn.execute(f"INSERT INTO {ns}.queues (name) VALUES ('default') ON CONFLICT DO NOTHING")
         conn.execute(f"ANALYZE {ns}.jobs")

@@ -27,7 +27,7 @@ from ...job import (
     WorkerInfo,
 )
 from ..base import check_action
-from ..listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from ..listing import EVERY_STATE, Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .keys import Keys
 from .records import FIELDS, from_hash
 from .wire import Call, Wire
@@ -85,8 +85,27 @@ class Admin(Listings):
         now: float,
         needles: Sequence[bytes] = (),
     ) -> list[tuple[str, JobRecord | None]]:
+        listed = self._listed(state, queue, limit, after, now, needles)
+        records = self._read([(job_id, where) for _, job_id, where, hit in listed if hit])
+        by_id = {r.id: r for r in records}
+        # None: not matched, or deleted since listed
+        return [(position, by_id.get(job_id)) for position, job_id, _, _ in listed]
+
+    def _listed(
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, str, str, bool]]:
+        """(cursor, id, queue it is stored under, matched) of the first ``limit`` jobs after
+        ``after``: each queue's first ``limit`` (ids.lua), merged. With ``needles``, a job
+        that did not match has a cursor only at the end ("" before: a search goes on or
+        stops only at a match or the end)."""
         parts = self._cursor(state, after)
-        queues = [queue] if queue is not None else self._listed_queues(now)
+        queues = self._listing_queues(queue, now)
         calls = [
             Call(
                 "ids",
@@ -95,8 +114,9 @@ class Admin(Listings):
             )
             for q in queues
         ]
-        found: list[tuple[Any, str, str, str, int]] = []  # (sort key, id, score, priority, matched), queue
-        owner: dict[str, str] = {}
+        found: list[
+            tuple[Any, str, str, str, str, bool]
+        ] = []  # sort key, id, score, priority, queue, matched
         for q, flat in zip(queues, self._wire.run(calls) if calls else [], strict=True):
             for i in range(0, len(flat), 4):
                 job_id, score, priority = flat[i].decode(), flat[i + 1].decode(), flat[i + 2].decode()
@@ -106,28 +126,25 @@ class Admin(Listings):
                     key = job_id
                 else:
                     key = (float(score), job_id)
-                found.append((key, job_id, score, priority, int(flat[i + 3])))
-                owner[job_id] = q
-        # Each queue gave its first ``limit``: merged, the first ``limit`` of them all.
+                found.append((key, job_id, score, priority, q, bool(flat[i + 3])))
         found.sort(key=lambda row: row[0], reverse=state in _NEWEST_FIRST)
         found = found[:limit]
-        records = self._read([(job_id, owner[job_id]) for _, job_id, _, _, hit in found if hit])
-        by_id = {r.id: r for r in records}
-        last = len(found) - 1
-        page: list[tuple[str, JobRecord | None]] = []
-        for i, (_, job_id, score, priority, hit) in enumerate(found):
-            record = by_id.get(job_id)
-            if not hit and i != last:
-                page.append(("", None))  # a search goes on or stops only at a match or the end
-                continue
-            if state == PENDING:
+        listed: list[tuple[str, str, str, bool]] = []
+        for i, (_, job_id, score, priority, q, hit) in enumerate(found):
+            if not hit and i != len(found) - 1:
+                position = ""
+            elif state == PENDING:
                 position = make_cursor(state, priority, score, job_id)
             elif state == ACTIVE:
                 position = make_cursor(state, job_id)
             else:
                 position = make_cursor(state, score, job_id)
-            page.append((position, record))  # None: not matched, or deleted since listed
-        return page
+            listed.append((position, job_id, q, hit))
+        return listed
+
+    def _listing_queues(self, queue: str | None, now: float) -> list[str]:
+        """The queues (key prefixes) a listing of ``queue`` reads: that one, or every one."""
+        return [queue] if queue is not None else self._listed_queues(now)
 
     def _listed_queues(self, now: float) -> list[str]:
         """The queues, read once per listing: every store call of one listing or search
@@ -232,13 +249,20 @@ class Admin(Listings):
             by_queue = self._locate(ids)
             only = ""
         else:
+            # Where each job is stored (a partitioned queue's partition), as listed.
             by_queue = {}
-            for _, record in self._walk(state, queue, None, now, min(limit or self.chunk, self.chunk)):
-                if record is None:
-                    continue
-                by_queue.setdefault(record.queue, []).append(record.id)
-                if limit and sum(map(len, by_queue.values())) >= limit:
-                    break
+            taken = 0
+            for current in EVERY_STATE if state is None else (state,):
+                after: str | None = None
+                while not limit or taken < limit:
+                    size = self.chunk if not limit else min(self.chunk, limit - taken)
+                    listed = self._listed(current, queue, size, after, now)
+                    for _, job_id, where, _ in listed:
+                        by_queue.setdefault(where, []).append(job_id)
+                    taken += len(listed)
+                    if len(listed) < size:
+                        break
+                    after = listed[-1][0]
             only = state or ""
         calls: list[Call] = []
         for q, batch in by_queue.items():
