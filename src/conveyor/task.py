@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from .codec import check_json
 from .errors import ConfigurationError
+from .limits import Limit, checked_key
 from .retry import Backoff
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class Options:
     connection: Any = None
     #: JSON metadata kept with the job (an object with string keys), seen by middleware.
     meta: dict[str, Any] | None = None
+    #: The key this job's limits count under (``using(limit_key=...)``), instead of the one
+    #: the task's ``limit_key`` callable would give.
+    limit_key: str | None = None
 
     def checked(self, task_name: str) -> Options:
         try:
@@ -93,6 +97,8 @@ class Options:
                     f"task {task_name!r}: meta must be a dict with string keys, not {self.meta!r}"
                 )
             check_json(self.meta, f"meta of task {task_name!r}")
+        if self.limit_key is not None:
+            checked_key(task_name, self.limit_key)
         if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
             raise ConfigurationError(
                 f"task {task_name!r}: delay must be seconds from 0 to {MAX_DELAY:.0f} (a century), "
@@ -118,11 +124,24 @@ class Task(Generic[P, R]):
     should be safe to repeat.
     """
 
-    def __init__(self, app: Conveyor, fn: Callable[P, R], name: str, options: Options) -> None:
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[P, R],
+        name: str,
+        options: Options,
+        limit: Limit | None = None,
+        limit_key: Callable[..., Any] | None = None,
+    ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
         self.options = options.checked(name)
+        #: At most this many runs at once / starts per period, counted by the store across
+        #: every worker (per key when ``limit_key`` is given).
+        self.limit = limit
+        #: ``(*args, **kwargs) -> str``: the key each job's limit counts under.
+        self.limit_key = limit_key
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._positional = _positional_range(self.signature)
@@ -159,6 +178,7 @@ class Task(Generic[P, R]):
         at: datetime | None = _UNSET,
         connection: Any = _UNSET,
         meta: dict[str, Any] | None = _UNSET,
+        limit_key: str | None = _UNSET,
     ) -> BoundTask[P, R]:
         """The same task with options changed for the jobs enqueued through the result.
         ``meta`` is JSON metadata kept with the job (``app.get_job(id).meta``,
@@ -174,6 +194,7 @@ class Task(Generic[P, R]):
             at=at,
             connection=connection,
             meta=meta,
+            limit_key=limit_key,
         )
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:

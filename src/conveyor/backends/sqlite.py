@@ -38,13 +38,18 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from ..limits import QUEUE_LIMIT, Limit, Tokens, allowed, bucket_range, spend, split
 from .base import check_action, translate_errors
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
+#: Seconds a process trusts its copy of the limit definitions: a limit defined meanwhile
+#: (a limited task's first enqueue) is enforced at once, its jobs wait in their buckets until
+#: a claim reads it (the plain claim never takes them), so this delays them, never frees them.
+LIMITS_TTL = 1.0
 
 # Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
 # hand-written row holds, and a cast in C is cheaper than checking types in Python.
@@ -131,6 +136,14 @@ def _schema(ns: str) -> list[str]:
             minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0)""",
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+        # Limit definitions (conveyor.limits: "concurrency|rate|per") per queue and limit name
+        # ('' for the whole queue), and the token bucket of each rate-limited bucket (a row
+        # that is absent is a full bucket).
+        f"""CREATE TABLE IF NOT EXISTS {ns}_limits (
+            queue TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL,
+            PRIMARY KEY (queue, name)) WITHOUT ROWID""",
+        f"""CREATE TABLE IF NOT EXISTS {ns}_tokens (
+            bucket TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL) WITHOUT ROWID""",
         # Jobs per queue and state, kept by triggers in the transaction that changes a job,
         # so stats() reads a few rows instead of counting millions, and rows written by hand
         # are counted too.
@@ -167,6 +180,8 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
             " GROUP BY queue, state",
         ],
+        # 2 -> 3: limits and token buckets (their CREATE statements above make the tables).
+        2: [],
     }
 
 
@@ -223,6 +238,9 @@ class SQLiteBackend:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
+        # Limit definitions by queue and name, and when they were read (monotonic).
+        self._limits: dict[str, dict[str, Limit]] = {}
+        self._limits_read = -1e9
         self._migrate()
 
     # -- connections ----------------------------------------------------------------------
@@ -315,7 +333,11 @@ class SQLiteBackend:
             for r in records
         ]
         queues = {r.queue for r in records}
+        # A limited job's bucket is served through its queue, never listed as a queue itself
+        # (a worker serving every queue would claim it past its limit).
         new_queues = queues - self._registered
+        if new_queues:
+            new_queues = {split(q)[0] for q in new_queues} - self._registered
         with self._write() as conn:
             if max_queue_length is not None:
                 for queue in queues:
@@ -379,21 +401,160 @@ class SQLiteBackend:
                 f" ORDER BY priority DESC, run_at, id LIMIT ?)"
                 for rank in range(len(serve))
             ]
-            params: list[Any] = []
-            for queue in serve:
-                params += [queue, limit]
-            picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
             until = now + lease
-            rows = conn.execute(
+            claim = (
                 f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
                 f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
-                [worker, until, now, *params, limit],
-            ).fetchall()
+            )
+            limits = self._limits_now(conn)
+            if limits and not limits.keys().isdisjoint(serve):
+                ids = self._pick_limited(conn, serve, limits, limit, now)
+                rows = conn.execute(
+                    f"{claim} WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}",
+                    [worker, until, now, *ids],
+                ).fetchall()
+            else:
+                params: list[Any] = []
+                for queue in serve:
+                    params += [queue, limit]
+                picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
+                rows = conn.execute(
+                    f"{claim} WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
+                    [worker, until, now, *params, limit],
+                ).fetchall()
         rank = {q: i for i, q in enumerate(serve)}
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
-        records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
         return records
+
+    # -- limits ---------------------------------------------------------------------------
+    def _limits_now(self, conn: sqlite3.Connection) -> dict[str, dict[str, Limit]]:
+        """The stored limit definitions by queue, read again at most every LIMITS_TTL."""
+        if time.monotonic() - self._limits_read > LIMITS_TTL:
+            found: dict[str, dict[str, Limit]] = {}
+            for queue, name, text in conn.execute(f"SELECT queue, name, definition FROM {self.ns}_limits"):
+                definition = Limit.decode(text)
+                if definition is not None:
+                    found.setdefault(queue, {})[name] = definition
+            self._limits, self._limits_read = found, time.monotonic()
+        return self._limits
+
+    def _pick_limited(
+        self, conn: sqlite3.Connection, serve: Sequence[str], limits: dict[str, dict[str, Limit]], want: int, now: float
+    ) -> list[str]:
+        """Ids to claim from ``serve`` in order, each limited queue's buckets taking only
+        what their limits allow. Runs inside the claim's write transaction, which is the
+        lock that makes the count and the claim one step."""
+        picked: list[str] = []
+        for queue in serve:
+            left = want - len(picked)
+            if left <= 0:
+                break
+            if queue not in limits:
+                picked += [
+                    i
+                    for (i,) in conn.execute(
+                        f"SELECT id FROM {self.t} WHERE queue = ? AND state = 'pending'"
+                        " ORDER BY priority DESC, run_at, id LIMIT ?",
+                        (queue, left),
+                    )
+                ]
+                continue
+            picked += self._pick_buckets(conn, queue, limits[queue], left, now)
+        return picked
+
+    def _pick_buckets(
+        self, conn: sqlite3.Connection, queue: str, limits: dict[str, Limit], want: int, now: float
+    ) -> list[str]:
+        low, high = bucket_range(queue)
+        # Running and ready jobs per bucket: a range of the counts table, kept exact by the
+        # triggers in every transaction that moves a job.
+        active: dict[str, int] = {}
+        ready: dict[str, int] = {}
+        for name, state, n in conn.execute(
+            f"SELECT queue, state, n FROM {self.ns}_counts WHERE ((queue > ? AND queue < ?) OR queue = ?)"
+            " AND state IN ('active', 'pending') AND n > 0",
+            (low, high, queue),
+        ):
+            (active if state == "active" else ready)[name] = n
+        whole = limits.get(QUEUE_LIMIT)
+        rated = [b for b in ready if b != queue and (d := limits.get(split(b)[1] or "")) and d.rate]
+        if whole is not None and whole.rate:
+            rated.append(queue)
+        tokens = self._tokens(conn, rated)
+        cap = want
+        if whole is not None:
+            cap = min(cap, allowed(whole, sum(active.values()), tokens.get(queue), now))
+        if cap <= 0:
+            return []
+        parts: list[str] = []
+        params: list[Any] = []
+        for name in ready:
+            if name == queue:
+                room = cap
+            else:
+                room = min(cap, allowed(limits.get(split(name)[1] or ""), active.get(name, 0), tokens.get(name), now))
+            if room > 0:
+                parts.append(
+                    f"SELECT * FROM (SELECT id, queue, priority, run_at FROM {self.t}"
+                    " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
+                )
+                params += [name, room]
+        if not parts:
+            return []
+        rows = conn.execute(
+            " UNION ALL ".join(parts) + " ORDER BY priority DESC, run_at, id LIMIT ?", [*params, cap]
+        ).fetchall()
+        started: dict[str, int] = {}
+        for _, name, _, _ in rows:
+            started[name] = started.get(name, 0) + 1
+        spent: list[tuple[str, float, float]] = []
+        for name, n in started.items():
+            definition = limits.get(split(name)[1] or "") if name != queue else None
+            if definition is not None and definition.rate:
+                state = spend(definition, tokens.get(name), now, n)
+                spent.append((name, state.tokens, state.stamp))
+        if whole is not None and whole.rate and rows:
+            state = spend(whole, tokens.get(queue), now, len(rows))
+            spent.append((queue, state.tokens, state.stamp))
+        if spent:
+            conn.executemany(
+                f"INSERT INTO {self.ns}_tokens (bucket, tokens, stamp) VALUES (?, ?, ?)"
+                " ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
+                spent,
+            )
+        return [row[0] for row in rows]
+
+    def _tokens(self, conn: sqlite3.Connection, buckets: Sequence[str]) -> dict[str, Tokens]:
+        found: dict[str, Tokens] = {}
+        for i in range(0, len(buckets), 500):
+            chunk = list(buckets[i : i + 500])
+            for name, tokens, stamp in conn.execute(
+                f"SELECT bucket, tokens, stamp FROM {self.ns}_tokens WHERE bucket IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                found[name] = Tokens(float(tokens), float(stamp))
+        return found
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        with self._write() as conn:
+            if limit is None:
+                conn.execute(f"DELETE FROM {self.ns}_limits WHERE queue = ? AND name = ?", (queue, name))
+            else:
+                conn.execute(
+                    f"INSERT INTO {self.ns}_limits (queue, name, definition) VALUES (?, ?, ?)"
+                    " ON CONFLICT (queue, name) DO UPDATE SET definition = excluded.definition",
+                    (queue, name, limit.encode()),
+                )
+        self._limits_read = -1e9
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        found: dict[tuple[str, str], Limit] = {}
+        for queue, name, text in self._conn().execute(f"SELECT queue, name, definition FROM {self.ns}_limits"):
+            definition = Limit.decode(text)
+            if definition is not None:
+                found[(queue, name)] = definition
+        return found
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -518,6 +679,10 @@ class SQLiteBackend:
             )
             conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
+            # Buckets come and go with their keys: their empty count rows and their token
+            # buckets (full again after an hour at most) need not be kept.
+            conn.execute(f"DELETE FROM {self.ns}_counts WHERE n = 0")
+            conn.execute(f"DELETE FROM {self.ns}_tokens WHERE stamp < ?", (now - 3600,))
         return recovered
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 
+#: The longest idle wait of a worker whose app declares limits (seconds).
+LIMITED_IDLE_WAIT = 0.05
 #: Seconds of work the adaptive prefetch keeps ready, and the most jobs it holds.
 PREFETCH_HORIZON = 0.05
 PREFETCH_LIMIT = 1000
@@ -86,6 +88,9 @@ class Worker:
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
+        if app.limit_definitions():
+            # Held jobs wake nobody when a slot frees or a token comes: look again soon.
+            self.idle_wait = min(idle_wait, LIMITED_IDLE_WAIT)
         self.supervised = supervised
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.exit_code = 0
@@ -120,6 +125,8 @@ class Worker:
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
         self._decode_here = any(task.is_async for task in self.app.tasks.values())
+        # Limits are decided by the store, from the definitions it holds: write ours first.
+        self.app.define_limits()
         self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
         self._heartbeat.start()
         self._heartbeat.recover()
