@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -246,3 +246,62 @@ def fold(stats: Stats, definitions: Mapping[tuple[str, str], Limit]) -> Stats:
         queue = split(stored)[0]
         oldest[queue] = max(oldest.get(queue, 0.0), age)
     return replace(stats, queues=queues, oldest_pending=oldest, limits=usage(definitions, stats.queues))
+
+
+# -- the claim of a limited queue, shared by the SQL stores ------------------------------------
+def _definition(queue: str, stored: str, limits: Mapping[str, Limit]) -> Limit | None:
+    return None if stored == queue else limits.get(split(stored)[1] or "")
+
+
+def rated(queue: str, limits: Mapping[str, Limit], names: Iterable[str]) -> list[str]:
+    """The token buckets a claim of ``queue`` must read: its own, and those of the stored
+    queues ``names`` whose limit has a rate."""
+    found = [n for n in names if (d := _definition(queue, n, limits)) is not None and d.rate]
+    whole = limits.get(QUEUE_LIMIT)
+    if whole is not None and whole.rate:
+        found.append(queue)
+    return found
+
+
+def rooms(
+    queue: str,
+    limits: Mapping[str, Limit],
+    active: Mapping[str, int],
+    ready: Iterable[str],
+    tokens: Mapping[str, Tokens],
+    want: int,
+    now: float,
+) -> tuple[int, dict[str, int]]:
+    """(jobs the claim may take from ``queue`` in all, jobs it may take from each of its
+    stored queues with ready jobs): the whole queue's limit counts every running job of the
+    queue and its buckets; a bucket's limit counts its own."""
+    cap = want
+    whole = limits.get(QUEUE_LIMIT)
+    if whole is not None:
+        cap = min(cap, allowed(whole, sum(active.values()), tokens.get(queue), now))
+    room: dict[str, int] = {}
+    if cap <= 0:
+        return 0, room
+    for name in ready:
+        n = min(cap, allowed(_definition(queue, name, limits), active.get(name, 0), tokens.get(name), now))
+        if n > 0:
+            room[name] = n
+    return cap, room
+
+
+def spent(
+    queue: str, limits: Mapping[str, Limit], tokens: Mapping[str, Tokens], started: Mapping[str, int], now: float
+) -> list[tuple[str, float, float]]:
+    """(bucket, tokens, stamp) to store after a claim started ``started`` jobs per stored queue."""
+    out: list[tuple[str, float, float]] = []
+    for name, n in started.items():
+        definition = _definition(queue, name, limits)
+        if definition is not None and definition.rate:
+            state = spend(definition, tokens.get(name), now, n)
+            out.append((name, state.tokens, state.stamp))
+    whole = limits.get(QUEUE_LIMIT)
+    total = sum(started.values())
+    if whole is not None and whole.rate and total:
+        state = spend(whole, tokens.get(queue), now, total)
+        out.append((queue, state.tokens, state.stamp))
+    return out

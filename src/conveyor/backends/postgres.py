@@ -114,6 +114,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from ..limits import SEP, Limit, Tokens, bucket_range, rated, rooms, spent, split
 from ..redaction import redact_url
 from .base import check_action, translate_errors
 
@@ -142,6 +143,8 @@ _LATER = "('scheduled','retry')"
 #: Due scheduled and retry jobs a claim turns pending per queue, at most: a backlog that came
 #: due at once is promoted over several claims instead of in one long statement.
 PROMOTE_BATCH = 2000
+#: Seconds a process trusts its copy of the limit definitions (see the SQLite store).
+LIMITS_TTL = 1.0
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -485,6 +488,49 @@ class _Statements:
             f" WHERE locked_by = %(worker)s AND state = 'active' AND cancel IS NOT NULL"
         )
         self.act_delete = f"DELETE FROM {s}.jobs WHERE {{where}}"
+        # -- limits (conveyor.limits) ------------------------------------------------------
+        self.limits = f"SELECT queue, name, definition FROM {s}.limits"
+        self.set_limit = (
+            f"INSERT INTO {s}.limits (queue, name, definition) VALUES (%(queue)s, %(name)s, %(definition)s)"
+            f" ON CONFLICT (queue, name) DO UPDATE SET definition = excluded.definition"
+        )
+        self.drop_limit = f"DELETE FROM {s}.limits WHERE queue = %(queue)s AND name = %(name)s"
+        self.serve_given = given
+        self.serve_every = every
+        # A limited queue's jobs per stored queue (itself and its buckets) and state: a
+        # range of counts' primary key, plus the deltas not folded yet.
+        self.bucket_counts = (
+            f"SELECT queue, state, sum(n) FROM {all_counts} AS c"
+            f" WHERE (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            f" AND state IN ('active', 'pending', 'scheduled', 'retry') GROUP BY 1, 2 HAVING sum(n) > 0"
+        )
+        self.promote_buckets = (
+            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id FROM unnest(%(names)s::text[]) b(name)"
+            f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = b.name AND state IN {_LATER}"
+            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
+            f" RETURNING queue"
+        )
+        self.tokens = f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens WHERE bucket = ANY(%(names)s::text[])"
+        self.spend_tokens = (
+            f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
+            f" SELECT * FROM unnest(%(names)s::text[], %(tokens)s::float8[], %(stamps)s::float8[])"
+            f" ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp"
+        )
+        self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
+        # Each stored queue's best ready jobs, as many as its room allows, best first.
+        self.pick_buckets = (
+            f"SELECT j.id, j.queue FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
+            f" CROSS JOIN LATERAL (SELECT id, queue, priority, run_at FROM {s}.jobs"
+            f"  WHERE queue = b.name AND state = 'pending' ORDER BY priority DESC, run_at, id"
+            f"  LIMIT b.room FOR UPDATE SKIP LOCKED) j"
+            f" ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(cap)s"
+        )
+        self.claim_ids = (
+            f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
+            f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
+            f" finished_at = NULL WHERE t.id = ANY(%(ids)s::text[]) AND t.state = 'pending'"
+            f" RETURNING {_T_COLUMNS}"
+        )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         self.set_paused = (
             f"INSERT INTO {s}.queues (name, paused) VALUES (%(queue)s, %(paused)s)"
@@ -544,6 +590,9 @@ class PostgresBackend:
         self._heard = threading.Condition()
         self._closed = False
         self._known_queues: set[str] = set()
+        # Limit definitions by queue and name, and when they were read (monotonic).
+        self._limits: dict[str, dict[str, Limit]] = {}
+        self._limits_read = -1e9
         try:
             self._ensure_schema()
         except BaseException:
@@ -676,7 +725,7 @@ class PostgresBackend:
                 "max_attempts": r.max_attempts,
                 "timeout": r.timeout,
                 "created_at": r.created_at,
-                "queues": [r.queue],
+                "queues": [split(r.queue)[0] if SEP in r.queue else r.queue],
                 "channel": self.channel,
             }
         return {
@@ -689,7 +738,7 @@ class PostgresBackend:
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
-            "queues": sorted({r.queue for r in records}),
+            "queues": sorted({split(q)[0] for q in {r.queue for r in records}}),
             "channel": self.channel,
         }
 
@@ -790,6 +839,9 @@ class PostgresBackend:
             "until": now + lease,
             "now": now,
         }
+        limits = self._limits_now()
+        if limits and (queues is None or not limits.keys().isdisjoint(queues)):
+            return self._fetch_limited(queues, limits, params)
         statement = self.sql.fetch_every if queues is None else self.sql.fetch_given
         tries = 0
 
@@ -820,6 +872,120 @@ class PostgresBackend:
             rank = {q: i for i, q in enumerate(queues)}
             records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
+
+    # -- limits ---------------------------------------------------------------------------
+    def _limits_now(self) -> dict[str, dict[str, Limit]]:
+        """The stored limit definitions by queue, read again at most every LIMITS_TTL: one
+        round-trip a second, not one per claim."""
+        if time.monotonic() - self._limits_read > LIMITS_TTL:
+            found: dict[str, dict[str, Limit]] = {}
+            for (queue, name), limit in self.limits().items():
+                found.setdefault(queue, {})[name] = limit
+            self._limits, self._limits_read = found, time.monotonic()
+        return self._limits
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        rows = self._run(lambda conn: conn.execute(self.sql.limits).fetchall(), retry_for=CALLER_RETRY_FOR)
+        found: dict[tuple[str, str], Limit] = {}
+        for queue, name, text in rows:
+            definition = Limit.decode(text)
+            if definition is not None:
+                found[(queue, name)] = definition
+        return found
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        params = {"queue": queue, "name": name, "definition": None if limit is None else limit.encode()}
+        statement = self.sql.drop_limit if limit is None else self.sql.set_limit
+        self._run(lambda conn: conn.execute(statement, params), retry_for=CALLER_RETRY_FOR)
+        self._limits_read = -1e9
+
+    def _fetch_limited(
+        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
+    ) -> list[JobRecord]:
+        """The claim when a served queue has limits: queue by queue, a limited one in a
+        transaction of its own that first takes the queue's advisory lock, so that counting
+        its running jobs, reading its tokens and claiming is one step for every worker."""
+        tries = 0
+        limit = params["limit"]
+
+        def claim(conn: Conn) -> list[tuple[Any, ...]]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                rows = conn.execute(self.sql.reclaim, params).fetchall()
+                if rows:
+                    return rows
+            serve = [
+                name
+                for (name,) in conn.execute(self.sql.serve_every if queues is None else self.sql.serve_given, params)
+            ]
+            conn.execute(self.sql.promote, params, prepare=False)
+            got: list[tuple[Any, ...]] = []
+            for queue in serve:
+                left = limit - len(got)
+                if left <= 0:
+                    break
+                if queue in limits:
+                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
+                else:
+                    one = {**params, "queues": [queue], "limit": left}
+                    got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
+            return got
+
+        records = [_record(row) for row in self._run(claim)]
+        rank: dict[str, int] = {"default": -1} if queues is None else {q: i for i, q in enumerate(queues)}
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def _claim_limited(
+        self, conn: Conn, queue: str, limits: dict[str, Limit], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        low, high = bucket_range(queue)
+        now = params["now"]
+        with conn.transaction():
+            conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
+            active: dict[str, int] = {}
+            ready: dict[str, int] = {}
+            later: list[str] = []
+            for name, state, n in conn.execute(self.sql.bucket_counts, {"queue": queue, "low": low, "high": high}):
+                if state == "active":
+                    active[name] = int(n)
+                elif state == "pending":
+                    ready[name] = int(n)
+                elif name != queue:
+                    later.append(name)
+            if later:
+                # Buckets are not in the queues table (no plain claim may serve them), so the
+                # claim's promotion of due jobs does not reach them: this one does.
+                for (name,) in conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now}):
+                    ready[name] = ready.get(name, 0) + 1
+            names = rated(queue, limits, ready)
+            tokens: dict[str, Tokens] = {}
+            if names:
+                for name, held, stamp in conn.execute(self.sql.tokens, {"names": names}):
+                    tokens[name] = Tokens(float(held), float(stamp))
+            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now)
+            if not room:
+                return []
+            picked = conn.execute(
+                self.sql.pick_buckets, {"names": list(room), "rooms": list(room.values()), "cap": cap}
+            ).fetchall()
+            if not picked:
+                return []
+            rows = conn.execute(self.sql.claim_ids, {**params, "ids": [i for i, _ in picked]}).fetchall()
+            started: dict[str, int] = {}
+            for row in rows:
+                started[row[1]] = started.get(row[1], 0) + 1
+            if changed := spent(queue, limits, tokens, started, now):
+                conn.execute(
+                    self.sql.spend_tokens,
+                    {
+                        "names": [c[0] for c in changed],
+                        "tokens": [c[1] for c in changed],
+                        "stamps": [c[2] for c in changed],
+                    },
+                )
+            return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -891,6 +1057,8 @@ class PostgresBackend:
             recovered = int(row[0]) if row else 0
             if recovered:
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
+            # A token bucket unused for an hour is full again: its row need not be kept.
+            conn.execute(self.sql.drop_tokens, {"before": now - 3600})
             return recovered
 
         return self._run(housekeeping)

@@ -38,7 +38,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
-from ..limits import QUEUE_LIMIT, Limit, Tokens, allowed, bucket_range, spend, split
+from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .base import check_action, translate_errors
 
 SCHEMA_VERSION = 3
@@ -477,51 +477,26 @@ class SQLiteBackend:
             (low, high, queue),
         ):
             (active if state == "active" else ready)[name] = n
-        whole = limits.get(QUEUE_LIMIT)
-        rated = [b for b in ready if b != queue and (d := limits.get(split(b)[1] or "")) and d.rate]
-        if whole is not None and whole.rate:
-            rated.append(queue)
-        tokens = self._tokens(conn, rated)
-        cap = want
-        if whole is not None:
-            cap = min(cap, allowed(whole, sum(active.values()), tokens.get(queue), now))
-        if cap <= 0:
+        tokens = self._tokens(conn, rated(queue, limits, ready))
+        cap, room = rooms(queue, limits, active, ready, tokens, want, now)
+        if not room:
             return []
-        parts: list[str] = []
-        params: list[Any] = []
-        for name in ready:
-            if name == queue:
-                room = cap
-            else:
-                room = min(cap, allowed(limits.get(split(name)[1] or ""), active.get(name, 0), tokens.get(name), now))
-            if room > 0:
-                parts.append(
-                    f"SELECT * FROM (SELECT id, queue, priority, run_at FROM {self.t}"
-                    " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
-                )
-                params += [name, room]
-        if not parts:
-            return []
+        part = (
+            f"SELECT * FROM (SELECT id, queue, priority, run_at FROM {self.t}"
+            " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
+        )
+        params: list[Any] = [x for pair in room.items() for x in pair]
         rows = conn.execute(
-            " UNION ALL ".join(parts) + " ORDER BY priority DESC, run_at, id LIMIT ?", [*params, cap]
+            " UNION ALL ".join([part] * len(room)) + " ORDER BY priority DESC, run_at, id LIMIT ?", [*params, cap]
         ).fetchall()
         started: dict[str, int] = {}
         for _, name, _, _ in rows:
             started[name] = started.get(name, 0) + 1
-        spent: list[tuple[str, float, float]] = []
-        for name, n in started.items():
-            definition = limits.get(split(name)[1] or "") if name != queue else None
-            if definition is not None and definition.rate:
-                state = spend(definition, tokens.get(name), now, n)
-                spent.append((name, state.tokens, state.stamp))
-        if whole is not None and whole.rate and rows:
-            state = spend(whole, tokens.get(queue), now, len(rows))
-            spent.append((queue, state.tokens, state.stamp))
-        if spent:
+        if changed := spent(queue, limits, tokens, started, now):
             conn.executemany(
                 f"INSERT INTO {self.ns}_tokens (bucket, tokens, stamp) VALUES (?, ?, ?)"
                 " ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
-                spent,
+                changed,
             )
         return [row[0] for row in rows]
 
