@@ -37,6 +37,12 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
     {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
+    {ns:q}:limits         HASH   limit name ('' for the queue) -> "concurrency|rate|per"
+    {ns:q}:tokens         HASH   bucket (or queue) name -> "tokens|stamp" of its token bucket
+    {ns:q}:ready          SET    the queue's buckets with waiting or running jobs
+    {ns:q}:buckets        SET    every bucket of the queue ever used (recover, admin)
+    {ns:q}:b:<name>\x1f<key>:…   a bucket: every per-queue key above, for one limit and key
+    {ns}:limited          SET    queues that have limits (a claim of them runs fetch_limited)
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -52,6 +58,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ...limits import SEP
+
 #: The queue whose jobs the id index (``{ns}:where``) leaves out.
 DEFAULT: Final = "default"
 
@@ -59,7 +67,7 @@ DEFAULT: Final = "default"
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("ns", "queues", "seen", "where", "workers")
+    __slots__ = ("limited", "ns", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -68,13 +76,32 @@ class Keys:
         self.where = g + "where"
         self.workers = g + "workers"
         self.seen = g + "seen"
+        self.limited = g + "limited"
 
     def prefix(self, queue: str) -> str:
-        """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1])."""
+        """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1]); a
+        bucket's (``q<SEP>name<SEP>key``, see conveyor.limits) is ``{ns:q}:b:name<SEP>key:``,
+        in its queue's slot."""
+        if SEP in queue:
+            parent, rest = queue.split(SEP, 1)
+            return f"{{{self.ns}:{parent}}}:b:{rest}:"
         return f"{{{self.ns}:{queue}}}:"
 
     def job(self, queue: str, job_id: str) -> str:
-        return f"{{{self.ns}:{queue}}}:j:{job_id}"
+        return self.prefix(queue) + "j:" + job_id
+
+    def parent(self, queue: str) -> str:
+        """The prefix of the queue a bucket belongs to (a queue's own, for a queue)."""
+        return self.prefix(queue.split(SEP, 1)[0])
+
+    def limits(self, queue: str) -> str:
+        return self.prefix(queue) + "limits"
+
+    def buckets(self, queue: str) -> str:
+        return self.prefix(queue) + "buckets"
+
+    def ready(self, queue: str) -> str:
+        return self.prefix(queue) + "ready"
 
     def paused(self, queue: str) -> str:
         return self.prefix(queue) + "paused"
@@ -86,6 +113,12 @@ class Keys:
     # -- each script's KEYS, in the order of its header ----------------------------------
     def enqueue(self, queue: str, cluster: bool) -> list[str]:
         p = self.prefix(queue)
+        if SEP in queue:
+            parent = self.parent(queue)
+            keys = [p + "prios", p + "sched", p + "retry", parent + "wake"]
+            if not cluster:
+                keys += (self.where, self.queues)
+            return [*keys, parent + "buckets", parent + "ready"]
         keys = [p + "prios", p + "sched", p + "retry", p + "wake"]
         if not cluster:  # one script may span slots only off Cluster
             keys += (self.where, self.queues)
@@ -99,6 +132,10 @@ class Keys:
         p = self.prefix(queue)
         held, claim = p + "held:" + worker, p + "claim:" + worker
         return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
+
+    def fetch_limited(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "ready", p + "limits", p + "tokens", p + "paused", p + "claim:" + worker]
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)

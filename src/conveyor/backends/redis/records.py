@@ -173,6 +173,15 @@ def claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, no
     ]
 
 
+def claimed_limited(flat: Sequence[Any], worker: str, lease_until: float, now: float) -> list[JobRecord]:
+    """Records of jobs fetch_limited.lua just claimed: each led by its stored queue."""
+    reply = iter(flat)
+    return [
+        claimed(queue.decode(), (job_id, p, m, ra, a, e, tb), worker, lease_until, now)[0]
+        for queue, job_id, p, m, ra, a, e, tb in zip(*([reply] * (CLAIMED + 1)), strict=True)
+    ]
+
+
 def queue_names(values: Iterable[Any]) -> list[str]:
     """Queue names from SMEMBERS (a list in RESP2, a set in RESP3), default first."""
     names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]

@@ -15,11 +15,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull
 from ...job import BAD_RUN_AT, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ...limits import SEP, Limit, split
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT, Keys
-from .records import claimed, groups, meta_field, queue_names, split_by_queue
+from .records import claimed, claimed_limited, groups, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
 
 log = logging.getLogger("conveyor.redis")
@@ -35,6 +36,8 @@ WAKE_TOKENS: Final = 16
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
+#: Seconds a process trusts its list of queues with limits (see the SQLite store).
+LIMITS_TTL: Final = 1.0
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
@@ -59,6 +62,8 @@ class RedisBackend(Admin):
         self._held: dict[str, str] = {}
         self._known: list[str] = []
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
+        self._limited: set[str] = set()  # queues with limits, read at _limited_read
+        self._limited_read = -1e9
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -70,8 +75,10 @@ class RedisBackend(Admin):
     def _unregistered(self, queues: Iterable[str]) -> list[str]:
         """Queues not added to the registry by this process lately, now marked as added (a
         queue is never unregistered, so re-adding it every 10 s only guards against a
-        flushed server)."""
+        flushed server). A bucket stands for its queue: buckets are never in the registry."""
         fresh = [q for q in queues if not self._is_registered(q)]
+        if any(SEP in q for q in fresh):
+            fresh = [q for q in dict.fromkeys(split(q)[0] for q in fresh) if not self._is_registered(q)]
         now = time.monotonic()
         for q in fresh:
             self._registered[q] = now
@@ -114,7 +121,7 @@ class RedisBackend(Admin):
 
     def _search(self, ids: Sequence[str]) -> dict[str, str]:
         """Which queue holds each job, looking in every queue but the default one."""
-        queues = [q for q in self._queues() if q != DEFAULT]
+        queues = [q for q in self._all_queues() if q != DEFAULT]
         if not queues:
             return {}
         calls = [Call(None, "EXISTS", self.keys.job(q, i)) for i in ids for q in queues]
@@ -131,7 +138,7 @@ class RedisBackend(Admin):
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
-            if self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
+            if SEP not in r.queue and self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
                 return
         if not records:
             return
@@ -146,6 +153,7 @@ class RedisBackend(Admin):
                     )
         fresh = self._unregistered(by_queue)
         scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        parents = [] if self.cluster else self._register_parents(by_queue, fresh)
         try:
             if self.cluster:
                 # Index and registry first, by their own call: see the module docstring.
@@ -155,6 +163,8 @@ class RedisBackend(Admin):
                     first.append(Call(None, "HSET", self.keys.where, *index))
                 if first:
                     self._wire.run(first)
+            if parents:
+                self._wire.run(parents)
             results = self._wire.run(scripts)
         except BaseException:
             for queue in fresh:  # the registry may not have been written: send it again
@@ -169,6 +179,12 @@ class RedisBackend(Admin):
                 f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
                 f"would pass its limit of {max_queue_length}"
             )
+
+    def _register_parents(self, by_queue: dict[str, list[JobRecord]], fresh: list[str]) -> list[Call]:
+        """The registry entry of a queue whose jobs of this batch all went to its buckets
+        (a bucket registers itself with its queue, never in the registry)."""
+        parents = [q for q in fresh if q not in by_queue]
+        return [Call(None, "SADD", self.keys.queues, *parents)] if parents else []
 
     def _enqueue_calls(
         self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
@@ -185,7 +201,7 @@ class RedisBackend(Admin):
                 now,
                 WAKE_TOKENS,
                 queue,
-                "1" if queue in fresh else "",
+                "b" if SEP in queue else "1" if queue in fresh else "",
                 *groups(batch),
             ]
             calls.append(Call("enqueue", keys, args))
@@ -212,6 +228,8 @@ class RedisBackend(Admin):
                 by_queue = split_by_queue(chunk)
                 fresh = self._unregistered(by_queue)
                 registered += fresh
+                if parents := self._register_parents(by_queue, fresh):
+                    self._wire.run(parents)  # once per queue and process, before its jobs
                 added = self._enqueue_calls(by_queue, fresh, None)
                 calls += added
                 if writing:
@@ -299,9 +317,63 @@ class RedisBackend(Admin):
     def _fetch_call(
         self, queue: str, limit: int, worker: str, lease_until: float, now: float, token: str
     ) -> Call:
+        if queue in self._limited_now():
+            keys = self.keys.fetch_limited(queue, worker)
+            args = [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000, queue]
+            return Call("fetch_limited", keys, args)
         keys = self.keys.fetch(queue, worker)
         # The claim is remembered for a minute: long enough for redis-py to re-send.
         return Call("fetch", keys, [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000])
+
+    def _claimed(self, call: Call, queue: str, flat: Any, worker: str, lease_until: float, now: float) -> list[JobRecord]:
+        if call.script == "fetch_limited":
+            return claimed_limited(flat, worker, lease_until, now)
+        return claimed(queue, flat, worker, lease_until, now)
+
+    # -- limits ---------------------------------------------------------------------------
+    def _limited_now(self) -> set[str]:
+        """Queues with limits, read again at most every LIMITS_TTL: a claim of one of them
+        runs fetch_limited.lua, which reads the definitions themselves in the queue's slot."""
+        if time.monotonic() - self._limited_read > LIMITS_TTL:
+            self._limited = set(queue_names(self.client.smembers(self.keys.limited)))
+            self._limited_read = time.monotonic()
+        return self._limited
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        if limit is None:
+            self.client.hdel(self.keys.limits(queue), name)
+            return
+        # Registry last: a claim that finds the queue limited then finds its definitions.
+        self.client.hset(self.keys.limits(queue), name, limit.encode())
+        self.client.sadd(self.keys.limited, queue)
+        self.client.sadd(self.keys.queues, queue)
+        self._limited_read = -1e9
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        queues = queue_names(self.client.smembers(self.keys.limited))
+        found: dict[tuple[str, str], Limit] = {}
+        if not queues:
+            return found
+        replies = self._wire.run([Call(None, "HGETALL", self.keys.limits(q)) for q in queues])
+        for queue, flat in zip(queues, replies, strict=True):
+            items = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+            for name, text in items:
+                definition = Limit.decode(text)
+                if definition is not None:
+                    found[(queue, name.decode() if isinstance(name, bytes) else str(name))] = definition
+        return found
+
+    def _all_queues(self) -> list[str]:
+        """Every queue and every bucket of each (recover, listings and counts see buckets;
+        a claim reaches them only through their queue)."""
+        queues = self._queues()
+        limited = [q for q in queues if q in self._limited_now()]
+        if not limited:
+            return queues
+        found = list(queues)
+        for reply in self._wire.run([Call(None, "SMEMBERS", self.keys.buckets(q)) for q in limited]):
+            found += sorted(queue_names(reply))
+        return found
 
     def _fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
@@ -311,15 +383,14 @@ class RedisBackend(Admin):
         if queues is None:
             # The registry and the first queue in one round-trip; later queues only if the
             # first did not fill the batch.
-            known, first = self._wire.run(
-                [
-                    Call(None, "SMEMBERS", self.keys.queues),
-                    self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
-                ]
-            )
+            calls = [
+                Call(None, "SMEMBERS", self.keys.queues),
+                self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
+            ]
+            known, first = self._wire.run(calls)
             order = queue_names(known)
             self._known = order
-            got += claimed(DEFAULT, first, worker, lease_until, now)
+            got += self._claimed(calls[1], DEFAULT, first, worker, lease_until, now)
             rest = [q for q in order if q != DEFAULT]
         else:
             rest = list(queues)
@@ -328,7 +399,7 @@ class RedisBackend(Admin):
                 break
             call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
             keys, args = call.args
-            got += claimed(queue, self._wire.script("fetch", keys, args), worker, lease_until, now)
+            got += self._claimed(call, queue, self._wire.script(call.script, keys, args), worker, lease_until, now)
         self._hold(got)
         return got
 
@@ -429,7 +500,7 @@ class RedisBackend(Admin):
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        queues = self._queues()
+        queues = self._all_queues()
         for queue in queues:
             keys = self.keys.recover(queue)
             args = [
@@ -463,7 +534,8 @@ class RedisBackend(Admin):
         the job that woke the worker is claimed without another round-trip. The fetch then
         reads the time from the server's clock (in the worker's clock, by an offset measured
         once a minute), since it runs later than it was sent."""
-        if self.cluster or timeout <= 0.001 or limit <= 0:
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        if self.cluster or timeout <= 0.001 or limit <= 0 or not self._limited_now().isdisjoint(names):
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
         names = list(queues) if queues is not None else (self._known or [DEFAULT])

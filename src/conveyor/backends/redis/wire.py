@@ -29,6 +29,7 @@ SCRIPTS: Final = (
     "enqueue",
     "enqueue_one",
     "fetch",
+    "fetch_limited",
     "complete",
     "fail",
     "release",
