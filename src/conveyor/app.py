@@ -30,7 +30,7 @@ from .job import (
     WorkerInfo,
     new_id,
 )
-from .limits import SEP, QUEUE_LIMIT, Limit, bucket, check_limit_key, compute_key, fold, make_limit
+from .limits import QUEUE_LIMIT, SEP, Limit, bucket, check_limit_key, compute_key, fold, make_limit
 from .middleware import Enqueuing, Middleware, overriding
 from .redaction import redact_url
 from .retry import Backoff
@@ -369,7 +369,9 @@ class Conveyor:
         queue = opts.queue
         if task.limit is not None or opts.limit_key is not None:
             queue = self._limited_queue(task, opts, args, kwargs)
-        payload = self.codec.encode_payload(job_id, queue, max_attempts, task.name, args, kwargs, backoff, meta)
+        payload = self.codec.encode_payload(
+            job_id, queue, max_attempts, task.name, args, kwargs, backoff, meta
+        )
         limit = self.codec.max_payload
         if limit is not None and len(payload) > limit:
             raise PayloadTooLarge(

@@ -116,7 +116,7 @@ def check_limit_key(owner: str, limit_key: object) -> Callable[..., Any] | None:
         raise ConfigurationError(
             f"{owner}: limit_key={limit_key!r} must be a callable (*args, **kwargs) -> str"
         )
-    return limit_key  # type: ignore[return-value]
+    return limit_key
 
 
 def compute_key(task: str, limit_key: Callable[..., Any], args: Any, kwargs: Any) -> str:
@@ -182,7 +182,8 @@ def allowed(limit: Limit | None, active: int, state: Tokens | None, now: float) 
         return 1 << 30
     room = 1 << 30 if limit.concurrency is None else max(0, limit.concurrency - active)
     tokens = available(limit, state, now)
-    return min(room, int(tokens) if tokens != math.inf else 1 << 30)
+    # A hair over the float: 0.05 s at 20/s must make one whole token, not 0.999...
+    return min(room, int(tokens + 1e-9) if tokens != math.inf else 1 << 30)
 
 
 def spend(limit: Limit, state: Tokens | None, now: float, started: int) -> Tokens:
@@ -207,7 +208,9 @@ class Usage:
         return f"queue {self.queue}" if self.name == QUEUE_LIMIT else self.name
 
 
-def usage(definitions: Mapping[tuple[str, str], Limit], counts: Mapping[str, Mapping[str, int]]) -> list[Usage]:
+def usage(
+    definitions: Mapping[tuple[str, str], Limit], counts: Mapping[str, Mapping[str, int]]
+) -> list[Usage]:
     """Per limit: runs in progress and jobs waiting, from per-queue counts (buckets
     included) and the stored definitions."""
     active: dict[tuple[str, str], int] = {}
@@ -290,7 +293,11 @@ def rooms(
 
 
 def spent(
-    queue: str, limits: Mapping[str, Limit], tokens: Mapping[str, Tokens], started: Mapping[str, int], now: float
+    queue: str,
+    limits: Mapping[str, Limit],
+    tokens: Mapping[str, Tokens],
+    started: Mapping[str, int],
+    now: float,
 ) -> list[tuple[str, float, float]]:
     """(bucket, tokens, stamp) to store after a claim started ``started`` jobs per stored queue."""
     out: list[tuple[str, float, float]] = []

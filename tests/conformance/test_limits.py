@@ -12,7 +12,7 @@ from .helpers import ids
 
 
 def _limited(app: Conveyor, **limits: object) -> object:
-    @app.task(name="t.limited", **limits)  # type: ignore[call-overload]
+    @app.task(name="t.limited", **limits)  # type: ignore[call-overload, untyped-decorator]
     def limited(n: int, key: str = "a") -> None: ...
 
     return limited
@@ -132,5 +132,11 @@ def test_limits_are_visible_in_stats(app: Conveyor) -> None:
     stats = app.stats()
     assert stats.queues["default"] == {"active": 2, "pending": 1}
     (usage,) = stats.limits
-    assert (usage.queue, usage.name, usage.active, usage.waiting, usage.keys) == ("default", "t.limited", 2, 1, 2)
+    assert (usage.queue, usage.name, usage.active, usage.waiting, usage.keys) == (
+        "default",
+        "t.limited",
+        2,
+        1,
+        2,
+    )
     assert usage.limit.concurrency == 1

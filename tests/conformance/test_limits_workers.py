@@ -43,7 +43,12 @@ def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: st
     )
     log = tmp_path / "limits.log"
     workers = WorkerProcesses(
-        "tests.conformance.limits_app:app", app, tmp_path, store_url, LIMITS_NS=app.namespace, LIMITS_LOG=str(log)
+        "tests.conformance.limits_app:app",
+        app,
+        tmp_path,
+        store_url,
+        LIMITS_NS=app.namespace,
+        LIMITS_LOG=str(log),
     )
     try:
         for _ in range(3):

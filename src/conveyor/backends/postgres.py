@@ -505,12 +505,15 @@ class _Statements:
             f" AND state IN ('active', 'pending', 'scheduled', 'retry') GROUP BY 1, 2 HAVING sum(n) > 0"
         )
         self.promote_buckets = (
-            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id FROM unnest(%(names)s::text[]) b(name)"
+            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id"
+            f" FROM unnest(%(names)s::text[]) b(name)"
             f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = b.name AND state IN {_LATER}"
             f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
             f" RETURNING queue"
         )
-        self.tokens = f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens WHERE bucket = ANY(%(names)s::text[])"
+        self.tokens = (
+            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens WHERE bucket = ANY(%(names)s::text[])"
+        )
         self.spend_tokens = (
             f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
             f" SELECT * FROM unnest(%(names)s::text[], %(tokens)s::float8[], %(stamps)s::float8[])"
@@ -917,7 +920,9 @@ class PostgresBackend:
                     return rows
             serve = [
                 name
-                for (name,) in conn.execute(self.sql.serve_every if queues is None else self.sql.serve_given, params)
+                for (name,) in conn.execute(
+                    self.sql.serve_every if queues is None else self.sql.serve_given, params
+                )
             ]
             conn.execute(self.sql.promote, params, prepare=False)
             got: list[tuple[Any, ...]] = []
@@ -947,7 +952,9 @@ class PostgresBackend:
             active: dict[str, int] = {}
             ready: dict[str, int] = {}
             later: list[str] = []
-            for name, state, n in conn.execute(self.sql.bucket_counts, {"queue": queue, "low": low, "high": high}):
+            for name, state, n in conn.execute(
+                self.sql.bucket_counts, {"queue": queue, "low": low, "high": high}
+            ):
                 if state == "active":
                     active[name] = int(n)
                 elif state == "pending":
@@ -957,7 +964,9 @@ class PostgresBackend:
             if later:
                 # Buckets are not in the queues table (no plain claim may serve them), so the
                 # claim's promotion of due jobs does not reach them: this one does.
-                for (name,) in conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now}):
+                for (name,) in conn.execute(
+                    self.sql.promote_buckets, {"names": sorted(set(later)), "now": now}
+                ):
                     ready[name] = ready.get(name, 0) + 1
             names = rated(queue, limits, ready)
             tokens: dict[str, Tokens] = {}

@@ -440,7 +440,12 @@ class SQLiteBackend:
         return self._limits
 
     def _pick_limited(
-        self, conn: sqlite3.Connection, serve: Sequence[str], limits: dict[str, dict[str, Limit]], want: int, now: float
+        self,
+        conn: sqlite3.Connection,
+        serve: Sequence[str],
+        limits: dict[str, dict[str, Limit]],
+        want: int,
+        now: float,
     ) -> list[str]:
         """Ids to claim from ``serve`` in order, each limited queue's buckets taking only
         what their limits allow. Runs inside the claim's write transaction, which is the
@@ -487,7 +492,8 @@ class SQLiteBackend:
         )
         params: list[Any] = [x for pair in room.items() for x in pair]
         rows = conn.execute(
-            " UNION ALL ".join([part] * len(room)) + " ORDER BY priority DESC, run_at, id LIMIT ?", [*params, cap]
+            " UNION ALL ".join([part] * len(room)) + " ORDER BY priority DESC, run_at, id LIMIT ?",
+            [*params, cap],
         ).fetchall()
         started: dict[str, int] = {}
         for _, name, _, _ in rows:
@@ -504,9 +510,9 @@ class SQLiteBackend:
         found: dict[str, Tokens] = {}
         for i in range(0, len(buckets), 500):
             chunk = list(buckets[i : i + 500])
+            marks = ",".join("?" * len(chunk))
             for name, tokens, stamp in conn.execute(
-                f"SELECT bucket, tokens, stamp FROM {self.ns}_tokens WHERE bucket IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"SELECT bucket, tokens, stamp FROM {self.ns}_tokens WHERE bucket IN ({marks})", chunk
             ):
                 found[name] = Tokens(float(tokens), float(stamp))
         return found
@@ -525,7 +531,9 @@ class SQLiteBackend:
 
     def limits(self) -> dict[tuple[str, str], Limit]:
         found: dict[tuple[str, str], Limit] = {}
-        for queue, name, text in self._conn().execute(f"SELECT queue, name, definition FROM {self.ns}_limits"):
+        for queue, name, text in self._conn().execute(
+            f"SELECT queue, name, definition FROM {self.ns}_limits"
+        ):
             definition = Limit.decode(text)
             if definition is not None:
                 found[(queue, name)] = definition

@@ -325,7 +325,9 @@ class RedisBackend(Admin):
         # The claim is remembered for a minute: long enough for redis-py to re-send.
         return Call("fetch", keys, [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000])
 
-    def _claimed(self, call: Call, queue: str, flat: Any, worker: str, lease_until: float, now: float) -> list[JobRecord]:
+    def _claimed(
+        self, call: Call, queue: str, flat: Any, worker: str, lease_until: float, now: float
+    ) -> list[JobRecord]:
         if call.script == "fetch_limited":
             return claimed_limited(flat, worker, lease_until, now)
         return claimed(queue, flat, worker, lease_until, now)
@@ -399,7 +401,9 @@ class RedisBackend(Admin):
                 break
             call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
             keys, args = call.args
-            got += self._claimed(call, queue, self._wire.script(call.script, keys, args), worker, lease_until, now)
+            got += self._claimed(
+                call, queue, self._wire.script(call.script or "fetch", keys, args), worker, lease_until, now
+            )
         self._hold(got)
         return got
 

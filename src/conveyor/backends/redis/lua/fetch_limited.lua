@@ -70,7 +70,7 @@ local function room(d, active, tokens)
   if not d then return BIG end
   local r = BIG
   if d.conc then r = math.max(0, d.conc - active) end
-  if tokens then r = math.min(r, math.floor(tokens)) end
+  if tokens then r = math.min(r, math.floor(tokens + 1e-9)) end
   return r
 end
 local function running(p)
