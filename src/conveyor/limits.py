@@ -207,6 +207,34 @@ class Usage:
     def label(self) -> str:
         return f"queue {self.queue}" if self.name == QUEUE_LIMIT else self.name
 
+    @property
+    def in_use(self) -> str:
+        """Slots in use, out of how many (per key when keyed)."""
+        if self.limit.concurrency is None:
+            return str(self.active)
+        return f"{self.active}/{self.limit.concurrency}" + (" per key" if self.keys else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "limit": self.name or None,
+            "concurrency": self.limit.concurrency,
+            "rate": self.limit.rate,
+            "per": self.limit.per,
+            "burst": self.limit.burst if self.limit.rate else None,
+            "active": self.active,
+            "waiting": self.waiting,
+            "keys": self.keys,
+        }
+
+
+#: The columns every view of limits shows (``conveyor info``, ``top``, the dashboard).
+USAGE_COLUMNS = ("limit", "queue", "allows", "running", "waiting", "keys")
+
+
+def usage_row(u: Usage) -> list[str]:
+    return [u.label, u.queue, u.limit.describe(), u.in_use, str(u.waiting), str(u.keys) if u.keys else "-"]
+
 
 def usage(
     definitions: Mapping[tuple[str, str], Limit], counts: Mapping[str, Mapping[str, int]]

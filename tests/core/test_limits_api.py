@@ -17,7 +17,9 @@ def app(tmp_path: Path) -> Conveyor:
 
 
 @pytest.mark.parametrize("rate", ["fast", "10", "0/s", "-1/s", "10/d", "1.5/s", 10])
-def test_a_rate_that_is_not_n_per_period_is_refused_naming_task_and_value(app: Conveyor, rate: object) -> None:
+def test_a_rate_that_is_not_n_per_period_is_refused_naming_task_and_value(
+    app: Conveyor, rate: object
+) -> None:
     with pytest.raises(ConfigurationError, match=rf"task 't.x': rate={rate!r} is not a rate"):
 
         @app.task(name="t.x", rate=rate)  # type: ignore[call-overload, untyped-decorator]
@@ -26,7 +28,9 @@ def test_a_rate_that_is_not_n_per_period_is_refused_naming_task_and_value(app: C
 
 @pytest.mark.parametrize("concurrency", [0, -1, 1.5, "2", True])
 def test_concurrency_must_be_a_positive_int(app: Conveyor, concurrency: object) -> None:
-    with pytest.raises(ConfigurationError, match=rf"task 't.x': concurrency={concurrency!r} must be an int >= 1"):
+    with pytest.raises(
+        ConfigurationError, match=rf"task 't.x': concurrency={concurrency!r} must be an int >= 1"
+    ):
 
         @app.task(name="t.x", concurrency=concurrency)  # type: ignore[call-overload, untyped-decorator]
         def x() -> None: ...
@@ -47,7 +51,7 @@ def test_limit_key_needs_a_limit_and_a_callable(app: Conveyor) -> None:
 
     with pytest.raises(ConfigurationError, match="limit_key='k' must be a callable"):
 
-        @app.task(name="t.y", concurrency=1, limit_key="k")  # type: ignore[arg-type]
+        @app.task(name="t.y", concurrency=1, limit_key="k")  # type: ignore[call-overload, untyped-decorator]
         def y() -> None: ...
 
 
@@ -55,14 +59,18 @@ def test_a_limit_key_that_raises_or_gives_no_string_fails_the_enqueue(app: Conve
     @app.task(name="t.raises", concurrency=1, limit_key=lambda n: {}[n])
     def raises(n: int) -> None: ...
 
-    @app.task(name="t.number", concurrency=1, limit_key=lambda n: n)  # type: ignore[arg-type, return-value]
+    @app.task(name="t.number", concurrency=1, limit_key=lambda n: n)
     def number(n: int) -> None: ...
 
     with pytest.raises(ValueError, match=r"limit_key of task 't.raises' raised KeyError: 7"):
         raises.enqueue(7)
-    with pytest.raises(ValueError, match=r"limit_key of task 't.number' must give a non-empty str .* it gave 7"):
+    with pytest.raises(
+        ValueError, match=r"limit_key of task 't.number' must give a non-empty str .* it gave 7"
+    ):
         number.enqueue(7)
-    with pytest.raises(ValueError, match=r"limit_key of task 't.number' must give a non-empty str .* it gave ''"):
+    with pytest.raises(
+        ValueError, match=r"limit_key of task 't.number' must give a non-empty str .* it gave ''"
+    ):
         number.using(limit_key="").enqueue(1)
     assert app.stats().queues == {}
 
@@ -71,7 +79,9 @@ def test_using_limit_key_on_a_task_without_limits_is_refused(app: Conveyor) -> N
     @app.task(name="t.free")
     def free() -> None: ...
 
-    with pytest.raises(ConfigurationError, match=r"task 't.free': using\(limit_key='k'\) needs a task declared"):
+    with pytest.raises(
+        ConfigurationError, match=r"task 't.free': using\(limit_key='k'\) needs a task declared"
+    ):
         free.using(limit_key="k").enqueue()
 
 
@@ -79,7 +89,9 @@ def test_rates_and_the_token_bucket() -> None:
     assert parse_rate("100/m", "x") == (100, 60.0)
     assert parse_rate(" 5 / hour ", "x") == (5, 3600.0)
     limit = Limit(rate=20, per=1.0)
-    assert limit.burst == 2 and Limit(rate=5, per=1.0).burst == 1 and Limit(rate=1000, per=3600.0).burst == 100
+    assert (
+        limit.burst == 2 and Limit(rate=5, per=1.0).burst == 1 and Limit(rate=1000, per=3600.0).burst == 100
+    )
     assert allowed(limit, 0, None, 100.0) == 2  # starts full
     state = spend(limit, None, 100.0, 2)
     assert allowed(limit, 0, state, 100.0) == 0
