@@ -23,10 +23,10 @@ from .backends import Migrates
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
+from .limits import USAGE_COLUMNS, usage_row
 from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
-from .limits import USAGE_COLUMNS, usage_row
 from .redaction import redact_url
 from .render import Column, echo_json, plural, print_sections, print_table
 from .task import check_name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import ConfigurationError, Conveyor
-from conveyor.limits import Limit, Tokens, allowed, bucket, parse_rate, split, spend
+from conveyor.limits import Limit, Tokens, allowed, bucket, parse_rate, spend, split
 
 
 @pytest.fixture
