@@ -28,7 +28,7 @@ def _plain(app: Conveyor) -> object:
 def test_concurrency_caps_a_claim_and_leaves_other_tasks_free(app: Conveyor) -> None:
     limited = _limited(app, concurrency=2)
     plain = _plain(app)
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     held = [limited.enqueue(n) for n in range(5)]  # type: ignore[attr-defined]
     free = [plain.enqueue(n) for n in range(3)]  # type: ignore[attr-defined]
     got = app.backend.fetch(None, 20, "w1", 30, now)
@@ -47,7 +47,7 @@ def test_concurrency_caps_a_claim_and_leaves_other_tasks_free(app: Conveyor) -> 
 
 def test_each_key_has_its_own_slots(app: Conveyor) -> None:
     limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": f"k:{key}")
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     a = [limited.enqueue(n, "a") for n in range(3)]  # type: ignore[attr-defined]
     b = [limited.enqueue(n, "b") for n in range(3)]  # type: ignore[attr-defined]
     c = limited.using(limit_key="k:c").enqueue(9)  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ def test_rate_meters_starts_with_the_stated_burst(app: Conveyor) -> None:
 def test_a_held_job_does_not_block_the_jobs_behind_it(app: Conveyor) -> None:
     limited = _limited(app, concurrency=1)
     plain = _plain(app)
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     running = limited.using(priority=9).enqueue(0)  # type: ignore[attr-defined]
     assert ids(app.backend.fetch(None, 1, "w", 30, now)) == [running.id]
     limited.using(priority=9).enqueue(1)  # type: ignore[attr-defined]
@@ -82,7 +82,7 @@ def test_a_held_job_does_not_block_the_jobs_behind_it(app: Conveyor) -> None:
 def test_priority_holds_among_the_jobs_a_limit_lets_through(app: Conveyor) -> None:
     limited = _limited(app, concurrency=5)
     plain = _plain(app)
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     p0 = plain.enqueue(0)  # type: ignore[attr-defined]
     l1 = limited.using(priority=1).enqueue(1)  # type: ignore[attr-defined]
     p2 = plain.using(priority=2).enqueue(2)  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ def test_priority_holds_among_the_jobs_a_limit_lets_through(app: Conveyor) -> No
 
 def test_a_lost_worker_gives_its_slot_back_with_its_lease(app: Conveyor) -> None:
     limited = _limited(app, concurrency=1)
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     first, second = limited.enqueue(1), limited.enqueue(2)  # type: ignore[attr-defined]
     assert ids(app.backend.fetch(None, 5, "w1", 1, now)) == [first.id]
     assert app.backend.fetch(None, 5, "w2", 30, now + 0.5) == []
@@ -102,7 +102,7 @@ def test_a_lost_worker_gives_its_slot_back_with_its_lease(app: Conveyor) -> None
 
 def test_a_cancelled_run_frees_its_slot(app: Conveyor) -> None:
     limited = _limited(app, concurrency=1)
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     first, second = limited.enqueue(1), limited.enqueue(2)  # type: ignore[attr-defined]
     app.backend.fetch(None, 5, "w", 30, now)
     assert app.cancel(first.id) == 1
@@ -115,7 +115,7 @@ def test_queue_limit_counts_every_job_of_the_queue(app: Conveyor) -> None:
     plain = _plain(app)
     app.limit_queue("default", concurrency=3)
     app.define_limits()
-    now = time.time() + 0.05  # after every enqueue below: due by then
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
     for n in range(4):
         plain.enqueue(n)  # type: ignore[attr-defined]
         limited.enqueue(n)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ...job import CANCELLED_NOTE, JobRecord, Stats, WorkerInfo
-from ...limits import SEP
+from ...limits import SEP, split
 from ..base import check_action
 from .keys import Keys
 from .records import FIELDS, from_hash
@@ -201,7 +201,7 @@ class Admin:
                 follow.append(Call(None, "HDEL", self.keys.where, *result[1:]))
         if action == "retry":
             # A bucket whose jobs had all ended may have left its queue's ready set: back.
-            follow += [Call(None, "SADD", self.keys.ready(q), q) for q in by_queue if SEP in q]
+            follow += [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in by_queue if SEP in q]
         if follow:
             self._wire.run(follow)
         return changed

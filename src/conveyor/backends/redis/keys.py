@@ -39,7 +39,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
     {ns:q}:limits         HASH   limit name ('' for the queue) -> "concurrency|rate|per"
     {ns:q}:tokens         HASH   bucket (or queue) name -> "tokens|stamp" of its token bucket
-    {ns:q}:ready          SET    the queue's buckets with waiting or running jobs
+    {ns:q}:ready          ZSET   the queue's buckets that may have a job to start, by due time
+    {ns:q}:parked         ZSET   buckets out of tokens, by when their next token comes
     {ns:q}:buckets        SET    every bucket of the queue ever used (recover, admin)
     {ns:q}:b:<name>\x1f<key>:…   a bucket: every per-queue key above, for one limit and key
     {ns}:limited          SET    queues that have limits (a claim of them runs fetch_limited)
@@ -135,7 +136,8 @@ class Keys:
 
     def fetch_limited(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + "ready", p + "limits", p + "tokens", p + "paused", p + "claim:" + worker]
+        names = ("ready", "limits", "tokens", "paused", "claim:" + worker, "parked", "buckets")
+        return [p + n for n in names]
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)

@@ -38,6 +38,9 @@ WAKE_TOKENS: Final = 16
 FETCH_OUTAGE: Final = 5.0
 #: Seconds a process trusts its list of queues with limits (see the SQLite store).
 LIMITS_TTL: Final = 1.0
+#: Buckets a claim of a limited queue looks at beyond two per job it asks for (the ready
+#: set holds only buckets with a free slot, so most of them give a job).
+LOOK_AT_BUCKETS: Final = 8
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
@@ -319,7 +322,8 @@ class RedisBackend(Admin):
     ) -> Call:
         if queue in self._limited_now():
             keys = self.keys.fetch_limited(queue, worker)
-            args = [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000, queue]
+            looked_at = 2 * limit + LOOK_AT_BUCKETS
+            args = [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000, queue, looked_at]
             return Call("fetch_limited", keys, args)
         keys = self.keys.fetch(queue, worker)
         # The claim is remembered for a minute: long enough for redis-py to re-send.
@@ -418,15 +422,37 @@ class RedisBackend(Admin):
         values = dict(results)
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        for queue, ids in self._locate(list(values)).items():
+        located = self._locate(list(values))
+        for queue, ids in located.items():
             flags = "".join("0" if values[i] is None else "1" for i in ids)
             args: list[Any] = [self.keys.prefix(queue), worker, now, f"p:{minute}", flags]
             for i in ids:
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(values)
+
+    def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
+        """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
+        start a job again, and a worker idle in BLPOP on its queue is woken to take it, at
+        once instead of at its next poll. Nothing for queues without limits."""
+        return [
+            call
+            for queue in queues
+            if SEP in queue
+            for call in self._bucket_freed(self.keys.parent(queue), queue)
+        ]
+
+    @staticmethod
+    def _bucket_freed(parent: str, bucket: str) -> list[Call]:
+        """A slot of ``bucket`` was freed: it may start a job again, and a worker idle in
+        BLPOP on its queue is woken to take it."""
+        return [
+            Call(None, "ZADD", parent + "ready", 0, bucket),
+            Call(None, "LPUSH", parent + "wake", "1"),
+            Call(None, "LTRIM", parent + "wake", 0, WAKE_TOKENS - 1),
+        ]
 
     def _forget(self, ids: Iterable[str]) -> None:
         held = self._held
@@ -439,7 +465,8 @@ class RedisBackend(Admin):
         by_id = {f.id: f for f in failures}
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        for queue, ids in self._locate(list(by_id)).items():
+        located = self._locate(list(by_id))
+        for queue, ids in located.items():
             batch = [by_id[i] for i in ids]
             flags = "".join("0" if f.traceback is None else "1" for f in batch)
             args: list[Any] = [self.keys.prefix(queue), worker, now, minute, flags]
@@ -447,7 +474,7 @@ class RedisBackend(Admin):
                 mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(by_id)
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
@@ -473,10 +500,11 @@ class RedisBackend(Admin):
         if not ids:
             return
         calls: list[Call] = []
-        for queue, batch in self._locate(ids).items():
+        located = self._locate(ids)
+        for queue, batch in located.items():
             args = [self.keys.prefix(queue), worker, WAKE_TOKENS, *batch]
             calls.append(Call("release", self.keys.release(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(ids)
 
     def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
@@ -528,6 +556,12 @@ class RedisBackend(Admin):
                 pruned += result[1:]
         for i in range(0, len(pruned), 1000):
             self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+        # Every bucket may start a job again: the safety net for a freed slot whose
+        # acknowledgement did not say so (a lease that expired, a client gone mid-pipeline).
+        # A claim drops again, at the cost of one look, those that cannot.
+        ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
+        if ready:
+            self._wire.run(ready)
         return recovered
 
     def wait_and_fetch(

@@ -10,7 +10,7 @@
 --                                 Jobs of the queue 'default' are not indexed: readers
 --                                 look there first.
 -- KEYS[7]  {ns:q}:buckets SET   only for a bucket (ARGV[6] = "b", see fetch_limited.lua):
--- KEYS[8]  {ns:q}:ready   SET   its queue's buckets ever used, and those with work, which it
+-- KEYS[8]  {ns:q}:ready   ZSET  its queue's buckets ever used, and those with work, which it
 --                                joins (on Cluster these two are KEYS[5] and KEYS[6]); its
 --                                other keys are the bucket's, but KEYS[4], its queue's wake
 -- ARGV[1]  prefix of the queue's keys, "{ns:q}:"
@@ -67,7 +67,7 @@ local function in_slices(command, key, values)
   end
 end
 
-local due = 0
+local due, earliest = 0, math.huge
 local where, w = {}, 0
 local jobs = prefix .. 'j:'
 i = 7
@@ -92,12 +92,15 @@ while i <= #ARGV do
     in_slices('ZADD', KEYS[3], scored)
   end
   if tonumber(run_at) <= now then due = due + n end
+  earliest = math.min(earliest, tonumber(run_at))
 end
 if indexed then in_slices('HSET', KEYS[5], where) end
 if nkeys >= 6 and ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
 if ready then
   redis.call('SADD', every, queue)
-  redis.call('SADD', ready, queue)
+  -- By its first job's time (0 puts it first; fetch_limited keeps the score exact).
+  local first = redis.call('ZSCORE', ready, queue)
+  if not first or tonumber(first) > earliest then redis.call('ZADD', ready, earliest, queue) end
 end
 
 -- One token per due job, up to a cap: each wakes one idle worker blocked in BLPOP.

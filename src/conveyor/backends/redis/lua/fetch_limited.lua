@@ -4,11 +4,14 @@
 -- limit allows. Counting the running jobs, reading the token buckets and claiming are one
 -- script, so no two workers can both take a bucket's last slot.
 --
--- KEYS[1]  {ns:q}:ready          SET   buckets with waiting or running jobs (their names)
+-- KEYS[1]  {ns:q}:ready          ZSET  buckets that may have a job to start, by when their
+--                                      first job came due (0: look at it again soon)
 -- KEYS[2]  {ns:q}:limits         HASH  limit name ('' for the queue) -> "concurrency|rate|per"
 -- KEYS[3]  {ns:q}:tokens         HASH  bucket name (or the queue's) -> "tokens|stamp"
 -- KEYS[4]  {ns:q}:paused         STRING present while the queue is paused
 -- KEYS[5]  {ns:q}:claim:<worker> LIST  token of the worker's last claim, then queue, id pairs
+-- KEYS[6]  {ns:q}:parked         ZSET  buckets out of tokens, by when their next token comes
+-- KEYS[7]  {ns:q}:buckets        SET   every bucket of the queue (for a whole-queue concurrency)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  limit
 -- ARGV[3]  worker id
@@ -17,11 +20,18 @@
 -- ARGV[6]  token unique to this call
 -- ARGV[7]  milliseconds to remember the claim
 -- ARGV[8]  the queue's name
+-- ARGV[9]  most buckets to look at (the first by due time: FIFO across keys)
 --
 -- A bucket's keys are its queue's prefix followed by "b:<limit name>\31<key>:" (same hash
 -- slot): prios, w:<p>, sched, retry, held:<worker>, leases, exactly as a queue's. Its running
 -- jobs are the members of its workers' held sets, which every script that ends or moves a
 -- run keeps exact, so a slot is free the moment its run ends.
+--
+-- So that a claim looks only at buckets that may start a job, a bucket leaves the ready set
+-- when it has no waiting job, or every slot is taken (the store puts it back with the
+-- acknowledgement that frees a slot, and recover puts back every bucket with waiting jobs),
+-- or its tokens ran out (it is parked until its next token comes). A claim looks at no more
+-- than ARGV[9] of them, the earliest due first, so its cost does not grow with the keys.
 --
 -- Returns 8 values per claimed job: the stored queue name, then id, p m ra a e tb of its
 -- hash, best first (priority DESC, run_at, id) as fetch.lua.
@@ -81,24 +91,35 @@ local function running(p)
   return count
 end
 
+-- Parked buckets whose next token has come are ready again.
+local due_parked = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)
+if #due_parked > 0 then
+  for _, b in ipairs(due_parked) do redis.call('ZADD', KEYS[1], 0, b) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+end
+
 local defs = {}
 local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat, 2 do defs[flat[i]] = definition(flat[i + 1]) end
 
--- Every source: the queue itself, then each bucket with waiting or running jobs. A bucket
--- with neither leaves the ready set (an enqueue puts it back).
+-- Every source: the queue itself, then the ready buckets due first.
 local sources = {{queue = qname, prefix = prefix}}
 local total_active = running(prefix)
 sources[1].active = total_active
-for _, b in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+-- The whole queue's limit counts every running job of its buckets: only then are they all
+-- read (a queue limit with keyed task limits is the costly combination).
+if defs[''] and defs[''].conc then
+  for _, b in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+    total_active = total_active + running(source_prefix(b))
+  end
+end
+for _, b in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[9]))) do
   local bp = source_prefix(b)
-  local active = running(bp)
-  if active == 0 and redis.call('EXISTS', bp .. 'prios') == 0 then
-    redis.call('SREM', KEYS[1], b)
+  if redis.call('EXISTS', bp .. 'prios') == 0 then
+    redis.call('ZREM', KEYS[1], b)  -- nothing waits: an enqueue or a retry brings it back
   else
     local name = string.match(string.sub(b, #qname + 2), '^([^\31]*)')
-    sources[#sources + 1] = {queue = b, prefix = bp, active = active, def = defs[name]}
-    total_active = total_active + active
+    sources[#sources + 1] = {queue = b, prefix = bp, active = running(bp), def = defs[name]}
   end
 end
 
@@ -177,6 +198,23 @@ for _, c in ipairs(cands) do
 end
 for wkey, sp in pairs(touched) do
   if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', sp[1].prefix .. 'prios', sp[2]) end
+end
+
+-- Buckets that can start nothing more leave the ready set: full ones until a slot frees,
+-- those out of tokens until their next token. The others move to where their first waiting
+-- job now puts them.
+for i = 2, #sources do
+  local s, d = sources[i], sources[i].def
+  if d and d.conc and s.active + s.started >= d.conc then
+    redis.call('ZREM', KEYS[1], s.queue)
+  elseif d and s.tokens and s.tokens - s.started < 1 then
+    redis.call('ZREM', KEYS[1], s.queue)
+    redis.call('ZADD', KEYS[6], nownum + (1 - (s.tokens - s.started)) * d.per / d.rate, s.queue)
+  else
+    local top = redis.call('ZREVRANGE', s.prefix .. 'prios', 0, 0)[1]
+    local head = top and redis.call('ZRANGE', s.prefix .. 'w:' .. top, 0, 0, 'WITHSCORES')[2]
+    if head then redis.call('ZADD', KEYS[1], head, s.queue) else redis.call('ZREM', KEYS[1], s.queue) end
+  end
 end
 
 -- Tokens spent: each rate-limited bucket's, and the queue's own.
