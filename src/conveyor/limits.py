@@ -13,6 +13,7 @@ the bucket like on any queue, so a slot is free as soon as its job is no longer 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -145,6 +146,7 @@ def bucket(queue: str, name: str, key: str | None) -> str:
     return f"{queue}{SEP}{name}" if key is None else f"{queue}{SEP}{name}{SEP}{key}"
 
 
+@functools.lru_cache(maxsize=65536)
 def split(stored: str) -> tuple[str, str | None, str | None]:
     """(queue, limit name, key) of a stored queue name; (queue, None, None) for a plain one."""
     if SEP not in stored:

@@ -114,7 +114,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
-from ..limits import SEP, Limit, Tokens, bucket_range, rated, rooms, spent, split
+from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .base import check_action, translate_errors
 
@@ -511,8 +511,10 @@ class _Statements:
             f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
             f" RETURNING queue"
         )
+        # The token buckets of a queue and of its buckets: a range of the primary key.
         self.tokens = (
-            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens WHERE bucket = ANY(%(names)s::text[])"
+            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens"
+            f" WHERE bucket = %(queue)s OR (bucket > %(low)s AND bucket < %(high)s)"
         )
         self.spend_tokens = (
             f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
@@ -520,19 +522,19 @@ class _Statements:
             f" ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp"
         )
         self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
-        # Each stored queue's best ready jobs, as many as its room allows, best first.
-        self.pick_buckets = (
-            f"SELECT j.id, j.queue FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
-            f" CROSS JOIN LATERAL (SELECT id, queue, priority, run_at FROM {s}.jobs"
+        # The claim of a limited queue: each stored queue's best ready jobs, as many as its
+        # room allows, the best of them all up to the cap.
+        pick = (
+            f"SELECT j.id FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
+            f" CROSS JOIN LATERAL (SELECT id, priority, run_at FROM {s}.jobs"
             f"  WHERE queue = b.name AND state = 'pending' ORDER BY priority DESC, run_at, id"
             f"  LIMIT b.room FOR UPDATE SKIP LOCKED) j"
             f" ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(cap)s"
         )
-        self.claim_ids = (
+        self.claim_limited = (
             f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
             f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
-            f" finished_at = NULL WHERE t.id = ANY(%(ids)s::text[]) AND t.state = 'pending'"
-            f" RETURNING {_T_COLUMNS}"
+            f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
         )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         self.set_paused = (
@@ -947,41 +949,35 @@ class PostgresBackend:
     ) -> list[tuple[Any, ...]]:
         low, high = bucket_range(queue)
         now = params["now"]
-        with conn.transaction():
+        where = {"queue": queue, "low": low, "high": high}
+        # Pipelined: the lock, the counts and the tokens go in one round-trip, the claim in a
+        # second, the tokens spent and the commit in a third.
+        with conn.pipeline(), conn.transaction():
             conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
+            counts = conn.execute(self.sql.bucket_counts, where)
+            held = conn.execute(self.sql.tokens, where)
             active: dict[str, int] = {}
             ready: dict[str, int] = {}
             later: list[str] = []
-            for name, state, n in conn.execute(
-                self.sql.bucket_counts, {"queue": queue, "low": low, "high": high}
-            ):
+            for name, state, n in counts.fetchall():
                 if state == "active":
                     active[name] = int(n)
                 elif state == "pending":
                     ready[name] = int(n)
                 elif name != queue:
                     later.append(name)
+            tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
             if later:
                 # Buckets are not in the queues table (no plain claim may serve them), so the
                 # claim's promotion of due jobs does not reach them: this one does.
-                for (name,) in conn.execute(
-                    self.sql.promote_buckets, {"names": sorted(set(later)), "now": now}
-                ):
+                promoted = conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now})
+                for (name,) in promoted.fetchall():
                     ready[name] = ready.get(name, 0) + 1
-            names = rated(queue, limits, ready)
-            tokens: dict[str, Tokens] = {}
-            if names:
-                for name, held, stamp in conn.execute(self.sql.tokens, {"names": names}):
-                    tokens[name] = Tokens(float(held), float(stamp))
             cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now)
             if not room:
                 return []
-            picked = conn.execute(
-                self.sql.pick_buckets, {"names": list(room), "rooms": list(room.values()), "cap": cap}
-            ).fetchall()
-            if not picked:
-                return []
-            rows = conn.execute(self.sql.claim_ids, {**params, "ids": [i for i, _ in picked]}).fetchall()
+            claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
+            rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
             started: dict[str, int] = {}
             for row in rows:
                 started[row[1]] = started.get(row[1], 0) + 1

@@ -407,7 +407,8 @@ class SQLiteBackend:
                 f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
             )
             limits = self._limits_now(conn)
-            if limits and not limits.keys().isdisjoint(serve):
+            limited = bool(limits) and not limits.keys().isdisjoint(serve)
+            if limited:
                 ids = self._pick_limited(conn, serve, limits, limit, now)
                 rows = conn.execute(
                     f"{claim} WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}",
@@ -424,7 +425,10 @@ class SQLiteBackend:
                 ).fetchall()
         rank = {q: i for i, q in enumerate(serve)}
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
-        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        if limited:  # a bucket's jobs rank with their queue's
+            records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        else:
+            records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
 
     # -- limits ---------------------------------------------------------------------------
