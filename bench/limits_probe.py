@@ -89,14 +89,13 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path) -> float:
         "LIMITS_NS": ns,
         "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
     }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app", "--queues", task.options.queue,
-             "--concurrency", "16", "--log-level", "warning"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{variant}.log", "ab"),
-        )
-        for _ in range(4)
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app", "--queues", task.options.queue,
+               "--concurrency", "16", "--log-level", "warning"]  # fmt: skip
+    with open(tmp / f"{variant}.log", "ab") as log:
+        procs = [
+            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            for _ in range(4)
+        ]
     try:
         deadline = time.monotonic() + 300
         while app.stats().queues.get(task.options.queue, {}).get("completed", 0) < jobs:

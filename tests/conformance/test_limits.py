@@ -140,3 +140,14 @@ def test_limits_are_visible_in_stats(app: Conveyor) -> None:
         2,
     )
     assert usage.limit.concurrency == 1
+
+
+def test_a_queue_listing_and_purge_include_its_limited_jobs(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": key)
+    plain = _plain(app)
+    jobs = [limited.enqueue(0, "a"), limited.enqueue(1, "b"), plain.enqueue(2)]  # type: ignore[attr-defined]
+    listed = app.jobs(state="pending", queue="default")
+    assert {j.id for j in listed} == {j.id for j in jobs}
+    assert {j.queue for j in listed} == {"default"}
+    assert app.delete_all("pending", queue="default") == 3
+    assert app.stats().queues.get("default", {}).get("pending", 0) == 0

@@ -559,7 +559,12 @@ class _Statements:
             where = "state = %(state)s"
         if state is not None:
             params["state"] = state
-        if queue is not None:
+        if queue is not None and params.pop("_limited", False):
+            # A queue with limits: its buckets' jobs too (a range of the same index).
+            where += " AND (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            params["queue"] = queue
+            params["low"], params["high"] = bucket_range(queue)
+        elif queue is not None:
             where += " AND queue = %(queue)s"
             params["queue"] = queue
         if search:
@@ -1127,7 +1132,8 @@ class PostgresBackend:
         now: float | None = None,
         search: str | None = None,
     ) -> list[JobRecord]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        limited = queue is not None and queue in self._limits_now()
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "_limited": limited}
         where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
         statement = self.sql.jobs.format(where=where)
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
@@ -1225,6 +1231,7 @@ class PostgresBackend:
             where = self.sql.by_ids
             params["ids"] = list(ids)
         else:
+            params["_limited"] = queue is not None and queue in self._limits_now()
             where = self.sql.matching(state, queue, None, now, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"

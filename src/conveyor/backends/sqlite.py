@@ -521,6 +521,15 @@ class SQLiteBackend:
                 found[name] = Tokens(float(tokens), float(stamp))
         return found
 
+    def _queue_filter(self, queue: str, params: list[Any]) -> str:
+        """The jobs of ``queue`` in an admin listing or action: its buckets' too, when it
+        has limits (a range of the same index; plain queues keep their equality)."""
+        if queue in self._limits_now(self._conn()):
+            params += [queue, *bucket_range(queue)]
+            return " AND (queue = ? OR (queue > ? AND queue < ?))"
+        params.append(queue)
+        return " AND queue = ?"
+
     def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
         with self._write() as conn:
             if limit is None:
@@ -713,8 +722,7 @@ class SQLiteBackend:
     ) -> list[JobRecord]:
         where, params = self._state_filter(state, time.time() if now is None else now)
         if queue is not None:
-            where += " AND queue = ?"
-            params.append(queue)
+            where += self._queue_filter(queue, params)
         if search:
             where += " AND instr(payload, ?) > 0"
             params.append(search.encode())
@@ -882,8 +890,7 @@ class SQLiteBackend:
                 return total
             where, params = self._state_filter(state, now)
             if queue is not None:
-                where += " AND queue = ?"
-                params.append(queue)
+                where += self._queue_filter(queue, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount

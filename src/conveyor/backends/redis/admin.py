@@ -40,6 +40,9 @@ class Admin:
     def _all_queues(self) -> list[str]:
         raise NotImplementedError  # RedisBackend's: the registry and every queue's buckets
 
+    def _queues_of(self, queue: str) -> list[str]:
+        raise NotImplementedError  # RedisBackend's: a queue and its buckets
+
     def get(self, job_id: str) -> JobRecord | None:
         found = self._locate([job_id])
         if not found:
@@ -53,7 +56,7 @@ class Admin:
     def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
         """(id, queue) of every job in ``state`` (and ``queue``), newest first; with a
         ``limit``, at most that many per queue (any of them)."""
-        queues = [queue] if queue is not None else self._all_queues()
+        queues = self._queues_of(queue) if queue is not None else self._all_queues()
         if not queues:
             return []
         calls = [

@@ -369,6 +369,12 @@ class RedisBackend(Admin):
                     found[(queue, name.decode() if isinstance(name, bytes) else str(name))] = definition
         return found
 
+    def _queues_of(self, queue: str) -> list[str]:
+        """``queue`` and, when it has limits, its buckets (admin listings and actions)."""
+        if queue not in self._limited_now():
+            return [queue]
+        return [queue, *sorted(queue_names(self.client.smembers(self.keys.buckets(queue))))]
+
     def _all_queues(self) -> list[str]:
         """Every queue and every bucket of each (recover, listings and counts see buckets;
         a claim reaches them only through their queue)."""
