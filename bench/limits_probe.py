@@ -89,8 +89,8 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path) -> float:
         "LIMITS_NS": ns,
         "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
     }
-    command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app", "--queues", task.options.queue,
-               "--concurrency", "16", "--log-level", "warning"]  # fmt: skip
+    command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app"]
+    command += ["--queues", task.options.queue, "--concurrency", "16", "--log-level", "warning"]
     with open(tmp / f"{variant}.log", "ab") as log:
         procs = [
             subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
