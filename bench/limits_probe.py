@@ -6,9 +6,10 @@
    in-process worker of 8 threads, once with this tree's conveyor and once with ``--main-src``
    (a copy of main's ``src``: ``git archive main src | tar -x -C /tmp/limits-main``), each in a
    fresh process, A and B taking turns.
-2. Limited drains: N no-op jobs of one task, served by 4 ``conveyor worker`` processes of 16
-   threads: unlimited, ``concurrency=50``, and ``concurrency=1`` per key over 100 keys. The
-   rate is N over the span from the first start to the last finish (process start-up left out).
+2. Limited drains: N jobs of one task (no-op, or sleeping ``--run-ms``), served by 4
+   ``conveyor worker`` processes of ``--threads`` threads: unlimited, ``concurrency=50``, and
+   ``concurrency=1`` per key over 100 keys. The rate is N over the span from the first start
+   to the last finish (process start-up left out).
 
 Servers: a fresh SQLite file, or a PostgreSQL / Redis server started for the run (tests/servers).
 """
@@ -68,7 +69,7 @@ def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, 
     }
 
 
-def _drain(url: str, variant: str, jobs: int, tmp: Path) -> float:
+def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float) -> float:
     sys.path.insert(0, str(ROOT))
     from bench import limits_app
 
@@ -85,12 +86,13 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path) -> float:
         app.enqueue_many([task.job(n) for n in range(i, min(i + 1000, jobs))])
     env = {
         **os.environ,
+        "BENCH_RUN_MS": str(run_ms),
         "CONVEYOR_URL": url,
         "LIMITS_NS": ns,
         "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
     }
     command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app"]
-    command += ["--queues", task.options.queue, "--concurrency", "16", "--log-level", "warning"]
+    command += ["--queues", task.options.queue, "--concurrency", str(threads), "--log-level", "warning"]
     with open(tmp / f"{variant}.log", "ab") as log:
         procs = [
             subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -122,6 +124,9 @@ def main() -> None:
     parser.add_argument("--main-src", help="main's src directory for the A/B run (skipped without)")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=16, help="threads of each of the 4 workers")
+    parser.add_argument("--run-ms", type=float, default=0.0, help="how long each job of the drains sleeps")
+    parser.add_argument("--no-drains", action="store_true", help="the A/B run only")
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,13 +153,16 @@ def main() -> None:
             result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
             if args.main_src:
                 result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
-            rates: dict[str, list[float]] = {"plain": [], "conc50": [], "perkey": []}
-            for rep in range(args.repeat):
-                for variant in rates:
-                    rates[variant].append(_drain(url_for(f"{variant}{rep}"), variant, args.jobs, tmp))
-            medians = {v: statistics.median(r) for v, r in rates.items()}
-            result["drain_jobs_per_s"] = medians
-            result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
+            if not args.no_drains:
+                result.update(threads=args.threads, run_ms=args.run_ms)
+                rates: dict[str, list[float]] = {"plain": [], "conc50": [], "perkey": []}
+                for rep in range(args.repeat):
+                    for variant in rates:
+                        url = url_for(f"{variant}{rep}")
+                        rates[variant].append(_drain(url, variant, args.jobs, tmp, args.threads, args.run_ms))
+                medians = {v: statistics.median(r) for v, r in rates.items()}
+                result["drain_jobs_per_s"] = medians
+                result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
             print(json.dumps(result, indent=2))
         finally:
             if server is not None:
