@@ -3,6 +3,7 @@ key or queue, with times passed in (``now``) so that nothing here waits on a clo
 
 from __future__ import annotations
 
+import threading
 import time
 
 from conveyor import Conveyor
@@ -151,3 +152,20 @@ def test_a_queue_listing_and_purge_include_its_limited_jobs(app: Conveyor) -> No
     assert {j.queue for j in listed} == {"default"}
     assert app.delete_all("pending", queue="default") == 3
     assert app.stats().queues.get("default", {}).get("pending", 0) == 0
+
+
+def test_a_burst_worker_waits_for_the_jobs_its_limits_meter_out(app: Conveyor) -> None:
+    runs: list[float] = []
+
+    @app.task(name="t.metered", rate="5/s")  # burst 1: one start every 0.2 s
+    def metered(n: int) -> None:
+        runs.append(time.time())
+
+    for n in range(3):
+        metered.enqueue(n)
+    worker = app.worker(concurrency=4, burst=True, grace=5)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive() and len(runs) == 3
+    assert runs[2] - runs[0] >= 0.35  # two refills of 0.2 s each, give or take the clock

@@ -88,7 +88,8 @@ class Worker:
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
-        if app.limit_definitions():
+        self._limited = bool(app.limit_definitions())
+        if self._limited:
             # Held jobs wake nobody when a slot frees or a token comes: look again soon.
             self.idle_wait = min(idle_wait, LIMITED_IDLE_WAIT)
         self.supervised = supervised
@@ -218,6 +219,9 @@ class Worker:
                 # once), an empty fetch means there is nothing left to do.
                 self._acker.flush(30.0)
                 if not self._ready(queues):
+                    if self._limited and self._held_back(queues):
+                        self._stopping.wait(LIMITED_IDLE_WAIT)
+                        continue
                     return
             else:
                 try:
@@ -256,6 +260,13 @@ class Worker:
         log.warning("store unreachable (%s); retrying in %.2f s", exc, pause)
         self._outage = pause
         self._stopping.wait(pause)
+
+    def _held_back(self, queues: list[str] | None) -> bool:
+        """True if jobs of ``queues`` are ready but held back by a limit (or just claimed by
+        another worker): a burst worker of an app with limits waits for them rather than
+        leave them behind when its limits meter them out."""
+        counts = self.app.stats().queues
+        return any(counts.get(q, {}).get("pending", 0) for q in (counts if queues is None else queues))
 
     def _ready(self, queues: list[str] | None) -> bool:
         """True if a job is due now (the burst worker's last look before it exits)."""
