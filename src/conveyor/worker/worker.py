@@ -80,6 +80,10 @@ class Worker:
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
+        if prefetch is None and app.limit_definitions():
+            # A claimed job holds its limit's slot: one waiting in this worker's memory would
+            # keep the slot from a worker with a free thread. Claim only what runs at once.
+            prefetch = 0
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // 2)
