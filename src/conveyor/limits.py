@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 SEP = "\x1f"
 #: The limit name of a whole queue's limit (``app.limit_queue``); task names are never empty.
 QUEUE_LIMIT = ""
+#: Buckets a claim takes jobs from beyond two per job it asks for (see ``rooms``).
+LOOK_AT_BUCKETS = 8
 #: The longest key a limit_key callable may return.
 KEY_MAX = 200
 
@@ -304,10 +306,15 @@ def rooms(
     tokens: Mapping[str, Tokens],
     want: int,
     now: float,
+    turn: int = 0,
 ) -> tuple[int, dict[str, int]]:
     """(jobs the claim may take from ``queue`` in all, jobs it may take from each of its
     stored queues with ready jobs): the whole queue's limit counts every running job of the
-    queue and its buckets; a bucket's limit counts its own."""
+    queue and its buckets; a bucket's limit counts its own.
+
+    At most ``LOOK_AT_BUCKETS + 2 * want`` buckets take part, so that a claim's cost does not
+    grow with the number of keys: when more have room, the ``turn``-th group of that many in
+    name order, cyclically (the caller counts its claims: round robin across keys)."""
     cap = want
     whole = limits.get(QUEUE_LIMIT)
     if whole is not None:
@@ -319,6 +326,12 @@ def rooms(
         n = min(cap, allowed(_definition(queue, name, limits), active.get(name, 0), tokens.get(name), now))
         if n > 0:
             room[name] = n
+    most = LOOK_AT_BUCKETS + 2 * want
+    names = sorted(name for name in room if name != queue)
+    if len(names) > most:
+        start = (turn * most) % len(names)
+        keep = set((names[start:] + names[:start])[:most]) | {queue}
+        room = {name: n for name, n in room.items() if name in keep}
     return cap, room
 
 

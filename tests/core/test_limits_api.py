@@ -106,3 +106,16 @@ def test_bucket_names_keep_queue_limit_and_key_apart() -> None:
     assert split(bucket("mail", "t.send", "customer:42")) == ("mail", "t.send", "customer:42")
     assert split(bucket("mail", "t.send", None)) == ("mail", "t.send", None)
     assert split("mail") == ("mail", None, None)
+
+
+def test_a_claim_takes_part_in_a_bounded_number_of_keys_in_turn() -> None:
+    from conveyor.limits import LOOK_AT_BUCKETS, rooms
+
+    limit = {"t": Limit(concurrency=1)}
+    names = [bucket("q", "t", f"k{n:03}") for n in range(100)]
+    seen: set[str] = set()
+    for turn in range(20):
+        cap, room = rooms("q", limit, {}, ["q", *names], {}, 4, 0.0, turn)
+        assert cap == 4 and "q" in room and len(room) == LOOK_AT_BUCKETS + 8 + 1
+        seen |= set(room)
+    assert seen >= set(names)  # every key gets its turn

@@ -82,6 +82,7 @@ transaction, or enqueue after commit with ``transaction.on_commit``.)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -603,6 +604,7 @@ class PostgresBackend:
         # Limit definitions by queue and name, and when they were read (monotonic).
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
+        self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
         try:
             self._ensure_schema()
         except BaseException:
@@ -978,7 +980,7 @@ class PostgresBackend:
                 promoted = conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now})
                 for (name,) in promoted.fetchall():
                     ready[name] = ready.get(name, 0) + 1
-            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now)
+            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
             if not room:
                 return []
             claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}

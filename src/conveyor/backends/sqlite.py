@@ -9,6 +9,7 @@ a power loss can drop the last transactions.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
@@ -241,6 +242,7 @@ class SQLiteBackend:
         # Limit definitions by queue and name, and when they were read (monotonic).
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
+        self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
         self._migrate()
 
     # -- connections ----------------------------------------------------------------------
@@ -487,7 +489,7 @@ class SQLiteBackend:
         ):
             (active if state == "active" else ready)[name] = n
         tokens = self._tokens(conn, rated(queue, limits, ready))
-        cap, room = rooms(queue, limits, active, ready, tokens, want, now)
+        cap, room = rooms(queue, limits, active, ready, tokens, want, now, next(self._turns))
         if not room:
             return []
         part = (
