@@ -110,6 +110,7 @@ class Conveyor:
         self.tasks: dict[str, Task[Any, Any]] = {}
         #: Whole-queue limits declared with ``limit_queue``.
         self.queue_limits: dict[str, Limit] = {}
+        self._lifted: set[str] = set()  # queues whose limit limit_queue lifted
         # (queue, limit name) -> the definition this process has written to the store.
         self._defined: dict[tuple[str, str], Limit] = {}
         self._backend: Backend | None = None
@@ -201,13 +202,15 @@ class Conveyor:
         """Limit a whole queue: at most ``concurrency`` of its jobs run at once and at most
         ``rate`` (``"N/s"``, ``"N/m"``, ``"N/h"``) start per period, counted by the store
         across every worker. The definition reaches the store when a worker of this app
-        starts (or at once, with ``define_limits``); ``concurrency=None, rate=None`` lifts it."""
+        starts (or at once, with ``define_limits``); neither option lifts the queue's limit
+        (the same way: when a worker starts). Nothing reaches the store at this call."""
         check_name("queue", queue)
         limit = make_limit(f"queue {queue!r}", concurrency, rate)
         if limit is None:
             self.queue_limits.pop(queue, None)
-            self._define(queue, QUEUE_LIMIT, None)
+            self._lifted.add(queue)
             return
+        self._lifted.discard(queue)
         self.queue_limits[queue] = limit
 
     def limit_definitions(self) -> dict[tuple[str, str], Limit]:
@@ -221,6 +224,8 @@ class Conveyor:
         """Write every limit this app declares to the store (a worker does this as it starts)."""
         for (queue, name), limit in self.limit_definitions().items():
             self._define(queue, name, limit, force=True)
+        for queue in sorted(self._lifted):
+            self._define(queue, QUEUE_LIMIT, None, force=True)
 
     def _define(self, queue: str, name: str, limit: Limit | None, force: bool = False) -> None:
         if not force and self._defined.get((queue, name)) == limit:

@@ -122,6 +122,9 @@ def test_queue_limit_counts_every_job_of_the_queue(app: Conveyor) -> None:
         limited.enqueue(n)  # type: ignore[attr-defined]
     assert len(app.backend.fetch(None, 20, "w", 30, now)) == 3
     assert app.backend.fetch(None, 20, "w", 30, now) == []
+    app.limit_queue("default")  # lifted: only the task's own limit is left
+    app.define_limits()
+    assert len(app.backend.fetch(None, 20, "w", 30, now)) == 5  # the rest: 4 limited jobs fit in 5
 
 
 def test_limits_are_visible_in_stats(app: Conveyor) -> None:
