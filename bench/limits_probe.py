@@ -150,6 +150,7 @@ def main() -> None:
                 return str(server.url)
 
         try:
+            started = time.strftime("%H:%M:%S", time.gmtime())
             result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
             if args.main_src:
                 result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
@@ -163,6 +164,7 @@ def main() -> None:
                 medians = {v: statistics.median(r) for v, r in rates.items()}
                 result["drain_jobs_per_s"] = medians
                 result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
+            result["utc"] = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
             print(json.dumps(result, indent=2))
         finally:
             if server is not None:
