@@ -48,23 +48,13 @@ class Backend(Protocol):
         in the future is ``scheduled``, else ``pending``."""
 
     def fetch(
-        self,
-        queues: Sequence[str] | None,
-        limit: int,
-        worker: str,
-        lease: float,
-        now: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
         """Claim up to ``limit`` due jobs for ``worker``: each becomes ``active`` with
         ``attempts + 1`` and a lease until ``now + lease``. ``queues`` are served in the
         given order (the first is drained before the second is looked at); ``None`` serves
         every queue, ``default`` first. Paused queues are skipped. Within a queue: higher
-        priority first, then earlier ``run_at``, then id. No job is claimed twice.
-
-        Jobs of queues with limits (``StoresLimits``) are claimed only as their limits allow,
-        and at most ``runnable`` of them (the worker's idle threads): a claimed job holds its
-        slot, so one waiting in a worker's prefetch would keep it from an idle worker."""
+        priority first, then earlier ``run_at``, then id. No job is claimed twice."""
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         """Mark jobs held by ``worker`` completed with their encoded results. A job whose
@@ -170,13 +160,7 @@ class WaitsAndFetches(Protocol):
     """A store that claims the jobs that woke an idle worker in the same round-trip (Redis)."""
 
     def wait_and_fetch(
-        self,
-        queues: Sequence[str] | None,
-        timeout: float,
-        limit: int,
-        worker: str,
-        lease: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, timeout: float, limit: int, worker: str, lease: float
     ) -> list[JobRecord]:
         """``wait`` then ``fetch`` (by the store's clock), as one call."""
 

@@ -840,13 +840,7 @@ class PostgresBackend:
         self._insert(conn, records, params)
 
     def fetch(
-        self,
-        queues: Sequence[str] | None,
-        limit: int,
-        worker: str,
-        lease: float,
-        now: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
         if limit <= 0 or (queues is not None and not queues):
             return []
@@ -859,7 +853,7 @@ class PostgresBackend:
         }
         limits = self._limits_now()
         if limits and (queues is None or not limits.keys().isdisjoint(queues)):
-            return self._fetch_limited(queues, limits, params, limit if runnable is None else runnable)
+            return self._fetch_limited(queues, limits, params)
         statement = self.sql.fetch_every if queues is None else self.sql.fetch_given
         tries = 0
 
@@ -918,11 +912,7 @@ class PostgresBackend:
         self._limits_read = -1e9
 
     def _fetch_limited(
-        self,
-        queues: Sequence[str] | None,
-        limits: dict[str, dict[str, Limit]],
-        params: dict[str, Any],
-        runnable: int,
+        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
     ) -> list[JobRecord]:
         """The claim when a served queue has limits: queue by queue, a limited one in a
         transaction of its own that first takes the queue's advisory lock, so that counting
@@ -945,18 +935,12 @@ class PostgresBackend:
             ]
             conn.execute(self.sql.promote, params, prepare=False)
             got: list[tuple[Any, ...]] = []
-            room = runnable  # limited jobs this claim may still take
             for queue in serve:
                 left = limit - len(got)
                 if left <= 0:
                     break
                 if queue in limits:
-                    if room > 0:
-                        rows = self._claim_limited(
-                            conn, queue, limits[queue], {**params, "limit": min(left, room)}
-                        )
-                        room -= len(rows)
-                        got += rows
+                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
                 else:
                     one = {**params, "queues": [queue], "limit": left}
                     got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()

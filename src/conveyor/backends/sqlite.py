@@ -378,13 +378,7 @@ class SQLiteBackend:
         return [q for q in queues if q not in paused]
 
     def fetch(
-        self,
-        queues: Sequence[str] | None,
-        limit: int,
-        worker: str,
-        lease: float,
-        now: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
         if limit <= 0:
             return []
@@ -417,9 +411,7 @@ class SQLiteBackend:
             limits = self._limits_now(conn)
             limited = bool(limits) and not limits.keys().isdisjoint(serve)
             if limited:
-                ids = self._pick_limited(
-                    conn, serve, limits, limit, now, limit if runnable is None else runnable
-                )
+                ids = self._pick_limited(conn, serve, limits, limit, now)
                 rows = conn.execute(
                     f"{claim} WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}",
                     [worker, until, now, *ids],
@@ -460,12 +452,10 @@ class SQLiteBackend:
         limits: dict[str, dict[str, Limit]],
         want: int,
         now: float,
-        runnable: int,
     ) -> list[str]:
         """Ids to claim from ``serve`` in order, each limited queue's buckets taking only
-        what their limits allow, and limited queues no more than ``runnable`` in all. Runs
-        inside the claim's write transaction, which is the lock that makes the count and the
-        claim one step."""
+        what their limits allow. Runs inside the claim's write transaction, which is the
+        lock that makes the count and the claim one step."""
         picked: list[str] = []
         for queue in serve:
             left = want - len(picked)
@@ -481,10 +471,7 @@ class SQLiteBackend:
                     )
                 ]
                 continue
-            if runnable > 0:
-                got = self._pick_buckets(conn, queue, limits[queue], min(left, runnable), now)
-                runnable -= len(got)
-                picked += got
+            picked += self._pick_buckets(conn, queue, limits[queue], left, now)
         return picked
 
     def _pick_buckets(

@@ -80,6 +80,10 @@ class Worker:
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
+        if prefetch is None and app.limit_definitions():
+            # A claimed job holds its limit's slot: one waiting in this worker's memory would
+            # keep the slot from a worker with a free thread. Claim only what runs at once.
+            prefetch = 0
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // 2)
@@ -203,7 +207,7 @@ class Worker:
                 continue
             queues = self.order()
             try:
-                records = backend.fetch(queues, free, self.id, lease, time.time(), self._runnable())
+                records = backend.fetch(queues, free, self.id, lease, time.time())
             except Exception as exc:
                 self._store_down(exc)
                 continue
@@ -249,9 +253,7 @@ class Worker:
         """Wait for jobs to arrive; a store that can claim them in the same round-trip
         (Redis: a fetch queued behind its BLPOP) returns them."""
         if self._wait_and_fetch is not None:
-            return self._wait_and_fetch(
-                queues, self.idle_wait, free, self.id, self.app.lease, self._runnable()
-            )
+            return self._wait_and_fetch(queues, self.idle_wait, free, self.id, self.app.lease)
         self._backend.wait(queues, self.idle_wait)
         return []
 
@@ -262,12 +264,6 @@ class Worker:
         log.warning("store unreachable (%s); retrying in %.2f s", exc, pause)
         self._outage = pause
         self._stopping.wait(pause)
-
-    def _runnable(self) -> int:
-        """Jobs a fetch may claim that would start at once: threads not taken by the jobs
-        already held. Limited jobs are claimed only up to this (a claimed job holds its
-        slot; in this worker's prefetch it would keep the slot from an idle worker)."""
-        return max(0, self.concurrency - len(self._held))
 
     def _held_back(self, queues: list[str] | None) -> bool:
         """True if jobs of ``queues`` are ready but held back by a limit (or just claimed by

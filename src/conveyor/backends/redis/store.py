@@ -299,13 +299,7 @@ class RedisBackend(Admin):
         self._wire.run(calls)
 
     def fetch(
-        self,
-        queues: Sequence[str] | None,
-        limit: int,
-        worker: str,
-        lease: float,
-        now: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
         if limit <= 0:
             return []
@@ -315,7 +309,7 @@ class RedisBackend(Admin):
         token = os.urandom(8).hex()
         while True:
             try:
-                return self._fetch(queues, limit, worker, lease, now, token, runnable)
+                return self._fetch(queues, limit, worker, lease, now, token)
             except RETRYABLE as exc:
                 if time.monotonic() >= deadline:
                     raise
@@ -324,23 +318,9 @@ class RedisBackend(Admin):
                 pause = min(pause * 2, 2.0)
 
     def _fetch_call(
-        self,
-        queue: str,
-        limit: int,
-        worker: str,
-        lease_until: float,
-        now: float,
-        token: str,
-        room: list[int] | None = None,
+        self, queue: str, limit: int, worker: str, lease_until: float, now: float, token: str
     ) -> Call:
         if queue in self._limited_now():
-            if room is not None:
-                limit = min(limit, room[0])
-                if limit <= 0:
-                    return Call(None, "PING")
-                # The most it can take (what it took is known only later): a second limited
-                # queue of the same claim may get less than it could, never more.
-                room[0] -= limit
             keys = self.keys.fetch_limited(queue, worker)
             looked_at = 2 * limit + LOOK_AT_BUCKETS
             args = [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000, queue, looked_at]
@@ -408,28 +388,18 @@ class RedisBackend(Admin):
         return found
 
     def _fetch(
-        self,
-        queues: Sequence[str] | None,
-        limit: int,
-        worker: str,
-        lease: float,
-        now: float,
-        token: str,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
     ) -> list[JobRecord]:
         lease_until = now + lease
         got: list[JobRecord] = []
-        room = [limit if runnable is None else runnable]  # limited jobs this claim may still take
         if queues is None:
             # The registry and the first queue in one round-trip; later queues only if the
             # first did not fill the batch.
             calls = [
                 Call(None, "SMEMBERS", self.keys.queues),
-                self._fetch_call(DEFAULT, limit, worker, lease_until, now, token, room),
+                self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
             ]
             known, first = self._wire.run(calls)
-            if calls[1].script is None:
-                first = []
             order = queue_names(known)
             self._known = order
             got += self._claimed(calls[1], DEFAULT, first, worker, lease_until, now)
@@ -439,9 +409,7 @@ class RedisBackend(Admin):
         for queue in rest:
             if len(got) >= limit:
                 break
-            call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token, room)
-            if call.script is None:
-                continue  # a limited queue, and no thread free for it
+            call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
             keys, args = call.args
             got += self._claimed(
                 call, queue, self._wire.script(call.script or "fetch", keys, args), worker, lease_until, now
@@ -603,13 +571,7 @@ class RedisBackend(Admin):
         return recovered
 
     def wait_and_fetch(
-        self,
-        queues: Sequence[str] | None,
-        timeout: float,
-        limit: int,
-        worker: str,
-        lease: float,
-        runnable: int | None = None,
+        self, queues: Sequence[str] | None, timeout: float, limit: int, worker: str, lease: float
     ) -> list[JobRecord]:
         """``wait``, then ``fetch``, in one round-trip: the fetch is sent right behind the
         BLPOP on the same connection, so the server runs it the moment the BLPOP returns and
@@ -619,7 +581,8 @@ class RedisBackend(Admin):
         names = list(queues) if queues is not None else (self._known or [DEFAULT])
         if self.cluster or timeout <= 0.001 or limit <= 0 or not self._limited_now().isdisjoint(names):
             self.wait(queues, timeout)
-            return self.fetch(queues, limit, worker, lease, time.time(), runnable)
+            return self.fetch(queues, limit, worker, lease, time.time())
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
         first = names[0] if queues is not None else DEFAULT
         token = os.urandom(8).hex()
         fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
@@ -653,7 +616,7 @@ class RedisBackend(Admin):
         else:
             rest = names[1:]
         if rest and len(got) < limit:
-            got += self._fetch(rest, limit - len(got), worker, lease, now, token, runnable)
+            got += self._fetch(rest, limit - len(got), worker, lease, now, token)
         return got
 
     def _clock_offset(self) -> float:
