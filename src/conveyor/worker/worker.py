@@ -80,19 +80,24 @@ class Worker:
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
-        if prefetch is None and app.limit_definitions():
+        limited = {queue for queue, _ in app.limit_definitions()}
+        # Whether this worker serves a queue with limits (all queues: maybe).
+        self._limited = bool(limited) and (
+            self.order.names is None or not limited.isdisjoint(self.order.names)
+        )
+        if prefetch is None and self._limited:
             # A claimed job holds its limit's slot: one waiting in this worker's memory would
-            # keep the slot from a worker with a free thread. Claim only what runs at once.
+            # keep the slot from a worker with a free thread. Claim only what runs at once,
+            # and claim again as soon as a quarter of the threads are free.
             prefetch = 0
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
-        self._batch_floor = max(1, self.capacity // 2)
+        self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
         self._rate_mark = (time.monotonic(), 0)
         self._outage = 0.0  # the last pause after a failed store call; 0 while all is well
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
-        self._limited = bool(app.limit_definitions())
         if self._limited:
             # Held jobs wake nobody when a slot frees or a token comes: look again soon.
             self.idle_wait = min(idle_wait, LIMITED_IDLE_WAIT)
