@@ -42,7 +42,7 @@ from ..job import (
 from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .base import check_action, translate_errors
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -139,7 +139,9 @@ def _schema(ns: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
         # Limit definitions (conveyor.limits: "concurrency|rate|per") per queue and limit name
         # ('' for the whole queue), and the token bucket of each rate-limited bucket (a row
-        # that is absent is a full bucket).
+        # that is absent is a full bucket). Made by CREATE IF NOT EXISTS on every open, so
+        # older files gain them without a version step, and older conveyors still open
+        # the file (they never serve a bucket: see conveyor.limits).
         f"""CREATE TABLE IF NOT EXISTS {ns}_limits (
             queue TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL,
             PRIMARY KEY (queue, name)) WITHOUT ROWID""",
@@ -181,8 +183,6 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
             " GROUP BY queue, state",
         ],
-        # 2 -> 3: limits and token buckets (their CREATE statements above make the tables).
-        2: [],
     }
 
 
