@@ -44,6 +44,9 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:buckets        SET    every bucket of the queue ever used (recover, admin)
     {ns:q}:b:<name>\x1f<key>:…   a bucket: every per-queue key above, for one limit and key
     {ns}:limited          SET    queues that have limits (a claim of them runs fetch_limited)
+    {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
+                                 schedules whose jobs go to the queue: the tick marker lives
+                                 in the job's slot, so one script decides and enqueues
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -63,6 +66,9 @@ from ...limits import SEP
 
 #: The queue whose jobs the id index (``{ns}:where``) leaves out.
 DEFAULT: Final = "default"
+#: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
+#: that many idle workers at once; leftovers only cause one spare fetch each.
+WAKE_TOKENS: Final = 16
 
 
 class Keys:
@@ -180,6 +186,19 @@ class Keys:
         p = self.prefix(queue)
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts")
         return [p + n for n in names]
+
+    def ticks(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "periodic", p + "prios", p + "wake"]
+        if not cluster:  # one script may span slots only off Cluster
+            keys += (self.where, self.queues)
+        return keys
+
+    def unschedule(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "periodic"]
+
+    def periodic(self, queue: str) -> str:
+        return self.prefix(queue) + "periodic"
 
     def beat(self) -> list[str]:
         return [self.workers, self.seen]

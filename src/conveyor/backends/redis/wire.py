@@ -42,6 +42,8 @@ SCRIPTS: Final = (
     "forget",
     "progress",
     "cancels",
+    "ticks",
+    "unschedule",
 )
 
 
