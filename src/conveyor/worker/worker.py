@@ -138,7 +138,14 @@ class Worker:
         self._decode_here = any(task.is_async for task in self.app.tasks.values())
         # Limits are decided by the store, from the definitions it holds: write ours first.
         self.app.define_limits()
-        self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
+        self._heartbeat = Heartbeat(
+            self._backend,
+            self.info,
+            self.app.lease,
+            self.app.result_ttl,
+            self.app.dead_ttl,
+            self.app.dead_max,
+        )
         self._heartbeat.start()
         self._heartbeat.recover()
         self._canceller = Canceller(self._backend, self.id, self._runner)

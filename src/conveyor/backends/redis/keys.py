@@ -9,6 +9,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
                                  enqueue a quarter of its server time
     {ns}:workers          HASH   worker id -> JSON of its last heartbeat
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
+    {ns}:partitions       HASH   queue -> number of partitions (partitions.py); a queue
+                                 "q" of n partitions is the queues q, q:1 … q:n-1
     {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
@@ -47,6 +49,13 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
                                  schedules whose jobs go to the queue: the tick marker lives
                                  in the job's slot, so one script decides and enqueues
+    {ns:q}:expires        ZSET   ids of jobs enqueued with an expiry, by it (swept; an entry
+                                 whose job no longer waits is dropped then, not on the hot path)
+    {ns:q}:u:<key>        STRING the id of the job holding unique key <key>, for at most its
+                                 unique_for (PX); a holder that no longer waits or runs holds
+                                 nothing, so ending a job costs no write here
+
+A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed.
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -74,7 +83,7 @@ WAKE_TOKENS: Final = 16
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("limited", "ns", "queues", "seen", "where", "workers")
+    __slots__ = ("limited", "ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -84,6 +93,7 @@ class Keys:
         self.workers = g + "workers"
         self.seen = g + "seen"
         self.limited = g + "limited"
+        self.partitions = g + "partitions"
 
     def prefix(self, queue: str) -> str:
         """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1]); a
@@ -145,13 +155,17 @@ class Keys:
         names = ("ready", "limits", "tokens", "paused", "claim:" + worker, "parked", "buckets")
         return [p + n for n in names]
 
+    def due(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "prios", p + "paused", p + "claim:" + worker]
+
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
         return [p + "done", p + "counts", p + "held:" + worker]
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel")
+        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel", "sched")
         return [p + n for n in names]
 
     def release(self, queue: str, worker: str) -> list[str]:
@@ -171,6 +185,24 @@ class Keys:
         p = self.prefix(queue)
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel")
         return [p + n for n in names]
+
+    def enqueue_each(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "wake", p + "expires"]
+        if not cluster:
+            keys += (self.where, self.queues)
+        return keys
+
+    def change(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "retry", p + "wake", p + "expires"]
+        if not cluster:  # a move to another queue: a single server only
+            keys += (self.where, self.queues)
+        return keys
+
+    def sweep(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled")]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
         return [self.job(queue, job_id)]
@@ -202,6 +234,9 @@ class Keys:
 
     def beat(self) -> list[str]:
         return [self.workers, self.seen]
+
+    def partition(self) -> list[str]:
+        return [self.partitions]
 
     def forget(self) -> list[str]:
         return [self.workers, self.seen]

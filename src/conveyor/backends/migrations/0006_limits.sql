@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 4: concurrency and rate limits (conveyor.limits).
+-- conveyor PostgreSQL schema, version 6: concurrency and rate limits (conveyor.limits).
 -- Runs inside one transaction with search_path set to the namespace's schema.
 
 -- Each limit's definition, "concurrency|rate|per", per queue and limit name (a task's name,
