@@ -26,6 +26,7 @@ from ...job import (
     Stats,
     WorkerInfo,
 )
+from ...limits import SEP, split
 from ..base import check_action
 from ..listing import EVERY_STATE, Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .keys import Keys
@@ -65,6 +66,12 @@ class Admin(Listings):
 
     def _queues(self) -> list[str]:
         raise NotImplementedError  # RedisBackend's: the registry, default first
+
+    def _all_queues(self) -> list[str]:
+        raise NotImplementedError  # RedisBackend's: the registry and every queue's buckets
+
+    def _queues_of(self, queue: str) -> list[str]:
+        raise NotImplementedError  # RedisBackend's: a queue and its buckets
 
     def get(self, job_id: str) -> JobRecord | None:
         found = self._locate([job_id])
@@ -143,8 +150,9 @@ class Admin(Listings):
         return listed
 
     def _listing_queues(self, queue: str | None, now: float) -> list[str]:
-        """The queues (key prefixes) a listing of ``queue`` reads: that one, or every one."""
-        return [queue] if queue is not None else self._listed_queues(now)
+        """The queues (key prefixes) a listing of ``queue`` reads: that one and its limit
+        buckets, or every one."""
+        return self._queues_of(queue) if queue is not None else self._listed_queues(now)
 
     def _listed_queues(self, now: float) -> list[str]:
         """The queues, read once per listing: every store call of one listing or search
@@ -152,7 +160,7 @@ class Admin(Listings):
         cached = self._queues_of_listing
         if cached is not None and cached[0] == now:
             return cached[1]
-        queues = self._queues()
+        queues = self._all_queues()
         self._queues_of_listing = (now, queues)
         return queues
 
@@ -181,7 +189,7 @@ class Admin(Listings):
         ]
 
     def stats(self, now: float) -> Stats:
-        queues = self._queues()
+        queues = self._all_queues()
         since = now - 3600
         calls = [Call("stats", self.keys.stats(q), [self.keys.prefix(q), now, since]) for q in queues]
         by_queue: dict[str, dict[str, int]] = {}
@@ -289,6 +297,9 @@ class Admin(Listings):
             changed += int(result[0])
             if len(result) > 1:
                 follow.append(Call(None, "HDEL", self.keys.where, *result[1:]))
+        if action == "retry":
+            # A bucket whose jobs had all ended may have left its queue's ready set: back.
+            follow += [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in by_queue if SEP in q]
         if follow:
             self._wire.run(follow)
         return changed
