@@ -152,3 +152,19 @@ def test_a_bad_cursor_is_a_clear_error(app: Conveyor) -> None:
             app.backend.list_jobs("pending", after=bad)
     with pytest.raises(ValueError, match="cursor"):
         app.backend.list_jobs("dead", after=page.next or "pending~0~1.5~x")
+
+
+def test_a_limited_queue_lists_the_jobs_waiting_in_its_buckets(app: Conveyor) -> None:
+    @app.task(name="bill", concurrency=1, limit_key=lambda customer: f"customer:{customer}")
+    def bill(customer: str) -> None: ...
+
+    jobs = [bill.enqueue(c) for c in ("a", "b", "c")]
+    expected = sorted(j.id for j in jobs)
+    for queue in ("default", None):
+        listed = app.jobs_page(state="pending", queue=queue, limit=10)
+        assert sorted(j.id for j in listed.jobs) == expected, queue
+        assert {j.queue for j in listed.jobs} == {"default"}
+        assert sorted(_all_pages(app, 1, state="pending", queue=queue)) == expected
+    assert app.retry_all("pending") == 0  # pending jobs are not retried; found all the same
+    assert app.delete_all("pending", queue="default") == 3
+    assert app.jobs(state="pending") == []
