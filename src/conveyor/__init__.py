@@ -15,6 +15,7 @@ from .errors import (
     QueueFull,
     Retry,
     SchemaError,
+    StoreFull,
     StoreUnavailable,
 )
 from .job import Job, Stats, WorkerInfo
@@ -38,6 +39,7 @@ __all__ = [
     "Retry",
     "SchemaError",
     "Stats",
+    "StoreFull",
     "StoreUnavailable",
     "Task",
     "WorkerInfo",

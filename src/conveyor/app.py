@@ -79,6 +79,10 @@ class Conveyor:
     and results at rest with AES-256-GCM (32 bytes; a list rotates likewise; needs
     ``conveyor[crypto]``). ``max_payload``: bytes one encoded job
     may take. ``max_queue_length``: waiting jobs one queue may hold (``QueueFull`` beyond).
+    ``replicas`` (Redis): enqueue and completion wait until that many replicas have the
+    write, so an acknowledged job survives a failover. ``migrate=False`` (PostgreSQL): opening
+    the store never changes its schema (``conveyor migrate`` does, run by a role allowed to);
+    the choice for hardened deployments whose app role has only data grants.
     """
 
     def __init__(
@@ -93,6 +97,8 @@ class Conveyor:
         max_payload: int | None = DEFAULT_MAX_PAYLOAD,
         max_queue_length: int | None = None,
         middleware: Iterable[Middleware] = (),
+        replicas: int | None = None,
+        migrate: bool = True,
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         if not namespace or len(namespace) > 40:
@@ -103,6 +109,9 @@ class Conveyor:
         self.lease = float(lease)
         self.result_ttl = float(result_ttl)
         self.max_queue_length = max_queue_length
+        # Store options: see open_backend (docs/production/redis.md, docs/production/postgres.md).
+        self.replicas = replicas
+        self.migrate = migrate
         self.codec = Codec(normalize_keys(secret_key), max_payload, normalize_encryption_keys(encryption_key))
         self.middleware: list[Middleware] = list(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
@@ -118,7 +127,9 @@ class Conveyor:
         if self._backend is None:
             with self._backend_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.url, self.namespace)
+                    self._backend = open_backend(
+                        self.url, self.namespace, replicas=self.replicas, migrate=self.migrate
+                    )
         return self._backend
 
     def close(self) -> None:

@@ -95,10 +95,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
+import psycopg.conninfo
+import psycopg.errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigurationError, QueueFull, SchemaError
+from ..errors import ConfigurationError, QueueFull, SchemaError, StoreUnavailable
 from ..job import (
     BAD_RUN_AT,
     CANCELLED,
@@ -115,7 +117,7 @@ from ..job import (
     WorkerInfo,
 )
 from ..redaction import redact_url
-from .base import check_action, translate_errors
+from .base import Explained, check_action, translate_errors
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -129,6 +131,8 @@ RETRY_FOR = 30.0  # seconds a worker's call keeps trying to reach the server bef
 CALLER_RETRY_FOR = 3.0
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection on one try
 PRUNE_BATCH = 10000  # completed jobs deleted per recover(), so one call stays short
+#: Seconds between fetches of an idle worker behind a pooler without ``listen_url``.
+POOLER_POLL = 0.25
 COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
 
 _COLUMNS = (
@@ -172,17 +176,43 @@ def _configure(conn: Conn) -> None:
     conn.execute("SET jit = off")
 
 
-def _split_url(url: str) -> tuple[str, dict[str, int]]:
+class UrlOptions:
+    """conveyor's own parameters of a PostgreSQL URL (libpq would refuse them)."""
+
+    def __init__(self) -> None:
+        self.pool_min_size = 1
+        self.pool_max_size = 16
+        #: PgBouncer (or another pooler) in transaction mode: no prepared statements, no
+        #: session state, and LISTEN only on ``listen_url``.
+        self.pooler = False
+        self.listen_url: str | None = None
+
+
+def _split_url(url: str) -> tuple[str, UrlOptions]:
     """The libpq URL without conveyor's own query parameters, and those parameters."""
     parts = urlsplit(url)
     query: list[tuple[str, str]] = []
-    options: dict[str, int] = {}
+    options = UrlOptions()
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in ("pool_min_size", "pool_max_size"):
             try:
-                options[key] = int(value)
+                setattr(options, key, int(value))
             except ValueError:
                 raise ConfigurationError(f"{key}={value!r} in the store URL must be an integer") from None
+        elif key in ("pgbouncer", "prepare_threshold"):
+            # psycopg's prepare_threshold is not a libpq parameter; 0 (or "none") means
+            # "behind a pooler": conveyor then never prepares a statement.
+            flag = value.strip().lower()
+            if key == "pgbouncer" and flag not in ("1", "true", "yes", "0", "false", "no"):
+                raise ConfigurationError(f"pgbouncer={value!r} in the store URL must be 1 or 0")
+            if key == "prepare_threshold" and flag not in ("0", "none", ""):
+                raise ConfigurationError(
+                    f"prepare_threshold={value!r} in the store URL: conveyor accepts 0 (or none) "
+                    "only, meaning no prepared statements (a pooler in transaction mode)"
+                )
+            options.pooler = options.pooler or key == "prepare_threshold" or flag in ("1", "true", "yes")
+        elif key == "listen_url":
+            options.listen_url = value
         else:
             query.append((key, value))
     if not any(k == "connect_timeout" for k, _ in query):
@@ -190,6 +220,8 @@ def _split_url(url: str) -> tuple[str, dict[str, int]]:
         query.append(("connect_timeout", "10"))
     scheme = "postgresql" if parts.scheme.lower() in ("postgres", "postgresql") else parts.scheme
     query_text = urlencode(query, quote_via=quote)  # %20, not +: libpq does not read + as a space
+    if options.listen_url is not None:
+        options.listen_url = _split_url(options.listen_url)[0]
     return urlunsplit((scheme, parts.netloc, parts.path, query_text, parts.fragment)), options
 
 
@@ -243,6 +275,7 @@ class _Statements:
         self.migrations_table = f"SELECT to_regclass('{s}.migrations')"
         self.lock = "SELECT pg_advisory_xact_lock(%(key)s)"
         self.create_schema = f"CREATE SCHEMA IF NOT EXISTS {s}"
+        self.schema_exists = "SELECT 1 FROM pg_namespace WHERE nspname = %(ns)s"
         self.create_migrations = (
             f"CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY,"
             " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -517,11 +550,65 @@ class _Statements:
         return where
 
 
-@translate_errors("PostgreSQL", (psycopg.OperationalError,))
+def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
+    """The real cause of a psycopg error, with what to run, for ``translate_errors``."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    ns, role = store.ns, store.role
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege) or "permission denied" in text:
+        if "for database" in text:
+            grant = (
+                f"conveyor migrate creates its tables in schema {ns!r}, which does not exist, "
+                f"and role {role} may not create schemas. As the database owner run "
+                f"`CREATE SCHEMA {ns} AUTHORIZATION {role};` (then `conveyor migrate` works), or "
+                f"`GRANT CREATE ON DATABASE <db> TO {role};`"
+            )
+        elif "for schema" in text and store.migrating:
+            grant = (
+                f"`conveyor migrate` must run as a role that may create in schema {ns!r}: its "
+                f"owner (`ALTER SCHEMA {ns} OWNER TO {role};`) or `GRANT CREATE ON SCHEMA {ns} "
+                f"TO {role};`"
+            )
+        else:
+            grant = (
+                f"role {role} needs data grants on schema {ns!r}; as its owner run `GRANT USAGE "
+                f"ON SCHEMA {ns} TO {role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
+                f"IN SCHEMA {ns} TO {role}; GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {ns} "
+                f"TO {role};` (again after each `conveyor migrate`, or once with ALTER DEFAULT "
+                "PRIVILEGES)"
+            )
+        return StoreUnavailable, f"permission denied ({text}): {grant}"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return StoreUnavailable, (
+            f"the server is a read-only standby ({text}): point the URL at the primary, e.g. "
+            "with several hosts and target_session_attrs=read-write"
+        )
+    if (
+        "authentication failed" in text
+        or "no password supplied" in text
+        or (isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification))
+    ):
+        return StoreUnavailable, f"authentication failed ({text}): check the user and password in the URL"
+    if "must be owner of" in text:
+        return StoreUnavailable, f"{text}: run `conveyor migrate` as the owner of schema {ns!r}"
+    if "prepared statement" in text:
+        return StoreUnavailable, (
+            f"{text}: a pooler in transaction mode (PgBouncer) is between conveyor and the "
+            "database; add pgbouncer=1 to the URL so that no statement is prepared"
+        )
+    return None
+
+
+@translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
 class PostgresBackend:
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
+        """``migrate``: True applies missing migrations on open; False raises
+        ``SchemaError`` naming ``conveyor migrate`` when the schema is missing or behind
+        (hardened deployments: the app's role has data grants only); None opens the store
+        as it is (``conveyor migrate`` itself, which then says what it applied)."""
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", namespace) or namespace.lower().startswith("pg_"):
             raise ConfigurationError(
                 f"namespace {namespace!r} must be letters, digits and _ (not starting with pg_) "
@@ -530,8 +617,18 @@ class PostgresBackend:
         self.url = url
         self.ns = namespace
         self.conninfo, options = _split_url(url)
-        self.min_size = options.get("pool_min_size", 1)
-        self.max_size = max(self.min_size, options.get("pool_max_size", 16))
+        self.min_size = options.pool_min_size
+        self.max_size = max(self.min_size, options.pool_max_size)
+        self.pooler = options.pooler
+        self.role = psycopg.conninfo.conninfo_to_dict(self.conninfo).get("user") or "<your role>"
+        self.migrating = False
+        self.listen_conninfo = options.listen_url or (None if self.pooler else self.conninfo)
+        # Behind a pooler in transaction mode, two statements of one client may reach two
+        # server connections: a statement prepared on one is unknown (or another client's)
+        # on the other. psycopg prepares after 5 runs unless told not to.
+        self.connect_kwargs: dict[str, Any] = {"autocommit": True}
+        if self.pooler:
+            self.connect_kwargs["prepare_threshold"] = None
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
@@ -544,6 +641,7 @@ class PostgresBackend:
         self._heard = threading.Condition()
         self._closed = False
         self._known_queues: set[str] = set()
+        self.auto_migrate = migrate
         try:
             self._ensure_schema()
         except BaseException:
@@ -560,8 +658,9 @@ class PostgresBackend:
             if self._pool_obj is None or self._pool_pid != os.getpid():
                 self._pool_obj = ConnectionPool(
                     self.conninfo,
-                    kwargs={"autocommit": True},
-                    configure=_configure,
+                    kwargs=self.connect_kwargs,
+                    # A SET would stay on whichever server connection a pooler picked.
+                    configure=None if self.pooler else _configure,
                     min_size=self.min_size,
                     max_size=self.max_size,
                     timeout=POOL_TIMEOUT,
@@ -596,7 +695,7 @@ class PostgresBackend:
         """Run ``work`` on a connection of its own, without retries: at startup a wrong
         password, a missing database or a bad option must fail at once with the server's
         own message (the pool would only report a timeout, after retrying for a while)."""
-        with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
+        with psycopg.Connection.connect(self.conninfo, **self.connect_kwargs) as conn:
             return work(conn)
 
     def _ensure_schema(self) -> None:
@@ -610,8 +709,17 @@ class PostgresBackend:
         version = self._direct(check)
         if version is not None:
             self._check_version(version)
-        if version is None or version < SCHEMA_VERSION:
-            self.migrate()
+        if (version is not None and version >= SCHEMA_VERSION) or self.auto_migrate is None:
+            return
+        if not self.auto_migrate:
+            found = "does not exist" if version is None else f"is at version {version}"
+            raise SchemaError(
+                f"PostgreSQL schema {self.ns!r} at {redact_url(self.url)} {found}; this conveyor "
+                f"needs version {SCHEMA_VERSION} and was told not to migrate (migrate=False): run "
+                f"`conveyor migrate --url URL --namespace {self.ns}` as a role that may change the "
+                "schema (its owner), then start again"
+            )
+        self.migrate()
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -631,8 +739,14 @@ class PostgresBackend:
             with conn.transaction():
                 key = _advisory_key(f"conveyor.migrate.{self.ns}")
                 conn.execute(self.sql.lock, {"key": key})
-                conn.execute(self.sql.create_schema)
-                conn.execute(self.sql.create_migrations)
+                # Nothing is created that exists: CREATE ... IF NOT EXISTS still needs the
+                # privilege to create, which a data-only role, or the owner of a schema a
+                # DBA made (CREATE SCHEMA conveyor AUTHORIZATION app), does not have on
+                # the database.
+                if conn.execute(self.sql.schema_exists, {"ns": self.ns}).fetchone() is None:
+                    conn.execute(self.sql.create_schema)
+                if conn.execute(self.sql.migrations_table).fetchone() in (None, (None,)):
+                    conn.execute(self.sql.create_migrations)
                 row = conn.execute(self.sql.version).fetchone()
                 current = int(row[0]) if row else 0
                 self._check_version(current)
@@ -648,7 +762,11 @@ class PostgresBackend:
                 log.info("migrated PostgreSQL schema %r to version %d", self.ns, applied[-1])
             return applied
 
-        return self._direct(apply)
+        self.migrating = True
+        try:
+            return self._direct(apply)
+        finally:
+            self.migrating = False
 
     def close(self) -> None:
         self._closed = True
@@ -898,6 +1016,12 @@ class PostgresBackend:
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0:
             return
+        if self.listen_conninfo is None:
+            # Behind a pooler in transaction mode LISTEN cannot work (the next statement
+            # may run on another server connection) and no listen_url was given: poll.
+            # A job then waits at most POOLER_POLL for an idle worker.
+            time.sleep(min(timeout, POOLER_POLL))
+            return
         if not self._listen_lock.acquire(blocking=False):
             # Another thread of this process holds the LISTEN connection; it wakes us
             # whenever it returns, which is early when something arrived.
@@ -932,7 +1056,8 @@ class PostgresBackend:
     def _listener(self) -> Conn:
         conn = self._listen_conn
         if conn is None or conn.closed or self._listen_pid != os.getpid():
-            conn = psycopg.Connection.connect(self.conninfo, autocommit=True)
+            assert self.listen_conninfo is not None  # wait() polls without one
+            conn = psycopg.Connection.connect(self.listen_conninfo, autocommit=True)
             conn.execute(self.sql.listen)
             self._listen_conn = conn
             self._listen_pid = os.getpid()
