@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -117,7 +118,9 @@ class SentinelGroup:
             master = RedisServer(appendonly=self.appendonly, tls=self.tls).start()
             self.redis.append(master)
             for _ in range(2):
-                self.redis.append(RedisServer(appendonly=self.appendonly, tls=self.tls, replica_of=master.port).start())
+                self.redis.append(
+                    RedisServer(appendonly=self.appendonly, tls=self.tls, replica_of=master.port).start()
+                )
             for _ in range(3):
                 self.sentinels.append(RedisSentinel(master.port, self.tls).start())
             self._wait(lambda: self._replicas_in_sync(master) and self._sentinels_agree(master.port))
@@ -203,7 +206,9 @@ class SentinelGroup:
                 if done():
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"Sentinel group: {getattr(done, '__name__', 'condition')} not reached in {timeout} s")
+        raise RuntimeError(
+            f"Sentinel group: {getattr(done, '__name__', 'condition')} not reached in {timeout} s"
+        )
 
     def stop(self) -> None:
         for server in [*self.sentinels, *self.redis]:
@@ -239,9 +244,11 @@ class PgBouncer(_Server):
     ``postgres``, trusting the users in ``users`` (PostgreSQL runs with trust auth too)."""
 
     name = "pgbouncer"
-    stop_signal = 2  # SIGINT: "safe" shutdown
+    stop_signal = signal.SIGINT  # "safe" shutdown
 
-    def __init__(self, postgres: PostgresServer, users: tuple[str, ...] = ("postgres",), pool_mode: str = "transaction") -> None:
+    def __init__(
+        self, postgres: PostgresServer, users: tuple[str, ...] = ("postgres",), pool_mode: str = "transaction"
+    ) -> None:
         super().__init__()
         self.postgres = postgres
         self.users = users

@@ -75,7 +75,11 @@ def test_cluster_master_killed(replicas: int) -> None:
             slot = key_slot(victim_slot_key.encode())
             masters = cluster.masters_now()
             victim = next(
-                (m for m in masters if isinstance(n := m.command("CLUSTER", "COUNTKEYSINSLOT", slot), int) and n > 0),
+                (
+                    m
+                    for m in masters
+                    if isinstance(n := m.command("CLUSTER", "COUNTKEYSINSLOT", slot), int) and n > 0
+                ),
                 masters[0],
             )
             victim.halt(hard=True)
@@ -95,5 +99,3 @@ def test_cluster_master_killed(replicas: int) -> None:
     assert len(seen.acknowledged) > size(600, 6000) // 2, seen.errors
     if replicas:
         assert seen.lost == [], f"{len(seen.lost)} acknowledged jobs lost: {seen.lost[:10]}"
-
-

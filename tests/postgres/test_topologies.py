@@ -89,11 +89,18 @@ def test_a_dba_made_schema_is_migrated_by_its_owner_without_create_on_the_databa
         app.close()
 
 
-def test_migrate_false_never_migrates_and_names_the_command(db_url: str, postgres_server: PostgresServer) -> None:
+def test_migrate_false_never_migrates_and_names_the_command(
+    db_url: str, postgres_server: PostgresServer
+) -> None:
     with pytest.raises(SchemaError, match="conveyor migrate"):
         Conveyor(db_url, migrate=False).stats()
     db = _db(postgres_server, db_url)
-    assert postgres_server.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'conveyor'", dbname=db).strip() == "0"
+    assert (
+        postgres_server.psql(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'conveyor'", dbname=db
+        ).strip()
+        == "0"
+    )
 
 
 # -- PgBouncer in transaction mode -----------------------------------------------------------
@@ -171,9 +178,9 @@ def test_pgbouncer_worker_wakes_by_polling_or_by_listen_on_a_direct_url(
     db = _db(postgres_server, db_url)
     through = f"{bouncer.url(db)}?pgbouncer=1"
     latencies: dict[str, float] = {}
+    started: dict[str, float] = {}
     for name, url in (("polling", through), ("listen", f"{through}&listen_url={quote(db_url, safe='')}")):
         app = Conveyor(url, lease=5.0)
-        started: dict[str, float] = {}
 
         @app.task(name="t.stamp")
         def stamp(key: str) -> None:

@@ -84,7 +84,7 @@ def test_tls_standalone_with_the_ca_in_the_url(tls: TlsFiles) -> None:
     server = start_server(lambda: RedisServer(appendonly=False, tls=tls))
     try:
         _round_trip(server.url)  # rediss://host:port/0?ssl_ca_certs=<the CA>
-        with pytest.raises(StoreUnavailable, match="certificate verify failed|CERTIFICATE"):
+        with pytest.raises(StoreUnavailable, match=r"certificate verify failed|CERTIFICATE"):
             Conveyor(f"rediss://127.0.0.1:{server.port}/0", namespace=_namespace()).stats()
     finally:
         server.stop()
@@ -112,7 +112,9 @@ def test_tls_sentinel(tls: TlsFiles) -> None:
 @pytest.fixture
 def full_redis() -> Iterator[RedisServer]:
     server = start_server(
-        lambda: RedisServer(appendonly=False, extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"])
+        lambda: RedisServer(
+            appendonly=False, extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]
+        )
     )
     yield server
     server.stop()
@@ -130,7 +132,9 @@ def _fill(app: Conveyor, task: object, payload: str) -> int:
     return stored
 
 
-def test_a_full_store_refuses_enqueue_and_a_worker_still_starts_and_drains_it(full_redis: RedisServer) -> None:
+def test_a_full_store_refuses_enqueue_and_a_worker_still_starts_and_drains_it(
+    full_redis: RedisServer,
+) -> None:
     app = Conveyor(full_redis.url, namespace=_namespace(), result_ttl=0.0)
     ran: list[int] = []
 
@@ -186,7 +190,17 @@ def test_fetching_stops_while_completions_cannot_be_recorded(
     def noop() -> None: ...
 
     redis_server.command(
-        "ACL", "SETUSER", user, "reset", "on", ">pw", "+@all", "&*", "%R~*", f"%RW~{{{ns}:default}}:[^d]*", f"%RW~{{{ns}}}:*"
+        "ACL",
+        "SETUSER",
+        user,
+        "reset",
+        "on",
+        ">pw",
+        "+@all",
+        "&*",
+        "%R~*",
+        f"%RW~{{{ns}:default}}:[^d]*",
+        f"%RW~{{{ns}}}:*",
     )
     app = Conveyor(f"redis://{user}:pw@127.0.0.1:{redis_server.port}/0", namespace=ns, lease=30.0)
     app.tasks.update(admin.tasks)

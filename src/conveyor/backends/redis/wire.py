@@ -189,7 +189,9 @@ class Wire:
                 keys = [call.args[0][0] if call.script else call.args[1] for call in calls]
                 nodes = {self.client.get_node_from_key(key).name for key in keys}
                 targets = [self.client.get_node(node_name=name) for name in nodes]
-                confirmed = self.client.execute_command("WAIT", self.replicas, self.wait_ms, target_nodes=targets)
+                confirmed = self.client.execute_command(
+                    "WAIT", self.replicas, self.wait_ms, target_nodes=targets
+                )
                 values = confirmed.values() if isinstance(confirmed, dict) else [confirmed]
                 self.check_replicated(min(int(v) for v in values))
             return results
