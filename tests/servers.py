@@ -669,6 +669,8 @@ class RedisServer(_Server):
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
+            # A replica (or a returning old master) syncs at once, not after 5 s.
+            "--repl-diskless-sync-delay", "0",
             *self.extra_args,
         ]  # fmt: skip
 

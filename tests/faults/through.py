@@ -41,6 +41,7 @@ class Through:
             "duplicates": self.duplicates,
             "recover_s": round(self.recover_s, 2),
             "refused": self.refused,
+            "fault_s": round(self.fault_s, 2),
         }
 
 
