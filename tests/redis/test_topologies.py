@@ -16,6 +16,7 @@ import redis
 from conveyor import Conveyor, StoreFull, StoreUnavailable
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.wire import NotReplicated
+from tests.faults import figures
 from tests.harness import start_server
 from tests.servers import RedisCluster, RedisServer, TlsFiles
 from tests.topology_servers import SentinelGroup
@@ -150,7 +151,11 @@ def test_a_full_store_refuses_enqueue_and_a_worker_still_starts_and_drains_it(
         assert stored > 50
         # The worker starts on the full store (its heartbeat and recovery must not kill
         # it) and records every completion: each one frees the payload's memory.
+        started = time.monotonic()
         app.worker(concurrency=4, burst=True).run()
+        figures.record("redis", "full store (maxmemory + noeviction): enqueue refused, worker drains",
+                       jobs=stored, kills=0, lost=max(0, stored - len(ran)), duplicates=max(0, len(ran) - stored),
+                       recover_s=round(time.monotonic() - started, 2))  # fmt: skip
         assert len(ran) == stored
         stats = app.stats()
         assert stats.total("pending") == 0 and stats.total("active") == 0
@@ -273,5 +278,18 @@ def test_errors_name_the_real_cause(redis_server: RedisServer) -> None:
             x.enqueue()
         assert isinstance(info.value.__cause__, redis.exceptions.ReadOnlyError)
         app.close()
+        # A master that refuses writes for want of replicas (min-replicas-to-write).
+        master_app = Conveyor(redis_server.url, namespace=_namespace())
+
+        @master_app.task(name="t.y")
+        def y() -> None: ...
+
+        redis_server.command("CONFIG", "SET", "min-replicas-to-write", "1")
+        try:
+            with pytest.raises(StoreUnavailable, match="min-replicas-to-write"):
+                y.enqueue()
+        finally:
+            redis_server.command("CONFIG", "SET", "min-replicas-to-write", "0")
+            master_app.close()
     finally:
         replica.stop()

@@ -3,8 +3,11 @@
 Layout: every namespace is a PostgreSQL schema of that name (``conveyor`` by default) holding
 the tables ``jobs``, ``queues``, ``workers``, ``counters`` and ``migrations``. The migrations
 in ``migrations/NNNN_name.sql`` are applied automatically the first time a database is used
-and by ``conveyor migrate module:app`` (``PostgresBackend.migrate``); a database whose schema
-is newer than this code raises ``SchemaError`` and a worker refuses to start on it.
+(unless the app says ``migrate=False``, the choice for hardened deployments) and by
+``conveyor migrate`` (``PostgresBackend.migrate``), which creates nothing that exists, so a
+schema made by a DBA (``CREATE SCHEMA conveyor AUTHORIZATION app``) needs no CREATE on the
+database; a database whose schema is newer than this code raises ``SchemaError`` and a
+worker refuses to start on it. docs/production/postgres.md has the roles and grants.
 
 Every operation is one statement in autocommit mode (one round-trip): the claim is
 ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`` ``RETURNING``, acknowledgements are
@@ -13,11 +16,12 @@ channel in the same statement, so an idle worker blocked in ``wait()`` on its ``
 connection wakes as soon as the job commits; polling is only the fallback.
 
 URL: ``postgresql://user:password@host:5432/dbname`` (``postgres://`` too; any libpq
-parameter may be added as a query parameter). Two parameters are conveyor's own and are
+parameter may be added as a query parameter). These parameters are conveyor's own and are
 removed before connecting: ``pool_min_size`` (default 1) and ``pool_max_size`` (default 16),
 the size of the connection pool each process keeps (a worker uses about four at once: fetch,
-acks, heartbeat, admin; tasks that enqueue use more). ``wait()`` keeps one more connection
-for ``LISTEN``.
+acks, heartbeat, admin; tasks that enqueue use more); ``pgbouncer=1`` (or psycopg's
+``prepare_threshold=0``) and ``listen_url`` (see PgBouncer below). ``wait()`` keeps one more
+connection for ``LISTEN``.
 
 Reconnection. After a lost connection (server restart, failover, network) each call takes a
 fresh connection from the pool and tries again, for up to ``RETRY_FOR`` (30) seconds in a
@@ -51,7 +55,7 @@ that transaction commits, and the ``NOTIFY`` that wakes workers is sent on commi
         # committed: the order and its job exist together; on an exception, neither does
 
 The connection must reach the same database as the app's URL, whose conveyor schema must
-already exist (any use of the app, or ``conveyor migrate``, creates it). If the connection is
+already exist (the app's first use, unless ``migrate=False``, or ``conveyor migrate`` creates it). If the connection is
 in autocommit mode the job commits at once, like any other statement on it.
 
 SQLAlchemy (2.x, with the ``postgresql+psycopg`` dialect): pass the ``Session`` itself, or
@@ -71,8 +75,13 @@ inside ``transaction.atomic()``::
         order = Order.objects.create(total=total)
         send_receipt.using(connection=connection).enqueue(order.id)
 
-Behind PgBouncer, use session pooling for workers: ``wait()`` keeps a ``LISTEN`` open, which
-transaction pooling cannot carry (workers then fall back to polling every 0.25 s).
+PgBouncer. Session pooling needs nothing. Transaction pooling breaks two things a session
+relies on: prepared statements (psycopg prepares a statement after its fifth run; PgBouncer
+1.18 does not track them, so another server connection answers "does not exist", "already
+exists", or binds another client's statement) and ``LISTEN``. Add ``pgbouncer=1`` to the URL:
+nothing is prepared and no session setting is made, so enqueue, fetch, acknowledgements and
+migrations work; idle workers poll every ``POOLER_POLL`` (0.25 s, a job's longest wait for an
+idle worker), or ``LISTEN`` on ``listen_url``, a direct (percent-encoded) URL, if given.
 
 psycopg 2 and async connections are refused with a clear error: the job would not join
 the transaction you think it joins. (With an async stack, run the enqueue in your sync

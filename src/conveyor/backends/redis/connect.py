@@ -86,6 +86,13 @@ def explain(store: object, exc: BaseException) -> Explained | None:
             "namespace's keys (they start with {namespace), e.g. ACL SETUSER <user> on "
             "~{conveyor* &* +@all"
         )
+    if text.startswith("NOREPLICAS"):
+        return RedisUnavailable, (
+            f"the master refuses writes ({text}): fewer replicas are connected than its "
+            "min-replicas-to-write; nothing was stored. Check the replicas (INFO replication)"
+        )
+    if text.startswith(("LOADING", "MASTERDOWN")):
+        return RedisUnavailable, f"the server cannot serve yet ({text}); try again in a moment"
     if isinstance(exc, ReadOnlyError) or "previous master is now a slave" in text:
         return RedisUnavailable, (
             f"the server is a read-only replica ({text}): point the URL at the master, or use "
