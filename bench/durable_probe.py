@@ -45,18 +45,25 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
-    with RedisServer(appendonly=False) as master, RedisServer(appendonly=False, replica_of=master.port) as replica:
+    with (
+        RedisServer(appendonly=False) as master,
+        RedisServer(appendonly=False, replica_of=master.port) as replica,
+    ):
         while b"master_link_status:up" not in bytes(replica.command("INFO", "replication") or b""):  # type: ignore[arg-type]
             time.sleep(0.05)
         figures: dict[int, list[tuple[float, float]]] = {0: [], 1: []}
         for n in range(options.rounds):
             for replicas in (0, 1):
-                figures[replicas].append(one_round(master.url, replicas or None, options.jobs, f"p{n}_{replicas}"))
+                figures[replicas].append(
+                    one_round(master.url, replicas or None, options.jobs, f"p{n}_{replicas}")
+                )
         for replicas, rows in figures.items():
             enqueue = statistics.median(r[0] for r in rows)
             drain = statistics.median(r[1] for r in rows)
-            print(f"replicas={replicas}: enqueue {enqueue:,.0f}/s one by one, drain {drain:,.0f} jobs/s "
-                  f"(median of {options.rounds}, {options.jobs} jobs)")
+            print(
+                f"replicas={replicas}: enqueue {enqueue:,.0f}/s one by one, drain {drain:,.0f} jobs/s "
+                f"(median of {options.rounds}, {options.jobs} jobs)"
+            )
 
 
 if __name__ == "__main__":

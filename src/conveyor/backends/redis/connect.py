@@ -69,6 +69,8 @@ def unreachable(exc: BaseException) -> bool:
 
 def explain(store: object, exc: BaseException) -> Explained | None:
     """The real cause of a redis-py error, for ``translate_errors``; None for the rest."""
+    if not isinstance(exc, redis.exceptions.RedisError):
+        return None
     text = str(exc)
     if isinstance(exc, OutOfMemoryError) or text.startswith("OOM "):
         return StoreFull, (
