@@ -55,8 +55,9 @@ that transaction commits, and the ``NOTIFY`` that wakes workers is sent on commi
         # committed: the order and its job exist together; on an exception, neither does
 
 The connection must reach the same database as the app's URL, whose conveyor schema must
-already exist (the app's first use, unless ``migrate=False``, or ``conveyor migrate`` creates it). If the connection is
-in autocommit mode the job commits at once, like any other statement on it.
+already exist (the app's first use, unless ``migrate=False``, or ``conveyor migrate`` creates
+it). If the connection is in autocommit mode the job commits at once, like any other statement
+on it.
 
 SQLAlchemy (2.x, with the ``postgresql+psycopg`` dialect): pass the ``Session`` itself, or
 its ``Connection``; conveyor enqueues through the session's current transaction::
