@@ -22,7 +22,11 @@ class Through:
     refused: int = 0
     runs: collections.Counter[int] = field(default_factory=collections.Counter)
     fault_s: float = 0.0
+    #: From the fault's end until a job ran again.
     recover_s: float = 0.0
+    #: From the fault's start until every acknowledged job had run (the producer included).
+    done_s: float = 0.0
+    ran_at: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -42,6 +46,7 @@ class Through:
             "recover_s": round(self.recover_s, 2),
             "refused": self.refused,
             "fault_s": round(self.fault_s, 2),
+            "all_done_s": round(self.done_s, 2),
         }
 
 
@@ -58,6 +63,7 @@ def run_through(
     def mark(i: int) -> None:
         with lock:
             seen.runs[i] += 1
+            seen.ran_at.append(time.monotonic())
 
     worker = app.worker(concurrency=concurrency, grace=5.0)
     running = threading.Thread(target=worker.run, daemon=True)
@@ -84,12 +90,16 @@ def run_through(
     third.wait(120)
     started = time.monotonic()
     fault()
-    seen.fault_s = time.monotonic() - started
+    ended = time.monotonic()
+    seen.fault_s = ended - started
     producer.join(300)
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline and seen.lost:
         time.sleep(0.1)
-    seen.recover_s = time.monotonic() - started
+    seen.done_s = time.monotonic() - started
+    with lock:
+        after = [t for t in seen.ran_at if t >= ended]
+    seen.recover_s = (min(after) - ended) if after else float("nan")
     worker.stop()
     running.join(30)
     assert not running.is_alive(), "the worker did not stop"

@@ -155,23 +155,21 @@ def test_pgbouncer_transaction_mode_enqueue_fetch_ack_and_migrations(
                        duplicates=0, recover_s="n/a", enqueue_errors=failed)  # fmt: skip
 
 
-def test_pgbouncer_without_the_option_fails_as_the_issue_says_and_names_the_fix(
+def test_pgbouncer_is_detected_without_the_option(
     bouncer: PgBouncer, db_url: str, postgres_server: PostgresServer
 ) -> None:
-    # The "before": psycopg prepares after 5 runs and PgBouncer 1.18 does not track it.
+    # Before: psycopg prepared after 5 runs and PgBouncer 1.18 did not track it, so 4-32% of
+    # enqueues failed. The server listening on another port than the one reached gives the
+    # pooler away: prepared statements go off by themselves.
     db = _db(postgres_server, db_url)
-    direct = Conveyor(db_url)
-    direct.stats()  # migrated directly: this test is about enqueue
-    direct.close()
     app = Conveyor(bouncer.url(db), lease=5.0)
     try:
         failed, first = _hammer(app, 400)
     finally:
         app.close()
-    figures.record("postgres", "pgbouncer transaction mode (no option: before)", jobs=400, kills=0,
-                   lost="n/a", duplicates="n/a", recover_s="n/a", enqueue_errors=failed)  # fmt: skip
-    assert failed > 0  # if PgBouncer ever tracks prepared statements, this documents it
-    assert any("pgbouncer=1" in text for text in first), first
+    figures.record("postgres", "pgbouncer transaction mode (no option: detected)", jobs=400, kills=0,
+                   lost=0, duplicates=0, recover_s="n/a", enqueue_errors=failed)  # fmt: skip
+    assert failed == 0, first
 
 
 def test_pgbouncer_worker_wakes_by_polling_or_by_listen_on_a_direct_url(

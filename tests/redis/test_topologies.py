@@ -287,7 +287,7 @@ def test_errors_name_the_real_cause(redis_server: RedisServer) -> None:
         @master_app.task(name="t.y")
         def y() -> None: ...
 
-        redis_server.command("CONFIG", "SET", "min-replicas-to-write", "1")
+        redis_server.command("CONFIG", "SET", "min-replicas-to-write", "5")  # it has one replica
         try:
             with pytest.raises(StoreUnavailable, match="min-replicas-to-write"):
                 y.enqueue()

@@ -79,10 +79,12 @@ inside ``transaction.atomic()``::
 PgBouncer. Session pooling needs nothing. Transaction pooling breaks two things a session
 relies on: prepared statements (psycopg prepares a statement after its fifth run; PgBouncer
 1.18 does not track them, so another server connection answers "does not exist", "already
-exists", or binds another client's statement) and ``LISTEN``. Add ``pgbouncer=1`` to the URL:
-nothing is prepared and no session setting is made, so enqueue, fetch, acknowledgements and
-migrations work; idle workers poll every ``POOLER_POLL`` (0.25 s, a job's longest wait for an
-idle worker), or ``LISTEN`` on ``listen_url``, a direct (percent-encoded) URL, if given.
+exists", or binds another client's statement) and ``LISTEN``. Add ``pgbouncer=1`` to the URL
+(a pooler on another port than the server's is also detected at open, which turns prepared
+statements off): nothing is prepared and no session setting is made, so enqueue, fetch,
+acknowledgements and migrations work; idle workers poll every ``POOLER_POLL`` (0.25 s, a
+job's longest wait for an idle worker), or ``LISTEN`` on ``listen_url``, a direct
+(percent-encoded) URL, if given.
 
 psycopg 2 and async connections are refused with a clear error: the job would not join
 the transaction you think it joins. (With an async stack, run the enqueue in your sync
@@ -283,6 +285,9 @@ class _Statements:
         s = schema
         # Migrations: the version table first, then each file with the schema as search_path.
         self.migrations_table = f"SELECT to_regclass('{s}.migrations')"
+        #: At open: the version table, and the port the server listens on (another than the
+        #: one connected to means a pooler or proxy in between).
+        self.first_look = f"SELECT to_regclass('{s}.migrations'), inet_server_port()"
         self.lock = "SELECT pg_advisory_xact_lock(%(key)s)"
         self.create_schema = f"CREATE SCHEMA IF NOT EXISTS {s}"
         self.schema_exists = "SELECT 1 FROM pg_namespace WHERE nspname = %(ns)s"
@@ -637,8 +642,9 @@ class PostgresBackend:
         # server connections: a statement prepared on one is unknown (or another client's)
         # on the other. psycopg prepares after 5 runs unless told not to.
         self.connect_kwargs: dict[str, Any] = {"autocommit": True}
+        self.session_settings = True
         if self.pooler:
-            self.connect_kwargs["prepare_threshold"] = None
+            self.pooler_detected()
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
@@ -670,7 +676,7 @@ class PostgresBackend:
                     self.conninfo,
                     kwargs=self.connect_kwargs,
                     # A SET would stay on whichever server connection a pooler picked.
-                    configure=None if self.pooler else _configure,
+                    configure=_configure if self.session_settings else None,
                     min_size=self.min_size,
                     max_size=self.max_size,
                     timeout=POOL_TIMEOUT,
@@ -710,7 +716,19 @@ class PostgresBackend:
 
     def _ensure_schema(self) -> None:
         def check(conn: Conn) -> int | None:
-            row = conn.execute(self.sql.migrations_table).fetchone()
+            row = conn.execute(self.sql.first_look).fetchone()
+            if row is not None and row[1] is not None and int(row[1]) != conn.info.port and not self.pooler:
+                # The server listens on another port than the one we reached: a pooler
+                # (PgBouncer) or a proxy is in between. Prepared statements break under
+                # transaction pooling and gain little here: off. LISTEN is still tried
+                # (pgbouncer=1 or listen_url say more).
+                log.info(
+                    "PostgreSQL answers on port %s but listens on %s: a pooler or proxy is in "
+                    "between; prepared statements off",
+                    conn.info.port,
+                    row[1],
+                )
+                self.pooler_detected()
             if row is None or row[0] is None:
                 return None
             found = conn.execute(self.sql.version).fetchone()
@@ -730,6 +748,11 @@ class PostgresBackend:
                 "schema (its owner), then start again"
             )
         self.migrate()
+
+    def pooler_detected(self) -> None:
+        """Connections opened from now on prepare no statement and set nothing per session."""
+        self.connect_kwargs["prepare_threshold"] = None
+        self.session_settings = False
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
