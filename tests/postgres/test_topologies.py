@@ -89,6 +89,34 @@ def test_a_dba_made_schema_is_migrated_by_its_owner_without_create_on_the_databa
         app.close()
 
 
+def test_a_read_only_connection_is_named(db_url: str, postgres_server: PostgresServer) -> None:
+    # What a hot standby answers, here from a role whose transactions are read-only.
+    db = _db(postgres_server, db_url)
+    direct = Conveyor(db_url)
+    direct.stats()  # migrated
+    direct.close()
+    role = f"ro_{db}"
+    postgres_server.psql(
+        f"CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET default_transaction_read_only = on"
+    )
+    postgres_server.psql(
+        f"GRANT USAGE ON SCHEMA conveyor TO {role}; GRANT ALL ON ALL TABLES IN SCHEMA conveyor TO {role}",
+        dbname=db,
+    )
+    app = Conveyor(_role_url(postgres_server, role, db), migrate=False)
+
+    @app.task(name="t.x")
+    def x() -> None: ...
+
+    try:
+        with pytest.raises(StoreUnavailable, match=r"read-only.*target_session_attrs=read-write"):
+            x.enqueue()
+    finally:
+        app.close()
+        postgres_server.drop_database(db)
+        postgres_server.psql(f"DROP ROLE {role}")
+
+
 def test_migrate_false_never_migrates_and_names_the_command(
     db_url: str, postgres_server: PostgresServer
 ) -> None:

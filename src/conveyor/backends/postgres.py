@@ -112,7 +112,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigurationError, QueueFull, SchemaError, StoreUnavailable
+from ..errors import ConfigurationError, QueueFull, SchemaError, StoreFull, StoreUnavailable
 from ..job import (
     BAD_RUN_AT,
     CANCELLED,
@@ -594,10 +594,13 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
                 "PRIVILEGES)"
             )
         return StoreUnavailable, f"permission denied ({text}): {grant}"
+    if isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
+        return StoreFull, f"the database server is out of space ({text}); nothing of this call was stored"
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         return StoreUnavailable, (
-            f"the server is a read-only standby ({text}): point the URL at the primary, e.g. "
-            "with several hosts and target_session_attrs=read-write"
+            f"the server or role is read-only ({text}): point the URL at the primary (with "
+            "several hosts, add target_session_attrs=read-write), and check the role's "
+            "default_transaction_read_only"
         )
     if (
         "authentication failed" in text
