@@ -233,3 +233,21 @@ def test_pgbouncer_worker_wakes_by_polling_or_by_listen_on_a_direct_url(
         latencies[name] = statistics.median(picks)
     assert latencies["polling"] < POOLER_POLL + 0.2, latencies
     assert latencies["listen"] < 0.1, latencies
+
+
+def test_pooler_url_options() -> None:
+    from conveyor import ConfigurationError
+    from conveyor.backends.postgres import _split_url
+
+    conninfo, options = _split_url(
+        "postgresql://a@h/db?pgbouncer=1&listen_url=postgresql%3A%2F%2Fa%40h%3A5432%2Fdb"
+    )
+    assert options.pooler and options.listen_url == "postgresql://a@h:5432/db?connect_timeout=10"
+    assert "pgbouncer" not in conninfo and "listen_url" not in conninfo
+    assert _split_url("postgresql://a@h/db?prepare_threshold=0")[1].pooler
+    kept = _split_url("postgresql://a@h/db?pgbouncer=0")[1]
+    assert not kept.pooler and not kept.detect_pooler
+    with pytest.raises(ConfigurationError, match="prepare_threshold='5'"):
+        _split_url("postgresql://a@h/db?prepare_threshold=5")
+    with pytest.raises(ConfigurationError, match="pgbouncer='maybe'"):
+        _split_url("postgresql://a@h/db?pgbouncer=maybe")

@@ -197,6 +197,8 @@ class UrlOptions:
         #: PgBouncer (or another pooler) in transaction mode: no prepared statements, no
         #: session state, and LISTEN only on ``listen_url``.
         self.pooler = False
+        #: ``pgbouncer=0``: no pooler, whatever the ports say (a proxy or a port mapping).
+        self.detect_pooler = True
         self.listen_url: str | None = None
 
 
@@ -223,6 +225,9 @@ def _split_url(url: str) -> tuple[str, UrlOptions]:
                     "only, meaning no prepared statements (a pooler in transaction mode)"
                 )
             options.pooler = options.pooler or key == "prepare_threshold" or flag in ("1", "true", "yes")
+            options.detect_pooler = options.detect_pooler and not (
+                key == "pgbouncer" and flag in ("0", "false", "no")
+            )
         elif key == "listen_url":
             options.listen_url = value
         else:
@@ -638,6 +643,7 @@ class PostgresBackend:
         self.min_size = options.pool_min_size
         self.max_size = max(self.min_size, options.pool_max_size)
         self.pooler = options.pooler
+        self.detect_pooler = options.detect_pooler and not options.pooler
         self.role = psycopg.conninfo.conninfo_to_dict(self.conninfo).get("user") or "<your role>"
         self.migrating = False
         self.listen_conninfo = options.listen_url or (None if self.pooler else self.conninfo)
@@ -720,14 +726,19 @@ class PostgresBackend:
     def _ensure_schema(self) -> None:
         def check(conn: Conn) -> int | None:
             row = conn.execute(self.sql.first_look).fetchone()
-            if row is not None and row[1] is not None and int(row[1]) != conn.info.port and not self.pooler:
+            if (
+                self.detect_pooler
+                and row is not None
+                and row[1] is not None
+                and int(row[1]) != conn.info.port
+            ):
                 # The server listens on another port than the one we reached: a pooler
                 # (PgBouncer) or a proxy is in between. Prepared statements break under
                 # transaction pooling and gain little here: off. LISTEN is still tried
                 # (pgbouncer=1 or listen_url say more).
                 log.info(
                     "PostgreSQL answers on port %s but listens on %s: a pooler or proxy is in "
-                    "between; prepared statements off",
+                    "between; prepared statements off (pgbouncer=0 in the URL keeps them)",
                     conn.info.port,
                     row[1],
                 )
