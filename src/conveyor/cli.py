@@ -803,19 +803,16 @@ def migrate(target: str | None, app_target: str | None, url: str | None, namespa
     again: it applies only what is missing, and says what it applied.
     """
     app = _admin_app(target or app_target, url, namespace)
-    if app._backend is None:
-        # Open the store as it is, so that what this command applies is all it reports.
-        backend = open_backend(app.url, app.namespace, replicas=app.replicas, migrate=None)
-    else:
-        backend = app.backend
+    # A store of its own, opened as it is (not through the app, which may migrate on open):
+    # what this command applies is then all it reports.
+    backend = open_backend(app.url, app.namespace, replicas=app.replicas, migrate=None)
     try:
         if not isinstance(backend, Migrates):
             click.echo("this store needs no migrations")
             return
         applied = backend.migrate()
     finally:
-        if backend is not app._backend:
-            backend.close()
+        backend.close()
     where = f"schema {app.namespace!r} at {redact_url(app.url)}"
     if applied:
         click.echo(f"applied migrations {', '.join(map(str, applied))} to {where}")
