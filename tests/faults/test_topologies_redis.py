@@ -1,6 +1,6 @@
-"""Redis topologies under their faults, against real servers: a Sentinel trio through a
-``SENTINEL FAILOVER`` and a kill -9 of its master, and a 3+3 Redis Cluster with a master
-killed. Durable acknowledgement (``replicas=N``: enqueue and completion ``WAIT`` for N
+"""Redis topologies under their faults, against real servers with TLS from a self-made CA:
+a Sentinel trio through a ``SENTINEL FAILOVER`` and a kill -9 of its master, and a 3+3 Redis
+Cluster with a master killed. Durable acknowledgement (``replicas=N``: enqueue and completion ``WAIT`` for N
 replicas) is what makes "nothing acknowledged is lost" hold through a failover; the runs
 without it record what the failover window costs (``make faults``)."""
 
@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import Conveyor
 from tests.harness import start_server
-from tests.servers import RedisCluster
+from tests.servers import RedisCluster, TlsFiles
 from tests.topology_servers import SentinelGroup
 
 from . import figures
@@ -22,8 +22,14 @@ from .through import run_through
 
 
 @pytest.fixture(scope="module")
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = start_server(SentinelGroup)
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """Both deployments run with TLS from a self-made CA, as in production."""
+    return TlsFiles.make(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def sentinel_group(tls: TlsFiles) -> Iterator[SentinelGroup]:
+    group = start_server(lambda: SentinelGroup(tls=tls))
     yield group
     group.stop()
 
@@ -36,7 +42,7 @@ def test_sentinel_failover_then_kill_9_of_the_master(sentinel_group: SentinelGro
     # replicas=2, every replica: after a SENTINEL FAILOVER the old master keeps taking writes
     # for a moment, and the replica not yet moved to the new master may confirm them; only
     # the promoted one's confirmation is proof. (A kill -9 alone needs replicas=1.)
-    url = sentinel_group.url + "?replicas_timeout=0.5"
+    url = sentinel_group.url + "&replicas_timeout=0.5"  # rediss+sentinel://…?ssl_ca_certs=<the CA>
     app = Conveyor(url, namespace=fresh_namespace(), lease=2.0, replicas=replicas or None)
     masters = [sentinel_group.master_port()]
 
@@ -63,15 +69,11 @@ def test_sentinel_failover_then_kill_9_of_the_master(sentinel_group: SentinelGro
 
 
 @pytest.mark.parametrize("replicas", [1, *([0] if FULL else [])], ids=lambda n: f"replicas={n}")
-def test_cluster_master_killed(replicas: int) -> None:
-    cluster = start_server(lambda: RedisCluster(masters=3, replicas=1, node_timeout_ms=1000))
+def test_cluster_master_killed(replicas: int, tls: TlsFiles) -> None:
+    cluster = start_server(lambda: RedisCluster(masters=3, replicas=1, node_timeout_ms=1000, tls=tls))
     try:
-        app = Conveyor(
-            f"redis+cluster://{cluster.nodes[0][0]}:{cluster.nodes[0][1]}",
-            namespace=fresh_namespace(),
-            lease=2.0,
-            replicas=replicas or None,
-        )
+        # rediss+cluster://every-node?ssl_ca_certs=<the CA>
+        app = Conveyor(cluster.url, namespace=fresh_namespace(), lease=2.0, replicas=replicas or None)
         # The default queue's slot: kill the master that holds it, the worst case.
         victim_slot_key = "{" + app.namespace + ":default}"
 
@@ -99,6 +101,11 @@ def test_cluster_master_killed(replicas: int) -> None:
             seen = run_through(app, kill, size(600, 6000), settle=60.0)
         finally:
             app.close()
+        # The older spelling of a TLS cluster URL honours the CA as well.
+        nodes = ",".join(f"{h}:{p}" for h, p in cluster.nodes)
+        plain = Conveyor(f"redis+cluster://{nodes}?ssl=true&ssl_ca_certs={tls.ca}", namespace=app.namespace)
+        assert plain.stats().total("pending") == 0
+        plain.close()
     finally:
         cluster.stop()
     figures.record("redis", f"cluster 3+3: a master killed (replicas={replicas})", **seen.figures())

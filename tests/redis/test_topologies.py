@@ -1,5 +1,5 @@
-"""Redis as it is deployed: Cluster idle workers, TLS with a self-made CA (standalone,
-Cluster, Sentinel), a full store (maxmemory + noeviction), durable acknowledgement, and
+"""Redis as it is deployed: Cluster idle workers, TLS with a self-made CA (standalone here;
+Cluster and Sentinel in tests/faults/test_topologies_redis.py, under their faults), a full store (maxmemory + noeviction), durable acknowledgement, and
 errors that name their cause. Every test runs against real redis-server processes."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from conveyor.backends.redis.wire import NotReplicated
 from tests.faults import figures
 from tests.harness import start_server
 from tests.servers import RedisCluster, RedisServer, TlsFiles
-from tests.topology_servers import SentinelGroup
 
 _names = itertools.count()
 
@@ -89,27 +88,6 @@ def test_tls_standalone_with_the_ca_in_the_url(tls: TlsFiles) -> None:
             Conveyor(f"rediss://127.0.0.1:{server.port}/0", namespace=_namespace()).stats()
     finally:
         server.stop()
-
-
-def test_tls_cluster_honours_the_ca(tls: TlsFiles) -> None:
-    cluster = start_server(lambda: RedisCluster(masters=3, tls=tls))
-    try:
-        _round_trip(cluster.url)  # rediss+cluster://...?ssl_ca_certs=<the CA>
-        # The older spelling, ssl=true, takes the CA too.
-        nodes = ",".join(f"{h}:{p}" for h, p in cluster.nodes)
-        app = Conveyor(f"redis+cluster://{nodes}?ssl=true&ssl_ca_certs={tls.ca}", namespace=_namespace())
-        assert app.stats().total("pending") == 0
-        app.close()
-    finally:
-        cluster.stop()
-
-
-def test_tls_sentinel(tls: TlsFiles) -> None:
-    group = start_server(lambda: SentinelGroup(tls=tls, appendonly=False))
-    try:
-        _round_trip(group.url)  # rediss+sentinel://...?ssl_ca_certs=<the CA>
-    finally:
-        group.stop()
 
 
 # -- a full store ------------------------------------------------------------------------
