@@ -1,6 +1,7 @@
 """Redis as it is deployed: Cluster idle workers, TLS with a self-made CA (standalone here;
-Cluster and Sentinel in tests/faults/test_topologies_redis.py, under their faults), a full store (maxmemory + noeviction), durable acknowledgement, and
-errors that name their cause. Every test runs against real redis-server processes."""
+Cluster and Sentinel in tests/faults/test_topologies_redis.py, under their faults), a full
+store (maxmemory + noeviction), durable acknowledgement, and errors that name their cause.
+Every test runs against real redis-server processes."""
 
 from __future__ import annotations
 
