@@ -88,6 +88,15 @@ def explain(store: object, exc: BaseException) -> Explained | None:
             "namespace's keys (they start with {namespace), e.g. ACL SETUSER <user> on "
             "~{conveyor* &* +@all"
         )
+    if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        return RedisUnavailable, (
+            f"TLS: the server's certificate is not trusted ({text}): name the CA that signed it "
+            "with ssl_ca_certs=/path/ca.pem in the URL"
+        )
+    if "No such file or directory" in text and "ssl_" in str(getattr(store, "url", "")):
+        return RedisUnavailable, (
+            f"TLS: a file named in the URL (ssl_ca_certs, ssl_certfile, ssl_keyfile) cannot be read ({text})"
+        )
     if text.startswith("NOREPLICAS"):
         return RedisUnavailable, (
             f"the master refuses writes ({text}): fewer replicas are connected than its "
