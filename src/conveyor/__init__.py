@@ -15,6 +15,7 @@ from .errors import (
     QueueFull,
     Retry,
     SchemaError,
+    Snooze,
     StoreFull,
     StoreUnavailable,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "QueueFull",
     "Retry",
     "SchemaError",
+    "Snooze",
     "Stats",
     "StoreFull",
     "StoreUnavailable",

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import hashlib
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import orjson
 
-from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
+from .backends import Backend, EnqueuesInTransaction, Partitions, StreamsEnqueue, open_backend
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
@@ -24,6 +26,7 @@ from .job import (
     PENDING,
     SCHEDULED,
     STATES,
+    WAITING_STATES,
     Job,
     JobRecord,
     Stats,
@@ -31,9 +34,11 @@ from .job import (
     new_id,
 )
 from .middleware import Enqueuing, Middleware, overriding
+from .periodic.schedule import Schedule, build_schedule
+from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
 from .retry import Backoff
-from .task import JobSpec, Options, Task, check_name
+from .task import MAX_DELAY, PRIORITY_RANGE, JobSpec, Options, Task, check_name
 
 log = logging.getLogger("conveyor")
 
@@ -55,6 +60,26 @@ _MISSING = object()
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+#: Dead and cancelled jobs kept by default: as Sidekiq's dead set, six months and 10,000.
+DEAD_TTL = 180 * 86400.0
+DEAD_MAX = 10_000
+
+
+def _lifecycle(record: JobRecord, spec: JobSpec, now: float) -> None:
+    """Give a built record its expiry and unique key (the rare path: options were set)."""
+    opts = spec.options
+    if opts.expires is not None:
+        record.expires_at = opts.expires_at(spec.task.name, now)
+    if opts.unique_for is not None:
+        record.unique_key = opts.unique_key or unique_key(spec.task.name, spec.args, spec.kwargs)
+        record.unique_until = now + opts.unique_for
+
+
+def unique_key(task: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """A task's own unique key: its name and a digest of its arguments as canonical JSON
+    (sorted keys), so equal arguments give equal keys whatever their order in a dict."""
+    canonical = orjson.dumps([list(args), kwargs], option=orjson.OPT_SORT_KEYS)
+    return f"{task}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
 
 def _state(state: str) -> str:
@@ -79,6 +104,9 @@ class Conveyor:
     and results at rest with AES-256-GCM (32 bytes; a list rotates likewise; needs
     ``conveyor[crypto]``). ``max_payload``: bytes one encoded job
     may take. ``max_queue_length``: waiting jobs one queue may hold (``QueueFull`` beyond).
+    ``dead_ttl`` and ``dead_max``: dead and cancelled jobs are kept this many seconds and at
+    most this many per namespace (Sidekiq's dead set: six months, 10,000); the worker's
+    housekeeping deletes the oldest beyond either, a bounded batch at a time (None: no limit).
     ``replicas`` (Redis): enqueue and completion wait until that many replicas have the
     write, so an acknowledged job survives a failover. ``migrate=False`` (PostgreSQL): opening
     the store never changes its schema (``conveyor migrate`` does, run by a role allowed to);
@@ -97,6 +125,8 @@ class Conveyor:
         max_payload: int | None = DEFAULT_MAX_PAYLOAD,
         max_queue_length: int | None = None,
         middleware: Iterable[Middleware] = (),
+        dead_ttl: float | None = DEAD_TTL,
+        dead_max: int | None = DEAD_MAX,
         replicas: int | None = None,
         migrate: bool = True,
     ) -> None:
@@ -108,6 +138,14 @@ class Conveyor:
         self.namespace = namespace
         self.lease = float(lease)
         self.result_ttl = float(result_ttl)
+        if dead_ttl is not None and (
+            isinstance(dead_ttl, bool) or not (isinstance(dead_ttl, int | float) and dead_ttl > 0)
+        ):
+            raise ConfigurationError(f"dead_ttl must be seconds > 0 or None, not {dead_ttl!r}")
+        if dead_max is not None and (type(dead_max) is not int or dead_max < 0):
+            raise ConfigurationError(f"dead_max must be an int >= 0 or None, not {dead_max!r}")
+        self.dead_ttl = None if dead_ttl is None else float(dead_ttl)
+        self.dead_max = dead_max
         self.max_queue_length = max_queue_length
         # Store options: see open_backend (docs/production/redis.md, docs/production/postgres.md).
         self.replicas = replicas
@@ -116,6 +154,8 @@ class Conveyor:
         self.middleware: list[Middleware] = list(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Periodic schedules by name (``app.periodic``); every worker runs a scheduler for them.
+        self.schedules: dict[str, Schedule] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
 
@@ -155,6 +195,7 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        unique_for: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the positional-only default here
@@ -168,12 +209,22 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        unique_for: float | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function as a task; usable bare (``@app.task``) or with options.
 
         The name defaults to ``module.qualname``; a worker runs only registered names.
+        ``unique_for``: while a job of this task with equal arguments waits or runs (for at
+        most that many seconds), enqueueing another returns it instead (``duplicate=True``).
         """
-        options = Options(queue=queue, priority=priority, retries=retries, timeout=timeout, backoff=backoff)
+        options = Options(
+            queue=queue,
+            priority=priority,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            unique_for=unique_for,
+        )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if name is None and getattr(func, "__name__", None) == "<lambda>":
@@ -187,6 +238,101 @@ class Conveyor:
             return registered
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def periodic(
+        self,
+        task: Task[P, R] | Callable[P, R],
+        /,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Schedule: ...
+
+    @overload
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Callable[[Task[P, R] | Callable[P, R]], Task[P, R]]: ...
+
+    def periodic(  # type: ignore[misc]  # mypy misreads the positional-only default here
+        self,
+        task: Task[Any, Any] | Callable[..., Any] | None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Schedule | Callable[[Any], Task[Any, Any]]:
+        """Enqueue ``task`` at every tick of ``cron`` (read in the IANA zone ``tz``) or
+        ``every`` seconds (a number or a timedelta; ticks at multiples of it since the epoch).
+
+        ``app.periodic(task, cron=...)`` registers a schedule and returns it; as a decorator,
+        ``@app.periodic(cron=...)`` stacks on ``@app.task`` or on a plain function (which it
+        registers as a task with the default options) and returns the task. The schedule's
+        name defaults to the task's; two schedules may not share one. ``args``/``kwargs`` are
+        the job's arguments, ``queue`` overrides the task's.
+
+        Every worker runs the scheduler, and each tick is enqueued once per namespace however
+        many run (the store decides, atomically). After a time when no worker ran, only the
+        latest missed tick is enqueued. A bad expression, zone, interval or argument (not
+        JSON, or not fitting the task) raises here, naming it.
+        """
+
+        def register(fn: Task[Any, Any] | Callable[..., Any]) -> Schedule:
+            registered = fn if isinstance(fn, Task) else self.task(fn)
+            if registered.app is not self:
+                raise ConfigurationError(f"task {registered.name!r} is registered on another app")
+            schedule = build_schedule(
+                registered, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs, name=name, queue=queue
+            )
+            if schedule.name in self.schedules:
+                raise ConfigurationError(
+                    f"a schedule named {schedule.name!r} is already registered; give this one name="
+                )
+            # Encoded once now, so a job too large for the store fails here, not at its tick.
+            self._encode(schedule.spec(0.0), time.time(), new_id())
+            self.schedules[schedule.name] = schedule
+            return schedule
+
+        if task is not None:
+            return register(task)
+
+        def decorate(fn: Task[Any, Any] | Callable[..., Any]) -> Task[Any, Any]:
+            return register(fn).task
+
+        return decorate
+
+    def schedule_status(self, job_states: bool = True) -> list[ScheduleStatus]:
+        """Every periodic schedule of this app's code and of its store, by name: schedule,
+        zone, next run, the last tick enqueued, its job and (``job_states``: one store read
+        per schedule) that job's state."""
+        return statuses(self, time.time(), job_states)
+
+    def run_schedule(self, name: str) -> Job:
+        """Enqueue a schedule's job now, outside its ticks (the dashboard's "run now"): the
+        ticks go on as before. ``KeyError`` naming the schedules if ``name`` is none of them."""
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            known = ", ".join(sorted(self.schedules)) or "none"
+            raise KeyError(f"no schedule {name!r} in this app; defined: {known}")
+        return self._enqueue_one(schedule.spec(None))
 
     # -- enqueue --------------------------------------------------------------------------
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
@@ -223,7 +369,13 @@ class Conveyor:
     def _enqueue_one(self, spec: JobSpec) -> Job:
         """``enqueue_many([spec])[0]`` without a batch's bookkeeping: a job enqueued alone is
         the commonest call of all."""
-        if spec.options.connection is not None or self.middleware:
+        opts = spec.options
+        if (
+            opts.connection is not None
+            or self.middleware
+            or opts.unique_for is not None
+            or opts.expires is not None
+        ):
             return self._enqueue_many([spec])[0]
         now = time.time()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
@@ -237,7 +389,7 @@ class Conveyor:
             and isinstance(backend, StreamsEnqueue)
             and not self.middleware
             and self.max_queue_length is None
-            and all(spec.options.connection is None for spec in specs)
+            and all(spec.options.connection is None and spec.options.plain for spec in specs)
         ):
             return self._enqueue_streamed(specs, backend)
         now = time.time()
@@ -245,8 +397,12 @@ class Conveyor:
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
+        each: list[int] = []  # positions of jobs with a unique key or an expiry
         for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
             record, job = self._build(spec, now, when, job_id)
+            if spec.options.unique_for is not None or spec.options.expires is not None:
+                each.append(len(records))
+                _lifecycle(record, spec, now)
             if spec.options.connection is not None:
                 if connection is not None and spec.options.connection is not connection:
                     raise ConfigurationError("one enqueue_many call takes one connection")
@@ -257,7 +413,14 @@ class Conveyor:
             return []
         for mw in self.middleware:
             mw.before_enqueue(records)
-        if connection is not None:
+        if each:
+            if connection is not None:
+                raise ConfigurationError(
+                    "using(connection=...) cannot be combined with unique_for or expires: those "
+                    "jobs are stored one by one, outside the caller's transaction"
+                )
+            self._enqueue_each(records, jobs, each)
+        elif connection is not None:
             if not isinstance(backend, EnqueuesInTransaction):
                 raise ConfigurationError(
                     "using(connection=...) needs the PostgreSQL store, whose jobs can join "
@@ -269,6 +432,20 @@ class Conveyor:
         for mw in self.middleware:
             mw.after_enqueue(records)
         return jobs
+
+    def _enqueue_each(self, records: list[JobRecord], jobs: list[Job], each: list[int]) -> None:
+        """Jobs with a unique key or an expiry are decided one by one by the store (a
+        duplicate is not an error, and does not keep the rest out); the others of the batch
+        are stored together, all or none, first."""
+        chosen = set(each)
+        plain = [r for n, r in enumerate(records) if n not in chosen]
+        if plain:
+            self.backend.enqueue(plain, self.max_queue_length)
+        holders = self.backend.enqueue_each([records[n] for n in each], time.time(), self.max_queue_length)
+        for n, holder in zip(each, holders, strict=True):
+            if holder is not None:
+                job = jobs[n]
+                jobs[n] = dataclasses.replace(job, id=holder, duplicate=True)
 
     def _enqueue_streamed(self, specs: list[JobSpec], store: StreamsEnqueue) -> list[Job]:
         """A large batch for a store that takes it in chunks as they are built (Redis): the
@@ -320,8 +497,9 @@ class Conveyor:
         meta = opts.meta
         if self._on_enqueue:
             meta = self._middleware_meta(job_id, task.name, opts.queue, meta)
+        expires = None if opts.expires is None else opts.expires_at(task.name, now)
         payload = self.codec.encode_payload(
-            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta
+            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta, expires
         )
         limit = self.codec.max_payload
         if limit is not None and len(payload) > limit:
@@ -522,6 +700,82 @@ class Conveyor:
             return 0
         # Each id once: a repeated id must not count twice on any store.
         return self.backend.act(action, list(dict.fromkeys(job_ids)), time.time(), note=note)
+
+    def queue(self, name: str, *, partitions: int = 1) -> int:
+        """Settings of one queue, kept in the store for every process that uses it.
+
+        ``partitions``: on Redis, spread the queue over that many hash slots, so that on a
+        Cluster one busy queue uses every master (``docs/scaling.md``). Jobs are dealt out
+        over the partitions and workers take from all of them; priority and FIFO order hold
+        within a partition, not across them. The count can grow, never shrink (jobs already
+        in a partition stay served); returns the count in force. Processes already running
+        pick it up within 10 s. Other stores keep one queue (a table has no slots) and
+        return 1.
+        """
+        check_name("queue", name)
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ConfigurationError(f"partitions={partitions!r} for queue {name!r}: a whole number >= 1")
+        if isinstance(self.backend, Partitions):
+            return self.backend.partition(name, partitions)
+        return 1
+
+    def reschedule(self, job_id: str, *, at: datetime | None = None, delay: float | None = None) -> bool:
+        """Move a waiting job (scheduled, pending or retry) to run at ``at`` (an aware
+        datetime) or ``delay`` seconds from now; True if it moved, False for a job in any
+        other state (running, finished) or none. One store call, atomic in the store."""
+        now = time.time()
+        if (at is None) == (delay is None):
+            raise ConfigurationError("reschedule() takes at= or delay=, exactly one of them")
+        if at is not None:
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise ConfigurationError(
+                    f"reschedule(at=) takes an aware datetime (with a tzinfo), not {at!r}"
+                )
+            run_at = at.timestamp()
+        else:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+                raise ConfigurationError(
+                    f"reschedule(delay=) takes seconds from 0 to {MAX_DELAY:.0f}, not {delay!r}"
+                )
+            run_at = now + float(delay)
+        return self.backend.change(job_id, now, run_at=run_at)
+
+    def update(self, job_id: str, *, priority: int | None = None, queue: str | None = None) -> bool:
+        """Change a waiting job's priority and/or queue; True if it changed, False for a job
+        in any other state or none. A job with a unique key keeps its queue (ValueError): its
+        key guards one queue. Moving queues is one atomic store call on SQLite, PostgreSQL
+        and a single Redis server; Redis Cluster refuses it (``ConfigurationError``): the two
+        queues live in different slots, which no one script may touch together."""
+        if priority is None and queue is None:
+            raise ConfigurationError("update() takes priority= and/or queue=")
+        if priority is not None:
+            low, high = PRIORITY_RANGE
+            if type(priority) is not int or not low <= priority <= high:
+                raise ConfigurationError(
+                    f"update(priority=) takes an int from {low} to {high}, not {priority!r}"
+                )
+        payload = None
+        if queue is not None:
+            check_name("queue", queue)
+            record = self.backend.get(job_id)
+            if record is None or record.state not in WAITING_STATES:
+                return False
+            if record.queue == queue:
+                queue = None
+            else:
+                if record.unique_key is not None:
+                    raise ConfigurationError(
+                        f"job {job_id} holds the unique key {record.unique_key!r} in queue "
+                        f"{record.queue!r}; it cannot move to {queue!r} (cancel it and enqueue anew)"
+                    )
+                # The signature covers the queue: the moved job is signed for its new one
+                # (after its old signature is verified), as the worker will check.
+                payload = self.codec.for_queue(
+                    record.payload, job_id, record.queue, queue, record.max_attempts
+                )
+            if queue is None and priority is None:
+                return True
+        return self.backend.change(job_id, time.time(), priority=priority, queue=queue, payload=payload)
 
     def pause(self, queue: str) -> None:
         """Stop workers from fetching this queue's jobs; enqueue still works."""

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.wire import SCRIPTS, Wire, script_source
-from conveyor.job import Failure, WorkerInfo
+from conveyor.job import Failure, Tick, WorkerInfo, new_id
 from tests.servers import RedisServer
 
 _HEADER = re.compile(r"^-- KEYS\[(\d+)\]\s+(\S+)", re.MULTILINE)
@@ -91,6 +92,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         app.enqueue_many([task.job(i) for i in range(3, 1100)])  # streamed
         now = time.time()
         got = backend.fetch(["mail"], 5, "w1", 30, now)
+        assert backend.fetch(["mail", "empty", "default"], 1, "w3", 30, now)  # one call, three queues
         backend.complete([(got[0].id, b"1")], "w1", now)
         backend.fail([Failure(got[1].id, "boom", "tb", now + 60)], "w1", now)
         backend.release([got[2].id], "w1")
@@ -103,11 +105,21 @@ def test_every_script_call_the_store_sends_matches_its_header(
         assert {job_id for job_id, _ in backend.cancel_requests("w1", ["mail"])} == {got[3].id, got[4].id}
         backend.fail([Failure(got[4].id, "cancelled", cancelled=True)], "w1", now)
         app.retry_all("dead", queue="mail")
+        unique = task.using(unique_for=60, expires=600).enqueue(7)  # enqueue_each
+        assert task.using(unique_for=60).enqueue(7).duplicate
+        app.reschedule(unique.id, delay=30)  # change
+        backend.fail([Failure(got[2].id, "snoozed", None, now + 5, snoozed=True)], "w1", now)
+        backend.sweep(now + 3600, now, 0, 10)
         app.jobs(state="scheduled")
         app.stats()
         app.pause("mail")
         app.resume("mail")
+        app.queue("other", partitions=2)
         backend.heartbeat(WorkerInfo("w1", "h", 1, ("mail",), 1, now, alive=False), 30, now)
+        app.periodic(task, every=60, args=(1,), name="keys-tick")
+        tick = app._build(app.schedules["keys-tick"].spec(now), now, datetime.now(UTC), new_id())[0]
+        assert backend.enqueue_ticks([Tick("keys-tick", now, now + 60, tick)], now) == [True]
+        assert backend.forget_schedules([], now + 3600) == 1
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}
         seen: set[str] = set()
@@ -119,10 +131,11 @@ def test_every_script_call_the_store_sends_matches_its_header(
             count = int(command[2])
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in command[3 : 3 + count]]
             header = _header(script)
-            # enqueue.lua's last two keys are only passed off Cluster; the rest always.
+            # enqueue.lua's and ticks.lua's last two keys are only passed off Cluster.
             assert len(keys) == len(header), f"{script}: {keys} for the header {header}"
             for key, name in zip(keys, header, strict=True):
                 assert _pattern(name).match(key), f"{script}: {key!r} passed where the header says {name}"
-        assert seen == set(SCRIPTS), f"scripts never sent: {set(SCRIPTS) - seen}"
+        # due.lua runs on Cluster only (a fetch of many queues; tests/redis/test_many_queues.py).
+        assert seen == set(SCRIPTS) - {"due"}, f"scripts never sent: {set(SCRIPTS) - {'due'} - seen}"
     finally:
         app.close()

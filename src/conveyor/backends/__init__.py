@@ -7,12 +7,13 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..redaction import redact_url
-from .base import Backend, EnqueuesInTransaction, Migrates, StreamsEnqueue, WaitsAndFetches
+from .base import Backend, EnqueuesInTransaction, Migrates, Partitions, StreamsEnqueue, WaitsAndFetches
 
 __all__ = [
     "Backend",
     "EnqueuesInTransaction",
     "Migrates",
+    "Partitions",
     "StreamsEnqueue",
     "WaitsAndFetches",
     "open_backend",

@@ -8,7 +8,7 @@ decision depends on it, so that tests can move time and stores agree on one cloc
 
 What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
 optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
-``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
+``Partitions``, ``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
 once, when they get the store, never per job.
 
 Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import StoreUnavailable
-from ..job import Failure, JobRecord, Stats, WorkerInfo
+from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
 from ..redaction import redact, redact_url
 
 #: Admin actions accepted by ``Backend.act``.
@@ -45,6 +45,15 @@ class Backend(Protocol):
         """Store new jobs atomically: all of them or none (raises ``QueueFull`` when a
         queue would exceed ``max_queue_length`` waiting jobs). A record whose ``run_at`` is
         in the future is ``scheduled``, else ``pending``."""
+
+    def enqueue_each(
+        self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
+    ) -> list[str | None]:
+        """Store jobs that carry a unique key or an expiry, each decided on its own: a job
+        whose ``unique_key`` a live job (waiting or active) of its queue holds, and whose
+        ``unique_until`` has not passed, is not stored, and the holder's id is returned in its
+        place (None for a job stored). Atomic per job in the store: however many processes
+        enqueue one key at once, one job holds it. A job that ends frees its key."""
 
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
@@ -78,8 +87,33 @@ class Backend(Protocol):
         than ``FAR_FUTURE`` ahead) go to ``dead`` with ``BAD_RUN_AT``. Returns the number
         of jobs recovered."""
 
+    def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
+        """Housekeeping of job lifetimes, in bounded steps: waiting jobs whose ``expires_at``
+        has passed end ``cancelled`` with the error "expired"; dead and cancelled jobs that
+        finished before ``dead_before``, or beyond the newest ``dead_max`` of the namespace,
+        are deleted, oldest first. At most ``limit`` jobs of each kind per call, found by
+        index; returns how many changed (a caller repeats while that reaches ``limit``)."""
+
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block up to ``timeout`` seconds, returning early when a job may have arrived."""
+
+    # -- periodic jobs ----------------------------------------------------------------------
+    def enqueue_ticks(self, ticks: Sequence[Tick], now: float) -> list[bool]:
+        """Offer schedule ticks (each schedule at most once in a call); returns, per tick,
+        whether its job was stored. For each tick, one atomic step: if the schedule's
+        recorded tick is older than ``tick.at`` (or none is recorded and the tick is not a
+        ``catch_up``), record ``tick.at``, ``tick.next_at``, the job's id and ``now`` as the
+        schedule's state and store ``tick.record`` (pending); else store nothing. However
+        many schedulers offer one tick, its job is stored once, and a tick older than the
+        recorded one never is."""
+
+    def schedules(self) -> list[ScheduleState]:
+        """The recorded state of every schedule of the namespace."""
+
+    def forget_schedules(self, keep: Sequence[str], abandoned_before: float) -> int:
+        """Delete the state of schedules not named in ``keep`` whose recorded next tick is
+        before ``abandoned_before`` (checked atomically per schedule: one enqueued meanwhile
+        stays); returns how many went."""
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None: ...
@@ -119,6 +153,20 @@ class Backend(Protocol):
         asks a running job to stop: its ``cancel`` is set to ``note`` (once), which its
         worker reads with ``cancel_requests``; a cancelled waiting job gets ``note`` as its
         last error."""
+
+    def change(
+        self,
+        job_id: str,
+        now: float,
+        run_at: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
+        """Change a waiting job (scheduled, pending, retry), atomically: ``run_at`` (it is
+        then ``pending`` if due by ``now``, else ``scheduled``, or ``retry`` if it was one),
+        ``priority``, ``queue`` (with ``payload``, signed for that queue). False, and
+        nothing changed, for a job in any other state or none."""
 
     # -- the running job --------------------------------------------------------------------
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
@@ -165,6 +213,16 @@ class WaitsAndFetches(Protocol):
 
 
 @runtime_checkable
+class Partitions(Protocol):
+    """A store that can spread one queue over several shards (Redis: hash slots, hence the
+    masters of a Cluster)."""
+
+    def partition(self, queue: str, count: int) -> int:
+        """Spread ``queue`` over ``count`` shards from now on (never fewer than it has:
+        jobs already in a shard must stay served); returns the count in force."""
+
+
+@runtime_checkable
 class Migrates(Protocol):
     """A store with a versioned schema that ``conveyor migrate`` brings up to date."""
 
@@ -176,7 +234,7 @@ class Migrates(Protocol):
 #: ``translate_errors`` turns into ``StoreUnavailable``.
 CONTRACT: tuple[str, ...] = tuple(
     name
-    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Migrates)
+    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Partitions, Migrates)
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])
 )

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from itertools import chain
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,20 +28,24 @@ from ..job import (
     CANCELLED,
     CANCELLED_NOTE,
     DEAD,
+    EXPIRED,
     FAR_FUTURE,
     LOST,
     PENDING,
     RETRY,
     SCHEDULED,
     STATES,
+    WAITING_STATES,
     Failure,
     JobRecord,
+    ScheduleState,
     Stats,
+    Tick,
     WorkerInfo,
 )
 from .base import check_action, translate_errors
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -53,7 +58,8 @@ _TYPES = {
     "run_at": "REAL", "attempts": "INTEGER", "max_attempts": "INTEGER", "timeout": "REAL",
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
-    "progress": "BLOB", "cancel": "TEXT",
+    "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
+    "unique_until": "REAL", "snoozes": "INTEGER",
 }  # fmt: skip
 
 
@@ -70,6 +76,9 @@ _CLAIMED = (
     + _cast("run_at", "attempts", "max_attempts", "timeout", "created_at")
 )
 _WAITING = "('scheduled','pending','retry')"
+#: The states in which a job holds its unique key.
+_LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
+_ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
 #: The states admin listings find by index, newest first (the hot states stay out: every
 #: index is written on each change of state).
@@ -98,7 +107,11 @@ def _schema(ns: str) -> list[str]:
             locked_by TEXT,
             lease_until REAL,
             progress BLOB,
-            cancel TEXT
+            cancel TEXT,
+            expires_at REAL,
+            unique_key TEXT,
+            unique_until REAL,
+            snoozes INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -131,6 +144,11 @@ def _schema(ns: str) -> list[str]:
             minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0)""",
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+        # Periodic schedules: the last tick enqueued of each (Backend.enqueue_ticks). Made by
+        # CREATE IF NOT EXISTS on every open, so older files gain it without a version step.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_periodic (
+            name TEXT PRIMARY KEY, queue TEXT NOT NULL, last_at REAL NOT NULL,
+            next_at REAL NOT NULL, job_id TEXT NOT NULL, enqueued_at REAL NOT NULL) WITHOUT ROWID""",
         # Jobs per queue and state, kept by triggers in the transaction that changes a job,
         # so stats() reads a few rows instead of counting millions, and rows written by hand
         # are counted too.
@@ -153,6 +171,28 @@ def _schema(ns: str) -> list[str]:
     ]
 
 
+def _lifecycle_indexes(ns: str) -> list[str]:
+    """Indexes on the columns of schema version 3, made after the upgrades (an older table
+    gets those columns only there). Each holds only the jobs that use the option, so jobs
+    without it cost no index entry; the first two do not name the state in their predicate
+    either, so that no change of state of any job has them evaluated (a job's claim and
+    acknowledgement cost the same as before but for the index of ended jobs)."""
+    return [
+        # One job per unique key and queue: the store itself refuses a second one. A holder
+        # that ended (or whose unique_for is over) lets go of its key when the next job of
+        # that key meets it (enqueue_each), not when it ends: ending a job writes nothing more.
+        f"""CREATE UNIQUE INDEX IF NOT EXISTS {ns}_jobs_unique ON {ns}_jobs (queue, unique_key)
+            WHERE unique_key IS NOT NULL""",
+        # Jobs with an expiry, by it: housekeeping cancels the expired ones still waiting and
+        # drops the expiry of the others (so the index holds no job it need not look at).
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_expires ON {ns}_jobs (expires_at)
+            WHERE expires_at IS NOT NULL""",
+        # Dead and cancelled jobs by when they ended: retention deletes the oldest first.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ended ON {ns}_jobs (finished_at)
+            WHERE state IN {_ENDED}""",
+    ]
+
+
 def _upgrades(ns: str) -> dict[int, list[str]]:
     """Statements that bring a database from schema version N to N + 1, run after the
     ``CREATE ... IF NOT EXISTS`` statements of the current schema, in the same transaction."""
@@ -167,7 +207,20 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
             " GROUP BY queue, state",
         ],
+        # 2 -> 3: expiry, unique keys and a snooze counter (their indexes: _lifecycle_indexes).
+        2: [
+            f"ALTER TABLE {ns}_jobs ADD COLUMN expires_at REAL",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN unique_key TEXT",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN unique_until REAL",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0",
+        ],
     }
+
+
+def _holds(state: object, until: object, now: float) -> bool:
+    """Whether a job with a unique key still holds it: waiting or running, within its
+    unique_for."""
+    return state in _LIVE_STATES and not (isinstance(until, float | int) and until <= now)
 
 
 def _path_from_url(url: str) -> str:
@@ -188,6 +241,14 @@ def _record(row: Sequence[Any], *known: Any) -> JobRecord:
     JobRecord's fields in order, already cast (``_COLUMNS``); a claim returns the first ten
     (``_CLAIMED``) and ``known`` are the rest, which the claim just wrote."""
     return JobRecord(*row, *known)
+
+
+def _rows(records: Sequence[JobRecord]) -> list[tuple[Any, ...]]:
+    """The columns an enqueue writes, per job."""
+    return [
+        (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        for r in records
+    ]
 
 
 #: SQLite's errors that mean the file cannot be used now, rather than a bug in a statement.
@@ -218,6 +279,32 @@ class SQLiteBackend:
         self.path = _path_from_url(url)
         self.ns = namespace
         self.t = f"{namespace}_jobs"
+        self._promote = (
+            f"UPDATE {self.t} SET state = 'pending' WHERE id IN (SELECT id FROM {self.t}"
+            f" WHERE state IN {_LATER} AND run_at <= ? ORDER BY run_at LIMIT {PROMOTE_BATCH})"
+        )
+        # Queues with ready jobs and their counts, in the order served: the counts table's
+        # key is (queue, state), so for every queue the rows come in order straight off it,
+        # and the caller stops reading once the batch is full (drained queues cost a row).
+        unpaused = f"NOT EXISTS (SELECT 1 FROM {namespace}_queues p WHERE p.name = c.queue AND p.paused = 1)"
+        self._serve_default = (
+            f"SELECT queue, n FROM {namespace}_counts c WHERE queue = 'default' AND state = 'pending'"
+            f" AND n > 0 AND {unpaused}"
+        )
+        self._serve_every = (
+            f"SELECT queue, n FROM {namespace}_counts c WHERE queue <> 'default' AND state = 'pending'"
+            f" AND n > 0 AND {unpaused} ORDER BY queue"
+        )
+        self._serve_given = (
+            f"SELECT c.queue, c.n FROM json_each(?) g JOIN {namespace}_counts c ON c.queue = g.value"
+            f" AND c.state = 'pending' WHERE c.n > 0 AND {unpaused} ORDER BY g.key"
+        )
+        self._claim = (
+            f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
+            f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
+            f" WHERE id IN (SELECT id FROM {self.t} WHERE queue = ? AND state = 'pending'"
+            f" ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING {_CLAIMED}"
+        )
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -271,6 +358,8 @@ class SQLiteBackend:
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+                for statement in _lifecycle_indexes(self.ns):
+                    conn.execute(statement)
                 return
             version = int(row[0])
             if version > SCHEMA_VERSION:
@@ -282,6 +371,8 @@ class SQLiteBackend:
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
+            for statement in _lifecycle_indexes(self.ns):
+                conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     f"UPDATE {self.ns}_meta SET value = ? WHERE key = 'schema_version'",
@@ -300,99 +391,137 @@ class SQLiteBackend:
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if not records:
             return
-        rows = [
-            (
-                r.id,
-                r.queue,
-                r.payload,
-                r.priority,
-                r.state,
-                r.run_at,
-                r.max_attempts,
-                r.timeout,
-                r.created_at,
-            )
-            for r in records
-        ]
+        rows = _rows(records)
         queues = {r.queue for r in records}
         new_queues = queues - self._registered
         with self._write() as conn:
             if max_queue_length is not None:
-                for queue in queues:
-                    adding = sum(1 for r in records if r.queue == queue)
-                    (waiting,) = conn.execute(
-                        f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts"
-                        f" WHERE queue = ? AND state IN {_WAITING}",
-                        (queue,),
-                    ).fetchone()
-                    if waiting + adding > max_queue_length:
-                        raise QueueFull(
-                            f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
-                            f"would pass its limit of {max_queue_length}"
-                        )
-            insert = (
-                f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
-                " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )
-            if len(rows) == 1:
-                conn.execute(insert, rows[0])
-            else:
-                conn.executemany(insert, rows)
-            if new_queues:
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
-                    [(q,) for q in new_queues],
-                )
+                self._check_length(conn, records, queues, max_queue_length)
+            self._insert(conn, rows, new_queues)
         self._registered |= new_queues
 
-    def _active_queues(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
-        """The queues to serve in order, without the paused ones."""
-        paused = {name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues WHERE paused = 1")}
-        if queues is None:
-            known = [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
-            queues = sorted(known, key=lambda q: (q != "default", q))
-        return [q for q in queues if q not in paused]
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], new_queues: set[str]) -> None:
+        """Insert jobs (``_rows``) in the caller's write transaction, registering ``new_queues``."""
+        insert = (
+            f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
+            " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        if len(rows) == 1:
+            conn.execute(insert, rows[0])
+        else:
+            conn.executemany(insert, rows)
+        if new_queues:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in new_queues],
+            )
+
+    def _check_length(
+        self, conn: sqlite3.Connection, records: Sequence[JobRecord], queues: set[str], limit: int
+    ) -> None:
+        for queue in queues:
+            adding = sum(1 for r in records if r.queue == queue)
+            (waiting,) = conn.execute(
+                f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts WHERE queue = ? AND state IN {_WAITING}",
+                (queue,),
+            ).fetchone()
+            if waiting + adding > limit:
+                raise QueueFull(
+                    f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
+                    f"would pass its limit of {limit}"
+                )
+
+    def enqueue_each(
+        self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
+    ) -> list[str | None]:
+        holders: list[str | None] = []
+        queues = {r.queue for r in records}
+        # In one write transaction, which every writer of the file takes in turn: the look
+        # for a holder and the insert cannot interleave with another process's.
+        with self._write() as conn:
+            for r in records:
+                if r.unique_key is not None:
+                    row = conn.execute(
+                        f"SELECT id, unique_until, state FROM {self.t} WHERE queue = ? AND unique_key = ?",
+                        (r.queue, r.unique_key),
+                    ).fetchone()
+                    if row is not None and _holds(row[2], row[1], now):
+                        holders.append(str(row[0]))
+                        continue
+                    if row is not None:
+                        # It ended, or its unique_for is over (then it keeps running): it lets
+                        # go of the key.
+                        conn.execute(f"UPDATE {self.t} SET unique_key = NULL WHERE id = ?", (row[0],))
+                if max_queue_length is not None:
+                    self._check_length(conn, [r], {r.queue}, max_queue_length)
+                conn.execute(
+                    f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
+                    " timeout, created_at, expires_at, unique_key, unique_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.id,
+                        r.queue,
+                        r.payload,
+                        r.priority,
+                        r.state,
+                        r.run_at,
+                        r.max_attempts,
+                        r.timeout,
+                        r.created_at,
+                        r.expires_at,
+                        r.unique_key,
+                        r.unique_until,
+                    ),
+                )
+                holders.append(None)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in queues - self._registered],
+            )
+        self._registered |= queues
+        return holders
 
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
-        if limit <= 0:
+        if limit <= 0 or (queues is not None and not queues):
             return []
         with self._write() as conn:
-            serve = self._active_queues(conn, queues)
-            if not serve:
-                return []
             # Scheduled and retry jobs that came due join the ready ones: a range read at the
             # start of the due index, nothing when none is due, however many wait for later.
-            conn.execute(
-                f"UPDATE {self.t} SET state = 'pending' WHERE id IN (SELECT id FROM {self.t}"
-                f" WHERE state IN {_LATER} AND run_at <= ? ORDER BY run_at LIMIT {PROMOTE_BATCH})",
-                (now,),
-            )
-            # One index walk per queue, each stopping at LIMIT, then the queue order decides:
-            # a single ORDER BY over all queues would sort every waiting job on each claim.
-            # A pending job is due by definition (enqueue and promotion decide that), so
-            # the walk never skips rows.
-            parts = [
-                f"SELECT * FROM (SELECT id, {rank} AS r, priority, run_at FROM {self.t}"
-                f" WHERE queue = ? AND state = 'pending'"
-                f" ORDER BY priority DESC, run_at, id LIMIT ?)"
-                for rank in range(len(serve))
-            ]
-            params: list[Any] = []
-            for queue in serve:
-                params += [queue, limit]
-            picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
+            conn.execute(self._promote, (now,))
+            # Which queues to claim from: those in order, unpaused, with ready jobs, until
+            # their counts (kept by the triggers in this very transaction) fill the batch.
+            # A worker of 200 queues reads neither the drained ones nor their names.
+            if queues is None:
+                cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
+            else:
+                cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
+            serve: list[str] = []
+            counted = 0
+            for queue, count in chain(*cursors):
+                serve.append(queue)
+                counted += count
+                if counted >= limit:
+                    break
+            for cursor in cursors:  # read no further
+                cursor.close()
             until = now + lease
-            rows = conn.execute(
-                f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
-                f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
-                [worker, until, now, *params, limit],
-            ).fetchall()
-        rank = {q: i for i, q in enumerate(serve)}
+            rows: list[Any] = []
+            # Per queue in order, one claim: a walk of the ready index that stops at the
+            # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
+            # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
+            # (enqueue and promotion decide that), so the walk never skips rows.
+            for queue in serve:
+                rows += conn.execute(self._claim, (worker, until, now, queue, limit - len(rows))).fetchall()
+                if len(rows) >= limit:
+                    break
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
-        records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
+        if len(serve) > 1:
+            rank = {q: i for i, q in enumerate(serve)}
+            records.sort(key=lambda r: (rank[r.queue], -r.priority, r.run_at, r.id))
+        else:
+            records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return records
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
@@ -427,7 +556,19 @@ class SQLiteBackend:
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
             return
+        snoozed = [f for f in failures if f.snoozed]
+        if snoozed:
+            failures = [f for f in failures if not f.snoozed]
         with self._write() as conn:
+            if snoozed:
+                # Back to waiting for a time; the run does not count as an attempt.
+                woken = conn.executemany(
+                    f"UPDATE {self.t} SET state = 'scheduled', run_at = ?, attempts = max(attempts - 1, 0),"
+                    " snoozes = snoozes + 1, locked_by = NULL, lease_until = NULL, progress = NULL"
+                    " WHERE id = ? AND locked_by = ? AND state = 'active'",
+                    [(f.retry_at, f.id, worker) for f in snoozed],
+                ).rowcount
+                self._count(conn, now, processed=woken, failed=0)
             changed = conn.executemany(
                 f"UPDATE {self.t} SET state = ?, run_at = coalesce(?, run_at), last_error = ?,"
                 " traceback = ?, finished_at = ?, locked_by = NULL, lease_until = NULL"
@@ -520,6 +661,45 @@ class SQLiteBackend:
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
         return recovered
 
+    def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
+        # Three short write transactions, not one: a worker waits for at most one of them.
+        with self._write() as conn:
+            # The expired, whatever their state: the waiting ones end cancelled, and every
+            # one leaves the index (a job that ran before its expiry keeps no entry).
+            due = conn.execute(
+                f"SELECT id, state FROM {self.t} WHERE expires_at IS NOT NULL AND expires_at <= ?"
+                " ORDER BY expires_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            changed = conn.executemany(
+                f"UPDATE {self.t} SET state = 'cancelled', finished_at = ?, last_error = ?, expires_at = NULL"
+                " WHERE id = ?",
+                [(now, EXPIRED, job_id) for job_id, state in due if state in WAITING_STATES],
+            ).rowcount
+            conn.executemany(
+                f"UPDATE {self.t} SET expires_at = NULL WHERE id = ?",
+                [(job_id,) for job_id, state in due if state not in WAITING_STATES],
+            )
+        oldest_first = (
+            f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t} INDEXED BY {self.ns}_jobs_ended"
+            f" WHERE state IN {_ENDED} {{before}} ORDER BY finished_at LIMIT ?)"
+        )
+        if dead_before is not None:
+            with self._write() as conn:
+                changed += conn.execute(
+                    oldest_first.format(before="AND finished_at < ?"), (dead_before, limit)
+                ).rowcount
+        if dead_max is not None:
+            with self._write() as conn:
+                (kept,) = conn.execute(
+                    f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts WHERE state IN {_ENDED}"
+                ).fetchone()
+                if kept > dead_max:
+                    changed += conn.execute(
+                        oldest_first.format(before=""), (min(limit, kept - dead_max),)
+                    ).rowcount
+        return changed
+
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         # data_version changes when another connection commits: a cheap read of shared
         # memory, so polling it every couple of milliseconds costs next to nothing.
@@ -530,6 +710,67 @@ class SQLiteBackend:
             time.sleep(0.002)
             if conn.execute("PRAGMA data_version").fetchone()[0] != start:
                 return
+
+    # -- periodic jobs ----------------------------------------------------------------------
+    def enqueue_ticks(self, ticks: Sequence[Tick], now: float) -> list[bool]:
+        if not ticks:
+            return []
+        p = f"{self.ns}_periodic"
+        state = "queue = ?, last_at = ?, next_at = ?, job_id = ?, enqueued_at = ?"
+        # Inside the write lock (BEGIN IMMEDIATE), so the comparison with the recorded tick
+        # and the job's insert are one step for every process on the file.
+        offer = (
+            f"INSERT INTO {p} (name, queue, last_at, next_at, job_id, enqueued_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " queue = excluded.queue, last_at = excluded.last_at, next_at = excluded.next_at,"
+            " job_id = excluded.job_id, enqueued_at = excluded.enqueued_at"
+            " WHERE last_at < excluded.last_at"
+        )
+        catch_up = f"UPDATE {p} SET {state} WHERE name = ? AND last_at < ?"
+        won: list[bool] = []
+        stored: list[JobRecord] = []
+        with self._write() as conn:
+            for tick in ticks:
+                r = tick.record
+                if tick.catch_up:
+                    changed = conn.execute(
+                        catch_up, (r.queue, tick.at, tick.next_at, r.id, now, tick.name, tick.at)
+                    ).rowcount
+                else:
+                    changed = conn.execute(
+                        offer, (tick.name, r.queue, tick.at, tick.next_at, r.id, now)
+                    ).rowcount
+                won.append(changed > 0)
+                if changed:
+                    stored.append(r)
+            new_queues = {r.queue for r in stored} - self._registered
+            if stored:
+                self._insert(conn, _rows(stored), new_queues)
+        self._registered |= new_queues
+        return won
+
+    def schedules(self) -> list[ScheduleState]:
+        return [
+            ScheduleState(*row)
+            for row in self._conn().execute(
+                f"SELECT name, queue, last_at, next_at, job_id, enqueued_at FROM {self.ns}_periodic"
+                " ORDER BY name"
+            )
+        ]
+
+    def forget_schedules(self, keep: Sequence[str], abandoned_before: float) -> int:
+        with self._write() as conn:
+            kept = set(keep)
+            names = [
+                name
+                for (name,) in conn.execute(
+                    f"SELECT name FROM {self.ns}_periodic WHERE next_at < ?", (abandoned_before,)
+                )
+                if name not in kept
+            ]
+            for name in names:
+                conn.execute(f"DELETE FROM {self.ns}_periodic WHERE name = ?", (name,))
+        return len(names)
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
@@ -698,9 +939,12 @@ class SQLiteBackend:
         check_action(action)
         note = note or CANCELLED_NOTE
         if action == "retry":
+            # A dead or cancelled job brought back no longer holds its unique key: another job
+            # may have taken it meanwhile.
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
-                " progress = NULL, cancel = NULL"
+                " progress = NULL, cancel = NULL,"
+                f" unique_key = CASE WHEN state IN {_ENDED} THEN NULL ELSE unique_key END"
                 " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
             )
             first: list[Any] = [now]
@@ -735,6 +979,43 @@ class SQLiteBackend:
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+
+    def change(
+        self,
+        job_id: str,
+        now: float,
+        run_at: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
+        sets: list[str] = []
+        params: list[Any] = []
+        if run_at is not None:
+            # A pending job is due by definition (the claim walks the ready index alone).
+            sets.append(
+                "state = CASE WHEN ? <= ? THEN 'pending' WHEN state = 'retry' THEN 'retry'"
+                " ELSE 'scheduled' END, run_at = ?"
+            )
+            params += [run_at, now, run_at]
+        if priority is not None:
+            sets.append("priority = ?")
+            params.append(priority)
+        if queue is not None:
+            sets.append("queue = ?, payload = coalesce(?, payload)")
+            params += [queue, payload]
+        if not sets:
+            return False
+        with self._write() as conn:
+            changed = conn.execute(
+                f"UPDATE {self.t} SET {', '.join(sets)} WHERE id = ? AND state IN {_WAITING}",
+                [*params, job_id],
+            ).rowcount
+            if changed and queue is not None and queue not in self._registered:
+                conn.execute(f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)", (queue,))
+        if changed and queue is not None:
+            self._registered.add(queue)
+        return changed > 0
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
         with self._write() as conn:

@@ -18,6 +18,7 @@ from ..backends import WaitsAndFetches
 from ..errors import StoreUnavailable
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
+from ..periodic.scheduler import Scheduler
 from ..render import plural
 from .acker import Acker
 from .canceller import Canceller
@@ -121,7 +122,14 @@ class Worker:
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
         self._decode_here = any(task.is_async for task in self.app.tasks.values())
-        self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
+        self._heartbeat = Heartbeat(
+            self._backend,
+            self.info,
+            self.app.lease,
+            self.app.result_ttl,
+            self.app.dead_ttl,
+            self.app.dead_max,
+        )
         self._heartbeat.start()
         try:
             self._heartbeat.recover()
@@ -129,6 +137,11 @@ class Worker:
             log.warning("recovery at start failed: %s", exc)
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
+        # Only an app with schedules has a scheduler thread: others pay nothing for it.
+        self._scheduler: Scheduler | None = None
+        if self.app.schedules:
+            self._scheduler = Scheduler(self.app)
+            self._scheduler.start()
         log.info(
             "worker %s serving %s with %s",
             self.id,
@@ -373,6 +386,8 @@ class Worker:
         self._watchdog.stop()
         self._acker.stop()
         self._canceller.stop()
+        if self._scheduler is not None:
+            self._scheduler.stop()
         self._heartbeat.stop()
         try:
             self._backend.heartbeat(replace(self.info(), alive=False), self.app.lease, time.time())

@@ -9,6 +9,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
                                  enqueue a quarter of its server time
     {ns}:workers          HASH   worker id -> JSON of its last heartbeat
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
+    {ns}:partitions       HASH   queue -> number of partitions (partitions.py); a queue
+                                 "q" of n partitions is the queues q, q:1 … q:n-1
     {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
@@ -37,6 +39,16 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
     {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
+    {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
+                                 schedules whose jobs go to the queue: the tick marker lives
+                                 in the job's slot, so one script decides and enqueues
+    {ns:q}:expires        ZSET   ids of jobs enqueued with an expiry, by it (swept; an entry
+                                 whose job no longer waits is dropped then, not on the hot path)
+    {ns:q}:u:<key>        STRING the id of the job holding unique key <key>, for at most its
+                                 unique_for (PX); a holder that no longer waits or runs holds
+                                 nothing, so ending a job costs no write here
+
+A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed.
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -54,12 +66,15 @@ from typing import Final
 
 #: The queue whose jobs the id index (``{ns}:where``) leaves out.
 DEFAULT: Final = "default"
+#: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
+#: that many idle workers at once; leftovers only cause one spare fetch each.
+WAKE_TOKENS: Final = 16
 
 
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("ns", "queues", "seen", "where", "workers")
+    __slots__ = ("ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -68,6 +83,7 @@ class Keys:
         self.where = g + "where"
         self.workers = g + "workers"
         self.seen = g + "seen"
+        self.partitions = g + "partitions"
 
     def prefix(self, queue: str) -> str:
         """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1])."""
@@ -100,13 +116,17 @@ class Keys:
         held, claim = p + "held:" + worker, p + "claim:" + worker
         return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
 
+    def due(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "prios", p + "paused", p + "claim:" + worker]
+
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
         return [p + "done", p + "counts", p + "held:" + worker]
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel")
+        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel", "sched")
         return [p + n for n in names]
 
     def release(self, queue: str, worker: str) -> list[str]:
@@ -127,6 +147,24 @@ class Keys:
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel")
         return [p + n for n in names]
 
+    def enqueue_each(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "wake", p + "expires"]
+        if not cluster:
+            keys += (self.where, self.queues)
+        return keys
+
+    def change(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "retry", p + "wake", p + "expires"]
+        if not cluster:  # a move to another queue: a single server only
+            keys += (self.where, self.queues)
+        return keys
+
+    def sweep(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled")]
+
     def progress(self, queue: str, job_id: str) -> list[str]:
         return [self.job(queue, job_id)]
 
@@ -142,8 +180,24 @@ class Keys:
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts")
         return [p + n for n in names]
 
+    def ticks(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "periodic", p + "prios", p + "wake"]
+        if not cluster:  # one script may span slots only off Cluster
+            keys += (self.where, self.queues)
+        return keys
+
+    def unschedule(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "periodic"]
+
+    def periodic(self, queue: str) -> str:
+        return self.prefix(queue) + "periodic"
+
     def beat(self) -> list[str]:
         return [self.workers, self.seen]
+
+    def partition(self) -> list[str]:
+        return [self.partitions]
 
     def forget(self) -> list[str]:
         return [self.workers, self.seen]
