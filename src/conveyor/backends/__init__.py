@@ -7,13 +7,22 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..redaction import redact_url
-from .base import Backend, EnqueuesInTransaction, Migrates, Partitions, StreamsEnqueue, WaitsAndFetches
+from .base import (
+    Backend,
+    EnqueuesInTransaction,
+    Migrates,
+    Partitions,
+    StoresLimits,
+    StreamsEnqueue,
+    WaitsAndFetches,
+)
 
 __all__ = [
     "Backend",
     "EnqueuesInTransaction",
     "Migrates",
     "Partitions",
+    "StoresLimits",
     "StreamsEnqueue",
     "WaitsAndFetches",
     "open_backend",

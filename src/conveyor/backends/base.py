@@ -23,7 +23,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
+from ..limits import Limit
 from ..redaction import redact, redact_url
+from .listing import Page
 
 #: Admin actions accepted by ``Backend.act``.
 #: retry: dead, cancelled, retry or scheduled jobs become pending now, attempts reset to 0;
@@ -116,6 +118,9 @@ class Backend(Protocol):
         stays); returns how many went."""
 
     # -- admin ----------------------------------------------------------------------------
+    #: Jobs a search reads at most when its caller does not say (``list_jobs``).
+    search_scan: int
+
     def get(self, job_id: str) -> JobRecord | None: ...
 
     def jobs(
@@ -126,10 +131,28 @@ class Backend(Protocol):
         offset: int = 0,
         now: float | None = None,
         search: str | None = None,
+        after: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs newest first. ``state="pending"`` includes scheduled and retry jobs that
-        are due; ``"scheduled"`` and ``"retry"`` only those still waiting. ``search`` keeps
-        jobs whose encoded payload contains that text (a task name, an argument)."""
+        """``list_jobs(...).records``. ``offset`` is deprecated: it is skipped by reading
+        it (O(offset)); page with ``after`` instead."""
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        now: float | None = None,
+        search: str | Sequence[str] | None = None,
+        scan: int | None = None,
+    ) -> Page:
+        """One page of jobs in a state's listing order (see ``backends/listing.py``), after
+        the cursor ``after`` (a ``Page.next``), read through an index: every page costs what
+        the first does. ``state="pending"`` includes scheduled and retry jobs that are due;
+        ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
+        turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
+        list), reading at most ``scan`` jobs (None: the store's ``search_scan``, 2,000); the
+        page says how many it read."""
 
     def stats(self, now: float) -> Stats: ...
 
@@ -213,6 +236,23 @@ class WaitsAndFetches(Protocol):
 
 
 @runtime_checkable
+class StoresLimits(Protocol):
+    """A store that enforces concurrency and rate limits (see ``conveyor.limits``): every
+    store does. A limited job is stored in its bucket (an internal queue name); ``fetch`` of
+    a queue claims from its buckets only what each bucket's limit and the queue's own limit
+    allow, deciding under the store's lock (a Lua script, one SQL transaction holding a
+    lock per queue, SQLite's write lock), so the runs of a bucket never overlap past its
+    concurrency, however many workers claim at once."""
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        """Store the definition of limit ``name`` of ``queue`` (``QUEUE_LIMIT`` for the whole
+        queue); None removes it."""
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        """Every stored definition, by (queue, name)."""
+
+
+@runtime_checkable
 class Partitions(Protocol):
     """A store that can spread one queue over several shards (Redis: hash slots, hence the
     masters of a Cluster)."""
@@ -234,7 +274,15 @@ class Migrates(Protocol):
 #: ``translate_errors`` turns into ``StoreUnavailable``.
 CONTRACT: tuple[str, ...] = tuple(
     name
-    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Partitions, Migrates)
+    for protocol in (
+        Backend,
+        StreamsEnqueue,
+        EnqueuesInTransaction,
+        WaitsAndFetches,
+        StoresLimits,
+        Partitions,
+        Migrates,
+    )
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])
 )

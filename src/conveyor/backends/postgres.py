@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -115,9 +116,11 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigurationError, QueueFull, SchemaError, StoreFull, StoreUnavailable
 from ..job import (
+    ACTIVE,
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
+    COMPLETED,
     DEAD,
     EXPIRED,
     FAR_FUTURE,
@@ -132,8 +135,10 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
+from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .base import Explained, check_action, translate_errors
+from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -165,9 +170,17 @@ _WAITING = "('scheduled','pending','retry')"
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
+#: What a search's listing reads in place of the columns it does not need (all but the sort
+#: key: id, priority, run_at, finished_at), in JobRecord's order.
+_UNREAD = (
+    "NULL::int AS attempts, NULL::int AS max_attempts, NULL::float8 AS timeout,"
+    " NULL::float8 AS created_at, NULL::float8 AS started_at"
+)
 #: Due scheduled and retry jobs a claim turns pending per queue, at most: a backlog that came
 #: due at once is promoted over several claims instead of in one long statement.
 PROMOTE_BATCH = 2000
+#: Seconds a process trusts its copy of the limit definitions (see the SQLite store).
+LIMITS_TTL = 1.0
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -494,11 +507,58 @@ class _Statements:
         self.version = f"SELECT coalesce(max(version), 0) FROM {s}.migrations"
         self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
         self.get = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = %(id)s"
-        self.jobs = (
-            f"SELECT {_COLUMNS} FROM {s}.jobs WHERE {{where}}"
-            f" ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
+        self.by_id_list = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = ANY(%(ids)s::text[])"
         self.queues = f"SELECT name, paused FROM {s}.queues"
+        # Listings, a keyset per state (see backends/listing.py). Per queue, as a LATERAL
+        # read of each queue's range of an index, merged by the outer ORDER BY: one statement,
+        # a few index entries per queue, never a sort of a whole state. {select} is the
+        # columns read: a whole job, or for a search its sort key and whether it matched.
+        # The state is written into the statement, not bound: psycopg prepares a statement
+        # run often, and a generic plan cannot prove a partial index's predicate from a
+        # parameter. For the same reason the queue filter is there or not, never
+        # "= %(queue)s OR %(queue)s IS NULL". Filled per call: {select} {state} {waiting}
+        # {which}. (tests/scale/test_listing_size.py checks the generic plans.)
+        # The queues, and the limit buckets of limited queues (never in the registry): every
+        # name that holds jobs is counted (a few rows per queue and state).
+        names = (
+            f"(SELECT name FROM {s}.queues UNION SELECT queue FROM {s}.counts"
+            f" UNION SELECT queue FROM {s}.count_deltas) q (name)"
+        )
+        by_queue = f"SELECT j.* FROM {names} CROSS JOIN LATERAL ({{read}}) j{{which}}"
+        self.page_by_id = (
+            by_queue.replace(
+                "{read}",
+                f"SELECT {{select}} FROM {s}.jobs WHERE state = '{{state}}' AND queue = q.name{{waiting}}"
+                " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s",
+            )
+            + " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        # Active jobs: the few rows of the jobs_active index, read whole (MATERIALIZED keeps
+        # the planner from walking the primary key backwards for the ORDER BY id).
+        self.page_active = (
+            f"WITH a AS MATERIALIZED (SELECT {{select}} FROM {s}.jobs WHERE state = 'active')"
+            " SELECT * FROM a WHERE (queue = %(queue)s OR %(queue)s IS NULL) AND id < %(after)s"
+            " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        claim_order = " ORDER BY priority DESC, run_at, id LIMIT %(limit)s"
+        ready = f"SELECT {{select}} FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+        # Pending: per queue, the rest of the cursor's priority, then the lower priorities
+        # (two ranges of jobs_ready); then due scheduled and retry jobs not yet made pending
+        # (none while a worker claims: each claim promotes them), from jobs_due.
+        cursor_rest = "priority = %(priority)s AND (run_at, id) > (%(run_at)s, %(after)s)"
+        due = (
+            f"SELECT {{select}} FROM {s}.jobs"
+            f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
+        )
+        self.page_pending = (
+            by_queue.replace(
+                "{read}",
+                f"({ready} AND {cursor_rest}{claim_order})"
+                f" UNION ALL ({ready} AND priority < %(priority)s{claim_order})"
+                f" UNION ALL ({due} AND (priority < %(priority)s OR ({cursor_rest})){claim_order})",
+            )
+            + claim_order
+        )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
         # Per queue: scheduled and retry jobs already due (they count as pending), a range
@@ -556,6 +616,54 @@ class _Statements:
             f" WHERE locked_by = %(worker)s AND state = 'active' AND cancel IS NOT NULL"
         )
         self.act_delete = f"DELETE FROM {s}.jobs WHERE {{where}}"
+        # -- limits (conveyor.limits) ------------------------------------------------------
+        self.limits = f"SELECT queue, name, definition FROM {s}.limits"
+        self.set_limit = (
+            f"INSERT INTO {s}.limits (queue, name, definition) VALUES (%(queue)s, %(name)s, %(definition)s)"
+            f" ON CONFLICT (queue, name) DO UPDATE SET definition = excluded.definition"
+        )
+        self.drop_limit = f"DELETE FROM {s}.limits WHERE queue = %(queue)s AND name = %(name)s"
+        self.serve_given = given
+        self.serve_every = every
+        # A limited queue's jobs per stored queue (itself and its buckets) and state: a
+        # range of counts' primary key, plus the deltas not folded yet.
+        self.bucket_counts = (
+            f"SELECT queue, state, sum(n) FROM {all_counts} AS c"
+            f" WHERE (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            f" AND state IN ('active', 'pending', 'scheduled', 'retry') GROUP BY 1, 2 HAVING sum(n) > 0"
+        )
+        self.promote_buckets = (
+            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id"
+            f" FROM unnest(%(names)s::text[]) b(name)"
+            f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = b.name AND state IN {_LATER}"
+            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
+            f" RETURNING queue"
+        )
+        # The token buckets of a queue and of its buckets: a range of the primary key.
+        self.tokens = (
+            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens"
+            f" WHERE bucket = %(queue)s OR (bucket > %(low)s AND bucket < %(high)s)"
+        )
+        self.spend_tokens = (
+            f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
+            f" SELECT * FROM unnest(%(names)s::text[], %(tokens)s::float8[], %(stamps)s::float8[])"
+            f" ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp"
+        )
+        self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
+        # The claim of a limited queue: each stored queue's best ready jobs, as many as its
+        # room allows, the best of them all up to the cap.
+        pick = (
+            f"SELECT j.id FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
+            f" CROSS JOIN LATERAL (SELECT id, priority, run_at FROM {s}.jobs"
+            f"  WHERE queue = b.name AND state = 'pending' ORDER BY priority DESC, run_at, id"
+            f"  LIMIT b.room FOR UPDATE SKIP LOCKED) j"
+            f" ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(cap)s"
+        )
+        self.claim_limited = (
+            f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
+            f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
+            f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
+        )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         # -- a job's life (issue 15) -----------------------------------------------------
         # A holder that ended, or whose unique_for is over (it keeps running), lets go.
@@ -670,11 +778,9 @@ class _Statements:
         )
 
     @staticmethod
-    def matching(
-        state: str | None, queue: str | None, search: str | None, now: float, params: dict[str, Any]
-    ) -> str:
-        """The WHERE clause of an admin listing or action by state (and queue, and payload
-        text), its parameters added to ``params``. ``pending`` includes scheduled and retry
+    def matching(state: str | None, queue: str | None, now: float, params: dict[str, Any]) -> str:
+        """The WHERE clause of an admin action by state (and queue), its parameters added to
+        ``params``. ``pending`` includes scheduled and retry
         jobs that are due; ``scheduled`` and ``retry`` only those still waiting."""
         params["now"] = now
         where = "true"
@@ -686,12 +792,14 @@ class _Statements:
             where = "state = %(state)s"
         if state is not None:
             params["state"] = state
-        if queue is not None:
+        if queue is not None and params.pop("_limited", False):
+            # A queue with limits: its buckets' jobs too (a range of the same index).
+            where += " AND (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            params["queue"] = queue
+            params["low"], params["high"] = bucket_range(queue)
+        elif queue is not None:
             where += " AND queue = %(queue)s"
             params["queue"] = queue
-        if search:
-            where += " AND position(%(search)s::bytea in payload) > 0"
-            params["search"] = search.encode()
         return where
 
 
@@ -749,7 +857,7 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
-class PostgresBackend:
+class PostgresBackend(Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
@@ -791,6 +899,10 @@ class PostgresBackend:
         self._heard = threading.Condition()
         self._closed = False
         self._known_queues: set[str] = set()
+        # Limit definitions by queue and name, and when they were read (monotonic).
+        self._limits: dict[str, dict[str, Limit]] = {}
+        self._limits_read = -1e9
+        self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
         self.auto_migrate = migrate
         try:
             self._ensure_schema()
@@ -966,7 +1078,7 @@ class PostgresBackend:
                 "max_attempts": r.max_attempts,
                 "timeout": r.timeout,
                 "created_at": r.created_at,
-                "queues": [r.queue],
+                "queues": [split(r.queue)[0] if SEP in r.queue else r.queue],
                 "channel": self.channel,
             }
         return {
@@ -979,7 +1091,7 @@ class PostgresBackend:
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
-            "queues": sorted({r.queue for r in records}),
+            "queues": sorted({split(q)[0] for q in {r.queue for r in records}}),
             "channel": self.channel,
         }
 
@@ -1080,6 +1192,9 @@ class PostgresBackend:
             "until": now + lease,
             "now": now,
         }
+        limits = self._limits_now()
+        if limits and (queues is None or not limits.keys().isdisjoint(queues)):
+            return self._fetch_limited(queues, limits, params)
         statement = self.sql.fetch_every if queues is None else self.sql.fetch_given
         tries = 0
 
@@ -1110,6 +1225,120 @@ class PostgresBackend:
             rank = {q: i for i, q in enumerate(queues)}
             records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
+
+    # -- limits ---------------------------------------------------------------------------
+    def _limits_now(self) -> dict[str, dict[str, Limit]]:
+        """The stored limit definitions by queue, read again at most every LIMITS_TTL: one
+        round-trip a second, not one per claim."""
+        if time.monotonic() - self._limits_read > LIMITS_TTL:
+            found: dict[str, dict[str, Limit]] = {}
+            for (queue, name), limit in self.limits().items():
+                found.setdefault(queue, {})[name] = limit
+            self._limits, self._limits_read = found, time.monotonic()
+        return self._limits
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        rows = self._run(lambda conn: conn.execute(self.sql.limits).fetchall(), retry_for=CALLER_RETRY_FOR)
+        found: dict[tuple[str, str], Limit] = {}
+        for queue, name, text in rows:
+            definition = Limit.decode(text)
+            if definition is not None:
+                found[(queue, name)] = definition
+        return found
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        params = {"queue": queue, "name": name, "definition": None if limit is None else limit.encode()}
+        statement = self.sql.drop_limit if limit is None else self.sql.set_limit
+        self._run(lambda conn: conn.execute(statement, params), retry_for=CALLER_RETRY_FOR)
+        self._limits_read = -1e9
+
+    def _fetch_limited(
+        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
+    ) -> list[JobRecord]:
+        """The claim when a served queue has limits: queue by queue, a limited one in a
+        transaction of its own that first takes the queue's advisory lock, so that counting
+        its running jobs, reading its tokens and claiming is one step for every worker."""
+        tries = 0
+        limit = params["limit"]
+
+        def claim(conn: Conn) -> list[tuple[Any, ...]]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                rows = conn.execute(self.sql.reclaim, params).fetchall()
+                if rows:
+                    return rows
+            serve = [
+                name
+                for (name,) in conn.execute(
+                    self.sql.serve_every if queues is None else self.sql.serve_given, params
+                )
+            ]
+            conn.execute(self.sql.promote, params, prepare=False)
+            got: list[tuple[Any, ...]] = []
+            for queue in serve:
+                left = limit - len(got)
+                if left <= 0:
+                    break
+                if queue in limits:
+                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
+                else:
+                    one = {**params, "queues": [queue], "limit": left}
+                    got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
+            return got
+
+        records = [_record(row) for row in self._run(claim)]
+        rank: dict[str, int] = {"default": -1} if queues is None else {q: i for i, q in enumerate(queues)}
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def _claim_limited(
+        self, conn: Conn, queue: str, limits: dict[str, Limit], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        low, high = bucket_range(queue)
+        now = params["now"]
+        where = {"queue": queue, "low": low, "high": high}
+        # Pipelined: the lock, the counts and the tokens go in one round-trip, the claim in a
+        # second, the tokens spent and the commit in a third.
+        with conn.pipeline(), conn.transaction():
+            conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
+            counts = conn.execute(self.sql.bucket_counts, where)
+            held = conn.execute(self.sql.tokens, where)
+            active: dict[str, int] = {}
+            ready: dict[str, int] = {}
+            later: list[str] = []
+            for name, state, n in counts.fetchall():
+                if state == "active":
+                    active[name] = int(n)
+                elif state == "pending":
+                    ready[name] = int(n)
+                elif name != queue:
+                    later.append(name)
+            tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
+            if later:
+                # Buckets are not in the queues table (no plain claim may serve them), so the
+                # claim's promotion of due jobs does not reach them: this one does.
+                promoted = conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now})
+                for (name,) in promoted.fetchall():
+                    ready[name] = ready.get(name, 0) + 1
+            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
+            if not room:
+                return []
+            claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
+            rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
+            started: dict[str, int] = {}
+            for row in rows:
+                started[row[1]] = started.get(row[1], 0) + 1
+            if changed := spent(queue, limits, tokens, started, now):
+                conn.execute(
+                    self.sql.spend_tokens,
+                    {
+                        "names": [c[0] for c in changed],
+                        "tokens": [c[1] for c in changed],
+                        "stamps": [c[2] for c in changed],
+                    },
+                )
+            return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -1281,6 +1510,8 @@ class PostgresBackend:
             recovered = int(row[0]) if row else 0
             if recovered:
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
+            # A token bucket unused for an hour is full again: its row need not be kept.
+            conn.execute(self.sql.drop_tokens, {"before": now - 3600})
             return recovered
 
         return self._run(housekeeping)
@@ -1342,20 +1573,77 @@ class PostgresBackend:
         )
         return None if row is None else _record(row)
 
-    def jobs(
+    def _which(self, queue: str | None, params: dict[str, Any]) -> str:
+        """The listing's filter on queue names: none, the queue, or the queue and its limit
+        buckets (a range of names)."""
+        if queue is None:
+            return ""
+        if queue not in self._limits_now():
+            return " WHERE q.name = %(queue)s"
+        params["low"], params["high"] = bucket_range(queue)
+        return " WHERE q.name = %(queue)s OR (q.name > %(low)s AND q.name < %(high)s)"
+
+    def _page(
         self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
-        statement = self.sql.jobs.format(where=where)
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
+        params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
+        if state == PENDING:
+            # Past the cursor, or from the top: above every priority and before every id.
+            params.update(priority=2**31 - 1, run_at=float("-inf"), after="")
+            if after:
+                priority, run_at, last = cursor_parts(after, state, 3)
+                params.update(priority=cursor_int(priority, after), run_at=cursor_float(run_at, after))
+                params["after"] = last
+            statement = self.sql.page_pending
+        else:
+            params["after"] = cursor_parts(after, state, 1)[0] if after else "\U0010ffff"
+            if state == ACTIVE:
+                statement = self.sql.page_active
+            elif state in (SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED):
+                statement = self.sql.page_by_id
+            else:
+                return []
+        select = _COLUMNS
+        if needles:
+            # A search reads the sort key and whether the payload holds every text; the
+            # jobs that do are read whole afterwards (a page at most).
+            found = " AND ".join(
+                f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))
+            )
+            params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+            select = (
+                f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
+                f" finished_at, ({found}) AS hit"
+            )
+        statement = statement.format(
+            select=select,
+            state=state,  # one of the states checked above: a literal, see _Statements
+            waiting=" AND run_at > %(now)s" if state in (SCHEDULED, RETRY) else "",
+            which=self._which(queue, params),
+        )
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
-        return [_record(row) for row in rows]
+        if state == PENDING:
+            cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
+        else:
+            cursors = [make_cursor(state, row[0]) for row in rows]
+        if not needles:
+            return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
+        if hits:
+            read = self.sql.by_id_list
+            for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
+                whole[full[0]] = _record(full)
+        return [
+            (position, whole.get(row[0]) if row[-1] else None)
+            for position, row in zip(cursors, rows, strict=True)
+        ]
 
     def stats(self, now: float) -> Stats:
         def read(conn: Conn) -> Stats:
@@ -1449,7 +1737,8 @@ class PostgresBackend:
             where = self.sql.by_ids
             params["ids"] = list(ids)
         else:
-            where = self.sql.matching(state, queue, None, now, params)
+            params["_limited"] = queue is not None and queue in self._limits_now()
+            where = self.sql.matching(state, queue, now, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"
         statement = templates[action].format(where=where)
