@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -15,12 +16,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 import orjson
 
 from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
+from .backends.aio import AsyncStore, open_async_store
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
     CANCELLED,
     COMPLETED,
     DEAD,
+    FINAL_STATES,
     PENDING,
     SCHEDULED,
     STATES,
@@ -63,6 +66,19 @@ def _state(state: str) -> str:
     if state not in STATES:
         raise ValueError(f"unknown job state {state!r}; expected one of {', '.join(STATES)}")
     return state
+
+
+def _check_specs(specs: list[Any], call: str) -> None:
+    for n, spec in enumerate(specs):
+        if not isinstance(spec, JobSpec):
+            raise TypeError(
+                f"{call} takes jobs described by task.job(...); item {n} is a {type(spec).__name__}"
+            ) from None
+
+
+#: Batches from this size are checked and encoded on a thread by ``aenqueue_many``, so that
+#: the event loop is not held for the milliseconds that takes.
+_BUILD_ON_THREAD = 64
 
 
 class Conveyor:
@@ -109,6 +125,11 @@ class Conveyor:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
+        #: The time enqueue reads (seconds since the epoch): ``conveyor.testing.drain`` moves
+        #: it forward to bring delayed and retried jobs due without waiting for them.
+        self.clock: Callable[[], float] = time.time
+        # The async client's store of each event loop that awaited this app (see aio.py).
+        self._async_stores: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncStore]] = {}
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.namespace!r} at {redact_url(self.url)} {len(self.tasks)} tasks>"
@@ -122,9 +143,19 @@ class Conveyor:
         return self._backend
 
     def close(self) -> None:
+        """Close the store's connections (it reopens on next use). The async client's
+        connections are dropped; ``await app.aclose()`` closes them on their loop."""
+        self._async_stores.clear()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+    async def aclose(self) -> None:
+        """Close the async client's connections of the running event loop, and the store's."""
+        opening = self._async_stores.pop(asyncio.get_running_loop(), None)
+        if opening is not None and opening.done() and not opening.cancelled() and opening.exception() is None:
+            await opening.result().close()
+        await asyncio.to_thread(self.close)
 
     def add_middleware(self, middleware: Middleware) -> None:
         self.middleware.append(middleware)
@@ -201,12 +232,7 @@ class Conveyor:
                 gc.enable()
         except AttributeError:
             # Looked for only now: checking every item first would cost each batch.
-            for n, spec in enumerate(specs):
-                if not isinstance(spec, JobSpec):
-                    raise TypeError(
-                        f"enqueue_many takes jobs described by task.job(...); item {n} is a "
-                        f"{type(spec).__name__}"
-                    ) from None
+            _check_specs(specs, "enqueue_many")
             raise
 
     def _enqueue_one(self, spec: JobSpec) -> Job:
@@ -214,7 +240,7 @@ class Conveyor:
         the commonest call of all."""
         if spec.options.connection is not None or self.middleware:
             return self._enqueue_many([spec])[0]
-        now = time.time()
+        now = self.clock()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
         self.backend.enqueue((record,), self.max_queue_length)
         return job
@@ -229,19 +255,7 @@ class Conveyor:
             and all(spec.options.connection is None for spec in specs)
         ):
             return self._enqueue_streamed(specs, backend)
-        now = time.time()
-        when = datetime.fromtimestamp(now, UTC)
-        records: list[JobRecord] = []
-        jobs: list[Job] = []
-        connection: Any = None
-        for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
-            record, job = self._build(spec, now, when, job_id)
-            if spec.options.connection is not None:
-                if connection is not None and spec.options.connection is not connection:
-                    raise ConfigurationError("one enqueue_many call takes one connection")
-                connection = spec.options.connection
-            records.append(record)
-            jobs.append(job)
+        records, jobs, connection = self._build_many(specs)
         if not records:
             return []
         for mw in self.middleware:
@@ -259,11 +273,29 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
+    def _build_many(self, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job], Any]:
+        """The records to store and the handles to return for a batch, and the caller's
+        connection its jobs are enqueued through (None: the store's own)."""
+        now = self.clock()
+        when = datetime.fromtimestamp(now, UTC)
+        records: list[JobRecord] = []
+        jobs: list[Job] = []
+        connection: Any = None
+        for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
+            record, job = self._build(spec, now, when, job_id)
+            if spec.options.connection is not None:
+                if connection is not None and spec.options.connection is not connection:
+                    raise ConfigurationError("one enqueue_many call takes one connection")
+                connection = spec.options.connection
+            records.append(record)
+            jobs.append(job)
+        return records, jobs, connection
+
     def _enqueue_streamed(self, specs: list[JobSpec], store: StreamsEnqueue) -> list[Job]:
         """A large batch for a store that takes it in chunks as they are built (Redis): the
         store writes one chunk while the next is built. Every job is checked and encoded
         first, so a bad one still raises before anything is stored."""
-        now = time.time()
+        now = self.clock()
         when = datetime.fromtimestamp(now, UTC)
         ids = new_id.many(len(specs))
         encoded = [self._encode(spec, now, job_id) for spec, job_id in zip(specs, ids, strict=True)]
@@ -444,22 +476,103 @@ class Conveyor:
         pause = 0.002
         while True:
             record = self.backend.get(job_id)
-            if record is None:
-                raise JobFailed(job_id, "missing", "no such job (deleted, or pruned after result_ttl)")
-            if record.state == COMPLETED:
-                value, hidden = self.codec.decode_result(record.result, job_id)
-                if hidden:
-                    raise ConfigurationError(
-                        f"the result of job {job_id} is encrypted with a key this app does not hold"
-                    )
-                return value
-            if record.state in (DEAD, CANCELLED):
-                raise JobFailed(job_id, record.state, record.last_error)
+            if record is None or record.state in FINAL_STATES:
+                return self._result_of(job_id, record, timeout)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {record.state} after {timeout} s")
+                return self._result_of(job_id, record, timeout)
             sleep = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
             time.sleep(sleep)
             pause = min(pause * 1.5, 0.1)
+
+    def _result_of(self, job_id: str, record: JobRecord | None, timeout: float | None) -> Any:
+        """The result of a completed job; ``JobFailed`` for one that ended otherwise or is
+        gone, ``TimeoutError`` for one still on its way after ``timeout`` seconds."""
+        if record is None:
+            raise JobFailed(job_id, "missing", "no such job (deleted, or pruned after result_ttl)")
+        if record.state == COMPLETED:
+            value, hidden = self.codec.decode_result(record.result, job_id)
+            if hidden:
+                raise ConfigurationError(
+                    f"the result of job {job_id} is encrypted with a key this app does not hold"
+                )
+            return value
+        if record.state in (DEAD, CANCELLED):
+            raise JobFailed(job_id, record.state, record.last_error)
+        raise TimeoutError(f"job {job_id} is still {record.state} after {timeout} s")
+
+    # -- the async client API -------------------------------------------------------------
+    async def _astore(self) -> AsyncStore:
+        """This event loop's async store, opened by the first call that needs it (the sync
+        store under it is opened on a thread: SQLite and PostgreSQL check their schema then,
+        and a Redis Cluster client reads the slot map)."""
+        loop = asyncio.get_running_loop()
+        opening = self._async_stores.get(loop)
+        if opening is None:
+            for other in [o for o in self._async_stores if o.is_closed()]:
+                del self._async_stores[other]
+            opening = loop.create_task(self._open_async())
+            self._async_stores[loop] = opening
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and (opening.cancelled() or opening.exception() is not None):
+                self._async_stores.pop(loop, None)  # the next call tries again
+            raise
+
+    async def _open_async(self) -> AsyncStore:
+        backend = self._backend
+        if backend is None:
+            backend = await asyncio.to_thread(lambda: self.backend)
+        return open_async_store(backend)
+
+    async def aenqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """``enqueue_many`` for async code: the event loop runs on while the store works
+        (a large batch is also checked and encoded on a thread). All or none, as
+        ``enqueue_many``; ``using(connection=...)`` is for the sync call only."""
+        specs = specs if isinstance(specs, list) else list(specs)
+        try:
+            if len(specs) >= _BUILD_ON_THREAD:
+                records, jobs, connection = await asyncio.to_thread(self._build_many, specs)
+            else:
+                records, jobs, connection = self._build_many(specs)
+        except AttributeError:
+            _check_specs(specs, "aenqueue_many")
+            raise
+        if connection is not None:
+            raise ConfigurationError(
+                "using(connection=...) joins a sync transaction: enqueue with .enqueue() inside "
+                "it (aenqueue goes through the store's own connection)"
+            )
+        if not records:
+            return []
+        store = await self._astore()
+        for mw in self.middleware:
+            mw.before_enqueue(records)
+        await store.enqueue(records, self.max_queue_length)
+        for mw in self.middleware:
+            mw.after_enqueue(records)
+        return jobs
+
+    async def _aenqueue_one(self, spec: JobSpec) -> Job:
+        if spec.options.connection is not None or self.middleware:
+            return (await self.aenqueue_many([spec]))[0]
+        now = self.clock()
+        record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
+        store = await self._astore()
+        await store.enqueue((record,), self.max_queue_length)
+        return job
+
+    async def aget_job(self, job_id: str) -> Job | None:
+        """``get_job`` for async code."""
+        record = await (await self._astore()).get(job_id)
+        return None if record is None else self._job(record)
+
+    async def await_result(self, job_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
+        """The result of a job once it completes (see ``Job.aresult``); ``queue``, when
+        known, spares the store a look-up."""
+        store = await self._astore()
+        record = await store.wait_ended(job_id, queue, timeout)
+        return self._result_of(job_id, record, timeout)
 
     # -- admin ----------------------------------------------------------------------------
     def stats(self) -> Stats:

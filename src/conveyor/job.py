@@ -187,6 +187,12 @@ class Job:
         """
         return self._require_app().wait_for(self.id, timeout)
 
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """``result`` for async code: the event loop runs on while it waits, and the store
+        wakes it when the job ends where it can (Redis, PostgreSQL); SQLite is read again
+        with backoff, from every 2 ms to every 0.1 s."""
+        return await self._require_app().await_result(self.id, timeout, self.queue)
+
     def _require_app(self) -> Conveyor:
         if self._app is None:
             raise RuntimeError("this Job is not bound to a Conveyor app")

@@ -184,6 +184,17 @@ CONTRACT: tuple[str, ...] = tuple(
 S = TypeVar("S", bound=type)
 
 
+def unavailable(
+    store: str, url: str, exc: BaseException, raise_as: type[StoreUnavailable] = StoreUnavailable
+) -> StoreUnavailable:
+    """The error that says ``store`` at ``url`` cannot be reached because of the driver's
+    ``exc``, with no secret from either (the async stores raise it too)."""
+    return raise_as(
+        f"cannot reach {store} at {redact_url(url)} ({redact(str(exc))}); "
+        "is the server running and the URL right?"
+    )
+
+
 def translate_errors(
     store: str,
     errors: tuple[type[BaseException], ...],
@@ -210,11 +221,8 @@ def translate_errors(
             except errors as exc:
                 if not unreachable(exc):
                     raise
-                where = redact_url(self.url if "url" in vars(self) else str(args[0]))
-                raise raise_as(
-                    f"cannot reach {store} at {where} ({redact(str(exc))}); "
-                    "is the server running and the URL right?"
-                ) from exc
+                url = self.url if "url" in vars(self) else str(args[0])
+                raise unavailable(store, url, exc, raise_as) from exc
 
         return call
 

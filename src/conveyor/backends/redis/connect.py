@@ -48,11 +48,23 @@ def unreachable(exc: BaseException) -> bool:
     return type(exc) is not RedisClusterException or "cannot be connected" in str(exc)
 
 
-def _client_options(query: dict[str, list[str]]) -> dict[str, Any]:
+def _asyncio() -> Any:
+    """``redis.asyncio`` with the modules ``connect`` uses, imported only by the async client
+    API (a worker never loads them)."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.retry
+    import redis.asyncio.sentinel
+
+    return redis.asyncio
+
+
+def _client_options(query: dict[str, list[str]], aio: bool = False) -> dict[str, Any]:
     """Options every connection gets: retry with backoff on connection errors, so a
     restarted server is reconnected by itself, yet an unreachable one fails in about 2 s."""
+    retry_type: Any = _asyncio().retry.Retry if aio else Retry
     options: dict[str, Any] = {
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), retries=3),
+        "retry": retry_type(ExponentialWithJitterBackoff(base=0.1, cap=1.0), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 30,
         "socket_connect_timeout": 1.0,
@@ -93,12 +105,15 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, str | None, list
     return user, password, hosts
 
 
-def connect(url: str) -> tuple[Any, bool]:
-    """A redis-py client for ``url`` and whether it is a Cluster client."""
+def connect(url: str, aio: bool = False) -> tuple[Any, bool]:
+    """A redis-py client for ``url`` and whether it is a Cluster client; with ``aio``, the
+    same client from ``redis.asyncio`` (for the async client API), built from the same
+    options."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     query = parse_qs(parts.query)
-    options = _client_options(query)
+    options = _client_options(query, aio)
+    kinds: Any = _asyncio() if aio else redis
     if scheme in ("redis", "rediss", "unix"):
         if scheme == "unix":
             del options["socket_keepalive"]  # a TCP option: redis-py's unix connection refuses it
@@ -106,13 +121,16 @@ def connect(url: str) -> tuple[Any, bool]:
         stripped = "&".join(f"{k}={v[-1]}" for k, v in query.items() if k != "protocol")
         # Built by hand: urlunsplit writes unix:///path as unix:/path, which redis-py refuses.
         rebuilt = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{stripped}" if stripped else "")
-        return redis.Redis.from_url(rebuilt, **options), False
+        return kinds.Redis.from_url(rebuilt, **options), False
     if scheme == "redis+cluster":
         user, password, hosts = _hosts(parts.netloc, 6379)
         ssl = query.get("ssl", ["false"])[-1].lower() in ("1", "true", "yes")
         cluster_options = {k: v for k, v in options.items() if k not in ("retry_on_error",)}
-        client = RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[no-untyped-call]
+        cluster_type, node_type = (
+            (kinds.cluster.RedisCluster, kinds.cluster.ClusterNode) if aio else (RedisCluster, ClusterNode)
+        )
+        client = cluster_type(
+            startup_nodes=[node_type(h, p) for h, p in hosts],
             username=user,
             password=password,
             ssl=ssl,
@@ -129,7 +147,7 @@ def connect(url: str) -> tuple[Any, bool]:
         service = unquote(path[0])
         db = int(path[1]) if len(path) > 1 else 0
         sentinel_password = query.get("sentinel_password", [None])[-1]
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = (kinds.sentinel.Sentinel if aio else Sentinel)(
             hosts,
             sentinel_kwargs={
                 "password": sentinel_password,
@@ -137,10 +155,10 @@ def connect(url: str) -> tuple[Any, bool]:
                 "socket_timeout": 5.0,
                 # The master's own retry policy asks the sentinels again; retrying inside
                 # each look-up as well made an unreachable Sentinel take 15 s to report.
-                "retry": Retry(NoBackoff(), 0),
+                "retry": (kinds.retry.Retry if aio else Retry)(NoBackoff(), 0),
             },
             **options,
         )
-        client = sentinel.master_for(service, db=db, username=user, password=password)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(service, db=db, username=user, password=password)
         return client, False
     raise ConfigurationError(f"not a Redis URL: {scheme}://")

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from redis.exceptions import RedisError, ResponseError
@@ -35,6 +35,33 @@ WAKE_TOKENS: Final = 16
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
+
+
+class EnqueuePlan(NamedTuple):
+    """An enqueue as calls: ``first`` (Cluster: the id index and queue registry, sent
+    first), then ``scripts``, one enqueue.lua per queue of ``by_queue``."""
+
+    by_queue: dict[str, list[JobRecord]]
+    fresh: list[str]
+    first: list[Call]
+    scripts: list[Call]
+
+    def forget(self, registered: dict[str, float]) -> None:
+        """The calls failed: the registry may not have been written; send it again next time."""
+        for queue in self.fresh:
+            registered.pop(queue, None)
+
+    def full(self, results: Sequence[Any]) -> set[int]:
+        """Positions of the queues whose script refused the batch (queue full)."""
+        return {i for i, r in enumerate(results) if r[0] == -1}
+
+    def queue_full(self, full: set[int], results: Sequence[Any], limit: int | None) -> QueueFull:
+        i = min(full)
+        queue = list(self.by_queue)[i]
+        return QueueFull(
+            f"queue {queue!r} holds {results[i][1]} waiting jobs; adding {len(self.by_queue[queue])} "
+            f"would pass its limit of {limit}"
+        )
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
@@ -135,6 +162,22 @@ class RedisBackend(Admin):
                 return
         if not records:
             return
+        plan = self.plan_enqueue(records, max_queue_length)
+        try:
+            if plan.first:
+                self._wire.run(plan.first)
+            results = self._wire.run(plan.scripts)
+        except BaseException:
+            plan.forget(self._registered)
+            raise
+        full = plan.full(results)
+        if full:
+            self._wire.run(self.undo_calls(plan.by_queue, full))
+            raise plan.queue_full(full, results, max_queue_length)
+
+    def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
+        """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send:
+        raises ``QueueFull`` at once for a batch no queue could take."""
         by_queue = split_by_queue(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
@@ -145,30 +188,15 @@ class RedisBackend(Admin):
                         f"{len(batch)} at once would pass that limit"
                     )
         fresh = self._unregistered(by_queue)
-        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
-        try:
-            if self.cluster:
-                # Index and registry first, by their own call: see the module docstring.
-                index = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
-                first = [Call(None, "SADD", self.keys.queues, *fresh)] if fresh else []
-                if index:
-                    first.append(Call(None, "HSET", self.keys.where, *index))
-                if first:
-                    self._wire.run(first)
-            results = self._wire.run(scripts)
-        except BaseException:
-            for queue in fresh:  # the registry may not have been written: send it again
-                self._registered.pop(queue, None)
-            raise
-        full = [(i, r) for i, r in enumerate(results) if r[0] == -1]
-        if full:
-            self._undo(by_queue, {i for i, _ in full})
-            i, (_, waiting) = full[0]
-            queue = list(by_queue)[i]
-            raise QueueFull(
-                f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
-                f"would pass its limit of {max_queue_length}"
-            )
+        first: list[Call] = []
+        if self.cluster:
+            # Index and registry first, by their own call: see the module docstring.
+            pairs = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
+            if fresh:
+                first.append(Call(None, "SADD", self.keys.queues, *fresh))
+            if pairs:
+                first.append(Call(None, "HSET", self.keys.where, *pairs))
+        return EnqueuePlan(by_queue, fresh, first, self._enqueue_calls(by_queue, fresh, max_queue_length))
 
     def _enqueue_calls(
         self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
@@ -266,8 +294,9 @@ class RedisBackend(Admin):
             self._wire.run([Call("enqueue_one", keys, args)])
         return True
 
-    def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
-        """A queue of the batch was full: take back what the others stored (all or none)."""
+    def undo_calls(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> list[Call]:
+        """A queue of the batch was full: the calls that take back what the others stored
+        (all or none)."""
         calls: list[Call] = []
         for n, (queue, batch) in enumerate(by_queue.items()):
             ids = [r.id for r in batch]
@@ -275,7 +304,7 @@ class RedisBackend(Admin):
                 args = [self.keys.prefix(queue), "delete", time.time(), "", *ids]
                 calls.append(Call("act", self.keys.act(queue), args))
             calls.append(Call(None, "HDEL", self.keys.where, *ids))
-        self._wire.run(calls)
+        return calls
 
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float

@@ -84,6 +84,9 @@ class Wire:
         self._scripts = {name: client.register_script(source) for name, source in self._sources.items()}
         self._local = threading.local()
 
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
     def sha(self, name: str) -> str:
         return str(self._scripts[name].sha)
 
