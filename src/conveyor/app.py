@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -159,6 +160,10 @@ class Conveyor:
 
     def add_middleware(self, middleware: Middleware) -> None:
         self.middleware.append(middleware)
+        self._on_enqueue = overriding(self.middleware, "on_enqueue")
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        self.middleware.remove(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
 
     # -- registry -------------------------------------------------------------------------
@@ -425,7 +430,7 @@ class Conveyor:
     def get_job(self, job_id: str) -> Job | None:
         """A fresh snapshot of one job, or None if it does not exist (or was pruned)."""
         record = self.backend.get(job_id)
-        return None if record is None else self._job(record)
+        return None if record is None else self._job(record, self.clock())
 
     def jobs(
         self,
@@ -444,7 +449,7 @@ class Conveyor:
         With ``meta``, the store is searched for the first pair's text and the pairs are
         checked here, reading at most ``META_SCAN`` jobs past ``offset``: fewer than
         ``limit`` jobs may come back when most of those only mention the text elsewhere."""
-        now = time.time()
+        now = self.clock()
         chosen = None if state is None else _state(state)
         if not meta:
             records = self.backend.jobs(
@@ -565,7 +570,7 @@ class Conveyor:
     async def aget_job(self, job_id: str) -> Job | None:
         """``get_job`` for async code."""
         record = await (await self._astore()).get(job_id)
-        return None if record is None else self._job(record)
+        return None if record is None else self._job(record, self.clock())
 
     async def await_result(self, job_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
         """The result of a job once it completes (see ``Job.aresult``); ``queue``, when
@@ -631,6 +636,13 @@ class Conveyor:
 
     def resume(self, queue: str) -> None:
         self.backend.set_paused(queue, False)
+
+    def inline(self) -> AbstractContextManager[None]:
+        """For tests: inside ``with app.inline():`` each job enqueued runs at once, in the
+        calling thread, before the enqueue returns (see ``conveyor.testing.inline``)."""
+        from .testing.drain import inline
+
+        return inline(self)
 
     def dashboard(self, **options: Any) -> Any:
         """The web dashboard as an ASGI app, to mount in Starlette, FastAPI or Django, or

@@ -391,7 +391,7 @@ class Runner:
         if permanent:
             result = dead(record, error or describe(exc))
         else:
-            result = failure(record, exc, backoff, time.time(), error=error)
+            result = failure(record, exc, backoff, self.app.clock(), error=error)
         self._log_failure(job, result, started, final=permanent or isinstance(exc, Fail))
         return result
 
@@ -411,7 +411,7 @@ class Runner:
             "max_attempts": record.max_attempts,
         }
         if result.retry_at is not None:
-            delay = max(0.0, result.retry_at - time.time())
+            delay = max(0.0, result.retry_at - self.app.clock())
             fields.update(outcome="retry", retry_in=delay)
             job_line(
                 logging.WARNING,
