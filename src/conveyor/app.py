@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import orjson
 
-from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, open_backend
+from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, WaitsForJobs, open_backend
 from .backends.aio import AsyncStore, open_async_store
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
@@ -475,8 +475,12 @@ class Conveyor:
                 break
         return found[:limit]
 
-    def wait_for(self, job_id: str, timeout: float | None = None) -> Any:
-        """The result of a job once it completes (see ``Job.result``)."""
+    def wait_for(self, job_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
+        """The result of a job once it completes (see ``Job.result``): woken by the store
+        where it can be (Redis, PostgreSQL), else reading the job again with backoff."""
+        backend = self.backend
+        if isinstance(backend, WaitsForJobs):
+            return self._result_of(job_id, backend.wait_ended(job_id, queue, timeout), timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.002
         while True:

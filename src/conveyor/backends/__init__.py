@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..redaction import redact_url
-from .base import Backend, EnqueuesInTransaction, Migrates, StreamsEnqueue, WaitsAndFetches
+from .base import Backend, EnqueuesInTransaction, Migrates, StreamsEnqueue, WaitsAndFetches, WaitsForJobs
 
 __all__ = [
     "Backend",
@@ -15,6 +15,7 @@ __all__ = [
     "Migrates",
     "StreamsEnqueue",
     "WaitsAndFetches",
+    "WaitsForJobs",
     "open_backend",
 ]
 

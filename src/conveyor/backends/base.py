@@ -8,7 +8,7 @@ decision depends on it, so that tests can move time and stores agree on one cloc
 
 What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
 optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
-``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
+``WaitsForJobs``, ``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
 once, when they get the store, never per job.
 
 Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
@@ -165,6 +165,17 @@ class WaitsAndFetches(Protocol):
 
 
 @runtime_checkable
+class WaitsForJobs(Protocol):
+    """A store that wakes a caller waiting for a job to end (Redis, PostgreSQL)."""
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """Block until the job ended (completed, dead, cancelled) and return its record, or
+        its record as it stands after ``timeout`` seconds (``None``: no limit); None if
+        there is no such job. ``queue``: the job's queue, when the caller knows it. Jobs
+        nobody waits for pay nothing for this (at most a check per batch)."""
+
+
+@runtime_checkable
 class Migrates(Protocol):
     """A store with a versioned schema that ``conveyor migrate`` brings up to date."""
 
@@ -176,7 +187,7 @@ class Migrates(Protocol):
 #: ``translate_errors`` turns into ``StoreUnavailable``.
 CONTRACT: tuple[str, ...] = tuple(
     name
-    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, Migrates)
+    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, WaitsForJobs, Migrates)
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])
 )

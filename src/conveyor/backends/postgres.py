@@ -90,7 +90,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -232,6 +232,30 @@ def _unwrap_connection(connection: Any) -> Conn:
         f"using(connection=...) needs a sync psycopg 3 connection (or a SQLAlchemy Session/"
         f"Connection or Django connection over psycopg 3); got {type(connection).__name__}"
     )
+
+
+class Waits(NamedTuple):
+    """The statements of a wait for a job to end (migration 0003): LISTEN on the namespace's
+    ``ended`` channel, then mark the job waited for, unless it ended already."""
+
+    listen: str
+    unlisten: str
+    watch: str
+
+    @classmethod
+    def of(cls, schema: str, namespace: str) -> Waits:
+        channel = sql.Identifier(f"conveyor_{namespace}_ended")
+        return cls(
+            sql.SQL("LISTEN {}").format(channel).as_string(),
+            sql.SQL("UNLISTEN {}").format(channel).as_string(),
+            f"UPDATE {schema}.jobs SET waited = true WHERE id = %(id)s"
+            f" AND state NOT IN ('completed', 'dead', 'cancelled') RETURNING state",
+        )
+
+
+#: Seconds a waiter for a job blocks before it marks the job again and looks: what a job moved
+#: or a notification lost costs it at most.
+RECHECK = 5.0
 
 
 class _Statements:
@@ -535,6 +559,7 @@ class PostgresBackend:
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
+        self.waits = Waits.of(self.schema, namespace)
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool[Conn] | None = None
         self._pool_pid = 0
@@ -937,6 +962,28 @@ class PostgresBackend:
             self._listen_conn = conn
             self._listen_pid = os.getpid()
         return conn
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """LISTEN, mark the job waited for, and block until its trigger notifies (a pooled
+        connection is held meanwhile)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def wait(conn: Conn) -> JobRecord | None:
+            conn.execute(self.waits.listen)
+            try:
+                while conn.execute(self.waits.watch, {"id": job_id}).fetchone() is not None:
+                    left = RECHECK if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    for note in conn.notifies(timeout=min(left, RECHECK)):
+                        if note.payload == job_id:
+                            break
+            finally:
+                conn.execute(self.waits.unlisten)
+            row = conn.execute(self.sql.get, {"id": job_id}).fetchone()
+            return None if row is None else _record(row)
+
+        return self._run(wait, retry_for=CALLER_RETRY_FOR)
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:

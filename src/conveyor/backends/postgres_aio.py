@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from ..errors import QueueFull
-from ..job import FINAL_STATES, JobRecord
+from ..job import JobRecord
 from .base import unavailable
-from .postgres import CALLER_RETRY_FOR, PostgresBackend, _advisory_key, _record
+from .postgres import CALLER_RETRY_FOR, RECHECK, PostgresBackend, _advisory_key, _record
 
 T = TypeVar("T")
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -120,15 +120,30 @@ class AsyncPostgresStore:
         return await self._run(read)
 
     async def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
-        from .aio import poll_ended
+        """``PostgresBackend.wait_ended`` on an async connection: LISTEN, mark the job
+        waited for, and wait for its trigger's notification."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waits = self.backend.waits
 
-        return await poll_ended(self, job_id, timeout)
+        async def wait(conn: AsyncConn) -> JobRecord | None:
+            await conn.execute(waits.listen)
+            try:
+                while await (await conn.execute(waits.watch, {"id": job_id})).fetchone() is not None:
+                    left = RECHECK if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    async for note in conn.notifies(timeout=min(left, RECHECK)):
+                        if note.payload == job_id:
+                            break
+            finally:
+                await conn.execute(waits.unlisten)
+            row = await (await conn.execute(self.sql.get, {"id": job_id})).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(wait)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             with suppress(Exception):
                 await conn.close()
-
-
-__all__ = ["FINAL_STATES", "AsyncPostgresStore"]

@@ -6,18 +6,18 @@ same scripts (``wire.SCRIPTS``, by SHA), and they go out here in one pipeline pe
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ...job import JobRecord
-from ..aio import poll_ended
+from ...job import FINAL_STATES, JobRecord
 from ..base import unavailable
 from .connect import UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT
 from .records import FIELDS, from_hash
-from .store import RedisBackend
+from .store import ENDED, RECHECK, RedisBackend
 from .wire import Call
 
 
@@ -96,7 +96,32 @@ class AsyncRedisStore:
         return None if values[2] is None else from_hash(job_id, queue, values)
 
     async def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
-        return await poll_ended(self, job_id, timeout)
+        """``RedisBackend.wait_ended`` on the async client: BLPOP on the job's ``ended``
+        list, which the script that ends a watched job pushes to."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if queue is None:
+                record = await self.get(job_id)
+                if record is None or record.state in FINAL_STATES:
+                    return record
+                queue = record.queue
+            (state,) = await self.run(
+                [Call("watch", self.keys.watch(queue), [self.keys.prefix(queue), job_id])]
+            )
+            left = RECHECK if deadline is None else deadline - time.monotonic()
+            if state is None:
+                queue = None  # gone, or moved to another queue: look it up again
+                continue
+            if state in ENDED or left <= 0:
+                return await self.get(job_id)
+            token = self.keys.ended(queue, job_id)
+            try:
+                woken = await self.client.blpop([token], timeout=max(0.01, min(left, RECHECK)))
+            except UNAVAILABLE as exc:
+                raise unavailable("Redis", self.backend.url, exc, RedisUnavailable) from exc
+            if woken is not None:
+                # Put the token back for anyone else waiting for the same job.
+                await self.run([Call(None, "LPUSH", token, "1"), Call(None, "EXPIRE", token, 300)])
 
     async def close(self) -> None:
         await self.client.aclose()

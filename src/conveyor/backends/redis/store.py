@@ -14,7 +14,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull
-from ...job import BAD_RUN_AT, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ...job import BAD_RUN_AT, FAR_FUTURE, FINAL_STATES, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
@@ -35,6 +35,11 @@ WAKE_TOKENS: Final = 16
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
+#: Seconds a waiter for a job blocks before it looks at the job again: what a lost wake-up
+#: token (a failover, a job moved to another queue) costs it at most.
+RECHECK: Final = 5.0
+#: A job's state as watch.lua returns it, once it ended.
+ENDED: Final = (b"completed", b"dead", b"cancelled")
 
 
 class EnqueuePlan(NamedTuple):
@@ -566,6 +571,28 @@ class RedisBackend(Admin):
         except (*RETRYABLE, ResponseError) as exc:
             log.debug("wait: %s", exc)
             time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """Block in BLPOP on the job's ``ended`` list, where the script that ends it pushes a
+        token once watch.lua has marked it waited for (see keys.py)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if queue is None:
+                record = self.get(job_id)
+                if record is None or record.state in FINAL_STATES:
+                    return record
+                queue = record.queue
+            state = self._wire.script("watch", self.keys.watch(queue), [self.keys.prefix(queue), job_id])
+            left = RECHECK if deadline is None else deadline - time.monotonic()
+            if state is None:
+                queue = None  # gone, or moved to another queue: look it up again
+                continue
+            if state in ENDED or left <= 0:
+                return self.get(job_id)
+            token = self.keys.ended(queue, job_id)
+            if self.client.blpop([token], timeout=max(0.01, min(left, RECHECK))) is not None:
+                # Put the token back for anyone else waiting for the same job.
+                self._wire.run([Call(None, "LPUSH", token, "1"), Call(None, "EXPIRE", token, 300)])
 
     def close(self) -> None:
         try:

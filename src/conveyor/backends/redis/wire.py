@@ -41,6 +41,7 @@ SCRIPTS: Final = (
     "forget",
     "progress",
     "cancels",
+    "watch",
 )
 
 
