@@ -108,6 +108,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         app.pause("mail")
         app.resume("mail")
         backend.heartbeat(WorkerInfo("w1", "h", 1, ("mail",), 1, now, alive=False), 30, now)
+        backend.wait_ended(got[0].id, "mail", 1)  # completed: watch.lua only looks
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}
         seen: set[str] = set()

@@ -62,8 +62,10 @@ def open_async_store(backend: Backend) -> AsyncStore:
     on it, since the drivers bind their connections to the loop that made them."""
     scheme = urlsplit(backend_url(backend)).scheme.lower()
     if scheme == "sqlite":
+        from .sqlite import SQLiteBackend
         from .sqlite_aio import AsyncSQLiteStore
 
+        assert isinstance(backend, SQLiteBackend)
         return AsyncSQLiteStore(backend)
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresBackend

@@ -14,13 +14,15 @@ from typing import TypeVar
 
 from ..job import JobRecord
 from .aio import poll_ended
-from .base import Backend
+from .sqlite import SQLiteBackend
 
 T = TypeVar("T")
+#: Rows the thread inserts between two chances for the event loop's thread to take the GIL.
+SLICE_ROWS = 100
 
 
 class AsyncSQLiteStore:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: SQLiteBackend) -> None:
         self.backend = backend
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite-async")
 
@@ -28,7 +30,7 @@ class AsyncSQLiteStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     async def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
-        await self._call(lambda: self.backend.enqueue(records, max_queue_length))
+        await self._call(lambda: self.backend.enqueue(records, max_queue_length, slice_rows=SLICE_ROWS))
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._call(lambda: self.backend.get(job_id))

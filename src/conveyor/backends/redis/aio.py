@@ -6,19 +6,23 @@ same scripts (``wire.SCRIPTS``, by SHA), and they go out here in one pipeline pe
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ...job import FINAL_STATES, JobRecord
 from ..base import unavailable
-from .connect import UNAVAILABLE, RedisUnavailable, connect, unreachable
+from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT
 from .records import FIELDS, from_hash
 from .store import ENDED, RECHECK, RedisBackend
-from .wire import Call
+from .wire import Call, _pack
+
+#: Arguments from which a Cluster batch is sent node by node rather than by redis-py's pipeline.
+_DIRECT_FROM = 1000
 
 
 class AsyncRedisStore:
@@ -51,10 +55,85 @@ class AsyncRedisStore:
         return results
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        pipe = self.client.pipeline() if self.cluster else self.client.pipeline(transaction=False)
-        for command in self._wire.commands(calls):
+        commands = self._wire.commands(calls)
+        if self.cluster:
+            if sum(len(command) for command in commands) >= _DIRECT_FROM:
+                return await self._send_by_node(commands)
+            return await self._cluster_pipeline(commands)
+        pool = self.client.connection_pool
+        try:
+            return await self._send(pool.get_connection, pool.release, commands)
+        except RETRYABLE:
+            return await self._send(pool.get_connection, pool.release, commands)  # safe to repeat
+
+    async def _cluster_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        pipe = self.client.pipeline()
+        for command in commands:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
+
+    async def _send_by_node(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """A large batch on Cluster: each command written to the node of its slot as
+        ``_send`` writes it (redis-py's cluster pipeline packs in Python, 2.5 µs a job of a
+        batch, inside one step of the loop). A command the node refuses as not its slot's
+        (a resharding moved it) goes again through redis-py's pipeline, which follows the
+        redirection."""
+        await self.client.initialize()
+        by_node: dict[Any, list[int]] = {}
+        for n, command in enumerate(commands):
+            key = command[3] if command[0] == "EVALSHA" else command[1]
+            by_node.setdefault(self.client.get_node_from_key(key), []).append(n)
+        results: list[Any] = [None] * len(commands)
+
+        async def one(node: Any, positions: list[int]) -> None:
+            async def acquire() -> Any:
+                return node.acquire_connection()
+
+            replies = await self._send(acquire, node.release, [commands[n] for n in positions])
+            for n, reply in zip(positions, replies, strict=True):
+                results[n] = reply
+
+        await asyncio.gather(*(one(node, positions) for node, positions in by_node.items()))
+        moved = [
+            n
+            for n, r in enumerate(results)
+            if isinstance(r, ResponseError) and str(r).startswith(("MOVED", "ASK"))
+        ]
+        if moved:
+            again = await self._cluster_pipeline([commands[n] for n in moved])
+            for n, reply in zip(moved, again, strict=True):
+                results[n] = reply
+        return results
+
+    async def _send(
+        self,
+        acquire: Callable[[], Awaitable[Any]],
+        release: Callable[[Any], Any],
+        commands: Sequence[tuple[Any, ...]],
+    ) -> list[Any]:
+        """``commands`` written on one connection at once, packed by hiredis (in C) where it
+        is installed: redis-py packs each argument in Python, 1.2 µs a job of a batch, which
+        for 10,000 jobs would hold the event loop for 12 ms."""
+        conn = await acquire()
+        try:
+            await conn.send_packed_command(
+                conn.pack_commands(commands) if _pack is None else [_pack(command) for command in commands]
+            )
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # an error reply; the rest still has to be read
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            # Replies may be left unread (a cancelled await): never reuse it as it is.
+            await conn.disconnect()
+            raise
+        finally:
+            released = release(conn)
+            if inspect.isawaitable(released):
+                await released
 
     async def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if not records:

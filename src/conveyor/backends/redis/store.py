@@ -306,7 +306,7 @@ class RedisBackend(Admin):
         for n, (queue, batch) in enumerate(by_queue.items()):
             ids = [r.id for r in batch]
             if n not in full:
-                args = [self.keys.prefix(queue), "delete", time.time(), "", *ids]
+                args = [self.keys.prefix(queue), "delete", time.time(), "", "", *ids]
                 calls.append(Call("act", self.keys.act(queue), args))
             calls.append(Call(None, "HDEL", self.keys.where, *ids))
         return calls
