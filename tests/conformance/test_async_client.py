@@ -185,13 +185,23 @@ def _stall(app: Conveyor, seconds: float) -> None:
     if scheme == "sqlite":
         conn = sqlite3.connect(urlsplit(app.url).path, isolation_level=None, check_same_thread=False)
         conn.execute("BEGIN IMMEDIATE")
-        later(seconds, lambda: (conn.execute("COMMIT"), conn.close()))
+
+        def release() -> None:
+            conn.execute("COMMIT")
+            conn.close()
+
+        later(seconds, release)
     elif scheme.startswith("postgres"):
         import psycopg
 
         conn_pg = psycopg.connect(app.backend.conninfo)  # type: ignore[attr-defined]
         conn_pg.execute(f"LOCK TABLE {app.namespace}.jobs IN EXCLUSIVE MODE")
-        later(seconds, lambda: (conn_pg.commit(), conn_pg.close()))
+
+        def release_pg() -> None:
+            conn_pg.commit()
+            conn_pg.close()
+
+        later(seconds, release_pg)
     else:
         client = app.backend.client  # type: ignore[attr-defined]
         pause = ("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
