@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from conveyor import Conveyor
+from conveyor import Conveyor, current_job
 from tests.harness import record_run
 
 app = Conveyor(
@@ -25,6 +25,11 @@ def work(n: int, seconds: float = 0.01) -> int:
 
 @app.task(name="long")
 def long(n: int, seconds: float) -> int:
+    # Tells the tests the body runs: "active" in the store only means fetched, and a job
+    # fetched but not started is handed back unrun on SIGTERM.
+    running = current_job()
+    if running is not None:
+        running.progress(0, message="started")
     # Short steps, so that a timeout can interrupt between them.
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -34,10 +34,16 @@ def test_kill_9_mid_batch_loses_nothing(workers: Workers) -> None:
     assert 0 < len(recovered) <= 8 + int(8 / 0.005 * PREFETCH_HORIZON)
 
 
+def body_runs(workers: Workers, job_id: str) -> bool:
+    """The task's body runs (it reports progress first thing)."""
+    snap = workers.app.get_job(job_id)
+    return snap is not None and snap.progress is not None
+
+
 def test_sigterm_lets_the_running_job_finish(workers: Workers) -> None:
     job = long.enqueue(1, 1.5)
     proc = workers.start("--concurrency", "2", "--grace", "10")
-    workers.wait_for(lambda: workers.app.get_job(job.id).state == "active")  # type: ignore[union-attr]
+    workers.wait_for(lambda: body_runs(workers, job.id))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert job.result(timeout=1) == 1
@@ -47,7 +53,7 @@ def test_sigterm_lets_the_running_job_finish(workers: Workers) -> None:
 def test_sigterm_hands_back_what_the_grace_period_cannot_finish(workers: Workers) -> None:
     job = long.enqueue(2, 30)
     proc = workers.start("--concurrency", "2", "--grace", "0.5")
-    workers.wait_for(lambda: workers.app.get_job(job.id).state == "active")  # type: ignore[union-attr]
+    workers.wait_for(lambda: body_runs(workers, job.id))
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
@@ -60,7 +66,7 @@ def test_sigterm_hands_back_what_the_grace_period_cannot_finish(workers: Workers
 def test_second_signal_exits_at_once_and_the_lease_brings_the_job_back(workers: Workers) -> None:
     job = long.enqueue(3, 30)
     proc = workers.start("--concurrency", "1", "--grace", "30")
-    workers.wait_for(lambda: workers.app.get_job(job.id).state == "active")  # type: ignore[union-attr]
+    workers.wait_for(lambda: body_runs(workers, job.id))
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
