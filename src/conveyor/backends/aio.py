@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import Protocol, runtime_checkable
 
+from ..errors import ConfigurationError
 from ..job import FINAL_STATES, JobRecord
 from .base import Backend
 
@@ -57,28 +57,16 @@ async def poll_ended(store: AsyncStore, job_id: str, timeout: float | None) -> J
         pause = min(pause * 1.5, POLL_MAX)
 
 
+@runtime_checkable
+class OpensAsync(Protocol):
+    """A store with an async client (every store of conveyor has one)."""
+
+    def open_async(self) -> AsyncStore:
+        """The async store over this one, for the running event loop: built on it, since
+        the drivers bind their connections to the loop that made them."""
+
+
 def open_async_store(backend: Backend) -> AsyncStore:
-    """The async store over ``backend`` (already open), for the running event loop: built
-    on it, since the drivers bind their connections to the loop that made them."""
-    scheme = urlsplit(backend_url(backend)).scheme.lower()
-    if scheme == "sqlite":
-        from .sqlite import SQLiteBackend
-        from .sqlite_aio import AsyncSQLiteStore
-
-        assert isinstance(backend, SQLiteBackend)
-        return AsyncSQLiteStore(backend)
-    if scheme in ("postgres", "postgresql"):
-        from .postgres import PostgresBackend
-        from .postgres_aio import AsyncPostgresStore
-
-        assert isinstance(backend, PostgresBackend)
-        return AsyncPostgresStore(backend)
-    from .redis.aio import AsyncRedisStore
-    from .redis.store import RedisBackend
-
-    assert isinstance(backend, RedisBackend)
-    return AsyncRedisStore(backend)
-
-
-def backend_url(backend: Backend) -> str:
-    return str(getattr(backend, "url", ""))
+    if not isinstance(backend, OpensAsync):
+        raise ConfigurationError(f"the store {type(backend).__name__} has no async client")
+    return backend.open_async()

@@ -115,6 +115,7 @@ from ..job import (
     WorkerInfo,
 )
 from ..redaction import redact_url
+from .aio import AsyncStore
 from .base import check_action, translate_errors
 
 log = logging.getLogger("conveyor.postgres")
@@ -686,6 +687,11 @@ class PostgresBackend:
             with suppress(Exception):
                 listener.close()
         self._closed = False  # a closed backend reopens on next use, like the SQLite store
+
+    def open_async(self) -> AsyncStore:
+        from .postgres_aio import AsyncPostgresStore
+
+        return AsyncPostgresStore(self)
 
     # -- the hot path ---------------------------------------------------------------------
     def _enqueue_params(self, records: Sequence[JobRecord]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ..job import (
     Stats,
     WorkerInfo,
 )
+from .aio import AsyncStore
 from .base import check_action, translate_errors
 
 SCHEMA_VERSION = 2
@@ -295,6 +296,11 @@ class SQLiteBackend:
             with suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+    def open_async(self) -> AsyncStore:
+        from .sqlite_aio import AsyncSQLiteStore
+
+        return AsyncSQLiteStore(self)
 
     # -- the hot path ---------------------------------------------------------------------
     def enqueue(

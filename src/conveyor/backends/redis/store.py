@@ -15,6 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull
 from ...job import BAD_RUN_AT, FAR_FUTURE, FINAL_STATES, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
@@ -158,6 +159,11 @@ class RedisBackend(Admin):
         if found:
             self.client.hset(self.keys.where, mapping=found)
         return found
+
+    def open_async(self) -> AsyncStore:
+        from .aio import AsyncRedisStore
+
+        return AsyncRedisStore(self)
 
     # -- the hot path ---------------------------------------------------------------------
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
