@@ -137,5 +137,6 @@ def test_without_a_named_app_the_fixture_is_a_fresh_app(tmp_path: Path) -> None:
             """
         )
     )
-    result = _pytest(tmp_path, "-p", "conveyor.testing", autoload=False)
+    # -p beside the entry point: the plugin is loaded once (both go by the name conveyor.testing).
+    result = _pytest(tmp_path, "-p", "conveyor.testing")
     assert result.returncode == 0, result.stdout + result.stderr
