@@ -79,6 +79,7 @@ FAULTS_FIGURES ?= /tmp/conveyor-faults.jsonl
 faults:
 	rm -f $(FAULTS_FIGURES)
 	CONVEYOR_FAULTS_FULL=1 CONVEYOR_FAULTS_REPORT=$(FAULTS_FIGURES) $(PYTHON) -m pytest tests/faults \
+		tests/worker/test_periodic_processes.py \
 		-p no:cacheprovider -q -s -rfEx; status=$$?; \
 	$(PYTHON) -m tests.faults.report $(FAULTS_FIGURES) --full --notes tests/faults/findings.md; \
 	exit $$status

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import orjson
@@ -35,6 +35,8 @@ from .job import (
     new_id,
 )
 from .middleware import Enqueuing, Middleware, overriding
+from .periodic.schedule import Schedule, build_schedule
+from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
 from .retry import Backoff
 from .task import JobSpec, Options, Task, check_name
@@ -125,6 +127,8 @@ class Conveyor:
         self.middleware: list[Middleware] = list(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Periodic schedules by name (``app.periodic``); every worker runs a scheduler for them.
+        self.schedules: dict[str, Schedule] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
         #: The time enqueue reads (seconds since the epoch): ``conveyor.testing.drain`` moves
@@ -213,6 +217,101 @@ class Conveyor:
             return registered
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def periodic(
+        self,
+        task: Task[P, R] | Callable[P, R],
+        /,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Schedule: ...
+
+    @overload
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Callable[[Task[P, R] | Callable[P, R]], Task[P, R]]: ...
+
+    def periodic(  # type: ignore[misc]  # mypy misreads the positional-only default here
+        self,
+        task: Task[Any, Any] | Callable[..., Any] | None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Schedule | Callable[[Any], Task[Any, Any]]:
+        """Enqueue ``task`` at every tick of ``cron`` (read in the IANA zone ``tz``) or
+        ``every`` seconds (a number or a timedelta; ticks at multiples of it since the epoch).
+
+        ``app.periodic(task, cron=...)`` registers a schedule and returns it; as a decorator,
+        ``@app.periodic(cron=...)`` stacks on ``@app.task`` or on a plain function (which it
+        registers as a task with the default options) and returns the task. The schedule's
+        name defaults to the task's; two schedules may not share one. ``args``/``kwargs`` are
+        the job's arguments, ``queue`` overrides the task's.
+
+        Every worker runs the scheduler, and each tick is enqueued once per namespace however
+        many run (the store decides, atomically). After a time when no worker ran, only the
+        latest missed tick is enqueued. A bad expression, zone, interval or argument (not
+        JSON, or not fitting the task) raises here, naming it.
+        """
+
+        def register(fn: Task[Any, Any] | Callable[..., Any]) -> Schedule:
+            registered = fn if isinstance(fn, Task) else self.task(fn)
+            if registered.app is not self:
+                raise ConfigurationError(f"task {registered.name!r} is registered on another app")
+            schedule = build_schedule(
+                registered, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs, name=name, queue=queue
+            )
+            if schedule.name in self.schedules:
+                raise ConfigurationError(
+                    f"a schedule named {schedule.name!r} is already registered; give this one name="
+                )
+            # Encoded once now, so a job too large for the store fails here, not at its tick.
+            self._encode(schedule.spec(0.0), time.time(), new_id())
+            self.schedules[schedule.name] = schedule
+            return schedule
+
+        if task is not None:
+            return register(task)
+
+        def decorate(fn: Task[Any, Any] | Callable[..., Any]) -> Task[Any, Any]:
+            return register(fn).task
+
+        return decorate
+
+    def schedule_status(self, job_states: bool = True) -> list[ScheduleStatus]:
+        """Every periodic schedule of this app's code and of its store, by name: schedule,
+        zone, next run, the last tick enqueued, its job and (``job_states``: one store read
+        per schedule) that job's state."""
+        return statuses(self, time.time(), job_states)
+
+    def run_schedule(self, name: str) -> Job:
+        """Enqueue a schedule's job now, outside its ticks (the dashboard's "run now"): the
+        ticks go on as before. ``KeyError`` naming the schedules if ``name`` is none of them."""
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            known = ", ".join(sorted(self.schedules)) or "none"
+            raise KeyError(f"no schedule {name!r} in this app; defined: {known}")
+        return self._enqueue_one(schedule.spec(None))
 
     # -- enqueue --------------------------------------------------------------------------
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 import orjson
@@ -26,6 +27,7 @@ from .job import STATES, Job, WorkerInfo
 from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
+from .periodic.status import ScheduleStatus
 from .redaction import redact_url
 from .render import Column, echo_json, plural, print_sections, print_table
 from .task import check_name
@@ -790,6 +792,89 @@ def enqueue(
     except TypeError as exc:
         raise click.ClickException(str(exc)) from None
     _said({"id": job.id, "task": job.task, "queue": job.queue, "state": job.state}, job.id, as_json)
+
+
+@main.command(short_help="List periodic schedules: next run, last job.")
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def periodic(
+    target: str | None, app_target: str | None, url: str | None, namespace: str, as_json: bool
+) -> None:
+    """List the periodic schedules: name, schedule, zone, next run, the last enqueued job
+    and its state. A table on a terminal, tab-separated lines in a pipe.
+
+    Schedules live in the app's code, so name the app (MODULE:APP, --app, $CONVEYOR_APP or
+    pyproject.toml); with a bare store (--url) only what the store recorded is shown.
+    """
+    app = _admin_app(target or app_target, url, namespace)
+    found = app.schedule_status()
+    if as_json:
+        for s in found:
+            click.echo(orjson.dumps(_schedule_dict(s)).decode())
+        return
+    columns = [
+        Column("name", least=12),
+        Column("schedule", least=9),
+        Column("zone", least=8, drop=3),
+        Column("queue", drop=5),
+        Column("next run", right=True),
+        Column("last job"),
+        Column("state"),
+        Column("enqueued", right=True, drop=4),
+    ]
+    rows = []
+    styles = []
+    for s in found:
+        rows.append(
+            [
+                s.name,
+                s.schedule or "(not in the code)",
+                s.tz or "-",
+                s.queue,
+                _next_run(s.next_run, s.tz) if s.defined else "-",
+                s.last_job_id or "-",
+                s.last_job_state or "-",
+                _when(s.last_enqueued),
+            ]
+        )
+        styles.append(
+            [
+                None,
+                None if s.defined else "dim",
+                None,
+                None,
+                None,
+                None,
+                STATE_COLOURS.get(s.last_job_state or ""),
+                None,
+            ]
+        )
+    print_table(columns, rows, title=plural(len(found), "schedule"), styles=styles)
+
+
+def _next_run(value: datetime | None, tz: str | None) -> str:
+    """A time to come in its schedule's zone: ``2026-11-27 09:00:00 EST (in 1.7h)``."""
+    if value is None:
+        return "never"
+    local = value.astimezone(ZoneInfo(tz or "UTC"))
+    return f"{local:%Y-%m-%d %H:%M:%S %Z} ({_when(value)})"
+
+
+def _schedule_dict(s: ScheduleStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "task": s.task,
+        "schedule": s.schedule,
+        "tz": s.tz,
+        "queue": s.queue,
+        "defined": s.defined,
+        "next_run": s.next_run.isoformat() if s.next_run else None,
+        "last_tick": s.last_tick.isoformat() if s.last_tick else None,
+        "last_enqueued": s.last_enqueued.isoformat() if s.last_enqueued else None,
+        "last_job": s.last_job_id,
+        "last_job_state": s.last_job_state,
+    }
 
 
 @main.command()

@@ -77,6 +77,36 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """One tick of a periodic schedule, as a scheduler offers it to ``Backend.enqueue_ticks``.
+
+    ``record`` is the job to store if this tick wins; ``next_at`` is the schedule's next tick
+    as the offering scheduler computes it (kept for display and to find abandoned schedules).
+    ``catch_up`` marks the tick a scheduler offers when it starts (the latest one at or before
+    its start): it wins only over an older recorded tick, never for a schedule the store has
+    no state for, so a new schedule first runs at its next tick rather than at once.
+    """
+
+    name: str
+    at: float
+    next_at: float
+    record: JobRecord
+    catch_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What a store keeps of one periodic schedule: its last enqueued tick and job."""
+
+    name: str
+    queue: str
+    last_at: float
+    next_at: float
+    job_id: str
+    enqueued_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     """The outcome of a failed run, as the worker hands it to ``Backend.fail``.
 

@@ -52,8 +52,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 
 class ConveyorCollector(Collector):
-    """Job counts by queue and state, totals, oldest pending age, live workers and paused
-    queues, computed from the store when scraped.
+    """Job counts by queue and state, totals, oldest pending age, live workers, paused
+    queues and the seconds since each periodic schedule's last enqueue, computed from the
+    store when scraped.
 
     ``alive_after`` is how many seconds since its last heartbeat a worker still counts as
     alive (default: three leases).
@@ -119,6 +120,24 @@ class ConveyorCollector(Collector):
             "Jobs the live workers are running.",
             value=sum(len(w.running) for w in alive),
         )
+        yield from self._periodic(now)
+
+    def _periodic(self, now: float) -> Iterator[Metric]:
+        """Seconds since each schedule's last enqueue: alert when it passes the schedule's
+        interval by much (no worker runs the scheduler, or the store refuses its writes). A
+        schedule that never enqueued yet has no sample; nothing is read without schedules."""
+        if not self.app.schedules:
+            return
+        since = GaugeMetricFamily(
+            "conveyor_periodic_seconds_since_enqueue",
+            "Seconds since the periodic schedule's last tick was enqueued.",
+            labels=["schedule"],
+        )
+        for status in self.app.schedule_status(job_states=False):
+            seconds = status.seconds_since_enqueue(now)
+            if status.defined and seconds is not None:
+                since.add_metric([status.name], seconds)
+        yield since
 
 
 def render_metrics(app: Conveyor) -> tuple[bytes, str]:

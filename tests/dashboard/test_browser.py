@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.periodic import Scheduler
 from conveyor.worker.worker import Worker
 from tests.dashboard.helpers import PASSWORD, XSS_ARG, XSS_ERROR, XSS_IMG, Demo, build_app, wait_for
 
@@ -358,6 +359,42 @@ def test_pause_a_queue_and_see_its_jobs_wait(page: Watched, live: Live) -> None:
         lambda: {demo.app.get_job(j.id).state for j in jobs} == {"completed"},  # type: ignore[union-attr]
         10,
         "the resumed queue's jobs to run",
+    )
+
+
+def test_periodic_page_shows_schedules_and_runs_one_now(page: Watched, live: Live) -> None:
+    app = live.demo.app
+    app.periodic(app.tasks["reports.build"], cron="0 6 * * *", tz="Europe/Berlin", args=(9,), name="nightly")
+    app.periodic(app.tasks["images.resize"], every=3600, args=("logo.png", 64, 64), name="logo")
+    # Yesterday's and this hour's ticks, enqueued as a worker's scheduler would have; the
+    # worker thread runs them.
+    scheduler = Scheduler(app)
+    scheduler.run_due(time.time() - 2 * 86400)
+    ticked = scheduler.run_due(time.time())
+    wait_for(
+        lambda: all(app.get_job(j.id).state == "completed" for j in ticked),  # type: ignore[union-attr]
+        10,
+        "the ticks' jobs to run",
+    )
+    p = page.page
+    _log_in(p)
+    p.click("nav >> text=Periodic")
+    p.wait_for_selector("#periodic")
+    nightly = p.locator('tr[data-schedule="nightly"]')
+    assert "0 6 * * *" in nightly.inner_text() and "Europe/Berlin" in nightly.inner_text()
+    assert "completed" in nightly.inner_text()
+    _shot(p, "periodic")
+
+    p.locator('tr[data-schedule="logo"]').get_by_role("button", name="Run now").click()
+    p.wait_for_url("**/periodic")
+    assert "Enqueued logo now" in p.locator(".flash").inner_text()
+    wait_for(
+        lambda: (
+            {j.state for j in app.jobs(meta={"periodic": "logo"})} == {"completed"}
+            and len(app.jobs(meta={"periodic": "logo"})) == 2
+        ),
+        10,
+        "the run-now job to run",
     )
 
 

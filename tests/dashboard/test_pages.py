@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.dashboard import cli as dashboard_cli
 from conveyor.metrics import ConveyorCollector, RunTimeMetrics
+from conveyor.periodic import Scheduler
 from tests.dashboard.conftest import ClientFactory
 from tests.dashboard.helpers import PASSWORD, TOKEN, Demo, csrf_from, dead_job, drain, log_in
 
@@ -380,3 +382,43 @@ def test_a_running_job_shows_progress_and_meta_and_can_be_stopped(
     assert backend.cancel_requests("w-1", ["reports"]) == [
         (job.id, "cancelled by the dashboard (from 203.0.113.7)")
     ]
+
+
+def test_periodic_page_run_now_and_metrics(make_client: ClientFactory, demo: Demo) -> None:
+    app = demo.app
+    app.periodic(app.tasks["reports.build"], cron="0 6 * * *", tz="Europe/Berlin", args=(7,), name="nightly")
+    app.periodic(app.tasks["images.resize"], every=3600, args=("logo.png", 64, 64), name="logo")
+    scheduler = Scheduler(app)
+    scheduler.run_due(time.time() - 2 * 86400)
+    ticked = scheduler.run_due(time.time())  # the nightly's and the hourly's latest ticks
+    stored = [app.get_job(job.id) for job in ticked]
+    assert {job.meta["periodic"] for job in stored if job and job.meta} == {"nightly", "logo"}
+    client = make_client()
+    token = log_in(client)
+    page = client.get("/periodic", headers=HTML).text
+    assert 'href="/periodic" class="active"' in page
+    assert "0 6 * * *" in page and "Europe/Berlin" in page and "every 1h" in page
+    assert f'href="/jobs/{ticked[0].id}"' in page and "Run now" in page
+
+    refused = client.post("/periodic/logo/run", data={"csrf_token": "guess"})
+    assert refused.status_code == 403
+    response = client.post("/periodic/logo/run", data={"csrf_token": token, "next": "/periodic"})
+    assert response.status_code == 303 and response.headers["location"] == "/periodic"
+    run = app.jobs(meta={"periodic": "logo"}, state="pending")
+    assert len(run) == 2 and {tuple(j.args) for j in run} == {("logo.png", 64, 64)}
+    assert "Enqueued logo now" in client.get("/periodic", headers=HTML).text
+    assert client.post("/periodic/nothing/run", data={"csrf_token": token}).status_code == 404
+    assert client.post("/periodic/logo/run", data={"csrf_token": token}).status_code == 303
+    read_only = make_client(read_only=True)
+    read_only_token = log_in(read_only)
+    assert "Run now" not in read_only.get("/periodic", headers=HTML).text
+    assert read_only.post("/periodic/logo/run", data={"csrf_token": read_only_token}).status_code == 403
+
+    metrics = client.get("/metrics").text
+    since = {
+        sample.labels["schedule"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "conveyor_periodic_seconds_since_enqueue"
+        for sample in family.samples
+    }
+    assert set(since) == {"nightly", "logo"} and all(0 <= v < 60 for v in since.values())

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.keys import Keys
 from conveyor.backends.redis.wire import SCRIPTS, Wire, script_source
-from conveyor.job import Failure, WorkerInfo
+from conveyor.job import Failure, Tick, WorkerInfo, new_id
 from tests.servers import RedisServer
 
 _HEADER = re.compile(r"^-- KEYS\[(\d+)\]\s+(\S+)", re.MULTILINE)
@@ -109,6 +110,10 @@ def test_every_script_call_the_store_sends_matches_its_header(
         app.resume("mail")
         backend.heartbeat(WorkerInfo("w1", "h", 1, ("mail",), 1, now, alive=False), 30, now)
         backend.wait_ended(got[0].id, "mail", 1)  # completed: watch.lua only looks
+        app.periodic(task, every=60, args=(1,), name="keys-tick")
+        tick = app._build(app.schedules["keys-tick"].spec(now), now, datetime.now(UTC), new_id())[0]
+        assert backend.enqueue_ticks([Tick("keys-tick", now, now + 60, tick)], now) == [True]
+        assert backend.forget_schedules([], now + 3600) == 1
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}
         seen: set[str] = set()
@@ -120,7 +125,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
             count = int(command[2])
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in command[3 : 3 + count]]
             header = _header(script)
-            # enqueue.lua's last two keys are only passed off Cluster; the rest always.
+            # enqueue.lua's and ticks.lua's last two keys are only passed off Cluster.
             assert len(keys) == len(header), f"{script}: {keys} for the header {header}"
             for key, name in zip(keys, header, strict=True):
                 assert _pattern(name).match(key), f"{script}: {key!r} passed where the header says {name}"

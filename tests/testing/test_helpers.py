@@ -4,6 +4,7 @@ assert_enqueued, as a user's test suite uses them."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -141,6 +142,25 @@ def test_drain_advance_brings_delayed_and_retried_jobs_due_in_order(app: Conveyo
     drain(app, advance=1000)
     assert runs[-2:] == [("b", 2), ("b", 3)]
     assert app.stats().total("completed") == 2
+
+
+def test_drain_advance_runs_periodic_jobs_at_each_tick_of_the_virtual_clock(app: Conveyor) -> None:
+    ticks: list[float] = []
+
+    @app.periodic(every=60)
+    @app.task
+    def ping() -> None:
+        here = current_job()
+        assert here is not None and here.meta is not None
+        ticks.append(here.meta["tick"])
+
+    assert drain(app).runs == 0  # a new schedule first runs at its next tick, as in a worker
+    drained = drain(app, advance=300)
+    assert len(ticks) == 5 and all(b - a == 60 for a, b in itertools.pairwise(ticks))
+    assert drained.completed and drained.advanced == pytest.approx(300, abs=0.1)
+    assert drain(app).runs == 0  # nothing due until the next tick
+    drain(app, advance=60)
+    assert len(ticks) == 6
 
 
 def test_drain_stops_a_job_that_keeps_enqueuing_itself(app: Conveyor) -> None:

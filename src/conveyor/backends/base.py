@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import StoreUnavailable
-from ..job import Failure, JobRecord, Stats, WorkerInfo
+from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
 from ..redaction import redact, redact_url
 
 #: Admin actions accepted by ``Backend.act``.
@@ -80,6 +80,24 @@ class Backend(Protocol):
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block up to ``timeout`` seconds, returning early when a job may have arrived."""
+
+    # -- periodic jobs ----------------------------------------------------------------------
+    def enqueue_ticks(self, ticks: Sequence[Tick], now: float) -> list[bool]:
+        """Offer schedule ticks (each schedule at most once in a call); returns, per tick,
+        whether its job was stored. For each tick, one atomic step: if the schedule's
+        recorded tick is older than ``tick.at`` (or none is recorded and the tick is not a
+        ``catch_up``), record ``tick.at``, ``tick.next_at``, the job's id and ``now`` as the
+        schedule's state and store ``tick.record`` (pending); else store nothing. However
+        many schedulers offer one tick, its job is stored once, and a tick older than the
+        recorded one never is."""
+
+    def schedules(self) -> list[ScheduleState]:
+        """The recorded state of every schedule of the namespace."""
+
+    def forget_schedules(self, keep: Sequence[str], abandoned_before: float) -> int:
+        """Delete the state of schedules not named in ``keep`` whose recorded next tick is
+        before ``abandoned_before`` (checked atomically per schedule: one enqueued meanwhile
+        stays); returns how many went."""
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None: ...

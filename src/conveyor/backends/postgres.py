@@ -111,7 +111,9 @@ from ..job import (
     SCHEDULED,
     Failure,
     JobRecord,
+    ScheduleState,
     Stats,
+    Tick,
     WorkerInfo,
 )
 from ..redaction import redact_url
@@ -514,6 +516,48 @@ class _Statements:
         self.set_paused = (
             f"INSERT INTO {s}.queues (name, paused) VALUES (%(queue)s, %(paused)s)"
             f" ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
+        )
+
+        # Periodic ticks, one statement: each tick moves its schedule's last_at forward only
+        # if it is later (a catch-up only where a row exists), and the jobs of the ticks that
+        # did are inserted, all in one statement. Concurrent offers of one tick meet at the
+        # row lock and the loser's WHERE then sees the winner's last_at. The final SELECT adds
+        # ticks recorded by an earlier try of this call whose answer was lost. The arrays go
+        # in binary (%b): psycopg's text format scans every string for characters to quote,
+        # which took longer than the statement (1,000 ticks: 100 ms against 50 ms).
+        state = "queue = {q}.queue, last_at = {q}.last_at, next_at = {q}.next_at, job_id = {q}.job_id"
+        self.enqueue_ticks = (
+            f"WITH input AS MATERIALIZED (SELECT * FROM unnest(%(name)b::text[], %(at)b::float8[],"
+            f" %(next_at)b::float8[], %(catch_up)b::bool[], %(id)b::text[], %(queue)b::text[],"
+            f" %(payload)b::bytea[], %(priority)b::int[], %(state)b::text[], %(run_at)b::float8[],"
+            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[])"
+            f" AS i(name, at, next_at, catch_up, id, queue, payload, priority, state, run_at,"
+            f" max_attempts, timeout, created_at)"
+            f"), offered AS (INSERT INTO {s}.periodic AS p"
+            f" (name, queue, last_at, next_at, job_id, enqueued_at)"
+            f" SELECT name, queue, at, next_at, id, %(now)s FROM input WHERE NOT catch_up"
+            f" ON CONFLICT (name) DO UPDATE SET {state.format(q='excluded')},"
+            f" enqueued_at = excluded.enqueued_at WHERE p.last_at < excluded.last_at RETURNING p.job_id"
+            f"), caught AS (UPDATE {s}.periodic AS p SET queue = i.queue, last_at = i.at,"
+            f" next_at = i.next_at, job_id = i.id, enqueued_at = %(now)s FROM input i"
+            f" WHERE i.catch_up AND p.name = i.name AND p.last_at < i.at RETURNING p.job_id"
+            f"), won AS (SELECT job_id FROM offered UNION ALL SELECT job_id FROM caught"
+            f"), new_queues AS (INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM input"
+            f" WHERE id IN (SELECT job_id FROM won) ON CONFLICT DO NOTHING"
+            f"), new_jobs AS (INSERT INTO {s}.jobs (id, queue, payload, priority, state, run_at,"
+            f" max_attempts, timeout, created_at) SELECT id, queue, payload, priority, state, run_at,"
+            f" max_attempts, timeout, created_at FROM input WHERE id IN (SELECT job_id FROM won)"
+            f" ON CONFLICT (id) DO NOTHING RETURNING id, queue"
+            f") SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs"
+            f" UNION ALL SELECT job_id, NULL FROM {s}.periodic WHERE job_id = ANY(%(id)b::text[])"
+        )
+        self.schedules = (
+            f"SELECT name, queue, last_at, next_at, job_id, enqueued_at FROM {s}.periodic ORDER BY name"
+        )
+        # A schedule enqueued meanwhile has a later next_at: the DELETE re-reads the row it
+        # waited for and leaves it.
+        self.forget_schedules = (
+            f"DELETE FROM {s}.periodic WHERE next_at < %(before)s AND NOT (name = ANY(%(keep)s::text[]))"
         )
 
     @staticmethod
@@ -1117,6 +1161,45 @@ class PostgresBackend:
             return changed
 
         return self._run(change, retry_for=CALLER_RETRY_FOR)
+
+    # -- periodic jobs ----------------------------------------------------------------------
+    def enqueue_ticks(self, ticks: Sequence[Tick], now: float) -> list[bool]:
+        if not ticks:
+            return []
+        # By name: concurrent offers lock the schedules' rows in one order, never a deadlock.
+        ordered = sorted(ticks, key=lambda t: t.name)
+        records = [t.record for t in ordered]
+        params: dict[str, Any] = {
+            "name": [t.name for t in ordered],
+            "at": [t.at for t in ordered],
+            "next_at": [t.next_at for t in ordered],
+            "catch_up": [t.catch_up for t in ordered],
+            "id": [r.id for r in records],
+            "queue": [r.queue for r in records],
+            "payload": [r.payload for r in records],
+            "priority": [r.priority for r in records],
+            "state": [r.state for r in records],
+            "run_at": [r.run_at for r in records],
+            "max_attempts": [r.max_attempts for r in records],
+            "timeout": [r.timeout for r in records],
+            "created_at": [r.created_at for r in records],
+            "now": now,
+            "channel": self.channel,
+        }
+
+        def offer(conn: Conn) -> set[str]:
+            return {row[0] for row in conn.execute(self.sql.enqueue_ticks, params).fetchall()}
+
+        stored = self._run(offer)
+        return [t.record.id in stored for t in ticks]
+
+    def schedules(self) -> list[ScheduleState]:
+        rows = self._run(lambda conn: conn.execute(self.sql.schedules).fetchall())
+        return [ScheduleState(*row) for row in rows]
+
+    def forget_schedules(self, keep: Sequence[str], abandoned_before: float) -> int:
+        params = {"before": abandoned_before, "keep": list(keep)}
+        return self._run(lambda conn: conn.execute(self.sql.forget_schedules, params).rowcount)
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
         params = {"id": job_id, "worker": worker, "progress": progress}

@@ -35,7 +35,9 @@ from ..job import (
     STATES,
     Failure,
     JobRecord,
+    ScheduleState,
     Stats,
+    Tick,
     WorkerInfo,
 )
 from .aio import AsyncStore
@@ -132,6 +134,11 @@ def _schema(ns: str) -> list[str]:
             minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0)""",
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+        # Periodic schedules: the last tick enqueued of each (Backend.enqueue_ticks). Made by
+        # CREATE IF NOT EXISTS on every open, so older files gain it without a version step.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_periodic (
+            name TEXT PRIMARY KEY, queue TEXT NOT NULL, last_at REAL NOT NULL,
+            next_at REAL NOT NULL, job_id TEXT NOT NULL, enqueued_at REAL NOT NULL) WITHOUT ROWID""",
         # Jobs per queue and state, kept by triggers in the transaction that changes a job,
         # so stats() reads a few rows instead of counting millions, and rows written by hand
         # are counted too.
@@ -189,6 +196,14 @@ def _record(row: Sequence[Any], *known: Any) -> JobRecord:
     JobRecord's fields in order, already cast (``_COLUMNS``); a claim returns the first ten
     (``_CLAIMED``) and ``known`` are the rest, which the claim just wrote."""
     return JobRecord(*row, *known)
+
+
+def _rows(records: Sequence[JobRecord]) -> list[tuple[Any, ...]]:
+    """The columns an enqueue writes, per job."""
+    return [
+        (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        for r in records
+    ]
 
 
 #: SQLite's errors that mean the file cannot be used now, rather than a bug in a statement.
@@ -312,20 +327,7 @@ class SQLiteBackend:
         rows in one call."""
         if not records:
             return
-        rows = [
-            (
-                r.id,
-                r.queue,
-                r.payload,
-                r.priority,
-                r.state,
-                r.run_at,
-                r.max_attempts,
-                r.timeout,
-                r.created_at,
-            )
-            for r in records
-        ]
+        rows = _rows(records)
         queues = {r.queue for r in records}
         new_queues = queues - self._registered
         with self._write() as conn:
@@ -342,25 +344,32 @@ class SQLiteBackend:
                             f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
                             f"would pass its limit of {max_queue_length}"
                         )
-            insert = (
-                f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
-                " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )
-            if len(rows) == 1:
-                conn.execute(insert, rows[0])
-            elif not slice_rows:
-                conn.executemany(insert, rows)
-            else:
-                for start in range(0, len(rows), slice_rows):
-                    if start:
-                        time.sleep(0)  # hands the GIL to a thread waiting for it
-                    conn.executemany(insert, rows[start : start + slice_rows])
-            if new_queues:
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
-                    [(q,) for q in new_queues],
-                )
+            self._insert(conn, rows, new_queues, slice_rows)
         self._registered |= new_queues
+
+    def _insert(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], new_queues: set[str], slice_rows: int = 0
+    ) -> None:
+        """Insert jobs (``_rows``) in the caller's write transaction, registering ``new_queues``
+        (``slice_rows``: see ``enqueue``)."""
+        insert = (
+            f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
+            " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        if len(rows) == 1:
+            conn.execute(insert, rows[0])
+        elif not slice_rows:
+            conn.executemany(insert, rows)
+        else:
+            for start in range(0, len(rows), slice_rows):
+                if start:
+                    time.sleep(0)  # hands the GIL to a thread waiting for it
+                conn.executemany(insert, rows[start : start + slice_rows])
+        if new_queues:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in new_queues],
+            )
 
     def _active_queues(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
         """The queues to serve in order, without the paused ones."""
@@ -547,6 +556,67 @@ class SQLiteBackend:
             time.sleep(0.002)
             if conn.execute("PRAGMA data_version").fetchone()[0] != start:
                 return
+
+    # -- periodic jobs ----------------------------------------------------------------------
+    def enqueue_ticks(self, ticks: Sequence[Tick], now: float) -> list[bool]:
+        if not ticks:
+            return []
+        p = f"{self.ns}_periodic"
+        state = "queue = ?, last_at = ?, next_at = ?, job_id = ?, enqueued_at = ?"
+        # Inside the write lock (BEGIN IMMEDIATE), so the comparison with the recorded tick
+        # and the job's insert are one step for every process on the file.
+        offer = (
+            f"INSERT INTO {p} (name, queue, last_at, next_at, job_id, enqueued_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " queue = excluded.queue, last_at = excluded.last_at, next_at = excluded.next_at,"
+            " job_id = excluded.job_id, enqueued_at = excluded.enqueued_at"
+            " WHERE last_at < excluded.last_at"
+        )
+        catch_up = f"UPDATE {p} SET {state} WHERE name = ? AND last_at < ?"
+        won: list[bool] = []
+        stored: list[JobRecord] = []
+        with self._write() as conn:
+            for tick in ticks:
+                r = tick.record
+                if tick.catch_up:
+                    changed = conn.execute(
+                        catch_up, (r.queue, tick.at, tick.next_at, r.id, now, tick.name, tick.at)
+                    ).rowcount
+                else:
+                    changed = conn.execute(
+                        offer, (tick.name, r.queue, tick.at, tick.next_at, r.id, now)
+                    ).rowcount
+                won.append(changed > 0)
+                if changed:
+                    stored.append(r)
+            new_queues = {r.queue for r in stored} - self._registered
+            if stored:
+                self._insert(conn, _rows(stored), new_queues)
+        self._registered |= new_queues
+        return won
+
+    def schedules(self) -> list[ScheduleState]:
+        return [
+            ScheduleState(*row)
+            for row in self._conn().execute(
+                f"SELECT name, queue, last_at, next_at, job_id, enqueued_at FROM {self.ns}_periodic"
+                " ORDER BY name"
+            )
+        ]
+
+    def forget_schedules(self, keep: Sequence[str], abandoned_before: float) -> int:
+        with self._write() as conn:
+            kept = set(keep)
+            names = [
+                name
+                for (name,) in conn.execute(
+                    f"SELECT name FROM {self.ns}_periodic WHERE next_at < ?", (abandoned_before,)
+                )
+                if name not in kept
+            ]
+            for name in names:
+                conn.execute(f"DELETE FROM {self.ns}_periodic WHERE name = ?", (name,))
+        return len(names)
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:

@@ -1,7 +1,8 @@
 """The dashboard's Starlette application: pages, actions and the JSON feed for the chart.
 
 Everything goes through the app's admin API (``stats``, ``jobs``, ``get_job``, ``retry``,
-``delete``, ``cancel``, ``pause``, ``resume``, ``workers``), so one dashboard serves every
+``delete``, ``cancel``, ``pause``, ``resume``, ``workers``, ``schedule_status``,
+``run_schedule``), so one dashboard serves every
 store. Pages are rendered on the server; htmx refreshes the live parts and uPlot draws the
 chart, both served from ``static/``. Store calls block, so they run in the thread pool.
 """
@@ -244,6 +245,8 @@ class Dashboard:
             Route("/retries", self.retries),
             Route("/dead", self.dead),
             Route("/workers", self.workers),
+            Route("/periodic", self.periodic),
+            Route("/periodic/{name}/run", self.run_schedule, methods=["POST"]),
             Route("/metrics", self.metrics),
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
@@ -524,6 +527,10 @@ class Dashboard:
         ]
         return self.render(request, "workers.html", nav="workers", workers=rows)
 
+    async def periodic(self, request: Request) -> Response:
+        schedules = await self.call(self.app.schedule_status)
+        return self.render(request, "periodic.html", nav="periodic", schedules=schedules)
+
     def _alive(self, last_seen: float, alive: bool) -> bool:
         # Heartbeats come every third of a lease; three missed ones mean the worker is gone.
         return alive and time.time() - last_seen < max(3 * self.app.lease, 10.0)
@@ -560,6 +567,15 @@ class Dashboard:
             f"Job {short} {verb}." if done else f"Job {short} could not be {verb.split()[0]} in its state."
         )
         return self.back(request, form, f"/jobs/{job_id}", message)
+
+    async def run_schedule(self, request: Request) -> Response:
+        """Run now: enqueue a schedule's job at once (its ticks go on as before)."""
+        name = request.path_params["name"]
+        form = await self.action_form(request)
+        if name not in self.app.schedules:
+            raise HTTPException(404, f"No schedule {name!r} in this app's code.")
+        job = await self.call(self.app.run_schedule, name)
+        return self.back(request, form, "/periodic", f"Enqueued {name} now as job {job.id[:8]}.")
 
     def _act(self, action: str, *job_ids: str, by: str | None = None) -> int:
         """One store call for any number of jobs; how many changed."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..job import FINAL_STATES, Failure, JobRecord
 from ..middleware import Middleware
+from ..periodic.scheduler import Scheduler
 from ..worker.executor import Prepared, Runner, Watchdog
 from ..worker.outcome import Outcome
 from .clock import VirtualClock, virtual_clock
@@ -162,25 +163,35 @@ def drain(
     max_jobs: int = MAX_JOBS,
 ) -> Drained:
     """Run every job that is due, in this thread, until none is: jobs those jobs enqueue
-    included, retries included once they come due. ``advance``: seconds to move the app's
-    virtual clock forward meanwhile, step by step, so delayed, retried and scheduled jobs
-    due within that time run too, in the order they come due (a backoff inside the window is
-    skipped, not slept). Returns what ran.
+    included, retries included once they come due, and the ticks of the app's periodic
+    schedules as a worker's scheduler enqueues them. ``advance``: seconds to move the app's
+    virtual clock forward meanwhile, step by step, so delayed, retried, scheduled and
+    periodic jobs due within that time run too, in the order they come due (a backoff inside
+    the window is skipped, not slept). Returns what ran.
 
     For test stores: finding the next job due reads up to 1,000 waiting jobs per state."""
     if advance < 0:
         raise ValueError(f"advance must be seconds >= 0, not {advance!r}")
     drained = Drained()
     with _Runs(app, drained, max_jobs) as runs:
+        # Periodic jobs as a worker's scheduler enqueues them, on the virtual clock (its first
+        # pass offers each schedule's latest past tick, which the store takes once).
+        scheduler = Scheduler(app, now=runs.clock) if app.schedules else None
         target = runs.clock() + advance
         while True:
+            if scheduler is not None:
+                scheduler.run_due(runs.clock())
             runs.run_due(queues)
-            due = _next_due(app, target, queues)
-            if due is None:
+            due = [t for t in (_next_due(app, target, queues), _next_tick(scheduler)) if t is not None]
+            if not due or min(due) > target:
                 break
-            runs.skip_to(due)
+            runs.skip_to(min(due))
         runs.skip_to(target)
     return drained
+
+
+def _next_tick(scheduler: Scheduler | None) -> float | None:
+    return None if scheduler is None else scheduler.next_due()
 
 
 def _next_due(app: Conveyor, until: float, queues: Sequence[str] | None) -> float | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends import WaitsAndFetches
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
+from ..periodic.scheduler import Scheduler
 from ..render import plural
 from .acker import Acker
 from .canceller import Canceller
@@ -125,6 +126,11 @@ class Worker:
         self._heartbeat.recover()
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
+        # Only an app with schedules has a scheduler thread: others pay nothing for it.
+        self._scheduler: Scheduler | None = None
+        if self.app.schedules:
+            self._scheduler = Scheduler(self.app)
+            self._scheduler.start()
         log.info(
             "worker %s serving %s with %s",
             self.id,
@@ -364,6 +370,8 @@ class Worker:
         self._watchdog.stop()
         self._acker.stop()
         self._canceller.stop()
+        if self._scheduler is not None:
+            self._scheduler.stop()
         self._heartbeat.stop()
         try:
             self._backend.heartbeat(replace(self.info(), alive=False), self.app.lease, time.time())

@@ -41,6 +41,9 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:ended:<id>     LIST   a token pushed when a waited-for job ends; its waiter blocks
                                  on it in BLPOP (expires after 5 minutes)
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
+    {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
+                                 schedules whose jobs go to the queue: the tick marker lives
+                                 in the job's slot, so one script decides and enqueues
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -58,6 +61,9 @@ from typing import Final
 
 #: The queue whose jobs the id index (``{ns}:where``) leaves out.
 DEFAULT: Final = "default"
+#: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
+#: that many idle workers at once; leftovers only cause one spare fetch each.
+WAKE_TOKENS: Final = 16
 
 
 class Keys:
@@ -152,6 +158,19 @@ class Keys:
         p = self.prefix(queue)
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts")
         return [p + n for n in names]
+
+    def ticks(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "periodic", p + "prios", p + "wake"]
+        if not cluster:  # one script may span slots only off Cluster
+            keys += (self.where, self.queues)
+        return keys
+
+    def unschedule(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "periodic"]
+
+    def periodic(self, queue: str) -> str:
+        return self.prefix(queue) + "periodic"
 
     def beat(self) -> list[str]:
         return [self.workers, self.seen]

@@ -19,7 +19,8 @@ from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
-from .keys import DEFAULT, Keys
+from .keys import DEFAULT, WAKE_TOKENS, Keys
+from .periodic import Periodic
 from .records import claimed, groups, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
 
@@ -29,9 +30,6 @@ WORKER_EXPIRY: Final = 60.0  # seconds of silence after which a worker is forgot
 LOST: Final = (
     "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
 )
-#: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
-#: that many idle workers at once; leftovers only cause one spare fetch each.
-WAKE_TOKENS: Final = 16
 #: How long fetch retries, with the same claim token, while Redis is unreachable. A claim
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
@@ -71,7 +69,7 @@ class EnqueuePlan(NamedTuple):
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
-class RedisBackend(Admin):
+class RedisBackend(Admin, Periodic):
     """Jobs in Redis, shared by any number of processes and machines."""
 
     def __init__(self, url: str, namespace: str) -> None:

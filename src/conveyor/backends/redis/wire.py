@@ -42,6 +42,8 @@ SCRIPTS: Final = (
     "progress",
     "cancels",
     "watch",
+    "ticks",
+    "unschedule",
 )
 
 
