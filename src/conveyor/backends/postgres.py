@@ -100,6 +100,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
+    ACTIVE,
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
@@ -238,8 +239,13 @@ def _unwrap_connection(connection: Any) -> Conn:
 
 
 class Waits(NamedTuple):
-    """The statements of a wait for a job to end (migration 0003): LISTEN on the namespace's
-    ``ended`` channel, then mark the job waited for, unless it ended already."""
+    """The statements of a wait for a job to end (migration 0004): LISTEN on the namespace's
+    ``ended`` channel, then mark the job waited for, unless it ended already.
+
+    Marking locks the job's row for an instant: a claim passing it then (SKIP LOCKED) leaves
+    it, and an idle worker woken for it would sleep on. So a waiter that marked a job not yet
+    running NOTIFYs its queue's channel after the mark committed, as an enqueue does, and
+    the workers look again."""
 
     listen: str
     unlisten: str
@@ -252,7 +258,7 @@ class Waits(NamedTuple):
             sql.SQL("LISTEN {}").format(channel).as_string(),
             sql.SQL("UNLISTEN {}").format(channel).as_string(),
             f"UPDATE {schema}.jobs SET waited = true WHERE id = %(id)s"
-            f" AND state NOT IN ('completed', 'dead', 'cancelled') RETURNING state",
+            f" AND state NOT IN ('completed', 'dead', 'cancelled') RETURNING state, queue",
         )
 
 
@@ -1021,7 +1027,9 @@ class PostgresBackend:
         def wait(conn: Conn) -> JobRecord | None:
             conn.execute(self.waits.listen)
             try:
-                while conn.execute(self.waits.watch, {"id": job_id}).fetchone() is not None:
+                while (marked := conn.execute(self.waits.watch, {"id": job_id}).fetchone()) is not None:
+                    if marked[0] != ACTIVE:  # see Waits
+                        conn.execute(self.sql.notify, {"channel": self.channel, "queue": marked[1]})
                     left = RECHECK if deadline is None else deadline - time.monotonic()
                     if left <= 0:
                         break

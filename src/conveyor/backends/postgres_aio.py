@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from ..errors import QueueFull
-from ..job import JobRecord
+from ..job import ACTIVE, JobRecord
 from .base import unavailable
 from .postgres import (
     _COPY_TYPES,
@@ -165,7 +165,13 @@ class AsyncPostgresStore:
         async def wait(conn: AsyncConn) -> JobRecord | None:
             await conn.execute(waits.listen)
             try:
-                while await (await conn.execute(waits.watch, {"id": job_id})).fetchone() is not None:
+                while (
+                    marked := await (await conn.execute(waits.watch, {"id": job_id})).fetchone()
+                ) is not None:
+                    if marked[0] != ACTIVE:  # see postgres.Waits
+                        await conn.execute(
+                            self.sql.notify, {"channel": self.backend.channel, "queue": marked[1]}
+                        )
                     left = RECHECK if deadline is None else deadline - time.monotonic()
                     if left <= 0:
                         break
