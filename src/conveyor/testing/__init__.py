@@ -15,6 +15,8 @@ written to the store, where ``job.result()`` and ``app.get_job(id)`` read it.
 
 from __future__ import annotations
 
+import sys
+
 from .asserts import assert_enqueued
 from .clock import VirtualClock, virtual_clock
 from .drain import Drained, TooManyJobs, drain, inline
@@ -31,9 +33,10 @@ __all__ = [
     "virtual_clock",
 ]
 
-try:  # the pytest plugin, when pytest is there: its hooks and fixtures live in this module
+# The pytest plugin's hooks and fixtures live in this module (``-p conveyor.testing`` and the
+# pytest11 entry point load it); pytest is then imported already. Outside pytest (a script
+# using drain or inline) importing it would only cost a second.
+if "pytest" in sys.modules:
     from .plugin import conveyor_app, conveyor_url, pytest_addoption
-except ImportError:  # pragma: no cover - conveyor.testing used without pytest
-    pass
-else:
+
     __all__ += ["conveyor_app", "conveyor_url", "pytest_addoption"]

@@ -64,22 +64,18 @@ class _Runs:
         self.worker = f"drain-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.drained = drained
         self.max_jobs = max_jobs
-        self._watchdog: Watchdog | None = None
         self._runner: Runner | None = None
 
     def __enter__(self) -> _Runs:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._watchdog is not None:
-            self._watchdog.stop()
+        return None
 
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            # The watchdog (a thread) stops a sync run past its timeout, as in a worker.
-            self._watchdog = Watchdog(lambda entry: None)
-            self._runner = Runner(self.app, self._watchdog, self.worker)
+            self._runner = Runner(self.app, _watchdog(), self.worker)
         return self._runner
 
     def run_due(self, queues: Sequence[str] | None = None) -> int:
@@ -129,6 +125,21 @@ class _Runs:
         before = self.clock.offset
         self.clock.move_to(when)
         self.drained.advanced += self.clock.offset - before
+
+
+_shared: Watchdog | None = None
+_shared_lock = threading.Lock()
+
+
+def _watchdog() -> Watchdog:
+    """The watchdog that stops a sync run past its timeout, as in a worker: one thread for
+    the whole process, started by the first drain (a thread per drain cost a test suite
+    milliseconds a test on a busy machine)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Watchdog(lambda entry: None)
+        return _shared
 
 
 def _run_async(runner: Runner, job: Prepared) -> Outcome:
