@@ -69,6 +69,27 @@ bench-quick:
 	$(PYTHON) bench/run.py --store redis --repeat 1 --quick --out bench/RESULTS-redis-quick.md
 	$(PYTHON) bench/run.py --store postgres --repeat 1 --quick --out bench/RESULTS-postgres-quick.md
 
+# Issue 19's size comparisons (bench/scale_drain.py) on every store: a drain of SCALE_JOBS
+# (first tenth against last, worker RSS), 20k pending alone and beside SCALE_BACKLOG scheduled
+# jobs, an idle worker's CPU and its first job beside them; then 200 queues against one
+# (bench/queues_probe.py) and a hot queue partitioned over a 3-master Cluster
+# (bench/partitions_probe.py). 10M jobs take hours and ~10 GB of disk per SQL store;
+# `make bench-scale SCALE_JOBS=1000000 SCALE_BACKLOG=1000000` is the quick form.
+SCALE_JOBS ?= 10000000
+SCALE_BACKLOG ?= 10000000
+
+.PHONY: bench-scale
+
+bench-scale:
+	@status=0; \
+	for store in sqlite postgres redis; do \
+		$(PYTHON) bench/scale_drain.py --store $$store --jobs $(SCALE_JOBS) --backlog $(SCALE_BACKLOG) || status=1; \
+		$(PYTHON) bench/queues_probe.py --store $$store || status=1; \
+	done; \
+	$(PYTHON) bench/queues_probe.py --store cluster || status=1; \
+	$(PYTHON) bench/partitions_probe.py || status=1; \
+	exit $$status
+
 # The fault suite at full sizes (20,000 jobs, several kill -9 per worker, on every store),
 # then a table of its figures, also written to docs/reliability.md. The table is printed
 # even when a scenario fails; the target then fails too.

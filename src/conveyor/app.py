@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import orjson
 
-from .backends import Backend, EnqueuesInTransaction, StreamsEnqueue, WaitsForJobs, open_backend
+from .backends import Backend, EnqueuesInTransaction, Partitions, StreamsEnqueue, WaitsForJobs, open_backend
 from .backends.aio import AsyncStore, open_async_store
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
@@ -749,6 +749,24 @@ class Conveyor:
             return 0
         # Each id once: a repeated id must not count twice on any store.
         return self.backend.act(action, list(dict.fromkeys(job_ids)), time.time(), note=note)
+
+    def queue(self, name: str, *, partitions: int = 1) -> int:
+        """Settings of one queue, kept in the store for every process that uses it.
+
+        ``partitions``: on Redis, spread the queue over that many hash slots, so that on a
+        Cluster one busy queue uses every master (``docs/scaling.md``). Jobs are dealt out
+        over the partitions and workers take from all of them; priority and FIFO order hold
+        within a partition, not across them. The count can grow, never shrink (jobs already
+        in a partition stay served); returns the count in force. Processes already running
+        pick it up within 10 s. Other stores keep one queue (a table has no slots) and
+        return 1.
+        """
+        check_name("queue", name)
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ConfigurationError(f"partitions={partitions!r} for queue {name!r}: a whole number >= 1")
+        if isinstance(self.backend, Partitions):
+            return self.backend.partition(name, partitions)
+        return 1
 
     def pause(self, queue: str) -> None:
         """Stop workers from fetching this queue's jobs; enqueue still works."""

@@ -98,6 +98,30 @@ def test_strict_queue_order_and_all_queues(app: Conveyor) -> None:
     assert set(ids(app.backend.fetch(None, 5, "w", 30, time.time()))) == {a2.id, d.id}
 
 
+def test_one_fetch_over_many_queues_takes_them_in_order_and_stops_when_full(app: Conveyor) -> None:
+    """A worker of 60 queues: the drained, empty and paused ones are passed over, the batch
+    fills from the next queues in order (priority first within each), and a queue past the
+    full batch is not touched."""
+    now = time.time()
+    names = [f"q{n:02d}" for n in range(60)]
+    q07 = [record(app, queue="q07", run_at=now - 5 + i) for i in range(3)]
+    q20 = [record(app, queue="q20", run_at=now - 9), record(app, queue="q20", priority=3, run_at=now - 1)]
+    q21 = [record(app, queue="q21", run_at=now - 9)]
+    q40 = [record(app, queue="q40", run_at=now - 9 + i) for i in range(4)]
+    later = record(app, queue="q03", state="scheduled", run_at=now + 600)
+    app.backend.enqueue([*q40, *q21, *q20, *q07, later, *(record(app, queue=q) for q in ("q01", "q02"))])
+    app.backend.fetch(["q01", "q02"], 10, "w0", 30, now)  # drained: they were used, now empty
+    app.pause("q21")
+    got = app.backend.fetch(names, 7, "w", 30, now)
+    assert ids(got) == [*ids(q07), q20[1].id, q20[0].id, *ids(q40[:2])]
+    assert {r.queue for r in got} == {"q07", "q20", "q40"} and all(r.state == "active" for r in got)
+    reversed_order = app.backend.fetch(names[::-1], 2, "w", 30, now)
+    assert ids(reversed_order) == ids(q40[2:])
+    assert app.backend.fetch(names, 10, "w", 30, now) == []  # q21 paused, q03 not due
+    app.resume("q21")
+    assert ids(app.backend.fetch(None, 10, "w", 30, now)) == ids(q21)
+
+
 def test_fetch_claims_with_a_lease_and_counts_the_attempt(app: Conveyor) -> None:
     r = record(app, max_attempts=3)
     app.backend.enqueue([r])

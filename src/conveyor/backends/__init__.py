@@ -7,12 +7,21 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..redaction import redact_url
-from .base import Backend, EnqueuesInTransaction, Migrates, StreamsEnqueue, WaitsAndFetches, WaitsForJobs
+from .base import (
+    Backend,
+    EnqueuesInTransaction,
+    Migrates,
+    Partitions,
+    StreamsEnqueue,
+    WaitsAndFetches,
+    WaitsForJobs,
+)
 
 __all__ = [
     "Backend",
     "EnqueuesInTransaction",
     "Migrates",
+    "Partitions",
     "StreamsEnqueue",
     "WaitsAndFetches",
     "WaitsForJobs",

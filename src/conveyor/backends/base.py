@@ -8,8 +8,9 @@ decision depends on it, so that tests can move time and stores agree on one cloc
 
 What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
 optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
-``WaitsForJobs``, ``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
-once, when they get the store, never per job.
+``WaitsForJobs``, ``Partitions``, ``Migrates``), as River's driver declares
+``SupportsListener``. Callers look a capability up once, when they get the store, never per
+job.
 
 Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
 each store states which of its driver's errors mean that once, with ``translate_errors``.
@@ -194,6 +195,16 @@ class WaitsForJobs(Protocol):
 
 
 @runtime_checkable
+class Partitions(Protocol):
+    """A store that can spread one queue over several shards (Redis: hash slots, hence the
+    masters of a Cluster)."""
+
+    def partition(self, queue: str, count: int) -> int:
+        """Spread ``queue`` over ``count`` shards from now on (never fewer than it has:
+        jobs already in a shard must stay served); returns the count in force."""
+
+
+@runtime_checkable
 class Migrates(Protocol):
     """A store with a versioned schema that ``conveyor migrate`` brings up to date."""
 
@@ -205,7 +216,15 @@ class Migrates(Protocol):
 #: ``translate_errors`` turns into ``StoreUnavailable``.
 CONTRACT: tuple[str, ...] = tuple(
     name
-    for protocol in (Backend, StreamsEnqueue, EnqueuesInTransaction, WaitsAndFetches, WaitsForJobs, Migrates)
+    for protocol in (
+        Backend,
+        StreamsEnqueue,
+        EnqueuesInTransaction,
+        WaitsAndFetches,
+        WaitsForJobs,
+        Partitions,
+        Migrates,
+    )
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])
 )

@@ -239,7 +239,7 @@ def _unwrap_connection(connection: Any) -> Conn:
 
 
 class Waits(NamedTuple):
-    """The statements of a wait for a job to end (migration 0004): LISTEN on the namespace's
+    """The statements of a wait for a job to end (migration 0005): LISTEN on the namespace's
     ``ended`` channel, then mark the job waited for, unless it ended already.
 
     Marking locks the job's row for an instant: a claim passing it then (SKIP LOCKED) leaves
@@ -410,9 +410,14 @@ class _Statements:
             f" locked_by = NULL, lease_until = NULL, started_at = NULL"
             f" WHERE id = ANY(%(ids)s::text[]) AND locked_by = %(worker)s AND state = 'active'"
         )
+        # SKIP LOCKED: a lease being acknowledged right now is passed over rather than
+        # waited for. Waiting, the heartbeat (every active job of the worker, in index order)
+        # and an ack batch (in its own order) could deadlock; the job is about to leave
+        # 'active', and if its ack fails the next beat, a third of a lease later, extends it.
         extend = (
             f"WITH extended AS (UPDATE {s}.jobs SET lease_until = %(until)s"
-            f" WHERE locked_by = %(id)s AND state = 'active')"
+            f" WHERE id IN (SELECT id FROM {s}.jobs WHERE locked_by = %(id)s AND state = 'active'"
+            f" FOR UPDATE SKIP LOCKED))"
         )
         self.heartbeat = (
             extend + f" INSERT INTO {s}.workers (id, host, pid, queues, concurrency, started_at,"

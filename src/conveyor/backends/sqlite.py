@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from itertools import chain
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -234,6 +235,32 @@ class SQLiteBackend:
         self.path = _path_from_url(url)
         self.ns = namespace
         self.t = f"{namespace}_jobs"
+        self._promote = (
+            f"UPDATE {self.t} SET state = 'pending' WHERE id IN (SELECT id FROM {self.t}"
+            f" WHERE state IN {_LATER} AND run_at <= ? ORDER BY run_at LIMIT {PROMOTE_BATCH})"
+        )
+        # Queues with ready jobs and their counts, in the order served: the counts table's
+        # key is (queue, state), so for every queue the rows come in order straight off it,
+        # and the caller stops reading once the batch is full (drained queues cost a row).
+        unpaused = f"NOT EXISTS (SELECT 1 FROM {namespace}_queues p WHERE p.name = c.queue AND p.paused = 1)"
+        self._serve_default = (
+            f"SELECT queue, n FROM {namespace}_counts c WHERE queue = 'default' AND state = 'pending'"
+            f" AND n > 0 AND {unpaused}"
+        )
+        self._serve_every = (
+            f"SELECT queue, n FROM {namespace}_counts c WHERE queue <> 'default' AND state = 'pending'"
+            f" AND n > 0 AND {unpaused} ORDER BY queue"
+        )
+        self._serve_given = (
+            f"SELECT c.queue, c.n FROM json_each(?) g JOIN {namespace}_counts c ON c.queue = g.value"
+            f" AND c.state = 'pending' WHERE c.n > 0 AND {unpaused} ORDER BY g.key"
+        )
+        self._claim = (
+            f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
+            f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
+            f" WHERE id IN (SELECT id FROM {self.t} WHERE queue = ? AND state = 'pending'"
+            f" ORDER BY priority DESC, run_at, id LIMIT ?) RETURNING {_CLAIMED}"
+        )
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -371,54 +398,47 @@ class SQLiteBackend:
                 [(q,) for q in new_queues],
             )
 
-    def _active_queues(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
-        """The queues to serve in order, without the paused ones."""
-        paused = {name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues WHERE paused = 1")}
-        if queues is None:
-            known = [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
-            queues = sorted(known, key=lambda q: (q != "default", q))
-        return [q for q in queues if q not in paused]
-
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
-        if limit <= 0:
+        if limit <= 0 or (queues is not None and not queues):
             return []
         with self._write() as conn:
-            serve = self._active_queues(conn, queues)
-            if not serve:
-                return []
             # Scheduled and retry jobs that came due join the ready ones: a range read at the
             # start of the due index, nothing when none is due, however many wait for later.
-            conn.execute(
-                f"UPDATE {self.t} SET state = 'pending' WHERE id IN (SELECT id FROM {self.t}"
-                f" WHERE state IN {_LATER} AND run_at <= ? ORDER BY run_at LIMIT {PROMOTE_BATCH})",
-                (now,),
-            )
-            # One index walk per queue, each stopping at LIMIT, then the queue order decides:
-            # a single ORDER BY over all queues would sort every waiting job on each claim.
-            # A pending job is due by definition (enqueue and promotion decide that), so
-            # the walk never skips rows.
-            parts = [
-                f"SELECT * FROM (SELECT id, {rank} AS r, priority, run_at FROM {self.t}"
-                f" WHERE queue = ? AND state = 'pending'"
-                f" ORDER BY priority DESC, run_at, id LIMIT ?)"
-                for rank in range(len(serve))
-            ]
-            params: list[Any] = []
-            for queue in serve:
-                params += [queue, limit]
-            picked = " UNION ALL ".join(parts) + " ORDER BY r, priority DESC, run_at, id LIMIT ?"
+            conn.execute(self._promote, (now,))
+            # Which queues to claim from: those in order, unpaused, with ready jobs, until
+            # their counts (kept by the triggers in this very transaction) fill the batch.
+            # A worker of 200 queues reads neither the drained ones nor their names.
+            if queues is None:
+                cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
+            else:
+                cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
+            serve: list[str] = []
+            counted = 0
+            for queue, count in chain(*cursors):
+                serve.append(queue)
+                counted += count
+                if counted >= limit:
+                    break
+            for cursor in cursors:  # read no further
+                cursor.close()
             until = now + lease
-            rows = conn.execute(
-                f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
-                f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                f" WHERE id IN (SELECT id FROM ({picked})) RETURNING {_CLAIMED}",
-                [worker, until, now, *params, limit],
-            ).fetchall()
-        rank = {q: i for i, q in enumerate(serve)}
+            rows: list[Any] = []
+            # Per queue in order, one claim: a walk of the ready index that stops at the
+            # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
+            # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
+            # (enqueue and promotion decide that), so the walk never skips rows.
+            for queue in serve:
+                rows += conn.execute(self._claim, (worker, until, now, queue, limit - len(rows))).fetchall()
+                if len(rows) >= limit:
+                    break
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
-        records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
+        if len(serve) > 1:
+            rank = {q: i for i, q in enumerate(serve)}
+            records.sort(key=lambda r: (rank[r.queue], -r.priority, r.run_at, r.id))
+        else:
+            records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return records
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from ...job import FINAL_STATES, JobRecord
+from ...job import JobRecord
+from ..aio import poll_ended
 from ..base import unavailable
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT
@@ -140,12 +141,12 @@ class AsyncRedisStore:
             return
         plan = self.backend.plan_enqueue(records, max_queue_length)
         try:
-            if plan.first:
-                await self.run(plan.first)
+            replies = await self.run(plan.first) if plan.first else []
             results = await self.run(plan.scripts)
         except BaseException:
             plan.forget(self.backend._registered)
             raise
+        results = self.backend.enqueued(plan, replies, results)
         full = plan.full(results)
         if full:
             await self.run(self.backend.undo_calls(plan.by_queue, full))
@@ -178,22 +179,25 @@ class AsyncRedisStore:
         """``RedisBackend.wait_ended`` on the async client: BLPOP on the job's ``ended``
         list, which the script that ends a watched job pushes to."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        shard, located = queue, False  # the queue is a guess: a partitioned one has shards
         while True:
-            if queue is None:
-                record = await self.get(job_id)
-                if record is None or record.state in FINAL_STATES:
-                    return record
-                queue = record.queue
+            if shard is None:
+                shard, located = await self._queue_of(job_id), True
+                if shard is None:
+                    return None
             (state,) = await self.run(
-                [Call("watch", self.keys.watch(queue), [self.keys.prefix(queue), job_id])]
+                [Call("watch", self.keys.watch(shard), [self.keys.prefix(shard), job_id])]
             )
             left = RECHECK if deadline is None else deadline - time.monotonic()
             if state is None:
-                queue = None  # gone, or moved to another queue: look it up again
-                continue
+                if not located:
+                    shard = None
+                    continue
+                # Gone, or moved to another queue as it was looked up: read it as it goes.
+                return await poll_ended(self, job_id, None if deadline is None else max(0.0, left))
             if state in ENDED or left <= 0:
                 return await self.get(job_id)
-            token = self.keys.ended(queue, job_id)
+            token = self.keys.ended(shard, job_id)
             try:
                 woken = await self.client.blpop([token], timeout=max(0.01, min(left, RECHECK)))
             except UNAVAILABLE as exc:

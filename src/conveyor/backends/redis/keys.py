@@ -9,6 +9,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
                                  enqueue a quarter of its server time
     {ns}:workers          HASH   worker id -> JSON of its last heartbeat
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
+    {ns}:partitions       HASH   queue -> number of partitions (partitions.py); a queue
+                                 "q" of n partitions is the queues q, q:1 … q:n-1
     {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
@@ -69,7 +71,7 @@ WAKE_TOKENS: Final = 16
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("ns", "queues", "seen", "where", "workers")
+    __slots__ = ("ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -78,6 +80,7 @@ class Keys:
         self.where = g + "where"
         self.workers = g + "workers"
         self.seen = g + "seen"
+        self.partitions = g + "partitions"
 
     def prefix(self, queue: str) -> str:
         """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1])."""
@@ -109,6 +112,10 @@ class Keys:
         p = self.prefix(queue)
         held, claim = p + "held:" + worker, p + "claim:" + worker
         return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
+
+    def due(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "prios", p + "paused", p + "claim:" + worker]
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
@@ -174,6 +181,9 @@ class Keys:
 
     def beat(self) -> list[str]:
         return [self.workers, self.seen]
+
+    def partition(self) -> list[str]:
+        return [self.partitions]
 
     def forget(self) -> list[str]:
         return [self.workers, self.seen]

@@ -8,10 +8,12 @@ from typing import Any, Final
 
 from ...job import ACTIVE, COMPLETED, PENDING, RETRY, SCHEDULED, JobRecord
 from .keys import DEFAULT
+from .partitions import queue_of
 
 #: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
 FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx")
-#: Values per job fetch.lua returns: id, then p m ra a e tb of its hash.
+#: Values per job fetch.lua returns: id, then p m ra a e tb of its hash (after each queue's
+#: position and count).
 CLAIMED: Final = 7
 
 
@@ -119,7 +121,8 @@ def record(
 
 
 def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
-    """``record`` of a job hash read whole (its ``FIELDS``). complete.lua leaves a completed
+    """``record`` of a job hash read whole (its ``FIELDS``), found in ``queue`` (or a
+    partition of it). complete.lua leaves a completed
     job's last lease and error in its hash (removing them would cost a command per job), so
     they are dropped here."""
     state = _text(v[2]) or PENDING
@@ -130,7 +133,7 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     error, tb, locked_by = _text(v[8]), _text(v[9]), _text(v[10])
     return record(
         job_id,
-        queue,
+        queue_of(queue),
         payload,
         v[1],
         state,
@@ -148,29 +151,51 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     )
 
 
-def claimed(queue: str, flat: Sequence[Any], worker: str, lease_until: float, now: float) -> list[JobRecord]:
-    """Records of jobs fetch.lua just claimed; it returns only what the caller cannot know
-    (the rest: state active, started now, held by ``worker`` until ``lease_until``)."""
-    reply = iter(flat)
-    return [
-        record(
-            job_id.decode(),
-            queue,
-            p,
-            m,
-            ACTIVE,
-            ra,
-            a,
-            now,
-            None,
-            None,
-            None if e is None else e.decode(errors="replace"),
-            None if tb is None else tb.decode(errors="replace"),
-            worker,
-            lease_until,
-        )
-        for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True)
-    ]
+def claimed(
+    queues: Sequence[str],
+    flat: Sequence[Any],
+    worker: str,
+    lease_until: float,
+    now: float,
+    held: dict[str, str],
+    beaten: set[str],
+) -> list[JobRecord]:
+    """Records of jobs fetch.lua just claimed from ``queues`` (in the order it was given
+    them). Per queue that gave jobs it returns the queue's position and count, then only
+    what the caller cannot know of each job (the rest: state active, started now, held by
+    ``worker`` until ``lease_until``). Each job's queue (a partition's own name: see
+    partitions.py) goes to ``held``, the queue to ``beaten``; a record shows the name of
+    the queue a partition belongs to."""
+    records: list[JobRecord] = []
+    at = 0
+    while at < len(flat):
+        name, count = queues[int(flat[at]) - 1], int(flat[at + 1])
+        queue = queue_of(name)
+        beaten.add(name)
+        reply = iter(flat[at + 2 : at + 2 + CLAIMED * count])
+        at += 2 + CLAIMED * count
+        for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True):
+            job = job_id.decode()
+            held[job] = name
+            records.append(
+                record(
+                    job,
+                    queue,
+                    p,
+                    m,
+                    ACTIVE,
+                    ra,
+                    a,
+                    now,
+                    None,
+                    None,
+                    None if e is None else e.decode(errors="replace"),
+                    None if tb is None else tb.decode(errors="replace"),
+                    worker,
+                    lease_until,
+                )
+            )
+    return records
 
 
 def queue_names(values: Iterable[Any]) -> list[str]:

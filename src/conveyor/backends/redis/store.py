@@ -4,9 +4,12 @@ wire.py, and comes back as records by records.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -14,12 +17,23 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull
-from ...job import BAD_RUN_AT, FAR_FUTURE, FINAL_STATES, PENDING, SCHEDULED, Failure, JobRecord, WorkerInfo
+from ...job import (
+    BAD_RUN_AT,
+    FAR_FUTURE,
+    FINAL_STATES,
+    PENDING,
+    SCHEDULED,
+    Failure,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
 from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
+from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
 from .periodic import Periodic
 from .records import claimed, groups, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
@@ -49,6 +63,8 @@ class EnqueuePlan(NamedTuple):
     fresh: list[str]
     first: list[Call]
     scripts: list[Call]
+    #: Where the reply with the partition counts is: in ``first``'s, ``scripts``' or none.
+    reread: str
 
     def forget(self, registered: dict[str, float]) -> None:
         """The calls failed: the registry may not have been written; send it again next time."""
@@ -63,6 +79,7 @@ class EnqueuePlan(NamedTuple):
         i = min(full)
         queue = list(self.by_queue)[i]
         return QueueFull(
+            # A partition's limit is its own: see partitions.py.
             f"queue {queue!r} holds {results[i][1]} waiting jobs; adding {len(self.by_queue[queue])} "
             f"would pass its limit of {limit}"
         )
@@ -89,14 +106,32 @@ class RedisBackend(Admin, Periodic):
         # find the job's keys without asking the id index (no extra round-trip).
         self._held: dict[str, str] = {}
         self._known: list[str] = []
+        # Queues this process held jobs of since its last heartbeat: see heartbeat.
+        self._beaten: set[str] = set()
+        # Partitioned queues and their counts (partitions.py), read again every 10 s; and
+        # a turn that deals jobs out over the partitions and picks where a fetch starts.
+        self._partitions: dict[str, int] = {}
+        self._partitions_read = -1e9
+        self._partitions_known = False  # read once before the first fetch: see _fetch
+        self._fetch_keys: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
+        self._known_raw: Any = None
+        self._known_partitioned = False
+        self._first_fills = False  # Cluster: did the last fetch's first queue fill it?
+        self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
         """Every queue ever used in this namespace, ``default`` first."""
-        known = queue_names(self.client.smembers(self.keys.queues))
-        self._known = known
-        return known
+        self._learn(self.client.smembers(self.keys.queues))
+        return list(self._known)
+
+    def _learn(self, registry: Any) -> None:
+        """The registry as SMEMBERS returned it: sorted again only when it changed."""
+        if registry != self._known_raw:
+            self._known_raw = registry
+            self._known = queue_names(registry)
+            self._known_partitioned = any(SEPARATOR in q for q in self._known)
 
     def _unregistered(self, queues: Iterable[str]) -> list[str]:
         """Queues not added to the registry by this process lately, now marked as added (a
@@ -110,6 +145,114 @@ class RedisBackend(Admin, Periodic):
 
     def _is_registered(self, queue: str) -> bool:
         return time.monotonic() - self._registered.get(queue, -1e9) <= 10.0
+
+    # -- partitions (partitions.py) --------------------------------------------------------
+    def partition(self, queue: str, count: int) -> int:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+            raise ConfigurationError(
+                f"partitions={count!r} for queue {queue!r}: a whole number from 1 to {MAX_PARTITIONS}"
+            )
+        (now_in_force,) = self._wire.run([Call("partition", self.keys.partition(), [queue, count])])
+        self._partitions_read = -1e9  # read them all again at the next call that can
+        if int(now_in_force) > 1:
+            self._partitions[queue] = int(now_in_force)
+        return int(now_in_force)
+
+    def _read_partitions(self, raw: Any) -> None:
+        counts: dict[str, int] = {}
+        for name, value in dict(raw).items():
+            try:
+                count = int(value)
+            except ValueError:
+                log.warning("ignoring partition count %r of queue %r", value, name)
+                continue
+            if count > 1:
+                counts[name.decode() if isinstance(name, bytes) else str(name)] = min(count, MAX_PARTITIONS)
+        self._partitions = counts
+        self._partitions_read = time.monotonic()
+        self._partitions_known = True
+
+    def _partitions_stale(self) -> list[Call]:
+        """The call that reads the partition counts again, if they are older than 10 s (sent
+        in the pipeline of a call the store makes anyway: never a round-trip of its own)."""
+        if time.monotonic() - self._partitions_read <= 10.0:
+            return []
+        return [Call(None, "HGETALL", self.keys.partitions)]
+
+    def _shard(self, queue: str) -> str:
+        """Where the next job of ``queue`` goes: the queue, or its partitions in turn."""
+        count = self._partitions.get(queue)
+        return queue if count is None else shard(queue, next(self._turn) % count)
+
+    def _split(self, records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]:
+        """``records`` by the queue, or partition, each goes to."""
+        if not self._partitions:
+            return split_by_queue(records)
+        by_queue: dict[str, list[JobRecord]] = {}
+        for r in records:
+            by_queue.setdefault(self._shard(r.queue), []).append(r)
+        return by_queue
+
+    def _shards(self, queues: Sequence[str], turn: int) -> list[str]:
+        """``queues`` with every partitioned one replaced by its partitions, from partition
+        ``turn`` round (a fetch's own: workers that fetch together start apart)."""
+        counts = self._partitions
+        if not counts:
+            return list(queues)
+        names: list[str] = []
+        for q in queues:
+            count = counts.get(q)
+            names += [q] if count is None else shards(q, count, turn)
+        return names
+
+    def _order(self, turn: int) -> list[str]:
+        """Every queue and partition to serve when the worker serves all: "default" (even
+        if missing from the registry), then the registry's names as last read, a queue's
+        partitions together from partition ``turn`` round."""
+        known = self._known if self._known[:1] == [DEFAULT] else [DEFAULT, *self._known]
+        if not self._partitions and not self._known_partitioned:
+            return known
+        names: list[str] = []
+        for q in dict.fromkeys(queue_of(name) for name in known):
+            names += self._shards([q], turn) if q in self._partitions else [q]
+        extra = set(known) - set(names)  # partitions past the count (never shrinks; robust)
+        return names + [q for q in known if q in extra]
+
+    def _partition_counts(self) -> dict[str, int]:
+        """The partition counts, read again first if older than 10 s (admin calls)."""
+        if self._partitions_stale():
+            self._read_partitions(self.client.hgetall(self.keys.partitions))
+        return self._partitions
+
+    # -- admin calls on a partitioned queue: every partition, shown as the queue ----------
+    def stats(self, now: float) -> Stats:
+        found = super().stats(now)
+        if not any(SEPARATOR in q for q in found.queues):
+            return found
+        queues: dict[str, dict[str, int]] = {}
+        oldest: dict[str, float] = {}
+        for name, counts in found.queues.items():
+            total = queues.setdefault(queue_of(name), {})
+            for state, n in counts.items():
+                total[state] = total.get(state, 0) + n
+        for name, age in found.oldest_pending.items():
+            oldest[queue_of(name)] = max(age, oldest.get(queue_of(name), 0.0))
+        paused = frozenset(queue_of(q) for q in found.paused)
+        return dataclasses.replace(found, queues=queues, paused=paused, oldest_pending=oldest)
+
+    def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
+        count = None if queue is None else self._partition_counts().get(queue)
+        if queue is None or count is None:
+            return super()._ids(state, queue, now, limit)
+        pairs: list[tuple[str, str]] = []
+        for name in shards(queue, count):
+            pairs += super()._ids(state, name, now, limit)
+        pairs.sort(reverse=True)
+        return pairs
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        for name in shards(queue, self._partition_counts().get(queue, 1)):
+            super().set_paused(name, paused)
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Job ids grouped by queue: from this process's fetches, else the id index or the
@@ -167,27 +310,29 @@ class RedisBackend(Admin, Periodic):
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
-            if self._is_registered(r.queue) and self._enqueue_one(r, time.time()):
+            name = self._shard(r.queue)
+            if self._is_registered(name) and self._enqueue_one(r, name, time.time()):
                 return
         if not records:
             return
         plan = self.plan_enqueue(records, max_queue_length)
         try:
-            if plan.first:
-                self._wire.run(plan.first)
+            replies = self._wire.run(plan.first) if plan.first else []
             results = self._wire.run(plan.scripts)
         except BaseException:
             plan.forget(self._registered)
             raise
+        results = self.enqueued(plan, replies, results)
         full = plan.full(results)
         if full:
             self._wire.run(self.undo_calls(plan.by_queue, full))
             raise plan.queue_full(full, results, max_queue_length)
 
     def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
-        """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send:
-        raises ``QueueFull`` at once for a batch no queue could take."""
-        by_queue = split_by_queue(records)
+        """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
+        to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
+        take."""
+        by_queue = self._split(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
                 # A queue can never take more than its limit at once: refuse before writing.
@@ -197,15 +342,29 @@ class RedisBackend(Admin, Periodic):
                         f"{len(batch)} at once would pass that limit"
                     )
         fresh = self._unregistered(by_queue)
+        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        # The partition counts are read again with the registry, in the same round-trip.
+        reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
         first: list[Call] = []
         if self.cluster:
             # Index and registry first, by their own call: see the module docstring.
-            pairs = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
+            index = [x for q, batch in by_queue.items() if q != DEFAULT for r in batch for x in (r.id, q)]
             if fresh:
-                first.append(Call(None, "SADD", self.keys.queues, *fresh))
-            if pairs:
-                first.append(Call(None, "HSET", self.keys.where, *pairs))
-        return EnqueuePlan(by_queue, fresh, first, self._enqueue_calls(by_queue, fresh, max_queue_length))
+                first += [Call(None, "SADD", self.keys.queues, *fresh), *reread]
+            if index:
+                first.append(Call(None, "HSET", self.keys.where, *index))
+            return EnqueuePlan(by_queue, fresh, first, scripts, "first" if fresh else "")
+        return EnqueuePlan(by_queue, fresh, first, scripts + reread, "scripts" if fresh else "")
+
+    def enqueued(self, plan: EnqueuePlan, replies: list[Any], results: list[Any]) -> list[Any]:
+        """The replies of a plan's calls (``first``, then ``scripts``) taken in: the partition
+        counts read with them; returns the enqueue scripts' own results."""
+        if plan.reread == "first":
+            self._read_partitions(replies[1])
+        elif plan.reread == "scripts":
+            self._read_partitions(results[-1])
+            return results[:-1]
+        return results
 
     def _enqueue_calls(
         self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
@@ -246,7 +405,7 @@ class RedisBackend(Admin, Periodic):
         writing = True
         try:
             for chunk in chunks:
-                by_queue = split_by_queue(chunk)
+                by_queue = self._split(chunk)
                 fresh = self._unregistered(by_queue)
                 registered += fresh
                 added = self._enqueue_calls(by_queue, fresh, None)
@@ -274,16 +433,16 @@ class RedisBackend(Admin, Periodic):
                 self._registered.pop(queue, None)
             raise
 
-    def _enqueue_one(self, r: JobRecord, now: float) -> bool:
-        """One pending or scheduled job of a registered queue, by enqueue_one.lua; False
-        for any other state."""
+    def _enqueue_one(self, r: JobRecord, name: str, now: float) -> bool:
+        """One pending or scheduled job of a registered queue (or partition ``name`` of
+        it), by enqueue_one.lua; False for any other state."""
         if r.state == PENDING:
             due = "1" if r.run_at <= now else ""
         elif r.state == SCHEDULED:
             due = ""
         else:
             return False
-        keys = self.keys.enqueue_one(r.queue, r.id, int(r.priority))
+        keys = self.keys.enqueue_one(name, r.id, int(r.priority))
         timeout = "" if r.timeout is None else repr(float(r.timeout))
         args = (
             r.payload,
@@ -292,7 +451,7 @@ class RedisBackend(Admin, Periodic):
             repr(float(r.run_at)),
             meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at))),
             r.id,
-            r.queue,
+            name,
             due,
             WAKE_TOKENS,
         )
@@ -335,45 +494,127 @@ class RedisBackend(Admin, Periodic):
                 pause = min(pause * 2, 2.0)
 
     def _fetch_call(
-        self, queue: str, limit: int, worker: str, lease_until: float, now: float, token: str
+        self, queues: Sequence[str], limit: int, worker: str, lease_until: float, now: float, token: str
     ) -> Call:
-        keys = self.keys.fetch(queue, worker)
+        """One fetch.lua call over ``queues`` in order (a single queue on Cluster, where a
+        script stays in one slot)."""
+        # A worker sends the same queues fetch after fetch: their names are built once.
+        names = (worker, *queues)
+        built = self._fetch_keys.get(names)
+        if built is None:
+            built = (self.keys.fetch(queues[0], worker), [self.keys.prefix(q) for q in queues])
+            if len(self._fetch_keys) > 64:  # (partitions: one entry per starting partition)
+                self._fetch_keys.clear()
+            self._fetch_keys[names] = built
+        keys, prefixes = built
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        return Call("fetch", keys, [self.keys.prefix(queue), limit, worker, lease_until, now, token, 60000])
+        return Call(
+            "fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *prefixes[1:]]
+        )
 
     def _fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
     ) -> list[JobRecord]:
         lease_until = now + lease
-        got: list[JobRecord] = []
+        # Where among a queue's partitions this fetch starts: from the token, so a fetch sent
+        # again walks them in the same order and gets its claims back.
+        turn = zlib.crc32(token.encode())
+        if not self._partitions_known:  # once a process: its first fetch serves every partition
+            self._read_partitions(self.client.hgetall(self.keys.partitions))
+        if self.cluster:
+            return self._fetch_slots(queues, limit, worker, lease_until, now, token, turn)
+        held, beaten = self._held, self._beaten
+        reread = self._partitions_stale()
         if queues is None:
-            # The registry and the first queue in one round-trip; later queues only if the
-            # first did not fill the batch.
-            known, first = self._wire.run(
+            # The queues known from the last fetch, and the registry to see new ones, in
+            # one round-trip; a queue new since then is looked at if the batch has room.
+            order = self._order(turn)
+            known, flat, *counts = self._wire.run(
                 [
                     Call(None, "SMEMBERS", self.keys.queues),
-                    self._fetch_call(DEFAULT, limit, worker, lease_until, now, token),
+                    self._fetch_call(order, limit, worker, lease_until, now, token),
+                    *reread,
                 ]
             )
-            order = queue_names(known)
-            self._known = order
-            got += claimed(DEFAULT, first, worker, lease_until, now)
-            rest = [q for q in order if q != DEFAULT]
-        else:
-            rest = list(queues)
-        for queue in rest:
-            if len(got) >= limit:
-                break
-            call = self._fetch_call(queue, limit - len(got), worker, lease_until, now, token)
-            keys, args = call.args
-            got += claimed(queue, self._wire.script("fetch", keys, args), worker, lease_until, now)
-        self._hold(got)
-        return got
+            got = claimed(order, flat, worker, lease_until, now, held, beaten)
+            if counts:
+                self._read_partitions(counts[0])
+            self._learn(known)
+            served = set(order)
+            new = [q for q in self._order(turn) if q not in served]
+            if new and len(got) < limit:
+                call = self._fetch_call(new, limit - len(got), worker, lease_until, now, token)
+                got += claimed(
+                    new, self._wire.script("fetch", *call.args), worker, lease_until, now, held, beaten
+                )
+            return got
+        names = self._shards(queues, turn)
+        flat, *counts = self._wire.run(
+            [self._fetch_call(names, limit, worker, lease_until, now, token), *reread]
+        )
+        if counts:
+            self._read_partitions(counts[0])
+        return claimed(names, flat, worker, lease_until, now, held, beaten)
 
-    def _hold(self, records: Iterable[JobRecord]) -> None:
-        held = self._held
-        for r in records:
-            held[r.id] = r.queue
+    def _fetch_slots(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease_until: float,
+        now: float,
+        token: str,
+        turn: int,
+    ) -> list[JobRecord]:
+        """``_fetch`` on Cluster, where each queue is a slot of its own: the first queue's
+        claim goes out with a count of the due jobs of every other queue (due.lua), all in
+        one pipeline (one round-trip to each node, in parallel); if the first queue did not
+        fill the batch, the rest is claimed, in the queues' order, from those that said
+        they had some: a second round-trip, never one per queue. A queue that gave less
+        than it counted (another worker was quicker) leaves the batch short, never over."""
+        order = self._shards(queues, turn) if queues is not None else self._order(turn)
+        first, rest = order[0], order[1:]
+        held, beaten = self._held, self._beaten
+
+        def due(names: Sequence[str]) -> list[Call]:
+            return [
+                Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in names
+            ]
+
+        reread = self._partitions_stale()
+        # While the first queue fills the batches (a busy queue, or its partitions in turn),
+        # its claim goes alone; once it did not, the others are counted in the same pipeline.
+        counted = rest if not self._first_fills else []
+        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(counted), *reread]
+        if queues is None:  # the registry too: the queues new since the last fetch
+            calls.append(Call(None, "SMEMBERS", self.keys.queues))
+        flat, *counts = self._wire.run(calls)
+        if queues is None:
+            self._learn(counts.pop())
+        if reread:
+            self._read_partitions(counts.pop())
+        got = claimed([first], flat, worker, lease_until, now, held, beaten)
+        self._first_fills = len(got) >= limit
+        if not counted:
+            counts = self._wire.run(due(rest)) if rest and len(got) < limit else [0] * len(rest)
+        if queues is None:
+            served = set(order)
+            new = [q for q in self._order(turn) if q not in served]
+            if new:  # rare: counted by a round-trip of their own
+                rest, counts = rest + new, counts + self._wire.run(due(new))
+        room = limit - len(got)
+        wanted: list[tuple[str, int]] = []
+        for queue, count in zip(rest, counts, strict=True):
+            if room <= 0:
+                break
+            if count:
+                wanted.append((queue, min(room, int(count))))
+                room -= wanted[-1][1]
+        if wanted:
+            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in wanted]
+            for (queue, _), flat in zip(wanted, self._wire.run(calls), strict=True):
+                got += claimed([queue], flat, worker, lease_until, now, held, beaten)
+        return got
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -424,7 +665,7 @@ class RedisBackend(Admin, Periodic):
     def cancel_requests(self, worker: str, queues: Sequence[str]) -> list[tuple[str, str]]:
         # One small script per queue of the jobs running: their sets hold outstanding
         # requests only, and are empty nearly always.
-        names = sorted(set(queues))
+        names = sorted(set(self._shards(queues, 0)))
         calls = [Call("cancels", self.keys.cancels(q), [self.keys.prefix(q), worker]) for q in names]
         found: list[tuple[str, str]] = []
         for reply in self._wire.run(calls) if calls else []:
@@ -443,7 +684,15 @@ class RedisBackend(Admin, Periodic):
         self._forget(ids)
 
     def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
-        queues = set(self._queues()) | set(self._held.values())
+        # The queues of the jobs this process holds, and of those it held since the last
+        # beat (extend.lua then takes the worker out of their lease index): a worker of 200
+        # queues busy in three extends three. Jobs it runs that it did not fetch itself (a
+        # store object other than the fetching one) make it look in every queue.
+        held = self._held
+        queues = set(held.values()) | self._beaten
+        if any(i not in held for i in info.running):
+            queues |= set(self._queues())
+        self._beaten = set(held.values())
         calls = [
             Call("extend", self.keys.extend(q, info.id), [self.keys.prefix(q), info.id, now + lease])
             for q in sorted(queues)
@@ -504,13 +753,13 @@ class RedisBackend(Admin, Periodic):
         if self.cluster or timeout <= 0.001 or limit <= 0:
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
-        names = list(queues) if queues is not None else (self._known or [DEFAULT])
-        first = names[0] if queues is not None else DEFAULT
         token = os.urandom(8).hex()
-        fetch = self._fetch_call(first, limit, worker, lease, 0.0, token)
+        turn = zlib.crc32(token.encode())
+        names = self._shards(queues, turn) if queues is not None else self._order(turn)
+        fetch = self._fetch_call(names, limit, worker, lease, 0.0, token)
         args = fetch.args[1]
         args[4] = ""  # now: the server's clock
-        args.append(self._clock_offset())
+        args[7] = self._clock_offset()
         calls = [Call(None, "BLPOP", *self.keys.wake(names), timeout)]
         if queues is None:
             calls.append(Call(None, "SMEMBERS", self.keys.queues))
@@ -525,20 +774,19 @@ class RedisBackend(Admin, Periodic):
         # FETCH_OUTAGE in a fetch that would meet the same closed port.
         flat = replies[-1]
         now = float(flat[0])
-        got = claimed(first, flat[1:], worker, now + lease, now)
-        self._hold(got)
+        got = claimed(names, flat[1:], worker, now + lease, now, self._held, self._beaten)
         if not got and replies[0] is not None:
             # Woken, yet nothing was due by the server's clock: the job may come from a
             # machine whose clock runs a little ahead. Look again by this one's.
             return self.fetch(queues, limit, worker, lease, time.time())
         if queues is None:
-            order = queue_names(replies[1])
-            self._known = order
-            rest = [q for q in order if q != DEFAULT]
-        else:
-            rest = names[1:]
-        if rest and len(got) < limit:
-            got += self._fetch(rest, limit - len(got), worker, lease, now, token)
+            self._learn(replies[1])
+            served = set(names)
+            new = [q for q in self._order(turn) if q not in served]
+            if new and len(got) < limit:
+                call = self._fetch_call(new, limit - len(got), worker, now + lease, now, token)
+                flat = self._wire.script("fetch", *call.args)
+                got += claimed(new, flat, worker, now + lease, now, self._held, self._beaten)
         return got
 
     def _clock_offset(self) -> float:
@@ -561,7 +809,8 @@ class RedisBackend(Admin, Periodic):
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0.001:
             return
-        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        turn = next(self._turn)
+        names = self._shards(queues, turn) if queues is not None else self._order(turn)
         if self.cluster:
             # BLPOP takes keys of one slot only; block on the first queue, and find jobs of
             # the others at the next fetch, after ``timeout``.
@@ -580,23 +829,37 @@ class RedisBackend(Admin, Periodic):
         """Block in BLPOP on the job's ``ended`` list, where the script that ends it pushes a
         token once watch.lua has marked it waited for (see keys.py)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        shard, located = queue, False  # the queue is a guess: a partitioned one has shards
         while True:
-            if queue is None:
-                record = self.get(job_id)
-                if record is None or record.state in FINAL_STATES:
-                    return record
-                queue = record.queue
-            state = self._wire.script("watch", self.keys.watch(queue), [self.keys.prefix(queue), job_id])
+            if shard is None:
+                found = self._locate([job_id])
+                if not found:
+                    return None
+                (shard,), located = found, True
+            state = self._wire.script("watch", self.keys.watch(shard), [self.keys.prefix(shard), job_id])
             left = RECHECK if deadline is None else deadline - time.monotonic()
             if state is None:
-                queue = None  # gone, or moved to another queue: look it up again
-                continue
+                if not located:
+                    shard = None
+                    continue
+                # Gone, or moved to another queue as it was looked up: read it as it goes.
+                return self._poll_ended(job_id, deadline)
             if state in ENDED or left <= 0:
                 return self.get(job_id)
-            token = self.keys.ended(queue, job_id)
+            token = self.keys.ended(shard, job_id)
             if self.client.blpop([token], timeout=max(0.01, min(left, RECHECK))) is not None:
                 # Put the token back for anyone else waiting for the same job.
                 self._wire.run([Call(None, "LPUSH", token, "1"), Call(None, "EXPIRE", token, 300)])
+
+    def _poll_ended(self, job_id: str, deadline: float | None) -> JobRecord | None:
+        """The job once it ended, or as it stands at ``deadline``, read every 0.1 s."""
+        while True:
+            record = self.get(job_id)
+            if record is None or record.state in FINAL_STATES:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                return record
+            time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
 
     def close(self) -> None:
         try:

@@ -3,6 +3,13 @@
 On a single server a pipeline is written straight to a connection each thread keeps for its
 lifetime: redis-py's ``Pipeline`` object, and even taking a connection from its pool and
 giving it back, cost more Python time than the server's work for one job.
+
+On a Cluster, redis-py's ``ClusterPipeline`` costs about 0.1 ms of Python per command (200
+small commands: 29 ms), so a pipeline is grouped by node here and written to a pooled
+connection of each node, then every reply read: one round-trip per node, all nodes at once.
+A reply that says the slot moved (a resharding or a failover), or a connection that fails,
+sends the whole batch again through redis-py's pipeline, which follows the cluster's new
+layout; every command sent here is safe to send twice.
 """
 
 from __future__ import annotations
@@ -14,7 +21,19 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, Final, TypeVar
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
+
+#: Replies of a node that say the batch must go through redis-py's own cluster pipeline.
+_RELAYOUT = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 _pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -29,6 +48,7 @@ SCRIPTS: Final = (
     "enqueue",
     "enqueue_one",
     "fetch",
+    "due",
     "complete",
     "fail",
     "release",
@@ -39,6 +59,7 @@ SCRIPTS: Final = (
     "stats",
     "beat",
     "forget",
+    "partition",
     "progress",
     "cancels",
     "watch",
@@ -134,11 +155,48 @@ class Wire:
     def pipeline(self, calls: Sequence[Call]) -> list[Any]:
         commands = self.commands(calls)
         if self.cluster:
+            results = self._by_node(commands)
+            if results is not None:
+                return results
             pipe = self.client.pipeline()
             for command in commands:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
         return self.on_own_connection(lambda conn: self.send(conn, commands))
+
+    def _by_node(self, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        """``commands`` on a Cluster, grouped by the node of their first key; None when the
+        batch must go through redis-py's pipeline instead (see the module docstring)."""
+        slots = self.client.nodes_manager
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        try:
+            for i, command in enumerate(commands):
+                key = command[3] if command[0] == "EVALSHA" else command[1]
+                node = slots.get_node_from_slot(self.client.keyslot(key))
+                groups.setdefault(node.name, (node, []))[1].append(i)
+        except (IndexError, KeyError, AttributeError, ResponseError, ClusterDownError):
+            return None  # a command without a key, or a slot no node serves yet
+        taken: list[tuple[Any, Any, list[int]]] = []
+        results: list[Any] = [None] * len(commands)
+        try:
+            for node, indexes in groups.values():
+                pool = node.redis_connection.connection_pool
+                conn = pool.get_connection()
+                taken.append((pool, conn, indexes))
+                self.write(conn, [commands[i] for i in indexes])
+            for _, conn, indexes in taken:
+                for i, reply in zip(indexes, self.replies(conn, len(indexes)), strict=True):
+                    results[i] = reply
+        except (ConnectionError, TimeoutError, OSError):
+            for _, conn, _ in taken:
+                conn.disconnect()  # replies may be left unread
+            return None
+        finally:
+            for pool, conn, _ in taken:
+                pool.release(conn)
+        if any(isinstance(r, _RELAYOUT) for r in results):
+            return None
+        return results
 
     def on_own_connection(self, exchange: Callable[[Any], T]) -> T:
         """Run ``exchange(connection)`` on this thread's own connection.
@@ -172,7 +230,7 @@ class Wire:
         else:
             # hiredis packs in C; redis-py's own packer first looks at every argument in
             # Python, which for a batch of 10,000 jobs costs more than the server's work.
-            conn.send_packed_command([_pack(command) for command in commands])
+            conn.send_packed_command([b"".join([_pack(command) for command in commands])])
 
     @staticmethod
     def replies(conn: Any, count: int) -> list[Any]:

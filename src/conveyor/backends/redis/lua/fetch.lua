@@ -1,4 +1,6 @@
--- fetch: claim up to a limit of due jobs of one queue for one worker, with a lease.
+-- fetch: claim up to a limit of due jobs, for one worker with a lease, from one queue or from
+-- several in order (a later queue only once the earlier ones gave what they had): one call
+-- whatever the number of queues, where a worker of 200 queues used to send one per queue.
 --
 -- KEYS[1]  {ns:q}:prios          ZSET  priorities that have waiting jobs
 -- KEYS[2]  {ns:q}:leases         ZSET  worker id by the earliest lease of the jobs it holds
@@ -7,27 +9,31 @@
 -- KEYS[5]  {ns:q}:paused         STRING present while the queue is paused
 -- KEYS[6]  {ns:q}:held:<worker>  SET   ids this worker holds (the heartbeat extends them)
 -- KEYS[7]  {ns:q}:claim:<worker> LIST  token of the worker's last claim, then its ids
--- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[1]  prefix "{ns:q}:" of the first queue
 -- ARGV[2]  limit
 -- ARGV[3]  worker id
 -- ARGV[4]  lease expiry (now + lease)
 -- ARGV[5]  now
 -- ARGV[6]  token unique to this call
 -- ARGV[7]  milliseconds to remember the claim
--- ARGV[8]  (optional) the caller's clock minus the server's, in seconds: then ARGV[4] is the
+-- ARGV[8]  "" or the caller's clock minus the server's, in seconds: then ARGV[4] is the
 --          lease in seconds, and now is the server's TIME read in the caller's clock. A worker
 --          sends such a fetch right behind its BLPOP, and the server runs it whenever the
 --          BLPOP returns: the jobs that woke it are claimed without another round-trip.
 --          Such a call returns that now first, then the jobs.
+-- ARGV[9…] the prefix of each further queue, whose seven keys the script builds from it as
+--          it builds a job's (off Cluster only: on Cluster a call stays in one slot, one queue;
+--          two hundred queues' keys as arguments cost the server more than the rest)
 --
--- Returns 7 values per claimed job: id, p m ra a e tb of its hash (nil where absent), in
--- claim order: priority DESC, then run_at, then id (the member order of equal
--- scores). The caller knows the rest: state 'active', locked_by, lease_until, started_at.
--- The same token again (redis-py re-sends a call whose reply was lost) returns the same
--- jobs instead of claiming more, so a claim is never orphaned by a retry.
-local prefix, worker, lease_until, now = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+-- Returns, for each queue that gave jobs: its position (1 = the first), how many it gave,
+-- then 7 values per job: id, p m ra a e tb of its hash (nil where absent), in claim order:
+-- priority DESC, then run_at, then id (the member order of equal scores). The caller knows
+-- the rest: state 'active', locked_by, lease_until, started_at. The same token again
+-- (redis-py re-sends a call whose reply was lost) returns the same jobs instead of claiming
+-- more, so a claim is never orphaned by a retry.
+local worker, lease_until, now = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
-if ARGV[8] then
+if ARGV[8] and ARGV[8] ~= '' then
   -- Before Redis 7 a script must ask for effects replication to write after TIME.
   if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
@@ -49,79 +55,129 @@ local function emit(id, v)
   n = n + 7
 end
 
-local last = redis.call('LRANGE', KEYS[7], 0, -1)
-if last[1] == ARGV[6] then
-  for i = 2, #last do
-    local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
-    if v[2] == 'active' and v[9] == worker then emit(last[i], v) end
-  end
-  return out
-end
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  return out
-end
-
 local limit = tonumber(ARGV[2])
-local claimed, c = {}, 0
-local jobs = prefix .. 'j:'
-for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-  local want = limit - c
-  if want <= 0 then break end
-  local wkey = prefix .. 'w:' .. p
-  local due = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
-  if #due > 0 then
-    -- Due jobs sort before later ones, so the ones just read are the first ranks.
-    redis.call('ZREMRANGEBYRANK', wkey, 0, #due - 1)
-    for _, id in ipairs(due) do
-      local key = jobs .. id
-      local v = redis.pcall('HMGET', key, 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm')
-      if v.err then
-        -- Not a hash (written by hand): set it aside and record the job as dead, rather
-        -- than fail every fetch of this queue.
-        redis.call('RENAME', key, key .. ':corrupt')
-        redis.call('HSET', key, 's', 'dead', 'p', '', 'm', '0|0||' .. now, 'ra', now, 'a', '0',
-          'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
-        redis.call('ZADD', prefix .. 'dead', now, id)
-      elseif not v[1] and redis.call('EXISTS', key) == 1 then
-        -- A job hash without its payload (written by hand): dead, not silently dropped.
-        redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
-        redis.call('ZADD', prefix .. 'dead', now, id)
-      elseif v[1] then
-        if v[2] == 'scheduled' then
-          redis.call('ZREM', KEYS[3], id)
-        elseif v[2] == 'retry' then
-          redis.call('ZREM', KEYS[4], id)
-        end
-        local attempts = tostring((tonumber(v[3]) or 0) + 1)
-        redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
-        if v[4] then redis.call('HDEL', key, 'fa') end
-        v[3] = attempts
-        c = c + 1
-        claimed[c] = id
-        emit(id, v)
+local total = 0
+local claim = 'claim:' .. worker
+local held = 'held:' .. worker
+-- A call sent again: the first queue's claim list starts with its token whenever the call
+-- claimed anything (see the end), and only then may a queue without waiting jobs hold
+-- claims of this token to give back. Otherwise an empty queue costs one read.
+local again = redis.call('LINDEX', KEYS[7], 0) == ARGV[6]
+
+-- One queue, by its prefix and keys k[1..7] (in the order of KEYS). Returns how many jobs
+-- it gave.
+local function fetch_queue(prefix, k)
+  local prios = redis.call('ZREVRANGE', k[1], 0, -1)
+  if #prios == 0 and (not again or redis.call('LINDEX', k[7], 0) ~= ARGV[6]) then
+    return 0
+  end
+  if not k[2] then
+    k[2], k[3], k[4], k[5], k[6] = prefix .. 'leases', prefix .. 'sched', prefix .. 'retry', prefix .. 'paused', prefix .. held
+  end
+  local last = redis.call('LRANGE', k[7], 0, -1)
+  if last[1] == ARGV[6] then
+    local given = 0
+    for i = 2, #last do
+      local v = redis.call('HMGET', prefix .. 'j:' .. last[i], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
+      if v[2] == 'active' and v[9] == worker then
+        emit(last[i], v)
+        given = given + 1
       end
     end
+    return given
   end
-  if redis.call('ZCARD', wkey) == 0 then
-    redis.call('ZREM', KEYS[1], p)
+  if redis.call('EXISTS', k[5]) == 1 then
+    return 0
   end
+
+  local claimed, c = {}, 0
+  local jobs = prefix .. 'j:'
+  for _, p in ipairs(prios) do
+    local want = limit - total - c
+    if want <= 0 then break end
+    local wkey = prefix .. 'w:' .. p
+    local due = redis.call('ZRANGEBYSCORE', wkey, '-inf', now, 'LIMIT', 0, want)
+    if #due > 0 then
+      -- Due jobs sort before later ones, so the ones just read are the first ranks.
+      redis.call('ZREMRANGEBYRANK', wkey, 0, #due - 1)
+      for _, id in ipairs(due) do
+        local key = jobs .. id
+        local v = redis.pcall('HMGET', key, 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm')
+        if v.err then
+          -- Not a hash (written by hand): set it aside and record the job as dead, rather
+          -- than fail every fetch of this queue.
+          redis.call('RENAME', key, key .. ':corrupt')
+          redis.call('HSET', key, 's', 'dead', 'p', '', 'm', '0|0||' .. now, 'ra', now, 'a', '0',
+            'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
+          redis.call('ZADD', prefix .. 'dead', now, id)
+        elseif not v[1] and redis.call('EXISTS', key) == 1 then
+          -- A job hash without its payload (written by hand): dead, not silently dropped.
+          redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
+          redis.call('ZADD', prefix .. 'dead', now, id)
+        elseif v[1] then
+          if v[2] == 'scheduled' then
+            redis.call('ZREM', k[3], id)
+          elseif v[2] == 'retry' then
+            redis.call('ZREM', k[4], id)
+          end
+          local attempts = tostring((tonumber(v[3]) or 0) + 1)
+          redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
+          if v[4] then redis.call('HDEL', key, 'fa') end
+          v[3] = attempts
+          c = c + 1
+          claimed[c] = id
+          emit(id, v)
+        end
+      end
+    end
+    if redis.call('ZCARD', wkey) == 0 then
+      redis.call('ZREM', k[1], p)
+    end
+  end
+
+  if c > 0 then
+    redis.call('DEL', k[7])
+    redis.call('RPUSH', k[7], ARGV[6])
+    for i = 1, c, 1000 do
+      local j = math.min(i + 999, c)
+      redis.call('SADD', k[6], unpack(claimed, i, j))
+      redis.call('RPUSH', k[7], unpack(claimed, i, j))
+    end
+    redis.call('PEXPIRE', k[7], ARGV[7])
+    -- The worker's entry keeps the earliest lease of its jobs (each job's own is its lu
+    -- field): recover looks at a worker once that time has passed. One entry per worker,
+    -- not one per job, spares a sorted-set insert and removal for every job run.
+    local earliest = redis.call('ZSCORE', k[2], worker)
+    if not earliest or tonumber(earliest) > tonumber(lease_until) then
+      redis.call('ZADD', k[2], lease_until, worker)
+    end
+  end
+  return c
 end
 
-if c > 0 then
+for q = 1, #ARGV - 7 do
+  if total >= limit then break end
+  local prefix, k = ARGV[1], KEYS
+  if q > 1 then
+    prefix = ARGV[7 + q]
+    k = {prefix .. 'prios', false, false, false, false, false, prefix .. claim}
+  end
+  -- Room for the queue's position and count, filled in once known (or taken back).
+  local mark = n
+  n = n + 2
+  local gave = fetch_queue(prefix, k)
+  if gave > 0 then
+    out[mark + 1] = q
+    out[mark + 2] = gave
+    total = total + gave
+  else
+    n = mark
+  end
+end
+if total > 0 and not again and redis.call('LINDEX', KEYS[7], 0) ~= ARGV[6] then
+  -- Claims in later queues only: mark the first queue's list with the token (no ids).
   redis.call('DEL', KEYS[7])
   redis.call('RPUSH', KEYS[7], ARGV[6])
-  for i = 1, c, 1000 do
-    local j = math.min(i + 999, c)
-    redis.call('SADD', KEYS[6], unpack(claimed, i, j))
-    redis.call('RPUSH', KEYS[7], unpack(claimed, i, j))
-  end
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
-  -- The worker's entry keeps the earliest lease of its jobs (each job's own is its lu
-  -- field): recover looks at a worker once that time has passed. One entry per worker,
-  -- not one per job, spares a sorted-set insert and removal for every job run.
-  local earliest = redis.call('ZSCORE', KEYS[2], worker)
-  if not earliest or tonumber(earliest) > tonumber(lease_until) then
-    redis.call('ZADD', KEYS[2], lease_until, worker)
-  end
 end
 return out

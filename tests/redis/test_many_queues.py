@@ -1,0 +1,137 @@
+"""A worker of many queues pays per fetch, not per queue (issue 19 §4): one fetch.lua call
+over every queue on a single server; on Cluster, where each queue is a slot of its own, at
+most two pipelines (one round-trip to each node, in parallel) whatever the number of queues;
+a heartbeat extends only the queues whose jobs the worker held."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.wire import Wire
+from conveyor.job import PENDING, JobRecord, WorkerInfo
+from tests.servers import RedisCluster, RedisServer
+
+_names = itertools.count()
+QUEUES = [f"q{n:03d}" for n in range(200)]
+
+
+def _record(job_id: str, queue: str, now: float, priority: int = 0) -> JobRecord:
+    return JobRecord(job_id, queue, b'{"t":"x"}', priority, PENDING, now - 1, 0, 3, None, now)
+
+
+def _fill(backend: RedisBackend, now: float) -> list[str]:
+    """Every queue registered (one job each, run at once: they are drained), then jobs
+    in q150 (3) and q199 (3): the ids in claim order."""
+    backend.enqueue([_record(f"x{q}", q, now) for q in QUEUES])
+    drained = backend.fetch(None, 1000, "w0", 30, now)
+    assert len(drained) == len(QUEUES)
+    backend.complete([(r.id, None) for r in drained], "w0", now)
+    jobs = [_record(f"a{i}", "q150", now, priority=i) for i in range(3)]
+    jobs += [_record(f"b{i}", "q199", now) for i in range(3)]
+    backend.enqueue(jobs)
+    return ["a2", "a1", "a0", "b0", "b1", "b2"]
+
+
+@pytest.fixture
+def backend(redis_server: RedisServer) -> Iterator[RedisBackend]:
+    store = RedisBackend(redis_server.url, f"many{os.getpid()}_{next(_names)}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Every command the store writes to a connection of its own."""
+    commands: list[tuple[Any, ...]] = []
+    write = Wire.write
+
+    def record(conn: Any, batch: Any) -> None:
+        commands.extend(batch)
+        write(conn, batch)
+
+    monkeypatch.setattr(Wire, "write", staticmethod(record))
+    return commands
+
+
+def _scripts(backend: RedisBackend, commands: list[tuple[Any, ...]], name: str) -> int:
+    sha = backend._wire.sha(name)
+    return sum(1 for c in commands if c[0] == "EVALSHA" and c[1] == sha)
+
+
+def test_a_fetch_over_200_queues_is_one_script_call(
+    backend: RedisBackend, sent: list[tuple[Any, ...]]
+) -> None:
+    now = time.time()
+    expected = _fill(backend, now)
+    sent.clear()
+    got = backend.fetch(None, 5, "w1", 30, now)
+    assert [r.id for r in got] == expected[:5]
+    assert [r.queue for r in got] == ["q150"] * 3 + ["q199"] * 2
+    assert _scripts(backend, sent, "fetch") == 1 and len(sent) == 2  # + SMEMBERS, one round-trip
+    sent.clear()
+    assert [r.id for r in backend.fetch(QUEUES, 5, "w1", 30, now)] == expected[5:]
+    assert _scripts(backend, sent, "fetch") == 1 and len(sent) == 1
+
+
+def test_a_fetch_resent_with_its_token_returns_the_same_jobs_from_every_queue(backend: RedisBackend) -> None:
+    """redis-py re-sends a call whose reply was lost: the claims of every queue come back."""
+    now = time.time()
+    expected = _fill(backend, now)
+    first = backend._fetch(QUEUES, 5, "w1", 30, now, "token-1")
+    again = backend._fetch(QUEUES, 5, "w1", 30, now, "token-1")
+    assert [r.id for r in first] == [r.id for r in again] == expected[:5]
+
+
+def test_the_heartbeat_extends_only_the_queues_held(
+    backend: RedisBackend, sent: list[tuple[Any, ...]]
+) -> None:
+    now = time.time()
+    _fill(backend, now)
+    backend.heartbeat(WorkerInfo("w0", "h", 1, (), 1, now), 30, now)  # held jobs of all 200 lately
+    (job,) = backend.fetch(["q199"], 1, "w1", 30, now)
+    sent.clear()
+    backend.heartbeat(WorkerInfo("w1", "h", 1, (), 1, now, running=(job.id,)), 30, now + 1)
+    assert _scripts(backend, sent, "extend") == 1
+    assert backend.client.hget(backend.keys.job("q199", job.id), "lu") == repr(now + 31).encode()
+    backend.complete([(job.id, None)], "w1", now)
+    sent.clear()
+    backend.heartbeat(WorkerInfo("w1", "h", 1, (), 1, now), 30, now + 2)  # leaves q199's lease index
+    assert _scripts(backend, sent, "extend") == 1
+    assert backend.client.zscore(backend.keys.prefix("q199") + "leases", "w1") is None
+    sent.clear()
+    backend.heartbeat(WorkerInfo("w1", "h", 1, (), 1, now), 30, now + 3)
+    assert _scripts(backend, sent, "extend") == 0
+
+
+def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
+    redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, port = redis_cluster.nodes[0]
+    backend = RedisBackend(f"redis+cluster://{host}:{port}", f"many{os.getpid()}_{next(_names)}")
+    pipelines: list[int] = []
+    pipeline = Wire.pipeline
+
+    def counted(self: Wire, calls: Any) -> list[Any]:
+        pipelines.append(len(calls))
+        return pipeline(self, calls)
+
+    try:
+        now = time.time()
+        expected = _fill(backend, now)
+        monkeypatch.setattr(Wire, "pipeline", counted)
+        got = backend.fetch(None, 5, "w1", 30, now)
+        assert [r.id for r in got] == expected[:5]
+        assert len(pipelines) == 2, pipelines  # claim + counts + registry, then the claims
+        again = backend._fetch(QUEUES, 5, "w1", 30, now, "t-2")
+        assert [r.id for r in again] == expected[5:]
+        assert [r.id for r in backend._fetch(QUEUES, 5, "w1", 30, now, "t-2")] == expected[5:]
+        assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
+    finally:
+        backend.close()
