@@ -283,3 +283,25 @@ def test_an_enqueue_never_blocks_the_event_loop_for_more_than_5_ms(app: Conveyor
     print("event loop lag (s): less waits for a CPU, as measured, enqueues took:", runs)
     assert all(waited >= 0.09 for _, _, waited in runs), f"the store did not stall the enqueues: {runs}"
     assert min(lag for lag, _, _ in runs) < 0.005, f"event loop lag (s) per run: {runs}"
+
+
+def test_waiting_for_jobs_of_a_partitioned_queue(app: Conveyor) -> None:
+    """A partitioned queue (Redis: its jobs spread over shards, each its own slot) holds jobs
+    whose keys are not under the queue's name: a waiter still finds and waits for each."""
+    app.queue("spread", partitions=4)
+
+    @app.task(name="t.add", queue="spread")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    jobs = [add.enqueue(n, n) for n in range(6)]
+
+    async def main() -> list[int]:
+        finisher = later(0.3, lambda: drain(app))
+        values = await asyncio.gather(*(job.aresult(timeout=10) for job in jobs[:3]))
+        finisher.join()
+        await app.aclose()
+        return [int(v) for v in values]
+
+    assert run(main()) == [0, 2, 4]
+    assert [job.result(timeout=10) for job in jobs[3:]] == [6, 8, 10]
