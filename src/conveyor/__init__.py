@@ -15,6 +15,7 @@ from .errors import (
     QueueFull,
     Retry,
     SchemaError,
+    Snooze,
     StoreUnavailable,
 )
 from .job import Job, Stats, WorkerInfo
@@ -37,6 +38,7 @@ __all__ = [
     "QueueFull",
     "Retry",
     "SchemaError",
+    "Snooze",
     "Stats",
     "StoreUnavailable",
     "Task",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import hashlib
 import logging
 import os
 import socket
@@ -28,6 +30,7 @@ from .job import (
     PENDING,
     SCHEDULED,
     STATES,
+    WAITING_STATES,
     Job,
     JobRecord,
     Stats,
@@ -39,7 +42,7 @@ from .periodic.schedule import Schedule, build_schedule
 from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
 from .retry import Backoff
-from .task import JobSpec, Options, Task, check_name
+from .task import MAX_DELAY, PRIORITY_RANGE, JobSpec, Options, Task, check_name
 
 log = logging.getLogger("conveyor")
 
@@ -61,6 +64,26 @@ _MISSING = object()
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+#: Dead and cancelled jobs kept by default: as Sidekiq's dead set, six months and 10,000.
+DEAD_TTL = 180 * 86400.0
+DEAD_MAX = 10_000
+
+
+def _lifecycle(record: JobRecord, spec: JobSpec, now: float) -> None:
+    """Give a built record its expiry and unique key (the rare path: options were set)."""
+    opts = spec.options
+    if opts.expires is not None:
+        record.expires_at = opts.expires_at(spec.task.name, now)
+    if opts.unique_for is not None:
+        record.unique_key = opts.unique_key or unique_key(spec.task.name, spec.args, spec.kwargs)
+        record.unique_until = now + opts.unique_for
+
+
+def unique_key(task: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """A task's own unique key: its name and a digest of its arguments as canonical JSON
+    (sorted keys), so equal arguments give equal keys whatever their order in a dict."""
+    canonical = orjson.dumps([list(args), kwargs], option=orjson.OPT_SORT_KEYS)
+    return f"{task}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
 
 def _state(state: str) -> str:
@@ -99,6 +122,9 @@ class Conveyor:
     and results at rest with AES-256-GCM (32 bytes; a list rotates likewise; needs
     ``conveyor[crypto]``). ``max_payload``: bytes one encoded job
     may take. ``max_queue_length``: waiting jobs one queue may hold (``QueueFull`` beyond).
+    ``dead_ttl`` and ``dead_max``: dead and cancelled jobs are kept this many seconds and at
+    most this many per namespace (Sidekiq's dead set: six months, 10,000); the worker's
+    housekeeping deletes the oldest beyond either, a bounded batch at a time (None: no limit).
     """
 
     def __init__(
@@ -113,6 +139,8 @@ class Conveyor:
         max_payload: int | None = DEFAULT_MAX_PAYLOAD,
         max_queue_length: int | None = None,
         middleware: Iterable[Middleware] = (),
+        dead_ttl: float | None = DEAD_TTL,
+        dead_max: int | None = DEAD_MAX,
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         if not namespace or len(namespace) > 40:
@@ -122,6 +150,14 @@ class Conveyor:
         self.namespace = namespace
         self.lease = float(lease)
         self.result_ttl = float(result_ttl)
+        if dead_ttl is not None and (
+            isinstance(dead_ttl, bool) or not (isinstance(dead_ttl, int | float) and dead_ttl > 0)
+        ):
+            raise ConfigurationError(f"dead_ttl must be seconds > 0 or None, not {dead_ttl!r}")
+        if dead_max is not None and (type(dead_max) is not int or dead_max < 0):
+            raise ConfigurationError(f"dead_max must be an int >= 0 or None, not {dead_max!r}")
+        self.dead_ttl = None if dead_ttl is None else float(dead_ttl)
+        self.dead_max = dead_max
         self.max_queue_length = max_queue_length
         self.codec = Codec(normalize_keys(secret_key), max_payload, normalize_encryption_keys(encryption_key))
         self.middleware: list[Middleware] = list(middleware)
@@ -185,6 +221,7 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        unique_for: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the positional-only default here
@@ -198,12 +235,22 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        unique_for: float | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function as a task; usable bare (``@app.task``) or with options.
 
         The name defaults to ``module.qualname``; a worker runs only registered names.
+        ``unique_for``: while a job of this task with equal arguments waits or runs (for at
+        most that many seconds), enqueueing another returns it instead (``duplicate=True``).
         """
-        options = Options(queue=queue, priority=priority, retries=retries, timeout=timeout, backoff=backoff)
+        options = Options(
+            queue=queue,
+            priority=priority,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            unique_for=unique_for,
+        )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if name is None and getattr(func, "__name__", None) == "<lambda>":
@@ -343,7 +390,13 @@ class Conveyor:
     def _enqueue_one(self, spec: JobSpec) -> Job:
         """``enqueue_many([spec])[0]`` without a batch's bookkeeping: a job enqueued alone is
         the commonest call of all."""
-        if spec.options.connection is not None or self.middleware:
+        opts = spec.options
+        if (
+            opts.connection is not None
+            or self.middleware
+            or opts.unique_for is not None
+            or opts.expires is not None
+        ):
             return self._enqueue_many([spec])[0]
         now = self.clock()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
@@ -357,15 +410,22 @@ class Conveyor:
             and isinstance(backend, StreamsEnqueue)
             and not self.middleware
             and self.max_queue_length is None
-            and all(spec.options.connection is None for spec in specs)
+            and all(spec.options.connection is None and spec.options.plain for spec in specs)
         ):
             return self._enqueue_streamed(specs, backend)
-        records, jobs, connection = self._build_many(specs)
+        records, jobs, connection, each = self._build_many(specs)
         if not records:
             return []
         for mw in self.middleware:
             mw.before_enqueue(records)
-        if connection is not None:
+        if each:
+            if connection is not None:
+                raise ConfigurationError(
+                    "using(connection=...) cannot be combined with unique_for or expires: those "
+                    "jobs are stored one by one, outside the caller's transaction"
+                )
+            self._enqueue_each(records, jobs, each)
+        elif connection is not None:
             if not isinstance(backend, EnqueuesInTransaction):
                 raise ConfigurationError(
                     "using(connection=...) needs the PostgreSQL store, whose jobs can join "
@@ -378,23 +438,42 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
-    def _build_many(self, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job], Any]:
-        """The records to store and the handles to return for a batch, and the caller's
-        connection its jobs are enqueued through (None: the store's own)."""
+    def _build_many(self, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job], Any, list[int]]:
+        """The records to store and the handles to return for a batch, the caller's
+        connection its jobs are enqueued through (None: the store's own), and the positions
+        of the jobs with a unique key or an expiry."""
         now = self.clock()
         when = datetime.fromtimestamp(now, UTC)
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
+        each: list[int] = []  # positions of jobs with a unique key or an expiry
         for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
             record, job = self._build(spec, now, when, job_id)
+            if spec.options.unique_for is not None or spec.options.expires is not None:
+                each.append(len(records))
+                _lifecycle(record, spec, now)
             if spec.options.connection is not None:
                 if connection is not None and spec.options.connection is not connection:
                     raise ConfigurationError("one enqueue_many call takes one connection")
                 connection = spec.options.connection
             records.append(record)
             jobs.append(job)
-        return records, jobs, connection
+        return records, jobs, connection, each
+
+    def _enqueue_each(self, records: list[JobRecord], jobs: list[Job], each: list[int]) -> None:
+        """Jobs with a unique key or an expiry are decided one by one by the store (a
+        duplicate is not an error, and does not keep the rest out); the others of the batch
+        are stored together, all or none, first."""
+        chosen = set(each)
+        plain = [r for n, r in enumerate(records) if n not in chosen]
+        if plain:
+            self.backend.enqueue(plain, self.max_queue_length)
+        holders = self.backend.enqueue_each([records[n] for n in each], self.clock(), self.max_queue_length)
+        for n, holder in zip(each, holders, strict=True):
+            if holder is not None:
+                job = jobs[n]
+                jobs[n] = dataclasses.replace(job, id=holder, duplicate=True)
 
     def _enqueue_streamed(self, specs: list[JobSpec], store: StreamsEnqueue) -> list[Job]:
         """A large batch for a store that takes it in chunks as they are built (Redis): the
@@ -446,8 +525,9 @@ class Conveyor:
         meta = opts.meta
         if self._on_enqueue:
             meta = self._middleware_meta(job_id, task.name, opts.queue, meta)
+        expires = None if opts.expires is None else opts.expires_at(task.name, now)
         payload = self.codec.encode_payload(
-            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta
+            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta, expires
         )
         limit = self.codec.max_payload
         if limit is not None and len(payload) > limit:
@@ -650,6 +730,10 @@ class Conveyor:
             gc.enable()
 
     async def _aenqueue_many(self, specs: list[JobSpec]) -> list[Job]:
+        if not all(spec.options.plain for spec in specs):
+            # A unique key or an expiry is decided job by job by the sync store's own call
+            # (enqueue_each); made on a thread, it keeps the loop free all the same.
+            return await asyncio.to_thread(self._enqueue_many, specs)
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
@@ -657,7 +741,7 @@ class Conveyor:
             for start in range(0, len(specs), _BUILD_CHUNK):
                 if start:
                     await asyncio.sleep(0)  # let the loop run between chunks
-                built, handles, connection = self._build_many(specs[start : start + _BUILD_CHUNK])
+                built, handles, connection, _ = self._build_many(specs[start : start + _BUILD_CHUNK])
                 records += built
                 jobs += handles
         except AttributeError:
@@ -679,7 +763,7 @@ class Conveyor:
         return jobs
 
     async def _aenqueue_one(self, spec: JobSpec) -> Job:
-        if spec.options.connection is not None or self.middleware:
+        if spec.options.connection is not None or self.middleware or not spec.options.plain:
             return (await self.aenqueue_many([spec]))[0]
         now = self.clock()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())
@@ -767,6 +851,64 @@ class Conveyor:
         if isinstance(self.backend, Partitions):
             return self.backend.partition(name, partitions)
         return 1
+
+    def reschedule(self, job_id: str, *, at: datetime | None = None, delay: float | None = None) -> bool:
+        """Move a waiting job (scheduled, pending or retry) to run at ``at`` (an aware
+        datetime) or ``delay`` seconds from now; True if it moved, False for a job in any
+        other state (running, finished) or none. One store call, atomic in the store."""
+        now = time.time()
+        if (at is None) == (delay is None):
+            raise ConfigurationError("reschedule() takes at= or delay=, exactly one of them")
+        if at is not None:
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise ConfigurationError(
+                    f"reschedule(at=) takes an aware datetime (with a tzinfo), not {at!r}"
+                )
+            run_at = at.timestamp()
+        else:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+                raise ConfigurationError(
+                    f"reschedule(delay=) takes seconds from 0 to {MAX_DELAY:.0f}, not {delay!r}"
+                )
+            run_at = now + float(delay)
+        return self.backend.change(job_id, now, run_at=run_at)
+
+    def update(self, job_id: str, *, priority: int | None = None, queue: str | None = None) -> bool:
+        """Change a waiting job's priority and/or queue; True if it changed, False for a job
+        in any other state or none. A job with a unique key keeps its queue (ValueError): its
+        key guards one queue. Moving queues is one atomic store call on SQLite, PostgreSQL
+        and a single Redis server; Redis Cluster refuses it (``ConfigurationError``): the two
+        queues live in different slots, which no one script may touch together."""
+        if priority is None and queue is None:
+            raise ConfigurationError("update() takes priority= and/or queue=")
+        if priority is not None:
+            low, high = PRIORITY_RANGE
+            if type(priority) is not int or not low <= priority <= high:
+                raise ConfigurationError(
+                    f"update(priority=) takes an int from {low} to {high}, not {priority!r}"
+                )
+        payload = None
+        if queue is not None:
+            check_name("queue", queue)
+            record = self.backend.get(job_id)
+            if record is None or record.state not in WAITING_STATES:
+                return False
+            if record.queue == queue:
+                queue = None
+            else:
+                if record.unique_key is not None:
+                    raise ConfigurationError(
+                        f"job {job_id} holds the unique key {record.unique_key!r} in queue "
+                        f"{record.queue!r}; it cannot move to {queue!r} (cancel it and enqueue anew)"
+                    )
+                # The signature covers the queue: the moved job is signed for its new one
+                # (after its old signature is verified), as the worker will check.
+                payload = self.codec.for_queue(
+                    record.payload, job_id, record.queue, queue, record.max_attempts
+                )
+            if queue is None and priority is None:
+                return True
+        return self.backend.change(job_id, time.time(), priority=priority, queue=queue, payload=payload)
 
     def pause(self, queue: str) -> None:
         """Stop workers from fetching this queue's jobs; enqueue still works."""

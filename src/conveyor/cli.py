@@ -447,6 +447,9 @@ def _job_dict(job: Job) -> dict[str, Any]:
         "meta": job.meta,
         "progress": job.progress,
         "cancel_requested": job.cancel_requested,
+        "snoozes": job.snoozes,
+        "unique_key": job.unique_key,
+        "expires_at": job.expires_at.isoformat() if job.expires_at else None,
         # Encrypted with a key this process does not hold: args, kwargs and result are hidden.
         "encrypted": job.encrypted,
     }
@@ -487,8 +490,10 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
                 ("task", job.task),
                 ("queue", f"{job.queue}, priority {job.priority}"),
                 ("attempts", f"{job.attempts} of {job.max_attempts}"),
+                ("snoozed", f"{job.snoozes} time{'' if job.snoozes == 1 else 's'}"),
                 ("worker", job.worker or "-"),
-            ],
+            ]
+            + ([("unique key", job.unique_key)] if job.unique_key else []),
         ),
         (
             "timings",
@@ -498,7 +503,8 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
                 ("started", _stamp(job.started_at)),
                 ("finished", _stamp(job.finished_at)),
                 ("timeout", "-" if job.timeout is None else f"{job.timeout:g} s"),
-            ],
+            ]
+            + ([("expires", _stamp(job.expires_at))] if job.expires_at else []),
         ),
         (
             "arguments",

@@ -45,6 +45,9 @@ class Payload:
     backoff: float | None = None
     #: The job's metadata (``using(meta=...)``, middleware), or None when it has none.
     meta: dict[str, Any] | None = None
+    #: When the job expires unstarted (epoch seconds), or None: the worker checks it before
+    #: a run, so an expired job never reaches its task.
+    expires: float | None = None
 
 
 _HINTS = {
@@ -198,6 +201,7 @@ class Codec:
         kwargs: dict[str, Any],
         backoff: float | None = None,
         meta: dict[str, Any] | None = None,
+        expires: float | None = None,
     ) -> bytes:
         body: dict[str, Any]
         if self._cipher is None:
@@ -210,11 +214,23 @@ class Codec:
             # Metadata stays readable (and signed) when arguments are encrypted: middleware,
             # filters and the dashboard read it. Secrets belong in the arguments.
             body["m"] = meta
+        if expires is not None:
+            body["x"] = expires
         data = orjson.dumps(body)
         if self._keys:
             sig = self._sign(self._keys[0], job_id, queue, max_attempts, data)
             data = _SIGNED_PREFIX + sig + b":" + data
         return data
+
+    def for_queue(self, data: bytes, job_id: str, queue: str, new_queue: str, max_attempts: int) -> bytes:
+        """A stored payload signed for ``new_queue`` instead of ``queue`` (the signature
+        covers the queue); unchanged when unsigned. ``BadPayload`` when its signature does
+        not verify: a moved job is never signed afresh unless it was genuine."""
+        if not data.startswith(_SIGNED_PREFIX):
+            return data
+        self.decode_payload(job_id, queue, max_attempts, data)
+        body = data[4 + _SIG_LEN :]
+        return _SIGNED_PREFIX + self._sign(self._keys[0], job_id, new_queue, max_attempts, body) + b":" + body
 
     def decode_payload(self, job_id: str, queue: str, max_attempts: int, data: bytes) -> Payload:
         """The payload of a stored job, or BadPayload saying why it cannot run."""
@@ -257,7 +273,10 @@ class Codec:
         meta = obj.get("m")
         if meta is not None and type(meta) is not dict:
             raise BadPayload(f"payload metadata ('m') is a {type(meta).__name__}, expected an object")
-        return Payload(task, args, kwargs, backoff, meta)
+        expires = obj.get("x")
+        if expires is not None and (type(expires) not in (int, float) or expires != expires):
+            raise BadPayload(f"payload expiry ('x') is {expires!r}, expected epoch seconds")
+        return Payload(task, args, kwargs, backoff, meta, expires)
 
     def _unseal(self, sealed: Any, job_id: str) -> tuple[Any, Any]:
         if self._cipher is None:

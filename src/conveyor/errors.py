@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The longest snooze: a century, as the longest delay.
+MAX_SNOOZE = 100 * 365.25 * 86400
+
 
 class ConveyorError(Exception):
     """Base class of every error conveyor raises on purpose."""
@@ -48,6 +51,22 @@ class Retry(Exception):
         self.delay = delay
         self.reason = reason
         super().__init__(reason)
+
+
+class Snooze(Exception):
+    """Raise inside a task to run it again after ``delay`` seconds without counting this
+    attempt against its retries: the job goes back to ``scheduled`` and its snooze counter
+    (``app.get_job(id).snoozes``) goes up by one. For "not now" rather than "failed": a
+    resource that is busy, a rate limit of someone else's API.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_SNOOZE:
+            raise ValueError(
+                f"Snooze(delay) takes seconds from 0 to {MAX_SNOOZE:.0f} (a century), not {delay!r}"
+            )
+        self.delay = float(delay)
+        super().__init__(f"snoozed for {self.delay:g} s")
 
 
 class Fail(Exception):

@@ -35,6 +35,8 @@ BAD_RUN_AT: Final = (
 LOST: Final = (
     "worker lost: its lease expired while the job was active (the worker was killed, crashed or stalled)"
 )
+#: The error of a job that was not started before its ``expires`` time.
+EXPIRED: Final = "expired"
 #: The error of a job cancelled without saying by whom.
 CANCELLED_NOTE: Final = "cancelled"
 #: States a job never leaves on its own.
@@ -74,6 +76,14 @@ class JobRecord:
     progress: bytes | None = None
     #: Why a running job was asked to stop (``app.cancel`` on an active job), or None.
     cancel: str | None = None
+    #: When a job not started by then is cancelled as expired (``using(expires=)``), or None.
+    expires_at: float | None = None
+    #: The key no other live job of its queue may hold (``unique_for``), or None; and until
+    #: when it holds it at most.
+    unique_key: str | None = None
+    unique_until: float | None = None
+    #: How many times its runs asked to come back later (``raise Snooze``).
+    snoozes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,9 @@ class Failure:
     retry_at: float | None = None
     #: The run was stopped by ``app.cancel``: the job ends ``cancelled``, never retried.
     cancelled: bool = False
+    #: The run raised ``Snooze``: the job waits ``scheduled`` until ``retry_at``, the attempt
+    #: not counted, its snooze counter one up.
+    snoozed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,15 @@ class Job:
     progress: dict[str, Any] | None = None
     #: Why it was asked to stop while it ran (``app.cancel``), until its worker stops it.
     cancel_requested: str | None = None
+    #: True on the handle an enqueue returns when a live job already held the unique key:
+    #: nothing was stored and ``id`` is that job's id.
+    duplicate: bool = False
+    #: How many times a run of it raised ``Snooze``.
+    snoozes: int = 0
+    #: When it expires if not started by then (``using(expires=)``), or None.
+    expires_at: datetime | None = None
+    #: Its unique key (``unique_for``), or None.
+    unique_key: str | None = None
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -301,6 +323,9 @@ class Job:
             meta=meta,
             progress=_progress(record.progress),
             cancel_requested=record.cancel if record.state == ACTIVE else None,
+            snoozes=record.snoozes,
+            expires_at=_utc(record.expires_at),
+            unique_key=record.unique_key,
             _app=app,
         )
 

@@ -67,6 +67,17 @@ class Options:
     connection: Any = None
     #: JSON metadata kept with the job (an object with string keys), seen by middleware.
     meta: dict[str, Any] | None = None
+    #: Seconds a unique job holds its key at most (None: not unique); the key is
+    #: ``unique_key``, else the task name and its arguments.
+    unique_for: float | None = None
+    unique_key: str | None = None
+    #: A job not started by then is cancelled: seconds from its enqueue, or an aware datetime.
+    expires: float | datetime | None = None
+
+    @property
+    def plain(self) -> bool:
+        """No unique key and no expiry: the job takes the batch path of the store."""
+        return self.unique_for is None and self.expires is None
 
     def checked(self, task_name: str) -> Options:
         try:
@@ -93,12 +104,73 @@ class Options:
                     f"task {task_name!r}: meta must be a dict with string keys, not {self.meta!r}"
                 )
             check_json(self.meta, f"meta of task {task_name!r}")
+        self._check_lifecycle(task_name)
         if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
             raise ConfigurationError(
                 f"task {task_name!r}: delay must be seconds from 0 to {MAX_DELAY:.0f} (a century), "
                 f"not {self.delay!r}"
             )
         return self
+
+    def _check_lifecycle(self, task_name: str) -> None:
+        if self.unique_key is not None:
+            key = self.unique_key
+            if type(key) is not str or not 0 < len(key) <= UNIQUE_KEY_MAX or not key.isprintable():
+                raise ConfigurationError(
+                    f"task {task_name!r}: unique_key must be a printable string of 1 to "
+                    f"{UNIQUE_KEY_MAX} characters, not {_short(key)}"
+                )
+            if self.unique_for is None:
+                raise ConfigurationError(
+                    f"task {task_name!r}: unique_key={key!r} needs unique_for= (the most seconds "
+                    "the key is held)"
+                )
+        if self.unique_for is not None and not _seconds(self.unique_for):
+            raise ConfigurationError(
+                f"task {task_name!r}: unique_for must be seconds > 0 (at most a century), "
+                f"not {self.unique_for!r}"
+            )
+        expires = self.expires
+        if isinstance(expires, datetime):
+            if expires.tzinfo is None:
+                raise ConfigurationError(
+                    f"task {task_name!r}: expires={expires!r} is a naive datetime; give it a tzinfo "
+                    "(e.g. datetime.now(timezone.utc) + timedelta(minutes=5))"
+                )
+        elif expires is not None and not _seconds(expires):
+            raise ConfigurationError(
+                f"task {task_name!r}: expires must be seconds > 0 (at most a century) or an aware "
+                f"datetime, not {expires!r}"
+            )
+
+    def expires_at(self, task_name: str, now: float) -> float | None:
+        """When a job enqueued ``now`` expires; ``ConfigurationError`` if that has passed."""
+        expires = self.expires
+        if expires is None:
+            return None
+        if isinstance(expires, datetime):
+            when = expires.timestamp()
+            if when <= now:
+                raise ConfigurationError(
+                    f"task {task_name!r}: expires={expires.isoformat()} is in the past; the job "
+                    "would never run"
+                )
+            return when
+        return now + float(expires)
+
+
+#: The longest ``unique_key``: it is stored in an index (and, on Redis, in a key name).
+UNIQUE_KEY_MAX = 200
+
+
+def _seconds(value: object) -> bool:
+    """A number of seconds > 0 and at most a century (not a bool, not NaN)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value <= MAX_DELAY
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class JobSpec(NamedTuple):
@@ -164,8 +236,14 @@ class Task(Generic[P, R]):
         at: datetime | None = _UNSET,
         connection: Any = _UNSET,
         meta: dict[str, Any] | None = _UNSET,
+        unique_for: float | None = _UNSET,
+        unique_key: str | None = _UNSET,
+        expires: float | datetime | None = _UNSET,
     ) -> BoundTask[P, R]:
         """The same task with options changed for the jobs enqueued through the result.
+        ``unique_for``/``unique_key``: no second live job with that key in the queue (an
+        enqueue returns the live one, ``duplicate=True``); ``expires``: seconds or an aware
+        datetime after which the job, if not started, is cancelled.
         ``meta`` is JSON metadata kept with the job (``app.get_job(id).meta``,
         ``current_job().meta``, ``app.jobs(meta=...)``); it is not encrypted with the
         arguments, so keep secrets out of it."""
@@ -179,6 +257,9 @@ class Task(Generic[P, R]):
             at=at,
             connection=connection,
             meta=meta,
+            unique_for=unique_for,
+            unique_key=unique_key,
+            expires=expires,
         )
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:

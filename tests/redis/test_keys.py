@@ -105,6 +105,11 @@ def test_every_script_call_the_store_sends_matches_its_header(
         assert {job_id for job_id, _ in backend.cancel_requests("w1", ["mail"])} == {got[3].id, got[4].id}
         backend.fail([Failure(got[4].id, "cancelled", cancelled=True)], "w1", now)
         app.retry_all("dead", queue="mail")
+        unique = task.using(unique_for=60, expires=600).enqueue(7)  # enqueue_each
+        assert task.using(unique_for=60).enqueue(7).duplicate
+        app.reschedule(unique.id, delay=30)  # change
+        backend.fail([Failure(got[2].id, "snoozed", None, now + 5, snoozed=True)], "w1", now)
+        backend.sweep(now + 3600, now, 0, 10)
         app.jobs(state="scheduled")
         app.stats()
         app.pause("mail")

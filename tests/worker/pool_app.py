@@ -6,7 +6,7 @@ import ctypes
 import os
 import time
 
-from conveyor import Conveyor, Fail, Retry
+from conveyor import Conveyor, Fail, Retry, Snooze
 from tests.harness import record_run
 
 app = Conveyor(
@@ -60,6 +60,11 @@ def give_up() -> None:
 @app.task(name="again", retries=1)
 def again() -> None:
     raise Retry(delay=0.2, reason="not yet")
+
+
+@app.task(name="later", retries=0)
+def later() -> None:
+    raise Snooze(600)
 
 
 @app.task(name="boom", retries=0)

@@ -15,7 +15,20 @@ from conveyor.worker.process_pool import find_target
 from tests.harness import WorkerProcesses
 
 from . import pool_app
-from .pool_app import again, boom, give_up, hog, nap, not_json, parent_pid, pid, segfault, sleeper, steps
+from .pool_app import (
+    again,
+    boom,
+    give_up,
+    hog,
+    later,
+    nap,
+    not_json,
+    parent_pid,
+    pid,
+    segfault,
+    sleeper,
+    steps,
+)
 
 TARGET = "tests.worker.pool_app:app"
 
@@ -110,12 +123,13 @@ def test_async_tasks_run_on_the_parents_event_loop(workers: PoolWorkers) -> None
 
 
 def test_failures_in_a_child_are_recorded_as_in_a_thread(workers: PoolWorkers) -> None:
-    def outcomes(pool: str) -> dict[str, tuple[str, int, str | None, bool, bool]]:
+    def outcomes(pool: str) -> dict[str, tuple[str, int, str | None, bool, bool, int]]:
         jobs = {
             "give_up": give_up.enqueue(),
             "again": again.enqueue(),
             "boom": boom.enqueue("bad"),
             "not_json": not_json.enqueue(),
+            "later": later.enqueue(),
         }
         proc = workers.start("--pool", pool, "--concurrency", "2", "--burst")
         assert proc.wait(60) == 0
@@ -127,15 +141,16 @@ def test_failures_in_a_child_are_recorded_as_in_a_thread(workers: PoolWorkers) -
             # Retry(delay=0.2): the next attempt is due 0.2 s after the failure.
             delayed = snap.state == "retry" and snap.finished_at is not None
             delayed = delayed and abs((snap.run_at - snap.finished_at).total_seconds() - 0.2) < 0.15  # type: ignore[operator]
-            seen[name] = (snap.state, snap.attempts, snap.last_error, has_traceback, delayed)
+            seen[name] = (snap.state, snap.attempts, snap.last_error, has_traceback, delayed, snap.snoozes)
         return seen
 
     in_threads = outcomes("thread")
     # A burst worker exits before the retry is due: it stays a retry, with its own delay.
-    assert in_threads["give_up"] == ("dead", 1, "Fail: no point trying again", False, False)
-    assert in_threads["again"] == ("retry", 1, "Retry: not yet", False, True)
-    assert in_threads["boom"] == ("dead", 1, "ValueError: bad", True, False)
+    assert in_threads["give_up"] == ("dead", 1, "Fail: no point trying again", False, False, 0)
+    assert in_threads["again"] == ("retry", 1, "Retry: not yet", False, True, 0)
+    assert in_threads["boom"] == ("dead", 1, "ValueError: bad", True, False, 0)
     assert in_threads["not_json"][:2] == ("dead", 1)
+    assert in_threads["later"] == ("scheduled", 0, None, False, False, 1)  # Snooze: no attempt spent
     assert outcomes("process") == in_threads
 
 

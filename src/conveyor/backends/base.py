@@ -47,6 +47,15 @@ class Backend(Protocol):
         queue would exceed ``max_queue_length`` waiting jobs). A record whose ``run_at`` is
         in the future is ``scheduled``, else ``pending``."""
 
+    def enqueue_each(
+        self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
+    ) -> list[str | None]:
+        """Store jobs that carry a unique key or an expiry, each decided on its own: a job
+        whose ``unique_key`` a live job (waiting or active) of its queue holds, and whose
+        ``unique_until`` has not passed, is not stored, and the holder's id is returned in its
+        place (None for a job stored). Atomic per job in the store: however many processes
+        enqueue one key at once, one job holds it. A job that ends frees its key."""
+
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
@@ -78,6 +87,13 @@ class Backend(Protocol):
         forgotten; waiting jobs whose ``run_at`` is no usable time (not a number, or more
         than ``FAR_FUTURE`` ahead) go to ``dead`` with ``BAD_RUN_AT``. Returns the number
         of jobs recovered."""
+
+    def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
+        """Housekeeping of job lifetimes, in bounded steps: waiting jobs whose ``expires_at``
+        has passed end ``cancelled`` with the error "expired"; dead and cancelled jobs that
+        finished before ``dead_before``, or beyond the newest ``dead_max`` of the namespace,
+        are deleted, oldest first. At most ``limit`` jobs of each kind per call, found by
+        index; returns how many changed (a caller repeats while that reaches ``limit``)."""
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         """Block up to ``timeout`` seconds, returning early when a job may have arrived."""
@@ -138,6 +154,20 @@ class Backend(Protocol):
         asks a running job to stop: its ``cancel`` is set to ``note`` (once), which its
         worker reads with ``cancel_requests``; a cancelled waiting job gets ``note`` as its
         last error."""
+
+    def change(
+        self,
+        job_id: str,
+        now: float,
+        run_at: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
+        """Change a waiting job (scheduled, pending, retry), atomically: ``run_at`` (it is
+        then ``pending`` if due by ``now``, else ``scheduled``, or ``retry`` if it was one),
+        ``priority``, ``queue`` (with ``payload``, signed for that queue). False, and
+        nothing changed, for a job in any other state or none."""
 
     # -- the running job --------------------------------------------------------------------
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:

@@ -28,12 +28,14 @@ from ..job import (
     CANCELLED,
     CANCELLED_NOTE,
     DEAD,
+    EXPIRED,
     FAR_FUTURE,
     LOST,
     PENDING,
     RETRY,
     SCHEDULED,
     STATES,
+    WAITING_STATES,
     Failure,
     JobRecord,
     ScheduleState,
@@ -44,7 +46,7 @@ from ..job import (
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -57,7 +59,8 @@ _TYPES = {
     "run_at": "REAL", "attempts": "INTEGER", "max_attempts": "INTEGER", "timeout": "REAL",
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
-    "progress": "BLOB", "cancel": "TEXT",
+    "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
+    "unique_until": "REAL", "snoozes": "INTEGER",
 }  # fmt: skip
 
 
@@ -74,6 +77,9 @@ _CLAIMED = (
     + _cast("run_at", "attempts", "max_attempts", "timeout", "created_at")
 )
 _WAITING = "('scheduled','pending','retry')"
+#: The states in which a job holds its unique key.
+_LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
+_ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
 #: The states admin listings find by index, newest first (the hot states stay out: every
 #: index is written on each change of state).
@@ -102,7 +108,11 @@ def _schema(ns: str) -> list[str]:
             locked_by TEXT,
             lease_until REAL,
             progress BLOB,
-            cancel TEXT
+            cancel TEXT,
+            expires_at REAL,
+            unique_key TEXT,
+            unique_until REAL,
+            snoozes INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -162,6 +172,28 @@ def _schema(ns: str) -> list[str]:
     ]
 
 
+def _lifecycle_indexes(ns: str) -> list[str]:
+    """Indexes on the columns of schema version 3, made after the upgrades (an older table
+    gets those columns only there). Each holds only the jobs that use the option, so jobs
+    without it cost no index entry; the first two do not name the state in their predicate
+    either, so that no change of state of any job has them evaluated (a job's claim and
+    acknowledgement cost the same as before but for the index of ended jobs)."""
+    return [
+        # One job per unique key and queue: the store itself refuses a second one. A holder
+        # that ended (or whose unique_for is over) lets go of its key when the next job of
+        # that key meets it (enqueue_each), not when it ends: ending a job writes nothing more.
+        f"""CREATE UNIQUE INDEX IF NOT EXISTS {ns}_jobs_unique ON {ns}_jobs (queue, unique_key)
+            WHERE unique_key IS NOT NULL""",
+        # Jobs with an expiry, by it: housekeeping cancels the expired ones still waiting and
+        # drops the expiry of the others (so the index holds no job it need not look at).
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_expires ON {ns}_jobs (expires_at)
+            WHERE expires_at IS NOT NULL""",
+        # Dead and cancelled jobs by when they ended: retention deletes the oldest first.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ended ON {ns}_jobs (finished_at)
+            WHERE state IN {_ENDED}""",
+    ]
+
+
 def _upgrades(ns: str) -> dict[int, list[str]]:
     """Statements that bring a database from schema version N to N + 1, run after the
     ``CREATE ... IF NOT EXISTS`` statements of the current schema, in the same transaction."""
@@ -176,7 +208,20 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"INSERT INTO {ns}_counts (queue, state, n) SELECT queue, state, count(*) FROM {ns}_jobs"
             " GROUP BY queue, state",
         ],
+        # 2 -> 3: expiry, unique keys and a snooze counter (their indexes: _lifecycle_indexes).
+        2: [
+            f"ALTER TABLE {ns}_jobs ADD COLUMN expires_at REAL",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN unique_key TEXT",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN unique_until REAL",
+            f"ALTER TABLE {ns}_jobs ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0",
+        ],
     }
+
+
+def _holds(state: object, until: object, now: float) -> bool:
+    """Whether a job with a unique key still holds it: waiting or running, within its
+    unique_for."""
+    return state in _LIVE_STATES and not (isinstance(until, float | int) and until <= now)
 
 
 def _path_from_url(url: str) -> str:
@@ -314,6 +359,8 @@ class SQLiteBackend:
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+                for statement in _lifecycle_indexes(self.ns):
+                    conn.execute(statement)
                 return
             version = int(row[0])
             if version > SCHEMA_VERSION:
@@ -325,6 +372,8 @@ class SQLiteBackend:
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
+            for statement in _lifecycle_indexes(self.ns):
+                conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     f"UPDATE {self.ns}_meta SET value = ? WHERE key = 'schema_version'",
@@ -359,18 +408,7 @@ class SQLiteBackend:
         new_queues = queues - self._registered
         with self._write() as conn:
             if max_queue_length is not None:
-                for queue in queues:
-                    adding = sum(1 for r in records if r.queue == queue)
-                    (waiting,) = conn.execute(
-                        f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts"
-                        f" WHERE queue = ? AND state IN {_WAITING}",
-                        (queue,),
-                    ).fetchone()
-                    if waiting + adding > max_queue_length:
-                        raise QueueFull(
-                            f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
-                            f"would pass its limit of {max_queue_length}"
-                        )
+                self._check_length(conn, records, queues, max_queue_length)
             self._insert(conn, rows, new_queues, slice_rows)
         self._registered |= new_queues
 
@@ -397,6 +435,71 @@ class SQLiteBackend:
                 f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
                 [(q,) for q in new_queues],
             )
+
+    def _check_length(
+        self, conn: sqlite3.Connection, records: Sequence[JobRecord], queues: set[str], limit: int
+    ) -> None:
+        for queue in queues:
+            adding = sum(1 for r in records if r.queue == queue)
+            (waiting,) = conn.execute(
+                f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts WHERE queue = ? AND state IN {_WAITING}",
+                (queue,),
+            ).fetchone()
+            if waiting + adding > limit:
+                raise QueueFull(
+                    f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
+                    f"would pass its limit of {limit}"
+                )
+
+    def enqueue_each(
+        self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
+    ) -> list[str | None]:
+        holders: list[str | None] = []
+        queues = {r.queue for r in records}
+        # In one write transaction, which every writer of the file takes in turn: the look
+        # for a holder and the insert cannot interleave with another process's.
+        with self._write() as conn:
+            for r in records:
+                if r.unique_key is not None:
+                    row = conn.execute(
+                        f"SELECT id, unique_until, state FROM {self.t} WHERE queue = ? AND unique_key = ?",
+                        (r.queue, r.unique_key),
+                    ).fetchone()
+                    if row is not None and _holds(row[2], row[1], now):
+                        holders.append(str(row[0]))
+                        continue
+                    if row is not None:
+                        # It ended, or its unique_for is over (then it keeps running): it lets
+                        # go of the key.
+                        conn.execute(f"UPDATE {self.t} SET unique_key = NULL WHERE id = ?", (row[0],))
+                if max_queue_length is not None:
+                    self._check_length(conn, [r], {r.queue}, max_queue_length)
+                conn.execute(
+                    f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
+                    " timeout, created_at, expires_at, unique_key, unique_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.id,
+                        r.queue,
+                        r.payload,
+                        r.priority,
+                        r.state,
+                        r.run_at,
+                        r.max_attempts,
+                        r.timeout,
+                        r.created_at,
+                        r.expires_at,
+                        r.unique_key,
+                        r.unique_until,
+                    ),
+                )
+                holders.append(None)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)",
+                [(q,) for q in queues - self._registered],
+            )
+        self._registered |= queues
+        return holders
 
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
@@ -473,7 +576,19 @@ class SQLiteBackend:
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
             return
+        snoozed = [f for f in failures if f.snoozed]
+        if snoozed:
+            failures = [f for f in failures if not f.snoozed]
         with self._write() as conn:
+            if snoozed:
+                # Back to waiting for a time; the run does not count as an attempt.
+                woken = conn.executemany(
+                    f"UPDATE {self.t} SET state = 'scheduled', run_at = ?, attempts = max(attempts - 1, 0),"
+                    " snoozes = snoozes + 1, locked_by = NULL, lease_until = NULL, progress = NULL"
+                    " WHERE id = ? AND locked_by = ? AND state = 'active'",
+                    [(f.retry_at, f.id, worker) for f in snoozed],
+                ).rowcount
+                self._count(conn, now, processed=woken, failed=0)
             changed = conn.executemany(
                 f"UPDATE {self.t} SET state = ?, run_at = coalesce(?, run_at), last_error = ?,"
                 " traceback = ?, finished_at = ?, locked_by = NULL, lease_until = NULL"
@@ -565,6 +680,45 @@ class SQLiteBackend:
             conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
         return recovered
+
+    def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
+        # Three short write transactions, not one: a worker waits for at most one of them.
+        with self._write() as conn:
+            # The expired, whatever their state: the waiting ones end cancelled, and every
+            # one leaves the index (a job that ran before its expiry keeps no entry).
+            due = conn.execute(
+                f"SELECT id, state FROM {self.t} WHERE expires_at IS NOT NULL AND expires_at <= ?"
+                " ORDER BY expires_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            changed = conn.executemany(
+                f"UPDATE {self.t} SET state = 'cancelled', finished_at = ?, last_error = ?, expires_at = NULL"
+                " WHERE id = ?",
+                [(now, EXPIRED, job_id) for job_id, state in due if state in WAITING_STATES],
+            ).rowcount
+            conn.executemany(
+                f"UPDATE {self.t} SET expires_at = NULL WHERE id = ?",
+                [(job_id,) for job_id, state in due if state not in WAITING_STATES],
+            )
+        oldest_first = (
+            f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t} INDEXED BY {self.ns}_jobs_ended"
+            f" WHERE state IN {_ENDED} {{before}} ORDER BY finished_at LIMIT ?)"
+        )
+        if dead_before is not None:
+            with self._write() as conn:
+                changed += conn.execute(
+                    oldest_first.format(before="AND finished_at < ?"), (dead_before, limit)
+                ).rowcount
+        if dead_max is not None:
+            with self._write() as conn:
+                (kept,) = conn.execute(
+                    f"SELECT coalesce(sum(n), 0) FROM {self.ns}_counts WHERE state IN {_ENDED}"
+                ).fetchone()
+                if kept > dead_max:
+                    changed += conn.execute(
+                        oldest_first.format(before=""), (min(limit, kept - dead_max),)
+                    ).rowcount
+        return changed
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         # data_version changes when another connection commits: a cheap read of shared
@@ -805,9 +959,12 @@ class SQLiteBackend:
         check_action(action)
         note = note or CANCELLED_NOTE
         if action == "retry":
+            # A dead or cancelled job brought back no longer holds its unique key: another job
+            # may have taken it meanwhile.
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
-                " progress = NULL, cancel = NULL"
+                " progress = NULL, cancel = NULL,"
+                f" unique_key = CASE WHEN state IN {_ENDED} THEN NULL ELSE unique_key END"
                 " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
             )
             first: list[Any] = [now]
@@ -842,6 +999,43 @@ class SQLiteBackend:
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+
+    def change(
+        self,
+        job_id: str,
+        now: float,
+        run_at: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
+        sets: list[str] = []
+        params: list[Any] = []
+        if run_at is not None:
+            # A pending job is due by definition (the claim walks the ready index alone).
+            sets.append(
+                "state = CASE WHEN ? <= ? THEN 'pending' WHEN state = 'retry' THEN 'retry'"
+                " ELSE 'scheduled' END, run_at = ?"
+            )
+            params += [run_at, now, run_at]
+        if priority is not None:
+            sets.append("priority = ?")
+            params.append(priority)
+        if queue is not None:
+            sets.append("queue = ?, payload = coalesce(?, payload)")
+            params += [queue, payload]
+        if not sets:
+            return False
+        with self._write() as conn:
+            changed = conn.execute(
+                f"UPDATE {self.t} SET {', '.join(sets)} WHERE id = ? AND state IN {_WAITING}",
+                [*params, job_id],
+            ).rowcount
+            if changed and queue is not None and queue not in self._registered:
+                conn.execute(f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)", (queue,))
+        if changed and queue is not None:
+            self._registered.add(queue)
+        return changed > 0
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
         with self._write() as conn:

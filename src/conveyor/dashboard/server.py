@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, FINAL_STATES, PENDING, RETRY, SCHEDULED, STATES, Job
+from ..task import MAX_DELAY
 from . import security
 from .security import Authorize, Guard, Refused, Settings
 
@@ -187,6 +188,21 @@ def first_line(text: str | None, limit: int = 140) -> str:
 
 def number(n: int | float) -> str:
     return f"{n:,}"
+
+
+def _delay(form: FormData) -> float:
+    """Seconds from a reschedule form's ``delay`` and ``unit`` fields; ``Refused`` (400)
+    naming the value when they are not a time from now up to a century."""
+    delay, unit = form.get("delay"), form.get("unit") or "1"
+    try:
+        seconds = float(str(delay)) * float(str(unit))
+    except ValueError:
+        raise Refused(
+            400, "Bad request", f"Reschedule takes a number of {unit!s} units, not {delay!s}."
+        ) from None
+    if not 0 <= seconds <= MAX_DELAY:
+        raise Refused(400, "Bad request", f"Reschedule takes a time from now up to a century, not {delay!s}.")
+    return seconds
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -551,9 +567,18 @@ class Dashboard:
     async def job_action(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         action = request.path_params["action"]
-        if action not in ACTIONS:
+        if action not in (*ACTIONS, "reschedule"):
             raise HTTPException(404, "No such action.")
         form = await self.action_form(request)
+        if action == "reschedule":
+            delay = _delay(form)
+            moved = await self.call(self.app.reschedule, job_id, delay=delay)
+            message = (
+                f"Job {job_id[:8]} rescheduled to run in {duration(delay)}."
+                if moved
+                else f"Job {job_id[:8]} could not be rescheduled: it is no longer waiting."
+            )
+            return self.back(request, form, f"/jobs/{job_id}", message)
         was = await self.call(self.app.get_job, job_id) if action == "cancel" else None
         done = await self.call(self._act, action, job_id, by=_who(request))
         short = job_id[:8]
@@ -587,11 +612,19 @@ class Dashboard:
     async def bulk_action(self, request: Request) -> Response:
         form = await self.action_form(request)
         action = form.get("action")
-        if action not in ACTIONS:
-            raise Refused(400, "Bad request", "Choose retry, delete or cancel.")
+        if action not in (*ACTIONS, "reschedule"):
+            raise Refused(400, "Bad request", "Choose retry, delete, cancel or reschedule.")
         ids = [v for v in form.getlist("ids") if isinstance(v, str)][:1000]
         if not ids:
             return self.back(request, form, "/jobs", "No jobs were selected.")
+        if action == "reschedule":
+            delay = _delay(form)
+            # One store call per job: a reschedule decides each job alone (it may have left
+            # its waiting state meanwhile).
+            moved = await self.call(lambda: sum(self.app.reschedule(i, delay=delay) for i in ids))
+            return self.back(
+                request, form, "/jobs", f"Rescheduled to run in {duration(delay)}: {moved:,} of {len(ids):,}."
+            )
 
         done = await self.call(lambda: self._act(str(action), *ids, by=_who(request)))
         past = {"retry": "Queued to run now", "delete": "Deleted", "cancel": "Cancelled"}[str(action)]

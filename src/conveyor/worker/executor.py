@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..codec import BadPayload, Payload
 from ..errors import Fail, JobCancelled, JobTimeout
-from ..job import Failure, JobRecord
+from ..job import EXPIRED, Failure, JobRecord
 from ..logs import duration_text, job_line, job_log
 from ..middleware import overriding
 from ..render import plural
@@ -148,6 +148,8 @@ class Runner:
             payload = self.codec.decode_payload(record.id, record.queue, record.max_attempts, record.payload)
         except BadPayload as exc:
             return self._unrunnable(record, "?", f"bad payload: {exc}")
+        if payload.expires is not None and payload.expires <= self.app.clock():
+            return self._expired(record, payload.task)
         task = self.tasks.get(payload.task)
         if task is None:
             return self._unrunnable(
@@ -157,6 +159,16 @@ class Runner:
                 "(a worker runs registered tasks only)",
             )
         return Prepared(record, task, payload)
+
+    def _expired(self, record: JobRecord, task: str) -> Failure:
+        """A job fetched after its ``expires`` time: cancelled, never run."""
+        job_line(
+            logging.WARNING,
+            "%s %s cancelled: expired before it started",
+            (task, record.id),
+            {"job_id": record.id, "task": task, "outcome": "cancelled", "error": EXPIRED},
+        )
+        return Failure(record.id, EXPIRED, None, None, cancelled=True)
 
     def _unrunnable(self, record: JobRecord, task: str, reason: str) -> Failure:
         result = dead(record, reason)
@@ -410,7 +422,16 @@ class Runner:
             "attempt": record.attempts,
             "max_attempts": record.max_attempts,
         }
-        if result.retry_at is not None:
+        if result.snoozed and result.retry_at is not None:
+            delay = max(0.0, result.retry_at - self.app.clock())
+            fields.update(outcome="snoozed", retry_in=delay)
+            job_line(
+                logging.INFO,
+                "%s %s snoozed in %s, again in %s",
+                (name, record.id, took, duration_text(delay)),
+                fields,
+            )
+        elif result.retry_at is not None:
             delay = max(0.0, result.retry_at - self.app.clock())
             fields.update(outcome="retry", retry_in=delay)
             job_line(

@@ -13,6 +13,13 @@ from ..job import WorkerInfo
 
 log = logging.getLogger("conveyor.worker")
 
+#: Jobs one sweep call changes at most (of each kind: expired, past dead_ttl, past dead_max).
+SWEEP_BATCH = 500
+#: Seconds of sweeping per beat at most, and the pause between two batches, in which the
+#: workers' own calls go first.
+SWEEP_BUDGET = 1.0
+SWEEP_PAUSE = 0.01
+
 
 class Heartbeat:
     """Every third of a lease: extend every lease this worker holds (one statement, however
@@ -31,8 +38,12 @@ class Heartbeat:
         info: Callable[[], WorkerInfo],
         lease: float,
         result_ttl: float,
+        dead_ttl: float | None = None,
+        dead_max: int | None = None,
     ) -> None:
         self._backend = backend
+        self._dead_ttl = dead_ttl
+        self._dead_max = dead_max
         self._info = info
         self._lease = lease
         self._result_ttl = result_ttl
@@ -60,7 +71,23 @@ class Heartbeat:
         recovered = self._backend.recover(now, now - self._result_ttl)
         if recovered:
             log.warning("recovered %d jobs whose worker was lost", recovered)
+        self.sweep(now)
         return recovered
+
+    def sweep(self, now: float) -> int:
+        """Expired jobs cancelled, dead and cancelled jobs past retention deleted: batches of
+        ``SWEEP_BATCH`` (each one short store call, so a worker waiting on the store waits
+        for one batch at most) until one comes back short or ``SWEEP_BUDGET`` seconds pass;
+        a backlog of a million is worked off over the following beats."""
+        dead_before = None if self._dead_ttl is None else now - self._dead_ttl
+        deadline = time.monotonic() + SWEEP_BUDGET
+        total = 0
+        while True:
+            changed = self._backend.sweep(now, dead_before, self._dead_max, SWEEP_BATCH)
+            total += changed
+            if changed < SWEEP_BATCH or time.monotonic() >= deadline or self._stop.is_set():
+                return total
+            time.sleep(SWEEP_PAUSE)
 
     def _loop(self) -> None:
         # Start recovery at a random offset so many workers do not all run it together.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from ..errors import Fail, Retry
+from ..errors import Fail, Retry, Snooze
 from ..job import Failure, JobRecord
 from ..redaction import MAX_TRACEBACK_LENGTH, redact
 from ..retry import Backoff, delay_for
@@ -27,14 +27,18 @@ def failure(
 ) -> Failure:
     """The failure to record for ``exc``: another attempt later, or ``dead``.
 
-    ``Fail`` is dead at once; ``Retry`` waits its own delay; anything else retries with the
-    backoff policy while attempts are left.
+    ``Fail`` is dead at once; ``Retry`` waits its own delay; ``Snooze`` waits its delay
+    without spending an attempt; anything else retries with the backoff policy while attempts
+    are left.
     """
     tb = None
     if with_traceback and exc.__traceback__ is not None:
         tb = redact("".join(traceback.format_exception(exc)), MAX_TRACEBACK_LENGTH)
     if isinstance(exc, Fail):
         return Failure(record.id, redact(error or f"Fail: {exc.reason}"), tb, None)
+    if isinstance(exc, Snooze):
+        # Not a failure: no error or traceback is recorded, and no attempt is spent.
+        return Failure(record.id, str(exc), None, now + exc.delay, snoozed=True)
     text = redact(error or describe(exc))
     if record.attempts >= record.max_attempts:
         return Failure(record.id, text, tb, None)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import Fail, Retry
+from ..errors import Fail, Retry, Snooze
 from ..logs import configure
 from ..running import CurrentJob, _current
 from .outcome import is_json_result
@@ -122,6 +122,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
         error["fail"] = exc.reason
     elif isinstance(exc, Retry):
         error["retry"] = {"delay": exc.delay, "reason": exc.reason}
+    elif isinstance(exc, Snooze):
+        error["snooze"] = exc.delay
     return error
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import Fail, JobTimeout, Retry
+from ..errors import Fail, JobTimeout, Retry, Snooze
 from ..job import Failure, JobRecord
 from ..logs import JsonFormatter
 from ..redaction import MAX_TRACEBACK_LENGTH, redact
@@ -319,6 +319,8 @@ def _from_child(runner: Runner, job: Prepared, error: dict[str, Any], started: f
         exc = Fail(error["fail"])
     elif "retry" in error:
         exc = Retry(error["retry"]["delay"], error["retry"]["reason"])
+    elif "snooze" in error:
+        exc = Snooze(error["snooze"])
     elif error["type_error"]:
         exc = TypeError(error["message"])  # so that wrong arguments are told apart
     else:

@@ -121,7 +121,14 @@ class Worker:
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
         self._decode_here = any(task.is_async for task in self.app.tasks.values())
-        self._heartbeat = Heartbeat(self._backend, self.info, self.app.lease, self.app.result_ttl)
+        self._heartbeat = Heartbeat(
+            self._backend,
+            self.info,
+            self.app.lease,
+            self.app.result_ttl,
+            self.app.dead_ttl,
+            self.app.dead_max,
+        )
         self._heartbeat.start()
         self._heartbeat.recover()
         self._canceller = Canceller(self._backend, self.id, self._runner)

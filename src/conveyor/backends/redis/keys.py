@@ -46,6 +46,13 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
                                  schedules whose jobs go to the queue: the tick marker lives
                                  in the job's slot, so one script decides and enqueues
+    {ns:q}:expires        ZSET   ids of jobs enqueued with an expiry, by it (swept; an entry
+                                 whose job no longer waits is dropped then, not on the hot path)
+    {ns:q}:u:<key>        STRING the id of the job holding unique key <key>, for at most its
+                                 unique_for (PX); a holder that no longer waits or runs holds
+                                 nothing, so ending a job costs no write here
+
+A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed.
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -123,7 +130,17 @@ class Keys:
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel", "waited")
+        names = (
+            "dead",
+            "retry",
+            "prios",
+            "counts",
+            "held:" + worker,
+            "cancelled",
+            "cancel",
+            "sched",
+            "waited",
+        )
         return [p + n for n in names]
 
     def release(self, queue: str, worker: str) -> list[str]:
@@ -150,6 +167,24 @@ class Keys:
     def ended(self, queue: str, job_id: str) -> str:
         """The list a job's end pushes a token to, while someone waits for it."""
         return f"{self.prefix(queue)}ended:{job_id}"
+
+    def enqueue_each(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "wake", p + "expires"]
+        if not cluster:
+            keys += (self.where, self.queues)
+        return keys
+
+    def change(self, queue: str, cluster: bool) -> list[str]:
+        p = self.prefix(queue)
+        keys = [p + "prios", p + "sched", p + "retry", p + "wake", p + "expires"]
+        if not cluster:  # a move to another queue: a single server only
+            keys += (self.where, self.queues)
+        return keys
+
+    def sweep(self, queue: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled")]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
         return [self.job(queue, job_id)]

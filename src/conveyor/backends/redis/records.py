@@ -11,7 +11,7 @@ from .keys import DEFAULT
 from .partitions import queue_of
 
 #: A job hash's fields, in the order ``record`` reads them (see keys.py for their meaning).
-FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx")
+FIELDS: Final = ("p", "m", "s", "ra", "a", "sa", "fa", "r", "e", "tb", "lb", "lu", "pg", "cx", "x", "u", "sn")
 #: Values per job fetch.lua returns: id, then p m ra a e tb of its hash (after each queue's
 #: position and count).
 CLAIMED: Final = 7
@@ -127,11 +127,11 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     they are dropped here."""
     state = _text(v[2]) or PENDING
     if state == COMPLETED:
-        v = [*v[:8], None, None, None, None, v[12], None]
+        v = [*v[:8], None, None, None, None, v[12], None, *v[14:]]
     payload = v[0] if isinstance(v[0], bytes) else b""
     started, finished, lease_until = _float(v[5]), _float(v[6]), _float(v[11])
     error, tb, locked_by = _text(v[8]), _text(v[9]), _text(v[10])
-    return record(
+    found = record(
         job_id,
         queue_of(queue),
         payload,
@@ -149,6 +149,10 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
         v[12] if isinstance(v[12], bytes) else None,
         _text(v[13]),
     )
+    found.expires_at = _float(v[14])
+    found.unique_key = _text(v[15])
+    found.snoozes = _int(v[16], 0)
+    return found
 
 
 def claimed(

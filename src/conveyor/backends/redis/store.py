@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from ...errors import ConfigurationError, QueueFull
 from ...job import (
     BAD_RUN_AT,
+    EXPIRED,
     FAR_FUTURE,
     FINAL_STATES,
     PENDING,
@@ -648,11 +649,170 @@ class RedisBackend(Admin, Periodic):
             flags = "".join("0" if f.traceback is None else "1" for f in batch)
             args: list[Any] = [self.keys.prefix(queue), worker, now, minute, flags]
             for f in batch:
-                mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
+                if f.snoozed:
+                    mark: Any = f"s{f.retry_at!r}"
+                else:
+                    mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
         self._wire.run(calls)
         self._forget(by_id)
+
+    def enqueue_each(
+        self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
+    ) -> list[str | None]:
+        by_queue = split_by_queue(records)
+        fresh = self._unregistered(by_queue)
+        limit = "" if max_queue_length is None else max_queue_length
+        calls: list[Call] = []
+        for queue, batch in by_queue.items():
+            args: list[Any] = [
+                self.keys.prefix(queue),
+                limit,
+                now,
+                WAKE_TOKENS,
+                queue,
+                "1" if queue in fresh else "",
+            ]
+            for r in batch:
+                timeout = "" if r.timeout is None else repr(float(r.timeout))
+                held_for = "" if r.unique_until is None else max(1, int((r.unique_until - now) * 1000))
+                args += (
+                    r.id,
+                    r.payload,
+                    int(r.priority),
+                    r.state if r.state == SCHEDULED else PENDING,
+                    repr(float(r.run_at)),
+                    meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at))),
+                    "" if r.expires_at is None else repr(float(r.expires_at)),
+                    r.unique_key or "",
+                    held_for,
+                )
+            calls.append(Call("enqueue_each", self.keys.enqueue_each(queue, self.cluster), args))
+        try:
+            if self.cluster:
+                # Index and registry first, by their own call (as enqueue): an entry for a job
+                # that turns out a duplicate only points at nothing.
+                index = [x for r in records if r.queue != DEFAULT for x in (r.id, r.queue)]
+                first = [Call(None, "SADD", self.keys.queues, *fresh)] if fresh else []
+                if index:
+                    first.append(Call(None, "HSET", self.keys.where, *index))
+                if first:
+                    self._wire.run(first)
+            replies = self._wire.run(calls)
+        except ResponseError as exc:
+            if "QUEUEFULL" not in str(exc):
+                raise
+            raise QueueFull(
+                f"a queue of this batch holds {str(exc).split()[-1]} waiting jobs, its limit of "
+                f"{max_queue_length}; the jobs before that one are stored"
+            ) from None
+        except BaseException:
+            for queue in fresh:
+                self._registered.pop(queue, None)
+            raise
+        holder_of: dict[str, str | None] = {}
+        for batch, reply in zip(by_queue.values(), replies, strict=True):
+            for r, holder in zip(batch, reply, strict=True):
+                holder_of[r.id] = holder.decode() if holder else None
+        return [holder_of[r.id] for r in records]
+
+    def change(
+        self,
+        job_id: str,
+        now: float,
+        run_at: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
+        located = self._locate([job_id])
+        if not located:
+            return False
+        (source,) = located
+        if queue is not None and queue != source and self.cluster:
+            raise ConfigurationError(
+                f"moving job {job_id} from queue {source!r} to {queue!r} is not supported on Redis "
+                "Cluster: each queue lives in its own hash slot, and no one script may change both "
+                "atomically; cancel the job and enqueue it on the other queue"
+            )
+        target = "" if queue is None or queue == source else queue
+        args = [
+            self.keys.prefix(source),
+            job_id,
+            now,
+            "" if run_at is None else repr(float(run_at)),
+            "" if priority is None else int(priority),
+            target,
+            self.keys.prefix(target) if target else "",
+            payload if target and payload is not None else b"",
+            WAKE_TOKENS,
+        ]
+        (changed,) = self._wire.run([Call("change", self.keys.change(source, self.cluster), args)])
+        return bool(changed)
+
+    def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
+        queues = self._queues()
+        if not queues:
+            return 0
+        beyond: dict[str, list[str]] = {}
+        if dead_max is not None:
+            beyond = self._beyond(queues, dead_max, limit)
+        calls = [
+            Call(
+                "sweep",
+                self.keys.sweep(q),
+                [
+                    self.keys.prefix(q),
+                    now,
+                    limit,
+                    EXPIRED,
+                    "" if dead_before is None else dead_before,
+                    *beyond.get(q, []),
+                ],
+            )
+            for q in queues
+        ]
+        changed = 0
+        gone: list[bytes] = []
+        for queue, reply in zip(queues, self._wire.run(calls), strict=True):
+            changed += int(reply[0]) + len(reply) - 1
+            if queue != DEFAULT:
+                gone += reply[1:]
+        for i in range(0, len(gone), 1000):
+            self.client.hdel(self.keys.where, *gone[i : i + 1000])
+        return changed
+
+    def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
+        """The oldest dead and cancelled jobs of the namespace beyond its newest ``dead_max``,
+        at most ``limit``, by queue: each queue's oldest read (two round trips), then merged."""
+        counts = self._wire.run(
+            [
+                Call(None, "ZCARD", self.keys.prefix(q) + name)
+                for q in queues
+                for name in ("dead", "cancelled")
+            ]
+        )
+        excess = min(limit, sum(int(n) for n in counts) - dead_max)
+        if excess <= 0:
+            return {}
+        heads = self._wire.run(
+            [
+                Call(None, "ZRANGE", self.keys.prefix(q) + name, 0, excess - 1, "WITHSCORES")
+                for q in queues
+                for name in ("dead", "cancelled")
+            ]
+        )
+        oldest: list[tuple[float, str, str]] = []
+        for n, head in enumerate(heads):
+            queue = queues[n // 2]
+            pairs = head.items() if isinstance(head, dict) else _pairs(head)
+            oldest += ((float(score), queue, member.decode()) for member, score in pairs)
+        oldest.sort()
+        chosen: dict[str, list[str]] = {}
+        for _, queue, job_id in oldest[:excess]:
+            chosen.setdefault(queue, []).append(job_id)
+        return chosen
 
     def set_progress(self, job_id: str, worker: str, progress: bytes) -> bool:
         located = self._locate([job_id])
@@ -866,3 +1026,11 @@ class RedisBackend(Admin, Periodic):
             self.client.close()
         except RedisError as exc:
             log.debug("close: %s", exc)
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(member, score) pairs of a ZRANGE WITHSCORES reply: pairs in RESP3, flat in RESP2 (a
+    raw pipeline reply is not parsed into pairs)."""
+    if flat and isinstance(flat[0], list | tuple):
+        return [(m, sc) for m, sc in flat]
+    return list(zip(flat[::2], flat[1::2], strict=True))

@@ -63,6 +63,9 @@ SCRIPTS: Final = (
     "progress",
     "cancels",
     "watch",
+    "enqueue_each",
+    "change",
+    "sweep",
     "ticks",
     "unschedule",
 )

@@ -68,6 +68,14 @@ for i = 6, #ARGV do
   if state and matches(state, run_at) then
     if action == 'retry' and RETRYABLE[state] then
       unindex(id, state, p, false)
+      if state == 'dead' or state == 'cancelled' then
+        -- Back from the end, it holds its unique key no more: another job may hold it now.
+        local u = redis.call('HGET', key, 'u')
+        if u then
+          if redis.call('GET', prefix .. 'u:' .. u) == id then redis.call('DEL', prefix .. 'u:' .. u) end
+          redis.call('HDEL', key, 'u')
+        end
+      end
       redis.call('HSET', key, 's', 'pending', 'ra', now, 'a', '0')
       redis.call('HDEL', key, 'fa', 'pg', 'cx')
       redis.call('ZADD', prefix .. 'w:' .. p, now, id)

@@ -8,21 +8,24 @@
 -- KEYS[5]  {ns:q}:held:<worker>  SET   ids this worker holds
 -- KEYS[6]  {ns:q}:cancelled      ZSET  cancelled job ids by finished_at
 -- KEYS[7]  {ns:q}:cancel         SET   running jobs asked to stop
--- KEYS[8]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
+-- KEYS[8]  {ns:q}:sched          ZSET  ids stored as 'scheduled', by run_at (snoozed jobs)
+-- KEYS[9]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
 -- ARGV[4]  minute start (counter fields p:<minute> and f:<minute>)
 -- ARGV[5]  one character per failure: "1" = has a traceback
--- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled), error, traceback
+-- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled, "s<time>" = snoozed
+--          until that time: scheduled again, the attempt not counted), error, traceback
 --
--- Returns how many failures were recorded; each counts as processed and as failed.
+-- Returns how many failures were recorded; each counts as processed, and as failed unless
+-- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
-local n, changed = 0, 0
+local n, changed, snoozed = 0, 0, 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
-local watched = redis.call('EXISTS', KEYS[8]) == 1
+local watched = redis.call('EXISTS', KEYS[9]) == 1
 local function ended(id)
-  if watched and redis.call('SREM', KEYS[8], id) == 1 then
+  if watched and redis.call('SREM', KEYS[9], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
     redis.call('EXPIRE', token, 300)
@@ -38,6 +41,17 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
       ended(id)
+    elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
+      local at = string.sub(retry_at, 2)
+      local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
+      local attempts = math.max((tonumber(redis.call('HGET', key, 'a')) or 1) - 1, 0)
+      redis.call('HSET', key, 's', 'scheduled', 'ra', at, 'a', tostring(attempts))
+      redis.call('HINCRBY', key, 'sn', 1)
+      redis.call('HDEL', key, 'pg')
+      redis.call('ZADD', prefix .. 'w:' .. p, at, id)
+      redis.call('ZADD', KEYS[3], p, p)
+      redis.call('ZADD', KEYS[8], at, id)
+      snoozed = snoozed + 1
     elseif retry_at == 'c' then
       redis.call('HSET', key, 's', 'cancelled', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[6], now, id)
@@ -63,6 +77,6 @@ for i = 6, #ARGV, 4 do
 end
 if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
-  redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed)
+  if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
 return changed
