@@ -730,7 +730,12 @@ class Conveyor:
             gc.enable()
 
     async def _aenqueue_many(self, specs: list[JobSpec]) -> list[Job]:
-        if not all(spec.options.plain for spec in specs):
+        try:
+            plain = all(spec.options.plain for spec in specs)
+        except AttributeError:
+            _check_specs(specs, "aenqueue_many")
+            raise
+        if not plain:
             # A unique key or an expiry is decided job by job by the sync store's own call
             # (enqueue_each); made on a thread, it keeps the loop free all the same.
             return await asyncio.to_thread(self._enqueue_many, specs)
