@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import orjson
 
-from .backends import Backend, EnqueuesInTransaction, Partitions, StreamsEnqueue, WaitsForJobs, open_backend
+from .backends import (
+    Backend,
+    EnqueuesInTransaction,
+    Partitions,
+    StoresLimits,
+    StreamsEnqueue,
+    WaitsForJobs,
+    open_backend,
+)
 from .backends.aio import AsyncStore, open_async_store
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
 from .errors import ConfigurationError, JobFailed, PayloadTooLarge
@@ -37,6 +45,7 @@ from .job import (
     WorkerInfo,
     new_id,
 )
+from .limits import QUEUE_LIMIT, SEP, Limit, bucket, check_limit_key, compute_key, fold, make_limit
 from .middleware import Enqueuing, Middleware, overriding
 from .periodic.schedule import Schedule, build_schedule
 from .periodic.status import ScheduleStatus, statuses
@@ -163,6 +172,11 @@ class Conveyor:
         self.middleware: list[Middleware] = list(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: Whole-queue limits declared with ``limit_queue``.
+        self.queue_limits: dict[str, Limit] = {}
+        self._lifted: set[str] = set()  # queues whose limit limit_queue lifted
+        # (queue, limit name) -> the definition this process has written to the store.
+        self._defined: dict[tuple[str, str], Limit] = {}
         #: Periodic schedules by name (``app.periodic``); every worker runs a scheduler for them.
         self.schedules: dict[str, Schedule] = {}
         self._backend: Backend | None = None
@@ -221,6 +235,9 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        concurrency: int | None = None,
+        rate: str | None = None,
+        limit_key: Callable[..., str] | None = None,
         unique_for: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -235,6 +252,9 @@ class Conveyor:
         retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        concurrency: int | None = None,
+        rate: str | None = None,
+        limit_key: Callable[..., str] | None = None,
         unique_for: float | None = None,
     ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function as a task; usable bare (``@app.task``) or with options.
@@ -242,6 +262,10 @@ class Conveyor:
         The name defaults to ``module.qualname``; a worker runs only registered names.
         ``unique_for``: while a job of this task with equal arguments waits or runs (for at
         most that many seconds), enqueueing another returns it instead (``duplicate=True``).
+        ``concurrency=N`` allows at most N runs at once and ``rate="N/s"`` (or ``/m``,
+        ``/h``) at most N starts per period, counted by the store across every worker,
+        process and machine; with ``limit_key=callable(*args, **kwargs) -> str`` each key
+        (a customer, an API token) gets its own allowance. See docs/limits.md.
         """
         options = Options(
             queue=queue,
@@ -259,11 +283,57 @@ class Conveyor:
             task_name = check_name("task", name or f"{func.__module__}.{func.__qualname__}")
             if task_name in self.tasks and self.tasks[task_name].fn is not func:
                 raise ConfigurationError(f"a different task is already registered as {task_name!r}")
-            registered: Task[Any, Any] = Task(self, func, task_name, options)
+            owner = f"task {task_name!r}"
+            limit = make_limit(owner, concurrency, rate)
+            key_fn = check_limit_key(owner, limit_key)
+            if key_fn is not None and limit is None:
+                raise ConfigurationError(f"{owner}: limit_key needs concurrency= or rate= to partition")
+            registered: Task[Any, Any] = Task(self, func, task_name, options, limit, key_fn)
             self.tasks[task_name] = registered
             return registered
 
         return register(fn) if fn is not None else register
+
+    def limit_queue(self, queue: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
+        """Limit a whole queue: at most ``concurrency`` of its jobs run at once and at most
+        ``rate`` (``"N/s"``, ``"N/m"``, ``"N/h"``) start per period, counted by the store
+        across every worker. The definition reaches the store when a worker of this app
+        starts (or at once, with ``define_limits``); neither option lifts the queue's limit
+        (the same way: when a worker starts). Nothing reaches the store at this call."""
+        check_name("queue", queue)
+        limit = make_limit(f"queue {queue!r}", concurrency, rate)
+        if limit is None:
+            self.queue_limits.pop(queue, None)
+            self._lifted.add(queue)
+            return
+        self._lifted.discard(queue)
+        self.queue_limits[queue] = limit
+
+    def limit_definitions(self) -> dict[tuple[str, str], Limit]:
+        """Every limit this app declares: (queue, task name) for tasks, (queue, "") for
+        whole queues."""
+        found = {(task.options.queue, name): task.limit for name, task in self.tasks.items() if task.limit}
+        found.update({(queue, QUEUE_LIMIT): limit for queue, limit in self.queue_limits.items()})
+        return found
+
+    def define_limits(self) -> None:
+        """Write every limit this app declares to the store (a worker does this as it starts)."""
+        for (queue, name), limit in self.limit_definitions().items():
+            self._define(queue, name, limit, force=True)
+        for queue in sorted(self._lifted):
+            self._define(queue, QUEUE_LIMIT, None, force=True)
+
+    def _define(self, queue: str, name: str, limit: Limit | None, force: bool = False) -> None:
+        if not force and self._defined.get((queue, name)) == limit:
+            return
+        store = self.backend
+        if not isinstance(store, StoresLimits):
+            raise ConfigurationError(f"the store at {redact_url(self.url)} does not support limits")
+        store.set_limit(queue, name, limit)
+        if limit is None:
+            self._defined.pop((queue, name), None)
+        else:
+            self._defined[(queue, name)] = limit
 
     @overload
     def periodic(
@@ -500,9 +570,9 @@ class Conveyor:
     def _build(self, spec: JobSpec, now: float, when: datetime, job_id: str) -> tuple[JobRecord, Job]:
         return self._materialize(spec, job_id, *self._encode(spec, now, job_id), now, when)
 
-    def _encode(self, spec: JobSpec, now: float, job_id: str) -> tuple[bytes, float, int]:
-        """Check one job and encode its payload: (payload, run_at, max_attempts). Raises for
-        anything that must keep a job out of the store."""
+    def _encode(self, spec: JobSpec, now: float, job_id: str) -> tuple[bytes, float, int, str]:
+        """Check one job and encode its payload: (payload, run_at, max_attempts, the queue it
+        is stored in). Raises for anything that must keep a job out of the store."""
         task, args, kwargs, opts = spec.task, spec.args, spec.kwargs, spec.options
         if task.app is not self and self.tasks.get(task.name) is not task:
             raise ConfigurationError(f"task {task.name!r} is registered on another app")
@@ -525,9 +595,12 @@ class Conveyor:
         meta = opts.meta
         if self._on_enqueue:
             meta = self._middleware_meta(job_id, task.name, opts.queue, meta)
+        queue = opts.queue
+        if task.limit is not None or opts.limit_key is not None:
+            queue = self._limited_queue(task, opts, args, kwargs)
         expires = None if opts.expires is None else opts.expires_at(task.name, now)
         payload = self.codec.encode_payload(
-            job_id, opts.queue, max_attempts, task.name, args, kwargs, backoff, meta, expires
+            job_id, queue, max_attempts, task.name, args, kwargs, backoff, meta, expires
         )
         limit = self.codec.max_payload
         if limit is not None and len(payload) > limit:
@@ -535,7 +608,21 @@ class Conveyor:
                 f"job of task {task.name!r} encodes to {len(payload)} bytes, over the limit "
                 f"of {limit}; store large data elsewhere and pass its key"
             )
-        return payload, run_at, max_attempts
+        return payload, run_at, max_attempts, queue
+
+    def _limited_queue(self, task: Task[Any, Any], opts: Options, args: Any, kwargs: Any) -> str:
+        """The bucket a limited job is stored in; its definition is written to the store
+        first (once per process), so that no worker meets a bucket without its limit."""
+        if task.limit is None:
+            raise ConfigurationError(
+                f"task {task.name!r}: using(limit_key={opts.limit_key!r}) needs a task declared "
+                "with concurrency= or rate="
+            )
+        key = opts.limit_key
+        if key is None and task.limit_key is not None:
+            key = compute_key(task.name, task.limit_key, args, kwargs)
+        self._define(opts.queue, task.name, task.limit)
+        return bucket(opts.queue, task.name, key)
 
     def _middleware_meta(
         self, job_id: str, task: str, queue: str, meta: dict[str, Any] | None
@@ -561,6 +648,7 @@ class Conveyor:
         payload: bytes,
         run_at: float,
         max_attempts: int,
+        queue: str,
         now: float,
         when: datetime,
     ) -> tuple[JobRecord, Job]:
@@ -569,7 +657,7 @@ class Conveyor:
         # Positional: a dataclass __init__ with keywords costs twice as much, per job.
         record = JobRecord(
             job_id,
-            opts.queue,
+            queue,
             payload,
             opts.priority,
             SCHEDULED if run_at > now else PENDING,
@@ -791,7 +879,12 @@ class Conveyor:
     # -- admin ----------------------------------------------------------------------------
     def stats(self) -> Stats:
         """Jobs per queue and state, paused queues, processed and failed totals."""
-        return self.backend.stats(time.time())
+        store = self.backend
+        stats = store.stats(time.time())
+        definitions = store.limits() if isinstance(store, StoresLimits) else {}
+        if definitions or any(SEP in queue for queue in stats.queues):
+            stats = fold(stats, definitions)
+        return stats
 
     def workers(self) -> list[WorkerInfo]:
         """Worker processes that sent a heartbeat recently."""

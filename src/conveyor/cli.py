@@ -24,6 +24,7 @@ from .backends import Migrates
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
+from .limits import USAGE_COLUMNS, usage_row
 from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
@@ -297,6 +298,7 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
                 "oldest_pending": stats.oldest_pending,
                 "processed": stats.processed,
                 "failed": stats.failed,
+                "limits": [u.as_dict() for u in stats.limits],
                 "workers": [_worker_dict(w) for w in workers],
             }
         )
@@ -315,6 +317,15 @@ def info(app_target: str | None, url: str | None, namespace: str, as_json: bool)
     title = f"{redact_url(app.url)} · namespace {app.namespace}"
     print_table(columns, rows, title=title)
     click.echo(f"processed {stats.processed} · failed {stats.failed}")
+    if stats.limits:
+        click.echo()
+        print_table(
+            [
+                Column(name, right=n > 2, drop=1 if name == "keys" else 0)
+                for n, name in enumerate(USAGE_COLUMNS)
+            ],
+            [usage_row(u) for u in stats.limits],
+        )
     if not workers:
         click.echo("no workers alive")
         return

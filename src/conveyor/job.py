@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from .limits import SEP, Usage, split
+
 if TYPE_CHECKING:
     from .app import Conveyor
 
@@ -162,6 +164,8 @@ class Stats:
     oldest_pending: dict[str, float] = field(default_factory=dict)
     #: (minute start as epoch seconds, processed, failed), oldest first, last hour at most.
     history: list[tuple[float, int, int]] = field(default_factory=list)
+    #: Each concurrency or rate limit stored, with its runs in progress and jobs waiting.
+    limits: list[Usage] = field(default_factory=list)
 
     def total(self, state: str) -> int:
         return sum(states.get(state, 0) for states in self.queues.values())
@@ -221,6 +225,8 @@ class Job:
     expires_at: datetime | None = None
     #: Its unique key (``unique_for``), or None.
     unique_key: str | None = None
+    #: The key its task's limits count it under (``limit_key``), or None.
+    limit_key: str | None = None
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -265,25 +271,25 @@ class Job:
         """The handle ``enqueue`` returns: built without the dataclass ``__init__``, which
         costs more than the rest of an enqueue (one ``object.__setattr__`` per field)."""
         job = object.__new__(cls)
+        queue = record.queue
         # The other fields keep their defaults, which the dataclass leaves on the class.
-        object.__setattr__(
-            job,
-            "__dict__",
-            {
-                "id": record.id,
-                "task": task,
-                "args": args,
-                "kwargs": kwargs,
-                "queue": record.queue,
-                "priority": record.priority,
-                "state": record.state,
-                "max_attempts": record.max_attempts,
-                "timeout": record.timeout,
-                "run_at": run_at,
-                "enqueued_at": enqueued_at,
-                "_app": app,
-            },
-        )
+        fields = {
+            "id": record.id,
+            "task": task,
+            "args": args,
+            "kwargs": kwargs,
+            "queue": queue,
+            "priority": record.priority,
+            "state": record.state,
+            "max_attempts": record.max_attempts,
+            "timeout": record.timeout,
+            "run_at": run_at,
+            "enqueued_at": enqueued_at,
+            "_app": app,
+        }
+        if SEP in queue:  # a limited job's bucket: show its queue and key
+            fields["queue"], _, fields["limit_key"] = split(queue)
+        object.__setattr__(job, "__dict__", fields)
         return job
 
     @staticmethod
@@ -299,12 +305,14 @@ class Job:
         now: float | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Job:
+        queue, _, limit_key = split(record.queue)
         return Job(
             id=record.id,
             task=task,
             args=args,
             kwargs=kwargs,
-            queue=record.queue,
+            queue=queue,
+            limit_key=limit_key,
             priority=record.priority,
             state=visible_state(record.state, record.run_at, time.time() if now is None else now),
             attempts=record.attempts,

@@ -37,7 +37,7 @@ except ImportError as exc:
         name=exc.name,
     ) from None
 
-from .job import STATES
+from .job import STATES, Stats
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ class ConveyorCollector(Collector):
             paused.add_metric([queue], 1.0 if queue in stats.paused else 0.0)
         yield paused
 
+        yield from _limit_metrics(stats)
+
         limit = self.alive_after if self.alive_after is not None else max(3 * self.app.lease, 10.0)
         alive = [w for w in workers if w.alive and now - w.last_seen < limit]
         yield GaugeMetricFamily(
@@ -138,6 +140,38 @@ class ConveyorCollector(Collector):
             if status.defined and seconds is not None:
                 since.add_metric([status.name], seconds)
         yield since
+
+
+def _limit_metrics(stats: Stats) -> Iterator[Metric]:
+    """Each concurrency or rate limit: its allowance, runs in progress, jobs held back."""
+    labels = ["queue", "limit"]
+    running = GaugeMetricFamily(
+        "conveyor_limit_running", "Runs in progress under a limit (summed over its keys).", labels=labels
+    )
+    waiting = GaugeMetricFamily(
+        "conveyor_limit_waiting",
+        "Jobs ready to run but held back by a limit (summed over its keys).",
+        labels=labels,
+    )
+    allowed = GaugeMetricFamily(
+        "conveyor_limit_concurrency", "Runs a limit allows at once (per key when keyed).", labels=labels
+    )
+    rate = GaugeMetricFamily(
+        "conveyor_limit_rate_per_second",
+        "Starts a limit allows per second (per key when keyed).",
+        labels=labels,
+    )
+    keys = GaugeMetricFamily("conveyor_limit_keys", "Keys of a keyed limit with jobs.", labels=labels)
+    for u in stats.limits:
+        name = [u.queue, u.label]
+        running.add_metric(name, u.active)
+        waiting.add_metric(name, u.waiting)
+        keys.add_metric(name, u.keys)
+        if u.limit.concurrency is not None:
+            allowed.add_metric(name, u.limit.concurrency)
+        if u.limit.rate is not None and u.limit.per:
+            rate.add_metric(name, u.limit.rate / u.limit.per)
+    yield from (running, waiting, allowed, rate, keys)
 
 
 def render_metrics(app: Conveyor) -> tuple[bytes, str]:

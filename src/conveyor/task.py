@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from .codec import check_json
 from .errors import ConfigurationError
+from .limits import Limit, checked_key
 from .retry import Backoff
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class Options:
     connection: Any = None
     #: JSON metadata kept with the job (an object with string keys), seen by middleware.
     meta: dict[str, Any] | None = None
+    #: The key this job's limits count under (``using(limit_key=...)``), instead of the one
+    #: the task's ``limit_key`` callable would give.
+    limit_key: str | None = None
     #: Seconds a unique job holds its key at most (None: not unique); the key is
     #: ``unique_key``, else the task name and its arguments.
     unique_for: float | None = None
@@ -105,6 +109,8 @@ class Options:
                 )
             check_json(self.meta, f"meta of task {task_name!r}")
         self._check_lifecycle(task_name)
+        if self.limit_key is not None:
+            checked_key(task_name, self.limit_key)
         if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
             raise ConfigurationError(
                 f"task {task_name!r}: delay must be seconds from 0 to {MAX_DELAY:.0f} (a century), "
@@ -190,11 +196,24 @@ class Task(Generic[P, R]):
     should be safe to repeat.
     """
 
-    def __init__(self, app: Conveyor, fn: Callable[P, R], name: str, options: Options) -> None:
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[P, R],
+        name: str,
+        options: Options,
+        limit: Limit | None = None,
+        limit_key: Callable[..., Any] | None = None,
+    ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
         self.options = options.checked(name)
+        #: At most this many runs at once / starts per period, counted by the store across
+        #: every worker (per key when ``limit_key`` is given).
+        self.limit = limit
+        #: ``(*args, **kwargs) -> str``: the key each job's limit counts under.
+        self.limit_key = limit_key
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._positional = _positional_range(self.signature)
@@ -236,6 +255,7 @@ class Task(Generic[P, R]):
         at: datetime | None = _UNSET,
         connection: Any = _UNSET,
         meta: dict[str, Any] | None = _UNSET,
+        limit_key: str | None = _UNSET,
         unique_for: float | None = _UNSET,
         unique_key: str | None = _UNSET,
         expires: float | datetime | None = _UNSET,
@@ -257,6 +277,7 @@ class Task(Generic[P, R]):
             at=at,
             connection=connection,
             meta=meta,
+            limit_key=limit_key,
             unique_for=unique_for,
             unique_key=unique_key,
             expires=expires,

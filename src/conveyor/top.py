@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .limits import USAGE_COLUMNS, usage_row
 from .render import Column, build_table
 
 if TYPE_CHECKING:
@@ -151,7 +152,18 @@ def view(app: Conveyor, shot: Snapshot, rates: Rates, store: str, width: int) ->
         width,
         styles=[[None, "red" if j.state == "dead" else "magenta", None, None] for j in shot.failures] or None,
     )
-    return Group(header, Text(""), queues, Text(""), workers, Text(""), failures)
+    parts: list[Any] = [header, Text(""), queues, Text("")]
+    if stats.limits:
+        limits = build_table(
+            [
+                Column(name, right=n > 2, drop=1 if name == "keys" else 0)
+                for n, name in enumerate(USAGE_COLUMNS)
+            ],
+            [usage_row(u) for u in stats.limits],
+            width,
+        )
+        parts += [limits, Text("")]
+    return Group(*parts, workers, Text(""), failures)
 
 
 def _age(seconds: float) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
+from ..limits import Limit
 from ..redaction import redact, redact_url
 
 #: Admin actions accepted by ``Backend.act``.
@@ -225,6 +226,23 @@ class WaitsForJobs(Protocol):
 
 
 @runtime_checkable
+class StoresLimits(Protocol):
+    """A store that enforces concurrency and rate limits (see ``conveyor.limits``): every
+    store does. A limited job is stored in its bucket (an internal queue name); ``fetch`` of
+    a queue claims from its buckets only what each bucket's limit and the queue's own limit
+    allow, deciding under the store's lock (a Lua script, one SQL transaction holding a
+    lock per queue, SQLite's write lock), so the runs of a bucket never overlap past its
+    concurrency, however many workers claim at once."""
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        """Store the definition of limit ``name`` of ``queue`` (``QUEUE_LIMIT`` for the whole
+        queue); None removes it."""
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        """Every stored definition, by (queue, name)."""
+
+
+@runtime_checkable
 class Partitions(Protocol):
     """A store that can spread one queue over several shards (Redis: hash slots, hence the
     masters of a Cluster)."""
@@ -252,6 +270,7 @@ CONTRACT: tuple[str, ...] = tuple(
         EnqueuesInTransaction,
         WaitsAndFetches,
         WaitsForJobs,
+        StoresLimits,
         Partitions,
         Migrates,
     )

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -119,6 +120,7 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
+from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
 from .base import check_action, translate_errors
@@ -154,6 +156,8 @@ _LATER = "('scheduled','retry')"
 #: Due scheduled and retry jobs a claim turns pending per queue, at most: a backlog that came
 #: due at once is promoted over several claims instead of in one long statement.
 PROMOTE_BATCH = 2000
+#: Seconds a process trusts its copy of the limit definitions (see the SQLite store).
+LIMITS_TTL = 1.0
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -247,7 +251,7 @@ def _unwrap_connection(connection: Any) -> Conn:
 
 
 class Waits(NamedTuple):
-    """The statements of a wait for a job to end (migration 0006): LISTEN on the namespace's
+    """The statements of a wait for a job to end (migration 0007): LISTEN on the namespace's
     ``ended`` channel, then mark the job waited for, unless it ended already.
 
     Marking locks the job's row for an instant: a claim passing it then (SKIP LOCKED) leaves
@@ -534,6 +538,54 @@ class _Statements:
             f" WHERE locked_by = %(worker)s AND state = 'active' AND cancel IS NOT NULL"
         )
         self.act_delete = f"DELETE FROM {s}.jobs WHERE {{where}}"
+        # -- limits (conveyor.limits) ------------------------------------------------------
+        self.limits = f"SELECT queue, name, definition FROM {s}.limits"
+        self.set_limit = (
+            f"INSERT INTO {s}.limits (queue, name, definition) VALUES (%(queue)s, %(name)s, %(definition)s)"
+            f" ON CONFLICT (queue, name) DO UPDATE SET definition = excluded.definition"
+        )
+        self.drop_limit = f"DELETE FROM {s}.limits WHERE queue = %(queue)s AND name = %(name)s"
+        self.serve_given = given
+        self.serve_every = every
+        # A limited queue's jobs per stored queue (itself and its buckets) and state: a
+        # range of counts' primary key, plus the deltas not folded yet.
+        self.bucket_counts = (
+            f"SELECT queue, state, sum(n) FROM {all_counts} AS c"
+            f" WHERE (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            f" AND state IN ('active', 'pending', 'scheduled', 'retry') GROUP BY 1, 2 HAVING sum(n) > 0"
+        )
+        self.promote_buckets = (
+            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id"
+            f" FROM unnest(%(names)s::text[]) b(name)"
+            f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = b.name AND state IN {_LATER}"
+            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
+            f" RETURNING queue"
+        )
+        # The token buckets of a queue and of its buckets: a range of the primary key.
+        self.tokens = (
+            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens"
+            f" WHERE bucket = %(queue)s OR (bucket > %(low)s AND bucket < %(high)s)"
+        )
+        self.spend_tokens = (
+            f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
+            f" SELECT * FROM unnest(%(names)s::text[], %(tokens)s::float8[], %(stamps)s::float8[])"
+            f" ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp"
+        )
+        self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
+        # The claim of a limited queue: each stored queue's best ready jobs, as many as its
+        # room allows, the best of them all up to the cap.
+        pick = (
+            f"SELECT j.id FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
+            f" CROSS JOIN LATERAL (SELECT id, priority, run_at FROM {s}.jobs"
+            f"  WHERE queue = b.name AND state = 'pending' ORDER BY priority DESC, run_at, id"
+            f"  LIMIT b.room FOR UPDATE SKIP LOCKED) j"
+            f" ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(cap)s"
+        )
+        self.claim_limited = (
+            f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
+            f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
+            f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
+        )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         # -- a job's life (issue 15) -----------------------------------------------------
         # A holder that ended, or whose unique_for is over (it keeps running), lets go.
@@ -664,7 +716,12 @@ class _Statements:
             where = "state = %(state)s"
         if state is not None:
             params["state"] = state
-        if queue is not None:
+        if queue is not None and params.pop("_limited", False):
+            # A queue with limits: its buckets' jobs too (a range of the same index).
+            where += " AND (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
+            params["queue"] = queue
+            params["low"], params["high"] = bucket_range(queue)
+        elif queue is not None:
             where += " AND queue = %(queue)s"
             params["queue"] = queue
         if search:
@@ -701,6 +758,10 @@ class PostgresBackend:
         self._heard = threading.Condition()
         self._closed = False
         self._known_queues: set[str] = set()
+        # Limit definitions by queue and name, and when they were read (monotonic).
+        self._limits: dict[str, dict[str, Limit]] = {}
+        self._limits_read = -1e9
+        self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
         try:
             self._ensure_schema()
         except BaseException:
@@ -838,7 +899,7 @@ class PostgresBackend:
                 "max_attempts": r.max_attempts,
                 "timeout": r.timeout,
                 "created_at": r.created_at,
-                "queues": [r.queue],
+                "queues": [split(r.queue)[0] if SEP in r.queue else r.queue],
                 "channel": self.channel,
             }
         return {
@@ -851,7 +912,7 @@ class PostgresBackend:
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
-            "queues": sorted({r.queue for r in records}),
+            "queues": sorted({split(q)[0] for q in {r.queue for r in records}}),
             "channel": self.channel,
         }
 
@@ -952,6 +1013,9 @@ class PostgresBackend:
             "until": now + lease,
             "now": now,
         }
+        limits = self._limits_now()
+        if limits and (queues is None or not limits.keys().isdisjoint(queues)):
+            return self._fetch_limited(queues, limits, params)
         statement = self.sql.fetch_every if queues is None else self.sql.fetch_given
         tries = 0
 
@@ -982,6 +1046,120 @@ class PostgresBackend:
             rank = {q: i for i, q in enumerate(queues)}
             records.sort(key=lambda r: (rank.get(r.queue, 0), -r.priority, r.run_at, r.id))
         return records
+
+    # -- limits ---------------------------------------------------------------------------
+    def _limits_now(self) -> dict[str, dict[str, Limit]]:
+        """The stored limit definitions by queue, read again at most every LIMITS_TTL: one
+        round-trip a second, not one per claim."""
+        if time.monotonic() - self._limits_read > LIMITS_TTL:
+            found: dict[str, dict[str, Limit]] = {}
+            for (queue, name), limit in self.limits().items():
+                found.setdefault(queue, {})[name] = limit
+            self._limits, self._limits_read = found, time.monotonic()
+        return self._limits
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        rows = self._run(lambda conn: conn.execute(self.sql.limits).fetchall(), retry_for=CALLER_RETRY_FOR)
+        found: dict[tuple[str, str], Limit] = {}
+        for queue, name, text in rows:
+            definition = Limit.decode(text)
+            if definition is not None:
+                found[(queue, name)] = definition
+        return found
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        params = {"queue": queue, "name": name, "definition": None if limit is None else limit.encode()}
+        statement = self.sql.drop_limit if limit is None else self.sql.set_limit
+        self._run(lambda conn: conn.execute(statement, params), retry_for=CALLER_RETRY_FOR)
+        self._limits_read = -1e9
+
+    def _fetch_limited(
+        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
+    ) -> list[JobRecord]:
+        """The claim when a served queue has limits: queue by queue, a limited one in a
+        transaction of its own that first takes the queue's advisory lock, so that counting
+        its running jobs, reading its tokens and claiming is one step for every worker."""
+        tries = 0
+        limit = params["limit"]
+
+        def claim(conn: Conn) -> list[tuple[Any, ...]]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                rows = conn.execute(self.sql.reclaim, params).fetchall()
+                if rows:
+                    return rows
+            serve = [
+                name
+                for (name,) in conn.execute(
+                    self.sql.serve_every if queues is None else self.sql.serve_given, params
+                )
+            ]
+            conn.execute(self.sql.promote, params, prepare=False)
+            got: list[tuple[Any, ...]] = []
+            for queue in serve:
+                left = limit - len(got)
+                if left <= 0:
+                    break
+                if queue in limits:
+                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
+                else:
+                    one = {**params, "queues": [queue], "limit": left}
+                    got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
+            return got
+
+        records = [_record(row) for row in self._run(claim)]
+        rank: dict[str, int] = {"default": -1} if queues is None else {q: i for i, q in enumerate(queues)}
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def _claim_limited(
+        self, conn: Conn, queue: str, limits: dict[str, Limit], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        low, high = bucket_range(queue)
+        now = params["now"]
+        where = {"queue": queue, "low": low, "high": high}
+        # Pipelined: the lock, the counts and the tokens go in one round-trip, the claim in a
+        # second, the tokens spent and the commit in a third.
+        with conn.pipeline(), conn.transaction():
+            conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
+            counts = conn.execute(self.sql.bucket_counts, where)
+            held = conn.execute(self.sql.tokens, where)
+            active: dict[str, int] = {}
+            ready: dict[str, int] = {}
+            later: list[str] = []
+            for name, state, n in counts.fetchall():
+                if state == "active":
+                    active[name] = int(n)
+                elif state == "pending":
+                    ready[name] = int(n)
+                elif name != queue:
+                    later.append(name)
+            tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
+            if later:
+                # Buckets are not in the queues table (no plain claim may serve them), so the
+                # claim's promotion of due jobs does not reach them: this one does.
+                promoted = conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now})
+                for (name,) in promoted.fetchall():
+                    ready[name] = ready.get(name, 0) + 1
+            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
+            if not room:
+                return []
+            claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
+            rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
+            started: dict[str, int] = {}
+            for row in rows:
+                started[row[1]] = started.get(row[1], 0) + 1
+            if changed := spent(queue, limits, tokens, started, now):
+                conn.execute(
+                    self.sql.spend_tokens,
+                    {
+                        "names": [c[0] for c in changed],
+                        "tokens": [c[1] for c in changed],
+                        "stamps": [c[2] for c in changed],
+                    },
+                )
+            return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -1153,6 +1331,8 @@ class PostgresBackend:
             recovered = int(row[0]) if row else 0
             if recovered:
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
+            # A token bucket unused for an hour is full again: its row need not be kept.
+            conn.execute(self.sql.drop_tokens, {"before": now - 3600})
             return recovered
 
         return self._run(housekeeping)
@@ -1240,7 +1420,8 @@ class PostgresBackend:
         now: float | None = None,
         search: str | None = None,
     ) -> list[JobRecord]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        limited = queue is not None and queue in self._limits_now()
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "_limited": limited}
         where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
         statement = self.sql.jobs.format(where=where)
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
@@ -1338,6 +1519,7 @@ class PostgresBackend:
             where = self.sql.by_ids
             params["ids"] = list(ids)
         else:
+            params["_limited"] = queue is not None and queue in self._limits_now()
             where = self.sql.matching(state, queue, None, now, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"

@@ -9,6 +9,7 @@ a power loss can drop the last transactions.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
@@ -43,6 +44,7 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
+from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 
@@ -51,6 +53,10 @@ SCHEMA_VERSION = 3
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
 WORKER_EXPIRY = 60.0  # seconds of silence after which a worker is forgotten
+#: Seconds a process trusts its copy of the limit definitions: a limit defined meanwhile
+#: (a limited task's first enqueue) is enforced at once, its jobs wait in their buckets until
+#: a claim reads it (the plain claim never takes them), so this delays them, never frees them.
+LIMITS_TTL = 1.0
 
 # Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
 # hand-written row holds, and a cast in C is cheaper than checking types in Python.
@@ -145,6 +151,16 @@ def _schema(ns: str) -> list[str]:
             minute INTEGER PRIMARY KEY, processed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0)""",
         f"CREATE TABLE IF NOT EXISTS {ns}_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+        # Limit definitions (conveyor.limits: "concurrency|rate|per") per queue and limit name
+        # ('' for the whole queue), and the token bucket of each rate-limited bucket (a row
+        # that is absent is a full bucket). Made by CREATE IF NOT EXISTS on every open, so
+        # older files gain them without a version step, and older conveyors still open
+        # the file (they never serve a bucket: see conveyor.limits).
+        f"""CREATE TABLE IF NOT EXISTS {ns}_limits (
+            queue TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL,
+            PRIMARY KEY (queue, name)) WITHOUT ROWID""",
+        f"""CREATE TABLE IF NOT EXISTS {ns}_tokens (
+            bucket TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL) WITHOUT ROWID""",
         # Periodic schedules: the last tick enqueued of each (Backend.enqueue_ticks). Made by
         # CREATE IF NOT EXISTS on every open, so older files gain it without a version step.
         f"""CREATE TABLE IF NOT EXISTS {ns}_periodic (
@@ -294,7 +310,7 @@ class SQLiteBackend:
         )
         self._serve_every = (
             f"SELECT queue, n FROM {namespace}_counts c WHERE queue <> 'default' AND state = 'pending'"
-            f" AND n > 0 AND {unpaused} ORDER BY queue"
+            f" AND n > 0 AND {unpaused} AND instr(queue, char(31)) = 0 ORDER BY queue"
         )
         self._serve_given = (
             f"SELECT c.queue, c.n FROM json_each(?) g JOIN {namespace}_counts c ON c.queue = g.value"
@@ -311,6 +327,10 @@ class SQLiteBackend:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
+        # Limit definitions by queue and name, and when they were read (monotonic).
+        self._limits: dict[str, dict[str, Limit]] = {}
+        self._limits_read = -1e9
+        self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
         self._migrate()
 
     # -- connections ----------------------------------------------------------------------
@@ -405,7 +425,11 @@ class SQLiteBackend:
             return
         rows = _rows(records)
         queues = {r.queue for r in records}
+        # A limited job's bucket is served through its queue, never listed as a queue itself
+        # (a worker serving every queue would claim it past its limit).
         new_queues = queues - self._registered
+        if new_queues:
+            new_queues = {split(q)[0] for q in new_queues} - self._registered
         with self._write() as conn:
             if max_queue_length is not None:
                 self._check_length(conn, records, queues, max_queue_length)
@@ -510,39 +534,188 @@ class SQLiteBackend:
             # Scheduled and retry jobs that came due join the ready ones: a range read at the
             # start of the due index, nothing when none is due, however many wait for later.
             conn.execute(self._promote, (now,))
-            # Which queues to claim from: those in order, unpaused, with ready jobs, until
-            # their counts (kept by the triggers in this very transaction) fill the batch.
-            # A worker of 200 queues reads neither the drained ones nor their names.
-            if queues is None:
-                cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
-            else:
-                cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
-            serve: list[str] = []
-            counted = 0
-            for queue, count in chain(*cursors):
-                serve.append(queue)
-                counted += count
-                if counted >= limit:
-                    break
-            for cursor in cursors:  # read no further
-                cursor.close()
             until = now + lease
-            rows: list[Any] = []
-            # Per queue in order, one claim: a walk of the ready index that stops at the
-            # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
-            # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
-            # (enqueue and promotion decide that), so the walk never skips rows.
-            for queue in serve:
-                rows += conn.execute(self._claim, (worker, until, now, queue, limit - len(rows))).fetchall()
-                if len(rows) >= limit:
-                    break
+            limits = self._limits_now(conn)
+            limited = bool(limits) and (queues is None or not limits.keys().isdisjoint(queues))
+            if limited:
+                # A queue with limits is served even when only its buckets hold ready jobs
+                # (the counts below know its own jobs only); the limited claim decides.
+                serve = self._unpaused(conn, queues)
+                ids = self._pick_limited(conn, serve, limits, limit, now)
+                claim = (
+                    f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
+                    f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
+                    f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}"
+                )
+                rows: list[Any] = conn.execute(claim, [worker, until, now, *ids]).fetchall()
+            else:
+                # Which queues to claim from: those in order, unpaused, with ready jobs, until
+                # their counts (kept by the triggers in this very transaction) fill the batch.
+                # A worker of 200 queues reads neither the drained ones nor their names.
+                if queues is None:
+                    cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
+                else:
+                    cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
+                serve = []
+                counted = 0
+                for queue, count in chain(*cursors):
+                    serve.append(queue)
+                    counted += count
+                    if counted >= limit:
+                        break
+                for cursor in cursors:  # read no further
+                    cursor.close()
+                rows = []
+                # Per queue in order, one claim: a walk of the ready index that stops at the
+                # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
+                # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
+                # (enqueue and promotion decide that), so the walk never skips rows.
+                for queue in serve:
+                    rows += conn.execute(
+                        self._claim, (worker, until, now, queue, limit - len(rows))
+                    ).fetchall()
+                    if len(rows) >= limit:
+                        break
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
-        if len(serve) > 1:
+        if limited:  # a bucket's jobs rank with their queue's
+            rank = {q: i for i, q in enumerate(serve)}
+            records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        elif len(serve) > 1:
             rank = {q: i for i, q in enumerate(serve)}
             records.sort(key=lambda r: (rank[r.queue], -r.priority, r.run_at, r.id))
         else:
             records.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return records
+
+    # -- limits ---------------------------------------------------------------------------
+    def _unpaused(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
+        """The queues a limited claim serves, in order, without the paused ones; every
+        registered queue (buckets are never registered), ``default`` first, for None."""
+        paused = {name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues WHERE paused = 1")}
+        if queues is None:
+            known = [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
+            queues = sorted(known, key=lambda q: (q != "default", q))
+        return [q for q in queues if q not in paused]
+
+    def _limits_now(self, conn: sqlite3.Connection) -> dict[str, dict[str, Limit]]:
+        """The stored limit definitions by queue, read again at most every LIMITS_TTL."""
+        if time.monotonic() - self._limits_read > LIMITS_TTL:
+            found: dict[str, dict[str, Limit]] = {}
+            for queue, name, text in conn.execute(f"SELECT queue, name, definition FROM {self.ns}_limits"):
+                definition = Limit.decode(text)
+                if definition is not None:
+                    found.setdefault(queue, {})[name] = definition
+            self._limits, self._limits_read = found, time.monotonic()
+        return self._limits
+
+    def _pick_limited(
+        self,
+        conn: sqlite3.Connection,
+        serve: Sequence[str],
+        limits: dict[str, dict[str, Limit]],
+        want: int,
+        now: float,
+    ) -> list[str]:
+        """Ids to claim from ``serve`` in order, each limited queue's buckets taking only
+        what their limits allow. Runs inside the claim's write transaction, which is the
+        lock that makes the count and the claim one step."""
+        picked: list[str] = []
+        for queue in serve:
+            left = want - len(picked)
+            if left <= 0:
+                break
+            if queue not in limits:
+                picked += [
+                    i
+                    for (i,) in conn.execute(
+                        f"SELECT id FROM {self.t} WHERE queue = ? AND state = 'pending'"
+                        " ORDER BY priority DESC, run_at, id LIMIT ?",
+                        (queue, left),
+                    )
+                ]
+                continue
+            picked += self._pick_buckets(conn, queue, limits[queue], left, now)
+        return picked
+
+    def _pick_buckets(
+        self, conn: sqlite3.Connection, queue: str, limits: dict[str, Limit], want: int, now: float
+    ) -> list[str]:
+        low, high = bucket_range(queue)
+        # Running and ready jobs per bucket: a range of the counts table, kept exact by the
+        # triggers in every transaction that moves a job.
+        active: dict[str, int] = {}
+        ready: dict[str, int] = {}
+        for name, state, n in conn.execute(
+            f"SELECT queue, state, n FROM {self.ns}_counts WHERE ((queue > ? AND queue < ?) OR queue = ?)"
+            " AND state IN ('active', 'pending') AND n > 0",
+            (low, high, queue),
+        ):
+            (active if state == "active" else ready)[name] = n
+        tokens = self._tokens(conn, rated(queue, limits, ready))
+        cap, room = rooms(queue, limits, active, ready, tokens, want, now, next(self._turns))
+        if not room:
+            return []
+        part = (
+            f"SELECT * FROM (SELECT id, queue, priority, run_at FROM {self.t}"
+            " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
+        )
+        params: list[Any] = [x for pair in room.items() for x in pair]
+        rows = conn.execute(
+            " UNION ALL ".join([part] * len(room)) + " ORDER BY priority DESC, run_at, id LIMIT ?",
+            [*params, cap],
+        ).fetchall()
+        started: dict[str, int] = {}
+        for _, name, _, _ in rows:
+            started[name] = started.get(name, 0) + 1
+        if changed := spent(queue, limits, tokens, started, now):
+            conn.executemany(
+                f"INSERT INTO {self.ns}_tokens (bucket, tokens, stamp) VALUES (?, ?, ?)"
+                " ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
+                changed,
+            )
+        return [row[0] for row in rows]
+
+    def _tokens(self, conn: sqlite3.Connection, buckets: Sequence[str]) -> dict[str, Tokens]:
+        found: dict[str, Tokens] = {}
+        for i in range(0, len(buckets), 500):
+            chunk = list(buckets[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for name, tokens, stamp in conn.execute(
+                f"SELECT bucket, tokens, stamp FROM {self.ns}_tokens WHERE bucket IN ({marks})", chunk
+            ):
+                found[name] = Tokens(float(tokens), float(stamp))
+        return found
+
+    def _queue_filter(self, queue: str, params: list[Any]) -> str:
+        """The jobs of ``queue`` in an admin listing or action: its buckets' too, when it
+        has limits (a range of the same index; plain queues keep their equality)."""
+        if queue in self._limits_now(self._conn()):
+            params += [queue, *bucket_range(queue)]
+            return " AND (queue = ? OR (queue > ? AND queue < ?))"
+        params.append(queue)
+        return " AND queue = ?"
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        with self._write() as conn:
+            if limit is None:
+                conn.execute(f"DELETE FROM {self.ns}_limits WHERE queue = ? AND name = ?", (queue, name))
+            else:
+                conn.execute(
+                    f"INSERT INTO {self.ns}_limits (queue, name, definition) VALUES (?, ?, ?)"
+                    " ON CONFLICT (queue, name) DO UPDATE SET definition = excluded.definition",
+                    (queue, name, limit.encode()),
+                )
+        self._limits_read = -1e9
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        found: dict[tuple[str, str], Limit] = {}
+        for queue, name, text in self._conn().execute(
+            f"SELECT queue, name, definition FROM {self.ns}_limits"
+        ):
+            definition = Limit.decode(text)
+            if definition is not None:
+                found[(queue, name)] = definition
+        return found
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -679,6 +852,10 @@ class SQLiteBackend:
             )
             conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
+            # Buckets come and go with their keys: their empty count rows and their token
+            # buckets (full again after an hour at most) need not be kept.
+            conn.execute(f"DELETE FROM {self.ns}_counts WHERE n = 0")
+            conn.execute(f"DELETE FROM {self.ns}_tokens WHERE stamp < ?", (now - 3600,))
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
@@ -822,8 +999,7 @@ class SQLiteBackend:
     ) -> list[JobRecord]:
         where, params = self._state_filter(state, time.time() if now is None else now)
         if queue is not None:
-            where += " AND queue = ?"
-            params.append(queue)
+            where += self._queue_filter(queue, params)
         if search:
             where += " AND instr(payload, ?) > 0"
             params.append(search.encode())
@@ -994,8 +1170,7 @@ class SQLiteBackend:
                 return total
             where, params = self._state_filter(state, now)
             if queue is not None:
-                where += " AND queue = ?"
-                params.append(queue)
+                where += self._queue_filter(queue, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
             return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount

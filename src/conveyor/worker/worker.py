@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 
+#: The longest idle wait of a worker whose app declares limits (seconds).
+LIMITED_IDLE_WAIT = 0.05
 #: Seconds of work the adaptive prefetch keeps ready, and the most jobs it holds.
 PREFETCH_HORIZON = 0.05
 PREFETCH_LIMIT = 1000
@@ -79,14 +81,27 @@ class Worker:
         self.app = app
         self.order = QueueOrder(queues)
         self.concurrency = concurrency
+        limited = {queue for queue, _ in app.limit_definitions()}
+        # Whether this worker serves a queue with limits (all queues: maybe).
+        self._limited = bool(limited) and (
+            self.order.names is None or not limited.isdisjoint(self.order.names)
+        )
+        if prefetch is None and self._limited:
+            # A claimed job holds its limit's slot: one waiting in this worker's memory would
+            # keep the slot from a worker with a free thread. Claim only what runs at once,
+            # and claim again as soon as a quarter of the threads are free.
+            prefetch = 0
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
-        self._batch_floor = max(1, self.capacity // 2)
+        self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
         self._rate_mark = (time.monotonic(), 0)
         self._outage = 0.0  # the last pause after a failed store call; 0 while all is well
         self.burst = burst
         self.grace = grace
         self.idle_wait = idle_wait
+        if self._limited:
+            # Held jobs wake nobody when a slot frees or a token comes: look again soon.
+            self.idle_wait = min(idle_wait, LIMITED_IDLE_WAIT)
         self.supervised = supervised
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.exit_code = 0
@@ -121,6 +136,8 @@ class Worker:
         # Pool threads decode what they take, unless async tasks exist: an async job must
         # never wait for a thread busy with a long sync job, so this thread decodes it.
         self._decode_here = any(task.is_async for task in self.app.tasks.values())
+        # Limits are decided by the store, from the definitions it holds: write ours first.
+        self.app.define_limits()
         self._heartbeat = Heartbeat(
             self._backend,
             self.info,
@@ -224,6 +241,9 @@ class Worker:
                 # once), an empty fetch means there is nothing left to do.
                 self._acker.flush(30.0)
                 if not self._ready(queues):
+                    if self._limited and self._held_back(queues):
+                        self._stopping.wait(LIMITED_IDLE_WAIT)
+                        continue
                     return
             else:
                 try:
@@ -262,6 +282,13 @@ class Worker:
         log.warning("store unreachable (%s); retrying in %.2f s", exc, pause)
         self._outage = pause
         self._stopping.wait(pause)
+
+    def _held_back(self, queues: list[str] | None) -> bool:
+        """True if jobs of ``queues`` are ready but held back by a limit (or just claimed by
+        another worker): a burst worker of an app with limits waits for them rather than
+        leave them behind when its limits meter them out."""
+        counts = self.app.stats().queues
+        return any(counts.get(q, {}).get("pending", 0) for q in (counts if queues is None else queues))
 
     def _ready(self, queues: list[str] | None) -> bool:
         """True if a job is due now (the burst worker's last look before it exits)."""

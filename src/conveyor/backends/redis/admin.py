@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ...job import CANCELLED_NOTE, JobRecord, Stats, WorkerInfo
+from ...limits import SEP, split
 from ..base import check_action
 from .keys import Keys
 from .records import FIELDS, from_hash
@@ -36,6 +37,12 @@ class Admin:
     def _queues(self) -> list[str]:
         raise NotImplementedError  # RedisBackend's: the registry, default first
 
+    def _all_queues(self) -> list[str]:
+        raise NotImplementedError  # RedisBackend's: the registry and every queue's buckets
+
+    def _queues_of(self, queue: str) -> list[str]:
+        raise NotImplementedError  # RedisBackend's: a queue and its buckets
+
     def get(self, job_id: str) -> JobRecord | None:
         found = self._locate([job_id])
         if not found:
@@ -49,7 +56,7 @@ class Admin:
     def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
         """(id, queue) of every job in ``state`` (and ``queue``), newest first; with a
         ``limit``, at most that many per queue (any of them)."""
-        queues = [queue] if queue is not None else self._queues()
+        queues = self._queues_of(queue) if queue is not None else self._all_queues()
         if not queues:
             return []
         calls = [
@@ -97,7 +104,7 @@ class Admin:
         return matched[offset : offset + limit]
 
     def stats(self, now: float) -> Stats:
-        queues = self._queues()
+        queues = self._all_queues()
         since = now - 3600
         calls = [Call("stats", self.keys.stats(q), [self.keys.prefix(q), now, since]) for q in queues]
         by_queue: dict[str, dict[str, int]] = {}
@@ -195,6 +202,9 @@ class Admin:
             changed += int(result[0])
             if len(result) > 1:
                 follow.append(Call(None, "HDEL", self.keys.where, *result[1:]))
+        if action == "retry":
+            # A bucket whose jobs had all ended may have left its queue's ready set: back.
+            follow += [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in by_queue if SEP in q]
         if follow:
             self._wire.run(follow)
         return changed

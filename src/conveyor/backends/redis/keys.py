@@ -43,6 +43,13 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:ended:<id>     LIST   a token pushed when a waited-for job ends; its waiter blocks
                                  on it in BLPOP (expires after 5 minutes)
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
+    {ns:q}:limits         HASH   limit name ('' for the queue) -> "concurrency|rate|per"
+    {ns:q}:tokens         HASH   bucket (or queue) name -> "tokens|stamp" of its token bucket
+    {ns:q}:ready          ZSET   the queue's buckets that may have a job to start, by due time
+    {ns:q}:parked         ZSET   buckets out of tokens, by when their next token comes
+    {ns:q}:buckets        SET    every bucket of the queue ever used (recover, admin)
+    {ns:q}:b:<name>\x1f<key>:…   a bucket: every per-queue key above, for one limit and key
+    {ns}:limited          SET    queues that have limits (a claim of them runs fetch_limited)
     {ns:q}:periodic       HASH   schedule name -> "last_at|next_at|job_id|enqueued_at" of the
                                  schedules whose jobs go to the queue: the tick marker lives
                                  in the job's slot, so one script decides and enqueues
@@ -68,6 +75,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ...limits import SEP
+
 #: The queue whose jobs the id index (``{ns}:where``) leaves out.
 DEFAULT: Final = "default"
 #: Tokens pushed to a queue's wake list per enqueue, and the most it keeps: enough to wake
@@ -78,7 +87,7 @@ WAKE_TOKENS: Final = 16
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("ns", "partitions", "queues", "seen", "where", "workers")
+    __slots__ = ("limited", "ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -87,14 +96,33 @@ class Keys:
         self.where = g + "where"
         self.workers = g + "workers"
         self.seen = g + "seen"
+        self.limited = g + "limited"
         self.partitions = g + "partitions"
 
     def prefix(self, queue: str) -> str:
-        """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1])."""
+        """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1]); a
+        bucket's (``q<SEP>name<SEP>key``, see conveyor.limits) is ``{ns:q}:b:name<SEP>key:``,
+        in its queue's slot."""
+        if SEP in queue:
+            parent, rest = queue.split(SEP, 1)
+            return f"{{{self.ns}:{parent}}}:b:{rest}:"
         return f"{{{self.ns}:{queue}}}:"
 
     def job(self, queue: str, job_id: str) -> str:
-        return f"{{{self.ns}:{queue}}}:j:{job_id}"
+        return self.prefix(queue) + "j:" + job_id
+
+    def parent(self, queue: str) -> str:
+        """The prefix of the queue a bucket belongs to (a queue's own, for a queue)."""
+        return self.prefix(queue.split(SEP, 1)[0])
+
+    def limits(self, queue: str) -> str:
+        return self.prefix(queue) + "limits"
+
+    def buckets(self, queue: str) -> str:
+        return self.prefix(queue) + "buckets"
+
+    def ready(self, queue: str) -> str:
+        return self.prefix(queue) + "ready"
 
     def paused(self, queue: str) -> str:
         return self.prefix(queue) + "paused"
@@ -106,6 +134,12 @@ class Keys:
     # -- each script's KEYS, in the order of its header ----------------------------------
     def enqueue(self, queue: str, cluster: bool) -> list[str]:
         p = self.prefix(queue)
+        if SEP in queue:
+            parent = self.parent(queue)
+            keys = [p + "prios", p + "sched", p + "retry", parent + "wake"]
+            if not cluster:
+                keys += (self.where, self.queues)
+            return [*keys, parent + "buckets", parent + "ready"]
         keys = [p + "prios", p + "sched", p + "retry", p + "wake"]
         if not cluster:  # one script may span slots only off Cluster
             keys += (self.where, self.queues)
@@ -119,6 +153,11 @@ class Keys:
         p = self.prefix(queue)
         held, claim = p + "held:" + worker, p + "claim:" + worker
         return [p + "prios", p + "leases", p + "sched", p + "retry", p + "paused", held, claim]
+
+    def fetch_limited(self, queue: str, worker: str) -> list[str]:
+        p = self.prefix(queue)
+        names = ("ready", "limits", "tokens", "paused", "claim:" + worker, "parked", "buckets")
+        return [p + n for n in names]
 
     def due(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)

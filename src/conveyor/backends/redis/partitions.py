@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ...limits import SEP
+
 #: Between a queue's name and its shard number; ``check_name`` keeps it out of queue names.
 SEPARATOR: Final = ":"
 MAX_PARTITIONS: Final = 1024
@@ -37,5 +39,8 @@ def shard(queue: str, n: int) -> str:
 
 
 def queue_of(name: str) -> str:
-    """The queue a shard belongs to (a queue's own name for an unpartitioned one)."""
+    """The queue a shard belongs to (a queue's own name for an unpartitioned one; a
+    limited job's bucket, whose key may hold ':', is never a partition)."""
+    if SEP in name:
+        return name
     return name.partition(SEPARATOR)[0]

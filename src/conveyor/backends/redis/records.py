@@ -202,6 +202,26 @@ def claimed(
     return records
 
 
+def claimed_limited(
+    flat: Sequence[Any], worker: str, lease_until: float, now: float, held: dict[str, str], beaten: set[str]
+) -> list[JobRecord]:
+    """Records of jobs fetch_limited.lua just claimed, each led by its stored queue (the
+    queue itself or one of its buckets), which goes to ``held`` and ``beaten`` as
+    ``claimed`` does with a partition's name."""
+    reply = iter(flat)
+    records: list[JobRecord] = []
+    for queue, job_id, p, m, ra, a, e, tb in zip(*([reply] * (CLAIMED + 1)), strict=True):
+        name, job = queue.decode(), job_id.decode()
+        held[job] = name
+        beaten.add(name)
+        error = None if e is None else e.decode(errors="replace")
+        trace = None if tb is None else tb.decode(errors="replace")
+        records.append(
+            record(job, name, p, m, ACTIVE, ra, a, now, None, None, error, trace, worker, lease_until)
+        )
+    return records
+
+
 def queue_names(values: Iterable[Any]) -> list[str]:
     """Queue names from SMEMBERS (a list in RESP2, a set in RESP3), default first."""
     names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]

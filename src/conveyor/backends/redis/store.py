@@ -29,6 +29,7 @@ from ...job import (
     Stats,
     WorkerInfo,
 )
+from ...limits import SEP, Limit, split
 from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
@@ -36,7 +37,7 @@ from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreacha
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
 from .periodic import Periodic
-from .records import claimed, groups, meta_field, queue_names, split_by_queue
+from .records import claimed, claimed_limited, groups, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
 
 log = logging.getLogger("conveyor.redis")
@@ -49,6 +50,11 @@ LOST: Final = (
 #: the server made but whose reply was lost comes back to the retry instead of staying
 #: held by this worker (its heartbeat would keep extending it) until the worker exits.
 FETCH_OUTAGE: Final = 5.0
+#: Seconds a process trusts its list of queues with limits (see the SQLite store).
+LIMITS_TTL: Final = 1.0
+#: Buckets a claim of a limited queue looks at beyond two per job it asks for (the ready
+#: set holds only buckets with a free slot, so most of them give a job).
+LOOK_AT_BUCKETS: Final = 8
 #: Seconds a waiter for a job blocks before it looks at the job again: what a lost wake-up
 #: token (a failover, a job moved to another queue) costs it at most.
 RECHECK: Final = 5.0
@@ -120,6 +126,8 @@ class RedisBackend(Admin, Periodic):
         self._first_fills = False  # Cluster: did the last fetch's first queue fill it?
         self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
+        self._limited: set[str] = set()  # queues with limits, read at _limited_read
+        self._limited_read = -1e9
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -137,8 +145,10 @@ class RedisBackend(Admin, Periodic):
     def _unregistered(self, queues: Iterable[str]) -> list[str]:
         """Queues not added to the registry by this process lately, now marked as added (a
         queue is never unregistered, so re-adding it every 10 s only guards against a
-        flushed server)."""
+        flushed server). A bucket stands for its queue: buckets are never in the registry."""
         fresh = [q for q in queues if not self._is_registered(q)]
+        if any(SEP in q for q in fresh):
+            fresh = [q for q in dict.fromkeys(split(q)[0] for q in fresh) if not self._is_registered(q)]
         now = time.monotonic()
         for q in fresh:
             self._registered[q] = now
@@ -289,7 +299,7 @@ class RedisBackend(Admin, Periodic):
 
     def _search(self, ids: Sequence[str]) -> dict[str, str]:
         """Which queue holds each job, looking in every queue but the default one."""
-        queues = [q for q in self._queues() if q != DEFAULT]
+        queues = [q for q in self._all_queues() if q != DEFAULT]
         if not queues:
             return {}
         calls = [Call(None, "EXISTS", self.keys.job(q, i)) for i in ids for q in queues]
@@ -312,7 +322,7 @@ class RedisBackend(Admin, Periodic):
         if len(records) == 1 and max_queue_length is None and not self.cluster:
             r = records[0]
             name = self._shard(r.queue)
-            if self._is_registered(name) and self._enqueue_one(r, name, time.time()):
+            if SEP not in r.queue and self._is_registered(name) and self._enqueue_one(r, name, time.time()):
                 return
         if not records:
             return
@@ -344,6 +354,7 @@ class RedisBackend(Admin, Periodic):
                     )
         fresh = self._unregistered(by_queue)
         scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        parents = self._register_parents(by_queue, fresh)
         # The partition counts are read again with the registry, in the same round-trip.
         reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
         first: list[Call] = []
@@ -355,7 +366,8 @@ class RedisBackend(Admin, Periodic):
             if index:
                 first.append(Call(None, "HSET", self.keys.where, *index))
             return EnqueuePlan(by_queue, fresh, first, scripts, "first" if fresh else "")
-        return EnqueuePlan(by_queue, fresh, first, scripts + reread, "scripts" if fresh else "")
+        # A queue whose jobs all went to its buckets is registered before them.
+        return EnqueuePlan(by_queue, fresh, parents, scripts + reread, "scripts" if fresh else "")
 
     def enqueued(self, plan: EnqueuePlan, replies: list[Any], results: list[Any]) -> list[Any]:
         """The replies of a plan's calls (``first``, then ``scripts``) taken in: the partition
@@ -366,6 +378,12 @@ class RedisBackend(Admin, Periodic):
             self._read_partitions(results[-1])
             return results[:-1]
         return results
+
+    def _register_parents(self, by_queue: dict[str, list[JobRecord]], fresh: list[str]) -> list[Call]:
+        """The registry entry of a queue whose jobs of this batch all went to its buckets
+        (a bucket registers itself with its queue, never in the registry)."""
+        parents = [q for q in fresh if q not in by_queue]
+        return [Call(None, "SADD", self.keys.queues, *parents)] if parents else []
 
     def _enqueue_calls(
         self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
@@ -382,7 +400,7 @@ class RedisBackend(Admin, Periodic):
                 now,
                 WAKE_TOKENS,
                 queue,
-                "1" if queue in fresh else "",
+                "b" if SEP in queue else "1" if queue in fresh else "",
                 *groups(batch),
             ]
             calls.append(Call("enqueue", keys, args))
@@ -409,6 +427,8 @@ class RedisBackend(Admin, Periodic):
                 by_queue = self._split(chunk)
                 fresh = self._unregistered(by_queue)
                 registered += fresh
+                if parents := self._register_parents(by_queue, fresh):
+                    self._wire.run(parents)  # once per queue and process, before its jobs
                 added = self._enqueue_calls(by_queue, fresh, None)
                 calls += added
                 if writing:
@@ -494,6 +514,48 @@ class RedisBackend(Admin, Periodic):
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
+    def _fetch_limited(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease_until: float,
+        now: float,
+        token: str,
+        limited: set[str],
+    ) -> list[JobRecord]:
+        """The claim when a served queue has limits: queue by queue, in order, a limited one
+        by fetch_limited.lua (its buckets and its own jobs, in one script), the others by
+        fetch.lua one at a time. (Limited queues are never partitioned.)"""
+        order = list(queues) if queues is not None else self._queues()
+        got: list[JobRecord] = []
+        for queue in order:
+            if len(got) >= limit:
+                break
+            want = limit - len(got)
+            if queue in limited:
+                keys = self.keys.fetch_limited(queue, worker)
+                looked_at = 2 * want + LOOK_AT_BUCKETS
+                args = [
+                    self.keys.prefix(queue),
+                    want,
+                    worker,
+                    lease_until,
+                    now,
+                    token,
+                    60000,
+                    queue,
+                    looked_at,
+                ]
+                flat = self._wire.script("fetch_limited", keys, args)
+                got += claimed_limited(flat, worker, lease_until, now, self._held, self._beaten)
+            else:
+                names = self._shards([queue], 0)
+                call = self._fetch_call(names, want, worker, lease_until, now, token)
+                flat = self._wire.script("fetch", *call.args)
+                got += claimed(names, flat, worker, lease_until, now, self._held, self._beaten)
+        return got
+
     def _fetch_call(
         self, queues: Sequence[str], limit: int, worker: str, lease_until: float, now: float, token: str
     ) -> Call:
@@ -513,6 +575,57 @@ class RedisBackend(Admin, Periodic):
             "fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *prefixes[1:]]
         )
 
+    # -- limits ---------------------------------------------------------------------------
+    def _limited_now(self) -> set[str]:
+        """Queues with limits, read again at most every LIMITS_TTL: a claim of one of them
+        runs fetch_limited.lua, which reads the definitions themselves in the queue's slot."""
+        if time.monotonic() - self._limited_read > LIMITS_TTL:
+            self._limited = set(queue_names(self.client.smembers(self.keys.limited)))
+            self._limited_read = time.monotonic()
+        return self._limited
+
+    def set_limit(self, queue: str, name: str, limit: Limit | None) -> None:
+        if limit is None:
+            self.client.hdel(self.keys.limits(queue), name)
+            return
+        # Registry last: a claim that finds the queue limited then finds its definitions.
+        self.client.hset(self.keys.limits(queue), name, limit.encode())
+        self.client.sadd(self.keys.limited, queue)
+        self.client.sadd(self.keys.queues, queue)
+        self._limited_read = -1e9
+
+    def limits(self) -> dict[tuple[str, str], Limit]:
+        queues = queue_names(self.client.smembers(self.keys.limited))
+        found: dict[tuple[str, str], Limit] = {}
+        if not queues:
+            return found
+        replies = self._wire.run([Call(None, "HGETALL", self.keys.limits(q)) for q in queues])
+        for queue, flat in zip(queues, replies, strict=True):
+            items = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+            for name, text in items:
+                definition = Limit.decode(text)
+                if definition is not None:
+                    found[(queue, name.decode() if isinstance(name, bytes) else str(name))] = definition
+        return found
+
+    def _queues_of(self, queue: str) -> list[str]:
+        """``queue`` and, when it has limits, its buckets (admin listings and actions)."""
+        if queue not in self._limited_now():
+            return [queue]
+        return [queue, *sorted(queue_names(self.client.smembers(self.keys.buckets(queue))))]
+
+    def _all_queues(self) -> list[str]:
+        """Every queue and every bucket of each (recover, listings and counts see buckets;
+        a claim reaches them only through their queue)."""
+        queues = self._queues()
+        limited = [q for q in queues if q in self._limited_now()]
+        if not limited:
+            return queues
+        found = list(queues)
+        for reply in self._wire.run([Call(None, "SMEMBERS", self.keys.buckets(q)) for q in limited]):
+            found += sorted(queue_names(reply))
+        return found
+
     def _fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float, token: str
     ) -> list[JobRecord]:
@@ -522,6 +635,9 @@ class RedisBackend(Admin, Periodic):
         turn = zlib.crc32(token.encode())
         if not self._partitions_known:  # once a process: its first fetch serves every partition
             self._read_partitions(self.client.hgetall(self.keys.partitions))
+        limited = self._limited_now()
+        if limited and (queues is None or not limited.isdisjoint(queues)):
+            return self._fetch_limited(queues, limit, worker, lease_until, now, token, limited)
         if self.cluster:
             return self._fetch_slots(queues, limit, worker, lease_until, now, token, turn)
         held, beaten = self._held, self._beaten
@@ -623,15 +739,37 @@ class RedisBackend(Admin, Periodic):
         values = dict(results)
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        for queue, ids in self._locate(list(values)).items():
+        located = self._locate(list(values))
+        for queue, ids in located.items():
             flags = "".join("0" if values[i] is None else "1" for i in ids)
             args: list[Any] = [self.keys.prefix(queue), worker, now, f"p:{minute}", flags]
             for i in ids:
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(values)
+
+    def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
+        """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
+        start a job again, and a worker idle in BLPOP on its queue is woken to take it, at
+        once instead of at its next poll. Nothing for queues without limits."""
+        return [
+            call
+            for queue in queues
+            if SEP in queue
+            for call in self._bucket_freed(self.keys.parent(queue), queue)
+        ]
+
+    @staticmethod
+    def _bucket_freed(parent: str, bucket: str) -> list[Call]:
+        """A slot of ``bucket`` was freed: it may start a job again, and a worker idle in
+        BLPOP on its queue is woken to take it."""
+        return [
+            Call(None, "ZADD", parent + "ready", 0, bucket),
+            Call(None, "LPUSH", parent + "wake", "1"),
+            Call(None, "LTRIM", parent + "wake", 0, WAKE_TOKENS - 1),
+        ]
 
     def _forget(self, ids: Iterable[str]) -> None:
         held = self._held
@@ -644,7 +782,8 @@ class RedisBackend(Admin, Periodic):
         by_id = {f.id: f for f in failures}
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        for queue, ids in self._locate(list(by_id)).items():
+        located = self._locate(list(by_id))
+        for queue, ids in located.items():
             batch = [by_id[i] for i in ids]
             flags = "".join("0" if f.traceback is None else "1" for f in batch)
             args: list[Any] = [self.keys.prefix(queue), worker, now, minute, flags]
@@ -655,7 +794,7 @@ class RedisBackend(Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(by_id)
 
     def enqueue_each(
@@ -837,10 +976,11 @@ class RedisBackend(Admin, Periodic):
         if not ids:
             return
         calls: list[Call] = []
-        for queue, batch in self._locate(ids).items():
+        located = self._locate(ids)
+        for queue, batch in located.items():
             args = [self.keys.prefix(queue), worker, WAKE_TOKENS, *batch]
             calls.append(Call("release", self.keys.release(queue, worker), args))
-        self._wire.run(calls)
+        self._wire.run(calls + self._slots_freed(located))
         self._forget(ids)
 
     def heartbeat(self, info: WorkerInfo, lease: float, now: float) -> None:
@@ -876,7 +1016,7 @@ class RedisBackend(Admin, Periodic):
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
         calls: list[Call] = []
-        queues = self._queues()
+        queues = self._all_queues()
         for queue in queues:
             keys = self.keys.recover(queue)
             args = [
@@ -900,6 +1040,12 @@ class RedisBackend(Admin, Periodic):
                 pruned += result[1:]
         for i in range(0, len(pruned), 1000):
             self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+        # Every bucket may start a job again: the safety net for a freed slot whose
+        # acknowledgement did not say so (a lease that expired, a client gone mid-pipeline).
+        # A claim drops again, at the cost of one look, those that cannot.
+        ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
+        if ready:
+            self._wire.run(ready)
         return recovered
 
     def wait_and_fetch(
@@ -910,7 +1056,8 @@ class RedisBackend(Admin, Periodic):
         the job that woke the worker is claimed without another round-trip. The fetch then
         reads the time from the server's clock (in the worker's clock, by an offset measured
         once a minute), since it runs later than it was sent."""
-        if self.cluster or timeout <= 0.001 or limit <= 0:
+        names = list(queues) if queues is not None else (self._known or [DEFAULT])
+        if self.cluster or timeout <= 0.001 or limit <= 0 or not self._limited_now().isdisjoint(names):
             self.wait(queues, timeout)
             return self.fetch(queues, limit, worker, lease, time.time())
         token = os.urandom(8).hex()

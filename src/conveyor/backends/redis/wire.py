@@ -49,6 +49,7 @@ SCRIPTS: Final = (
     "enqueue_one",
     "fetch",
     "due",
+    "fetch_limited",
     "complete",
     "fail",
     "release",

@@ -9,12 +9,16 @@
 --                                                       the caller writes these first.
 --                                 Jobs of the queue 'default' are not indexed: readers
 --                                 look there first.
+-- KEYS[7]  {ns:q}:buckets SET   only for a bucket (ARGV[6] = "b", see fetch_limited.lua):
+-- KEYS[8]  {ns:q}:ready   ZSET  its queue's buckets ever used, and those with work, which it
+--                                joins (on Cluster these two are KEYS[5] and KEYS[6]); its
+--                                other keys are the bucket's, but KEYS[4], its queue's wake
 -- ARGV[1]  prefix of the queue's keys, "{ns:q}:"
 -- ARGV[2]  most waiting jobs the queue may hold ("" = no limit)
 -- ARGV[3]  now: jobs due by then push wake-up tokens
 -- ARGV[4]  most wake-up tokens to keep
 -- ARGV[5]  the queue's name (for KEYS[5] and KEYS[6])
--- ARGV[6]  "1" to add the queue to KEYS[6]
+-- ARGV[6]  "1" to add the queue to KEYS[6]; "b" for a bucket
 -- ARGV[7…] groups of jobs sharing their settings, each: count, priority, state, run_at,
 --          meta (the hash's field m: "priority|max_attempts|timeout|created_at"), then
 --          count × (id, payload). Jobs of one batch mostly share them, so each job costs
@@ -29,7 +33,9 @@
 -- re-sends a call whose reply was lost) and it returns {0}: a retried call is harmless.
 local prefix, queue = ARGV[1], ARGV[5]
 local now = tonumber(ARGV[3])
-local indexed = KEYS[5] ~= nil and queue ~= 'default'
+local nkeys, every, ready = #KEYS, nil, nil
+if ARGV[6] == 'b' then every, ready, nkeys = KEYS[#KEYS - 1], KEYS[#KEYS], #KEYS - 2 end
+local indexed = nkeys >= 5 and queue ~= 'default'
 
 -- The jobs in the call, counted from the group headers.
 local count, i = 0, 7
@@ -61,7 +67,7 @@ local function in_slices(command, key, values)
   end
 end
 
-local due = 0
+local due, earliest = 0, math.huge
 local where, w = {}, 0
 local jobs = prefix .. 'j:'
 i = 7
@@ -86,9 +92,16 @@ while i <= #ARGV do
     in_slices('ZADD', KEYS[3], scored)
   end
   if tonumber(run_at) <= now then due = due + n end
+  earliest = math.min(earliest, tonumber(run_at))
 end
 if indexed then in_slices('HSET', KEYS[5], where) end
-if KEYS[6] and ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
+if nkeys >= 6 and ARGV[6] == '1' then redis.call('SADD', KEYS[6], queue) end
+if ready then
+  redis.call('SADD', every, queue)
+  -- By its first job's time (0 puts it first; fetch_limited keeps the score exact).
+  local first = redis.call('ZSCORE', ready, queue)
+  if not first or tonumber(first) > earliest then redis.call('ZADD', ready, earliest, queue) end
+end
 
 -- One token per due job, up to a cap: each wakes one idle worker blocked in BLPOP.
 if due > 0 then

@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 6: job.result() and job.aresult() are woken by the
+-- conveyor PostgreSQL schema, version 7: job.result() and job.aresult() are woken by the
 -- store when the job ends, instead of reading it again and again.
 -- Runs inside one transaction with search_path set to the namespace's schema.
 

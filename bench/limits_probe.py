@@ -1,0 +1,175 @@
+"""What limits cost (issue 16's figures), per store, medians of interleaved runs.
+
+    python bench/limits_probe.py --store sqlite --main-src /tmp/limits-main/src
+
+1. A/B, no limits anywhere: enqueue N no-op jobs (batches of 1,000) and drain them with one
+   in-process worker of 8 threads, once with this tree's conveyor and once with ``--main-src``
+   (a copy of main's ``src``: ``git archive main src | tar -x -C /tmp/limits-main``), each in a
+   fresh process, A and B taking turns.
+2. Limited drains: N jobs of one task (no-op, or sleeping ``--run-ms``), served by 4
+   ``conveyor worker`` processes of ``--threads`` threads: unlimited, ``concurrency=50``, and
+   ``concurrency=1`` per key over 100 keys. The rate is N over the span from the first start
+   to the last finish (process start-up left out).
+
+Servers: a fresh SQLite file, or a PostgreSQL / Redis server started for the run (tests/servers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _child_noop(src: str, url: str, jobs: int) -> None:
+    sys.path.insert(0, src)
+    from conveyor import Conveyor
+
+    app = Conveyor(url, namespace=f"ab{os.getpid()}")
+
+    @app.task(name="bench.noop")
+    def noop(n: int) -> None:
+        return None
+
+    start = time.perf_counter()
+    for i in range(0, jobs, 1000):
+        app.enqueue_many([noop.job(n) for n in range(i, min(i + 1000, jobs))])
+    enqueued = time.perf_counter() - start
+    worker = app.worker(concurrency=8, burst=True, grace=5)
+    start = time.perf_counter()
+    worker.run()
+    drained = time.perf_counter() - start
+    done = app.stats().queues.get("default", {}).get("completed", 0)
+    print(json.dumps({"enqueue": jobs / enqueued, "drain": done / drained}))
+
+
+def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
+    runs: dict[str, list[dict[str, float]]] = {"main": [], "limits": []}
+    for _ in range(repeat):
+        for name, src in (("main", main_src), ("limits", str(ROOT / "src"))):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child-noop", src, "--url", url, "--jobs", str(jobs)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONPATH": src},
+            )
+            runs[name].append(json.loads(out.stdout.splitlines()[-1]))
+    return {
+        name: {k: statistics.median(r[k] for r in found) for k in ("enqueue", "drain")}
+        for name, found in runs.items()
+    }
+
+
+def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float) -> float:
+    sys.path.insert(0, str(ROOT))
+    from bench import limits_app
+
+    ns = f"lim{os.getpid()}{variant}{time.monotonic_ns() % 10**6}"
+    os.environ["LIMITS_NS"] = ns
+    from conveyor import Conveyor
+
+    app = Conveyor(url, namespace=ns)
+    for name, task in limits_app.app.tasks.items():
+        app.tasks[name] = task
+    task = app.tasks[f"bench.{variant}"]
+    task.app = app
+    for i in range(0, jobs, 1000):
+        app.enqueue_many([task.job(n) for n in range(i, min(i + 1000, jobs))])
+    env = {
+        **os.environ,
+        "BENCH_RUN_MS": str(run_ms),
+        "CONVEYOR_URL": url,
+        "LIMITS_NS": ns,
+        "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
+    }
+    command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app"]
+    command += ["--queues", task.options.queue, "--concurrency", str(threads), "--log-level", "warning"]
+    with open(tmp / f"{variant}.log", "ab") as log:
+        procs = [
+            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            for _ in range(4)
+        ]
+    try:
+        deadline = time.monotonic() + 300
+        while app.stats().queues.get(task.options.queue, {}).get("completed", 0) < jobs:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{variant}: not drained in 300 s")
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    done = app.jobs(state="completed", limit=jobs + 10)
+    first = min(j.started_at.timestamp() for j in done if j.started_at)
+    last = max(j.finished_at.timestamp() for j in done if j.finished_at)
+    app.close()
+    return len(done) / (last - first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", choices=("sqlite", "postgres", "redis"), default="sqlite")
+    parser.add_argument("--main-src", help="main's src directory for the A/B run (skipped without)")
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=16, help="threads of each of the 4 workers")
+    parser.add_argument("--run-ms", type=float, default=0.0, help="how long each job of the drains sleeps")
+    parser.add_argument("--no-drains", action="store_true", help="the A/B run only")
+    parser.add_argument("--child-noop", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_noop:
+        _child_noop(args.child_noop, args.url, args.jobs)
+        return
+    sys.path.insert(0, str(ROOT))
+    server = None
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        if args.store == "sqlite":
+
+            def url_for(tag: str) -> str:
+                return f"sqlite:///{tmp}/{tag}.db"
+        else:
+            from tests.servers import PostgresServer, RedisServer
+
+            server = (RedisServer if args.store == "redis" else PostgresServer)().start()
+
+            def url_for(tag: str) -> str:
+                return str(server.url)
+
+        try:
+            started = time.strftime("%H:%M:%S", time.gmtime())
+            result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
+            if args.main_src:
+                result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
+            if not args.no_drains:
+                result.update(threads=args.threads, run_ms=args.run_ms)
+                rates: dict[str, list[float]] = {"plain": [], "conc50": [], "perkey": []}
+                for rep in range(args.repeat):
+                    for variant in rates:
+                        url = url_for(f"{variant}{rep}")
+                        rates[variant].append(_drain(url, variant, args.jobs, tmp, args.threads, args.run_ms))
+                medians = {v: statistics.median(r) for v, r in rates.items()}
+                result["drain_jobs_per_s"] = medians
+                result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
+            result["utc"] = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
+            print(json.dumps(result, indent=2))
+        finally:
+            if server is not None:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Concurrency and rate limits, decided by the store: what a claim takes from a limited task,
+key or queue, with times passed in (``now``) so that nothing here waits on a clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conveyor import Conveyor
+from conveyor.job import Failure, WorkerInfo
+
+from .helpers import ids
+
+
+def _limited(app: Conveyor, **limits: object) -> object:
+    @app.task(name="t.limited", **limits)  # type: ignore[call-overload, untyped-decorator]
+    def limited(n: int, key: str = "a") -> None: ...
+
+    return limited
+
+
+def _plain(app: Conveyor) -> object:
+    @app.task(name="t.plain")
+    def plain(n: int) -> None: ...
+
+    return plain
+
+
+def test_concurrency_caps_a_claim_and_leaves_other_tasks_free(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=2)
+    plain = _plain(app)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    held = [limited.enqueue(n) for n in range(5)]  # type: ignore[attr-defined]
+    free = [plain.enqueue(n) for n in range(3)]  # type: ignore[attr-defined]
+    got = app.backend.fetch(None, 20, "w1", 30, now)
+    assert {r.id for r in got} == {j.id for j in held[:2]} | {j.id for j in free}
+    # Held jobs wait in the store, costing no attempt: a second worker gets nothing.
+    assert app.backend.fetch(None, 20, "w2", 30, now) == []
+    assert [app.get_job(j.id).attempts for j in held[2:]] == [0, 0, 0]  # type: ignore[union-attr]
+    assert [app.get_job(j.id).state for j in held[2:]] == ["pending"] * 3  # type: ignore[union-attr]
+    # A completed run frees its slot at once, a failed one too: FIFO among the held ones.
+    app.backend.complete([(held[0].id, None)], "w1", now)
+    assert ids(app.backend.fetch(None, 20, "w2", 30, now)) == [held[2].id]
+    app.backend.fail([Failure(held[1].id, "boom", retry_at=now + 60)], "w1", now)
+    assert ids(app.backend.fetch(None, 20, "w2", 30, now)) == [held[3].id]
+    assert app.backend.fetch(None, 20, "w2", 30, now) == []
+
+
+def test_each_key_has_its_own_slots(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": f"k:{key}")
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    a = [limited.enqueue(n, "a") for n in range(3)]  # type: ignore[attr-defined]
+    b = [limited.enqueue(n, "b") for n in range(3)]  # type: ignore[attr-defined]
+    c = limited.using(limit_key="k:c").enqueue(9)  # type: ignore[attr-defined]
+    assert {r.id for r in app.backend.fetch(None, 20, "w", 30, now)} == {a[0].id, b[0].id, c.id}
+    assert app.backend.fetch(None, 20, "w", 30, now) == []
+    job = app.get_job(b[1].id)
+    assert job is not None and job.queue == "default" and job.limit_key == "k:b" and job.state == "pending"
+
+
+def test_rate_meters_starts_with_the_stated_burst(app: Conveyor) -> None:
+    limited = _limited(app, rate="10/s")  # burst 1: one start per 0.1 s
+    jobs = [limited.enqueue(n) for n in range(5)]  # type: ignore[attr-defined]
+    now = time.time() + 1
+    assert ids(app.backend.fetch(None, 20, "w", 30, now)) == [jobs[0].id]
+    assert app.backend.fetch(None, 20, "w", 30, now + 0.05) == []
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 0.11)) == [jobs[1].id]
+    # A quiet spell fills the bucket up to its burst, no more.
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 60)) == [jobs[2].id]
+
+
+def test_a_held_job_does_not_block_the_jobs_behind_it(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1)
+    plain = _plain(app)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    running = limited.using(priority=9).enqueue(0)  # type: ignore[attr-defined]
+    assert ids(app.backend.fetch(None, 1, "w", 30, now)) == [running.id]
+    limited.using(priority=9).enqueue(1)  # type: ignore[attr-defined]
+    low = plain.using(priority=-5).enqueue(2)  # type: ignore[attr-defined]
+    assert ids(app.backend.fetch(None, 1, "w", 30, now)) == [low.id]
+
+
+def test_priority_holds_among_the_jobs_a_limit_lets_through(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=5)
+    plain = _plain(app)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    p0 = plain.enqueue(0)  # type: ignore[attr-defined]
+    l1 = limited.using(priority=1).enqueue(1)  # type: ignore[attr-defined]
+    p2 = plain.using(priority=2).enqueue(2)  # type: ignore[attr-defined]
+    l3 = limited.using(priority=3).enqueue(3)  # type: ignore[attr-defined]
+    assert ids(app.backend.fetch(["default"], 4, "w", 30, now)) == [l3.id, p2.id, l1.id, p0.id]
+
+
+def test_a_lost_worker_gives_its_slot_back_with_its_lease(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    first, second = limited.enqueue(1), limited.enqueue(2)  # type: ignore[attr-defined]
+    assert ids(app.backend.fetch(None, 5, "w1", 1, now)) == [first.id]
+    assert app.backend.fetch(None, 5, "w2", 30, now + 0.5) == []
+    assert app.backend.recover(now + 2, now - 3600) == 1
+    assert ids(app.backend.fetch(None, 5, "w2", 30, now + 2)) == [second.id]
+
+
+def test_a_cancelled_run_frees_its_slot(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    first, second = limited.enqueue(1), limited.enqueue(2)  # type: ignore[attr-defined]
+    app.backend.fetch(None, 5, "w", 30, now)
+    assert app.cancel(first.id) == 1
+    app.backend.fail([Failure(first.id, "cancelled", cancelled=True)], "w", now)
+    assert ids(app.backend.fetch(None, 5, "w", 30, now)) == [second.id]
+
+
+def test_queue_limit_counts_every_job_of_the_queue(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=5)
+    plain = _plain(app)
+    app.limit_queue("default", concurrency=3)
+    app.define_limits()
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    for n in range(4):
+        plain.enqueue(n)  # type: ignore[attr-defined]
+        limited.enqueue(n)  # type: ignore[attr-defined]
+    assert len(app.backend.fetch(None, 20, "w", 30, now)) == 3
+    assert app.backend.fetch(None, 20, "w", 30, now) == []
+    app.limit_queue("default")  # lifted: only the task's own limit is left
+    app.define_limits()
+    assert len(app.backend.fetch(None, 20, "w", 30, now)) == 5  # the rest: 4 limited jobs fit in 5
+
+
+def test_limits_are_visible_in_stats(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": key)
+    for key in ("a", "a", "b"):
+        limited.enqueue(0, key)  # type: ignore[attr-defined]
+    app.backend.fetch(None, 20, "w", 30, time.time())
+    app.backend.heartbeat(WorkerInfo("w", "h", 1, ("default",), 1, time.time()), 30, time.time())
+    stats = app.stats()
+    assert stats.queues["default"] == {"active": 2, "pending": 1}
+    (usage,) = stats.limits
+    assert (usage.queue, usage.name, usage.active, usage.waiting, usage.keys) == (
+        "default",
+        "t.limited",
+        2,
+        1,
+        2,
+    )
+    assert usage.limit.concurrency == 1
+
+
+def test_a_queue_listing_and_purge_include_its_limited_jobs(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": key)
+    plain = _plain(app)
+    jobs = [limited.enqueue(0, "a"), limited.enqueue(1, "b"), plain.enqueue(2)]  # type: ignore[attr-defined]
+    listed = app.jobs(state="pending", queue="default")
+    assert {j.id for j in listed} == {j.id for j in jobs}
+    assert {j.queue for j in listed} == {"default"}
+    assert app.delete_all("pending", queue="default") == 3
+    assert app.stats().queues.get("default", {}).get("pending", 0) == 0
+
+
+def test_a_burst_worker_waits_for_the_jobs_its_limits_meter_out(app: Conveyor) -> None:
+    runs: list[float] = []
+
+    @app.task(name="t.metered", rate="5/s")  # burst 1: one start every 0.2 s
+    def metered(n: int) -> None:
+        runs.append(time.time())
+
+    for n in range(3):
+        metered.enqueue(n)
+    worker = app.worker(concurrency=4, burst=True, grace=5)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive() and len(runs) == 3
+    assert runs[2] - runs[0] >= 0.35  # two refills of 0.2 s each, give or take the clock

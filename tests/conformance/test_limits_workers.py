@@ -1,0 +1,86 @@
+"""Limits hold across worker processes: 3 workers of 8 threads each never run more jobs of a
+limited task (or key) at once than its limit allows, and a rate of 20/s starts 20 jobs a
+second, give or take 10 %, plus the stated burst.
+
+The rate is measured over 3 s in the default run and over 10 s under ``make faults``
+(``CONVEYOR_FAULTS_FULL=1``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conveyor.limits import Limit
+from tests.harness import WorkerProcesses
+
+from .conftest import AppFactory
+from .limits_app import register
+
+SECONDS = 10.0 if os.environ.get("CONVEYOR_FAULTS_FULL") else 3.0
+RATE = 20
+
+
+def _overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one instant (an end before a start at the same time)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: str, tmp_path: Path) -> None:
+    app = make_app()
+    register(app)
+    pair, keyed, rated = (app.tasks[name] for name in ("lim.pair", "lim.keyed", "lim.rated"))
+    keys = ("k1", "k2", "k3")
+    rated_jobs = int(RATE * SECONDS * 1.5) + 20  # never runs dry within the window
+    app.enqueue_many(
+        [pair.job(n) for n in range(30)]
+        + [keyed.job(key, n) for n in range(8) for key in keys]
+        + [rated.job(n) for n in range(rated_jobs)]
+    )
+    log = tmp_path / "limits.log"
+    workers = WorkerProcesses(
+        "tests.conformance.limits_app:app",
+        app,
+        tmp_path,
+        store_url,
+        LIMITS_NS=app.namespace,
+        LIMITS_LOG=str(log),
+    )
+    try:
+        for _ in range(3):
+            workers.start("--concurrency", "8")
+
+        def runs() -> dict[str, list[tuple[float, float]]]:
+            found: dict[str, list[tuple[float, float]]] = {}
+            for line in log.read_text().splitlines() if log.exists() else []:
+                task, key, start, end = line.split()
+                found.setdefault(f"{task} {key}", []).append((float(start), float(end)))
+            return found
+
+        def finished() -> bool:
+            got = runs()
+            rated_runs = sorted(s for s, _ in got.get("rated -", []))
+            return (
+                len(got.get("pair -", [])) == 30
+                and all(len(got.get(f"keyed {k}", [])) == 8 for k in keys)
+                and bool(rated_runs)
+                and rated_runs[-1] - rated_runs[0] >= SECONDS + 0.5
+            )
+
+        workers.wait_for(finished, timeout=SECONDS + 60, what="for the limited jobs to run")
+    finally:
+        workers.close()
+    got = runs()
+    assert _overlap(got["pair -"]) <= 2
+    assert _overlap(got["pair -"]) == 2, "two slots, 24 threads: both should be used"
+    for key in keys:
+        assert _overlap(got[f"keyed {key}"]) == 1
+    assert _overlap([run for k in keys for run in got[f"keyed {k}"]]) > 1, "keys run side by side"
+    starts = sorted(start for start, _ in got["rated -"])
+    window = [s for s in starts if s <= starts[0] + SECONDS]
+    burst = Limit(rate=RATE, per=1.0).burst
+    assert RATE * SECONDS * 0.9 <= len(window) <= RATE * SECONDS * 1.1 + burst, (len(window), SECONDS)
