@@ -103,6 +103,11 @@ def _state(state: str) -> str:
     return state
 
 
+def _plain(spec: JobSpec) -> bool:
+    """A job the async client stores itself: no unique key, no expiry, no limit."""
+    return spec.options.plain and spec.task.limit is None and spec.options.limit_key is None
+
+
 def _check_specs(specs: list[Any], call: str) -> None:
     for n, spec in enumerate(specs):
         if not isinstance(spec, JobSpec):
@@ -819,13 +824,14 @@ class Conveyor:
 
     async def _aenqueue_many(self, specs: list[JobSpec]) -> list[Job]:
         try:
-            plain = all(spec.options.plain for spec in specs)
+            plain = all(_plain(spec) for spec in specs)
         except AttributeError:
             _check_specs(specs, "aenqueue_many")
             raise
         if not plain:
             # A unique key or an expiry is decided job by job by the sync store's own call
-            # (enqueue_each); made on a thread, it keeps the loop free all the same.
+            # (enqueue_each), and a limited task's limit is written to the store once before
+            # its first job: made on a thread, the sync path keeps the loop free all the same.
             return await asyncio.to_thread(self._enqueue_many, specs)
         records: list[JobRecord] = []
         jobs: list[Job] = []
@@ -856,7 +862,7 @@ class Conveyor:
         return jobs
 
     async def _aenqueue_one(self, spec: JobSpec) -> Job:
-        if spec.options.connection is not None or self.middleware or not spec.options.plain:
+        if spec.options.connection is not None or self.middleware or not _plain(spec):
             return (await self.aenqueue_many([spec]))[0]
         now = self.clock()
         record, job = self._build(spec, now, datetime.fromtimestamp(now, UTC), new_id())

@@ -329,3 +329,19 @@ def test_aenqueue_of_a_unique_job_returns_the_live_one(app: Conveyor) -> None:
 
     run(main())
     assert app.stats().total("pending") == 2
+
+
+def test_aenqueue_of_a_limited_task(app: Conveyor) -> None:
+    @app.task(name="t.limited", concurrency=1)
+    def limited(n: int) -> int:
+        return n
+
+    async def main() -> list[int]:
+        jobs = [await limited.aenqueue(n) for n in range(3)]
+        finisher = later(0.1, lambda: drain(app))
+        values = [int(await job.aresult(timeout=10)) for job in jobs]
+        finisher.join()
+        await app.aclose()
+        return values
+
+    assert run(main()) == [0, 1, 2]
