@@ -8,7 +8,7 @@ REPEAT ?= 3
 # `make` alone runs the benchmarks, as it did before the check targets came first.
 .DEFAULT_GOAL := bench
 
-.PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-postgres-deep bench-quick
+.PHONY: bench bench-deps bench-sqlite bench-redis bench-postgres bench-postgres-deep bench-quick bench-scale bench-scale-admin
 
 # --- checks (scripts/test.sh and .pre-commit-config.yaml run these too) --------------------
 # Every tool runs even when an earlier one fails, so one run shows every problem.
@@ -62,6 +62,17 @@ bench-postgres: bench-deps
 # conveyor's PostgreSQL store alone: claim+ack with 1,000,000 jobs queued (bench/RESULTS-postgres-deep.md)
 bench-postgres-deep: bench-deps
 	$(PYTHON) bench/postgres_bench.py
+
+# Issue 19 §2: every admin call and dashboard page beside 10,000 and 1,000,000 jobs on each
+# store (bench/scale_admin.py; figures in docs/listings.md), and the SLOWLOG and plan checks of
+# tests/scale at a million jobs. Part of bench-scale.
+SCALE_ADMIN_SIZES ?= 10000 1000000
+bench-scale-admin:
+	for store in sqlite postgres redis cluster; do \
+		$(PYTHON) bench/scale_admin.py --store $$store $(SCALE_ADMIN_SIZES) || exit 1; done
+	CONVEYOR_SCALE_SIZE=1000000 $(PYTHON) -m pytest -q tests/scale/test_redis_slowlog.py tests/scale/test_listing_size.py
+
+bench-scale: bench-scale-admin
 
 # a smoke run: sizes / 10, one repeat, results written next to the real ones as *-quick.md
 bench-quick:

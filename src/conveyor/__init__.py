@@ -20,6 +20,7 @@ from .errors import (
 )
 from .job import Job, Stats, WorkerInfo
 from .middleware import Enqueuing, Middleware
+from .page import JobPage
 from .running import CurrentJob, current_job
 from .task import Task
 
@@ -32,6 +33,7 @@ __all__ = [
     "Fail",
     "Job",
     "JobFailed",
+    "JobPage",
     "JobTimeout",
     "Middleware",
     "PayloadTooLarge",

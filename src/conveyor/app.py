@@ -47,6 +47,7 @@ from .job import (
 )
 from .limits import QUEUE_LIMIT, SEP, Limit, bucket, check_limit_key, compute_key, fold, make_limit
 from .middleware import Enqueuing, Middleware, overriding
+from .page import JobPage
 from .periodic.schedule import Schedule, build_schedule
 from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
@@ -67,8 +68,6 @@ _GC_PAUSE_FROM = 256
 #: Jobs per chunk of a batch streamed to a store that writes one chunk while the next is
 #: built; a batch up to this size goes in one call.
 STREAM_CHUNK = 1000
-#: Jobs read at most by one ``jobs(meta=...)`` call to find its page.
-META_SCAN = 5000
 _MISSING = object()
 #: Argument types that need no deeper JSON check (ints are range-checked by check_json).
 _PLAIN = frozenset({str, bool, type(None)})
@@ -713,40 +712,59 @@ class Conveyor:
         offset: int = 0,
         search: str | None = None,
         meta: dict[str, Any] | None = None,
+        after: str | None = None,
     ) -> list[Job]:
-        """Snapshots of jobs, newest first, filtered by state (one of ``conveyor.job.STATES``;
-        ``ValueError`` for any other) and queue; ``search`` keeps jobs whose payload contains
-        the text (a task name, an argument value); ``meta`` keeps jobs whose metadata has
-        each of these keys with that value.
+        """Snapshots of jobs, filtered by state (one of ``conveyor.job.STATES``;
+        ``ValueError`` for any other) and queue, in the state's listing order (pending: next
+        to run first; the others newest first): ``jobs_page(...).jobs``.
 
-        With ``meta``, the store is searched for the first pair's text and the pairs are
-        checked here, reading at most ``META_SCAN`` jobs past ``offset``: fewer than
-        ``limit`` jobs may come back when most of those only mention the text elsewhere."""
+        ``offset`` is deprecated: it is skipped by reading it, so page N costs N pages;
+        ``jobs_page`` gives the cursor that makes every page cost the same."""
+        if offset > 0:
+            return self.jobs_page(state, queue, offset + limit, after, search, meta).jobs[offset:]
+        return self.jobs_page(state, queue, limit, after, search, meta).jobs
+
+    def jobs_page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        search: str | Sequence[str] | None = None,
+        meta: dict[str, Any] | None = None,
+        scan: int | None = None,
+    ) -> JobPage:
+        """One page of jobs read through the store's index, and the cursor of the next page
+        (``after=page.next``): every page costs what the first does, however many jobs are
+        stored. ``search`` keeps jobs whose payload contains the text (a task name, an
+        argument; every text of a list); ``meta`` keeps jobs whose metadata has each of these
+        keys with that value. A search or meta filter reads at most ``scan`` jobs, newest
+        first (None: the store's default, 2,000), and says how many it read (``scanned``)
+        and whether it stopped at that bound (``stopped``)."""
         now = self.clock()
         chosen = None if state is None else _state(state)
         if not meta:
-            records = self.backend.jobs(
-                state=chosen, queue=queue, limit=limit, offset=offset, now=now, search=search
-            )
-            return [self._job(r, now) for r in records]
+            page = self.backend.list_jobs(chosen, queue, limit, after, now, search, scan)
+            jobs = [self._job(r, now) for r in page.records]
+            return JobPage(jobs, page.next, page.scanned, page.stopped)
         if search is not None:
             raise ValueError("jobs() takes search= or meta=, not both")
+        # The store searches for the first pair's text; every pair is checked here.
+        scan = self.backend.search_scan if scan is None else scan
         key, value = next(iter(meta.items()))
         text = orjson.dumps(key).decode() + ":" + orjson.dumps(value).decode()
         found: list[Job] = []
-        position = offset
-        while len(found) < limit and position - offset < META_SCAN:
-            batch = self.backend.jobs(
-                state=chosen, queue=queue, limit=max(limit, 100), offset=position, now=now, search=text
-            )
-            for record in batch:
+        scanned = 0
+        while True:
+            page = self.backend.list_jobs(chosen, queue, limit - len(found), after, now, text, scan - scanned)
+            scanned += page.scanned or 0
+            for record in page.records:
                 job = self._job(record, now)
                 if job.meta is not None and all(job.meta.get(k, _MISSING) == v for k, v in meta.items()):
                     found.append(job)
-            position += len(batch)
-            if len(batch) < max(limit, 100):
-                break
-        return found[:limit]
+            after = page.next
+            if len(found) >= limit or after is None or page.stopped or scanned >= scan:
+                return JobPage(found, after, scanned, page.stopped or (after is not None and scanned >= scan))
 
     def wait_for(self, job_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
         """The result of a job once it completes (see ``Job.result``): woken by the store

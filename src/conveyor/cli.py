@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import getpass
 import os
+import shlex
 import socket
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from .limits import USAGE_COLUMNS, usage_row
 from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
+from .page import JobPage
 from .periodic.status import ScheduleStatus
 from .redaction import redact_url
 from .render import Column, echo_json, plural, print_sections, print_table
@@ -381,13 +383,17 @@ def top(app_target: str | None, url: str | None, namespace: str, interval: float
     run_top(app, redact_url(app.url), interval)
 
 
-@main.command(short_help="List jobs, newest first.")
+@main.command(short_help="List jobs, a page at a time.")
 @store_options
 @click.option("--state", "-s", type=click.Choice(STATES), help="Only jobs in this state.")
 @click.option("--queue", "-q", help="Only jobs of this queue.")
-@click.option("--search", help="Only jobs whose task name or arguments contain this text.")
+@click.option(
+    "--search",
+    help="Only jobs whose task name or arguments contain this text (reads a bounded number of jobs).",
+)
 @click.option("--limit", "-n", default=20, show_default=True)
-@click.option("--offset", default=0)
+@click.option("--after", help="Go on from this cursor (printed under the previous page).")
+@click.option("--offset", default=0, hidden=True, help="Deprecated: skips by reading; use --after.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def jobs(
     app_target: str | None,
@@ -397,15 +403,32 @@ def jobs(
     queue: str | None,
     search: str | None,
     limit: int,
+    after: str | None,
     offset: int,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first: a table on a terminal, tab-separated lines in a pipe."""
+    """List jobs, a page at a time, read through the store's index (pending: next to run
+    first; the other states newest first): a table on a terminal, tab-separated lines in a
+    pipe. Under the page, the command for the next one (--after CURSOR); with --search, how
+    many jobs were searched (on stderr; with --json, as {"next": CURSOR, "scanned": ...} when
+    there is a next page or a search)."""
     app = _admin_app(app_target, url, namespace)
-    found = app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search)
+    try:
+        if offset:
+            page = JobPage(
+                app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search), None
+            )
+        else:
+            page = app.jobs_page(state=state, queue=queue, limit=limit, after=after, search=search)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--after") from None
+    found = page.jobs
     if as_json:
         for job in found:
             click.echo(orjson.dumps(_job_dict(job)).decode())
+        if page.next is not None or page.scanned is not None:
+            tail = {"next": page.next, "scanned": page.scanned, "stopped": page.stopped}
+            click.echo(orjson.dumps(tail).decode(), err=True)
         return
     columns = [
         Column("id"),
@@ -436,6 +459,13 @@ def jobs(
         styles.append([None, STATE_COLOURS.get(job.state), None, None, None, None, "dim", "red"])
     title = plural(len(found), "job") + (f" · {state}" if state else "")
     print_table(columns, rows, title=title, styles=styles)
+    if page.scanned is not None:
+        where = "the next" if after else "the first"
+        stop = ", and stopped there (a search reads that many at most)" if page.stopped else ""
+        click.echo(f"searched {where} {plural(page.scanned, 'job')}{stop}", err=True)
+    if page.next is not None:
+        word = "next" if state == "pending" else "older"
+        click.echo(f"{word}: the same command with --after {shlex.quote(page.next)}", err=True)
 
 
 def _job_dict(job: Job) -> dict[str, Any]:

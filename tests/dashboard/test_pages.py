@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from typing import Any
@@ -27,20 +28,44 @@ def _ids(html: str) -> list[str]:
 def test_pagination_never_loads_everything(make_client: ClientFactory, demo: Demo) -> None:
     send = demo.app.tasks["mail.send"]
     jobs = demo.app.enqueue_many([send.job(f"u{i}@example.com", f"n{i}") for i in range(25)])
-    newest_first = [j.id for j in reversed(jobs)]
+    in_claim_order = [j.id for j in jobs]
     client = make_client()
     log_in(client)
     first = client.get("/jobs?state=pending&limit=10", headers=HTML).text
-    assert _ids(first) == newest_first[:10]
+    assert _ids(first) == in_claim_order[:10]
     assert "1\N{EN DASH}10 of 25" in first
-    assert 'rel="next" href="/jobs?state=pending&amp;offset=10&amp;limit=10"' in first
-    last = client.get("/jobs?state=pending&limit=10&offset=20", headers=HTML).text
-    assert _ids(last) == newest_first[20:]
+    # Each page links the next by a cursor (the last job's place), never by an offset.
+    second_link = re.search(r'rel="next" href="([^"]+)"', first)
+    assert second_link and "after=" in second_link[1] and "offset" not in second_link[1]
+    second = client.get(html.unescape(second_link[1]), headers=HTML).text
+    assert _ids(second) == in_claim_order[10:20]
+    assert (
+        "11\N{EN DASH}20 of 25" in second and 'rel="first" href="/jobs?state=pending&amp;limit=10"' in second
+    )
+    third_link = re.search(r'rel="next" href="([^"]+)"', second)
+    assert third_link
+    last = client.get(html.unescape(third_link[1]), headers=HTML).text
+    assert _ids(last) == in_claim_order[20:]
     assert 'rel="next"' not in last
-    assert 'rel="prev" href="/jobs?state=pending&amp;offset=10&amp;limit=10"' in last
-    # silly values are clamped, never an error or an unbounded query
+    # silly values are clamped or ignored, never an error or an unbounded query
     assert len(_ids(client.get("/jobs?state=pending&limit=100000", headers=HTML).text)) == 25
     assert client.get("/jobs?state=nope&limit=x&offset=-5", headers=HTML).status_code == 200
+    assert (
+        _ids(client.get("/jobs?state=pending&limit=10&after=garbage", headers=HTML).text)
+        == in_claim_order[:10]
+    )
+
+
+def test_a_search_says_how_many_jobs_it_read(make_client: ClientFactory, demo: Demo) -> None:
+    send = demo.app.tasks["mail.send"]
+    demo.app.enqueue_many([send.job(f"u{i}@example.com", f"n{i}") for i in range(25)])
+    client = make_client()
+    log_in(client)
+    found = client.get("/jobs?state=pending&q=u7%40", headers=HTML).text
+    assert len(_ids(found)) == 1
+    assert "Searched the first 25 pending jobs of this list." in found
+    none = client.get("/jobs?state=dead&q=nobody", headers=HTML).text
+    assert "No dead jobs match these filters among the 0 searched." in none
 
 
 def test_filters_by_queue_task_and_argument_text(make_client: ClientFactory, demo: Demo) -> None:

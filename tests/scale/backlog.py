@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 
 def fill_sqlite(
@@ -14,8 +16,9 @@ def fill_sqlite(
 ) -> None:
     """``count`` jobs of ``state`` in the namespace ``scale`` of the SQLite file ``path``, due
     ``offset`` seconds from now (spread over 1,000 s), priorities 0-2, each with ``payload``
-    (the default runs nothing: a benchmark passes a task's); then ANALYZE, so the statistics
-    say "every job is <state>" and a plan that follows them shows."""
+    (the default runs nothing: a benchmark passes a task's), finished now (spread over
+    1,000 s) when the state is a final one; then ANALYZE, so the statistics say "every job
+    is <state>" and a plan that follows them shows."""
     now = time.time()
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         (have,) = conn.execute("SELECT count(*) FROM scale_jobs").fetchone()
@@ -23,27 +26,79 @@ def fill_sqlite(
         conn.execute(
             "WITH RECURSIVE c(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
             " INSERT INTO scale_jobs (id, queue, payload, priority, state, run_at, max_attempts,"
-            " created_at) SELECT printf('%s%012d', ?, i), 'default', ?, i % 3, ?, ? + i % 1000, 1, ?"
+            " created_at, finished_at) SELECT printf('%s%012d', ?, i), 'default', ?, i % 3, ?,"
+            " ? + i % 1000, 1, ?, CASE WHEN ? IN ('completed', 'dead', 'cancelled') THEN ? - i % 1000 END"
             " FROM c",
-            (have, have + count - 1, state[0], payload, state, now + offset, now),
+            (have, have + count - 1, state[0], payload, state, now + offset, now, state, now),
         )
         conn.execute("INSERT OR IGNORE INTO scale_queues (name) VALUES ('default')")
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
 
 
-def fill_postgres(url: str, ns: str, count: int, payload: bytes = b"{}") -> None:
-    """``count`` scheduled jobs (due in an hour, spread over 1,000 s) in the PostgreSQL
-    namespace ``ns``, each with ``payload``; then ANALYZE, as ``fill_sqlite``."""
+def fill_postgres(url: str, ns: str, count: int, state: str = "scheduled", payload: bytes = b"{}") -> None:
+    """``count`` jobs of ``state`` (due in an hour, spread over 1,000 s; finished now, spread
+    over 1,000 s, when the state is a final one) in the PostgreSQL namespace ``ns``, each with
+    ``payload``; then ANALYZE, as ``fill_sqlite``."""
     import psycopg
 
     now = time.time()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at)"
-            " SELECT 's' || lpad(i::text, 12, '0'), 'default', %(payload)s, i %% 3, 'scheduled',"
-            " %(now)s + 3600 + i %% 1000, 1, %(now)s FROM generate_series(1, %(count)s) AS i",
-            {"now": now, "count": count, "payload": payload},
+            f"INSERT INTO {ns}.jobs (id, queue, payload, priority, state, run_at, max_attempts, created_at,"
+            " finished_at) SELECT %(prefix)s || lpad(i::text, 12, '0'), 'default', %(payload)s, i %% 3,"
+            " %(state)s, %(now)s + 3600 + i %% 1000, 1, %(now)s, CASE WHEN %(state)s IN ('completed', 'dead',"
+            " 'cancelled') THEN %(now)s - i %% 1000 END FROM generate_series(1, %(count)s) AS i",
+            {"now": now, "count": count, "state": state, "prefix": state[:2], "payload": payload},
         )
         conn.execute(f"INSERT INTO {ns}.queues (name) VALUES ('default') ON CONFLICT DO NOTHING")
         conn.execute(f"ANALYZE {ns}.jobs")
+
+
+def fill_redis(app: Any, count: int, state: str, queue: str = "default", same_time: bool = False) -> None:
+    """``count`` jobs of ``state`` (pending, scheduled, completed or dead) in ``app``'s Redis
+    store, through the store's own scripts: streamed in chunks (``enqueue_stream``), then
+    claimed and finished a thousand at a time for the final states. Scheduled jobs are due in
+    an hour (spread over 1,000 s); with ``same_time`` every job shares one run_at (and one
+    finished_at), the worst case for a cursor among equal scores. Fill the final states of
+    a queue before its pending jobs: they are made by claiming whatever the queue holds."""
+    from conveyor.job import Failure, JobRecord, new_id
+
+    backend = app.backend
+    now = time.time()
+    later = state == "scheduled"
+
+    def chunks() -> Iterator[list[JobRecord]]:
+        for start in range(0, count, 1000):
+            chunk = []
+            for i in range(start, min(count, start + 1000)):
+                job_id = new_id()
+                run_at = now + (3600 + (0 if same_time else i % 1000) if later else 0)
+                payload = app.codec.encode_payload(job_id, queue, 1, "scale.noop", [i], {})
+                chunk.append(
+                    JobRecord(
+                        id=job_id,
+                        queue=queue,
+                        payload=payload,
+                        priority=0 if same_time else i % 3,
+                        state="scheduled" if later else "pending",
+                        run_at=run_at,
+                        created_at=now,
+                    )
+                )
+            yield chunk
+
+    backend.enqueue_stream(chunks())
+    if state in ("pending", "scheduled"):
+        return
+    done = 0
+    while done < count:
+        claimed = backend.fetch([queue], min(1000, count - done), "filler", 3600.0, time.time())
+        if not claimed:
+            raise RuntimeError(f"only {done} of {count} jobs could be claimed to make them {state}")
+        at = now if same_time else time.time()
+        if state == "completed":
+            backend.complete([(r.id, None) for r in claimed], "filler", at)
+        else:
+            backend.fail([Failure(r.id, "boom") for r in claimed], "filler", at)
+        done += len(claimed)

@@ -26,6 +26,7 @@ from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
 from ..limits import Limit
 from ..redaction import redact, redact_url
+from .listing import Page
 
 #: Admin actions accepted by ``Backend.act``.
 #: retry: dead, cancelled, retry or scheduled jobs become pending now, attempts reset to 0;
@@ -118,6 +119,9 @@ class Backend(Protocol):
         stays); returns how many went."""
 
     # -- admin ----------------------------------------------------------------------------
+    #: Jobs a search reads at most when its caller does not say (``list_jobs``).
+    search_scan: int
+
     def get(self, job_id: str) -> JobRecord | None: ...
 
     def jobs(
@@ -128,10 +132,28 @@ class Backend(Protocol):
         offset: int = 0,
         now: float | None = None,
         search: str | None = None,
+        after: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs newest first. ``state="pending"`` includes scheduled and retry jobs that
-        are due; ``"scheduled"`` and ``"retry"`` only those still waiting. ``search`` keeps
-        jobs whose encoded payload contains that text (a task name, an argument)."""
+        """``list_jobs(...).records``. ``offset`` is deprecated: it is skipped by reading
+        it (O(offset)); page with ``after`` instead."""
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        now: float | None = None,
+        search: str | Sequence[str] | None = None,
+        scan: int | None = None,
+    ) -> Page:
+        """One page of jobs in a state's listing order (see ``backends/listing.py``), after
+        the cursor ``after`` (a ``Page.next``), read through an index: every page costs what
+        the first does. ``state="pending"`` includes scheduled and retry jobs that are due;
+        ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
+        turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
+        list), reading at most ``scan`` jobs (None: the store's ``search_scan``, 2,000); the
+        page says how many it read."""
 
     def stats(self, now: float) -> Stats: ...
 

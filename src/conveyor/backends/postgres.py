@@ -106,6 +106,7 @@ from ..job import (
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
+    COMPLETED,
     DEAD,
     EXPIRED,
     FAR_FUTURE,
@@ -124,6 +125,7 @@ from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
 from .base import check_action, translate_errors
+from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -153,6 +155,12 @@ _WAITING = "('scheduled','pending','retry')"
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
+#: What a search's listing reads in place of the columns it does not need (all but the sort
+#: key: id, priority, run_at, finished_at), in JobRecord's order.
+_UNREAD = (
+    "NULL::int AS attempts, NULL::int AS max_attempts, NULL::float8 AS timeout,"
+    " NULL::float8 AS created_at, NULL::float8 AS started_at"
+)
 #: Due scheduled and retry jobs a claim turns pending per queue, at most: a backlog that came
 #: due at once is promoted over several claims instead of in one long statement.
 PROMOTE_BATCH = 2000
@@ -476,11 +484,58 @@ class _Statements:
         self.version = f"SELECT coalesce(max(version), 0) FROM {s}.migrations"
         self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
         self.get = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = %(id)s"
-        self.jobs = (
-            f"SELECT {_COLUMNS} FROM {s}.jobs WHERE {{where}}"
-            f" ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
+        self.by_id_list = f"SELECT {_COLUMNS} FROM {s}.jobs WHERE id = ANY(%(ids)s::text[])"
         self.queues = f"SELECT name, paused FROM {s}.queues"
+        # Listings, a keyset per state (see backends/listing.py). Per queue, as a LATERAL
+        # read of each queue's range of an index, merged by the outer ORDER BY: one statement,
+        # a few index entries per queue, never a sort of a whole state. {select} is the
+        # columns read: a whole job, or for a search its sort key and whether it matched.
+        # The state is written into the statement, not bound: psycopg prepares a statement
+        # run often, and a generic plan cannot prove a partial index's predicate from a
+        # parameter. For the same reason the queue filter is there or not, never
+        # "= %(queue)s OR %(queue)s IS NULL". Filled per call: {select} {state} {waiting}
+        # {which}. (tests/scale/test_listing_size.py checks the generic plans.)
+        # The queues, and the limit buckets of limited queues (never in the registry): every
+        # name that holds jobs is counted (a few rows per queue and state).
+        names = (
+            f"(SELECT name FROM {s}.queues UNION SELECT queue FROM {s}.counts"
+            f" UNION SELECT queue FROM {s}.count_deltas) q (name)"
+        )
+        by_queue = f"SELECT j.* FROM {names} CROSS JOIN LATERAL ({{read}}) j{{which}}"
+        self.page_by_id = (
+            by_queue.replace(
+                "{read}",
+                f"SELECT {{select}} FROM {s}.jobs WHERE state = '{{state}}' AND queue = q.name{{waiting}}"
+                " AND id < %(after)s ORDER BY id DESC LIMIT %(limit)s",
+            )
+            + " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        # Active jobs: the few rows of the jobs_active index, read whole (MATERIALIZED keeps
+        # the planner from walking the primary key backwards for the ORDER BY id).
+        self.page_active = (
+            f"WITH a AS MATERIALIZED (SELECT {{select}} FROM {s}.jobs WHERE state = 'active')"
+            " SELECT * FROM a WHERE (queue = %(queue)s OR %(queue)s IS NULL) AND id < %(after)s"
+            " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        claim_order = " ORDER BY priority DESC, run_at, id LIMIT %(limit)s"
+        ready = f"SELECT {{select}} FROM {s}.jobs WHERE queue = q.name AND state = 'pending'"
+        # Pending: per queue, the rest of the cursor's priority, then the lower priorities
+        # (two ranges of jobs_ready); then due scheduled and retry jobs not yet made pending
+        # (none while a worker claims: each claim promotes them), from jobs_due.
+        cursor_rest = "priority = %(priority)s AND (run_at, id) > (%(run_at)s, %(after)s)"
+        due = (
+            f"SELECT {{select}} FROM {s}.jobs"
+            f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s"
+        )
+        self.page_pending = (
+            by_queue.replace(
+                "{read}",
+                f"({ready} AND {cursor_rest}{claim_order})"
+                f" UNION ALL ({ready} AND priority < %(priority)s{claim_order})"
+                f" UNION ALL ({due} AND (priority < %(priority)s OR ({cursor_rest})){claim_order})",
+            )
+            + claim_order
+        )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
         # Per queue: scheduled and retry jobs already due (they count as pending), a range
@@ -700,11 +755,9 @@ class _Statements:
         )
 
     @staticmethod
-    def matching(
-        state: str | None, queue: str | None, search: str | None, now: float, params: dict[str, Any]
-    ) -> str:
-        """The WHERE clause of an admin listing or action by state (and queue, and payload
-        text), its parameters added to ``params``. ``pending`` includes scheduled and retry
+    def matching(state: str | None, queue: str | None, now: float, params: dict[str, Any]) -> str:
+        """The WHERE clause of an admin action by state (and queue), its parameters added to
+        ``params``. ``pending`` includes scheduled and retry
         jobs that are due; ``scheduled`` and ``retry`` only those still waiting."""
         params["now"] = now
         where = "true"
@@ -724,14 +777,11 @@ class _Statements:
         elif queue is not None:
             where += " AND queue = %(queue)s"
             params["queue"] = queue
-        if search:
-            where += " AND position(%(search)s::bytea in payload) > 0"
-            params["search"] = search.encode()
         return where
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,))
-class PostgresBackend:
+class PostgresBackend(Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -1411,21 +1461,77 @@ class PostgresBackend:
         )
         return None if row is None else _record(row)
 
-    def jobs(
+    def _which(self, queue: str | None, params: dict[str, Any]) -> str:
+        """The listing's filter on queue names: none, the queue, or the queue and its limit
+        buckets (a range of names)."""
+        if queue is None:
+            return ""
+        if queue not in self._limits_now():
+            return " WHERE q.name = %(queue)s"
+        params["low"], params["high"] = bucket_range(queue)
+        return " WHERE q.name = %(queue)s OR (q.name > %(low)s AND q.name < %(high)s)"
+
+    def _page(
         self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        limited = queue is not None and queue in self._limits_now()
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "_limited": limited}
-        where = self.sql.matching(state, queue, search, time.time() if now is None else now, params)
-        statement = self.sql.jobs.format(where=where)
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
+        params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
+        if state == PENDING:
+            # Past the cursor, or from the top: above every priority and before every id.
+            params.update(priority=2**31 - 1, run_at=float("-inf"), after="")
+            if after:
+                priority, run_at, last = cursor_parts(after, state, 3)
+                params.update(priority=cursor_int(priority, after), run_at=cursor_float(run_at, after))
+                params["after"] = last
+            statement = self.sql.page_pending
+        else:
+            params["after"] = cursor_parts(after, state, 1)[0] if after else "\U0010ffff"
+            if state == ACTIVE:
+                statement = self.sql.page_active
+            elif state in (SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED):
+                statement = self.sql.page_by_id
+            else:
+                return []
+        select = _COLUMNS
+        if needles:
+            # A search reads the sort key and whether the payload holds every text; the
+            # jobs that do are read whole afterwards (a page at most).
+            found = " AND ".join(
+                f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))
+            )
+            params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+            select = (
+                f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
+                f" finished_at, ({found}) AS hit"
+            )
+        statement = statement.format(
+            select=select,
+            state=state,  # one of the states checked above: a literal, see _Statements
+            waiting=" AND run_at > %(now)s" if state in (SCHEDULED, RETRY) else "",
+            which=self._which(queue, params),
+        )
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
-        return [_record(row) for row in rows]
+        if state == PENDING:
+            cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
+        else:
+            cursors = [make_cursor(state, row[0]) for row in rows]
+        if not needles:
+            return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
+        if hits:
+            read = self.sql.by_id_list
+            for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
+                whole[full[0]] = _record(full)
+        return [
+            (position, whole.get(row[0]) if row[-1] else None)
+            for position, row in zip(cursors, rows, strict=True)
+        ]
 
     def stats(self, now: float) -> Stats:
         def read(conn: Conn) -> Stats:
@@ -1520,7 +1626,7 @@ class PostgresBackend:
             params["ids"] = list(ids)
         else:
             params["_limited"] = queue is not None and queue in self._limits_now()
-            where = self.sql.matching(state, queue, None, now, params)
+            where = self.sql.matching(state, queue, now, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.schema}.jobs WHERE {where} LIMIT {int(limit)})"
         statement = templates[action].format(where=where)

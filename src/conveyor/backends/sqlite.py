@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import chain
 from typing import Any
@@ -25,9 +25,11 @@ import orjson
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
 from ..job import (
+    ACTIVE,
     BAD_RUN_AT,
     CANCELLED,
     CANCELLED_NOTE,
+    COMPLETED,
     DEAD,
     EXPIRED,
     FAR_FUTURE,
@@ -47,6 +49,7 @@ from ..job import (
 from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
+from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 SCHEMA_VERSION = 3
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
@@ -284,7 +287,7 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 @translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
-class SQLiteBackend:
+class SQLiteBackend(Listings):
     """Jobs in one SQLite file, shared by any number of threads and processes."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -988,38 +991,154 @@ class SQLiteBackend:
             return f"state = '{state}' AND run_at > ?", [now]
         return f"state = '{state}'", []
 
-    def jobs(
+    def _page(
         self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        where, params = self._state_filter(state, time.time() if now is None else now)
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
+        # Each state is read through its own index, named (INDEXED BY) so that the plan does
+        # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
+        # The state is written into the statement, not bound: SQLite uses a partial index
+        # only when the query's WHERE implies the index's at prepare time.
+        select, picked = _COLUMNS, list[Any](needles)
+        if needles:
+            # A search reads only the sort key and whether the payload holds every text;
+            # the jobs that do are read whole afterwards (few: a page).
+            found = " AND ".join("instr(payload, ?) > 0" for _ in needles)
+            select = (
+                f"id, queue, NULL, priority, NULL, run_at, {', '.join(['NULL'] * 5)}, finished_at, ({found})"
+            )
+        if state == PENDING:
+            return self._pending_page(queue, limit, after, now, select, picked)
+        conn = self._conn()
+        where, params = f"state = '{state}'", picked
         if queue is not None:
             where += self._queue_filter(queue, params)
-        if search:
-            where += " AND instr(payload, ?) > 0"
-            params.append(search.encode())
-        # Named, so the plan does not depend on what ANALYZE last saw (a table of scheduled
-        # jobs makes the planner expect every row to match and walk the whole table).
-        # SQLite proves a partial index usable only from terms written the same way, hence
-        # the repeated IN list.
-        index = ""
-        if state in _LISTED_STATES:
-            index = f" INDEXED BY {self.ns}_jobs_{'state' if queue is not None else 'listed'}"
+        if state == COMPLETED:
+            if after:
+                at, last = cursor_parts(after, state, 2)
+                where += " AND (finished_at, id) < (?, ?)"
+                params += [cursor_float(at, after), last]
+            rows = conn.execute(
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_finished WHERE {where}"
+                " ORDER BY finished_at DESC, id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+            return self._found(rows, needles, lambda row: make_cursor(state, repr(row[11]), row[0]))
+        if state == ACTIVE:
+            index = "active"  # a few rows per worker: read whole and sorted
+        elif state in _LISTED_STATES:
+            # SQLite proves a partial index usable only from terms written the same way.
+            index = "state" if queue is not None else "listed"
             where += f" AND state IN {_LISTED}"
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {_COLUMNS} FROM {self.t}{index} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            .fetchall()
+            if state in (SCHEDULED, RETRY):
+                where += " AND run_at > ?"
+                params.append(now)
+        else:
+            return []
+        if after:
+            (last,) = cursor_parts(after, state, 1)
+            where += " AND id < ?"
+            params.append(last)
+        rows = conn.execute(
+            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_{index} WHERE {where}"
+            " ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return self._found(rows, needles, lambda row: make_cursor(state, row[0]))
+
+    def _found(
+        self, rows: list[Any], needles: Sequence[bytes], cursor: Callable[[Any], str]
+    ) -> list[tuple[str, JobRecord | None]]:
+        """Each row's cursor and record; for a search, the record of a row that matched
+        (read whole here) or None."""
+        if not needles:
+            return [(cursor(row), _record(row)) for row in rows]
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
+        for i in range(0, len(hits), 500):
+            chunk = hits[i : i + 500]
+            for full in self._conn().execute(
+                f"SELECT {_COLUMNS} FROM {self.t} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                whole[full[0]] = _record(full)
+        # A cursor only where a search may stop (a match, or the end of what was read).
+        last = len(rows) - 1
+        return [
+            (cursor(row), whole.get(row[0])) if row[-1] else (cursor(row) if i == last else "", None)
+            for i, row in enumerate(rows)
+        ]
+
+    def _listed_names(self, conn: sqlite3.Connection, queue: str | None) -> list[str]:
+        """The queue names a pending listing reads in the ready index: ``queue`` or every
+        registered queue, and the limit buckets of those with limits (never registered;
+        found in the counts, a few rows)."""
+        if queue is not None:
+            names = [queue]
+        else:
+            names = [name for (name,) in conn.execute(f"SELECT name FROM {self.ns}_queues")]
+        limited = self._limits_now(conn)
+        for name in [n for n in names if n in limited]:
+            low, high = bucket_range(name)
+            names += [
+                bucket
+                for (bucket,) in conn.execute(
+                    f"SELECT DISTINCT queue FROM {self.ns}_counts WHERE queue > ? AND queue < ? AND n > 0",
+                    (low, high),
+                )
+            ]
+        return names
+
+    def _pending_page(
+        self, queue: str | None, limit: int, after: str | None, now: float, select: str, picked: list[Any]
+    ) -> list[tuple[str, JobRecord | None]]:
+        """Pending jobs in claim order (priority DESC, run_at, id) after the cursor: per
+        queue, a range of the ready index from the cursor on (two ranges: the rest of the
+        cursor's priority, then the lower ones); then the scheduled and retry jobs that came
+        due and no claim has made pending yet (none while a worker runs: each claim does),
+        read whole from the due index. The queues' pages are merged here."""
+        key: list[Any] = []
+        if after:
+            priority, run_at, last = cursor_parts(after, PENDING, 3)
+            key = [cursor_int(priority, after), cursor_float(run_at, after), last]
+        order = " ORDER BY priority DESC, run_at, id LIMIT ?"
+        ready = (
+            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_ready"
+            " WHERE queue = ? AND state = 'pending'"
         )
-        return [_record(row) for row in rows]
+        with self._snapshot() as conn:
+            queues = self._listed_names(conn, queue)
+            rows: list[Any] = []
+            for name in queues:
+                if not key:
+                    rows += conn.execute(ready + order, (*picked, name, limit)).fetchall()
+                    continue
+                rows += conn.execute(
+                    ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order,
+                    (*picked, name, *key, limit),
+                ).fetchall()
+                rows += conn.execute(
+                    ready + " AND priority < ?" + order, (*picked, name, key[0], limit)
+                ).fetchall()
+            due = f"state IN {_LATER} AND run_at <= ?"
+            params: list[Any] = [*picked, now]
+            if queue is not None:
+                due += self._queue_filter(queue, params)
+            if key:
+                due += " AND (priority < ? OR (priority = ? AND (run_at, id) > (?, ?)))"
+                params += [key[0], *key]
+            rows += conn.execute(
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_due WHERE {due}" + order,
+                [*params, limit],
+            ).fetchall()
+            rows.sort(key=lambda row: (-row[3], row[5], row[0]))
+            return self._found(
+                rows[:limit], picked, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
+            )
 
     def stats(self, now: float) -> Stats:
         with self._snapshot() as conn:

@@ -33,7 +33,20 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, FINAL_STATES, PENDING, RETRY, SCHEDULED, STATES, Job
+from ..job import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    FINAL_STATES,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    STATES,
+    Job,
+    Stats,
+)
+from ..page import JobPage
 from ..task import MAX_DELAY
 from . import security
 from .security import Authorize, Guard, Refused, Settings
@@ -45,8 +58,6 @@ T = TypeVar("T")
 HERE = Path(__file__).parent
 PAGE_SIZES = (20, 50, 100, 200)
 DEFAULT_PAGE = 50
-#: Rows scanned at most to fill one page when a filter must be applied here, not in the store.
-SCAN_LIMIT = 5000
 PURGE_STATES = (SCHEDULED, PENDING, RETRY)
 #: The order states are shown in, waiting first.
 STATE_ORDER = (PENDING, ACTIVE, SCHEDULED, RETRY, DEAD, COMPLETED, CANCELLED)
@@ -442,10 +453,18 @@ class Dashboard:
         task = (q.get("task") or "").strip() or None
         text = (q.get("q") or "").strip() or None
         limit = _int(q.get("limit"), DEFAULT_PAGE, 1, max(PAGE_SIZES))
-        offset = _int(q.get("offset"), 0, 0, 10**12)
-        stats, (rows, next_offset) = await self.call(
-            lambda: (self.app.stats(), self._page(state, queue, task, text, limit, offset))
-        )
+        after = q.get("after") or None
+        shown = _int(q.get("shown"), 0, 0, 10**12) if after else 0
+
+        def read(start: str | None) -> tuple[Stats, JobPage]:
+            return self.app.stats(), self._page(state, queue, task, text, limit, start)
+
+        try:
+            stats, page = await self.call(read, after)
+        except ValueError:  # a cursor that is not one (edited by hand): the first page
+            after, shown = None, 0
+            stats, page = await self.call(read, None)
+        rows = page.jobs
         if task or text:
             total = None
         elif queue:
@@ -464,10 +483,12 @@ class Dashboard:
             jobs=rows,
             counts=counts,
             total=total,
-            offset=offset,
+            shown=shown,
             limit=limit,
-            next_offset=next_offset,
-            prev_offset=max(0, offset - limit) if offset else None,
+            after=after,
+            next_cursor=page.next,
+            scanned=page.scanned,
+            stopped=page.stopped,
             filters=filters,
             queue=queue,
             task=task,
@@ -480,39 +501,23 @@ class Dashboard:
         )
 
     def _page(
-        self, state: str, queue: str | None, task: str | None, text: str | None, limit: int, offset: int
-    ) -> tuple[list[Job], int | None]:
-        """One page of jobs and the offset of the next page (None on the last).
-
-        The store filters by state, queue and one search text; a task name becomes the
-        search ``"t":"name"``, which matches only that task's payloads. With both a task and
-        an argument text, the store searches for the task and the text is matched here,
-        scanning at most ``SCAN_LIMIT`` rows; offsets then count rows of the store."""
-        task_search = None if task is None else '"t":' + orjson.dumps(task).decode()
-        # Look for the text as it is stored inside a JSON string: quotes and backslashes
-        # escaped, so a search for 'say "hi"' finds the argument 'say "hi"'.
-        text = None if text is None else orjson.dumps(text).decode()[1:-1]
-        if task_search is None or text is None:
-            search = task_search or text
-            found = self.app.jobs(state=state, queue=queue, limit=limit + 1, offset=offset, search=search)
-            if task is not None:
-                found = [j for j in found if j.task == task]
-            more = len(found) > limit
-            return found[:limit], (offset + limit if more else None)
-        page: list[Job] = []
-        position = offset
-        chunk = max(limit * 4, 200)
-        while position - offset < SCAN_LIMIT:
-            batch = self.app.jobs(state=state, queue=queue, limit=chunk, offset=position, search=task_search)
-            for i, job in enumerate(batch):
-                if job.task == task and text in _searchable(job):
-                    if len(page) == limit:
-                        return page, position + i
-                    page.append(job)
-            position += len(batch)
-            if len(batch) < chunk:
-                return page, None
-        return page, position
+        self, state: str, queue: str | None, task: str | None, text: str | None, limit: int, after: str | None
+    ) -> JobPage:
+        """One page of jobs from the cursor ``after``. A task name becomes the search text
+        ``"t":"name"``, which matches only that task's payloads; with an argument text too,
+        the store keeps payloads holding both. A search reads a bounded number of jobs (the
+        store's ``search_scan``) and the page says how many it read."""
+        needles = []
+        if task is not None:
+            needles.append('"t":' + orjson.dumps(task).decode())
+        if text is not None:
+            # Look for the text as it is stored inside a JSON string: quotes and backslashes
+            # escaped, so a search for 'say "hi"' finds the argument 'say "hi"'.
+            needles.append(orjson.dumps(text).decode()[1:-1])
+        page = self.app.jobs_page(state=state, queue=queue, limit=limit, after=after, search=needles or None)
+        if task is None:
+            return page
+        return JobPage([j for j in page.jobs if j.task == task], page.next, page.scanned, page.stopped)
 
     async def scheduled(self, request: Request) -> Response:
         return await self.jobs(request, SCHEDULED, "scheduled")
@@ -722,10 +727,6 @@ def _who(request: Request) -> str:
     """Who asked, for a cancelled job's last error: the dashboard, and from where."""
     client = request.client.host if request.client else "?"
     return f"the dashboard (from {client})"
-
-
-def _searchable(job: Job) -> str:
-    return orjson.dumps([job.args, job.kwargs]).decode() if not job.encrypted else ""
 
 
 async def _slow_down() -> None:

@@ -1,31 +1,61 @@
 """The Redis store's admin calls: listings, counts, workers, actions, pauses.
 
-Admin listings (``jobs``, ``act`` by state) read every id of the state and sort them in
-Python: O(jobs in that state), kept off the hot path on purpose (no per-job index writes
-just for listings).
+Admin listings (``list_jobs``, ``act`` by state) read one page of each queue's sorted set
+of the state from a cursor (``ids.lua``: O(log n + page) per queue) and merge the queues'
+pages here: no script reads a whole state, so none blocks the server for long.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from ...job import CANCELLED_NOTE, JobRecord, Stats, WorkerInfo
+from ...job import (
+    ACTIVE,
+    CANCELLED,
+    CANCELLED_NOTE,
+    COMPLETED,
+    DEAD,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
 from ...limits import SEP, split
 from ..base import check_action
+from ..listing import EVERY_STATE, Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .keys import Keys
 from .records import FIELDS, from_hash
 from .wire import Call, Wire
 
 log = logging.getLogger("conveyor.redis")
 
+#: Jobs one act.lua call changes at most: each costs a few commands (about 10 us, twice that
+#: with an append-only file), and a script holds the whole server while it runs. The calls
+#: of one action still go in one pipeline: one round-trip.
+ACT_CHUNK = 50
+#: The parts of a cursor of each state (see ids.lua), the id last.
+_CURSOR_PARTS = {PENDING: 3, ACTIVE: 1, SCHEDULED: 2, RETRY: 2, COMPLETED: 2, DEAD: 2, CANCELLED: 2}
+#: States listed newest first (the rest oldest, or next to run, first).
+_NEWEST_FIRST = frozenset({ACTIVE, COMPLETED, DEAD, CANCELLED})
 
-class Admin:
+
+class Admin(Listings):
     """The admin half of ``RedisBackend`` (its base class), over the same keys and wire."""
+
+    #: Jobs one ids.lua call lists at most. A script holds the whole server while it runs,
+    #: and every 50 scripts Redis runs a step of Lua's garbage collector inside the next one,
+    #: in proportion to what the scripts before it left (the strings of their replies):
+    #: 100 keeps both a fraction of a millisecond.
+    chunk = 100
+    search_chunk = 100
+    #: The queues of the listing under way, with its ``now`` (see ``_listed_queues``).
+    _queues_of_listing: tuple[float, list[str]] | None = None
 
     keys: Keys
     client: Any
@@ -53,20 +83,100 @@ class Admin:
             return None
         return from_hash(job_id, queue, values)
 
-    def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
-        """(id, queue) of every job in ``state`` (and ``queue``), newest first; with a
-        ``limit``, at most that many per queue (any of them)."""
-        queues = self._queues_of(queue) if queue is not None else self._all_queues()
-        if not queues:
-            return []
+    def _page(
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, JobRecord | None]]:
+        listed = self._listed(state, queue, limit, after, now, needles)
+        records = self._read([(job_id, where) for _, job_id, where, hit in listed if hit])
+        by_id = {r.id: r for r in records}
+        # None: not matched, or deleted since listed
+        return [(position, by_id.get(job_id)) for position, job_id, _, _ in listed]
+
+    def _listed(
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes] = (),
+    ) -> list[tuple[str, str, str, bool]]:
+        """(cursor, id, queue it is stored under, matched) of the first ``limit`` jobs after
+        ``after``: each queue's first ``limit`` (ids.lua), merged. With ``needles``, a job
+        that did not match has a cursor only at the end ("" before: a search goes on or
+        stops only at a match or the end)."""
+        parts = self._cursor(state, after)
+        queues = self._listing_queues(queue, now)
         calls = [
-            Call("ids", self.keys.ids(q), [self.keys.prefix(q), state or "", now, limit]) for q in queues
+            Call(
+                "ids",
+                self.keys.ids(q),
+                [self.keys.prefix(q), state, now, limit, len(needles), *needles, *parts],
+            )
+            for q in queues
         ]
-        found: list[tuple[str, str]] = []
-        for q, ids in zip(queues, self._wire.run(calls), strict=True):
-            found += ((i.decode(), q) for i in ids)
-        found.sort(reverse=True)
-        return found
+        found: list[
+            tuple[Any, str, str, str, str, bool]
+        ] = []  # sort key, id, score, priority, queue, matched
+        for q, flat in zip(queues, self._wire.run(calls) if calls else [], strict=True):
+            for i in range(0, len(flat), 4):
+                job_id, score, priority = flat[i].decode(), flat[i + 1].decode(), flat[i + 2].decode()
+                if state == PENDING:
+                    key: Any = (-int(priority), float(score), job_id)
+                elif state == ACTIVE:
+                    key = job_id
+                else:
+                    key = (float(score), job_id)
+                found.append((key, job_id, score, priority, q, bool(flat[i + 3])))
+        found.sort(key=lambda row: row[0], reverse=state in _NEWEST_FIRST)
+        found = found[:limit]
+        listed: list[tuple[str, str, str, bool]] = []
+        for i, (_, job_id, score, priority, q, hit) in enumerate(found):
+            if not hit and i != len(found) - 1:
+                position = ""
+            elif state == PENDING:
+                position = make_cursor(state, priority, score, job_id)
+            elif state == ACTIVE:
+                position = make_cursor(state, job_id)
+            else:
+                position = make_cursor(state, score, job_id)
+            listed.append((position, job_id, q, hit))
+        return listed
+
+    def _listing_queues(self, queue: str | None, now: float) -> list[str]:
+        """The queues (key prefixes) a listing of ``queue`` reads: that one and its limit
+        buckets, or every one."""
+        return self._queues_of(queue) if queue is not None else self._listed_queues(now)
+
+    def _listed_queues(self, now: float) -> list[str]:
+        """The queues, read once per listing: every store call of one listing or search
+        passes the same ``now``, and a search makes many."""
+        cached = self._queues_of_listing
+        if cached is not None and cached[0] == now:
+            return cached[1]
+        queues = self._all_queues()
+        self._queues_of_listing = (now, queues)
+        return queues
+
+    @staticmethod
+    def _cursor(state: str, after: str | None) -> list[Any]:
+        """The cursor's parts as ids.lua takes them, checked here (a bad one: ValueError)."""
+        if state not in _CURSOR_PARTS:
+            raise ValueError(f"unknown state {state!r}")
+        if not after:
+            return []
+        parts = cursor_parts(after, state, _CURSOR_PARTS[state])
+        if state == PENDING:
+            cursor_int(parts[0], after)
+        if state != ACTIVE:
+            cursor_float(parts[-2], after)
+        return parts
 
     def _read(self, pairs: Sequence[tuple[str, str]]) -> list[JobRecord]:
         if not pairs:
@@ -77,31 +187,6 @@ class Admin:
             for (i, q), values in zip(pairs, self._wire.run(calls), strict=True)
             if values[2] is not None
         ]
-
-    def jobs(
-        self,
-        state: str | None = None,
-        queue: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        now: float | None = None,
-        search: str | None = None,
-    ) -> list[JobRecord]:
-        # Admin listings read every id in the state and sort them here: O(jobs in the state),
-        # kept off the hot path (no per-job index writes just for listings).
-        now = time.time() if now is None else now
-        pairs = self._ids(state, queue, now)
-        if not search:
-            return self._read(pairs[offset : offset + limit])
-        needle = search.encode()
-        matched: list[JobRecord] = []
-        for start in range(0, len(pairs), 500):
-            for r in self._read(pairs[start : start + 500]):
-                if needle in r.payload:
-                    matched.append(r)
-            if len(matched) >= offset + limit:
-                break
-        return matched[offset : offset + limit]
 
     def stats(self, now: float) -> Stats:
         queues = self._all_queues()
@@ -172,14 +257,24 @@ class Admin:
             by_queue = self._locate(ids)
             only = ""
         else:
+            # Where each job is stored (a partitioned queue's partition), as listed.
             by_queue = {}
-            found = self._ids(state, queue, now, limit or 0)
-            for job_id, q in found[:limit] if limit else found:
-                by_queue.setdefault(q, []).append(job_id)
+            taken = 0
+            for current in EVERY_STATE if state is None else (state,):
+                after: str | None = None
+                while not limit or taken < limit:
+                    size = self.chunk if not limit else min(self.chunk, limit - taken)
+                    listed = self._listed(current, queue, size, after, now)
+                    for _, job_id, where, _ in listed:
+                        by_queue.setdefault(where, []).append(job_id)
+                    taken += len(listed)
+                    if len(listed) < size:
+                        break
+                    after = listed[-1][0]
             only = state or ""
         calls: list[Call] = []
         for q, batch in by_queue.items():
-            for i in range(0, len(batch), 1000):
+            for i in range(0, len(batch), ACT_CHUNK):
                 calls.append(
                     Call(
                         "act",
@@ -190,7 +285,7 @@ class Admin:
                             now,
                             only,
                             note or CANCELLED_NOTE,
-                            *batch[i : i + 1000],
+                            *batch[i : i + ACT_CHUNK],
                         ],
                     )
                 )

@@ -251,15 +251,12 @@ class RedisBackend(Admin, Periodic):
         paused = frozenset(queue_of(q) for q in found.paused)
         return dataclasses.replace(found, queues=queues, paused=paused, oldest_pending=oldest)
 
-    def _ids(self, state: str | None, queue: str | None, now: float, limit: int = 0) -> list[tuple[str, str]]:
+    def _listing_queues(self, queue: str | None, now: float) -> list[str]:
+        # A partitioned queue is listed as one: its partitions' pages merged.
         count = None if queue is None else self._partition_counts().get(queue)
         if queue is None or count is None:
-            return super()._ids(state, queue, now, limit)
-        pairs: list[tuple[str, str]] = []
-        for name in shards(queue, count):
-            pairs += super()._ids(state, name, now, limit)
-        pairs.sort(reverse=True)
-        return pairs
+            return super()._listing_queues(queue, now)
+        return list(shards(queue, count))
 
     def set_paused(self, queue: str, paused: bool) -> None:
         for name in shards(queue, self._partition_counts().get(queue, 1)):

@@ -1,4 +1,7 @@
--- ids: the ids of one queue's jobs in a state, for the admin listing (read only).
+-- ids: one page of one queue's jobs in a state, after a cursor, for the admin listings
+-- (read only). Reads O(log n + page) of each sorted set, never a whole state: a page starts
+-- at a rank found from the cursor's score (ZCOUNT) and, among members of that same score, by
+-- a binary search on their ids (Redis orders equal scores by member).
 --
 -- KEYS[1]  {ns:q}:prios      ZSET  priorities that have waiting jobs
 -- KEYS[2]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
@@ -8,45 +11,108 @@
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
 -- ARGV[1]  prefix "{ns:q}:"
--- ARGV[2]  state ("" = every job); 'pending' includes due scheduled and retry jobs,
---          'scheduled' and 'retry' only those not due yet
+-- ARGV[2]  state, as the admin API counts states: 'pending' includes due scheduled and retry
+--          jobs, 'scheduled' and 'retry' only those not due
 -- ARGV[3]  now
--- ARGV[4]  at most this many ids (0 = all); with a limit, which ones is not specified
+-- ARGV[4]  at most this many ids
+-- ARGV[5]  k, how many search texts follow (0: no search)
+-- ARGV[6…5+k]  the texts: a job matches when its payload holds every one
+-- ARGV[6+k…] the cursor (absent: from the start): pending: priority, run_at, id;
+--          scheduled, retry, completed, dead, cancelled: score, id; active: id
 --
--- Returns the ids, unordered (the caller sorts newest first).
+-- Returns {id, score, priority, matched, …} in listing order: pending by priority DESC,
+-- run_at, id (claim order); scheduled and retry by run_at, id; completed, dead and cancelled
+-- by finished_at DESC, id DESC; active by id DESC (a few per worker, read whole). matched is
+-- 1 when the job's payload holds every text (always, without a search), else 0: a search
+-- reads one field of each job listed here, never the jobs into the client.
 local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
-local limit = tonumber(ARGV[4]) or 0
+local limit = tonumber(ARGV[4])
+local needles = {}
+for i = 6, 5 + tonumber(ARGV[5]) do needles[#needles + 1] = ARGV[i] end
+local cursor = {}
+for i = 6 + #needles, #ARGV do cursor[#cursor + 1] = ARGV[i] end
 local out = {}
-local function add(list)
-  for _, id in ipairs(list) do
-    if limit > 0 and #out >= limit then return end
-    out[#out + 1] = id
+
+local function matched(id)
+  if #needles == 0 then return 1 end
+  local payload = redis.call('HGET', prefix .. 'j:' .. id, 'p')
+  if not payload then return 0 end
+  for _, needle in ipairs(needles) do
+    if not string.find(payload, needle, 1, true) then return 0 end
+  end
+  return 1
+end
+
+local function emit(id, score, priority)
+  out[#out + 1] = id
+  out[#out + 1] = score
+  out[#out + 1] = priority
+  out[#out + 1] = matched(id)
+end
+
+-- Byte order, as Redis orders members (Lua's own < follows the server's locale).
+local function less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- How many members of key sort before (score, id); with inclusive, before or at it.
+local function rank(key, score, id, inclusive)
+  local lo = redis.call('ZCOUNT', key, '-inf', '(' .. score)
+  local hi = redis.call('ZCOUNT', key, '-inf', score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local member = redis.call('ZRANGE', key, mid, mid)[1]
+    if less(member, id) or (inclusive and member == id) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
+-- Members of ranks first..last (ascending), appended in that order or reversed.
+local function take(key, first, last, reversed, priority)
+  if last < first then return end
+  local got = redis.call('ZRANGE', key, first, last, 'WITHSCORES')
+  local n = #got / 2
+  for i = 1, n do
+    local j = reversed and (n - i + 1) or i
+    emit(got[2 * j - 1], got[2 * j], priority)
   end
 end
--- How many more a range may return ('-1': no limit): a limited call reads only what it needs.
-local function room()
-  if limit == 0 then return -1 end
-  return math.max(limit - #out, 0)
-end
-if state == '' or state == 'pending' then
-  local high = state == '' and '+inf' or now
-  for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if room() ~= 0 then add(redis.call('ZRANGEBYSCORE', prefix .. 'w:' .. p, '-inf', high, 'LIMIT', 0, room())) end
+
+if state == 'pending' then
+  local cp, crun, cid = tonumber(cursor[1]), cursor[2], cursor[3]
+  for _, p in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1, 'REV')) do
+    local room = limit - #out / 4
+    if room <= 0 then break end
+    local np = tonumber(p)
+    if cp == nil or np <= cp then
+      local wkey = prefix .. 'w:' .. p
+      local first = 0
+      if cp ~= nil and np == cp then first = rank(wkey, crun, cid, true) end
+      local due = redis.call('ZCOUNT', wkey, '-inf', now)
+      take(wkey, first, math.min(first + room, due) - 1, false, p)
+    end
   end
-end
-if state == 'scheduled' then add(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, room())) end
-if state == 'retry' then add(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, room())) end
-if state == '' or state == 'active' then
+elseif state == 'scheduled' or state == 'retry' then
+  local key = state == 'scheduled' and KEYS[2] or KEYS[3]
+  local first = redis.call('ZCOUNT', key, '-inf', now)
+  if cursor[1] then first = math.max(first, rank(key, cursor[1], cursor[2], true)) end
+  take(key, first, first + limit - 1, false, '0')
+elseif state == 'completed' or state == 'dead' or state == 'cancelled' then
+  local key = ({completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]})[state]
+  local stop = cursor[1] and rank(key, cursor[1], cursor[2], false) or redis.call('ZCARD', key)
+  take(key, math.max(stop - limit, 0), stop - 1, true, '0')
+elseif state == 'active' then
+  local found = {}
   for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-    add(redis.call('SMEMBERS', prefix .. 'held:' .. worker))
+    for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'held:' .. worker)) do
+      if cursor[1] == nil or less(id, cursor[1]) then found[#found + 1] = id end
+    end
   end
+  table.sort(found, function(a, b) return less(b, a) end)
+  for i = 1, math.min(limit, #found) do emit(found[i], '0', '0') end
 end
--- The last index of a ZRANGE that reads at most room() members.
-local function last()
-  if limit == 0 then return -1 end
-  return room() - 1
-end
-if (state == '' or state == 'completed') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[5], 0, last())) end
-if (state == '' or state == 'dead') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[6], 0, last())) end
-if (state == '' or state == 'cancelled') and room() ~= 0 then add(redis.call('ZRANGE', KEYS[7], 0, last())) end
 return out
