@@ -38,7 +38,7 @@ def assert_enqueued(
         for job in app.jobs(state=state, search=orjson.dumps(task.name).decode(), limit=SCAN)
         if job.task == task.name
     ]
-    found.reverse()
+    found.sort(key=lambda job: job.id)  # ids are time-ordered: oldest first
     matching = [
         job
         for job in found
