@@ -113,6 +113,7 @@ faults:
 	rm -f $(FAULTS_FIGURES)
 	CONVEYOR_FAULTS_FULL=1 CONVEYOR_FAULTS_REPORT=$(FAULTS_FIGURES) $(PYTHON) -m pytest tests/faults \
 		tests/worker/test_periodic_processes.py \
+		tests/redis/test_topologies.py tests/postgres/test_topologies.py \
 		-p no:cacheprovider -q -s -rfEx; status=$$?; \
 	$(PYTHON) -m tests.faults.report $(FAULTS_FIGURES) --full --notes tests/faults/findings.md; \
 	CONVEYOR_FAULTS_FULL=1 $(PYTHON) -m pytest tests/conformance/test_limits_workers.py \

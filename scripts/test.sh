@@ -68,6 +68,10 @@ missing=()
 { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/cli/test_top.py drives `conveyor top` in it
+# tests/postgres/test_topologies.py puts PgBouncer (transaction mode) in front of PostgreSQL;
+# the TLS tests make their own CA with openssl.
+{ command -v pgbouncer || [ -x /usr/sbin/pgbouncer ]; } >/dev/null 2>&1 || missing+=(pgbouncer)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 pg_bindir >/dev/null || missing+=(postgresql)
 need_venv_pkg=0
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ __all__ = [
     "RedisServer",
     "RespError",
     "ServerNotAvailable",
+    "TlsFiles",
     "find_nginx",
     "find_postgres_bindir",
     "find_redis_binaries",
@@ -148,7 +150,44 @@ def find_postgres_bindir() -> Path:
 # --------------------------------------------------------------------------- RESP over a socket
 
 
-def resp_command(port: int, *args: str | bytes | int, host: str = HOST, timeout: float = 5.0) -> RespValue:
+class TlsFiles(NamedTuple):
+    """A self-made certificate authority and a server certificate it signed (for 127.0.0.1
+    and localhost), made with Debian's openssl by ``make``."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TlsFiles:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca, ca_key = directory / "ca.crt", directory / "ca.key"
+        cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
+        ext = directory / "san.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        steps = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+             "-days", "2", "-subj", "/CN=conveyor test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+             "-days", "2", "-extfile", ext],
+        ]  # fmt: skip
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise ServerNotAvailable("openssl not found; apt-get install openssl")
+        for step in steps:
+            subprocess.run([openssl, *map(str, step)], check=True, capture_output=True, timeout=60)
+        for path in (ca, cert, key):
+            path.chmod(0o644)  # the servers may run as another user
+        return cls(ca, cert, key)
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def resp_command(
+    port: int, *args: str | bytes | int, host: str = HOST, timeout: float = 5.0, tls: TlsFiles | None = None
+) -> RespValue:
     """Send one command to Redis over a fresh connection and return the decoded reply.
 
     Bulk strings come back as ``bytes``, simple strings as ``str``; an error reply raises
@@ -158,7 +197,8 @@ def resp_command(port: int, *args: str | bytes | int, host: str = HOST, timeout:
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = raw if tls is None else tls.context().wrap_socket(raw, server_hostname=host)
         sock.sendall(b"".join(parts))
         with sock.makefile("rb") as reader:
             return _read_resp(reader)
@@ -562,14 +602,26 @@ class RedisServer(_Server):
 
     name = "redis"
 
-    def __init__(self, appendonly: bool = True, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        appendonly: bool = True,
+        extra_args: list[str] | None = None,
+        tls: TlsFiles | None = None,
+        replica_of: int | None = None,
+    ) -> None:
         super().__init__()
         self.appendonly = appendonly
         self.extra_args = list(extra_args or [])
+        #: TLS only (no plain port), with certificates from ``tls``; replication over TLS too.
+        self.tls = tls
+        #: Port of the master this server replicates (``--replicaof``), if any.
+        self.replica_of = replica_of
         self._server_bin, self._cli_bin = find_redis_binaries()
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://{HOST}:{self.port}/0?ssl_ca_certs={self.tls.ca}"
         return f"redis://{HOST}:{self.port}/0"
 
     @property
@@ -578,7 +630,20 @@ class RedisServer(_Server):
 
     def command(self, *args: str | bytes | int) -> RespValue:
         """Run one command over a raw socket, e.g. ``server.command("FLUSHALL")``."""
-        return resp_command(self.port, *args)
+        return resp_command(self.port, *args, tls=self.tls)
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert),
+            "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
 
     def flushall(self) -> None:
         self.command("FLUSHALL")
@@ -591,9 +656,11 @@ class RedisServer(_Server):
         assert self.dir is not None
         # The log file is also the process's stdout, which catches errors printed before
         # redis-server opens its log (bad arguments); both writers append.
+        replica = ["--replicaof", HOST, str(self.replica_of)] if self.replica_of else []
         return [
             self._server_bin,
-            "--port", str(self.port),
+            *self._tls_args(),
+            *replica,
             "--bind", HOST,
             "--protected-mode", "no",
             "--daemonize", "no",
@@ -602,6 +669,8 @@ class RedisServer(_Server):
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
+            # A replica (or a returning old master) syncs at once, not after 5 s.
+            "--repl-diskless-sync-delay", "0",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -619,10 +688,16 @@ class RedisCluster:
     ``(host, port)`` of every node. Nodes keep no data on disk (no AOF, no RDB).
     """
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(
+        self, masters: int = 3, replicas: int = 0, tls: TlsFiles | None = None, node_timeout_ms: int = 5000
+    ) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.masters = masters
+        #: Replicas per master (a master killed is then replaced by its replica).
+        self.replicas = replicas
+        self.tls = tls
+        self.node_timeout_ms = node_timeout_ms
         self.servers: list[RedisServer] = []
         self._cli_bin = find_redis_binaries()[1]
 
@@ -634,6 +709,9 @@ class RedisCluster:
     def url(self) -> str:
         if not self.servers:
             raise RuntimeError("RedisCluster is not started")
+        if self.tls is not None:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
+            return f"rediss+cluster://{hosts}?ssl_ca_certs={self.tls.ca}"
         return self.servers[0].url
 
     @property
@@ -644,8 +722,8 @@ class RedisCluster:
         if self.servers:
             return self
         try:
-            for _ in range(self.masters):
-                node = _ClusterNode()
+            for _ in range(self.masters * (1 + self.replicas)):
+                node = _ClusterNode(self.tls, self.node_timeout_ms)
                 self.servers.append(node)
                 node.start()
             self._create()
@@ -656,9 +734,10 @@ class RedisCluster:
 
     def _create(self) -> None:
         addresses = [f"{HOST}:{s.port}" for s in self.servers]
+        tls = [] if self.tls is None else ["--tls", "--cacert", str(self.tls.ca)]
         result = subprocess.run(
-            [self._cli_bin, "--cluster", "create", *addresses,
-             "--cluster-replicas", "0", "--cluster-yes"],
+            [self._cli_bin, *tls, "--cluster", "create", *addresses,
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -686,8 +765,35 @@ class RedisCluster:
         return (
             fields.get("cluster_state") == "ok"
             and fields.get("cluster_slots_ok") == "16384"
-            and fields.get("cluster_known_nodes") == str(self.masters)
+            and fields.get("cluster_known_nodes") == str(self.masters * (1 + self.replicas))
         )
+
+    def masters_now(self) -> list[RedisServer]:
+        """The running nodes that are masters at this moment (after failovers too)."""
+        found: list[RedisServer] = []
+        for server in self.servers:
+            if not server.running:
+                continue
+            with contextlib.suppress(OSError, RespError):
+                info = server.command("ROLE")
+                if isinstance(info, list) and info and info[0] == b"master":
+                    found.append(server)
+        return found
+
+    def wait_ok(self, timeout: float = START_TIMEOUT) -> None:
+        """Until every running node reports cluster_state:ok (after a failover)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for server in self.servers:
+                if server.running:
+                    with contextlib.suppress(OSError, RespError):
+                        info = server.command("CLUSTER", "INFO")
+                        states.append(isinstance(info, bytes) and b"cluster_state:ok" in info)
+            if states and all(states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not come back to cluster_state:ok")
 
     def cluster_info(self, index: int = 0) -> dict[str, str]:
         """``CLUSTER INFO`` of one node as a dict."""
@@ -722,14 +828,16 @@ class RedisCluster:
 class _ClusterNode(RedisServer):
     name = "redis-cluster"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None, node_timeout_ms: int = 5000) -> None:
         super().__init__(
             appendonly=False,
             extra_args=[
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "5000",
+                "--cluster-node-timeout", str(node_timeout_ms),
+                *([] if tls is None else ["--tls-cluster", "yes"]),
             ],
+            tls=tls,
         )  # fmt: skip
 
     def _choose_port(self) -> int:

@@ -16,6 +16,7 @@ from .errors import (
     Retry,
     SchemaError,
     Snooze,
+    StoreFull,
     StoreUnavailable,
 )
 from .job import Job, Stats, WorkerInfo
@@ -42,6 +43,7 @@ __all__ = [
     "SchemaError",
     "Snooze",
     "Stats",
+    "StoreFull",
     "StoreUnavailable",
     "Task",
     "WorkerInfo",

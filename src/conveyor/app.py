@@ -138,6 +138,10 @@ class Conveyor:
     ``dead_ttl`` and ``dead_max``: dead and cancelled jobs are kept this many seconds and at
     most this many per namespace (Sidekiq's dead set: six months, 10,000); the worker's
     housekeeping deletes the oldest beyond either, a bounded batch at a time (None: no limit).
+    ``replicas`` (Redis): enqueue and completion wait until that many replicas have the
+    write, so an acknowledged job survives a failover. ``migrate=False`` (PostgreSQL): opening
+    the store never changes its schema (``conveyor migrate`` does, run by a role allowed to);
+    the choice for hardened deployments whose app role has only data grants.
     """
 
     def __init__(
@@ -154,6 +158,8 @@ class Conveyor:
         middleware: Iterable[Middleware] = (),
         dead_ttl: float | None = DEAD_TTL,
         dead_max: int | None = DEAD_MAX,
+        replicas: int | None = None,
+        migrate: bool = True,
     ) -> None:
         self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
         if not namespace or len(namespace) > 40:
@@ -172,6 +178,9 @@ class Conveyor:
         self.dead_ttl = None if dead_ttl is None else float(dead_ttl)
         self.dead_max = dead_max
         self.max_queue_length = max_queue_length
+        # Store options: see open_backend (docs/production/redis.md, docs/production/postgres.md).
+        self.replicas = replicas
+        self.migrate = migrate
         self.codec = Codec(normalize_keys(secret_key), max_payload, normalize_encryption_keys(encryption_key))
         self.middleware: list[Middleware] = list(middleware)
         self._on_enqueue = overriding(self.middleware, "on_enqueue")
@@ -199,7 +208,9 @@ class Conveyor:
         if self._backend is None:
             with self._backend_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.url, self.namespace)
+                    self._backend = open_backend(
+                        self.url, self.namespace, replicas=self.replicas, migrate=self.migrate
+                    )
         return self._backend
 
     def close(self) -> None:

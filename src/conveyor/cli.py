@@ -21,7 +21,7 @@ import click
 import orjson
 
 from .app import Conveyor
-from .backends import Migrates
+from .backends import Migrates, open_backend
 from .errors import ConveyorError
 from .extras import missing_extra
 from .job import STATES, Job, WorkerInfo
@@ -930,15 +930,26 @@ def _schedule_dict(s: ScheduleStatus) -> dict[str, Any]:
 def migrate(target: str | None, app_target: str | None, url: str | None, namespace: str) -> None:
     """Create or upgrade the store's schema.
 
-    Stores apply their migrations on first use too; this runs them ahead, e.g. in a deploy.
+    Stores apply their migrations on first use too, unless the app says migrate=False (the
+    choice for hardened deployments); this runs them ahead, e.g. in a deploy. Safe to run
+    again: it applies only what is missing, and says what it applied.
     """
     app = _admin_app(target or app_target, url, namespace)
-    backend = app.backend
-    if not isinstance(backend, Migrates):
-        click.echo("this store needs no migrations")
-        return
-    applied = backend.migrate()
-    click.echo(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
+    # A store of its own, opened as it is (not through the app, which may migrate on open):
+    # what this command applies is then all it reports.
+    backend = open_backend(app.url, app.namespace, replicas=app.replicas, migrate=None)
+    try:
+        if not isinstance(backend, Migrates):
+            click.echo("this store needs no migrations")
+            return
+        applied = backend.migrate()
+    finally:
+        backend.close()
+    where = f"schema {app.namespace!r} at {redact_url(app.url)}"
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))} to {where}")
+    else:
+        click.echo(f"{where} is up to date: nothing applied")
 
 
 @main.command()

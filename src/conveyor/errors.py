@@ -25,6 +25,18 @@ class StoreUnavailable(ConveyorError, ConnectionError):
     so code that already handles network errors handles this one too; nothing was written."""
 
 
+class StoreFull(StoreUnavailable):
+    """The store refuses writes because it is out of memory (Redis at ``maxmemory`` with the
+    ``noeviction`` policy). A ``StoreUnavailable``: nothing of the refused call was written,
+    except the jobs listed in ``stored`` (the chunks of a streamed ``enqueue_many`` written
+    before the store filled up). Workers keep draining a full store: completions free
+    memory; meanwhile raise ``maxmemory``, lower ``result_ttl`` or enqueue later."""
+
+    def __init__(self, message: str, stored: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.stored: list[str] = list(stored or [])
+
+
 class QueueFull(ConveyorError):
     """Raised at enqueue when a queue already holds its configured maximum of jobs."""
 

@@ -27,6 +27,10 @@ SCENARIOS = (
     "poison",
     "timeout",
     "enqueue flood",
+    "sentinel",
+    "cluster",
+    "full store",
+    "pgbouncer",
 )
 
 

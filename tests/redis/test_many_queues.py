@@ -118,9 +118,9 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
     pipelines: list[int] = []
     pipeline = Wire.pipeline
 
-    def counted(self: Wire, calls: Any) -> list[Any]:
+    def counted(self: Wire, calls: Any, durable: bool = False) -> list[Any]:
         pipelines.append(len(calls))
-        return pipeline(self, calls)
+        return pipeline(self, calls, durable)
 
     try:
         now = time.time()

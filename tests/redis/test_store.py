@@ -174,12 +174,22 @@ def test_restart_loses_no_acknowledged_job_and_the_worker_carries_on() -> None:
 
 
 def test_urls() -> None:
-    client, cluster = connect("redis://user:p%40ss@127.0.0.1:1/3?protocol=3")
-    kwargs = client.connection_pool.connection_kwargs
-    assert not cluster and kwargs["db"] == 3 and kwargs["protocol"] == 3
+    connected = connect("redis://user:p%40ss@127.0.0.1:1/3?protocol=3")
+    kwargs = connected.client.connection_pool.connection_kwargs
+    assert not connected.cluster and kwargs["db"] == 3 and kwargs["protocol"] == 3
     assert kwargs["username"] == "user" and kwargs["password"] == "p@ss"
-    client, _ = connect("rediss://127.0.0.1:1/0")
+    client = connect("rediss://127.0.0.1:1/0").client
     assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+    # The query string is re-encoded when rebuilt: a CA path with a space and an & stays
+    # one value; conveyor's own parameters never reach redis-py.
+    connected = connect("rediss://127.0.0.1:1/0?ssl_ca_certs=/tmp/my%20ca%26x.pem&replicas=2")
+    kwargs = connected.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/tmp/my ca&x.pem" and "replicas" not in kwargs
+    assert connected.replicas == 2 and connect("redis://127.0.0.1:1/0", replicas=1).replicas == 1
+    with pytest.raises(ConfigurationError, match="replicas"):
+        connect("redis://127.0.0.1:1/0?replicas=x")
+    with pytest.raises(ConfigurationError, match="replicas"):
+        Conveyor("sqlite:///x.db", replicas=1).stats()
     with pytest.raises(ConfigurationError, match="protocol"):
         connect("redis://127.0.0.1:1/0?protocol=4")
     with pytest.raises(ConfigurationError, match="service name"):

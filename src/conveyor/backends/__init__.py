@@ -31,8 +31,29 @@ __all__ = [
 ]
 
 
-def open_backend(url: str, namespace: str) -> Backend:
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+    "unix",
+)
+
+
+def open_backend(
+    url: str, namespace: str, *, replicas: int | None = None, migrate: bool | None = True
+) -> Backend:
+    """The store of ``url``. ``replicas`` (Redis only): writes wait for that many replicas.
+    ``migrate=False`` (PostgreSQL): never change the schema on open; ``conveyor migrate``
+    does, and a schema that is missing or behind is an error naming that command."""
     scheme = urlsplit(url).scheme.lower()
+    if replicas is not None and scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"replicas={replicas!r} is a Redis option (WAIT for replicas); {scheme}:// stores "
+            "get their durability from the database's own replication settings"
+        )
     if scheme == "sqlite":
         from .sqlite import SQLiteBackend
 
@@ -44,15 +65,15 @@ def open_backend(url: str, namespace: str) -> Backend:
             raise ConfigurationError(
                 f"{redact_url(url)!r} needs the PostgreSQL extra: pip install 'conveyor[postgres]' ({exc})"
             ) from None
-        return PostgresBackend(url, namespace)
-    if scheme in ("redis", "rediss", "redis+sentinel", "redis+cluster", "unix"):
+        return PostgresBackend(url, namespace, migrate=migrate)
+    if scheme in REDIS_SCHEMES:
         try:
             from .redis import RedisBackend
         except ImportError as exc:
             raise ConfigurationError(
                 f"this URL needs the Redis extra: pip install 'conveyor[redis]' ({exc})"
             ) from None
-        return RedisBackend(url, namespace)
+        return RedisBackend(url, namespace, replicas=replicas)
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r}; use sqlite:///path, postgresql://… or redis://…"
     )

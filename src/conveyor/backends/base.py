@@ -301,6 +301,8 @@ CONTRACT: tuple[str, ...] = tuple(
 )
 
 S = TypeVar("S", bound=type)
+#: What ``explain`` makes of a driver error: the error to raise and its message.
+Explained = tuple[type[StoreUnavailable], str]
 
 
 def unavailable(
@@ -319,10 +321,15 @@ def translate_errors(
     errors: tuple[type[BaseException], ...],
     unreachable: Callable[[BaseException], bool] = lambda exc: True,
     raise_as: type[StoreUnavailable] = StoreUnavailable,
+    explain: Callable[[Any, BaseException], Explained | None] = lambda store, exc: None,
 ) -> Callable[[S], S]:
     """Class decorator of a store: a driver error of ``errors`` for which ``unreachable``
     holds, raised by its constructor or any method of ``CONTRACT``, becomes ``raise_as``
     naming the store's URL without secrets (the store sets ``self.url`` first thing).
+
+    ``explain(store, error)`` names the real cause of an error it recognises (of any type: a
+    wrong password, a read-only replica, a missing GRANT, a full store) as ``(error class,
+    what happened and what to do)``; "is the server running?" is only said of the rest.
 
     The one place a store's connection errors are translated, so no public call can leak a
     driver's error, and none shows a password: the URL goes through ``redact_url`` and the
@@ -337,11 +344,18 @@ def translate_errors(
                 return method(self, *args, **kwargs)
             except StoreUnavailable:
                 raise
-            except errors as exc:
-                if not unreachable(exc):
+            except Exception as exc:
+                where = redact_url(self.url if "url" in vars(self) else str(args[0]))
+                explained = explain(self, exc)
+                if explained is not None:
+                    kind, text = explained
+                    raise kind(f"{store} at {where}: {redact(text)}") from exc
+                if not isinstance(exc, errors) or not unreachable(exc):
                     raise
-                url = self.url if "url" in vars(self) else str(args[0])
-                raise unavailable(store, url, exc, raise_as) from exc
+                raise raise_as(
+                    f"cannot reach {store} at {where} ({redact(str(exc))}); "
+                    "is the server running and the URL right?"
+                ) from exc
 
         return call
 

@@ -3,8 +3,11 @@
 Layout: every namespace is a PostgreSQL schema of that name (``conveyor`` by default) holding
 the tables ``jobs``, ``queues``, ``workers``, ``counters`` and ``migrations``. The migrations
 in ``migrations/NNNN_name.sql`` are applied automatically the first time a database is used
-and by ``conveyor migrate module:app`` (``PostgresBackend.migrate``); a database whose schema
-is newer than this code raises ``SchemaError`` and a worker refuses to start on it.
+(unless the app says ``migrate=False``, the choice for hardened deployments) and by
+``conveyor migrate`` (``PostgresBackend.migrate``), which creates nothing that exists, so a
+schema made by a DBA (``CREATE SCHEMA conveyor AUTHORIZATION app``) needs no CREATE on the
+database; a database whose schema is newer than this code raises ``SchemaError`` and a
+worker refuses to start on it. docs/production/postgres.md has the roles and grants.
 
 Every operation is one statement in autocommit mode (one round-trip): the claim is
 ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`` ``RETURNING``, acknowledgements are
@@ -13,11 +16,12 @@ channel in the same statement, so an idle worker blocked in ``wait()`` on its ``
 connection wakes as soon as the job commits; polling is only the fallback.
 
 URL: ``postgresql://user:password@host:5432/dbname`` (``postgres://`` too; any libpq
-parameter may be added as a query parameter). Two parameters are conveyor's own and are
+parameter may be added as a query parameter). These parameters are conveyor's own and are
 removed before connecting: ``pool_min_size`` (default 1) and ``pool_max_size`` (default 16),
 the size of the connection pool each process keeps (a worker uses about four at once: fetch,
-acks, heartbeat, admin; tasks that enqueue use more). ``wait()`` keeps one more connection
-for ``LISTEN``.
+acks, heartbeat, admin; tasks that enqueue use more); ``pgbouncer=1`` (or psycopg's
+``prepare_threshold=0``) and ``listen_url`` (see PgBouncer below). ``wait()`` keeps one more
+connection for ``LISTEN``.
 
 Reconnection. After a lost connection (server restart, failover, network) each call takes a
 fresh connection from the pool and tries again, for up to ``RETRY_FOR`` (30) seconds in a
@@ -51,8 +55,9 @@ that transaction commits, and the ``NOTIFY`` that wakes workers is sent on commi
         # committed: the order and its job exist together; on an exception, neither does
 
 The connection must reach the same database as the app's URL, whose conveyor schema must
-already exist (any use of the app, or ``conveyor migrate``, creates it). If the connection is
-in autocommit mode the job commits at once, like any other statement on it.
+already exist (the app's first use, unless ``migrate=False``, or ``conveyor migrate`` creates
+it). If the connection is in autocommit mode the job commits at once, like any other statement
+on it.
 
 SQLAlchemy (2.x, with the ``postgresql+psycopg`` dialect): pass the ``Session`` itself, or
 its ``Connection``; conveyor enqueues through the session's current transaction::
@@ -71,8 +76,15 @@ inside ``transaction.atomic()``::
         order = Order.objects.create(total=total)
         send_receipt.using(connection=connection).enqueue(order.id)
 
-Behind PgBouncer, use session pooling for workers: ``wait()`` keeps a ``LISTEN`` open, which
-transaction pooling cannot carry (workers then fall back to polling every 0.25 s).
+PgBouncer. Session pooling needs nothing. Transaction pooling breaks two things a session
+relies on: prepared statements (psycopg prepares a statement after its fifth run; PgBouncer
+1.18 does not track them, so another server connection answers "does not exist", "already
+exists", or binds another client's statement) and ``LISTEN``. Add ``pgbouncer=1`` to the URL
+(a pooler on another port than the server's is also detected at open, which turns prepared
+statements off): nothing is prepared and no session setting is made, so enqueue, fetch,
+acknowledgements and migrations work; idle workers poll every ``POOLER_POLL`` (0.25 s, a
+job's longest wait for an idle worker), or ``LISTEN`` on ``listen_url``, a direct
+(percent-encoded) URL, if given.
 
 psycopg 2 and async connections are refused with a clear error: the job would not join
 the transaction you think it joins. (With an async stack, run the enqueue in your sync
@@ -97,10 +109,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
+import psycopg.conninfo
+import psycopg.errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigurationError, QueueFull, SchemaError
+from ..errors import ConfigurationError, QueueFull, SchemaError, StoreFull, StoreUnavailable
 from ..job import (
     ACTIVE,
     BAD_RUN_AT,
@@ -124,7 +138,7 @@ from ..job import (
 from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
-from .base import check_action, translate_errors
+from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 log = logging.getLogger("conveyor.postgres")
@@ -139,6 +153,8 @@ RETRY_FOR = 30.0  # seconds a worker's call keeps trying to reach the server bef
 CALLER_RETRY_FOR = 3.0
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection on one try
 PRUNE_BATCH = 10000  # completed jobs deleted per recover(), so one call stays short
+#: Seconds between fetches of an idle worker behind a pooler without ``listen_url``.
+POOLER_POLL = 0.25
 COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
 
 #: What a claim returns: the fields a worker needs (the lifecycle columns keep their defaults
@@ -196,17 +212,48 @@ def _configure(conn: Conn) -> None:
     conn.execute("SET jit = off")
 
 
-def _split_url(url: str) -> tuple[str, dict[str, int]]:
+class UrlOptions:
+    """conveyor's own parameters of a PostgreSQL URL (libpq would refuse them)."""
+
+    def __init__(self) -> None:
+        self.pool_min_size = 1
+        self.pool_max_size = 16
+        #: PgBouncer (or another pooler) in transaction mode: no prepared statements, no
+        #: session state, and LISTEN only on ``listen_url``.
+        self.pooler = False
+        #: ``pgbouncer=0``: no pooler, whatever the ports say (a proxy or a port mapping).
+        self.detect_pooler = True
+        self.listen_url: str | None = None
+
+
+def _split_url(url: str) -> tuple[str, UrlOptions]:
     """The libpq URL without conveyor's own query parameters, and those parameters."""
     parts = urlsplit(url)
     query: list[tuple[str, str]] = []
-    options: dict[str, int] = {}
+    options = UrlOptions()
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in ("pool_min_size", "pool_max_size"):
             try:
-                options[key] = int(value)
+                setattr(options, key, int(value))
             except ValueError:
                 raise ConfigurationError(f"{key}={value!r} in the store URL must be an integer") from None
+        elif key in ("pgbouncer", "prepare_threshold"):
+            # psycopg's prepare_threshold is not a libpq parameter; 0 (or "none") means
+            # "behind a pooler": conveyor then never prepares a statement.
+            flag = value.strip().lower()
+            if key == "pgbouncer" and flag not in ("1", "true", "yes", "0", "false", "no"):
+                raise ConfigurationError(f"pgbouncer={value!r} in the store URL must be 1 or 0")
+            if key == "prepare_threshold" and flag not in ("0", "none", ""):
+                raise ConfigurationError(
+                    f"prepare_threshold={value!r} in the store URL: conveyor accepts 0 (or none) "
+                    "only, meaning no prepared statements (a pooler in transaction mode)"
+                )
+            options.pooler = options.pooler or key == "prepare_threshold" or flag in ("1", "true", "yes")
+            options.detect_pooler = options.detect_pooler and not (
+                key == "pgbouncer" and flag in ("0", "false", "no")
+            )
+        elif key == "listen_url":
+            options.listen_url = value
         else:
             query.append((key, value))
     if not any(k == "connect_timeout" for k, _ in query):
@@ -214,6 +261,8 @@ def _split_url(url: str) -> tuple[str, dict[str, int]]:
         query.append(("connect_timeout", "10"))
     scheme = "postgresql" if parts.scheme.lower() in ("postgres", "postgresql") else parts.scheme
     query_text = urlencode(query, quote_via=quote)  # %20, not +: libpq does not read + as a space
+    if options.listen_url is not None:
+        options.listen_url = _split_url(options.listen_url)[0]
     return urlunsplit((scheme, parts.netloc, parts.path, query_text, parts.fragment)), options
 
 
@@ -294,8 +343,12 @@ class _Statements:
         s = schema
         # Migrations: the version table first, then each file with the schema as search_path.
         self.migrations_table = f"SELECT to_regclass('{s}.migrations')"
+        #: At open: the version table, and the port the server listens on (another than the
+        #: one connected to means a pooler or proxy in between).
+        self.first_look = f"SELECT to_regclass('{s}.migrations'), inet_server_port()"
         self.lock = "SELECT pg_advisory_xact_lock(%(key)s)"
         self.create_schema = f"CREATE SCHEMA IF NOT EXISTS {s}"
+        self.schema_exists = "SELECT 1 FROM pg_namespace WHERE nspname = %(ns)s"
         self.create_migrations = (
             f"CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY,"
             " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -780,11 +833,68 @@ class _Statements:
         return where
 
 
-@translate_errors("PostgreSQL", (psycopg.OperationalError,))
+def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
+    """The real cause of a psycopg error, with what to run, for ``translate_errors``."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    ns, role = store.ns, store.role
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege) or "permission denied" in text:
+        if "for database" in text:
+            grant = (
+                f"conveyor migrate creates its tables in schema {ns!r}, which does not exist, "
+                f"and role {role} may not create schemas. As the database owner run "
+                f"`CREATE SCHEMA {ns} AUTHORIZATION {role};` (then `conveyor migrate` works), or "
+                f"`GRANT CREATE ON DATABASE <db> TO {role};`"
+            )
+        elif "for schema" in text and store.migrating:
+            grant = (
+                f"`conveyor migrate` must run as a role that may create in schema {ns!r}: its "
+                f"owner (`ALTER SCHEMA {ns} OWNER TO {role};`) or `GRANT CREATE ON SCHEMA {ns} "
+                f"TO {role};`"
+            )
+        else:
+            grant = (
+                f"role {role} needs data grants on schema {ns!r}; as its owner run `GRANT USAGE "
+                f"ON SCHEMA {ns} TO {role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES "
+                f"IN SCHEMA {ns} TO {role}; GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {ns} "
+                f"TO {role};` (again after each `conveyor migrate`, or once with ALTER DEFAULT "
+                "PRIVILEGES)"
+            )
+        return StoreUnavailable, f"permission denied ({text}): {grant}"
+    if isinstance(exc, (psycopg.errors.DiskFull, psycopg.errors.OutOfMemory)):
+        return StoreFull, f"the database server is out of space ({text}); nothing of this call was stored"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return StoreUnavailable, (
+            f"the server or role is read-only ({text}): point the URL at the primary (with "
+            "several hosts, add target_session_attrs=read-write), and check the role's "
+            "default_transaction_read_only"
+        )
+    if (
+        "authentication failed" in text
+        or "no password supplied" in text
+        or (isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification))
+    ):
+        return StoreUnavailable, f"authentication failed ({text}): check the user and password in the URL"
+    if "must be owner of" in text:
+        return StoreUnavailable, f"{text}: run `conveyor migrate` as the owner of schema {ns!r}"
+    if "prepared statement" in text:
+        return StoreUnavailable, (
+            f"{text}: a pooler in transaction mode (PgBouncer) is between conveyor and the "
+            "database; add pgbouncer=1 to the URL so that no statement is prepared"
+        )
+    return None
+
+
+@translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
 class PostgresBackend(Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
+        """``migrate``: True applies missing migrations on open; False raises
+        ``SchemaError`` naming ``conveyor migrate`` when the schema is missing or behind
+        (hardened deployments: the app's role has data grants only); None opens the store
+        as it is (``conveyor migrate`` itself, which then says what it applied)."""
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", namespace) or namespace.lower().startswith("pg_"):
             raise ConfigurationError(
                 f"namespace {namespace!r} must be letters, digits and _ (not starting with pg_) "
@@ -793,8 +903,20 @@ class PostgresBackend(Listings):
         self.url = url
         self.ns = namespace
         self.conninfo, options = _split_url(url)
-        self.min_size = options.get("pool_min_size", 1)
-        self.max_size = max(self.min_size, options.get("pool_max_size", 16))
+        self.min_size = options.pool_min_size
+        self.max_size = max(self.min_size, options.pool_max_size)
+        self.pooler = options.pooler
+        self.detect_pooler = options.detect_pooler and not options.pooler
+        self.role = psycopg.conninfo.conninfo_to_dict(self.conninfo).get("user") or "<your role>"
+        self.migrating = False
+        self.listen_conninfo = options.listen_url or (None if self.pooler else self.conninfo)
+        # Behind a pooler in transaction mode, two statements of one client may reach two
+        # server connections: a statement prepared on one is unknown (or another client's)
+        # on the other. psycopg prepares after 5 runs unless told not to.
+        self.connect_kwargs: dict[str, Any] = {"autocommit": True}
+        self.session_settings = True
+        if self.pooler:
+            self.pooler_detected()
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
@@ -812,6 +934,7 @@ class PostgresBackend(Listings):
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
         self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
+        self.auto_migrate = migrate
         try:
             self._ensure_schema()
         except BaseException:
@@ -828,8 +951,9 @@ class PostgresBackend(Listings):
             if self._pool_obj is None or self._pool_pid != os.getpid():
                 self._pool_obj = ConnectionPool(
                     self.conninfo,
-                    kwargs={"autocommit": True},
-                    configure=_configure,
+                    kwargs=self.connect_kwargs,
+                    # A SET would stay on whichever server connection a pooler picked.
+                    configure=_configure if self.session_settings else None,
                     min_size=self.min_size,
                     max_size=self.max_size,
                     timeout=POOL_TIMEOUT,
@@ -864,12 +988,29 @@ class PostgresBackend(Listings):
         """Run ``work`` on a connection of its own, without retries: at startup a wrong
         password, a missing database or a bad option must fail at once with the server's
         own message (the pool would only report a timeout, after retrying for a while)."""
-        with psycopg.Connection.connect(self.conninfo, autocommit=True) as conn:
+        with psycopg.Connection.connect(self.conninfo, **self.connect_kwargs) as conn:
             return work(conn)
 
     def _ensure_schema(self) -> None:
         def check(conn: Conn) -> int | None:
-            row = conn.execute(self.sql.migrations_table).fetchone()
+            row = conn.execute(self.sql.first_look).fetchone()
+            if (
+                self.detect_pooler
+                and row is not None
+                and row[1] is not None
+                and int(row[1]) != conn.info.port
+            ):
+                # The server listens on another port than the one we reached: a pooler
+                # (PgBouncer) or a proxy is in between. Prepared statements break under
+                # transaction pooling and gain little here: off. LISTEN is still tried
+                # (pgbouncer=1 or listen_url say more).
+                log.info(
+                    "PostgreSQL answers on port %s but listens on %s: a pooler or proxy is in "
+                    "between; prepared statements off (pgbouncer=0 in the URL keeps them)",
+                    conn.info.port,
+                    row[1],
+                )
+                self.pooler_detected()
             if row is None or row[0] is None:
                 return None
             found = conn.execute(self.sql.version).fetchone()
@@ -878,8 +1019,22 @@ class PostgresBackend(Listings):
         version = self._direct(check)
         if version is not None:
             self._check_version(version)
-        if version is None or version < SCHEMA_VERSION:
-            self.migrate()
+        if (version is not None and version >= SCHEMA_VERSION) or self.auto_migrate is None:
+            return
+        if not self.auto_migrate:
+            found = "does not exist" if version is None else f"is at version {version}"
+            raise SchemaError(
+                f"PostgreSQL schema {self.ns!r} at {redact_url(self.url)} {found}; this conveyor "
+                f"needs version {SCHEMA_VERSION} and was told not to migrate (migrate=False): run "
+                f"`conveyor migrate --url URL --namespace {self.ns}` as a role that may change the "
+                "schema (its owner), then start again"
+            )
+        self.migrate()
+
+    def pooler_detected(self) -> None:
+        """Connections opened from now on prepare no statement and set nothing per session."""
+        self.connect_kwargs["prepare_threshold"] = None
+        self.session_settings = False
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -899,8 +1054,14 @@ class PostgresBackend(Listings):
             with conn.transaction():
                 key = _advisory_key(f"conveyor.migrate.{self.ns}")
                 conn.execute(self.sql.lock, {"key": key})
-                conn.execute(self.sql.create_schema)
-                conn.execute(self.sql.create_migrations)
+                # Nothing is created that exists: CREATE ... IF NOT EXISTS still needs the
+                # privilege to create, which a data-only role, or the owner of a schema a
+                # DBA made (CREATE SCHEMA conveyor AUTHORIZATION app), does not have on
+                # the database.
+                if conn.execute(self.sql.schema_exists, {"ns": self.ns}).fetchone() is None:
+                    conn.execute(self.sql.create_schema)
+                if conn.execute(self.sql.migrations_table).fetchone() in (None, (None,)):
+                    conn.execute(self.sql.create_migrations)
                 row = conn.execute(self.sql.version).fetchone()
                 current = int(row[0]) if row else 0
                 self._check_version(current)
@@ -916,7 +1077,11 @@ class PostgresBackend(Listings):
                 log.info("migrated PostgreSQL schema %r to version %d", self.ns, applied[-1])
             return applied
 
-        return self._direct(apply)
+        self.migrating = True
+        try:
+            return self._direct(apply)
+        finally:
+            self.migrating = False
 
     def close(self) -> None:
         self._closed = True
@@ -1390,6 +1555,12 @@ class PostgresBackend(Listings):
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0:
             return
+        if self.listen_conninfo is None:
+            # Behind a pooler in transaction mode LISTEN cannot work (the next statement
+            # may run on another server connection) and no listen_url was given: poll.
+            # A job then waits at most POOLER_POLL for an idle worker.
+            time.sleep(min(timeout, POOLER_POLL))
+            return
         if not self._listen_lock.acquire(blocking=False):
             # Another thread of this process holds the LISTEN connection; it wakes us
             # whenever it returns, which is early when something arrived.
@@ -1424,7 +1595,8 @@ class PostgresBackend(Listings):
     def _listener(self) -> Conn:
         conn = self._listen_conn
         if conn is None or conn.closed or self._listen_pid != os.getpid():
-            conn = psycopg.Connection.connect(self.conninfo, autocommit=True)
+            assert self.listen_conninfo is not None  # wait() polls without one
+            conn = psycopg.Connection.connect(self.listen_conninfo, autocommit=True)
             conn.execute(self.sql.listen)
             self._listen_conn = conn
             self._listen_pid = os.getpid()

@@ -24,13 +24,16 @@ class Acker:
     Under load the batches grow by themselves: while one write is in flight the next
     outcomes queue up. If the store is unreachable the batch is kept and retried, so a
     finished job is never reported lost by this process (its lease may still expire and run
-    it again: delivery is at-least-once).
+    it again: delivery is at-least-once). While a write keeps failing, ``stalled`` is set:
+    the worker fetches nothing more until it succeeds (a full or read-only store, a missing
+    permission), rather than run jobs whose end it cannot record.
     """
 
     def __init__(self, backend: Backend, worker_id: str) -> None:
         self._backend = backend
         self._worker_id = worker_id
         self._inbox: queue.SimpleQueue[Outcome | threading.Event | None] = queue.SimpleQueue()
+        self.stalled = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-acker", daemon=True)
         self._thread.start()
 
@@ -101,8 +104,12 @@ class Acker:
                     completed = []
                 if failed:
                     self._backend.fail(failed, self._worker_id, now)
+                self.stalled.clear()
                 return
             except Exception as exc:
+                if not self.stalled.is_set():
+                    log.warning("fetching paused until finished jobs can be recorded")
+                self.stalled.set()
                 log.warning("could not record %d finished jobs, retrying: %s", len(batch), exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)

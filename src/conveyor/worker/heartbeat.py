@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from ..backends import Backend
+from ..errors import StoreFull
 from ..job import WorkerInfo
 
 log = logging.getLogger("conveyor.worker")
@@ -55,7 +56,11 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
 
     def start(self) -> None:
-        self.beat()
+        try:
+            self.beat()
+        except StoreFull as exc:
+            # A full store still takes the writes that drain it: start, and keep trying.
+            log.warning("first heartbeat failed, the worker starts anyway: %s", exc)
         self._thread.start()
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
+from ..errors import StoreUnavailable
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
 from ..periodic.scheduler import Scheduler
@@ -147,7 +148,10 @@ class Worker:
             self.app.dead_max,
         )
         self._heartbeat.start()
-        self._heartbeat.recover()
+        try:
+            self._heartbeat.recover()
+        except StoreUnavailable as exc:  # the heartbeat runs it again; draining comes first
+            log.warning("recovery at start failed: %s", exc)
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
         # Only an app with schedules has a scheduler thread: others pay nothing for it.
@@ -219,9 +223,14 @@ class Worker:
     # -- the hot path ---------------------------------------------------------------------
     def _loop(self) -> None:
         backend, lease, fetch_size = self._backend, self.app.lease, self._free_places
+        stalled = self._acker.stalled
         while not self._stopping.is_set():
             free = fetch_size()
             if free == 0:
+                continue
+            if stalled.is_set():
+                # Finished jobs cannot be recorded: take no more until they can.
+                self._stopping.wait(0.1)
                 continue
             queues = self.order()
             try:

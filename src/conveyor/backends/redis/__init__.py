@@ -38,6 +38,14 @@ Guarantees and their limits:
   slots, so a worker of several queues blocks on the first and finds jobs of the others at
   its next fetch (``idle_wait`` later).
 
+* Behind Sentinel every reconnection asks the Sentinels for the master (after a refused
+  connection or a READONLY reply), and a script missing there is loaded on the connection
+  that runs it. With ``replicas=N`` enqueue, complete and fail end with ``WAIT N`` (one
+  round-trip with the call); see docs/production/redis.md.
+* A full server (maxmemory, noeviction) refuses an enqueue as ``StoreFull``; the scripts
+  that drain it (fetch, complete, extend, beat) write something that frees memory first,
+  since Redis refuses only a script whose first write may grow memory.
+
 Payloads and results are bytes moved by the scripts as they are; only Python parses them.
 
 Modules, each with one job: ``keys`` (every key name, and each script's KEYS), ``connect``
@@ -48,5 +56,6 @@ and housekeeping), ``admin`` (listings, counts, actions), ``lua/`` (the scripts)
 
 from .connect import RedisUnavailable, connect
 from .store import RedisBackend
+from .wire import NotReplicated
 
-__all__ = ["RedisBackend", "RedisUnavailable", "connect"]
+__all__ = ["NotReplicated", "RedisBackend", "RedisUnavailable", "connect"]

@@ -30,7 +30,10 @@ class AsyncRedisStore:
     def __init__(self, backend: RedisBackend) -> None:
         self.backend = backend
         self.keys = backend.keys
-        self.client, self.cluster = connect(backend.url, aio=True)
+        # Durable writes (replicas=N: WAIT) and the maxmemory error's own text are the sync
+        # store's only; this client sends the plain calls.
+        connected = connect(backend.url, aio=True)
+        self.client, self.cluster = connected.client, connected.cluster
         self._wire = backend._wire
 
     async def run(self, calls: Sequence[Call]) -> list[Any]:

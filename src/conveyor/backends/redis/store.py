@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
-from ...errors import ConfigurationError, QueueFull
+from ...errors import ConfigurationError, QueueFull, StoreFull
 from ...job import (
     BAD_RUN_AT,
     EXPIRED,
@@ -30,10 +30,11 @@ from ...job import (
     WorkerInfo,
 )
 from ...limits import SEP, Limit, split
+from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
-from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
+from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
 from .periodic import Periodic
@@ -92,11 +93,15 @@ class EnqueuePlan(NamedTuple):
         )
 
 
-@translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable)
+@translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable, explain)
 class RedisBackend(Admin, Periodic):
-    """Jobs in Redis, shared by any number of processes and machines."""
+    """Jobs in Redis, shared by any number of processes and machines.
 
-    def __init__(self, url: str, namespace: str) -> None:
+    ``replicas=N`` (or ``?replicas=N`` in the URL): enqueue and completion return only
+    once N replicas have the write (``WAIT``), so an acknowledged job survives a failover.
+    """
+
+    def __init__(self, url: str, namespace: str, replicas: int | None = None) -> None:
         if "{" in namespace or "}" in namespace:
             raise ConfigurationError(
                 f"namespace {namespace!r} must not contain {{ or }}: the Redis store uses them "
@@ -104,7 +109,14 @@ class RedisBackend(Admin, Periodic):
             )
         self.url = url
         self.ns = namespace
-        self._wire = Wire(*connect(url))
+        connected = connect(url, replicas)
+        self._wire = Wire(
+            connected.client,
+            connected.cluster,
+            connected.sentinel,
+            connected.replicas,
+            connected.replicas_timeout,
+        )
         self.client, self.cluster = self._wire.client, self._wire.cluster
         self.keys = Keys(namespace)
         # Queues this process registered lately: enqueue skips re-registering them.
@@ -316,7 +328,7 @@ class RedisBackend(Admin, Periodic):
 
     # -- the hot path ---------------------------------------------------------------------
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
-        if len(records) == 1 and max_queue_length is None and not self.cluster:
+        if len(records) == 1 and max_queue_length is None and not self.cluster and not self._wire.replicas:
             r = records[0]
             name = self._shard(r.queue)
             if SEP not in r.queue and self._is_registered(name) and self._enqueue_one(r, name, time.time()):
@@ -326,14 +338,14 @@ class RedisBackend(Admin, Periodic):
         plan = self.plan_enqueue(records, max_queue_length)
         try:
             replies = self._wire.run(plan.first) if plan.first else []
-            results = self._wire.run(plan.scripts)
+            results = self._stored(plan.scripts, [], plan.by_queue)
         except BaseException:
             plan.forget(self._registered)
             raise
         results = self.enqueued(plan, replies, results)
         full = plan.full(results)
         if full:
-            self._wire.run(self.undo_calls(plan.by_queue, full))
+            self._undo(plan.by_queue, full)
             raise plan.queue_full(full, results, max_queue_length)
 
     def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
@@ -416,6 +428,7 @@ class RedisBackend(Admin, Periodic):
             self.enqueue([r for chunk in chunks for r in chunk])
             return
         calls: list[Call] = []
+        ids_of_call: list[list[str]] = []
         registered: list[str] = []
         conn = self._wire.own_connection()
         writing = True
@@ -428,6 +441,7 @@ class RedisBackend(Admin, Periodic):
                     self._wire.run(parents)  # once per queue and process, before its jobs
                 added = self._enqueue_calls(by_queue, fresh, None)
                 calls += added
+                ids_of_call += [[r.id for r in batch] for batch in by_queue.values()]
                 if writing:
                     try:
                         Wire.write(conn, self._wire.commands(added))
@@ -443,13 +457,51 @@ class RedisBackend(Admin, Periodic):
                     conn.disconnect()
             if results is None:
                 results = self._wire.pipeline(calls)  # every call is safe to send twice
+            results = self._wire.rerun_missing(calls, results)
+            self._refuse_if_full(results, ids_of_call)
             self._wire.settle(calls, results)
+            if self._wire.replicas:
+                self._wire.pipeline([], durable=True)
         except BaseException:
             if writing:  # replies may be left unread: never reuse the connection as it is
                 conn.disconnect()
             for queue in registered:  # the registry may not have been written: send it again
                 self._registered.pop(queue, None)
             raise
+
+    def _stored(
+        self, scripts: list[Call], reread: list[Call], by_queue: dict[str, list[JobRecord]]
+    ) -> list[Any]:
+        """Run the enqueue ``scripts`` (and ``reread`` behind them), durably. If one queue's
+        part hit maxmemory, what the others stored is taken back, so the call stays all or
+        none (translate_errors makes the error ``StoreFull``)."""
+        try:
+            return self._wire.run(scripts + reread, durable=True)
+        except OutOfMemoryError:
+            if len(scripts) > 1:
+                self._undo(by_queue, set())
+            raise
+
+    def _refuse_if_full(self, results: list[Any], ids_of_call: list[list[str]]) -> None:
+        """A streamed batch that met maxmemory: ``StoreFull`` naming the jobs that were
+        stored (each chunk of each queue is stored whole or not at all)."""
+        if not any(isinstance(r, OutOfMemoryError) for r in results):
+            return
+        stored = [
+            i
+            for r, ids in zip(results, ids_of_call, strict=True)
+            if not isinstance(r, Exception)
+            for i in ids
+        ]
+        total = sum(len(ids) for ids in ids_of_call)
+        reason = next(r for r in results if isinstance(r, OutOfMemoryError))
+        raise StoreFull(
+            f"Redis at {redact_url(self.url)} is out of memory (maxmemory, noeviction: {reason}): "
+            f"{len(stored)} of {total} jobs of this batch were stored before it filled up (their "
+            "ids are in this error's .stored), the rest were not. Let the workers drain it, then "
+            "enqueue the rest again",
+            stored,
+        )
 
     def _enqueue_one(self, r: JobRecord, name: str, now: float) -> bool:
         """One pending or scheduled job of a registered queue (or partition ``name`` of
@@ -479,6 +531,10 @@ class RedisBackend(Admin, Periodic):
         if isinstance(reply, Exception):  # NOSCRIPT: load it and run again; else raise
             self._wire.run([Call("enqueue_one", keys, args)])
         return True
+
+    def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
+        """A queue of the batch was refused: take back what the others stored."""
+        self._wire.run(self.undo_calls(by_queue, full))
 
     def undo_calls(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> list[Call]:
         """A queue of the batch was full: the calls that take back what the others stored
@@ -744,7 +800,7 @@ class RedisBackend(Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located))
+        self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(values)
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
@@ -791,7 +847,7 @@ class RedisBackend(Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located))
+        self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(by_id)
 
     def enqueue_each(
@@ -1124,7 +1180,10 @@ class RedisBackend(Admin, Periodic):
         try:
             # BLPOP blocks in the server: an enqueue's token wakes this worker within a
             # round-trip, and an idle worker sends one command per ``timeout``.
-            self._wire.on_own_connection(lambda conn: Wire.send(conn, [("BLPOP", *keys, timeout)]))
+            if self.cluster:
+                self._block_on_node(keys[0], timeout)
+            else:
+                self._wire.on_own_connection(lambda conn: Wire.send(conn, [("BLPOP", *keys, timeout)]))
         except (*RETRYABLE, ResponseError) as exc:
             log.debug("wait: %s", exc)
             time.sleep(max(0.0, deadline - time.monotonic()))
@@ -1164,6 +1223,15 @@ class RedisBackend(Admin, Periodic):
             if deadline is not None and time.monotonic() >= deadline:
                 return record
             time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+
+    def _block_on_node(self, key: str, timeout: float) -> None:
+        """Cluster: BLPOP on the master of ``key``'s slot, on this thread's connection to it."""
+        conn = self._wire.node_connection(key)
+        try:
+            Wire.send(conn, [("BLPOP", key, timeout)])
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread; a moved slot is found again next time
+            raise
 
     def close(self) -> None:
         try:

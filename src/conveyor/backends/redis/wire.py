@@ -10,6 +10,11 @@ connection of each node, then every reply read: one round-trip per node, all nod
 A reply that says the slot moved (a resharding or a failover), or a connection that fails,
 sends the whole batch again through redis-py's pipeline, which follows the cluster's new
 layout; every command sent here is safe to send twice.
+
+Behind Sentinel that kept connection asks the sentinels for the master whenever it
+reconnects (redis-py's own reconnect goes back to the address it had), and a script missing
+after a failover is loaded on the very connection that runs it. With ``replicas=N`` a
+durable call (enqueue, completion) ends with ``WAIT N``: it returns once N replicas have it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from redis.exceptions import (
     TimeoutError,
     TryAgainError,
 )
+
+from ...errors import StoreUnavailable
 
 #: Replies of a node that say the batch must go through redis-py's own cluster pipeline.
 _RELAYOUT = (MovedError, AskError, TryAgainError, ClusterDownError)
@@ -102,12 +109,27 @@ class _OwnConnection:
                 self.pool.release(self.connection)
 
 
+class NotReplicated(StoreUnavailable):
+    """A durable write (``replicas=N``) reached the master, but fewer than N replicas
+    confirmed it in time: it may be lost if the master fails now."""
+
+
 class Wire:
     """One redis-py client, its scripts, and the calls that send commands on it."""
 
-    def __init__(self, client: Any, cluster: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        cluster: bool,
+        sentinel: bool = False,
+        replicas: int = 0,
+        replicas_timeout: float = 5.0,
+    ) -> None:
         self.client = client
         self.cluster = cluster
+        self.sentinel = sentinel
+        self.replicas = replicas
+        self.wait_ms = max(1, int(replicas_timeout * 1000))
         self._sources = {name: script_source(name) for name in SCRIPTS}
         self._scripts = {name: client.register_script(source) for name, source in self._sources.items()}
         self._local = threading.local()
@@ -121,30 +143,58 @@ class Wire:
     def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self.run([Call(name, keys, args)])[0]
 
-    def run(self, calls: Sequence[Call]) -> list[Any]:
+    def run(self, calls: Sequence[Call], durable: bool = False) -> list[Any]:
         """Run ``calls`` in one pipeline (one round-trip per node); scripts by SHA.
 
         A script the server does not know (SCRIPT FLUSH, a restart without persistence, a
         failover) is loaded and the calls that failed with NOSCRIPT are run again: a
-        NOSCRIPT call did nothing, and every script is safe to repeat.
+        NOSCRIPT call did nothing, and every script is safe to repeat. ``durable`` calls
+        wait for the configured replicas (``replicas=N``).
         """
-        return self.settle(calls, self.pipeline(calls))
+        return self.settle(calls, self.pipeline(calls, durable), durable)
 
-    def settle(self, calls: Sequence[Call], results: list[Any]) -> list[Any]:
+    def settle(self, calls: Sequence[Call], results: list[Any], durable: bool = False) -> list[Any]:
         """``results`` of ``calls`` with every NOSCRIPT one run again once its script is
         loaded; raises the first error reply."""
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for name in {calls[i].script for i in missing}:
-                if name is not None:
-                    self.client.script_load(self._sources[name])
-            again = self.pipeline([calls[i] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
+        results = self.rerun_missing(calls, results, durable)
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return results
+
+    def rerun_missing(self, calls: Sequence[Call], results: list[Any], durable: bool = False) -> list[Any]:
+        """``results`` of ``calls`` with every NOSCRIPT one run again once its script is
+        loaded; error replies are left in place."""
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            names = {calls[i].script for i in missing} - {None}
+            loads = [Call(None, "SCRIPT", "LOAD", self._sources[str(name)]) for name in names]
+            if self.cluster:
+                for load in loads:
+                    self.client.script_load(load.args[-1])
+                loads = []
+            # On one server the scripts are loaded in the same pipeline, on the connection
+            # that runs them: after a failover another connection may reach another server.
+            again = self.pipeline([*loads, *(calls[i] for i in missing)], durable)[len(loads) :]
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    def durable_commands(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``commands`` followed by the ``WAIT`` that makes them durable (single server)."""
+        return [*commands, ("WAIT", self.replicas, self.wait_ms)]
+
+    def check_replicated(self, confirmed: Any) -> None:
+        """Raise ``NotReplicated`` unless ``confirmed`` (WAIT's reply) reaches ``replicas``."""
+        if isinstance(confirmed, Exception):
+            raise confirmed
+        if int(confirmed) < self.replicas:
+            raise NotReplicated(
+                f"written to the Redis master, but only {int(confirmed)} of {self.replicas} replicas "
+                f"confirmed it within {self.wait_ms / 1000:g} s (replicas=, replicas_timeout=): it "
+                "is stored, yet a failover now could lose it. Check the replicas' link (INFO "
+                "replication); retrying is safe"
+            )
 
     def commands(self, calls: Sequence[Call]) -> list[tuple[Any, ...]]:
         commands: list[tuple[Any, ...]] = []
@@ -156,17 +206,49 @@ class Wire:
                 commands.append(("EVALSHA", self.sha(call.script), len(keys), *keys, *args))
         return commands
 
-    def pipeline(self, calls: Sequence[Call]) -> list[Any]:
+    def pipeline(self, calls: Sequence[Call], durable: bool = False) -> list[Any]:
         commands = self.commands(calls)
+        durable = durable and self.replicas > 0
         if self.cluster:
             results = self._by_node(commands)
-            if results is not None:
-                return results
-            pipe = self.client.pipeline()
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(pipe.execute(raise_on_error=False))
+            if results is None:
+                pipe = self.client.pipeline()
+                for command in commands:
+                    pipe.execute_command(*command)
+                results = list(pipe.execute(raise_on_error=False))
+            if durable and calls:
+                self._wait_on_nodes(calls)
+            return results
+        if durable:
+            commands = self.durable_commands(commands)
+            results = self.on_own_connection(lambda conn: self.send(conn, commands))
+            self.check_replicated(results.pop())
+            return results
         return self.on_own_connection(lambda conn: self.send(conn, commands))
+
+    def _wait_on_nodes(self, calls: Sequence[Call]) -> None:
+        """Cluster: ``WAIT`` on each master that took one of ``calls``' writes (the master of
+        each call's first key; a call's keys share one slot).
+
+        WAIT covers the writes of the connection it is sent on, and the calls went out on
+        pooled connections (or redis-py's pipeline, after a MOVED): so a small write to a
+        key of the call's own slot (``{tag}:durable``, expiring) goes first on the same
+        connection; a master's replication offset only grows, so confirming that write
+        confirms every earlier one of that master."""
+        markers: dict[str, str] = {}
+        for call in calls:
+            key = str(call.args[0][0] if call.script else call.args[1])
+            end = key.find("}")
+            marker = (key[: end + 1] if key.startswith("{") and end > 0 else key) + ":durable"
+            markers.setdefault(self.client.get_node_from_key(marker).name, marker)
+        confirmed: list[int] = []
+        for name, marker in markers.items():
+            node = self.client.get_redis_connection(self.client.get_node(node_name=name))
+            pipe = node.pipeline(transaction=False)
+            pipe.set(marker, 1, px=60000)
+            pipe.execute_command("WAIT", self.replicas, self.wait_ms)
+            confirmed.append(int(pipe.execute()[-1]))
+        self.check_replicated(min(confirmed))
 
     def _by_node(self, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
         """``commands`` on a Cluster, grouped by the node of their first key; None when the
@@ -211,10 +293,20 @@ class Wire:
         the thread ends, and is replaced in a forked child.
         """
         conn = self.own_connection()
+        sentinel = self.sentinel
+
+        def attempt() -> T:
+            if sentinel:
+                # redis-py reconnects a dropped connection to the address it had (its
+                # send calls connect_check_health); Sentinel's connect() asks the
+                # sentinels where the master is now.
+                conn.connect()
+            return exchange(conn)
+
         try:
             # The connection's own retry policy: reconnect with backoff and send it all
             # again, which every command here is safe to repeat.
-            return conn.retry.call_with_retry(lambda: exchange(conn), lambda error: conn.disconnect())  # type: ignore[no-any-return]
+            return conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())  # type: ignore[no-any-return]
         except BaseException:
             # Replies may be left unread (an interrupt, an error past the retries): never
             # send on such a connection again before it reconnects.
@@ -225,6 +317,19 @@ class Wire:
         own: _OwnConnection | None = getattr(self._local, "own", None)
         if own is None or own.pid != os.getpid():
             own = self._local.own = _OwnConnection(self.client.connection_pool)
+        return own.connection
+
+    def node_connection(self, key: str) -> Any:
+        """Cluster: this thread's own connection to the master of ``key``'s slot (BLPOP
+        must block there). A failover moves the slot: the next call finds the new master."""
+        node = self.client.get_node_from_key(key)
+        pool = self.client.get_redis_connection(node).connection_pool
+        nodes: dict[int, _OwnConnection] | None = getattr(self._local, "nodes", None)
+        if nodes is None:
+            nodes = self._local.nodes = {}
+        own = nodes.get(id(pool))
+        if own is None or own.pid != os.getpid() or own.pool is not pool:
+            own = nodes[id(pool)] = _OwnConnection(pool)
         return own.connection
 
     @staticmethod

@@ -9,6 +9,8 @@ if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 else
+  -- ZREM first, a write that cannot grow memory: a full store (noeviction) still takes it.
+  redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 end

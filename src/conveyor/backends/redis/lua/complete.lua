@@ -56,11 +56,16 @@ for first = 1, count, SLICE do
       if redis.call('SREM', KEYS[3], ids[n - first + 1]) == 1 then complete(n, ids[n - first + 1]) end
     end
   else
-    local mark = ndone
+    local mine = {}
     for n = first, last do
-      if held[n - first + 1] == 1 then complete(n, ids[n - first + 1]) end
+      if held[n - first + 1] == 1 then mine[#mine + 1] = n end
     end
-    if ndone > mark then redis.call('SREM', KEYS[3], unpack(done, mark + 1, ndone)) end
+    -- The holds go first: a write that frees memory. At maxmemory with noeviction Redis
+    -- refuses only a script whose first write may grow memory, so completions still land.
+    local freed = {}
+    for k, n in ipairs(mine) do freed[k] = ids[n - first + 1] end
+    if #freed > 0 then redis.call('SREM', KEYS[3], unpack(freed)) end
+    for _, n in ipairs(mine) do complete(n, ids[n - first + 1]) end
   end
 end
 

@@ -10,6 +10,9 @@
 -- deleted meanwhile) are dropped from its set instead. Every job held now has the same
 -- lease, so it is also the worker's earliest; a worker holding nothing leaves the index.
 local prefix, worker, lease_until = ARGV[1], ARGV[2], ARGV[3]
+-- A write that cannot grow memory first: at maxmemory (noeviction) Redis refuses only a
+-- script whose first write may, so a full store's leases are still extended.
+redis.call('ZREM', KEYS[2], worker)
 local extended = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = prefix .. 'j:' .. id
@@ -23,7 +26,5 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 if extended > 0 then
   redis.call('ZADD', KEYS[2], lease_until, worker)
-else
-  redis.call('ZREM', KEYS[2], worker)
 end
 return extended

@@ -122,7 +122,10 @@ for i = 1, #old, 1000 do
   redis.call('ZREM', KEYS[5], unpack(old, i, j))
 end
 
-if redis.call('SET', KEYS[7], '1', 'NX', 'PX', 60000) then
+-- pcall: on a full store (maxmemory, noeviction) this mark may be refused; the pruning of
+-- counters then waits for a later call, and the rest of housekeeping still runs.
+local mark = redis.pcall('SET', KEYS[7], '1', 'NX', 'PX', 60000)
+if mark and not mark.err then
   local cutoff = tonumber(ARGV[6])
   for _, field in ipairs(redis.call('HKEYS', KEYS[6])) do
     local minute = tonumber(string.sub(field, 3))
