@@ -238,12 +238,19 @@ class Job:
         return self._require_app().get_job(self.id)
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the job to finish and return its result.
+        """Wait for the job to finish and return its result (the store wakes the caller
+        when the job ends on Redis and PostgreSQL; SQLite is read again with backoff).
 
         Raises ``JobFailed`` if it ended in ``dead`` or ``cancelled``, and ``TimeoutError`` if
         it has not finished within ``timeout`` seconds (``None`` waits for ever).
         """
-        return self._require_app().wait_for(self.id, timeout)
+        return self._require_app().wait_for(self.id, timeout, self.queue)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """``result`` for async code: the event loop runs on while it waits, and the store
+        wakes it when the job ends where it can (Redis, PostgreSQL); SQLite is read again
+        with backoff, from every 2 ms to every 0.1 s."""
+        return await self._require_app().await_result(self.id, timeout, self.queue)
 
     def _require_app(self) -> Conveyor:
         if self._app is None:

@@ -238,6 +238,11 @@ class Task(Generic[P, R]):
         """
         return self.app._enqueue_one(JobSpec(self, args, kwargs, self.options))
 
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """``enqueue`` for async code: the event loop runs on while the store works. The
+        same checks, the same guarantee."""
+        return await self.app._aenqueue_one(JobSpec(self, args, kwargs, self.options))
+
     def using(
         self,
         *,
@@ -314,6 +319,9 @@ class BoundTask(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return self.task.app._enqueue_one(JobSpec(self.task, args, kwargs, self.options))
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return await self.task.app._aenqueue_one(JobSpec(self.task, args, kwargs, self.options))
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:

@@ -184,3 +184,16 @@ def test_queue_length_limit_rejects_the_whole_batch(make_app: AppFactory) -> Non
     with pytest.raises(QueueFull):
         x.enqueue()
     assert app.stats().queues["default"]["pending"] == 3
+
+
+def test_a_batch_spanning_queues_is_all_or_none_when_one_queue_is_full(make_app: AppFactory) -> None:
+    app = make_app(max_queue_length=3)
+
+    @app.task(name="t.x")
+    def x(n: int) -> None: ...
+
+    app.enqueue_many([x.job(1), x.job(2)])
+    with pytest.raises(QueueFull, match="default"):
+        # "other" has room; its job must not stay stored when "default" refuses.
+        app.enqueue_many([x.job(3), x.using(queue="other").job(4), x.job(5)])
+    assert app.stats().total("pending") == 2

@@ -9,6 +9,7 @@ after the app connected, with a worker running on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -122,6 +123,11 @@ def _calls(app: Conveyor, worker_calls: bool = True) -> dict[str, Callable[[], A
         "cancel": lambda: app.cancel("x"),
         "pause": lambda: app.pause("default"),
         "resume": lambda: app.resume("default"),
+        # The async client, each call on a loop of its own (so each opens its connections).
+        "aenqueue": lambda: asyncio.run(add.aenqueue(1, 2)),
+        "aenqueue_many": lambda: asyncio.run(app.aenqueue_many([add.job(i, i) for i in range(300)])),
+        "aget_job": lambda: asyncio.run(app.aget_job("0191d2d8-0000-7000-8000-000000000000")),
+        "aresult": lambda: asyncio.run(app.await_result("0191d2d8-0000-7000-8000-000000000000", 1.0)),
     }
     if worker_calls:
         now = time.time()

@@ -125,6 +125,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         limited.enqueue(0)
         app.enqueue_many([limited.job(i) for i in range(2)])
         backend.fetch(["lim"], 5, "w1", 30, time.time())
+        backend.wait_ended(got[0].id, "mail", 1)  # completed: watch.lua only looks
         app.periodic(task, every=60, args=(1,), name="keys-tick")
         tick = app._build(app.schedules["keys-tick"].spec(now), now, datetime.now(UTC), new_id())[0]
         assert backend.enqueue_ticks([Tick("keys-tick", now, now + 60, tick)], now) == [True]

@@ -15,6 +15,7 @@ from .base import (
     StoresLimits,
     StreamsEnqueue,
     WaitsAndFetches,
+    WaitsForJobs,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "StoresLimits",
     "StreamsEnqueue",
     "WaitsAndFetches",
+    "WaitsForJobs",
     "open_backend",
 ]
 

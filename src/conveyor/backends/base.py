@@ -8,8 +8,9 @@ decision depends on it, so that tests can move time and stores agree on one cloc
 
 What a store may do beyond ``Backend`` is declared, not guessed: one small protocol per
 optional capability (``StreamsEnqueue``, ``EnqueuesInTransaction``, ``WaitsAndFetches``,
-``Partitions``, ``Migrates``), as River's driver declares ``SupportsListener``. Callers look a capability up
-once, when they get the store, never per job.
+``WaitsForJobs``, ``Partitions``, ``Migrates``), as River's driver declares
+``SupportsListener``. Callers look a capability up once, when they get the store, never per
+job.
 
 Every method of the contract raises ``StoreUnavailable`` when the store cannot be reached;
 each store states which of its driver's errors mean that once, with ``translate_errors``.
@@ -236,6 +237,17 @@ class WaitsAndFetches(Protocol):
 
 
 @runtime_checkable
+class WaitsForJobs(Protocol):
+    """A store that wakes a caller waiting for a job to end (Redis, PostgreSQL)."""
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """Block until the job ended (completed, dead, cancelled) and return its record, or
+        its record as it stands after ``timeout`` seconds (``None``: no limit); None if
+        there is no such job. ``queue``: the job's queue, when the caller knows it. Jobs
+        nobody waits for pay nothing for this (at most a check per batch)."""
+
+
+@runtime_checkable
 class StoresLimits(Protocol):
     """A store that enforces concurrency and rate limits (see ``conveyor.limits``): every
     store does. A limited job is stored in its bucket (an internal queue name); ``fetch`` of
@@ -279,6 +291,7 @@ CONTRACT: tuple[str, ...] = tuple(
         StreamsEnqueue,
         EnqueuesInTransaction,
         WaitsAndFetches,
+        WaitsForJobs,
         StoresLimits,
         Partitions,
         Migrates,
@@ -290,6 +303,17 @@ CONTRACT: tuple[str, ...] = tuple(
 S = TypeVar("S", bound=type)
 #: What ``explain`` makes of a driver error: the error to raise and its message.
 Explained = tuple[type[StoreUnavailable], str]
+
+
+def unavailable(
+    store: str, url: str, exc: BaseException, raise_as: type[StoreUnavailable] = StoreUnavailable
+) -> StoreUnavailable:
+    """The error that says ``store`` at ``url`` cannot be reached because of the driver's
+    ``exc``, with no secret from either (the async stores raise it too)."""
+    return raise_as(
+        f"cannot reach {store} at {redact_url(url)} ({redact(str(exc))}); "
+        "is the server running and the URL right?"
+    )
 
 
 def translate_errors(

@@ -104,7 +104,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -137,6 +137,7 @@ from ..job import (
 )
 from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
+from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
@@ -304,6 +305,35 @@ def _unwrap_connection(connection: Any) -> Conn:
         f"using(connection=...) needs a sync psycopg 3 connection (or a SQLAlchemy Session/"
         f"Connection or Django connection over psycopg 3); got {type(connection).__name__}"
     )
+
+
+class Waits(NamedTuple):
+    """The statements of a wait for a job to end (migration 0007): LISTEN on the namespace's
+    ``ended`` channel, then mark the job waited for, unless it ended already.
+
+    Marking locks the job's row for an instant: a claim passing it then (SKIP LOCKED) leaves
+    it, and an idle worker woken for it would sleep on. So a waiter that marked a job not yet
+    running NOTIFYs its queue's channel after the mark committed, as an enqueue does, and
+    the workers look again."""
+
+    listen: str
+    unlisten: str
+    watch: str
+
+    @classmethod
+    def of(cls, schema: str, namespace: str) -> Waits:
+        channel = sql.Identifier(f"conveyor_{namespace}_ended")
+        return cls(
+            sql.SQL("LISTEN {}").format(channel).as_string(),
+            sql.SQL("UNLISTEN {}").format(channel).as_string(),
+            f"UPDATE {schema}.jobs SET waited = true WHERE id = %(id)s"
+            f" AND state NOT IN ('completed', 'dead', 'cancelled') RETURNING state, queue",
+        )
+
+
+#: Seconds a waiter for a job blocks before it marks the job again and looks: what a job moved
+#: or a notification lost costs it at most.
+RECHECK = 5.0
 
 
 class _Statements:
@@ -890,6 +920,7 @@ class PostgresBackend(Listings):
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
+        self.waits = Waits.of(self.schema, namespace)
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool[Conn] | None = None
         self._pool_pid = 0
@@ -1063,6 +1094,11 @@ class PostgresBackend(Listings):
             with suppress(Exception):
                 listener.close()
         self._closed = False  # a closed backend reopens on next use, like the SQLite store
+
+    def open_async(self) -> AsyncStore:
+        from .postgres_aio import AsyncPostgresStore
+
+        return AsyncPostgresStore(self)
 
     # -- the hot path ---------------------------------------------------------------------
     def _enqueue_params(self, records: Sequence[JobRecord]) -> dict[str, Any]:
@@ -1565,6 +1601,30 @@ class PostgresBackend(Listings):
             self._listen_conn = conn
             self._listen_pid = os.getpid()
         return conn
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """LISTEN, mark the job waited for, and block until its trigger notifies (a pooled
+        connection is held meanwhile)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def wait(conn: Conn) -> JobRecord | None:
+            conn.execute(self.waits.listen)
+            try:
+                while (marked := conn.execute(self.waits.watch, {"id": job_id}).fetchone()) is not None:
+                    if marked[0] != ACTIVE:  # see Waits
+                        conn.execute(self.sql.notify, {"channel": self.channel, "queue": marked[1]})
+                    left = RECHECK if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    for note in conn.notifies(timeout=min(left, RECHECK)):
+                        if note.payload == job_id:
+                            break
+            finally:
+                conn.execute(self.waits.unlisten)
+            row = conn.execute(self.sql.get, {"id": job_id}).fetchone()
+            return None if row is None else _record(row)
+
+        return self._run(wait, retry_for=CALLER_RETRY_FOR)
 
     # -- admin ----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:

@@ -148,7 +148,7 @@ class Runner:
             payload = self.codec.decode_payload(record.id, record.queue, record.max_attempts, record.payload)
         except BadPayload as exc:
             return self._unrunnable(record, "?", f"bad payload: {exc}")
-        if payload.expires is not None and payload.expires <= time.time():
+        if payload.expires is not None and payload.expires <= self.app.clock():
             return self._expired(record, payload.task)
         task = self.tasks.get(payload.task)
         if task is None:
@@ -403,7 +403,7 @@ class Runner:
         if permanent:
             result = dead(record, error or describe(exc))
         else:
-            result = failure(record, exc, backoff, time.time(), error=error)
+            result = failure(record, exc, backoff, self.app.clock(), error=error)
         self._log_failure(job, result, started, final=permanent or isinstance(exc, Fail))
         return result
 
@@ -423,7 +423,7 @@ class Runner:
             "max_attempts": record.max_attempts,
         }
         if result.snoozed and result.retry_at is not None:
-            delay = max(0.0, result.retry_at - time.time())
+            delay = max(0.0, result.retry_at - self.app.clock())
             fields.update(outcome="snoozed", retry_in=delay)
             job_line(
                 logging.INFO,
@@ -432,7 +432,7 @@ class Runner:
                 fields,
             )
         elif result.retry_at is not None:
-            delay = max(0.0, result.retry_at - time.time())
+            delay = max(0.0, result.retry_at - self.app.clock())
             fields.update(outcome="retry", retry_in=delay)
             job_line(
                 logging.WARNING,

@@ -157,11 +157,23 @@ def durability(query: dict[str, list[str]]) -> tuple[int, float]:
     return replicas, timeout
 
 
-def _client_options(query: dict[str, list[str]]) -> dict[str, Any]:
+def _asyncio() -> Any:
+    """``redis.asyncio`` with the modules ``connect`` uses, imported only by the async client
+    API (a worker never loads them)."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.retry
+    import redis.asyncio.sentinel
+
+    return redis.asyncio
+
+
+def _client_options(query: dict[str, list[str]], aio: bool = False) -> dict[str, Any]:
     """Options every connection gets: retry with backoff on connection errors, so a
     restarted server is reconnected by itself, yet an unreachable one fails in about 2 s."""
+    retry_type: Any = _asyncio().retry.Retry if aio else Retry
     options: dict[str, Any] = {
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), retries=3),
+        "retry": retry_type(ExponentialWithJitterBackoff(base=0.1, cap=1.0), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 30,
         "socket_connect_timeout": 1.0,
@@ -215,13 +227,15 @@ class Connected:
         self.replicas_timeout = replicas_timeout
 
 
-def connect(url: str, replicas: int | None = None) -> Connected:
+def connect(url: str, replicas: int | None = None, aio: bool = False) -> Connected:
     """A redis-py client for ``url``. ``replicas`` (``Conveyor(replicas=N)``) overrides the
-    URL's ``replicas=``."""
+    URL's ``replicas=``. With ``aio``, the same client from ``redis.asyncio`` (for the async
+    client API), built from the same options."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     query = parse_qs(parts.query, keep_blank_values=True)
-    options = _client_options(query)
+    options = _client_options(query, aio)
+    kinds: Any = _asyncio() if aio else redis
     wanted, timeout = durability(query)
     if replicas is not None:
         if replicas < 0:
@@ -236,14 +250,17 @@ def connect(url: str, replicas: int | None = None) -> Connected:
         stripped = urlencode(rest, quote_via=quote, safe="/")
         # Built by hand: urlunsplit writes unix:///path as unix:/path, which redis-py refuses.
         rebuilt = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{stripped}" if stripped else "")
-        return Connected(redis.Redis.from_url(rebuilt, **options), False, False, wanted, timeout)
+        return Connected(kinds.Redis.from_url(rebuilt, **options), False, False, wanted, timeout)
     if scheme in ("redis+cluster", "rediss+cluster"):
         user, password, hosts = _hosts(parts.netloc, 6379)
         if scheme == "rediss+cluster" or _flag(query.get("ssl", ["false"])[-1]):
             options.update(_tls_options(query))
         cluster_options = {k: v for k, v in options.items() if k not in ("retry_on_error",)}
-        client = RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[no-untyped-call]
+        cluster_type, node_type = (
+            (kinds.cluster.RedisCluster, kinds.cluster.ClusterNode) if aio else (RedisCluster, ClusterNode)
+        )
+        client = cluster_type(
+            startup_nodes=[node_type(h, p) for h, p in hosts],
             username=user,
             password=password,
             **cluster_options,
@@ -263,14 +280,16 @@ def connect(url: str, replicas: int | None = None) -> Connected:
             "socket_timeout": 5.0,
             # The master's own retry policy asks the sentinels again; retrying inside
             # each look-up as well made an unreachable Sentinel take 15 s to report.
-            "retry": Retry(NoBackoff(), 0),
+            "retry": (kinds.retry.Retry if aio else Retry)(NoBackoff(), 0),
         }
         if scheme == "rediss+sentinel" or _flag(query.get("ssl", ["false"])[-1]):
             tls = _tls_options(query)
             options.update(tls)
             if _flag(query.get("sentinel_ssl", ["true"])[-1]):
                 sentinel_kwargs.update(tls)
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **options)  # type: ignore[no-untyped-call]
-        client = sentinel.master_for(service, db=db, username=user, password=password)  # type: ignore[no-untyped-call]
+        sentinel = (kinds.sentinel.Sentinel if aio else Sentinel)(
+            hosts, sentinel_kwargs=sentinel_kwargs, **options
+        )
+        client = sentinel.master_for(service, db=db, username=user, password=password)
         return Connected(client, False, True, wanted, timeout)
     raise ConfigurationError(f"not a Redis URL: {scheme}://")

@@ -38,6 +38,10 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:paused         STRING present while the queue is paused
     {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
     {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
+    {ns:q}:waited         SET    jobs someone waits for (job.result, job.aresult): the scripts
+                                 that end a job read it once per call
+    {ns:q}:ended:<id>     LIST   a token pushed when a waited-for job ends; its waiter blocks
+                                 on it in BLPOP (expires after 5 minutes)
     {ns:q}:pruned         STRING set for a minute after recover pruned old counters
     {ns:q}:limits         HASH   limit name ('' for the queue) -> "concurrency|rate|per"
     {ns:q}:tokens         HASH   bucket (or queue) name -> "tokens|stamp" of its token bucket
@@ -161,11 +165,21 @@ class Keys:
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + "done", p + "counts", p + "held:" + worker]
+        return [p + "done", p + "counts", p + "held:" + worker, p + "waited"]
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("dead", "retry", "prios", "counts", "held:" + worker, "cancelled", "cancel", "sched")
+        names = (
+            "dead",
+            "retry",
+            "prios",
+            "counts",
+            "held:" + worker,
+            "cancelled",
+            "cancel",
+            "sched",
+            "waited",
+        )
         return [p + n for n in names]
 
     def release(self, queue: str, worker: str) -> list[str]:
@@ -179,12 +193,19 @@ class Keys:
     def recover(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         names = ("leases", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
-        return [p + n for n in (*names, "cancelled", "cancel")]
+        return [p + n for n in (*names, "cancelled", "cancel", "waited")]
 
     def act(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel")
+        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel", "waited")
         return [p + n for n in names]
+
+    def watch(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "waited"]
+
+    def ended(self, queue: str, job_id: str) -> str:
+        """The list a job's end pushes a token to, while someone waits for it."""
+        return f"{self.prefix(queue)}ended:{job_id}"
 
     def enqueue_each(self, queue: str, cluster: bool) -> list[str]:
         p = self.prefix(queue)

@@ -11,15 +11,27 @@ import os
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from ...errors import ConfigurationError, QueueFull, StoreFull
-from ...job import BAD_RUN_AT, EXPIRED, FAR_FUTURE, PENDING, SCHEDULED, Failure, JobRecord, Stats, WorkerInfo
+from ...job import (
+    BAD_RUN_AT,
+    EXPIRED,
+    FAR_FUTURE,
+    FINAL_STATES,
+    PENDING,
+    SCHEDULED,
+    Failure,
+    JobRecord,
+    Stats,
+    WorkerInfo,
+)
 from ...limits import SEP, Limit, split
 from ...redaction import redact_url
+from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
@@ -44,6 +56,41 @@ LIMITS_TTL: Final = 1.0
 #: Buckets a claim of a limited queue looks at beyond two per job it asks for (the ready
 #: set holds only buckets with a free slot, so most of them give a job).
 LOOK_AT_BUCKETS: Final = 8
+#: Seconds a waiter for a job blocks before it looks at the job again: what a lost wake-up
+#: token (a failover, a job moved to another queue) costs it at most.
+RECHECK: Final = 5.0
+#: A job's state as watch.lua returns it, once it ended.
+ENDED: Final = (b"completed", b"dead", b"cancelled")
+
+
+class EnqueuePlan(NamedTuple):
+    """An enqueue as calls: ``first`` (Cluster: the id index and queue registry, sent
+    first), then ``scripts``, one enqueue.lua per queue of ``by_queue``."""
+
+    by_queue: dict[str, list[JobRecord]]
+    fresh: list[str]
+    first: list[Call]
+    scripts: list[Call]
+    #: Where the reply with the partition counts is: in ``first``'s, ``scripts``' or none.
+    reread: str
+
+    def forget(self, registered: dict[str, float]) -> None:
+        """The calls failed: the registry may not have been written; send it again next time."""
+        for queue in self.fresh:
+            registered.pop(queue, None)
+
+    def full(self, results: Sequence[Any]) -> set[int]:
+        """Positions of the queues whose script refused the batch (queue full)."""
+        return {i for i, r in enumerate(results) if r[0] == -1}
+
+    def queue_full(self, full: set[int], results: Sequence[Any], limit: int | None) -> QueueFull:
+        i = min(full)
+        queue = list(self.by_queue)[i]
+        return QueueFull(
+            # A partition's limit is its own: see partitions.py.
+            f"queue {queue!r} holds {results[i][1]} waiting jobs; adding {len(self.by_queue[queue])} "
+            f"would pass its limit of {limit}"
+        )
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable, explain)
@@ -274,6 +321,11 @@ class RedisBackend(Admin, Periodic):
             self.client.hset(self.keys.where, mapping=found)
         return found
 
+    def open_async(self) -> AsyncStore:
+        from .aio import AsyncRedisStore
+
+        return AsyncRedisStore(self)
+
     # -- the hot path ---------------------------------------------------------------------
     def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if len(records) == 1 and max_queue_length is None and not self.cluster and not self._wire.replicas:
@@ -283,6 +335,23 @@ class RedisBackend(Admin, Periodic):
                 return
         if not records:
             return
+        plan = self.plan_enqueue(records, max_queue_length)
+        try:
+            replies = self._wire.run(plan.first) if plan.first else []
+            results = self._stored(plan.scripts, [], plan.by_queue)
+        except BaseException:
+            plan.forget(self._registered)
+            raise
+        results = self.enqueued(plan, replies, results)
+        full = plan.full(results)
+        if full:
+            self._undo(plan.by_queue, full)
+            raise plan.queue_full(full, results, max_queue_length)
+
+    def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
+        """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
+        to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
+        take."""
         by_queue = self._split(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
@@ -297,37 +366,27 @@ class RedisBackend(Admin, Periodic):
         parents = self._register_parents(by_queue, fresh)
         # The partition counts are read again with the registry, in the same round-trip.
         reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
-        try:
-            if self.cluster:
-                # Index and registry first, by their own call: see the module docstring.
-                index = [x for q, batch in by_queue.items() if q != DEFAULT for r in batch for x in (r.id, q)]
-                first = [Call(None, "SADD", self.keys.queues, *fresh), *reread] if fresh else []
-                if index:
-                    first.append(Call(None, "HSET", self.keys.where, *index))
-                if first:
-                    replies = self._wire.run(first)
-                    if fresh:
-                        self._read_partitions(replies[1])
-                results = self._stored(scripts, [], by_queue)
-            else:
-                if parents:
-                    self._wire.run(parents)
-                results = self._stored(scripts, reread, by_queue)
-                if reread:
-                    self._read_partitions(results.pop())
-        except BaseException:
-            for queue in fresh:  # the registry may not have been written: send it again
-                self._registered.pop(queue, None)
-            raise
-        full = [(i, r) for i, r in enumerate(results) if r[0] == -1]
-        if full:
-            self._undo(by_queue, {i for i, _ in full})
-            i, (_, waiting) = full[0]
-            queue = list(by_queue)[i]  # a partition's limit is its own: see partitions.py
-            raise QueueFull(
-                f"queue {queue!r} holds {waiting} waiting jobs; adding {len(by_queue[queue])} "
-                f"would pass its limit of {max_queue_length}"
-            )
+        first: list[Call] = []
+        if self.cluster:
+            # Index and registry first, by their own call: see the module docstring.
+            index = [x for q, batch in by_queue.items() if q != DEFAULT for r in batch for x in (r.id, q)]
+            if fresh:
+                first += [Call(None, "SADD", self.keys.queues, *fresh), *reread]
+            if index:
+                first.append(Call(None, "HSET", self.keys.where, *index))
+            return EnqueuePlan(by_queue, fresh, first, scripts, "first" if fresh else "")
+        # A queue whose jobs all went to its buckets is registered before them.
+        return EnqueuePlan(by_queue, fresh, parents, scripts + reread, "scripts" if fresh else "")
+
+    def enqueued(self, plan: EnqueuePlan, replies: list[Any], results: list[Any]) -> list[Any]:
+        """The replies of a plan's calls (``first``, then ``scripts``) taken in: the partition
+        counts read with them; returns the enqueue scripts' own results."""
+        if plan.reread == "first":
+            self._read_partitions(replies[1])
+        elif plan.reread == "scripts":
+            self._read_partitions(results[-1])
+            return results[:-1]
+        return results
 
     def _register_parents(self, by_queue: dict[str, list[JobRecord]], fresh: list[str]) -> list[Call]:
         """The registry entry of a queue whose jobs of this batch all went to its buckets
@@ -474,15 +533,20 @@ class RedisBackend(Admin, Periodic):
         return True
 
     def _undo(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> None:
-        """A queue of the batch was full: take back what the others stored (all or none)."""
+        """A queue of the batch was refused: take back what the others stored."""
+        self._wire.run(self.undo_calls(by_queue, full))
+
+    def undo_calls(self, by_queue: dict[str, list[JobRecord]], full: set[int]) -> list[Call]:
+        """A queue of the batch was full: the calls that take back what the others stored
+        (all or none)."""
         calls: list[Call] = []
         for n, (queue, batch) in enumerate(by_queue.items()):
             ids = [r.id for r in batch]
             if n not in full:
-                args = [self.keys.prefix(queue), "delete", time.time(), "", *ids]
+                args = [self.keys.prefix(queue), "delete", time.time(), "", "", *ids]
                 calls.append(Call("act", self.keys.act(queue), args))
             calls.append(Call(None, "HDEL", self.keys.where, *ids))
-        self._wire.run(calls)
+        return calls
 
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
@@ -1123,6 +1187,42 @@ class RedisBackend(Admin, Periodic):
         except (*RETRYABLE, ResponseError) as exc:
             log.debug("wait: %s", exc)
             time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def wait_ended(self, job_id: str, queue: str | None, timeout: float | None) -> JobRecord | None:
+        """Block in BLPOP on the job's ``ended`` list, where the script that ends it pushes a
+        token once watch.lua has marked it waited for (see keys.py)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shard, located = queue, False  # the queue is a guess: a partitioned one has shards
+        while True:
+            if shard is None:
+                found = self._locate([job_id])
+                if not found:
+                    return None
+                (shard,), located = found, True
+            state = self._wire.script("watch", self.keys.watch(shard), [self.keys.prefix(shard), job_id])
+            left = RECHECK if deadline is None else deadline - time.monotonic()
+            if state is None:
+                if not located:
+                    shard = None
+                    continue
+                # Gone, or moved to another queue as it was looked up: read it as it goes.
+                return self._poll_ended(job_id, deadline)
+            if state in ENDED or left <= 0:
+                return self.get(job_id)
+            token = self.keys.ended(shard, job_id)
+            if self.client.blpop([token], timeout=max(0.01, min(left, RECHECK))) is not None:
+                # Put the token back for anyone else waiting for the same job.
+                self._wire.run([Call(None, "LPUSH", token, "1"), Call(None, "EXPIRE", token, 300)])
+
+    def _poll_ended(self, job_id: str, deadline: float | None) -> JobRecord | None:
+        """The job once it ended, or as it stands at ``deadline``, read every 0.1 s."""
+        while True:
+            record = self.get(job_id)
+            if record is None or record.state in FINAL_STATES:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                return record
+            time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
 
     def _block_on_node(self, key: str, timeout: float) -> None:
         """Cluster: BLPOP on the master of ``key``'s slot, on this thread's connection to it."""

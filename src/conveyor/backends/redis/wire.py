@@ -70,6 +70,7 @@ SCRIPTS: Final = (
     "partition",
     "progress",
     "cancels",
+    "watch",
     "enqueue_each",
     "change",
     "sweep",
@@ -132,6 +133,9 @@ class Wire:
         self._sources = {name: script_source(name) for name in SCRIPTS}
         self._scripts = {name: client.register_script(source) for name, source in self._sources.items()}
         self._local = threading.local()
+
+    def source(self, name: str) -> str:
+        return self._sources[name]
 
     def sha(self, name: str) -> str:
         return str(self._scripts[name].sha)

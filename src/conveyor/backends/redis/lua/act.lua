@@ -9,6 +9,7 @@
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
 -- KEYS[8]  {ns:q}:wake       LIST  wake-up tokens for idle workers (retry pushes one)
 -- KEYS[9]  {ns:q}:cancel     SET   running jobs asked to stop (their workers poll it)
+-- KEYS[10] {ns:q}:waited     SET   jobs someone waits for (watch.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  action: retry | cancel | delete
 -- ARGV[3]  now
@@ -26,6 +27,15 @@ local nownum = tonumber(now)
 local WAITING = {scheduled = true, pending = true, retry = true}
 local RETRYABLE = {dead = true, cancelled = true, retry = true, scheduled = true}
 local INDEX = {completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]}
+-- Wakes whoever waits for a job that just ended (see watch.lua).
+local watched = redis.call('EXISTS', KEYS[10]) == 1
+local function ended(id)
+  if watched and redis.call('SREM', KEYS[10], id) == 1 then
+    local token = prefix .. 'ended:' .. id
+    redis.call('LPUSH', token, '1')
+    redis.call('EXPIRE', token, 300)
+  end
+end
 
 local function matches(state, run_at)
   if only == '' then return true end
@@ -76,6 +86,7 @@ for i = 6, #ARGV do
       unindex(id, state, p, false)
       redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', note)
       redis.call('ZADD', KEYS[7], now, id)
+      ended(id)
       out[1] = out[1] + 1
     elseif action == 'cancel' and state == 'active' and redis.call('HSETNX', key, 'cx', note) == 1 then
       redis.call('SADD', KEYS[9], id)
@@ -84,6 +95,7 @@ for i = 6, #ARGV do
       unindex(id, state, p, v[4])
       redis.call('SREM', KEYS[9], id)
       redis.call('DEL', key)
+      ended(id)
       out[1] = out[1] + 1
       out[#out + 1] = id
     end

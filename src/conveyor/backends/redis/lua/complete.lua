@@ -3,6 +3,7 @@
 -- KEYS[1]  {ns:q}:done           ZSET  completed job ids by finished_at
 -- KEYS[2]  {ns:q}:counts         HASH  p:<minute> / f:<minute> -> processed / failed
 -- KEYS[3]  {ns:q}:held:<worker>  SET   ids this worker holds
+-- KEYS[4]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -21,6 +22,15 @@ local prefix, now, flags = ARGV[1], ARGV[3], ARGV[5]
 local SLICE = 1000
 local done = {}
 local ndone = 0
+-- Wakes whoever waits for a job that just ended (see watch.lua).
+local watched = redis.call('EXISTS', KEYS[4]) == 1
+local function ended(id)
+  if watched and redis.call('SREM', KEYS[4], id) == 1 then
+    local token = prefix .. 'ended:' .. id
+    redis.call('LPUSH', token, '1')
+    redis.call('EXPIRE', token, 300)
+  end
+end
 
 local function complete(n, id)
   local key = prefix .. 'j:' .. id
@@ -31,6 +41,7 @@ local function complete(n, id)
   end
   ndone = ndone + 1
   done[ndone] = id
+  ended(id)
 end
 
 local count = (#ARGV - 5) / 2

@@ -9,6 +9,7 @@
 -- KEYS[6]  {ns:q}:cancelled      ZSET  cancelled job ids by finished_at
 -- KEYS[7]  {ns:q}:cancel         SET   running jobs asked to stop
 -- KEYS[8]  {ns:q}:sched          ZSET  ids stored as 'scheduled', by run_at (snoozed jobs)
+-- KEYS[9]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -21,6 +22,15 @@
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
+-- Wakes whoever waits for a job that just ended (see watch.lua).
+local watched = redis.call('EXISTS', KEYS[9]) == 1
+local function ended(id)
+  if watched and redis.call('SREM', KEYS[9], id) == 1 then
+    local token = prefix .. 'ended:' .. id
+    redis.call('LPUSH', token, '1')
+    redis.call('EXPIRE', token, 300)
+  end
+end
 for i = 6, #ARGV, 4 do
   n = n + 1
   local id, retry_at = ARGV[i], ARGV[i + 1]
@@ -30,6 +40,7 @@ for i = 6, #ARGV, 4 do
     if retry_at == '' then
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
+      ended(id)
     elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
       local at = string.sub(retry_at, 2)
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
@@ -45,6 +56,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'cancelled', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('SREM', KEYS[7], id)
+      ended(id)
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)

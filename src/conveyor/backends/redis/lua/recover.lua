@@ -12,6 +12,7 @@
 -- KEYS[8]  {ns:q}:sched    ZSET  ids stored as 'scheduled', by run_at
 -- KEYS[9]  {ns:q}:cancelled ZSET cancelled job ids by finished_at
 -- KEYS[10] {ns:q}:cancel   SET   running jobs asked to stop
+-- KEYS[11] {ns:q}:waited   SET   jobs someone waits for (watch.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  delete completed jobs finished before this time
@@ -26,6 +27,15 @@
 local prefix, now = ARGV[1], ARGV[2]
 local nownum = tonumber(now)
 local recovered = 0
+-- Wakes whoever waits for a job that just ended (see watch.lua).
+local watched = redis.call('EXISTS', KEYS[11]) == 1
+local function ended(id)
+  if watched and redis.call('SREM', KEYS[11], id) == 1 then
+    local token = prefix .. 'ended:' .. id
+    redis.call('LPUSH', token, '1')
+    redis.call('EXPIRE', token, 300)
+  end
+end
 
 -- v: s lb a m lu cx of the job's hash; m is "priority|max_attempts|timeout|created_at".
 -- A lost run of a job asked to stop ends cancelled, with the note of whoever asked.
@@ -36,9 +46,11 @@ local function lost(id, key, v)
     redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', v[6])
     redis.call('ZADD', KEYS[9], now, id)
     redis.call('SREM', KEYS[10], id)
+    ended(id)
   elseif (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
     redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', KEYS[2], now, id)
+    ended(id)
   else
     p = p or '0'  -- hand-written garbage: 0
     redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
@@ -92,6 +104,7 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     redis.call('ZREM', KEYS[3], id)
     redis.call('ZREM', KEYS[8], id)
     redis.call('ZADD', KEYS[2], now, id)
+    ended(id)
   end
   if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[4], p) end
 end
