@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -25,8 +25,11 @@ def url(tmp_path: Path) -> str:
     app.close()
     app.url = store
     scheduler = Scheduler(app)
-    scheduler.run_due(time.time() - 3600)
-    scheduler.run_due(time.time())
+    # A Sunday noon (UTC), whatever the time the suite runs: the weekday 09:00 New York
+    # schedule must not have come due in the hour before.
+    sunday_noon = datetime(2026, 11, 22, 12, tzinfo=UTC).timestamp()
+    scheduler.run_due(sunday_noon - 3600)
+    scheduler.run_due(sunday_noon)
     app.close()
     return store
 
