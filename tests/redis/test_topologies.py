@@ -5,6 +5,7 @@ Every test runs against real redis-server processes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import threading
@@ -116,6 +117,9 @@ def _fill(app: Conveyor, task: object, payload: str) -> int:
             stored += 1
     assert isinstance(info.value, StoreUnavailable)
     assert "maxmemory" in str(info.value) and "drain" in str(info.value)
+    # The async client says the same (it sends its own calls, not the sync store's).
+    with pytest.raises(StoreFull, match="maxmemory"):
+        asyncio.run(task.aenqueue(payload))  # type: ignore[attr-defined]
     return stored
 
 
@@ -242,6 +246,8 @@ def test_replicas_wait_for_a_replica_and_say_when_none_confirmed(redis_server: R
 
         with pytest.raises(NotReplicated, match="0 of 1 replicas"):
             x.enqueue()
+        with pytest.raises(NotReplicated, match="0 of 1 replicas"):  # the async client waits too
+            asyncio.run(x.aenqueue())
         app.close()
     finally:
         replica.stop()

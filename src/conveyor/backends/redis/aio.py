@@ -14,9 +14,10 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from ...job import JobRecord
+from ...redaction import redact, redact_url
 from ..aio import poll_ended
 from ..base import unavailable
-from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, unreachable
+from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT
 from .records import FIELDS, from_hash
 from .store import ENDED, RECHECK, RedisBackend
@@ -30,8 +31,9 @@ class AsyncRedisStore:
     def __init__(self, backend: RedisBackend) -> None:
         self.backend = backend
         self.keys = backend.keys
-        # Durable writes (replicas=N: WAIT) and the maxmemory error's own text are the sync
-        # store's only; this client sends the plain calls.
+        # Durable writes (replicas=N: WAIT on the connection that wrote) go through the sync
+        # store, on a thread: its WAIT logic per node is not repeated here.
+        self.durable = backend._wire.replicas > 0
         connected = connect(backend.url, aio=True)
         self.client, self.cluster = connected.client, connected.cluster
         self._wire = backend._wire
@@ -50,13 +52,23 @@ class AsyncRedisStore:
                 for i, result in zip(missing, again, strict=True):
                     results[i] = result
         except UNAVAILABLE as exc:
+            self._explain(exc)
             if not unreachable(exc):
                 raise
             raise unavailable("Redis", self.backend.url, exc, RedisUnavailable) from exc
         for result in results:
             if isinstance(result, Exception):
+                self._explain(result)
                 raise result
         return results
+
+    def _explain(self, exc: BaseException) -> None:
+        """Raise what the sync store raises for an error whose cause it can name (a full
+        store, a wrong password, a read-only replica...), as ``translate_errors`` does."""
+        explained = explain(self.backend, exc)
+        if explained is not None:
+            kind, text = explained
+            raise kind(f"Redis at {redact_url(self.backend.url)}: {redact(text)}") from exc
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         commands = self._wire.commands(calls)
@@ -141,6 +153,9 @@ class AsyncRedisStore:
 
     async def enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None = None) -> None:
         if not records:
+            return
+        if self.durable:
+            await asyncio.to_thread(self.backend.enqueue, records, max_queue_length)
             return
         plan = self.backend.plan_enqueue(records, max_queue_length)
         try:
