@@ -12,7 +12,7 @@ from typing import Any
 
 from ...job import PENDING, ScheduleState, Tick
 from .keys import DEFAULT, WAKE_TOKENS, Keys
-from .records import meta_field
+from .records import hash_items, meta_field
 from .wire import Call, Wire
 
 
@@ -84,7 +84,7 @@ class Periodic:
     def schedules(self) -> list[ScheduleState]:
         found: list[ScheduleState] = []
         for queue, fields in self._states():
-            for name, value in _pairs(fields):
+            for name, value in hash_items(fields):
                 state = _parse(name.decode(errors="replace"), queue, value)
                 if state is not None:
                     found.append(state)
@@ -95,7 +95,7 @@ class Periodic:
         calls: list[Call] = []
         for queue, fields in self._states():
             names = []
-            for name, value in _pairs(fields):
+            for name, value in hash_items(fields):
                 text = name.decode(errors="replace")
                 state = _parse(text, queue, value)
                 if text not in kept and (state is None or state.next_at < abandoned_before):
@@ -103,13 +103,6 @@ class Periodic:
             if names:
                 calls.append(Call("unschedule", self.keys.unschedule(queue), [abandoned_before, *names]))
         return sum(int(n) for n in self._wire.run(calls)) if calls else 0
-
-
-def _pairs(fields: Any) -> list[tuple[bytes, bytes]]:
-    """HGETALL's answer as pairs, whether the client made it a dict or left it a flat list."""
-    if isinstance(fields, dict):
-        return list(fields.items())
-    return [(fields[i], fields[i + 1]) for i in range(0, len(fields), 2)]
 
 
 def _parse(name: str, queue: str, value: bytes) -> ScheduleState | None:

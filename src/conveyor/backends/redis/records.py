@@ -222,6 +222,15 @@ def claimed_limited(
     return records
 
 
+def hash_items(reply: Any) -> list[tuple[Any, Any]]:
+    """HGETALL's answer as (field, value) pairs, whether the client made it a dict (RESP3,
+    or redis-py's own callback) or left it a flat list (RESP2 read raw, as redis-py 5 does
+    in our pipelines)."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return list(zip(reply[::2], reply[1::2], strict=True))
+
+
 def queue_names(values: Iterable[Any]) -> list[str]:
     """Queue names from SMEMBERS (a list in RESP2, a set in RESP3), default first."""
     names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]

@@ -38,7 +38,7 @@ from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain,
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
 from .periodic import Periodic
-from .records import claimed, claimed_limited, groups, meta_field, queue_names, split_by_queue
+from .records import claimed, claimed_limited, groups, hash_items, meta_field, queue_names, split_by_queue
 from .wire import Call, Wire
 
 log = logging.getLogger("conveyor.redis")
@@ -183,7 +183,7 @@ class RedisBackend(Admin, Periodic):
 
     def _read_partitions(self, raw: Any) -> None:
         counts: dict[str, int] = {}
-        for name, value in dict(raw).items():
+        for name, value in hash_items(raw):
             try:
                 count = int(value)
             except ValueError:
@@ -654,8 +654,7 @@ class RedisBackend(Admin, Periodic):
             return found
         replies = self._wire.run([Call(None, "HGETALL", self.keys.limits(q)) for q in queues])
         for queue, flat in zip(queues, replies, strict=True):
-            items = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
-            for name, text in items:
+            for name, text in hash_items(flat):
                 definition = Limit.decode(text)
                 if definition is not None:
                     found[(queue, name.decode() if isinstance(name, bytes) else str(name))] = definition
