@@ -171,11 +171,12 @@ def test_a_waiting_caller_is_woken_by_the_store_not_by_reading_the_job_again(
         value = await job.aresult(timeout=10)
         assert time.monotonic() - started >= 0.9
         finisher.join()
+        # aclose closes the sync store too: the sync waiter must have read its job first.
+        await asyncio.to_thread(waiter.join, 10)
         await app.aclose()
         return int(value)
 
     value = run(main())
-    waiter.join(10)
     assert value == 42 and sync_result == [42]
     if isinstance(backend, WaitsForJobs):
         assert 1 <= reads["async"] <= 3 and 1 <= reads["sync"] <= 3, reads
