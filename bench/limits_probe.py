@@ -69,7 +69,7 @@ def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, 
     }
 
 
-def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float) -> float:
+def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
     sys.path.insert(0, str(ROOT))
     from bench import limits_app
 
@@ -89,7 +89,7 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: f
         "BENCH_RUN_MS": str(run_ms),
         "CONVEYOR_URL": url,
         "LIMITS_NS": ns,
-        "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
+        "PYTHONPATH": src + ":" + str(ROOT),
     }
     command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app"]
     command += ["--queues", task.options.queue, "--concurrency", str(threads), "--log-level", "warning"]
@@ -127,6 +127,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="threads of each of the 4 workers")
     parser.add_argument("--run-ms", type=float, default=0.0, help="how long each job of the drains sleeps")
     parser.add_argument("--no-drains", action="store_true", help="the A/B run only")
+    parser.add_argument("--no-ab", action="store_true", help="the drains only")
+    parser.add_argument(
+        "--drain-main", action="store_true", help="run the drains with --main-src's workers too, interleaved"
+    )
+    parser.add_argument("--variants", default="plain,conc50,perkey")
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,18 +157,32 @@ def main() -> None:
         try:
             started = time.strftime("%H:%M:%S", time.gmtime())
             result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
-            if args.main_src:
+            if args.main_src and not args.no_ab:
                 result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
             if not args.no_drains:
                 result.update(threads=args.threads, run_ms=args.run_ms)
-                rates: dict[str, list[float]] = {"plain": [], "conc50": [], "perkey": []}
+                # The workers' conveyor: this tree's, and main's too when given, taking turns.
+                srcs = {"this": str(ROOT / "src")}
+                if args.drain_main and args.main_src:
+                    srcs["main"] = args.main_src
+                variants = [v for v in ("plain", "conc50", "perkey") if v in args.variants.split(",")]
+                rates: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
                 for rep in range(args.repeat):
-                    for variant in rates:
-                        url = url_for(f"{variant}{rep}")
-                        rates[variant].append(_drain(url, variant, args.jobs, tmp, args.threads, args.run_ms))
+                    for tree, src in srcs.items():
+                        for variant in variants:
+                            url = url_for(f"{variant}{tree}{rep}")
+                            rate = _drain(url, variant, args.jobs, tmp, args.threads, args.run_ms, src)
+                            rates[f"{variant}@{tree}"].append(rate)
                 medians = {v: statistics.median(r) for v, r in rates.items()}
                 result["drain_jobs_per_s"] = medians
-                result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
+                result["runs"] = rates
+                if "plain" in variants:
+                    result["ratio_to_plain"] = {
+                        f"{v}@{t}": medians[f"{v}@{t}"] / medians[f"plain@{t}"]
+                        for t in srcs
+                        for v in variants
+                        if v != "plain"
+                    }
             result["utc"] = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
             print(json.dumps(result, indent=2))
         finally:

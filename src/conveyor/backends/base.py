@@ -263,6 +263,25 @@ class StoresLimits(Protocol):
     def limits(self) -> dict[tuple[str, str], Limit]:
         """Every stored definition, by (queue, name)."""
 
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        """``fetch`` of up to ``limit`` jobs that start now, and besides them jobs taken
+        *ahead*: for each ``(bucket, job id, attempts)`` of ``runs`` (a job ``worker`` holds,
+        started or itself taken ahead, at that attempt), the next waiting job of that bucket,
+        if the bucket's limits (its own and its queue's) are concurrency only. A job taken
+        ahead is claimed like any other (active, an attempt, the lease) but holds no slot
+        while the job it follows is active and held by ``worker`` at that attempt: the worker
+        starts it only when that one ends, in its slot, and the store counts it from the
+        moment it records that end. Returns the jobs, and for each one taken ahead the id of
+        the job it follows. Atomic like ``fetch``."""
+
 
 @runtime_checkable
 class Partitions(Protocol):

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from itertools import chain
 from typing import Any
@@ -46,7 +46,7 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
-from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
+from ..limits import Limit, Tokens, ahead_allowed, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
@@ -164,6 +164,13 @@ def _schema(ns: str) -> list[str]:
             PRIMARY KEY (queue, name)) WITHOUT ROWID""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_tokens (
             bucket TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL) WITHOUT ROWID""",
+        # Jobs taken ahead (fetch_ahead): each is claimed (at ``claimed``, its started_at
+        # until settled) to start in the slot of one run of its bucket (``after``, at its
+        # ``attempt``) held by the same worker, and holds no slot while that run is active.
+        # Rows of ended runs are settled by the next claim of the queue or by recover.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_ahead (
+            bucket TEXT NOT NULL, id TEXT NOT NULL, worker TEXT NOT NULL, after TEXT NOT NULL,
+            attempt INTEGER NOT NULL, claimed REAL NOT NULL, PRIMARY KEY (bucket, id)) WITHOUT ROWID""",
         # Periodic schedules: the last tick enqueued of each (Backend.enqueue_ticks). Made by
         # CREATE IF NOT EXISTS on every open, so older files gain it without a version step.
         f"""CREATE TABLE IF NOT EXISTS {ns}_periodic (
@@ -531,7 +538,31 @@ class SQLiteBackend(Listings):
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
-        if limit <= 0 or (queues is not None and not queues):
+        return self._fetch(queues, limit, worker, lease, now)
+
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        after: dict[str, str] = {}
+        return self._fetch(queues, limit, worker, lease, now, runs, after), after
+
+    def _fetch(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]] | None = None,
+        after: dict[str, str] | None = None,
+    ) -> list[JobRecord]:
+        if (limit <= 0 and not runs) or (queues is not None and not queues):
             return []
         with self._write() as conn:
             # Scheduled and retry jobs that came due join the ready ones: a range read at the
@@ -544,13 +575,28 @@ class SQLiteBackend(Listings):
                 # A queue with limits is served even when only its buckets hold ready jobs
                 # (the counts below know its own jobs only); the limited claim decides.
                 serve = self._unpaused(conn, queues)
-                ids = self._pick_limited(conn, serve, limits, limit, now)
+                ids = self._pick_limited(conn, serve, limits, limit, now) if limit > 0 else []
                 claim = (
                     f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
                     f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                    f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}"
+                    f" WHERE id IN ({{}}) RETURNING {_CLAIMED}"
                 )
-                rows: list[Any] = conn.execute(claim, [worker, until, now, *ids]).fetchall()
+                rows: list[Any] = conn.execute(
+                    claim.format(",".join("?" * len(ids))), [worker, until, now, *ids]
+                ).fetchall()
+                if runs and after is not None:
+                    pairs = self._pick_ahead(conn, serve, limits, runs, worker)
+                    if pairs:
+                        more = conn.execute(
+                            claim.format(",".join("?" * len(pairs))), [worker, until, now, *pairs]
+                        ).fetchall()
+                        conn.executemany(
+                            f"INSERT OR REPLACE INTO {self.ns}_ahead (bucket, id, worker, after, attempt,"
+                            " claimed) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(row[1], row[0], worker, *pairs[row[0]], now) for row in more],
+                        )
+                        after.update((row[0], pairs[row[0]][0]) for row in more)
+                        rows += more
             else:
                 # Which queues to claim from: those in order, unpaused, with ready jobs, until
                 # their counts (kept by the triggers in this very transaction) fill the batch.
@@ -581,9 +627,8 @@ class SQLiteBackend(Listings):
                         break
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
         if limited:  # a bucket's jobs rank with their queue's
-            rank = {q: i for i, q in enumerate(serve)}
-            records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
-        elif len(serve) > 1:
+            return self._ranked(records, serve)
+        if len(serve) > 1:
             rank = {q: i for i, q in enumerate(serve)}
             records.sort(key=lambda r: (rank[r.queue], -r.priority, r.run_at, r.id))
         else:
@@ -591,6 +636,86 @@ class SQLiteBackend(Listings):
         return records
 
     # -- limits ---------------------------------------------------------------------------
+    @staticmethod
+    def _ranked(records: list[JobRecord], serve: Sequence[str]) -> list[JobRecord]:
+        rank = {q: i for i, q in enumerate(serve)}
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def _pick_ahead(
+        self,
+        conn: sqlite3.Connection,
+        serve: Sequence[str],
+        limits: dict[str, dict[str, Limit]],
+        runs: Sequence[tuple[str, str, int]],
+        worker: str,
+    ) -> dict[str, tuple[str, int]]:
+        """Jobs to take ahead, each with the run (id, attempt) in whose slot it will start:
+        per bucket, its best waiting jobs, one per run of ``runs`` that ``worker`` still
+        holds there, for buckets whose limits are concurrency only."""
+        served = set(serve)
+        by_bucket: dict[str, list[tuple[str, int]]] = {}
+        for bucket, run, attempt in runs:
+            if ahead_allowed(bucket, served, limits):
+                by_bucket.setdefault(bucket, []).append((run, attempt))
+        if not by_bucket:
+            return {}
+        ids = [run for held in by_bucket.values() for run, _ in held]
+        live = {
+            (run, attempt)
+            for run, attempt in conn.execute(
+                f"SELECT id, attempts FROM {self.t} WHERE id IN ({','.join('?' * len(ids))})"
+                " AND state = 'active' AND locked_by = ?",
+                [*ids, worker],
+            )
+        }
+        for bucket in list(by_bucket):
+            by_bucket[bucket] = [pair for pair in by_bucket[bucket] if pair in live]
+            if not by_bucket[bucket]:
+                del by_bucket[bucket]
+        if not by_bucket:
+            return {}
+        part = (
+            f"SELECT * FROM (SELECT id, queue FROM {self.t}"
+            " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
+        )
+        rows = conn.execute(
+            " UNION ALL ".join([part] * len(by_bucket)),
+            [x for bucket, held in by_bucket.items() for x in (bucket, len(held))],
+        ).fetchall()
+        pairs: dict[str, tuple[str, int]] = {}
+        for job_id, bucket in rows:
+            pairs[job_id] = by_bucket[bucket].pop(0)
+        return pairs
+
+    def _settle_ahead(self, conn: sqlite3.Connection, low: str, high: str, now: float) -> dict[str, int]:
+        """Per bucket between ``low`` and ``high``, the jobs taken ahead that hold no slot
+        yet: still active, held by that worker from that claim (its started_at), and their
+        run still active at its attempt. Any other row is settled: its job holds a slot like
+        any started one from then on; it started when its run ended (on the same worker),
+        which becomes its started_at; and the row goes."""
+        waiting: dict[str, int] = {}
+        settled: list[tuple[str, str]] = []
+        started: list[tuple[float, str, float]] = []
+        for bucket, job_id, claimed, state, mine, run_ok, run_end in conn.execute(
+            "SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
+            " y.locked_by = a.worker,"
+            " x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
+            f" FROM {self.ns}_ahead a LEFT JOIN {self.t} y ON y.id = a.id LEFT JOIN {self.t} x ON x.id = a.after"
+            " WHERE a.bucket > ? AND a.bucket < ?",
+            (low, high),
+        ):
+            if state == "active" and mine and run_ok:
+                waiting[bucket] = waiting.get(bucket, 0) + 1
+                continue
+            settled.append((bucket, job_id))
+            if state is not None and state != "pending":
+                started.append((run_end if run_end is not None else now, job_id, claimed))
+        if settled:
+            conn.executemany(f"UPDATE {self.t} SET started_at = ? WHERE id = ? AND started_at = ?", started)
+            conn.executemany(f"DELETE FROM {self.ns}_ahead WHERE bucket = ? AND id = ?", settled)
+        return waiting
+
     def _unpaused(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
         """The queues a limited claim serves, in order, without the paused ones; every
         registered queue (buckets are never registered), ``default`` first, for None."""
@@ -654,6 +779,9 @@ class SQLiteBackend(Listings):
             (low, high, queue),
         ):
             (active if state == "active" else ready)[name] = n
+        # Jobs taken ahead are active but hold no slot while their run is active.
+        for name, n in self._settle_ahead(conn, low, high, now).items():
+            active[name] = active.get(name, 0) - n
         tokens = self._tokens(conn, rated(queue, limits, ready))
         cap, room = rooms(queue, limits, active, ready, tokens, want, now, next(self._turns))
         if not room:
@@ -859,6 +987,8 @@ class SQLiteBackend(Listings):
             # buckets (full again after an hour at most) need not be kept.
             conn.execute(f"DELETE FROM {self.ns}_counts WHERE n = 0")
             conn.execute(f"DELETE FROM {self.ns}_tokens WHERE stamp < ?", (now - 3600,))
+            # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
+            self._settle_ahead(conn, "", "\U0010ffff", now)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
