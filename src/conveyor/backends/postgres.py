@@ -135,7 +135,7 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
-from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
+from ..limits import SEP, Limit, Tokens, ahead_allowed, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
@@ -693,6 +693,55 @@ class _Statements:
             f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
             f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
             f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
+        )
+        # Jobs taken ahead (fetch_ahead): the runs named that the worker still holds at their
+        # attempt, numbered per bucket; as many of each bucket's best waiting jobs; claimed
+        # (started_at: the claim's time until settled) and noted with the run each follows.
+        ahead_runs = (
+            f"SELECT r.bucket, r.id, r.attempt, row_number() OVER (PARTITION BY r.bucket ORDER BY r.ord) AS k"
+            f" FROM unnest(%(a_buckets)s::text[], %(a_ids)s::text[], %(a_attempts)s::int4[])"
+            f" WITH ORDINALITY AS r(bucket, id, attempt, ord)"
+            f" JOIN {s}.jobs x ON x.id = r.id AND x.state = 'active' AND x.locked_by = %(worker)s"
+            f" AND x.attempts = r.attempt"
+        )
+        self.claim_ahead = (
+            f"WITH runs AS MATERIALIZED ({ahead_runs}),"
+            f" pick AS MATERIALIZED (SELECT j.id, w.bucket, row_number() OVER (PARTITION BY w.bucket"
+            f"  ORDER BY j.priority DESC, j.run_at, j.id) AS k"
+            f"  FROM (SELECT bucket, count(*) AS n FROM runs GROUP BY bucket) w CROSS JOIN LATERAL ("
+            f"  SELECT id, priority, run_at FROM {s}.jobs WHERE queue = w.bucket AND state = 'pending'"
+            f"  ORDER BY priority DESC, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j),"
+            f" claimed AS (UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
+            f"  progress = NULL, locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
+            f"  finished_at = NULL FROM pick WHERE t.id = pick.id RETURNING {_T_COLUMNS}, pick.bucket, pick.k),"
+            f" noted AS (INSERT INTO {s}.limit_ahead (bucket, id, worker, after, attempt, claimed)"
+            f"  SELECT c.bucket, c.id, %(worker)s, r.id, r.attempt, %(now)s FROM claimed c"
+            f"  JOIN runs r ON r.bucket = c.bucket AND r.k = c.k"
+            f"  ON CONFLICT (bucket, id) DO UPDATE SET worker = excluded.worker, after = excluded.after,"
+            f"  attempt = excluded.attempt, claimed = excluded.claimed RETURNING id, after)"
+            f" SELECT {', '.join('c.' + c.strip() for c in _CLAIMED.split(','))}, n.after"
+            f" FROM claimed c JOIN noted n ON n.id = c.id"
+        )
+        # The jobs taken ahead in a queue's buckets, with what settles them (_settle_ahead).
+        self.ahead_rows = (
+            f"SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
+            f" y.locked_by = a.worker,"
+            f" x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
+            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id LEFT JOIN {s}.jobs x ON x.id = a.after"
+            f" WHERE a.bucket > %(low)s AND a.bucket < %(high)s"
+        )
+        self.settle_ahead = (
+            f"WITH d AS (SELECT * FROM unnest(%(buckets)s::text[], %(ids)s::text[], %(starts)s::float8[],"
+            f" %(claims)s::float8[]) AS d(bucket, id, start, claimed)),"
+            f" gone AS (DELETE FROM {s}.limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)"
+            f" UPDATE {s}.jobs AS t SET started_at = d.start FROM d"
+            f" WHERE t.id = d.id AND t.started_at = d.claimed AND d.start IS NOT NULL"
+        )
+        # A claim sent again whose first answer was lost: the jobs it took ahead say so.
+        self.reclaim_ahead = (
+            f"SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}, a.after FROM {s}.jobs t"
+            f" LEFT JOIN {s}.limit_ahead a ON a.id = t.id AND a.worker = t.locked_by AND a.claimed = t.started_at"
+            f" WHERE t.locked_by = %(worker)s AND t.state = 'active' AND t.started_at = %(now)s"
         )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         # -- a job's life (issue 15) -----------------------------------------------------
@@ -1288,22 +1337,54 @@ class PostgresBackend(Listings):
         self._run(lambda conn: conn.execute(statement, params), retry_for=CALLER_RETRY_FOR)
         self._limits_read = -1e9
 
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        params: dict[str, Any] = {
+            "queues": None if queues is None else list(queues),
+            "limit": limit,
+            "worker": worker,
+            "until": now + lease,
+            "now": now,
+        }
+        after: dict[str, str] = {}
+        limits = self._limits_now()
+        if not (limits and (queues is None or not limits.keys().isdisjoint(queues))):
+            return (self.fetch(queues, limit, worker, lease, now) if limit > 0 else []), after
+        return self._fetch_limited(queues, limits, params, runs, after), after
+
     def _fetch_limited(
-        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
+        self,
+        queues: Sequence[str] | None,
+        limits: dict[str, dict[str, Limit]],
+        params: dict[str, Any],
+        runs: Sequence[tuple[str, str, int]] = (),
+        after: dict[str, str] | None = None,
     ) -> list[JobRecord]:
         """The claim when a served queue has limits: queue by queue, a limited one in a
         transaction of its own that first takes the queue's advisory lock, so that counting
         its running jobs, reading its tokens and claiming is one step for every worker."""
         tries = 0
         limit = params["limit"]
+        found: dict[str, str] = {}
 
         def claim(conn: Conn) -> list[tuple[Any, ...]]:
             nonlocal tries
             tries += 1
+            found.clear()
             if tries > 1:
-                rows = conn.execute(self.sql.reclaim, params).fetchall()
+                # The previous try may have committed its claim and lost only the answer:
+                # hand those jobs over (and say which were taken ahead of which run).
+                rows = conn.execute(self.sql.reclaim_ahead, params).fetchall()
                 if rows:
-                    return rows
+                    found.update((row[0], row[-1]) for row in rows if row[-1] is not None)
+                    return [row[:-1] for row in rows]
             serve = [
                 name
                 for (name,) in conn.execute(
@@ -1312,34 +1393,68 @@ class PostgresBackend(Listings):
             ]
             conn.execute(self.sql.promote, params, prepare=False)
             got: list[tuple[Any, ...]] = []
+            served = set(serve)
             for queue in serve:
-                left = limit - len(got)
-                if left <= 0:
-                    break
+                left = max(0, limit - len(got))
+                ahead = [
+                    run
+                    for run in runs
+                    if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
+                ]
+                if left <= 0 and not ahead:
+                    continue
                 if queue in limits:
-                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
+                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left}, ahead, found)
                 else:
                     one = {**params, "queues": [queue], "limit": left}
                     got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
             return got
 
         records = [_record(row) for row in self._run(claim)]
+        if after is not None:
+            after.update(found)
         rank: dict[str, int] = {"default": -1} if queues is None else {q: i for i, q in enumerate(queues)}
         records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
         return records
 
+    @staticmethod
+    def _settle_ahead(rows: Any, now: float) -> tuple[dict[str, int], dict[str, Any] | None]:
+        """(per bucket, the jobs taken ahead that hold no slot yet: active, held by that
+        worker from that claim, their run still active at its attempt; the parameters of
+        settle_ahead for every other row, or None). A settled job holds a slot like any
+        started one; it started when its run ended (on the same worker): its started_at."""
+        waiting: dict[str, int] = {}
+        settle: dict[str, list[Any]] = {"buckets": [], "ids": [], "starts": [], "claims": []}
+        for bucket, job_id, claimed, state, mine, run_ok, run_end in rows.fetchall():
+            if state == "active" and mine and run_ok:
+                waiting[bucket] = waiting.get(bucket, 0) + 1
+                continue
+            ran = state is not None and state != PENDING
+            settle["buckets"].append(bucket)
+            settle["ids"].append(job_id)
+            settle["starts"].append((run_end if run_end is not None else now) if ran else None)
+            settle["claims"].append(claimed)
+        return waiting, (settle if settle["ids"] else None)
+
     def _claim_limited(
-        self, conn: Conn, queue: str, limits: dict[str, Limit], params: dict[str, Any]
+        self,
+        conn: Conn,
+        queue: str,
+        limits: dict[str, Limit],
+        params: dict[str, Any],
+        ahead: Sequence[tuple[str, str, int]] = (),
+        after: dict[str, str] | None = None,
     ) -> list[tuple[Any, ...]]:
         low, high = bucket_range(queue)
         now = params["now"]
         where = {"queue": queue, "low": low, "high": high}
-        # Pipelined: the lock, the counts and the tokens go in one round-trip, the claim in a
-        # second, the tokens spent and the commit in a third.
+        # Pipelined: the lock, the counts, the tokens and the jobs taken ahead go in one
+        # round-trip, the claims in a second, the tokens spent and the commit in a third.
         with conn.pipeline(), conn.transaction():
             conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
             counts = conn.execute(self.sql.bucket_counts, where)
             held = conn.execute(self.sql.tokens, where)
+            taken = conn.execute(self.sql.ahead_rows, where)
             active: dict[str, int] = {}
             ready: dict[str, int] = {}
             later: list[str] = []
@@ -1351,6 +1466,12 @@ class PostgresBackend(Listings):
                 elif name != queue:
                     later.append(name)
             tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
+            # Jobs taken ahead are active but hold no slot while their run is active.
+            waiting, settle = self._settle_ahead(taken, now)
+            for name, n in waiting.items():
+                active[name] = active.get(name, 0) - n
+            if settle is not None:
+                conn.execute(self.sql.settle_ahead, settle)
             if later:
                 # Buckets are not in the queues table (no plain claim may serve them), so the
                 # claim's promotion of due jobs does not reach them: this one does.
@@ -1358,22 +1479,35 @@ class PostgresBackend(Listings):
                 for (name,) in promoted.fetchall():
                     ready[name] = ready.get(name, 0) + 1
             cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
-            if not room:
-                return []
-            claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
-            rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
-            started: dict[str, int] = {}
-            for row in rows:
-                started[row[1]] = started.get(row[1], 0) + 1
-            if changed := spent(queue, limits, tokens, started, now):
-                conn.execute(
-                    self.sql.spend_tokens,
+            rows: list[tuple[Any, ...]] = []
+            if room and cap > 0:
+                claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
+                rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
+                started: dict[str, int] = {}
+                for row in rows:
+                    started[row[1]] = started.get(row[1], 0) + 1
+                if changed := spent(queue, limits, tokens, started, now):
+                    conn.execute(
+                        self.sql.spend_tokens,
+                        {
+                            "names": [c[0] for c in changed],
+                            "tokens": [c[1] for c in changed],
+                            "stamps": [c[2] for c in changed],
+                        },
+                    )
+            if ahead and after is not None:
+                more = conn.execute(
+                    self.sql.claim_ahead,
                     {
-                        "names": [c[0] for c in changed],
-                        "tokens": [c[1] for c in changed],
-                        "stamps": [c[2] for c in changed],
+                        **params,
+                        "a_buckets": [run[0] for run in ahead],
+                        "a_ids": [run[1] for run in ahead],
+                        "a_attempts": [run[2] for run in ahead],
                     },
-                )
+                    prepare=False,
+                ).fetchall()
+                after.update((row[0], row[-1]) for row in more)
+                rows += [row[:-1] for row in more]
             return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
@@ -1548,6 +1682,10 @@ class PostgresBackend(Listings):
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
             # A token bucket unused for an hour is full again: its row need not be kept.
             conn.execute(self.sql.drop_tokens, {"before": now - 3600})
+            # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
+            settle = self._settle_ahead(conn.execute(self.sql.ahead_rows, {"low": "", "high": "\U0010ffff"}), now)[1]
+            if settle is not None:
+                conn.execute(self.sql.settle_ahead, settle)
             return recovered
 
         return self._run(housekeeping)
