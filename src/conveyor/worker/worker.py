@@ -101,10 +101,11 @@ class Worker:
         )
         # A started job holds its limit's slot: one waiting in this worker's memory would keep
         # the slot from a worker with a free thread. So a limited worker claims to start only
-        # what its free threads run at once, and claims again as soon as a quarter of them are
-        # free; its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each waits here
-        # without a slot, for a run of its own limit and key in this worker to end, and
-        # starts at once in that run's slot (the store is told before the run's end).
+        # what its free threads run at once, and claims again as soon as a quarter of its
+        # places are free; its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
+        # waits here without a slot for one run of its own limit and key in this worker to
+        # end, and starts at once in that run's slot, with no round-trip (the store counts it
+        # from the moment it records that run's end).
         # run of a bucket -> (bucket, attempts, runs in its slot before it without a return)
         self._runs: dict[str, tuple[str, int, int]] = {}
         self._next: dict[str, tuple[float, Any]] = {}  # run -> (since, the job to start next)
@@ -463,7 +464,7 @@ class Worker:
         a time as each finishes would spend the store on tiny batches.
         """
         with self._cond:
-            if self._fixed_prefetch is None:
+            if self._fixed_prefetch is None or self._limited:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor):
@@ -481,14 +482,19 @@ class Worker:
         if now - since < 0.05 and self.processed - done < self.capacity:
             return
         rate = (self.processed - done) / (now - since)
+        self._rate_mark = (now, self.processed)
+        if self._limited:
+            # Jobs ahead wait for a run of their own bucket to end: only while runs are short
+            # (the runs in progress over the pace of ends: about the mean time of a run).
+            running = len(self._held) - len(self._next)
+            self._ahead_ok = rate > 0 and running / rate <= AHEAD_PACE
+        if self._fixed_prefetch is not None:
+            return
         prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
         if self._limited:
-            # Jobs ahead wait for a run of their own bucket to end: only while runs are short.
-            self._ahead_ok = rate > 0 and self.concurrency / rate <= AHEAD_PACE
             prefetch = min(prefetch, self.concurrency * AHEAD_DEPTH)
         self.capacity = self.concurrency + prefetch
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
-        self._rate_mark = (now, self.processed)
 
     def _dispatch(self, record: Any) -> None:
         job = self._route(record)
