@@ -713,7 +713,8 @@ class _Statements:
             f"  ORDER BY priority DESC, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j),"
             f" claimed AS (UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
             f"  progress = NULL, locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
-            f"  finished_at = NULL FROM pick WHERE t.id = pick.id RETURNING {_T_COLUMNS}, pick.bucket, pick.k),"
+            f"  finished_at = NULL FROM pick WHERE t.id = pick.id"
+            f"  RETURNING {_T_COLUMNS}, pick.bucket, pick.k),"
             f" noted AS (INSERT INTO {s}.limit_ahead (bucket, id, worker, after, attempt, claimed)"
             f"  SELECT c.bucket, c.id, %(worker)s, r.id, r.attempt, %(now)s FROM claimed c"
             f"  JOIN runs r ON r.bucket = c.bucket AND r.k = c.k"
@@ -727,7 +728,8 @@ class _Statements:
             f"SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
             f" y.locked_by = a.worker,"
             f" x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
-            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id LEFT JOIN {s}.jobs x ON x.id = a.after"
+            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id"
+            f" LEFT JOIN {s}.jobs x ON x.id = a.after"
             f" WHERE a.bucket > %(low)s AND a.bucket < %(high)s"
         )
         self.settle_ahead = (
@@ -740,7 +742,8 @@ class _Statements:
         # A claim sent again whose first answer was lost: the jobs it took ahead say so.
         self.reclaim_ahead = (
             f"SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}, a.after FROM {s}.jobs t"
-            f" LEFT JOIN {s}.limit_ahead a ON a.id = t.id AND a.worker = t.locked_by AND a.claimed = t.started_at"
+            f" LEFT JOIN {s}.limit_ahead a"
+            f" ON a.id = t.id AND a.worker = t.locked_by AND a.claimed = t.started_at"
             f" WHERE t.locked_by = %(worker)s AND t.state = 'active' AND t.started_at = %(now)s"
         )
         self.by_ids = "id = ANY(%(ids)s::text[])"
@@ -1397,14 +1400,14 @@ class PostgresBackend(Listings):
             for queue in serve:
                 left = max(0, limit - len(got))
                 ahead = [
-                    run
-                    for run in runs
-                    if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
+                    run for run in runs if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
                 ]
                 if left <= 0 and not ahead:
                     continue
                 if queue in limits:
-                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left}, ahead, found)
+                    got += self._claim_limited(
+                        conn, queue, limits[queue], {**params, "limit": left}, ahead, found
+                    )
                 else:
                     one = {**params, "queues": [queue], "limit": left}
                     got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
@@ -1683,7 +1686,9 @@ class PostgresBackend(Listings):
             # A token bucket unused for an hour is full again: its row need not be kept.
             conn.execute(self.sql.drop_tokens, {"before": now - 3600})
             # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
-            settle = self._settle_ahead(conn.execute(self.sql.ahead_rows, {"low": "", "high": "\U0010ffff"}), now)[1]
+            settle = self._settle_ahead(
+                conn.execute(self.sql.ahead_rows, {"low": "", "high": "\U0010ffff"}), now
+            )[1]
             if settle is not None:
                 conn.execute(self.sql.settle_ahead, settle)
             return recovered

@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import chain
 from typing import Any
@@ -701,7 +701,8 @@ class SQLiteBackend(Listings):
             "SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
             " y.locked_by = a.worker,"
             " x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
-            f" FROM {self.ns}_ahead a LEFT JOIN {self.t} y ON y.id = a.id LEFT JOIN {self.t} x ON x.id = a.after"
+            f" FROM {self.ns}_ahead a LEFT JOIN {self.t} y ON y.id = a.id"
+            f" LEFT JOIN {self.t} x ON x.id = a.after"
             " WHERE a.bucket > ? AND a.bucket < ?",
             (low, high),
         ):

@@ -343,18 +343,18 @@ class Worker:
                 start: list[Any] = []
                 now = time.monotonic()
                 for record in records:
-                    run = after.get(record.id)
-                    if run is None:
+                    follows = after.get(record.id)
+                    if follows is None:
                         if SEP in record.queue:
                             self._runs[record.id] = (record.queue, record.attempts, 0)
                         start.append(record)
-                    elif run in self._parked:  # the run ended meanwhile: its slot is this job's
-                        self._start_in_slot(record, run)
-                        self._acker.put(self._parked.pop(run))
+                    elif follows in self._parked:  # the run ended meanwhile: its slot is this job's
+                        self._start_in_slot(record, follows)
+                        self._acker.put(self._parked.pop(follows))
                         start.append(record)
-                    elif run in self._runs or run in self._ahead:
-                        self._next[run] = (now, record)
-                        self._ahead[record.id] = run
+                    elif follows in self._runs or follows in self._ahead:
+                        self._next[follows] = (now, record)
+                        self._ahead[record.id] = follows
                     else:  # (its run timed out meanwhile: see _on_stuck)
                         orphans.append(record.id)
                 self._asking = set()

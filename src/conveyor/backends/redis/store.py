@@ -634,9 +634,7 @@ class RedisBackend(Admin, Periodic):
                 flat, pairs = self._wire.script("fetch_limited", keys, args)
                 got += claimed_limited(flat, worker, lease_until, now, self._held, self._beaten)
                 if after is not None:
-                    after.update(
-                        (pairs[i].decode(), pairs[i + 1].decode()) for i in range(0, len(pairs), 2)
-                    )
+                    after.update((pairs[i].decode(), pairs[i + 1].decode()) for i in range(0, len(pairs), 2))
             else:
                 names = self._shards([queue], 0)
                 call = self._fetch_call(names, want, worker, lease_until, now, token)
