@@ -132,6 +132,7 @@ def main() -> None:
         "--drain-main", action="store_true", help="run the drains with --main-src's workers too, interleaved"
     )
     parser.add_argument("--variants", default="plain,conc50,perkey")
+    parser.add_argument("--this-src", help="the workers' src for 'this' (default: this tree's)")
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +163,7 @@ def main() -> None:
             if not args.no_drains:
                 result.update(threads=args.threads, run_ms=args.run_ms)
                 # The workers' conveyor: this tree's, and main's too when given, taking turns.
-                srcs = {"this": str(ROOT / "src")}
+                srcs = {"this": args.this_src or str(ROOT / "src")}
                 if args.drain_main and args.main_src:
                     srcs["main"] = args.main_src
                 variants = [v for v in ("plain", "conc50", "perkey") if v in args.variants.split(",")]

@@ -1388,13 +1388,13 @@ class PostgresBackend(Listings):
                 if rows:
                     found.update((row[0], row[-1]) for row in rows if row[-1] is not None)
                     return [row[:-1] for row in rows]
-            serve = [
-                name
-                for (name,) in conn.execute(
+            # One round-trip for the queues to serve and the promotion of due jobs.
+            with conn.pipeline():
+                listed = conn.execute(
                     self.sql.serve_every if queues is None else self.sql.serve_given, params
                 )
-            ]
-            conn.execute(self.sql.promote, params, prepare=False)
+                conn.execute(self.sql.promote, params, prepare=False)
+            serve = [name for (name,) in listed.fetchall()]
             got: list[tuple[Any, ...]] = []
             served = set(serve)
             for queue in serve:
@@ -1452,7 +1452,7 @@ class PostgresBackend(Listings):
         now = params["now"]
         where = {"queue": queue, "low": low, "high": high}
         # Pipelined: the lock, the counts, the tokens and the jobs taken ahead go in one
-        # round-trip, the claims in a second, the tokens spent and the commit in a third.
+        # round-trip, both claims in a second, the tokens spent and the commit in a third.
         with conn.pipeline(), conn.transaction():
             conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
             counts = conn.execute(self.sql.bucket_counts, where)
@@ -1482,10 +1482,22 @@ class PostgresBackend(Listings):
                 for (name,) in promoted.fetchall():
                     ready[name] = ready.get(name, 0) + 1
             cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
-            rows: list[tuple[Any, ...]] = []
+            # The claims of jobs to start and of jobs ahead, in one round-trip (jobs ahead are
+            # of buckets without a rate: they spend no tokens).
+            started_cur = ahead_cur = None
             if room and cap > 0:
                 claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
-                rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
+                started_cur = conn.execute(self.sql.claim_limited, claim, prepare=False)
+            if ahead and after is not None:
+                runs = {
+                    "a_buckets": [run[0] for run in ahead],
+                    "a_ids": [run[1] for run in ahead],
+                    "a_attempts": [run[2] for run in ahead],
+                }
+                ahead_cur = conn.execute(self.sql.claim_ahead, {**params, **runs}, prepare=False)
+            rows: list[tuple[Any, ...]] = []
+            if started_cur is not None:
+                rows = started_cur.fetchall()
                 started: dict[str, int] = {}
                 for row in rows:
                     started[row[1]] = started.get(row[1], 0) + 1
@@ -1498,17 +1510,8 @@ class PostgresBackend(Listings):
                             "stamps": [c[2] for c in changed],
                         },
                     )
-            if ahead and after is not None:
-                more = conn.execute(
-                    self.sql.claim_ahead,
-                    {
-                        **params,
-                        "a_buckets": [run[0] for run in ahead],
-                        "a_ids": [run[1] for run in ahead],
-                        "a_attempts": [run[2] for run in ahead],
-                    },
-                    prepare=False,
-                ).fetchall()
+            if ahead_cur is not None and after is not None:
+                more = ahead_cur.fetchall()
                 after.update((row[0], row[-1]) for row in more)
                 rows += [row[:-1] for row in more]
             return rows
