@@ -51,10 +51,10 @@ def _child_noop(src: str, url: str, jobs: int) -> None:
     print(json.dumps({"enqueue": jobs / enqueued, "drain": done / drained}))
 
 
-def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
+def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
     runs: dict[str, list[dict[str, float]]] = {"main": [], "limits": []}
     for _ in range(repeat):
-        for name, src in (("main", main_src), ("limits", str(ROOT / "src"))):
+        for name, src in (("main", main_src), ("limits", this_src)):
             out = subprocess.run(
                 [sys.executable, __file__, "--child-noop", src, "--url", url, "--jobs", str(jobs)],
                 capture_output=True,
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--store", choices=("sqlite", "postgres", "redis"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "redis", "cluster"), default="sqlite")
     parser.add_argument("--main-src", help="main's src directory for the A/B run (skipped without)")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -148,18 +148,23 @@ def main() -> None:
             def url_for(tag: str) -> str:
                 return f"sqlite:///{tmp}/{tag}.db"
         else:
-            from tests.servers import PostgresServer, RedisServer
+            from tests.servers import PostgresServer, RedisCluster, RedisServer
 
-            server = (RedisServer if args.store == "redis" else PostgresServer)().start()
+            kinds = {"redis": RedisServer, "postgres": PostgresServer, "cluster": RedisCluster}
+            server = kinds[args.store]().start()
 
             def url_for(tag: str) -> str:
+                if args.store == "cluster":
+                    host, port = server.nodes[0]
+                    return f"redis+cluster://{host}:{port}"
                 return str(server.url)
 
         try:
             started = time.strftime("%H:%M:%S", time.gmtime())
             result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
             if args.main_src and not args.no_ab:
-                result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
+                this_src = args.this_src or str(ROOT / "src")
+                result["ab_noop"] = _ab(url_for("ab"), args.main_src, this_src, args.jobs, args.repeat)
             if not args.no_drains:
                 result.update(threads=args.threads, run_ms=args.run_ms)
                 # The workers' conveyor: this tree's, and main's too when given, taking turns.

@@ -261,9 +261,9 @@ class Worker:
                         continue
                     self._outage = 0.0
                     self._submit(started)
-                    if started or self._next:
+                    if started:
                         continue
-                    records = []
+                    records = []  # (none to start now: wait, as after any empty fetch)
                 else:
                     records = backend.fetch(queues, free, self.id, lease, time.time())
             except Exception as exc:
@@ -557,6 +557,8 @@ class Worker:
         self._acker.put(Failure(entry.job_id, error, None, time.time() if entry.retry else None))
         with self._cond:
             self._held.discard(entry.job_id)
+            # Its slot is free with that outcome; a job ahead of it goes back when it goes stale.
+            self._runs.pop(entry.job_id, None)
             self._cond.notify_all()
         if self.supervised:
             log.error("a task thread is stuck past its timeout; asking for a new process")

@@ -37,8 +37,8 @@
 --
 -- A job taken ahead is claimed like any other (active, in the worker's held set, an attempt,
 -- the lease) and noted in its bucket's "ahead" HASH: id -> "worker|after|attempt|sa", the
--- job it follows and that one's attempt. It holds no slot while that job is active and held
--- by the same worker at that attempt (the worker starts it when that one ends, in its slot):
+-- job it follows and that one's attempt (checked when it is taken). It holds no slot while
+-- both are in the worker's held set (the worker starts it when the other ends, in its slot):
 -- the count of a bucket's running jobs leaves it out until then. An entry whose job it
 -- follows ended is settled by the next claim that counts the bucket: its job holds a slot
 -- from then on, and started when the other ended (its sa becomes that one's fa).
@@ -103,22 +103,44 @@ local function room(d, active, tokens)
   if tokens then r = math.min(r, math.floor(tokens + 1e-9)) end
   return r
 end
--- Jobs of a bucket taken ahead that hold no slot yet; settles the others (see above).
+-- Jobs of a bucket taken ahead that hold no slot yet: the job and the one it follows both in
+-- the worker's held set (one SMISMEMBER per worker). The others are settled (see above). A
+-- job it follows that ended and was claimed again is no counter-example: every claim of a
+-- bucket runs this script, which settles the entry before that claim.
 local function unstarted(p)
   local flat = redis.call('HGETALL', p .. 'ahead')
-  local count = 0
+  if #flat == 0 then return 0 end
+  local by_worker = {}
   for i = 1, #flat, 2 do
-    local y = flat[i]
-    local w, x, att, sa = string.match(flat[i + 1], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-    local yv = redis.call('HMGET', p .. 'j:' .. y, 's', 'lb', 'sa')
-    local xv = redis.call('HMGET', p .. 'j:' .. x, 's', 'lb', 'a', 'fa')
-    local same = sa ~= nil and yv[3] == sa
-    if same and yv[1] == 'active' and yv[2] == w and xv[1] == 'active' and xv[2] == w and xv[3] == att then
-      count = count + 1
+    local w, x, _, sa = string.match(flat[i + 1], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+    if w then
+      local list = by_worker[w]
+      if not list then
+        list = {}
+        by_worker[w] = list
+      end
+      list[#list + 1] = {flat[i], x, sa}
     else
-      redis.call('HDEL', p .. 'ahead', y)
-      if same and yv[1] and yv[1] ~= 'pending' then
-        redis.call('HSET', p .. 'j:' .. y, 'sa', xv[4] or now)
+      redis.call('HDEL', p .. 'ahead', flat[i])
+    end
+  end
+  local count = 0
+  for w, list in pairs(by_worker) do
+    local ids = {}
+    for _, e in ipairs(list) do
+      ids[#ids + 1] = e[1]
+      ids[#ids + 1] = e[2]
+    end
+    local held = redis.call('SMISMEMBER', p .. 'held:' .. w, unpack(ids))
+    for k, e in ipairs(list) do
+      if held[2 * k - 1] == 1 and held[2 * k] == 1 then
+        count = count + 1
+      else
+        redis.call('HDEL', p .. 'ahead', e[1])
+        local yv = redis.call('HMGET', p .. 'j:' .. e[1], 's', 'sa')
+        if yv[2] == e[3] and yv[1] and yv[1] ~= 'pending' then
+          redis.call('HSET', p .. 'j:' .. e[1], 'sa', redis.call('HGET', p .. 'j:' .. e[2], 'fa') or now)
+        end
       end
     end
   end
@@ -214,6 +236,7 @@ local function claim(sp, squeue, id, ps)
     if v[4] then redis.call('HDEL', key, 'fa') end
     v[3] = attempts
     redis.call('SADD', sp .. 'held:' .. worker, id)
+    if sp ~= prefix then redis.call('HDEL', sp .. 'ahead', id) end  -- a job handed back, claimed again
     local earliest = redis.call('ZSCORE', sp .. 'leases', worker)
     if not earliest or tonumber(earliest) > tonumber(lease_until) then
       redis.call('ZADD', sp .. 'leases', lease_until, worker)
