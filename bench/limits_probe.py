@@ -70,7 +70,23 @@ def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[
 
 
 def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
+    """One drain, run by a child process whose conveyor is ``src``'s (enqueue, workers and the
+    reading of the figures alike: a store's schema is the version its conveyor knows)."""
+    command = [sys.executable, __file__, "--child-drain", src, "--url", url, "--variant", variant]
+    command += ["--jobs", str(jobs), "--tmp", str(tmp), "--threads", str(threads), "--run-ms", str(run_ms)]
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": src + ":" + str(ROOT)},
+    )
+    return float(out.stdout.splitlines()[-1])
+
+
+def _drain_here(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, src)
     from bench import limits_app
 
     ns = f"lim{os.getpid()}{variant}{time.monotonic_ns() % 10**6}"
@@ -134,10 +150,19 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,conc50,perkey")
     parser.add_argument("--this-src", help="the workers' src for 'this' (default: this tree's)")
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
+    parser.add_argument("--child-drain", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_noop:
         _child_noop(args.child_noop, args.url, args.jobs)
+        return
+    if args.child_drain:
+        tmp = Path(args.tmp)
+        print(
+            _drain_here(args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain)
+        )
         return
     sys.path.insert(0, str(ROOT))
     server = None
