@@ -154,12 +154,24 @@ def main() -> None:
                     env = dict(os.environ)
                     if code:
                         env["PYTHONPATH"] = os.pathsep.join([str(Path(code).resolve()), str(REPO)])
-                    command = [sys.executable, __file__, "--drain", url, f"qp{n}", str(options.jobs), str(q), server]
-                    out = subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, text=True)
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--drain",
+                        url,
+                        f"qp{n}",
+                        str(options.jobs),
+                        str(q),
+                        server,
+                    ]
+                    out = subprocess.run(
+                        command, env=env, cwd=REPO, check=True, capture_output=True, text=True
+                    )
                     figures = json.loads(out.stdout.strip().splitlines()[-1])
                     found[(code, q)].append(figures)
                     print(
-                        f"round {r + 1}: {code or 'this code':>20} {q:4d} queues {figures['rate']:8.0f} jobs/s"
+                        f"round {r + 1}: {code or 'this code':>20} {q:4d} queues"
+                        f" {figures['rate']:8.0f} jobs/s"
                         f"  start {figures['start_s']:.3f} s  client {figures['client_us']:5.1f} µs/job"
                         f"  server {figures['server_us']:5.1f} µs/job",
                         flush=True,
