@@ -76,7 +76,7 @@ end
 -- takes, removed once the real ones are in (a sorted set never turns back into a list).
 local filler = nil
 if ndone > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
-  filler = string.rep('-', 65)
+  filler = string.rep('\0', 65)  -- (no job id holds a NUL byte)
 end
 for i = 1, ndone, SLICE do
   local j = math.min(i + SLICE - 1, ndone)
