@@ -1476,8 +1476,6 @@ class PostgresBackend(Listings):
             waiting, settle = self._settle_ahead(taken, now)
             for name, n in waiting.items():
                 active[name] = active.get(name, 0) - n
-            if settle is not None:
-                conn.execute(self.sql.settle_ahead, settle)
             if later:
                 # Buckets are not in the queues table (no plain claim may serve them), so the
                 # claim's promotion of due jobs does not reach them: this one does.
@@ -1520,6 +1518,10 @@ class PostgresBackend(Listings):
             more = ahead_cur.fetchall()
             after.update((row[0], row[-1]) for row in more)
             rows += [row[:-1] for row in more]
+        if settle is not None:
+            # After the commit, outside the queue's lock (autocommit): settling only tidies (a
+            # row whose run ended never holds its job out of the count again), whoever does it.
+            conn.execute(self.sql.settle_ahead, settle)
         return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
