@@ -109,7 +109,12 @@ class Worker:
         self.processed = 0
         self._started_at = time.time()
         self._held: set[str] = set()
-        self._cond = threading.Condition()
+        # A plain lock (the hot paths enter it directly: ``with`` on a Condition is two
+        # Python calls more per job), and the number of threads waiting on the condition:
+        # a finished job notifies only when someone listens.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         self._stopping = threading.Event()
         self._signals = 0
         self._backend = app.backend
@@ -242,9 +247,9 @@ class Worker:
             if records:
                 self._take(records)
             elif self.burst:
-                with self._cond:
+                with self._lock:
                     if self._held:
-                        self._cond.wait(0.05)
+                        self._wait_here(0.05)
                         continue
                 # Nothing held: once the last outcomes are written (a retry may be due at
                 # once), an empty fetch means there is nothing left to do.
@@ -266,7 +271,7 @@ class Worker:
                     self._store_down(exc)
 
     def _take(self, records: list[Any]) -> None:
-        with self._cond:
+        with self._lock:
             self._held.update(r.id for r in records)
         if self._decode_here:
             for record in records:
@@ -312,14 +317,22 @@ class Worker:
         a fetch is a round-trip (a write transaction on SQL stores), and claiming one job at
         a time as each finishes would spend the store on tiny batches.
         """
-        with self._cond:
+        with self._lock:
             if self._fixed_prefetch is None:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor):
-                self._cond.wait(0.05)
+                self._wait_here(0.05)
                 return 0
             return free
+
+    def _wait_here(self, timeout: float) -> None:
+        """``self._cond.wait``, counted (the caller holds ``self._lock``)."""
+        self._waiting += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
@@ -364,13 +377,14 @@ class Worker:
     def _finished(self, job_id: str, outcome: Outcome | None) -> None:
         if outcome is not None:
             self._acker.put(outcome)
-        with self._cond:
+        with self._lock:
             if outcome is not None:
                 self._held.discard(job_id)
                 self.processed += 1
             # Wake the fetcher only when a batch's worth of places is free (or none is held,
             # which shutdown and burst wait for): a wake per job costs a GIL hand-off each.
-            if len(self._held) <= self.capacity - self._batch_floor:
+            # Nobody waiting (the fetcher is already claiming): no call at all.
+            if self._waiting and len(self._held) <= self.capacity - self._batch_floor:
                 self._cond.notify_all()
 
     # -- the rare paths -------------------------------------------------------------------
@@ -399,9 +413,9 @@ class Worker:
         unstarted = self._threads.take_unstarted()
         if unstarted:
             self._release(unstarted)
-        with self._cond:
+        with self._lock:
             while self._held and time.monotonic() < deadline:
-                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._wait_here(min(0.1, max(0.0, deadline - time.monotonic())))
             left = list(self._held)
         self._acker.flush(max(1.0, deadline - time.monotonic()))
         if left:
