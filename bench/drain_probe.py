@@ -75,7 +75,7 @@ def child(url: str, namespace: str, jobs: int, server_pid: int) -> dict[str, Any
     @app.task(name="noop")
     def noop() -> None:
         n = next(count)
-        if n == STEADY_FROM or n == jobs:
+        if n in (STEADY_FROM, jobs):
             mark("steady" if n == STEADY_FROM else "last")
 
     for i in range(0, jobs, 10_000):

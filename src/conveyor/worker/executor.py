@@ -160,7 +160,8 @@ class Runner:
                 f"unknown task {payload.task!r}: not registered on the app this worker runs "
                 "(a worker runs registered tasks only)",
             )
-        return Prepared(record, task, payload)
+        # tuple.__new__ straight: a NamedTuple's own __new__ is a Python call per job.
+        return tuple.__new__(Prepared, (record, task, payload))
 
     def _expired(self, record: JobRecord, task: str) -> Failure:
         """A job fetched after its ``expires`` time: cancelled, never run."""

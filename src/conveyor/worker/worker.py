@@ -110,11 +110,12 @@ class Worker:
         self._started_at = time.time()
         self._held: set[str] = set()
         # A plain lock (the hot paths enter it directly: ``with`` on a Condition is two
-        # Python calls more per job), and the number of threads waiting on the condition:
-        # a finished job notifies only when someone listens.
+        # Python calls more per job), and whether the loop's thread (the only one that
+        # waits on the condition) waits and has not been woken yet: a finished job
+        # notifies only then, not once per job until that thread gets to run.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._waiting = 0
+        self._waiting = False
         self._stopping = threading.Event()
         self._signals = 0
         self._backend = app.backend
@@ -272,7 +273,7 @@ class Worker:
 
     def _take(self, records: list[Any]) -> None:
         with self._lock:
-            self._held.update(r.id for r in records)
+            self._held.update([r.id for r in records])
         if self._decode_here:
             for record in records:
                 self._dispatch(record)
@@ -327,12 +328,12 @@ class Worker:
             return free
 
     def _wait_here(self, timeout: float) -> None:
-        """``self._cond.wait``, counted (the caller holds ``self._lock``)."""
-        self._waiting += 1
+        """``self._cond.wait`` in the loop's thread (the caller holds ``self._lock``)."""
+        self._waiting = True
         try:
             self._cond.wait(timeout)
         finally:
-            self._waiting -= 1
+            self._waiting = False
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
@@ -383,8 +384,9 @@ class Worker:
                 self.processed += 1
             # Wake the fetcher only when a batch's worth of places is free (or none is held,
             # which shutdown and burst wait for): a wake per job costs a GIL hand-off each.
-            # Nobody waiting (the fetcher is already claiming): no call at all.
+            # Nobody waiting (the fetcher is claiming, or was woken already): no call at all.
             if self._waiting and len(self._held) <= self.capacity - self._batch_floor:
+                self._waiting = False
                 self._cond.notify_all()
 
     # -- the rare paths -------------------------------------------------------------------
