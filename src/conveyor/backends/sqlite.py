@@ -49,9 +49,10 @@ from ..job import (
 from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
+from .sqlite_batches import SQLiteBatches, batch_schema
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -69,7 +70,7 @@ _TYPES = {
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
     "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
-    "unique_until": "REAL", "snoozes": "INTEGER",
+    "unique_until": "REAL", "snoozes": "INTEGER", "batch_id": "TEXT",
 }  # fmt: skip
 
 
@@ -121,7 +122,8 @@ def _schema(ns: str) -> list[str]:
             expires_at REAL,
             unique_key TEXT,
             unique_until REAL,
-            snoozes INTEGER NOT NULL DEFAULT 0
+            snoozes INTEGER NOT NULL DEFAULT 0,
+            batch_id TEXT
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -234,6 +236,8 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"ALTER TABLE {ns}_jobs ADD COLUMN unique_until REAL",
             f"ALTER TABLE {ns}_jobs ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0",
         ],
+        # 3 -> 4: the batch a job belongs to (its tables and triggers: sqlite_batches.py).
+        3: [f"ALTER TABLE {ns}_jobs ADD COLUMN batch_id TEXT"],
     }
 
 
@@ -287,7 +291,7 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 @translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
-class SQLiteBackend(Listings):
+class SQLiteBackend(SQLiteBatches, Listings):
     """Jobs in one SQLite file, shared by any number of threads and processes."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -382,7 +386,7 @@ class SQLiteBackend(Listings):
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                for statement in _lifecycle_indexes(self.ns):
+                for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
                     conn.execute(statement)
                 return
             version = int(row[0])
@@ -395,7 +399,7 @@ class SQLiteBackend(Listings):
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
-            for statement in _lifecycle_indexes(self.ns):
+            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
                 conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
