@@ -139,6 +139,7 @@ from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
+from .postgres_batches import PostgresBatches
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
 log = logging.getLogger("conveyor.postgres")
@@ -163,7 +164,7 @@ _CLAIMED = (
     "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
     " started_at, finished_at, result, last_error, traceback, locked_by, lease_until, progress, cancel"
 )
-_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes"
+_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id"
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
 _WAITING = "('scheduled','pending','retry')"
@@ -887,7 +888,7 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
-class PostgresBackend(Listings):
+class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
