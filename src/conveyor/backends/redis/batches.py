@@ -1,0 +1,266 @@
+"""Batches on Redis and Redis Cluster (``conveyor.batch``).
+
+A batch's jobs live in their queues' slots; its counters cannot be moved by the script that
+ends a job (on Cluster a script touches one slot). So every batch key lives in one slot of
+its own, ``{ns:b}``, and a job's end reaches it in three idempotent steps:
+
+1. The script that ends the job (complete, fail, recover, act, sweep) sees it in the queue's
+   batch index ``{ns:q}:bj`` and adds it to the queue's outbox ``{ns:q}:bout`` with a new
+   sequence number (``{ns:q}:bseq``), in the same script: nothing that ends a batch job can
+   skip this. A queue without batch jobs pays one EXISTS per script call.
+2. ``batch_read.lua`` reads, in the queue's slot, each outboxed job's batch, its state now and
+   its sequence number; ``batch_apply.lua`` takes them in, in the batch slot: a state is
+   counted only with a newer sequence number than the one the batch holds for that job, so a
+   repeated or late forward changes nothing. The same script decides the callbacks (the
+   counter and the decision are one step) and marks each due one fired, adding it to
+   ``{ns:b}:fire``.
+3. ``batch_sent.lua`` removes the jobs from the outbox unless they moved again meanwhile; the
+   fired callbacks are enqueued in their queues under their fixed ids (enqueue.lua stores an
+   existing id no twice) and only then leave ``{ns:b}:fire``.
+
+The worker that ended the jobs runs the steps at once (its acknowledgement says when a batch
+job was among them). If it dies between steps, housekeeping (``recover``, run by every
+worker) runs them again for every queue, so a crash delays a callback by a housekeeping
+interval at most and never doubles it. On a single server the same scripts run, the same way.
+
+Every batch shares the slot ``{ns:b}``: one master takes all batch bookkeeping, one call per
+acknowledgement batch (not per job).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...batch import CALLBACKS, BatchRecord
+from ...errors import BatchClosed
+from ...job import PENDING, JobRecord
+from .wire import Call
+
+if TYPE_CHECKING:
+    from .keys import Keys
+    from .store import EnqueuePlan
+    from .wire import Wire
+
+#: Jobs per chunk of a batch's enqueue, and per forward of one queue's outbox.
+CHUNK = 1000
+#: Fired callbacks housekeeping enqueues per call, at most.
+FIRE_PAGE = 100
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBatches:
+    """The batch calls of ``RedisBackend`` (``conveyor.batch.StoresBatches``)."""
+
+    keys: Keys
+    client: Any
+    _wire: Wire
+
+    if TYPE_CHECKING:
+
+        def _split(self, records: Iterable[JobRecord]) -> dict[str, list[JobRecord]]: ...
+        def plan_enqueue(
+            self,
+            records: Sequence[JobRecord],
+            max_queue_length: int | None,
+            by_queue: dict[str, list[JobRecord]] | None = None,
+        ) -> EnqueuePlan: ...
+        def _stored(
+            self, scripts: list[Call], reread: list[Call], by_queue: dict[str, list[JobRecord]]
+        ) -> list[Any]: ...
+        def enqueued(self, plan: EnqueuePlan, replies: list[Any], results: list[Any]) -> list[Any]: ...
+        def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]: ...
+        def _read(self, pairs: Sequence[tuple[str, str]]) -> list[JobRecord]: ...
+        def _all_queues(self) -> list[str]: ...
+
+    # -- storing --------------------------------------------------------------------------
+    def create_batch(
+        self,
+        batch: BatchRecord,
+        records: Sequence[JobRecord],
+        callbacks: Sequence[tuple[str, JobRecord]],
+        now: float,
+    ) -> None:
+        args: list[Any] = [self.keys.batch_prefix(), batch.total, repr(batch.created_at), batch.parent or ""]
+        for kind, r in callbacks:
+            timeout = "" if r.timeout is None else repr(float(r.timeout))
+            args += [kind, r.id, r.queue, f"{int(r.priority)}|{int(r.max_attempts)}|{timeout}", r.payload]
+        (created,) = self._wire.run([Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True)
+        if int(created) == 0:
+            raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
+        # The batch counts its jobs before they exist: none can end before it counts them.
+        # (A client that dies between the two leaves a batch waiting for jobs never stored.)
+        self._store_batch_jobs(batch.id, records)
+
+    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+        (grown,) = self._wire.run(
+            [Call("batch_add", self.keys.batch_add(batch_id), [len(records)])], durable=True
+        )
+        if not int(grown):
+            return False
+        self._store_batch_jobs(batch_id, records)
+        return True
+
+    def _store_batch_jobs(self, batch_id: str, records: Sequence[JobRecord]) -> None:
+        """Mark each job in its queue's batch index, then store it (enqueue.lua), a chunk at a
+        time: the mark comes first, so the script that ends the job always finds it."""
+        ids_key = self.keys.batch_prefix() + "ids:" + batch_id
+        for start in range(0, len(records), CHUNK):
+            chunk = records[start : start + CHUNK]
+            by_queue = self._split(chunk)
+            marks: list[Call] = []
+            listed: list[Any] = []
+            for queue, batch in by_queue.items():
+                marks.append(
+                    Call(None, "HSET", self.keys.prefix(queue) + "bj", *[x for r in batch for x in (r.id, batch_id)])
+                )
+                listed += [x for r in batch for x in (0, r.id + queue)]
+            marks.append(Call(None, "ZADD", ids_key, *listed))
+            plan = self.plan_enqueue(chunk, None, by_queue)
+            try:
+                replies = self._wire.run(marks + plan.first, durable=True)[len(marks) :]
+                results = self._stored(plan.scripts, [], plan.by_queue)
+            except BaseException:
+                plan.forget(self._registered)  # type: ignore[attr-defined]
+                raise
+            self.enqueued(plan, replies, results)
+
+    # -- reading --------------------------------------------------------------------------
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        raw = self.client.hgetall(self.keys.batch_prefix() + "h:" + batch_id)
+        if not raw:
+            return None
+        fields = {_text(k): v for k, v in (raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True))}
+        callbacks: dict[str, tuple[str, float | None]] = {}
+        for kind in CALLBACKS:
+            job_id = fields.get("cb:" + kind)
+            if job_id is not None:
+                fired = fields.get("cf:" + kind)
+                callbacks[kind] = (_text(job_id), None if fired is None else float(fired))
+        parent = _text(fields.get("pa", b""))
+        return BatchRecord(
+            batch_id,
+            int(fields["t"]),
+            int(fields.get("c", 0)),
+            int(fields.get("d", 0)),
+            int(fields.get("x", 0)),
+            float(fields.get("ca", 0.0)),
+            parent or None,
+            callbacks,
+        )
+
+    def batch_jobs(self, batch_id: str, after: str | None, limit: int) -> list[JobRecord]:
+        # Members are "<id><queue>" and ids are 36 characters: "(<id>\xff" starts right after
+        # every member of that id. Jobs pruned since are skipped (the page reads on for them).
+        key = self.keys.batch_prefix() + "ids:" + batch_id
+        start = b"-" if after is None else b"(" + after.encode() + b"\xff"
+        found: list[JobRecord] = []
+        while len(found) < limit:
+            members = self.client.zrangebylex(key, start, b"+", start=0, num=limit - len(found))
+            if not members:
+                break
+            pairs = [(_text(m)[:36], _text(m)[36:]) for m in members]
+            for record in self._read(pairs):
+                record.batch_id = batch_id
+                found.append(record)
+            start = b"(" + members[-1]
+            if len(members) < limit:
+                break
+        found.sort(key=lambda r: r.id)
+        return found
+
+    def batch_of(self, queue: str, job_id: str) -> str | None:
+        """The batch of a job of ``queue`` (its stored queue), or None."""
+        value = self.client.hget(self.keys.prefix(queue) + "bj", job_id)
+        return None if value is None else _text(value)
+
+    # -- forwarding (steps 2 and 3 of the module's docstring) -----------------------------
+    def forward_batches(self, queues: Iterable[str]) -> None:
+        """Take the outboxed batch jobs of ``queues`` (stored queue names) into their
+        batches, and enqueue the callbacks that fired."""
+        pending = list(dict.fromkeys(queues))
+        prefix = self.keys.batch_prefix()
+        while pending:
+            reads = self._wire.run(
+                [Call("batch_read", self.keys.batch_read(q), [self.keys.prefix(q), CHUNK]) for q in pending]
+            )
+            entries: list[str] = []
+            sent: dict[str, list[str]] = {}
+            again: list[str] = []
+            for queue, flat in zip(pending, reads, strict=True):
+                values = [_text(x) for x in flat]
+                if len(values) >= 4 * CHUNK:
+                    again.append(queue)
+                for i in range(0, len(values), 4):
+                    job_id, batch, state, seq = values[i : i + 4]
+                    entries += (batch, job_id, state, seq)
+                    sent.setdefault(queue, []).extend((job_id, seq))
+            if not entries:
+                return
+            (fired,) = self._wire.run(
+                [Call("batch_apply", self.keys.batch_apply(), [prefix, repr(time.time()), *entries])]
+            )
+            if fired:
+                self.fire_callbacks([_text(f) for f in fired])
+            self._wire.run(
+                [
+                    Call("batch_sent", self.keys.batch_sent(q), [self.keys.prefix(q), *pairs])
+                    for q, pairs in sent.items()
+                ]
+            )
+            pending = again
+
+    def fire_callbacks(self, entries: Sequence[str] | None = None) -> None:
+        """Enqueue fired callbacks ("batch|kind" entries of ``{ns:b}:fire``; None: whatever
+        it holds, for housekeeping), each under its fixed id, then drop their entries."""
+        fire = self.keys.batch_prefix() + "fire"
+        if entries is None:
+            entries = [_text(e) for e in self.client.srandmember(fire, FIRE_PAGE) or []]
+        if not entries:
+            return
+        prefix = self.keys.batch_prefix()
+        reads = self._wire.run(
+            [
+                Call(None, "HMGET", prefix + "h:" + batch, f"cb:{kind}", f"cq:{kind}", f"cm:{kind}", f"cp:{kind}", "pa")
+                for batch, _, kind in (entry.partition("|") for entry in entries)
+            ]
+        )
+        for entry, (job_id, queue, meta, payload, parent) in zip(entries, reads, strict=True):
+            if job_id is not None and queue is not None and meta is not None and payload is not None:
+                priority, max_attempts, timeout = _text(meta).split("|")
+                now = time.time()
+                record = JobRecord(
+                    _text(job_id),
+                    _text(queue),
+                    payload,
+                    int(priority),
+                    PENDING,
+                    now,
+                    0,
+                    int(max_attempts),
+                    float(timeout) if timeout else None,
+                    now,
+                )
+                owner = _text(parent) if parent else ""
+                if owner:  # a nested batch's callback is a job of its parent
+                    record.batch_id = owner
+                    self._store_batch_jobs(owner, [record])
+                else:
+                    self._store_batch_jobs_plain([record])
+            self._wire.run([Call(None, "SREM", fire, entry)])
+
+    def _store_batch_jobs_plain(self, records: Sequence[JobRecord]) -> None:
+        """Store jobs by enqueue.lua (which stores an id that exists no twice)."""
+        by_queue = self._split(records)
+        plan = self.plan_enqueue(records, None, by_queue)
+        replies = self._wire.run(plan.first, durable=True) if plan.first else []
+        self.enqueued(plan, replies, self._stored(plan.scripts, [], plan.by_queue))
+
+    def housekeep_batches(self, queues: Sequence[str]) -> None:
+        """What a crash left between the steps: every queue's outbox, then the fire set."""
+        self.forward_batches(queues)
+        self.fire_callbacks()
