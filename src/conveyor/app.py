@@ -743,7 +743,7 @@ class Conveyor:
         store.create_batch(info, records, callbacks, now)
         for mw in self.middleware:
             mw.after_enqueue(records)
-        callbacks_info = {kind: (r.id, None) for kind, r in callbacks}
+        callbacks_info: dict[str, tuple[str, float | None]] = {kind: (r.id, None) for kind, r in callbacks}
         return Batch(self, dataclasses.replace(info, callbacks=callbacks_info), handles)
 
     def get_batch(self, batch_id: str) -> Batch | None:

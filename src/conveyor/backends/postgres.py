@@ -139,8 +139,8 @@ from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
-from .postgres_batches import PostgresBatches
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .postgres_batches import PostgresBatches
 
 log = logging.getLogger("conveyor.postgres")
 

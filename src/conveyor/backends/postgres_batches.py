@@ -87,9 +87,12 @@ class PostgresBatches:
             nonlocal tries
             tries += 1
             with conn.transaction():
-                if tries > 1 and conn.execute(
-                    f"SELECT 1 FROM {s}.batches WHERE id = %(id)s", {"id": batch.id}
-                ).fetchone():
+                if (
+                    tries > 1
+                    and conn.execute(
+                        f"SELECT 1 FROM {s}.batches WHERE id = %(id)s", {"id": batch.id}
+                    ).fetchone()
+                ):
                     return  # the previous try committed and lost its answer
                 if batch.parent is not None and not self._grow(conn, batch.parent, 1):
                     raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
@@ -122,9 +125,12 @@ class PostgresBatches:
             nonlocal tries
             tries += 1
             with conn.transaction():
-                if tries > 1 and conn.execute(
-                    f"SELECT 1 FROM {s}.jobs WHERE id = %(id)s", {"id": records[0].id}
-                ).fetchone():
+                if (
+                    tries > 1
+                    and conn.execute(
+                        f"SELECT 1 FROM {s}.jobs WHERE id = %(id)s", {"id": records[0].id}
+                    ).fetchone()
+                ):
                     return True
                 if not self._grow(conn, batch_id, len(records)):
                     return False

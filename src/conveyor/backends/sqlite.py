@@ -49,8 +49,8 @@ from ..job import (
 from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
-from .sqlite_batches import SQLiteBatches, batch_schema
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .sqlite_batches import SQLiteBatches, batch_schema
 
 SCHEMA_VERSION = 4
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came

@@ -89,7 +89,9 @@ class RedisBatches:
         for kind, r in callbacks:
             timeout = "" if r.timeout is None else repr(float(r.timeout))
             args += [kind, r.id, r.queue, f"{int(r.priority)}|{int(r.max_attempts)}|{timeout}", r.payload]
-        (created,) = self._wire.run([Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True)
+        (created,) = self._wire.run(
+            [Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True
+        )
         if int(created) == 0:
             raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
         # The batch counts its jobs before they exist: none can end before it counts them.
@@ -116,7 +118,12 @@ class RedisBatches:
             listed: list[Any] = []
             for queue, batch in by_queue.items():
                 marks.append(
-                    Call(None, "HSET", self.keys.prefix(queue) + "bj", *[x for r in batch for x in (r.id, batch_id)])
+                    Call(
+                        None,
+                        "HSET",
+                        self.keys.prefix(queue) + "bj",
+                        *[x for r in batch for x in (r.id, batch_id)],
+                    )
                 )
                 listed += [x for r in batch for x in (0, r.id + queue)]
             marks.append(Call(None, "ZADD", ids_key, *listed))
@@ -134,7 +141,10 @@ class RedisBatches:
         raw = self.client.hgetall(self.keys.batch_prefix() + "h:" + batch_id)
         if not raw:
             return None
-        fields = {_text(k): v for k, v in (raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True))}
+        fields = {
+            _text(k): v
+            for k, v in (raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True))
+        }
         callbacks: dict[str, tuple[str, float | None]] = {}
         for kind in CALLBACKS:
             job_id = fields.get("cb:" + kind)
@@ -225,7 +235,16 @@ class RedisBatches:
         prefix = self.keys.batch_prefix()
         reads = self._wire.run(
             [
-                Call(None, "HMGET", prefix + "h:" + batch, f"cb:{kind}", f"cq:{kind}", f"cm:{kind}", f"cp:{kind}", "pa")
+                Call(
+                    None,
+                    "HMGET",
+                    prefix + "h:" + batch,
+                    f"cb:{kind}",
+                    f"cq:{kind}",
+                    f"cm:{kind}",
+                    f"cp:{kind}",
+                    "pa",
+                )
                 for batch, _, kind in (entry.partition("|") for entry in entries)
             ]
         )

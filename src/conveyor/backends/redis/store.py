@@ -33,8 +33,8 @@ from ...limits import SEP, Limit, split
 from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
-from .batches import RedisBatches
 from .admin import Admin
+from .batches import RedisBatches
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
