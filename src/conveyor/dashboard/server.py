@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from ..batch import Batch
 from ..job import (
     ACTIVE,
     CANCELLED,
@@ -46,7 +47,6 @@ from ..job import (
     Job,
     Stats,
 )
-from ..batch import Batch
 from ..page import JobPage
 from ..task import MAX_DELAY
 from . import security
