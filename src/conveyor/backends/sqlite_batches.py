@@ -22,64 +22,94 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 _ENDED = "('completed','dead','cancelled')"
-#: When a callback is due, for the callback ``c`` of the batch ``b`` (see conveyor.batch).
-_DUE = (
-    "((c.kind = 'death' AND b.dead > 0)"
-    " OR (c.kind = 'complete' AND b.completed + b.dead + b.cancelled >= b.total)"
-    " OR (c.kind = 'success' AND b.completed >= b.total))"
-)
 
 
-def _decide(ns: str, batch: str, at: str) -> str:
-    """Trigger statements that fire the due callbacks of the batch ``batch`` (an expression)
-    at the time ``at``: its nested callbacks other than on_complete join the parent's count,
-    then each due callback's job is inserted and marked fired."""
-    due = (
-        f"FROM {ns}_batch_callbacks c JOIN {ns}_batches b ON b.id = c.batch_id"
-        f" WHERE c.batch_id = {batch} AND c.fired IS NULL AND {_DUE}"
-    )
-    return f"""
-        UPDATE {ns}_batches SET total = total + (SELECT count(*) {due} AND c.kind <> 'complete')
-            WHERE id = (SELECT parent FROM {ns}_batches WHERE id = {batch});
-        INSERT INTO {ns}_jobs (id, queue, payload, priority, state, run_at, max_attempts, timeout,
-                created_at, batch_id)
-            SELECT c.job_id, c.queue, c.payload, c.priority, 'pending', {at}, c.max_attempts,
-                c.timeout, {at}, b.parent {due};
-        UPDATE {ns}_batch_callbacks SET fired = {at} WHERE rowid IN (SELECT c.rowid {due});"""
+def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
+    """The statement a batch job's move runs: the counters move by ``deltas`` (completed,
+    dead, cancelled), and ``due`` says, from the same values, whether a callback not yet
+    fired is due now. SET reads the row as it was, so the new counts are spelt out."""
+    c, d, x = deltas
+    return f"""UPDATE {ns}_batches SET completed = completed + {c}, dead = dead + {d},
+            cancelled = cancelled + {x}, at = {at},
+            due = (cb_death AND dead + {d} > 0)
+                OR (cb_complete AND completed + dead + cancelled + {c} + {d} + {x} >= total)
+                OR (cb_success AND completed + {c} >= total)
+            WHERE id = {row}.{batch};"""
 
 
 def batch_schema(ns: str) -> list[str]:
     """Tables, index and triggers of batches, made by CREATE IF NOT EXISTS on every open
-    (after the upgrade that gives the jobs table its ``batch_id`` column)."""
+    (after the upgrade that gives the jobs table its ``batch_id`` column).
+
+    A batch job's move into or out of an end runs one UPDATE of its batch's row (the trigger
+    on jobs); only when that UPDATE finds a callback due does the trigger on batches run,
+    which inserts the due callbacks' jobs and marks them fired. (It updates its own row in
+    turn, which does not fire it again: SQLite's recursive triggers are off.)"""
     now = "((julianday('now') - 2440587.5) * 86400.0)"
+    due = (
+        "((c.kind = 'death' AND NEW.dead > 0)"
+        " OR (c.kind = 'complete' AND NEW.completed + NEW.dead + NEW.cancelled >= NEW.total)"
+        " OR (c.kind = 'success' AND NEW.completed >= NEW.total))"
+    )
+    due_now = f"c.batch_id = NEW.id AND c.fired IS NULL AND {due}"
     return [
+        # cb_*: the callback exists and has not fired; due: one of them is due (see _moved);
+        # at: when the last move happened (a callback due then runs from then).
         f"""CREATE TABLE IF NOT EXISTS {ns}_batches (
             id TEXT PRIMARY KEY, parent TEXT, total INTEGER NOT NULL,
             completed INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0,
-            cancelled INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL) WITHOUT ROWID""",
+            cancelled INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            cb_success INTEGER NOT NULL DEFAULT 0, cb_complete INTEGER NOT NULL DEFAULT 0,
+            cb_death INTEGER NOT NULL DEFAULT 0, due INTEGER NOT NULL DEFAULT 0, at REAL)
+            WITHOUT ROWID""",
         # A callback's job, built and signed by the app at app.batch, stored here until due.
         f"""CREATE TABLE IF NOT EXISTS {ns}_batch_callbacks (
             batch_id TEXT NOT NULL, kind TEXT NOT NULL, job_id TEXT NOT NULL, queue TEXT NOT NULL,
             payload BLOB NOT NULL, priority INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
-            timeout REAL, fired REAL, PRIMARY KEY (batch_id, kind))""",
+            timeout REAL, fired REAL, PRIMARY KEY (batch_id, kind)) WITHOUT ROWID""",
         # A batch's jobs by id (its pages); jobs outside batches have no entry.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
             WHERE batch_id IS NOT NULL""",
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
                 AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
-            UPDATE {ns}_batches SET
-                completed = completed + (NEW.state = 'completed') - (OLD.state = 'completed'),
-                dead = dead + (NEW.state = 'dead') - (OLD.state = 'dead'),
-                cancelled = cancelled + (NEW.state = 'cancelled') - (OLD.state = 'cancelled')
-                WHERE id = NEW.batch_id;
-            {_decide(ns, "NEW.batch_id", f"coalesce(NEW.finished_at, {now})")}
+            {
+            _moved(
+                ns,
+                "NEW",
+                "batch_id",
+                f"coalesce(NEW.finished_at, {now})",
+                (
+                    "(NEW.state = 'completed') - (OLD.state = 'completed')",
+                    "(NEW.state = 'dead') - (OLD.state = 'dead')",
+                    "(NEW.state = 'cancelled') - (OLD.state = 'cancelled')",
+                ),
+            )
+        }
         END""",
         # A job deleted before it ended counts as cancelled: its batch must still finish.
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
             WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN {_ENDED} BEGIN
-            UPDATE {ns}_batches SET cancelled = cancelled + 1 WHERE id = OLD.batch_id;
-            {_decide(ns, "OLD.batch_id", now)}
+            {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
+        END""",
+        # The decision: each due callback's job inserted (a nested batch's into its parent,
+        # whose count its on_success and on_death join now), then marked fired.
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_batches_due AFTER UPDATE OF due ON {ns}_batches
+            WHEN NEW.due BEGIN
+            INSERT INTO {ns}_jobs (id, queue, payload, priority, state, run_at, max_attempts,
+                    timeout, created_at, batch_id)
+                SELECT c.job_id, c.queue, c.payload, c.priority, 'pending', NEW.at, c.max_attempts,
+                    c.timeout, NEW.at, NEW.parent
+                FROM {ns}_batch_callbacks c WHERE {due_now};
+            UPDATE {ns}_batches SET total = total + (SELECT count(*) FROM {ns}_batch_callbacks c
+                    WHERE {due_now} AND c.kind <> 'complete')
+                WHERE id = NEW.parent;
+            UPDATE {ns}_batch_callbacks SET fired = NEW.at WHERE {due_now.replace("c.", "")};
+            UPDATE {ns}_batches SET due = 0,
+                cb_death = cb_death AND NOT dead > 0,
+                cb_complete = cb_complete AND NOT completed + dead + cancelled >= total,
+                cb_success = cb_success AND NOT completed >= total
+                WHERE id = NEW.id;
         END""",
     ]
 
@@ -128,9 +158,19 @@ class SQLiteBatches:
         with self._write() as conn:
             if batch.parent is not None and not _grow(conn, self.ns, batch.parent, 1):
                 raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
+            kinds = {kind for kind, _ in callbacks}
             conn.execute(
-                f"INSERT INTO {self.ns}_batches (id, parent, total, created_at) VALUES (?, ?, ?, ?)",
-                (batch.id, batch.parent, batch.total, batch.created_at),
+                f"INSERT INTO {self.ns}_batches (id, parent, total, created_at, cb_success,"
+                " cb_complete, cb_death) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.id,
+                    batch.parent,
+                    batch.total,
+                    batch.created_at,
+                    "success" in kinds,
+                    "complete" in kinds,
+                    "death" in kinds,
+                ),
             )
             conn.executemany(
                 f"INSERT INTO {self.ns}_batch_callbacks (batch_id, kind, job_id, queue, payload,"
