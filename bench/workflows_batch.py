@@ -83,7 +83,9 @@ def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", choices=("sqlite", "postgres", "redis", "redis-cluster"), default="sqlite")
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -116,7 +118,9 @@ def main() -> None:
         if args.store != "sqlite":
             from tests.servers import PostgresServer, RedisCluster, RedisServer
 
-            kind = {"redis": RedisServer, "postgres": PostgresServer, "redis-cluster": RedisCluster}[args.store]
+            kind = {"redis": RedisServer, "postgres": PostgresServer, "redis-cluster": RedisCluster}[
+                args.store
+            ]
             server = kind().start()
         try:
             result: dict[str, object] = {

@@ -96,10 +96,19 @@ class PostgresBatches:
                     return  # the previous try committed and lost its answer
                 if batch.parent is not None and not self._grow(conn, batch.parent, 1):
                     raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
+                kinds = {kind for kind, _ in callbacks}
                 conn.execute(
-                    f"INSERT INTO {s}.batches (id, parent, total, created_at)"
-                    " VALUES (%(id)s, %(parent)s, %(total)s, %(at)s)",
-                    {"id": batch.id, "parent": batch.parent, "total": batch.total, "at": batch.created_at},
+                    f"INSERT INTO {s}.batches (id, parent, total, created_at, cb_success, cb_complete,"
+                    " cb_death) VALUES (%(id)s, %(parent)s, %(total)s, %(at)s, %(s)s, %(c)s, %(d)s)",
+                    {
+                        "id": batch.id,
+                        "parent": batch.parent,
+                        "total": batch.total,
+                        "at": batch.created_at,
+                        "s": "success" in kinds,
+                        "c": "complete" in kinds,
+                        "d": "death" in kinds,
+                    },
                 )
                 for kind, r in callbacks:
                     conn.execute(

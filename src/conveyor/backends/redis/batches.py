@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 CHUNK = 1000
 #: Fired callbacks housekeeping enqueues per call, at most.
 FIRE_PAGE = 100
+#: Seconds a queue is taken to hold batch jobs after an acknowledgement there ended one: its
+#: acknowledgements carry the forward in their own round trip meanwhile.
+BATCHED_FOR = 60.0
 
 
 def _text(value: Any) -> str:
@@ -58,7 +61,10 @@ class RedisBatches:
 
     keys: Keys
     client: Any
+    cluster: bool
     _wire: Wire
+    #: Queues whose acknowledgements lately ended batch jobs, and when (monotonic).
+    _batched: dict[str, float]
 
     if TYPE_CHECKING:
 
@@ -109,32 +115,31 @@ class RedisBatches:
 
     def _store_batch_jobs(self, batch_id: str, records: Sequence[JobRecord]) -> None:
         """Mark each job in its queue's batch index, then store it (enqueue.lua), a chunk at a
-        time: the mark comes first, so the script that ends the job always finds it."""
+        time, every chunk in one pipeline: each mark goes before its job (in order on its
+        queue's node), so the script that ends the job always finds it."""
         ids_key = self.keys.batch_prefix() + "ids:" + batch_id
+        calls: list[Call] = []
+        plans: list[tuple[EnqueuePlan, int, int, int]] = []
         for start in range(0, len(records), CHUNK):
             chunk = records[start : start + CHUNK]
             by_queue = self._split(chunk)
-            marks: list[Call] = []
             listed: list[Any] = []
             for queue, batch in by_queue.items():
-                marks.append(
-                    Call(
-                        None,
-                        "HSET",
-                        self.keys.prefix(queue) + "bj",
-                        *[x for r in batch for x in (r.id, batch_id)],
-                    )
-                )
+                marks = [x for r in batch for x in (r.id, batch_id)]
+                calls.append(Call(None, "HSET", self.keys.prefix(queue) + "bj", *marks))
                 listed += [x for r in batch for x in (0, r.id + queue)]
-            marks.append(Call(None, "ZADD", ids_key, *listed))
+            calls.append(Call(None, "ZADD", ids_key, *listed))
             plan = self.plan_enqueue(chunk, None, by_queue)
-            try:
-                replies = self._wire.run(marks + plan.first, durable=True)[len(marks) :]
-                results = self._stored(plan.scripts, [], plan.by_queue)
-            except BaseException:
+            plans.append((plan, len(calls) + len(plan.first), len(plan.first), len(plan.scripts)))
+            calls += plan.first + plan.scripts
+        try:
+            replies = self._wire.run(calls, durable=True)
+        except BaseException:
+            for plan, *_ in plans:
                 plan.forget(self._registered)  # type: ignore[attr-defined]
-                raise
-            self.enqueued(plan, replies, results)
+            raise
+        for plan, at, firsts, scripts in plans:
+            self.enqueued(plan, replies[at - firsts : at], replies[at : at + scripts])
 
     # -- reading --------------------------------------------------------------------------
     def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -189,11 +194,59 @@ class RedisBatches:
         return None if value is None else _text(value)
 
     # -- forwarding (steps 2 and 3 of the module's docstring) -----------------------------
+    def batch_calls(self, queues: Iterable[str]) -> tuple[list[Call], list[str]]:
+        """Off Cluster, for an acknowledgement's pipeline: the forward of the queues among
+        ``queues`` that held batch jobs lately (one batch_apply.lua in "q" mode, run right
+        after the acknowledgement, in its round trip), and those queues. Nothing for queues
+        that did not: a queue learns it holds batch jobs from an acknowledgement's reply."""
+        batched = self._batched
+        if self.cluster or not batched:
+            return [], []
+        now = time.monotonic()
+        known = [q for q in queues if now - batched.get(q, -1e9) < BATCHED_FOR]
+        if not known:
+            return [], []
+        args = [self.keys.batch_prefix(), repr(time.time()), "q", *(self.keys.prefix(q) for q in known)]
+        return [Call("batch_apply", self.keys.batch_apply(), args)], known
+
+    def batches_acknowledged(
+        self, located: Iterable[str], replies: Sequence[Any], rode: Sequence[str], fired: Any
+    ) -> None:
+        """After complete.lua or fail.lua (and the forward ``batch_calls`` put beside them,
+        whose reply is ``fired``): a reply that is a list says jobs of a batch ended in that
+        queue; those not forwarded in the same round trip are forwarded now."""
+        if fired:
+            self.fire_callbacks([_text(f) for f in fired])
+        moved = [queue for queue, reply in zip(located, replies, strict=False) if type(reply) is list]
+        if not moved:
+            return
+        now = time.monotonic()
+        for queue in moved:
+            self._batched[queue] = now
+        late = [q for q in moved if q not in rode]
+        if late:
+            self.forward_batches(late)
+
     def forward_batches(self, queues: Iterable[str]) -> None:
         """Take the outboxed batch jobs of ``queues`` (stored queue names) into their
         batches, and enqueue the callbacks that fired."""
         pending = list(dict.fromkeys(queues))
         prefix = self.keys.batch_prefix()
+        if not self.cluster:  # one script does it all, a queue's outbox 1,000 jobs at a time
+            for _ in range(10_000):
+                if not pending:
+                    return
+                args = [prefix, repr(time.time()), "q", *(self.keys.prefix(q) for q in pending)]
+                fired, *left = self._wire.run(
+                    [
+                        Call("batch_apply", self.keys.batch_apply(), args),
+                        *(Call(None, "ZCARD", self.keys.prefix(q) + "bout") for q in pending),
+                    ]
+                )
+                if fired:
+                    self.fire_callbacks([_text(f) for f in fired])
+                pending = [q for q, n in zip(pending, left, strict=True) if int(n)]
+            return
         while pending:
             reads = self._wire.run(
                 [Call("batch_read", self.keys.batch_read(q), [self.keys.prefix(q), CHUNK]) for q in pending]
@@ -212,7 +265,7 @@ class RedisBatches:
             if not entries:
                 return
             (fired,) = self._wire.run(
-                [Call("batch_apply", self.keys.batch_apply(), [prefix, repr(time.time()), *entries])]
+                [Call("batch_apply", self.keys.batch_apply(), [prefix, repr(time.time()), "e", *entries])]
             )
             if fired:
                 self.fire_callbacks([_text(f) for f in fired])

@@ -141,6 +141,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
         self._limited_read = -1e9
+        self._batched: dict[str, float] = {}  # see batches.py
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -807,17 +808,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
+        self._acknowledge(calls, located)
         self._forget(values)
-        self._batch_jobs_ended(located, replies)
 
-    def _batch_jobs_ended(self, located: dict[str, list[str]], replies: list[Any]) -> None:
-        """After complete.lua or fail.lua: a reply that is a list says jobs of a batch ended in
-        that queue; their batches take them in now (batches.py). Other jobs cost one type test
-        per queue here."""
-        moved = [queue for queue, reply in zip(located, replies, strict=False) if type(reply) is list]
-        if moved:
-            self.forward_batches(moved)
+    def _acknowledge(self, calls: list[Call], located: dict[str, list[str]]) -> None:
+        """Run complete.lua or fail.lua ``calls``, with the calls that free limit slots and,
+        for queues that hold batch jobs, their forward (batches.py); jobs outside batches
+        cost one type test per queue here."""
+        forward, rode = self.batch_calls(located)
+        replies = self._wire.run(calls + self._slots_freed(located) + forward, durable=True)
+        self.batches_acknowledged(located, replies, rode, replies[-1] if forward else None)
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -863,9 +863,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
+        self._acknowledge(calls, located)
         self._forget(by_id)
-        self._batch_jobs_ended(located, replies)
 
     def enqueue_each(
         self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None

@@ -1,13 +1,18 @@
--- batch_apply: take in the latest states of batch jobs (read by batch_read.lua in their
--- queues' slots), move the batches' counters, and decide their callbacks, in one step in the
--- slot {ns:b}: exactly one call sees a callback due and not yet fired, and marks it fired.
+-- batch_apply: take in the latest states of batch jobs, move the batches' counters, and
+-- decide their callbacks, in one step in the slot {ns:b}: exactly one call sees a callback
+-- due and not yet fired, and marks it fired.
 --
 -- KEYS[1]  {ns:b}:fire  SET  "batch id|kind" of callbacks fired whose job is not yet
 --                            enqueued in its queue (the caller enqueues it, by its fixed id,
 --                            then removes the entry; housekeeping finishes what a crash left)
 -- ARGV[1]  prefix "{ns:b}:"
 -- ARGV[2]  now
--- ARGV[3…] 4 per job: batch id, job id, state ("" = the job is gone), seq
+-- ARGV[3]  "e": the jobs follow, 4 per job: batch id, job id, state ("" = the job is gone),
+--          seq (read by batch_read.lua in their queues' slots: Cluster);
+--          "q": queue prefixes follow, then nothing else: each queue's outbox is read here,
+--          taken in and emptied of what was taken in, in this one script (a single server,
+--          where one script may touch every slot: one round trip instead of three)
+-- ARGV[4…] as ARGV[3] says
 --
 -- Per batch, {ns:b}:m:<batch> holds "state|seq" of each job it heard of: a state is taken in
 -- only with a newer seq than the one held, so a repeated or late forward changes nothing.
@@ -15,8 +20,28 @@
 local prefix, now = ARGV[1], ARGV[2]
 local FIELD = {completed = 'c', dead = 'd', cancelled = 'x'}
 local touched, order = {}, {}
-for i = 3, #ARGV, 4 do
-  local batch, id, state, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+local entries = {}
+if ARGV[3] == 'q' then
+  -- batch_read.lua and batch_sent.lua, inline: the move and its removal from the outbox are
+  -- one step here, so no sequence number need be compared.
+  for q = 4, #ARGV do
+    local qp = ARGV[q]
+    local moved = redis.call('ZRANGE', qp .. 'bout', 0, 999, 'WITHSCORES')
+    for i = 1, #moved, 2 do
+      local id = moved[i]
+      entries[#entries + 1] = redis.call('HGET', qp .. 'bj', id) or ''
+      entries[#entries + 1] = id
+      entries[#entries + 1] = redis.call('HGET', qp .. 'j:' .. id, 's') or ''
+      entries[#entries + 1] = moved[i + 1]
+      redis.call('ZREM', qp .. 'bout', id)
+      if entries[#entries - 1] == '' then redis.call('HDEL', qp .. 'bj', id) end
+    end
+  end
+else
+  for i = 4, #ARGV do entries[#entries + 1] = ARGV[i] end
+end
+for i = 1, #entries, 4 do
+  local batch, id, state, seq = entries[i], entries[i + 1], entries[i + 2], tonumber(entries[i + 3])
   local h = prefix .. 'h:' .. batch
   if batch ~= '' and redis.call('EXISTS', h) == 1 then
     local m = prefix .. 'm:' .. batch
