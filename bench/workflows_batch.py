@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,7 @@ def main() -> None:
         _child(args.child, args.url, args.jobs, args.mode)
         return
     sys.path.insert(0, str(ROOT))
-    server = None
+    server: Any = None
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         runs = 0
@@ -111,9 +112,9 @@ def main() -> None:
             if args.store == "sqlite":
                 return f"sqlite:///{tmp}/run{runs}.db"
             if args.store == "redis-cluster":
-                host, port = server.nodes[0]  # type: ignore[union-attr]
+                host, port = server.nodes[0]
                 return f"redis+cluster://{host}:{port}"
-            return str(server.url)  # type: ignore[union-attr]
+            return str(server.url)
 
         if args.store != "sqlite":
             from tests.servers import PostgresServer, RedisCluster, RedisServer
