@@ -1108,7 +1108,7 @@ class Conveyor:
     def update(self, job_id: str, *, priority: int | None = None, queue: str | None = None) -> bool:
         """Change a waiting job's priority and/or queue; True if it changed, False for a job
         in any other state or none. A job with a unique key keeps its queue (ValueError): its
-        key guards one queue. Moving queues is one atomic store call on SQLite, PostgreSQL
+        key guards one queue; so does a job of a batch. Moving queues is one atomic store call on SQLite, PostgreSQL
         and a single Redis server; Redis Cluster refuses it (``ConfigurationError``): the two
         queues live in different slots, which no one script may touch together."""
         if priority is None and queue is None:
@@ -1132,6 +1132,12 @@ class Conveyor:
                     raise ConfigurationError(
                         f"job {job_id} holds the unique key {record.unique_key!r} in queue "
                         f"{record.queue!r}; it cannot move to {queue!r} (cancel it and enqueue anew)"
+                    )
+                if record.batch_id is not None:
+                    # On Redis a batch job's end is found through its queue's batch index.
+                    raise ConfigurationError(
+                        f"job {job_id} belongs to batch {record.batch_id}; it keeps its queue "
+                        f"{record.queue!r} (cancel it and add a new job to the batch)"
                     )
                 # The signature covers the queue: the moved job is signed for its new one
                 # (after its old signature is verified), as the worker will check.
