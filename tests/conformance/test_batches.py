@@ -150,6 +150,8 @@ def test_cancel_and_delete_count_as_ended(app: Conveyor) -> None:
         on_success=t["note"].job("success"),
         on_complete=t["note"].job("complete"),
     )
+    with pytest.raises(ConfigurationError, match="keeps its queue"):
+        app.update(batch.jobs[2].id, queue="elsewhere")
     assert app.cancel(batch.jobs[0].id) == 1
     assert app.delete(batch.jobs[1].id) == 1
     assert batch.status()["cancelled"] == 2
