@@ -65,6 +65,9 @@ class RedisBatches:
     _wire: Wire
     #: Queues whose acknowledgements lately ended batch jobs, and when (monotonic).
     _batched: dict[str, float]
+    #: Cluster: (id, seq) pairs per queue taken in, to leave its outbox with its next
+    #: acknowledgement.
+    _unsent: dict[str, list[str]]
 
     if TYPE_CHECKING:
 
@@ -195,28 +198,58 @@ class RedisBatches:
 
     # -- forwarding (steps 2 and 3 of the module's docstring) -----------------------------
     def batch_calls(self, queues: Iterable[str]) -> tuple[list[Call], list[str]]:
-        """Off Cluster, for an acknowledgement's pipeline: the forward of the queues among
-        ``queues`` that held batch jobs lately (one batch_apply.lua in "q" mode, run right
-        after the acknowledgement, in its round trip), and those queues. Nothing for queues
-        that did not: a queue learns it holds batch jobs from an acknowledgement's reply."""
+        """For an acknowledgement's pipeline: the forward of the queues among ``queues`` that
+        held batch jobs lately, run right after the acknowledgement in its round trip, and
+        those queues. Off Cluster that is the whole forward (one batch_apply.lua in "q" mode);
+        on Cluster, the queues' batch_sent.lua of the previous forward and their batch_read.lua
+        (the queues' slot: the same node), whose entries ``batches_acknowledged`` applies.
+        Nothing for queues that did not hold batch jobs: a queue learns it does from an
+        acknowledgement's reply."""
         batched = self._batched
-        if self.cluster or not batched:
+        if not batched:
             return [], []
         now = time.monotonic()
         known = [q for q in queues if now - batched.get(q, -1e9) < BATCHED_FOR]
         if not known:
             return [], []
-        args = [self.keys.batch_prefix(), repr(time.time()), "q", *(self.keys.prefix(q) for q in known)]
-        return [Call("batch_apply", self.keys.batch_apply(), args)], known
+        if not self.cluster:
+            args = [self.keys.batch_prefix(), repr(time.time()), "q", *(self.keys.prefix(q) for q in known)]
+            return [Call("batch_apply", self.keys.batch_apply(), args)], known
+        calls: list[Call] = []
+        for q in known:
+            sent = self._unsent.pop(q, None)
+            if sent:
+                calls.append(Call("batch_sent", self.keys.batch_sent(q), [self.keys.prefix(q), *sent]))
+        reads = [Call("batch_read", self.keys.batch_read(q), [self.keys.prefix(q), CHUNK]) for q in known]
+        return calls + reads, known
 
     def batches_acknowledged(
-        self, located: Iterable[str], replies: Sequence[Any], rode: Sequence[str], fired: Any
+        self, located: Iterable[str], replies: Sequence[Any], rode: Sequence[str], forwarded: Sequence[Any]
     ) -> None:
-        """After complete.lua or fail.lua (and the forward ``batch_calls`` put beside them,
-        whose reply is ``fired``): a reply that is a list says jobs of a batch ended in that
-        queue; those not forwarded in the same round trip are forwarded now."""
-        if fired:
-            self.fire_callbacks([_text(f) for f in fired])
+        """After complete.lua or fail.lua and the calls ``batch_calls`` put beside them
+        (``forwarded``: their replies): a reply of the first that is a list says jobs of a
+        batch ended in that queue; those not forwarded in the same round trip are forwarded
+        now. On Cluster the entries read beside them are taken in here (one more round trip),
+        and their batch_sent.lua rides with the queue's next acknowledgement (or housekeeping
+        reads them again: taking a state in twice changes nothing)."""
+        if forwarded and not self.cluster:
+            fired = forwarded[-1]
+            if fired:
+                self.fire_callbacks([_text(f) for f in fired])
+        elif forwarded:
+            reads = forwarded[len(forwarded) - len(rode) :]
+            entries: list[str] = []
+            for queue, flat in zip(rode, reads, strict=True):
+                values = [_text(x) for x in flat]
+                for i in range(0, len(values), 4):
+                    job_id, batch, state, seq = values[i : i + 4]
+                    entries += (batch, job_id, state, seq)
+                    self._unsent.setdefault(queue, []).extend((job_id, seq))
+            if entries:
+                args = [self.keys.batch_prefix(), repr(time.time()), "e", *entries]
+                (fired,) = self._wire.run([Call("batch_apply", self.keys.batch_apply(), args)])
+                if fired:
+                    self.fire_callbacks([_text(f) for f in fired])
         moved = [queue for queue, reply in zip(located, replies, strict=False) if type(reply) is list]
         if not moved:
             return

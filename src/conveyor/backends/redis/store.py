@@ -142,6 +142,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
         self._limited_read = -1e9
         self._batched: dict[str, float] = {}  # see batches.py
+        self._unsent: dict[str, list[str]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -817,7 +818,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         cost one type test per queue here."""
         forward, rode = self.batch_calls(located)
         replies = self._wire.run(calls + self._slots_freed(located) + forward, durable=True)
-        self.batches_acknowledged(located, replies, rode, replies[-1] if forward else None)
+        self.batches_acknowledged(located, replies, rode, replies[len(replies) - len(forward) :])
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
