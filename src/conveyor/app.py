@@ -1108,9 +1108,10 @@ class Conveyor:
     def update(self, job_id: str, *, priority: int | None = None, queue: str | None = None) -> bool:
         """Change a waiting job's priority and/or queue; True if it changed, False for a job
         in any other state or none. A job with a unique key keeps its queue (ValueError): its
-        key guards one queue; so does a job of a batch. Moving queues is one atomic store call on SQLite, PostgreSQL
-        and a single Redis server; Redis Cluster refuses it (``ConfigurationError``): the two
-        queues live in different slots, which no one script may touch together."""
+        key guards one queue; so does a job of a batch. Moving queues is one atomic store call
+        on SQLite, PostgreSQL and a single Redis server; Redis Cluster refuses it
+        (``ConfigurationError``): the two queues live in different slots, which no one script
+        may touch together."""
         if priority is None and queue is None:
             raise ConfigurationError("update() takes priority= and/or queue=")
         if priority is not None:
