@@ -712,6 +712,23 @@ class Conveyor:
         batch's callbacks become; it then needs ``on_complete``, which the parent counts
         from now on. Batch jobs take no ``unique_for``, ``expires`` or ``connection``."""
         specs = list(jobs)
+        if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
+            return self._batch(specs, on_success, on_complete, on_death, parent)
+        # As enqueue_many: thousands of small objects, none of which can form a cycle.
+        gc.disable()
+        try:
+            return self._batch(specs, on_success, on_complete, on_death, parent)
+        finally:
+            gc.enable()
+
+    def _batch(
+        self,
+        specs: list[JobSpec],
+        on_success: JobSpec | None,
+        on_complete: JobSpec | None,
+        on_death: JobSpec | None,
+        parent: Batch | str | None,
+    ) -> Batch:
         parent_id = parent.id if isinstance(parent, Batch) else parent
         if parent_id is not None and on_complete is None:
             raise ConfigurationError(
@@ -775,6 +792,12 @@ class Conveyor:
         return records, handles
 
     def _add_to_batch(self, batch_id: str, specs: list[JobSpec]) -> list[Job]:
+        if len(specs) >= _GC_PAUSE_FROM and gc.isenabled():
+            gc.disable()
+            try:
+                return self._add_to_batch(batch_id, specs)
+            finally:
+                gc.enable()
         records, handles = self._batch_records(batch_id, specs)
         if not records:
             return []
