@@ -30,8 +30,8 @@ def test_a_forward_cut_short_is_finished_by_housekeeping(
         assert isinstance(backend, RedisBackend)
         # The worker dies right after its acknowledgement: nothing forwarded.
         with monkeypatch.context() as m:
-            m.setattr(RedisBackend, "forward_batches", lambda self, queues: None)
             m.setattr(RedisBackend, "batch_calls", lambda self, queues: ([], []))
+            m.setattr(RedisBackend, "batches_acknowledged", lambda self, *args: None)
             got = backend.fetch(None, 10, "w", 30, time.time())
             backend.complete([(r.id, None) for r in got], "w", time.time())
         assert batch.status()["completed"] == 0

@@ -29,6 +29,9 @@ acknowledgement batch (not per job).
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,8 @@ from ...batch import CALLBACKS, BatchRecord
 from ...errors import BatchClosed
 from ...job import PENDING, JobRecord
 from .wire import Call
+
+log = logging.getLogger("conveyor")
 
 if TYPE_CHECKING:
     from .keys import Keys
@@ -52,6 +57,48 @@ FIRE_PAGE = 100
 BATCHED_FOR = 60.0
 
 
+class Forwarder:
+    """Cluster: forwards the batch jobs an acknowledgement ended, on a thread of its own, so
+    the acknowledgement itself costs one round trip (the forward's three go to other nodes);
+    the moves of many acknowledgements are forwarded together. What it has not forwarded when
+    its process dies stays in the queues' outboxes, for housekeeping."""
+
+    def __init__(self, store: RedisBatches) -> None:
+        self.store = store
+        self.queues: set[str] = set()
+        self.busy = False
+        self.cond = threading.Condition()
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="conveyor-batch-forwarder", daemon=True).start()
+
+    def add(self, queues: Iterable[str]) -> None:
+        with self.cond:
+            self.queues.update(queues)
+            self.cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until what this process handed over is forwarded (read your own acks)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (self.queues or self.busy) and time.monotonic() < deadline:
+                self.cond.wait(0.05)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queues:
+                    self.cond.wait()
+                queues, self.queues, self.busy = sorted(self.queues), set(), True
+            try:
+                self.store.forward_batches(queues)
+            except Exception:  # the outboxes keep them: housekeeping forwards them
+                log.warning("batch forward failed; housekeeping will finish it", exc_info=True)
+            finally:
+                with self.cond:
+                    self.busy = False
+                    self.cond.notify_all()
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -65,9 +112,8 @@ class RedisBatches:
     _wire: Wire
     #: Queues whose acknowledgements lately ended batch jobs, and when (monotonic).
     _batched: dict[str, float]
-    #: Cluster: (id, seq) pairs per queue taken in, to leave its outbox with its next
-    #: acknowledgement.
-    _unsent: dict[str, list[str]]
+    #: Cluster: the thread that forwards this process's acknowledgements (Forwarder).
+    _forwarding: Forwarder | None
 
     if TYPE_CHECKING:
 
@@ -146,6 +192,8 @@ class RedisBatches:
 
     # -- reading --------------------------------------------------------------------------
     def get_batch(self, batch_id: str) -> BatchRecord | None:
+        if self._forwarding is not None:
+            self._forwarding.flush()
         raw = self.client.hgetall(self.keys.batch_prefix() + "h:" + batch_id)
         if not raw:
             return None
@@ -198,13 +246,11 @@ class RedisBatches:
 
     # -- forwarding (steps 2 and 3 of the module's docstring) -----------------------------
     def batch_calls(self, queues: Iterable[str]) -> tuple[list[Call], list[str]]:
-        """For an acknowledgement's pipeline: the forward of the queues among ``queues`` that
-        held batch jobs lately, run right after the acknowledgement in its round trip, and
-        those queues. Off Cluster that is the whole forward (one batch_apply.lua in "q" mode);
-        on Cluster, the queues' batch_sent.lua of the previous forward and their batch_read.lua
-        (the queues' slot: the same node), whose entries ``batches_acknowledged`` applies.
-        Nothing for queues that did not hold batch jobs: a queue learns it does from an
-        acknowledgement's reply."""
+        """Off Cluster, for an acknowledgement's pipeline: the forward of the queues among
+        ``queues`` that held batch jobs lately (one batch_apply.lua in "q" mode, run right
+        after the acknowledgement, in its round trip), and those queues. Nothing for queues
+        that did not (a queue learns it does from an acknowledgement's reply), nor on Cluster
+        (the forwarder thread's: ``Forwarder``)."""
         batched = self._batched
         if not batched:
             return [], []
@@ -212,16 +258,10 @@ class RedisBatches:
         known = [q for q in queues if now - batched.get(q, -1e9) < BATCHED_FOR]
         if not known:
             return [], []
-        if not self.cluster:
-            args = [self.keys.batch_prefix(), repr(time.time()), "q", *(self.keys.prefix(q) for q in known)]
-            return [Call("batch_apply", self.keys.batch_apply(), args)], known
-        calls: list[Call] = []
-        for q in known:
-            sent = self._unsent.pop(q, None)
-            if sent:
-                calls.append(Call("batch_sent", self.keys.batch_sent(q), [self.keys.prefix(q), *sent]))
-        reads = [Call("batch_read", self.keys.batch_read(q), [self.keys.prefix(q), CHUNK]) for q in known]
-        return calls + reads, known
+        if self.cluster:  # the forwarder's (Forwarder)
+            return [], []
+        args = [self.keys.batch_prefix(), repr(time.time()), "q", *(self.keys.prefix(q) for q in known)]
+        return [Call("batch_apply", self.keys.batch_apply(), args)], known
 
     def batches_acknowledged(
         self, located: Iterable[str], replies: Sequence[Any], rode: Sequence[str], forwarded: Sequence[Any]
@@ -229,27 +269,11 @@ class RedisBatches:
         """After complete.lua or fail.lua and the calls ``batch_calls`` put beside them
         (``forwarded``: their replies): a reply of the first that is a list says jobs of a
         batch ended in that queue; those not forwarded in the same round trip are forwarded
-        now. On Cluster the entries read beside them are taken in here (one more round trip),
-        and their batch_sent.lua rides with the queue's next acknowledgement (or housekeeping
-        reads them again: taking a state in twice changes nothing)."""
-        if forwarded and not self.cluster:
+        now, or on Cluster handed to the forwarder thread."""
+        if forwarded:
             fired = forwarded[-1]
             if fired:
                 self.fire_callbacks([_text(f) for f in fired])
-        elif forwarded:
-            reads = forwarded[len(forwarded) - len(rode) :]
-            entries: list[str] = []
-            for queue, flat in zip(rode, reads, strict=True):
-                values = [_text(x) for x in flat]
-                for i in range(0, len(values), 4):
-                    job_id, batch, state, seq = values[i : i + 4]
-                    entries += (batch, job_id, state, seq)
-                    self._unsent.setdefault(queue, []).extend((job_id, seq))
-            if entries:
-                args = [self.keys.batch_prefix(), repr(time.time()), "e", *entries]
-                (fired,) = self._wire.run([Call("batch_apply", self.keys.batch_apply(), args)])
-                if fired:
-                    self.fire_callbacks([_text(f) for f in fired])
         moved = [queue for queue, reply in zip(located, replies, strict=False) if type(reply) is list]
         if not moved:
             return
@@ -257,8 +281,16 @@ class RedisBatches:
         for queue in moved:
             self._batched[queue] = now
         late = [q for q in moved if q not in rode]
-        if late:
+        if late and self.cluster:
+            self._forwarder().add(late)
+        elif late:
             self.forward_batches(late)
+
+    def _forwarder(self) -> Forwarder:
+        forwarder = self._forwarding
+        if forwarder is None or forwarder.pid != os.getpid():  # a forked child starts its own
+            forwarder = self._forwarding = Forwarder(self)
+        return forwarder
 
     def forward_batches(self, queues: Iterable[str]) -> None:
         """Take the outboxed batch jobs of ``queues`` (stored queue names) into their

@@ -34,7 +34,7 @@ from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
-from .batches import RedisBatches
+from .batches import Forwarder, RedisBatches
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
@@ -142,7 +142,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
         self._limited_read = -1e9
         self._batched: dict[str, float] = {}  # see batches.py
-        self._unsent: dict[str, list[str]] = {}
+        self._forwarding: Forwarder | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
