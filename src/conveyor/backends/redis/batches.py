@@ -4,22 +4,23 @@ A batch's jobs live in their queues' slots; its counters cannot be moved by the 
 ends a job (on Cluster a script touches one slot). So every batch key lives in one slot of
 its own, ``{ns:b}``, and a job's end reaches it in three idempotent steps:
 
-1. The script that ends the job (complete, fail, recover, act, sweep) sees it in the queue's
-   batch index ``{ns:q}:bj`` and adds it to the queue's outbox ``{ns:q}:bout`` with a new
-   sequence number (``{ns:q}:bseq``), in the same script: nothing that ends a batch job can
-   skip this. A queue without batch jobs pays one EXISTS per script call.
-2. ``batch_read.lua`` reads, in the queue's slot, each outboxed job's batch, its state now and
-   its sequence number; ``batch_apply.lua`` takes them in, in the batch slot: a state is
-   counted only with a newer sequence number than the one the batch holds for that job, so a
-   repeated or late forward changes nothing. The same script decides the callbacks (the
-   counter and the decision are one step) and marks each due one fired, adding it to
-   ``{ns:b}:fire``.
-3. ``batch_sent.lua`` removes the jobs from the outbox unless they moved again meanwhile; the
-   fired callbacks are enqueued in their queues under their fixed ids (enqueue.lua stores an
-   existing id no twice) and only then leave ``{ns:b}:fire``.
+1. The script that ends the job (complete, fail, recover, act, sweep) finds its batch in the
+   queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to") to the queue's
+   outbox ``{ns:q}:bout`` under a new sequence number (``{ns:q}:bseq``), in the same script:
+   nothing that ends a batch job can skip this. A queue without batch jobs pays one EXISTS
+   per script call.
+2. ``batch_read.lua`` reads the oldest moves of the outbox, in the queue's slot;
+   ``batch_apply.lua`` takes them in, in the batch slot: only moves above the queue's mark
+   (``{ns:b}:hw``, the highest sequence number taken in) count, so a repeated or late forward
+   changes nothing. The same script decides the callbacks (the counter and the decision are
+   one step) and marks each due one fired, adding it to ``{ns:b}:fire``.
+3. ``batch_sent.lua`` removes the moves taken in from the outbox; the fired callbacks are
+   enqueued in their queues under their fixed ids (enqueue.lua stores an existing id no
+   twice) and only then leave ``{ns:b}:fire``.
 
-The worker that ended the jobs runs the steps at once (its acknowledgement says when a batch
-job was among them). If it dies between steps, housekeeping (``recover``, run by every
+Off Cluster, batch_apply.lua does all three steps itself, in the acknowledgement's own round
+trip; on Cluster the worker's forwarder thread runs them (its acknowledgement says when a
+batch job was among them). If it dies between steps, housekeeping (``recover``, run by every
 worker) runs them again for every queue, so a crash delays a callback by a housekeeping
 interval at most and never doubles it. On a single server the same scripts run, the same way.
 
@@ -301,10 +302,10 @@ class RedisBatches:
             for _ in range(10_000):
                 if not pending:
                     return
-                args = [prefix, repr(time.time()), "q", *(self.keys.prefix(q) for q in pending)]
+                queues = [prefix, repr(time.time()), "q", *(self.keys.prefix(q) for q in pending)]
                 fired, *left = self._wire.run(
                     [
-                        Call("batch_apply", self.keys.batch_apply(), args),
+                        Call("batch_apply", self.keys.batch_apply(), queues),
                         *(Call(None, "ZCARD", self.keys.prefix(q) + "bout") for q in pending),
                     ]
                 )
@@ -313,33 +314,23 @@ class RedisBatches:
                 pending = [q for q, n in zip(pending, left, strict=True) if int(n)]
             return
         while pending:
-            reads = self._wire.run(
-                [Call("batch_read", self.keys.batch_read(q), [self.keys.prefix(q), CHUNK]) for q in pending]
-            )
-            entries: list[str] = []
-            sent: dict[str, list[str]] = {}
+            reads = self._wire.run([Call("batch_read", self.keys.batch_read(q), [CHUNK]) for q in pending])
+            args: list[Any] = [prefix, repr(time.time()), "e"]
+            sent: list[Call] = []
             again: list[str] = []
             for queue, flat in zip(pending, reads, strict=True):
-                values = [_text(x) for x in flat]
-                if len(values) >= 4 * CHUNK:
+                if not flat:
+                    continue
+                args += [self.keys.prefix(queue), len(flat) // 2, *flat]
+                sent.append(Call("batch_sent", self.keys.batch_sent(queue), [_text(flat[-1])]))
+                if len(flat) >= 2 * CHUNK:
                     again.append(queue)
-                for i in range(0, len(values), 4):
-                    job_id, batch, state, seq = values[i : i + 4]
-                    entries += (batch, job_id, state, seq)
-                    sent.setdefault(queue, []).extend((job_id, seq))
-            if not entries:
+            if not sent:
                 return
-            (fired,) = self._wire.run(
-                [Call("batch_apply", self.keys.batch_apply(), [prefix, repr(time.time()), "e", *entries])]
-            )
+            (fired,) = self._wire.run([Call("batch_apply", self.keys.batch_apply(), args)])
             if fired:
                 self.fire_callbacks([_text(f) for f in fired])
-            self._wire.run(
-                [
-                    Call("batch_sent", self.keys.batch_sent(q), [self.keys.prefix(q), *pairs])
-                    for q, pairs in sent.items()
-                ]
-            )
+            self._wire.run(sent)
             pending = again
 
     def fire_callbacks(self, entries: Sequence[str] | None = None) -> None:

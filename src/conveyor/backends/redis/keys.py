@@ -65,11 +65,11 @@ Batches (``batches.py``)::
 
     {ns:q}:bj             HASH   job id -> batch id, for the queue's jobs that are in a batch
                                  (the scripts that end a job read it once per call)
-    {ns:q}:bout           ZSET   the queue's batch jobs whose move into or out of an end their
-                                 batch has not taken in yet, by the sequence number of the move
+    {ns:q}:bout           ZSET   moves "seq|batch|from|to" of the queue's batch jobs into or out
+                                 of an end, not yet taken in by their batches, by seq
     {ns:q}:bseq           STRING that sequence
     {ns:b}:h:<batch>      HASH   one batch: counters and callbacks (batch_create.lua)
-    {ns:b}:m:<batch>      HASH   job id -> "state|seq" last taken in (batch_apply.lua)
+    {ns:b}:hw             HASH   queue prefix -> the highest seq of its outbox taken in
     {ns:b}:ids:<batch>    ZSET   its jobs, members "<id><queue>" at score 0 (pages, by id)
     {ns:b}:fire           SET    "batch|kind" of callbacks fired but not yet enqueued
 
@@ -286,12 +286,10 @@ class Keys:
         return [self.batch_prefix() + "h:" + job_id]
 
     def batch_apply(self) -> list[str]:
-        return [self.batch_prefix() + "fire"]
+        return [self.batch_prefix() + "fire", self.batch_prefix() + "hw"]
 
     def batch_read(self, queue: str) -> list[str]:
-        p = self.prefix(queue)
-        return [p + "bj", p + "bout"]
+        return [self.prefix(queue) + "bout"]
 
     def batch_sent(self, queue: str) -> list[str]:
-        p = self.prefix(queue)
-        return [p + "bj", p + "bout"]
+        return [self.prefix(queue) + "bout"]

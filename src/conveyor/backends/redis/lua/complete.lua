@@ -33,14 +33,16 @@ local function ended(id)
   end
 end
 
--- A job of a batch that ends, or comes back from an end, goes to the queue's outbox with the
--- sequence number of this move, for its batch to take in (batches.py); a queue without batch
--- jobs pays one EXISTS per call.
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
 local batched = redis.call('EXISTS', prefix .. 'bj') == 1
 local forwarded = 0
-local function batch_moved(id)
-  if batched and redis.call('HEXISTS', prefix .. 'bj', id) == 1 then
-    redis.call('ZADD', prefix .. 'bout', redis.call('INCR', prefix .. 'bseq'), id)
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
     forwarded = forwarded + 1
   end
 end
@@ -55,7 +57,7 @@ local function complete(n, id)
   ndone = ndone + 1
   done[ndone] = id
   ended(id)
-  batch_moved(id)
+  batch_moved(id, 'active', 'completed')
 end
 
 local count = (#ARGV - 5) / 2

@@ -32,14 +32,16 @@ local function ended(id)
     redis.call('EXPIRE', token, 300)
   end
 end
--- A job of a batch that ends, or comes back from an end, goes to the queue's outbox with the
--- sequence number of this move, for its batch to take in (batches.py); a queue without batch
--- jobs pays one EXISTS per call.
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
 local batched = redis.call('EXISTS', prefix .. 'bj') == 1
 local forwarded = 0
-local function batch_moved(id)
-  if batched and redis.call('HEXISTS', prefix .. 'bj', id) == 1 then
-    redis.call('ZADD', prefix .. 'bout', redis.call('INCR', prefix .. 'bseq'), id)
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
     forwarded = forwarded + 1
   end
 end
@@ -53,7 +55,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
       ended(id)
-      batch_moved(id)
+      batch_moved(id, 'active', 'dead')
     elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
       local at = string.sub(retry_at, 2)
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
@@ -70,7 +72,7 @@ for i = 6, #ARGV, 4 do
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('SREM', KEYS[7], id)
       ended(id)
-      batch_moved(id)
+      batch_moved(id, 'active', 'cancelled')
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)

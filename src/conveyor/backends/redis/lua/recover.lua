@@ -37,14 +37,16 @@ local function ended(id)
   end
 end
 
--- A job of a batch that ends, or comes back from an end, goes to the queue's outbox with the
--- sequence number of this move, for its batch to take in (batches.py); a queue without batch
--- jobs pays one EXISTS per call.
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
 local batched = redis.call('EXISTS', prefix .. 'bj') == 1
 local forwarded = 0
-local function batch_moved(id)
-  if batched and redis.call('HEXISTS', prefix .. 'bj', id) == 1 then
-    redis.call('ZADD', prefix .. 'bout', redis.call('INCR', prefix .. 'bseq'), id)
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
     forwarded = forwarded + 1
   end
 end
@@ -59,12 +61,12 @@ local function lost(id, key, v)
     redis.call('ZADD', KEYS[9], now, id)
     redis.call('SREM', KEYS[10], id)
     ended(id)
-    batch_moved(id)
+    batch_moved(id, 'active', 'cancelled')
   elseif (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
     redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', KEYS[2], now, id)
     ended(id)
-    batch_moved(id)
+    batch_moved(id, 'active', 'dead')
   else
     p = p or '0'  -- hand-written garbage: 0
     redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
@@ -119,7 +121,7 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     redis.call('ZREM', KEYS[8], id)
     redis.call('ZADD', KEYS[2], now, id)
     ended(id)
-    batch_moved(id)
+    batch_moved(id, 'waiting', 'dead')
   end
   if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[4], p) end
 end
