@@ -9,6 +9,8 @@ RSS, and the slowest heartbeat, recover, fetch and ack call of the interval; the
 writes (every second) the jobs active in the store, those whose lease is over, the dead index entries, and
 the HOT updates so far. At the end: the rate per tenth, jobs run more than once, deadlocks
 and lease expiries in the server's statistics, and the server's and worker's CPU per job.
+Exits 1 if a lease expired under the live worker, a job ran twice, or the worker's RSS grew
+more than 20% after the first 100,000 jobs (``make bench-scale`` runs it).
 """
 
 from __future__ import annotations
@@ -239,30 +241,35 @@ def main() -> None:
             return max((r.get(key, 0.0) for r in rows), default=0.0)
 
         assert ran is not None
-        print(
-            json.dumps(
-                {
-                    "jobs": jobs,
-                    "rate": round(jobs / (crossed[-1] - started)),
-                    "tenths": [round(x) for x in tenths],
-                    "last/first": round(tenths[-1] / tenths[0], 2) if tenths[0] else None,
-                    "ran_twice": ran[0],
-                    "completed": ran[1],
-                    "deadlocks": end_view["deadlocks"] - start_view["deadlocks"],
-                    "most_expired": max((s["expired"] for s in samples), default=0),
-                    "most_active": max((s["active"] for s in samples), default=0),
-                    "most_unacked": max((r["unacked"] for r in rows), default=0),
-                    "rss_early_mb": round(early / 2**20, 1),
-                    "rss_ratio": round(most / early, 2),
-                    "slowest_s": {k: worst(k) for k in ("heartbeat", "recover", "fetch", "complete")},
-                    "hot_ratio": round(hot / upd, 3) if upd else None,
-                    "worker_cpu_us_job": round(worker_cpu / jobs * 1e6, 1),
-                    "server_cpu_us_job": round(server_cpu / jobs * 1e6, 1) if postmaster else None,
-                    "elapsed_s": round(elapsed, 1),
-                },
-            ),
-            flush=True,
-        )
+        summary = {
+            "jobs": jobs,
+            "rate": round(jobs / (crossed[-1] - started)),
+            "tenths": [round(x) for x in tenths],
+            "last/first": round(tenths[-1] / tenths[0], 2) if tenths[0] else None,
+            "ran_twice": ran[0],
+            "completed": ran[1],
+            "deadlocks": end_view["deadlocks"] - start_view["deadlocks"],
+            "most_expired": max((s["expired"] for s in samples), default=0),
+            "most_active": max((s["active"] for s in samples), default=0),
+            "most_unacked": max((r["unacked"] for r in rows), default=0),
+            "rss_early_mb": round(early / 2**20, 1),
+            "rss_ratio": round(most / early, 2),
+            "slowest_s": {k: worst(k) for k in ("heartbeat", "recover", "fetch", "complete")},
+            "hot_ratio": round(hot / upd, 3) if upd else None,
+            "worker_cpu_us_job": round(worker_cpu / jobs * 1e6, 1),
+            "server_cpu_us_job": round(server_cpu / jobs * 1e6, 1) if postmaster else None,
+            "elapsed_s": round(elapsed, 1),
+        }
+        print(json.dumps(summary), flush=True)
+        # What issue 19's 1M drains broke: leases that expired under a live worker, jobs run
+        # twice, a worker whose memory grew with the drain.
+        broken = []
+        if summary["ran_twice"] or summary["most_expired"]:
+            broken.append(f"{summary['most_expired']} leases expired, {summary['ran_twice']} jobs ran twice")
+        if summary["rss_ratio"] > 1.2:
+            broken.append(f"RSS grew {summary['rss_ratio']}x")
+        if broken:
+            sys.exit("FAILED: " + "; ".join(broken))
 
 
 if __name__ == "__main__":
