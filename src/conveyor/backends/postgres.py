@@ -510,7 +510,13 @@ class _Statements:
             f" WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
             f" run_at = %(now)s, finished_at = %(now)s, locked_by = NULL, lease_until = NULL,"
             f" last_error = coalesce(cancel, %(lost)s), traceback = NULL"
-            f" WHERE state = 'active' AND lease_until < %(now)s RETURNING 1"
+            # The expired leases locked first, in id order, passing over any row locked now:
+            # one an ack of its (late) worker is writing, which is then left to that ack.
+            # Waiting instead, recover (in index order) and an ack batch (in its own order)
+            # deadlocked in a 1M drain whose leases had expired. Acks lock in id order too.
+            f" WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state = 'active'"
+            f" AND lease_until < %(now)s ORDER BY id FOR UPDATE SKIP LOCKED))"
+            f" AND state = 'active' AND lease_until < %(now)s RETURNING 1"
             f"), counted AS ({count_runs.format(failed='count(*)')}"
             f"), pruned AS ("
             # ORDER BY finished_at: the oldest first, from jobs_finished (a plan through
@@ -1380,6 +1386,8 @@ class PostgresBackend(PostgresBatches, Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
+        # In id order: every statement that waits for job rows takes them in one order.
+        results = sorted(results, key=lambda r: r[0])
         params = {
             "ids": [job_id for job_id, _ in results],
             "results": [result for _, result in results],
@@ -1398,6 +1406,7 @@ class PostgresBackend(PostgresBatches, Listings):
             failures = [f for f in failures if not f.snoozed]
             if not failures:
                 return
+        failures = sorted(failures, key=lambda f: f.id)  # in id order, as complete
         params = {
             "ids": [f.id for f in failures],
             "states": [CANCELLED if f.cancelled else DEAD if f.retry_at is None else RETRY for f in failures],
