@@ -15,7 +15,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
-from ..errors import StoreUnavailable
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
 from ..periodic.scheduler import Scheduler
@@ -137,7 +136,7 @@ class Worker:
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
-        self._acker = Acker(self._backend, self.id)
+        self._acker = Acker(self._backend, self.id, self._acks_written)
         self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
@@ -153,11 +152,7 @@ class Worker:
             self.app.dead_ttl,
             self.app.dead_max,
         )
-        self._heartbeat.start()
-        try:
-            self._heartbeat.recover()
-        except StoreUnavailable as exc:  # the heartbeat runs it again; draining comes first
-            log.warning("recovery at start failed: %s", exc)
+        self._heartbeat.start()  # (its thread recovers lost jobs first, beside the first fetch)
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
         # Only an app with schedules has a scheduler thread: others pay nothing for it.
@@ -255,6 +250,10 @@ class Worker:
                 # Nothing held: once the last outcomes are written (a retry may be due at
                 # once), an empty fetch means there is nothing left to do.
                 self._acker.flush(30.0)
+                if not self._heartbeat.recovered.is_set():
+                    # Jobs of a lost worker may be on their way back: look again after.
+                    self._heartbeat.recovered.wait(0.1)
+                    continue
                 if not self._ready(queues):
                     if self._limited and self._held_back(queues):
                         self._stopping.wait(LIMITED_IDLE_WAIT)
@@ -322,7 +321,7 @@ class Worker:
             if self._fixed_prefetch is None:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
-            if free <= 0 or (self._held and free < self._batch_floor):
+            if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
                 self._wait_here(0.05)
                 return 0
             return free
@@ -334,6 +333,21 @@ class Worker:
             self._cond.wait(timeout)
         finally:
             self._waiting = False
+
+    def _acks_behind(self) -> bool:
+        """True while the acker has a whole capacity of outcomes still to write: a job stays
+        active in the store until its outcome is written, so claiming on would let the
+        active jobs (each a lease the heartbeat extends) and this process grow without bound
+        whenever the store acknowledges more slowly than it claims."""
+        return self._acker.unwritten >= self.capacity
+
+    def _acks_written(self) -> None:
+        """The acker wrote a batch: wake the fetcher if it was waiting for that."""
+        if self._acker.unwritten < self.capacity:
+            with self._lock:
+                if self._waiting:
+                    self._waiting = False
+                    self._cond.notify_all()
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
