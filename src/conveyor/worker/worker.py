@@ -129,7 +129,13 @@ class Worker:
         self.processed = 0
         self._started_at = time.time()
         self._held: set[str] = set()
-        self._cond = threading.Condition()
+        # A plain lock (the hot paths enter it directly: ``with`` on a Condition is two
+        # Python calls more per job), and whether the loop's thread (the only one that
+        # waits on the condition) waits and has not been woken yet: a finished job
+        # notifies only then, not once per job until that thread gets to run.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = False
         self._stopping = threading.Event()
         self._signals = 0
         self._backend = app.backend
@@ -151,7 +157,7 @@ class Worker:
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
-        self._acker = Acker(self._backend, self.id)
+        self._acker = Acker(self._backend, self.id, self._acks_written)
         self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
@@ -268,9 +274,9 @@ class Worker:
             if records:
                 self._take(records)
             elif self.burst:
-                with self._cond:
+                with self._lock:
                     if self._held:
-                        self._cond.wait(0.05)
+                        self._wait_here(0.05)
                         continue
                 # Nothing held: once the last outcomes are written (a retry may be due at
                 # once), an empty fetch means there is nothing left to do.
@@ -300,7 +306,7 @@ class Worker:
         runs are short, jobs ahead, each to start in the slot of one run of its bucket here
         when that run ends. Returns the jobs to start (None: nothing to ask for yet)."""
         fetch_ahead = getattr(self._backend, "fetch_ahead", None)
-        with self._cond:
+        with self._lock:
             stale = self._stale_ahead(time.monotonic() - AHEAD_WAIT)
             started = len(self._held) - len(self._next)
             now_places = max(0, min(free, self.concurrency - started))
@@ -325,8 +331,8 @@ class Worker:
         if stale:
             self._release([r.id for r in stale])
         if now_places == 0 and not asked:
-            with self._cond:
-                self._cond.wait(0.05)
+            with self._lock:
+                self._wait_here(0.05)
             return None
         records: list[Any] = []
         after: dict[str, str] = {}
@@ -337,7 +343,7 @@ class Worker:
             else:
                 records, after = fetch_ahead(queues, now_places, self.id, self.app.lease, time.time(), asked)
         finally:
-            with self._cond:
+            with self._lock:
                 self._held.update(r.id for r in records)
                 start: list[Any] = []
                 now = time.monotonic()
@@ -382,8 +388,8 @@ class Worker:
         return stale
 
     def _take(self, records: list[Any]) -> None:
-        with self._cond:
-            self._held.update(r.id for r in records)
+        with self._lock:
+            self._held.update([r.id for r in records])
             if self._limited:
                 for record in records:
                     if SEP in record.queue:
@@ -462,14 +468,37 @@ class Worker:
         a fetch is a round-trip (a write transaction on SQL stores), and claiming one job at
         a time as each finishes would spend the store on tiny batches.
         """
-        with self._cond:
+        with self._lock:
             if self._fixed_prefetch is None or self._limited:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
-            if free <= 0 or (self._held and free < self._batch_floor):
-                self._cond.wait(0.05)
+            if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
+                self._wait_here(0.05)
                 return 0
             return free
+
+    def _wait_here(self, timeout: float) -> None:
+        """``self._cond.wait`` in the loop's thread (the caller holds ``self._lock``)."""
+        self._waiting = True
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiting = False
+
+    def _acks_behind(self) -> bool:
+        """True while the acker has a whole capacity of outcomes still to write: a job stays
+        active in the store until its outcome is written, so claiming on would let the
+        active jobs (each a lease the heartbeat extends) and this process grow without bound
+        whenever the store acknowledges more slowly than it claims."""
+        return self._acker.unwritten >= self.capacity
+
+    def _acks_written(self) -> None:
+        """The acker wrote a batch: wake the fetcher if it was waiting for that."""
+        if self._acker.unwritten < self.capacity:
+            with self._lock:
+                if self._waiting:
+                    self._waiting = False
+                    self._cond.notify_all()
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
@@ -523,7 +552,7 @@ class Worker:
     def _finished(self, job_id: str, outcome: Outcome | None) -> None:
         successor, parked = None, False
         if self._runs and outcome is not None and not self._stopping.is_set():
-            with self._cond:
+            with self._lock:
                 successor, parked = self._hand_over(job_id, outcome)
         if outcome is not None and not parked:
             self._acker.put(outcome)
@@ -532,13 +561,15 @@ class Worker:
                 self._dispatch(successor)
             else:
                 self._threads.submit(successor)
-        with self._cond:
+        with self._lock:
             if outcome is not None:
                 self._held.discard(job_id)
                 self.processed += 1
             # Wake the fetcher only when a batch's worth of places is free (or none is held,
             # which shutdown and burst wait for): a wake per job costs a GIL hand-off each.
-            if len(self._held) <= self.capacity - self._batch_floor:
+            # Nobody waiting (the fetcher is claiming, or was woken already): no call at all.
+            if self._waiting and len(self._held) <= self.capacity - self._batch_floor:
+                self._waiting = False
                 self._cond.notify_all()
 
     # -- the rare paths -------------------------------------------------------------------
@@ -571,9 +602,9 @@ class Worker:
         unstarted = self._threads.take_unstarted() + [r.id for r in ahead]
         if unstarted:
             self._release(unstarted)
-        with self._cond:
+        with self._lock:
             while self._held and time.monotonic() < deadline:
-                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._wait_here(min(0.1, max(0.0, deadline - time.monotonic())))
             left = list(self._held)
         self._acker.flush(max(1.0, deadline - time.monotonic()))
         if left:
