@@ -86,6 +86,9 @@ class JobRecord:
     unique_until: float | None = None
     #: How many times its runs asked to come back later (``raise Snooze``).
     snoozes: int = 0
+    #: The task's name, given by the app at enqueue so that a SQL store can index it for
+    #: search without looking inside the payload; None where a store does not keep it.
+    task: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,12 @@ from typing import Any
 
 
 def fill_sqlite(
-    path: Path | str, count: int, state: str = "scheduled", offset: float = 3600.0, payload: bytes = b"{}"
+    path: Path | str,
+    count: int,
+    state: str = "scheduled",
+    offset: float = 3600.0,
+    payload: bytes = b"{}",
+    namespace: str = "scale",
 ) -> None:
     """``count`` jobs of ``state`` in the namespace ``scale`` of the SQLite file ``path``, due
     ``offset`` seconds from now (spread over 1,000 s), priorities 0-2, each with ``payload``
@@ -21,17 +26,17 @@ def fill_sqlite(
     is <state>" and a plan that follows them shows."""
     now = time.time()
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        (have,) = conn.execute("SELECT count(*) FROM scale_jobs").fetchone()
+        (have,) = conn.execute(f"SELECT count(*) FROM {namespace}_jobs").fetchone()
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "WITH RECURSIVE c(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
-            " INSERT INTO scale_jobs (id, queue, payload, priority, state, run_at, max_attempts,"
+            f" INSERT INTO {namespace}_jobs (id, queue, payload, priority, state, run_at, max_attempts,"
             " created_at, finished_at) SELECT printf('%s%012d', ?, i), 'default', ?, i % 3, ?,"
             " ? + i % 1000, 1, ?, CASE WHEN ? IN ('completed', 'dead', 'cancelled') THEN ? - i % 1000 END"
             " FROM c",
             (have, have + count - 1, state[0], payload, state, now + offset, now, state, now),
         )
-        conn.execute("INSERT OR IGNORE INTO scale_queues (name) VALUES ('default')")
+        conn.execute(f"INSERT OR IGNORE INTO {namespace}_queues (name) VALUES ('default')")
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
 

@@ -51,7 +51,7 @@ from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -69,7 +69,7 @@ _TYPES = {
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
     "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
-    "unique_until": "REAL", "snoozes": "INTEGER",
+    "unique_until": "REAL", "snoozes": "INTEGER", "task": "TEXT",
 }  # fmt: skip
 
 
@@ -94,6 +94,13 @@ _LATER = "('scheduled','retry')"
 #: index is written on each change of state).
 _LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
 _LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
+#: The states whose jobs the task index holds (see ``_lifecycle_indexes``): not the two a
+#: job passes through on its way (pending, active), so that a claim writes no entry.
+_TASK_STATES = ("completed", *_LISTED_STATES)
+_TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
+#: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
+#: whether it matches ({found}), in JobRecord's places (the rest NULL).
+_SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
 
 
 def _schema(ns: str) -> list[str]:
@@ -121,7 +128,8 @@ def _schema(ns: str) -> list[str]:
             expires_at REAL,
             unique_key TEXT,
             unique_until REAL,
-            snoozes INTEGER NOT NULL DEFAULT 0
+            snoozes INTEGER NOT NULL DEFAULT 0,
+            task TEXT
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -210,6 +218,11 @@ def _lifecycle_indexes(ns: str) -> list[str]:
         # Dead and cancelled jobs by when they ended: retention deletes the oldest first.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ended ON {ns}_jobs (finished_at)
             WHERE state IN {_ENDED}""",
+        # A search by task name: each task's jobs of one state, newest first. Pending and
+        # active jobs stay out (a claim writes no entry; an acknowledgement writes one):
+        # a search of those reads the state's own listing, comparing this column.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_task ON {ns}_jobs (task, state, id)
+            WHERE state IN {_TASK_LISTED} AND task IS NOT NULL""",
     ]
 
 
@@ -234,6 +247,9 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"ALTER TABLE {ns}_jobs ADD COLUMN unique_until REAL",
             f"ALTER TABLE {ns}_jobs ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0",
         ],
+        # 3 -> 4: the task's name, for search (its index: _lifecycle_indexes). Jobs stored
+        # before have none: a search by task finds them only through the payload's text.
+        3: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
     }
 
 
@@ -266,7 +282,18 @@ def _record(row: Sequence[Any], *known: Any) -> JobRecord:
 def _rows(records: Sequence[JobRecord]) -> list[tuple[Any, ...]]:
     """The columns an enqueue writes, per job."""
     return [
-        (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        (
+            r.id,
+            r.queue,
+            r.payload,
+            r.priority,
+            r.state,
+            r.run_at,
+            r.max_attempts,
+            r.timeout,
+            r.created_at,
+            r.task,
+        )
         for r in records
     ]
 
@@ -446,7 +473,7 @@ class SQLiteBackend(Listings):
         (``slice_rows``: see ``enqueue``)."""
         insert = (
             f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
-            " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " max_attempts, timeout, created_at, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         if len(rows) == 1:
             conn.execute(insert, rows[0])
@@ -503,8 +530,8 @@ class SQLiteBackend(Listings):
                     self._check_length(conn, [r], {r.queue}, max_queue_length)
                 conn.execute(
                     f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
-                    " timeout, created_at, expires_at, unique_key, unique_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " timeout, created_at, expires_at, unique_key, unique_until, task)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.id,
                         r.queue,
@@ -518,6 +545,7 @@ class SQLiteBackend(Listings):
                         r.expires_at,
                         r.unique_key,
                         r.unique_until,
+                        r.task,
                     ),
                 )
                 holders.append(None)
@@ -999,21 +1027,27 @@ class SQLiteBackend(Listings):
         after: str | None,
         now: float,
         needles: Sequence[bytes] = (),
+        task: str | None = None,
     ) -> list[tuple[str, JobRecord | None]]:
         # Each state is read through its own index, named (INDEXED BY) so that the plan does
         # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
         # The state is written into the statement, not bound: SQLite uses a partial index
         # only when the query's WHERE implies the index's at prepare time.
+        if task is not None and state in _TASK_STATES:
+            return self._task_page(state, queue, limit, after, now, needles, task)
         select, picked = _COLUMNS, list[Any](needles)
-        if needles:
-            # A search reads only the sort key and whether the payload holds every text;
-            # the jobs that do are read whole afterwards (few: a page).
-            found = " AND ".join("instr(payload, ?) > 0" for _ in needles)
-            select = (
-                f"id, queue, NULL, priority, NULL, run_at, {', '.join(['NULL'] * 5)}, finished_at, ({found})"
-            )
+        searching = bool(needles) or task is not None
+        if searching:
+            # A search reads only the sort key and whether the job matches (its payload
+            # holds every text, it is of the task); the jobs that do are read whole
+            # afterwards (few: a page).
+            tests = ["instr(payload, ?) > 0" for _ in needles]
+            if task is not None:
+                tests.append("task = ?")
+                picked.append(task)
+            select = _SEARCHED.format(found=" AND ".join(tests))
         if state == PENDING:
-            return self._pending_page(queue, limit, after, now, select, picked)
+            return self._pending_page(queue, limit, after, now, select, picked, searching)
         conn = self._conn()
         where, params = f"state = '{state}'", picked
         if queue is not None:
@@ -1028,7 +1062,7 @@ class SQLiteBackend(Listings):
                 " ORDER BY finished_at DESC, id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return self._found(rows, needles, lambda row: make_cursor(state, repr(row[11]), row[0]))
+            return self._found(rows, searching, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
         elif state in _LISTED_STATES:
@@ -1049,14 +1083,53 @@ class SQLiteBackend(Listings):
             " ORDER BY id DESC LIMIT ?",
             [*params, limit],
         ).fetchall()
-        return self._found(rows, needles, lambda row: make_cursor(state, row[0]))
+        return self._found(rows, searching, lambda row: make_cursor(state, row[0]))
+
+    def _task_page(
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes],
+        task: str,
+    ) -> list[tuple[str, JobRecord | None]]:
+        """A task's jobs of a state, newest id first, from the task index: only that task's
+        jobs are read. The queue and the texts are tested on each job read (counted by the
+        search as read), never used to skip jobs uncounted."""
+        tests = ["instr(payload, ?) > 0" for _ in needles]
+        picked: list[Any] = list(needles)
+        if queue is not None:
+            tests.append(self._queue_filter(queue, picked).removeprefix(" AND "))
+        where = f"task = ? AND task IS NOT NULL AND state = '{state}' AND state IN {_TASK_LISTED}"
+        params: list[Any] = [*picked, task]
+        if state in (SCHEDULED, RETRY):
+            where += " AND run_at > ?"
+            params.append(now)
+        if after:
+            (last,) = cursor_parts(after, state, 1)
+            where += " AND id < ?"
+            params.append(last)
+        # Without a test every job read matches: read whole at once.
+        select = _SEARCHED.format(found=" AND ".join(tests)) if tests else _COLUMNS
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
+                " ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            )
+            .fetchall()
+        )
+        return self._found(rows, bool(tests), lambda row: make_cursor(state, row[0]))
 
     def _found(
-        self, rows: list[Any], needles: Sequence[bytes], cursor: Callable[[Any], str]
+        self, rows: list[Any], search: bool, cursor: Callable[[Any], str]
     ) -> list[tuple[str, JobRecord | None]]:
         """Each row's cursor and record; for a search, the record of a row that matched
         (read whole here) or None."""
-        if not needles:
+        if not search:
             return [(cursor(row), _record(row)) for row in rows]
         hits = [row[0] for row in rows if row[-1]]
         whole: dict[str, JobRecord] = {}
@@ -1094,7 +1167,14 @@ class SQLiteBackend(Listings):
         return names
 
     def _pending_page(
-        self, queue: str | None, limit: int, after: str | None, now: float, select: str, picked: list[Any]
+        self,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        select: str,
+        picked: list[Any],
+        searching: bool,
     ) -> list[tuple[str, JobRecord | None]]:
         """Pending jobs in claim order (priority DESC, run_at, id) after the cursor: per
         queue, a range of the ready index from the cursor on (two ranges: the rest of the
@@ -1137,7 +1217,7 @@ class SQLiteBackend(Listings):
             ).fetchall()
             rows.sort(key=lambda row: (-row[3], row[5], row[0]))
             return self._found(
-                rows[:limit], picked, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
+                rows[:limit], searching, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
             )
 
     def stats(self, now: float) -> Stats:
