@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import inspect
 import os
 import statistics
 import sys
@@ -95,6 +96,13 @@ def measure(app: Conveyor) -> dict[str, float]:
     for state in ("completed", "dead", "scheduled", "pending"):
         found[f"jobs({state}) page 11"] = timed_ms(deep_page(app, state))
     found["search, no match"] = timed_ms(lambda: app.jobs(state="completed", limit=50, search="nobody"), 3)
+    by_task = "task" in inspect.signature(app.jobs_page).parameters
+    if by_task:
+        # One job in a thousand is of the task scale.rare (tests/scale/backlog.py).
+        for state in ("completed", "dead", "pending"):
+            found[f"search by task ({state})"] = timed_ms(
+                functools.partial(app.jobs_page, state, limit=50, task="scale.rare"), 3
+            )
     some = app.jobs(state="dead", limit=1)
     found["get"] = timed_ms(lambda: app.get_job(some[0].id)) if some else float("nan")
     client = TestClient(
@@ -108,6 +116,9 @@ def measure(app: Conveyor) -> dict[str, float]:
             pages[f"/jobs?state={state}"] = f"/jobs?state={state}"
         pages["/jobs?state=completed, page 11"] = deep_url(app, "completed")
         pages["/jobs?state=completed&q=nobody"] = "/jobs?state=completed&q=nobody"
+        if by_task:
+            for state in ("completed", "dead"):
+                pages[f"/jobs?state={state}&task=scale.rare"] = f"/jobs?state={state}&task=scale.rare"
         if some:
             pages["/jobs/<id>"] = f"/jobs/{some[0].id}"
         for name, path in pages.items():

@@ -2,10 +2,12 @@
 
 Admin listings (``list_jobs``, ``act`` by state) read one page of each queue's sorted set
 of the state from a cursor (``ids.lua``: O(log n + page) per queue) and merge the queues'
-pages here: no script reads a whole state, so none blocks the server for long. A page longer
-than ``STEP`` jobs (a search reads its whole bound, 2,000, as one page) is several scripts of
-``STEP`` from the same cursor, each passing over the jobs of the ones before it, sent in one
-pipeline: one round-trip, and no script longer than a fraction of a millisecond.
+pages here: no script reads a whole state, so none blocks the server for long. A store call
+of ``CHUNK`` jobs (a page, a stretch of a search) is several scripts of ``STEP`` from the
+same cursor, each passing over the jobs of the ones before it, sent in one pipeline: one
+round-trip, no script longer than a fraction of a millisecond, and no pipeline holding the
+server for more than a few (Redis runs a client's pipelined commands one after the other,
+other clients' between pipelines, so a search of 2,000 is four round-trips, not one).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from ...limits import SEP, split
 from ..base import check_action
 from ..listing import (
     EVERY_STATE,
-    SEARCH_SCAN,
     STEP,
     Listings,
     cursor_float,
@@ -60,8 +61,6 @@ _NEWEST_FIRST = frozenset({ACTIVE, COMPLETED, DEAD, CANCELLED})
 class Admin(Listings):
     """The admin half of ``RedisBackend`` (its base class), over the same keys and wire."""
 
-    #: A search's whole bound in one call: its ids.lua calls of ``STEP`` go in one pipeline.
-    search_chunk = SEARCH_SCAN
     #: The queues of the listing under way, with its ``now`` (see ``_listed_queues``).
     _queues_of_listing: tuple[float, list[str]] | None = None
 
