@@ -94,6 +94,15 @@ def unique_key(task: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     return f"{task}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
 
+def _of_task(record: JobRecord, task: str, codec: Codec) -> bool:
+    """Whether a listed job is of ``task``: by the name the store keeps where it keeps one,
+    else by its payload's."""
+    if record.task is not None:
+        return record.task == task
+    payload, _ = codec.peek(record.id, record.payload)
+    return payload is not None and payload.task == task
+
+
 def _state(state: str) -> str:
     """``state`` if it names a job state; a ``ValueError`` naming the valid ones otherwise (a
     typo must not read as "no such jobs")."""
@@ -765,11 +774,12 @@ class Conveyor:
         chosen = None if state is None else _state(state)
         if not meta:
             page = self.backend.list_jobs(chosen, queue, limit, after, now, search, scan, task=task)
-            jobs = [self._job(r, now) for r in page.records]
+            records = page.records
             if task is not None:
                 # A store that looks for the name in the payload may meet it elsewhere (an
                 # argument named "t"): only the task's own jobs are kept.
-                jobs = [job for job in jobs if job.task == task]
+                records = [r for r in records if _of_task(r, task, self.codec)]
+            jobs = [self._job(r, now) for r in records]
             return JobPage(jobs, page.next, page.scanned, page.stopped)
         if search is not None:
             raise ValueError("jobs() takes search= or meta=, not both")
@@ -786,7 +796,7 @@ class Conveyor:
             scanned += page.scanned or 0
             for record in page.records:
                 job = self._job(record, now)
-                if task is not None and job.task != task:
+                if task is not None and not _of_task(record, task, self.codec):
                     continue
                 if job.meta is not None and all(job.meta.get(k, _MISSING) == v for k, v in meta.items()):
                     found.append(job)

@@ -45,6 +45,13 @@ def _calls(backend: Any) -> dict[str, Callable[[], Any]]:
         if deep is not None:
             calls[f"{state}, page 11"] = functools.partial(backend.list_jobs, state, limit=50, after=deep)
     calls["every state, first page"] = lambda: backend.list_jobs(None, limit=50)
+    # A search by task reads the task's jobs of a state from the task index (one job in a
+    # thousand is of scale.rare): what it reads grows with that task's jobs, never the store's.
+    for state in ("completed", "dead", "scheduled"):
+        calls[f"{state}, by task"] = functools.partial(backend.list_jobs, state, limit=50, task="scale.rare")
+        calls[f"{state}, by task, of one queue"] = functools.partial(
+            backend.list_jobs, state, "default", limit=50, task="scale.rare"
+        )
     return calls
 
 
@@ -129,6 +136,8 @@ def test_sqlite_listing_plans_use_an_index_and_sort_nothing_big(tmp_path: Path) 
                 for queue in (None, "default"):
                     first = backend.list_jobs(state, queue, limit=5)
                     backend.list_jobs(state, queue, limit=5, after=first.next or _a_cursor(state))
+                    found = backend.list_jobs(state, queue, limit=5, task="t.x", search="x")
+                    backend.list_jobs(state, queue, limit=5, task="t.x", after=found.next or _a_cursor(state))
         finally:
             backend._conn = original  # type: ignore[method-assign]
         assert seen

@@ -130,13 +130,17 @@ class Listings:
         needles: Sequence[bytes] = (),
         budget: int | None = None,
         task: str | None = None,
+        most: int | None = None,
     ) -> Iterator[tuple[str, JobRecord | None]]:
         """(cursor, record) of every job listed after ``after``, read ``chunk`` at a time
         (lazily: a consumer that stops early reads no further), ``budget`` jobs at most.
         The record is None for a job that does not match (its payload lacks one of the
         ``needles``, it is not a job of ``task``), or one
         deleted between a store's two reads; with ``needles``, such a job has a cursor (""
-        otherwise) only when it ends a store call: the walk stops or goes on only there."""
+        otherwise) only when it ends a store call: the walk stops or goes on only there.
+        With ``most``, each store call reads twice what the one before it did, from
+        ``chunk`` up to ``most`` (a search: as few jobs as fill the page when most match,
+        few calls when few do)."""
         states = EVERY_STATE if state is None else (state,)
         if state is not None and state not in EVERY_STATE:
             raise ValueError(f"unknown state {state!r}; expected one of {', '.join(EVERY_STATE)}")
@@ -158,6 +162,8 @@ class Listings:
                 if len(rows) < size:
                     break
                 position = rows[-1][0]
+                if most is not None:
+                    chunk = min(2 * chunk, most)
 
     def list_jobs(
         self,
@@ -191,7 +197,15 @@ class Listings:
         found: list[JobRecord] = []
         scanned = 0
         for position, record in self._walk(
-            state, queue, after, now, self.search_chunk, needles, max(scan, 1), task
+            state,
+            queue,
+            after,
+            now,
+            min(limit + 1, self.search_chunk),
+            needles,
+            max(scan, 1),
+            task,
+            self.search_chunk,
         ):
             scanned += 1
             if record is not None:

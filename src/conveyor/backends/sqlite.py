@@ -101,6 +101,9 @@ _TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
 _SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
+#: The same without a text to look for: the tests read the row anyway (a task, a queue), so
+#: it is read whole at once, and the jobs that match need no second read.
+_TESTED = _COLUMNS + ", ({found})"
 
 
 def _schema(ns: str) -> list[str]:
@@ -1045,7 +1048,7 @@ class SQLiteBackend(Listings):
             if task is not None:
                 tests.append("task = ?")
                 picked.append(task)
-            select = _SEARCHED.format(found=" AND ".join(tests))
+            select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests))
         if state == PENDING:
             return self._pending_page(queue, limit, after, now, select, picked, searching)
         conn = self._conn()
@@ -1112,7 +1115,7 @@ class SQLiteBackend(Listings):
             where += " AND id < ?"
             params.append(last)
         # Without a test every job read matches: read whole at once.
-        select = _SEARCHED.format(found=" AND ".join(tests)) if tests else _COLUMNS
+        select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests)) if tests else _COLUMNS
         rows = (
             self._conn()
             .execute(
@@ -1131,8 +1134,12 @@ class SQLiteBackend(Listings):
         (read whole here) or None."""
         if not search:
             return [(cursor(row), _record(row)) for row in rows]
-        hits = [row[0] for row in rows if row[-1]]
-        whole: dict[str, JobRecord] = {}
+        if rows and len(rows[0]) > len(_TYPES):  # _TESTED: read whole already
+            whole = {row[0]: _record(row[:-1]) for row in rows if row[-1]}
+            hits = []
+        else:
+            hits = [row[0] for row in rows if row[-1]]
+            whole = {}
         for i in range(0, len(hits), 500):
             chunk = hits[i : i + 500]
             for full in self._conn().execute(
