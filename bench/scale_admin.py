@@ -155,6 +155,10 @@ def fill(kind: str, app: Conveyor, count: int) -> None:
     elif kind == "postgres":
         for state, share in SQL_MIX.items():
             fill_postgres(app.url, app.namespace, int(count * share), state)
+        import psycopg
+
+        with psycopg.connect(app.url, autocommit=True) as conn:
+            conn.execute(f"VACUUM (ANALYZE) {app.namespace}.jobs")  # as stores() does
     else:
         for state, share in REDIS_MIX.items():
             fill_redis(app, int(count * share), state)
