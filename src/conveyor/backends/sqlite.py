@@ -1204,13 +1204,15 @@ class SQLiteBackend(Listings):
                 if not key:
                     rows += conn.execute(ready + order, (*picked, name, limit)).fetchall()
                     continue
-                rows += conn.execute(
+                rest = conn.execute(
                     ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order,
                     (*picked, name, *key, limit),
                 ).fetchall()
-                rows += conn.execute(
-                    ready + " AND priority < ?" + order, (*picked, name, key[0], limit)
-                ).fetchall()
+                rows += rest
+                if len(rest) < limit:  # the lower priorities come after all of these
+                    rows += conn.execute(
+                        ready + " AND priority < ?" + order, (*picked, name, key[0], limit - len(rest))
+                    ).fetchall()
             due = f"state IN {_LATER} AND run_at <= ?"
             params: list[Any] = [*picked, now]
             if queue is not None:
