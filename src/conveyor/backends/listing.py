@@ -7,11 +7,11 @@ order, each with its own cursor. With ``needles`` or ``task`` (a search) the sto
 each job's sort key and whether it matches (its payload holds every needle; it is a job of
 that task), and the whole record only of those that do (None for the rest): a search reads
 thousands of index entries, not thousands of jobs into Python. A store that keeps the task
-name in an index (SQLite and PostgreSQL) lists a task's jobs of a state from that index, newest
-id first, reading only that task's jobs; one that does not (Redis) looks for the task's name in
-each payload, as for a text. Everything else is built here, once for every store: listings of every state,
-the deprecated offsets, and search. A page costs the same wherever it starts (a keyset,
-never an OFFSET), so page 10,000 costs what page 1 does.
+name in an index (SQLite and PostgreSQL) lists a task's jobs of a state from that index,
+newest id first, reading only that task's jobs; one that does not (Redis) looks for the
+task's name in each payload, as for a text. Everything else is built here, once for every
+store: listings of every state, the deprecated offsets, and search. A page costs the same
+wherever it starts (a keyset, never an OFFSET), so page 10,000 costs what page 1 does.
 
 Listing order per state (what an index gives without a sort; stated in docs/listings.md):
 
@@ -101,8 +101,7 @@ def cursor_int(value: str, cursor: str) -> int:
 class Listings:
     """``list_jobs`` and ``jobs`` of the Backend protocol, built on a store's ``_page``."""
 
-    #: Jobs read at most per ``_page`` call, and per call of a search (a store whose calls
-    #: are cheap to send together reads a whole search's bound in one).
+    #: Jobs read at most per ``_page`` call, and per call of a search.
     chunk = CHUNK
     search_chunk = CHUNK
     #: Jobs a search reads at most when the caller does not say.
