@@ -94,10 +94,6 @@ _LATER = "('scheduled','retry')"
 #: index is written on each change of state).
 _LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
 _LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
-#: The states whose jobs the task index holds (see ``_lifecycle_indexes``): not the two a
-#: job passes through on its way (pending, active), so that a claim writes no entry.
-_TASK_STATES = ("completed", *_LISTED_STATES)
-_TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
 _SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
@@ -221,11 +217,12 @@ def _lifecycle_indexes(ns: str) -> list[str]:
         # Dead and cancelled jobs by when they ended: retention deletes the oldest first.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ended ON {ns}_jobs (finished_at)
             WHERE state IN {_ENDED}""",
-        # A search by task name: each task's jobs of one state, newest first. Pending and
-        # active jobs stay out (a claim writes no entry; an acknowledgement writes one):
-        # a search of those reads the state's own listing, comparing this column.
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_task ON {ns}_jobs (task, state, id)
-            WHERE state IN {_TASK_LISTED} AND task IS NOT NULL""",
+        # A search by task name: each task's jobs, newest first. No state in it: the entry
+        # is written once, at enqueue, and no claim or acknowledgement touches it (with the
+        # state in the index or in its WHERE, each acknowledgement wrote an entry: a drain's
+        # CPU a job rose by a quarter). A search of one state tests each job's state.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_task ON {ns}_jobs (task, id)
+            WHERE task IS NOT NULL""",
     ]
 
 
@@ -1036,19 +1033,14 @@ class SQLiteBackend(Listings):
         # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
         # The state is written into the statement, not bound: SQLite uses a partial index
         # only when the query's WHERE implies the index's at prepare time.
-        if task is not None and state in _TASK_STATES:
+        if task is not None:
             return self._task_page(state, queue, limit, after, now, needles, task)
         select, picked = _COLUMNS, list[Any](needles)
-        searching = bool(needles) or task is not None
+        searching = bool(needles)
         if searching:
-            # A search reads only the sort key and whether the job matches (its payload
-            # holds every text, it is of the task); the jobs that do are read whole
-            # afterwards (few: a page).
-            tests = ["instr(payload, ?) > 0" for _ in needles]
-            if task is not None:
-                tests.append("task = ?")
-                picked.append(task)
-            select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests))
+            # A search reads only the sort key and whether the payload holds every text;
+            # the jobs that do are read whole afterwards (few: a page).
+            select = _SEARCHED.format(found=" AND ".join("instr(payload, ?) > 0" for _ in needles))
         if state == PENDING:
             return self._pending_page(queue, limit, after, now, select, picked, searching)
         conn = self._conn()
@@ -1099,33 +1091,26 @@ class SQLiteBackend(Listings):
         task: str,
     ) -> list[tuple[str, JobRecord | None]]:
         """A task's jobs of a state, newest id first, from the task index: only that task's
-        jobs are read. The queue and the texts are tested on each job read (counted by the
-        search as read), never used to skip jobs uncounted."""
-        tests = ["instr(payload, ?) > 0" for _ in needles]
-        picked: list[Any] = list(needles)
+        jobs are read. Their state, queue and the texts are tested on each job read (counted
+        by the search as read), never used to pass over jobs uncounted."""
+        held, picked = self._state_filter(state, now)
+        tests = ["instr(payload, ?) > 0" for _ in needles] + [held]
+        picked = [*needles, *picked]
         if queue is not None:
             tests.append(self._queue_filter(queue, picked).removeprefix(" AND "))
-        where = f"task = ? AND task IS NOT NULL AND state = '{state}' AND state IN {_TASK_LISTED}"
+        where = "task = ? AND task IS NOT NULL"
         params: list[Any] = [*picked, task]
-        if state in (SCHEDULED, RETRY):
-            where += " AND run_at > ?"
-            params.append(now)
         if after:
             (last,) = cursor_parts(after, state, 1)
             where += " AND id < ?"
             params.append(last)
-        # Without a test every job read matches: read whole at once.
-        select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests)) if tests else _COLUMNS
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
-                " ORDER BY id DESC LIMIT ?",
-                [*params, limit],
-            )
-            .fetchall()
-        )
-        return self._found(rows, bool(tests), lambda row: make_cursor(state, row[0]))
+        select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests))
+        rows = self._conn().execute(
+            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
+            " ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return self._found(rows, True, lambda row: make_cursor(state, row[0]))
 
     def _found(
         self, rows: list[Any], search: bool, cursor: Callable[[Any], str]
