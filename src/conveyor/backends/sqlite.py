@@ -1105,11 +1105,15 @@ class SQLiteBackend(Listings):
             where += " AND id < ?"
             params.append(last)
         select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests))
-        rows = self._conn().execute(
-            f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
-            " ORDER BY id DESC LIMIT ?",
-            [*params, limit],
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
+                " ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            )
+            .fetchall()
+        )
         return self._found(rows, True, lambda row: make_cursor(state, row[0]))
 
     def _found(
