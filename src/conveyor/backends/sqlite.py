@@ -97,9 +97,6 @@ _LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
 _SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
-#: The same without a text to look for: the tests read the row anyway (a task, a queue), so
-#: it is read whole at once, and the jobs that match need no second read.
-_TESTED = _COLUMNS + ", ({found})"
 
 
 def _schema(ns: str) -> list[str]:
@@ -1104,7 +1101,7 @@ class SQLiteBackend(Listings):
             (last,) = cursor_parts(after, state, 1)
             where += " AND id < ?"
             params.append(last)
-        select = (_SEARCHED if needles else _TESTED).format(found=" AND ".join(tests))
+        select = _SEARCHED.format(found=" AND ".join(tests))
         rows = (
             self._conn()
             .execute(
@@ -1123,12 +1120,8 @@ class SQLiteBackend(Listings):
         (read whole here) or None."""
         if not search:
             return [(cursor(row), _record(row)) for row in rows]
-        if rows and len(rows[0]) > len(_TYPES):  # _TESTED: read whole already
-            whole = {row[0]: _record(row[:-1]) for row in rows if row[-1]}
-            hits = []
-        else:
-            hits = [row[0] for row in rows if row[-1]]
-            whole = {}
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
         for i in range(0, len(hits), 500):
             chunk = hits[i : i + 500]
             for full in self._conn().execute(
