@@ -137,7 +137,7 @@ class Listings:
         ``needles``, it is not a job of ``task``), or one
         deleted between a store's two reads; with ``needles``, such a job has a cursor (""
         otherwise) only when it ends a store call: the walk stops or goes on only there.
-        With ``most``, each store call reads twice what the one before it did, from
+        With ``most``, each store call reads four times what the one before it did, from
         ``chunk`` up to ``most`` (a search: as few jobs as fill the page when most match,
         few calls when few do)."""
         states = EVERY_STATE if state is None else (state,)
@@ -162,7 +162,7 @@ class Listings:
                     break
                 position = rows[-1][0]
                 if most is not None:
-                    chunk = min(2 * chunk, most)
+                    chunk = min(4 * chunk, most)
 
     def list_jobs(
         self,

@@ -1702,18 +1702,14 @@ class PostgresBackend(Listings):
             else:
                 tests.append("task = %(task)s")
         searching = bool(tests)
-        if needles:
+        if searching:
             # A search reads the sort key and whether the job matches (its payload holds
             # every text, it is of the task); the jobs that do are read whole afterwards
-            # (a page at most).
+            # (a page at most). (Without a test, a task's jobs of a state are read whole.)
             select = (
                 f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
                 f" finished_at, ({' AND '.join(tests)}) AS hit"
             )
-        elif searching:
-            # Only columns to test (a task, a queue): the row is read for them anyway, so
-            # whole, and the jobs that match need no second read.
-            select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
         statement = statement.format(
             select=select,
             state=state,  # one of the states checked above: a literal, see _Statements
@@ -1727,8 +1723,8 @@ class PostgresBackend(Listings):
             cursors = [make_cursor(state, row[0]) for row in rows]
         if not searching:
             return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
-        hits = [row[0] for row in rows if row[-1]] if needles else []
-        whole = {} if needles else {row[0]: _record(row[:-1]) for row in rows if row[-1]}
+        hits = [row[0] for row in rows if row[-1]]
+        whole: dict[str, JobRecord] = {}
         if hits:
             read = self.sql.by_id_list
             for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
