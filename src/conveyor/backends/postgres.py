@@ -1702,10 +1702,15 @@ class PostgresBackend(Listings):
             else:
                 tests.append("task = %(task)s")
         searching = bool(tests)
-        if searching:
+        # A task's jobs of a state tested only for their queue mostly match: read whole at
+        # once, as they are without a test.
+        whole_rows = searching and not needles and statement is self.sql.page_task
+        if whole_rows:
+            select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
+        elif searching:
             # A search reads the sort key and whether the job matches (its payload holds
             # every text, it is of the task); the jobs that do are read whole afterwards
-            # (a page at most). (Without a test, a task's jobs of a state are read whole.)
+            # (a page at most).
             select = (
                 f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
                 f" finished_at, ({' AND '.join(tests)}) AS hit"
@@ -1723,8 +1728,8 @@ class PostgresBackend(Listings):
             cursors = [make_cursor(state, row[0]) for row in rows]
         if not searching:
             return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
-        hits = [row[0] for row in rows if row[-1]]
-        whole: dict[str, JobRecord] = {}
+        hits = [] if whole_rows else [row[0] for row in rows if row[-1]]
+        whole = {row[0]: _record(row[:-1]) for row in rows if row[-1]} if whole_rows else {}
         if hits:
             read = self.sql.by_id_list
             for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
