@@ -111,6 +111,8 @@ def slowest(server: RedisServer, app: Conveyor, rounds: int = ROUNDS) -> dict[st
     return worst
 
 
+# A million jobs take minutes to write and each round a minute on a loaded machine.
+@pytest.mark.timeout(max(300, SIZE // 400))
 def test_no_admin_script_blocks_the_server(slowlog: RedisServer) -> None:
     app = open_or_skip(Conveyor(slowlog.url, namespace=f"slowlog{time.monotonic_ns()}"))
     try:

@@ -104,6 +104,11 @@ class Listings:
     #: Jobs read at most per ``_page`` call, and per call of a search.
     chunk = CHUNK
     search_chunk = CHUNK
+    #: Whether a search's first store call reads only the page's size, the next ones four
+    #: times more up to ``search_chunk`` (a SQL store reads its rows whole: a search whose
+    #: jobs mostly match reads no more than it shows); else ``search_chunk`` each (Redis:
+    #: each call is a round-trip).
+    search_grows = True
     #: Jobs a search reads at most when the caller does not say.
     search_scan = SEARCH_SCAN
 
@@ -200,11 +205,11 @@ class Listings:
             queue,
             after,
             now,
-            min(limit + 1, self.search_chunk),
+            min(limit + 1, self.search_chunk) if self.search_grows else self.search_chunk,
             needles,
             max(scan, 1),
             task,
-            self.search_chunk,
+            self.search_chunk if self.search_grows else None,
         ):
             scanned += 1
             if record is not None:

@@ -61,6 +61,9 @@ _NEWEST_FIRST = frozenset({ACTIVE, COMPLETED, DEAD, CANCELLED})
 class Admin(Listings):
     """The admin half of ``RedisBackend`` (its base class), over the same keys and wire."""
 
+    #: A search reads ``CHUNK`` a call from the first: each call is a round-trip.
+    search_grows = False
+
     #: The queues of the listing under way, with its ``now`` (see ``_listed_queues``).
     _queues_of_listing: tuple[float, list[str]] | None = None
 
