@@ -8,7 +8,6 @@ is None. The same variable puts the job id on every log record a task writes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -16,9 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    import asyncio  # (imported when a run needs it: see conveyor.app on import time)
 
 __all__ = ["PROGRESS_EVERY", "CurrentJob", "current_job"]
 

@@ -15,7 +15,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
-from ..errors import StoreUnavailable
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
 from ..periodic.scheduler import Scheduler
@@ -147,11 +146,7 @@ class Worker:
             self.app.dead_ttl,
             self.app.dead_max,
         )
-        self._heartbeat.start()
-        try:
-            self._heartbeat.recover()
-        except StoreUnavailable as exc:  # the heartbeat runs it again; draining comes first
-            log.warning("recovery at start failed: %s", exc)
+        self._heartbeat.start()  # (its thread recovers lost jobs first, beside the first fetch)
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
         # Only an app with schedules has a scheduler thread: others pay nothing for it.
@@ -249,6 +244,10 @@ class Worker:
                 # Nothing held: once the last outcomes are written (a retry may be due at
                 # once), an empty fetch means there is nothing left to do.
                 self._acker.flush(30.0)
+                if not self._heartbeat.recovered.is_set():
+                    # Jobs of a lost worker may be on their way back: look again after.
+                    self._heartbeat.recovered.wait(0.1)
+                    continue
                 if not self._ready(queues):
                     if self._limited and self._held_back(queues):
                         self._stopping.wait(LIMITED_IDLE_WAIT)
