@@ -97,6 +97,13 @@ class CurrentJob:
         return f"<CurrentJob {self.task} {self.id} attempt {self.attempts}/{self.max_attempts}>"
 
     @property
+    def batch_id(self) -> str | None:
+        """For a batch's callback (``app.batch(on_success=...)``): the id of the batch that
+        fired it, whose jobs and results ``app.get_batch(id).results()`` reads; else None."""
+        value = self.meta.get("conveyor.batch") if self.meta else None
+        return value if isinstance(value, str) else None
+
+    @property
     def cancelled(self) -> bool:
         """True once ``app.cancel`` asked this run to stop and the worker saw it (within
         about a second). An async task is cancelled then; a sync one is interrupted the way

@@ -50,8 +50,9 @@ from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .sqlite_batches import SQLiteBatches, batch_schema
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -72,7 +73,7 @@ _TYPES = {
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
     "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
-    "unique_until": "REAL", "snoozes": "INTEGER", "task": "TEXT",
+    "unique_until": "REAL", "snoozes": "INTEGER", "batch_id": "TEXT", "task": "TEXT",
 }  # fmt: skip
 
 
@@ -128,6 +129,7 @@ def _schema(ns: str) -> list[str]:
             unique_key TEXT,
             unique_until REAL,
             snoozes INTEGER NOT NULL DEFAULT 0,
+            batch_id TEXT,
             task TEXT
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
@@ -247,9 +249,11 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"ALTER TABLE {ns}_jobs ADD COLUMN unique_until REAL",
             f"ALTER TABLE {ns}_jobs ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0",
         ],
-        # 3 -> 4: the task's name, for search (its index: _lifecycle_indexes). Jobs stored
+        # 3 -> 4: the batch a job belongs to (its tables and triggers: sqlite_batches.py).
+        3: [f"ALTER TABLE {ns}_jobs ADD COLUMN batch_id TEXT"],
+        # 4 -> 5: the task's name, for search (its index: _lifecycle_indexes). Jobs stored
         # before have none: a search by task finds them only through the payload's text.
-        3: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
+        4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
     }
 
 
@@ -314,7 +318,7 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 @translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
-class SQLiteBackend(Listings):
+class SQLiteBackend(SQLiteBatches, Listings):
     """Jobs in one SQLite file, shared by any number of threads and processes."""
 
     def __init__(self, url: str, namespace: str) -> None:
@@ -410,7 +414,7 @@ class SQLiteBackend(Listings):
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                for statement in _lifecycle_indexes(self.ns):
+                for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
                     conn.execute(statement)
                 return
             version = int(row[0])
@@ -423,7 +427,7 @@ class SQLiteBackend(Listings):
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
-            for statement in _lifecycle_indexes(self.ns):
+            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
                 conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(

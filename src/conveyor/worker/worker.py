@@ -130,7 +130,7 @@ class Worker:
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
-        self._acker = Acker(self._backend, self.id)
+        self._acker = Acker(self._backend, self.id, self._acks_written)
         self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
@@ -315,10 +315,23 @@ class Worker:
             if self._fixed_prefetch is None:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
-            if free <= 0 or (self._held and free < self._batch_floor):
+            if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
                 self._cond.wait(0.05)
                 return 0
             return free
+
+    def _acks_behind(self) -> bool:
+        """True while the acker has a whole capacity of outcomes still to write: a job stays
+        active in the store until its outcome is written, so claiming on would let the
+        active jobs (each a lease the heartbeat extends) and this process grow without bound
+        whenever the store acknowledges more slowly than it claims."""
+        return self._acker.unwritten >= self.capacity
+
+    def _acks_written(self) -> None:
+        """The acker wrote a batch: wake the fetcher if it was waiting for that."""
+        if self._acker.unwritten < self.capacity:
+            with self._cond:
+                self._cond.notify_all()
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()

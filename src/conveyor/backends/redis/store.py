@@ -34,6 +34,7 @@ from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
 from .admin import Admin
+from .batches import Forwarder, RedisBatches
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
@@ -94,7 +95,7 @@ class EnqueuePlan(NamedTuple):
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable, explain)
-class RedisBackend(Admin, Periodic):
+class RedisBackend(RedisBatches, Admin, Periodic):
     """Jobs in Redis, shared by any number of processes and machines.
 
     ``replicas=N`` (or ``?replicas=N`` in the URL): enqueue and completion return only
@@ -140,6 +141,8 @@ class RedisBackend(Admin, Periodic):
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
         self._limited_read = -1e9
+        self._batched: dict[str, float] = {}  # see batches.py
+        self._forwarding: Forwarder | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -348,11 +351,18 @@ class RedisBackend(Admin, Periodic):
             self._undo(plan.by_queue, full)
             raise plan.queue_full(full, results, max_queue_length)
 
-    def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
+    def plan_enqueue(
+        self,
+        records: Sequence[JobRecord],
+        max_queue_length: int | None,
+        by_queue: dict[str, list[JobRecord]] | None = None,
+    ) -> EnqueuePlan:
         """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
         to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
-        take."""
-        by_queue = self._split(records)
+        take. ``by_queue``: the records already split by the queue (or partition) each goes
+        to (``batches.py`` marks them there first)."""
+        if by_queue is None:
+            by_queue = self._split(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
                 # A queue can never take more than its limit at once: refuse before writing.
@@ -799,8 +809,16 @@ class RedisBackend(Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located), durable=True)
+        self._acknowledge(calls, located)
         self._forget(values)
+
+    def _acknowledge(self, calls: list[Call], located: dict[str, list[str]]) -> None:
+        """Run complete.lua or fail.lua ``calls``, with the calls that free limit slots and,
+        for queues that hold batch jobs, their forward (batches.py); jobs outside batches
+        cost one type test per queue here."""
+        forward, rode = self.batch_calls(located)
+        replies = self._wire.run(calls + self._slots_freed(located) + forward, durable=True)
+        self.batches_acknowledged(located, replies, rode, replies[len(replies) - len(forward) :])
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -846,7 +864,7 @@ class RedisBackend(Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located), durable=True)
+        self._acknowledge(calls, located)
         self._forget(by_id)
 
     def enqueue_each(
@@ -972,6 +990,8 @@ class RedisBackend(Admin, Periodic):
                 gone += reply[1:]
         for i in range(0, len(gone), 1000):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
+        if changed:
+            self.forward_batches(queues)  # expired jobs of batches count as cancelled
         return changed
 
     def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
@@ -1098,6 +1118,8 @@ class RedisBackend(Admin, Periodic):
         ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
         if ready:
             self._wire.run(ready)
+        # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
+        self.housekeep_batches(queues)
         return recovered
 
     def wait_and_fetch(

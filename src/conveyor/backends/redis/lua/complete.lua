@@ -11,7 +11,8 @@
 -- ARGV[5]  one character per job: "1" = has a result, "0" = no result (None)
 -- ARGV[6…] 2 per job: id, result ("" when ARGV[5] says none)
 --
--- Returns how many jobs were completed. A job recovered meanwhile (another holder, or no
+-- Returns how many jobs were completed; {completed, forwarded} when jobs of a batch were
+-- among them (the caller then forwards them: batches.py). A job recovered meanwhile (another holder, or no
 -- longer active) is left alone. The worker's held set says which jobs it still holds (every
 -- script that ends or moves a lease removes the id from it), so one SMISMEMBER per slice
 -- checks them all without reading a job.
@@ -32,6 +33,20 @@ local function ended(id)
   end
 end
 
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
+
 local function complete(n, id)
   local key = prefix .. 'j:' .. id
   if string.byte(flags, n) == 49 then  -- "1": a result to keep
@@ -42,6 +57,7 @@ local function complete(n, id)
   ndone = ndone + 1
   done[ndone] = id
   ended(id)
+  batch_moved(id, 'active', 'completed')
 end
 
 local count = (#ARGV - 5) / 2
@@ -98,4 +114,5 @@ end
 if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
+if forwarded > 0 then return {ndone, forwarded} end
 return ndone

@@ -18,7 +18,8 @@
 -- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled, "s<time>" = snoozed
 --          until that time: scheduled again, the attempt not counted), error, traceback
 --
--- Returns how many failures were recorded; each counts as processed, and as failed unless
+-- Returns how many failures were recorded ({recorded, forwarded} when jobs of a batch
+-- ended: see complete.lua); each counts as processed, and as failed unless
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
@@ -31,6 +32,19 @@ local function ended(id)
     redis.call('EXPIRE', token, 300)
   end
 end
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
 for i = 6, #ARGV, 4 do
   n = n + 1
   local id, retry_at = ARGV[i], ARGV[i + 1]
@@ -41,6 +55,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
       ended(id)
+      batch_moved(id, 'active', 'dead')
     elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
       local at = string.sub(retry_at, 2)
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
@@ -57,6 +72,7 @@ for i = 6, #ARGV, 4 do
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('SREM', KEYS[7], id)
       ended(id)
+      batch_moved(id, 'active', 'cancelled')
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
@@ -79,4 +95,5 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
+if forwarded > 0 then return {changed, forwarded} end
 return changed
