@@ -170,6 +170,16 @@ def test_a_task_search_lists_that_task_s_jobs_in_every_state(app: Conveyor) -> N
     assert sorted(found) == sorted(ours["completed"])
 
 
+def test_a_batch_s_jobs_are_found_by_task(app: Conveyor) -> None:
+    @app.task(name="t.in_batch")
+    def in_batch(i: int) -> None: ...
+
+    app.batch([in_batch.job(i) for i in range(3)])  # stored by the store's batch path
+    in_batch.enqueue(9)
+    found = app.jobs_page("pending", task="t.in_batch")
+    assert sorted(j.args[0] for j in found.jobs) == [0, 1, 2, 9]
+
+
 def test_offsets_still_work(app: Conveyor) -> None:
     now = time.time()
     app.backend.enqueue([record(app, run_at=now - 10 + i) for i in range(6)])
