@@ -145,6 +145,8 @@ class Runner:
         self.watchdog = watchdog
         # Read once: with INFO off, a finished job costs no logging call at all.
         self.log_done = job_log.isEnabledFor(logging.INFO)
+        # Bound once: a bound method made per run is an allocation per job.
+        self._writer = self._write_progress
 
     def prepare(self, record: JobRecord) -> Prepared | Failure:
         try:
@@ -161,7 +163,8 @@ class Runner:
                 f"unknown task {payload.task!r}: not registered on the app this worker runs "
                 "(a worker runs registered tasks only)",
             )
-        return Prepared(record, task, payload)
+        # tuple.__new__ straight: a NamedTuple's own __new__ is a Python call per job.
+        return tuple.__new__(Prepared, (record, task, payload))
 
     def _expired(self, record: JobRecord, task: str) -> Failure:
         """A job fetched after its ``expires`` time: cancelled, never run."""
@@ -184,9 +187,21 @@ class Runner:
         return result
 
     def run_sync(self, job: Prepared) -> Outcome | None:
-        """Run a sync task in the calling thread; None if the watchdog gave up on it."""
+        """Run a sync task in the calling thread; None if the watchdog gave up on it.
+
+        Per job, so ``_here``, ``_ended`` and the plain case of ``_succeeded`` are written
+        out here: a Python call each saved."""
         record, task, payload = job
-        here = self._here(job)
+        meta = payload.meta
+        here = CurrentJob(
+            record.id,
+            task.name,
+            record.queue,
+            record.attempts,
+            record.max_attempts,
+            {} if meta is None else meta,
+            self._writer,
+        )
         here._thread = threading.get_ident()
         running = _current.set(here)
         self.running[record.id] = here
@@ -204,7 +219,10 @@ class Runner:
                 finally:
                     if entry is not None:
                         self.watchdog.finish(entry)
-                    self._ended(here)
+                    with self._stop_lock:  # self._ended(here)
+                        here._finished = True
+                        if here._signalled:
+                            _raise_in_thread(here._thread, None)
             except JobTimeout as exc:
                 if entry is not None and entry.abandoned:
                     return None
@@ -215,6 +233,8 @@ class Runner:
                 if here.cancel_note is not None:  # the task saw .cancelled and raised
                     return self._cancelled(job, here, started)
                 return self._failed(job, exc, started)
+            if value is None and not self.middleware and not self.log_done:
+                return (record.id, None)  # what _succeeded returns for it
             return self._succeeded(job, value, started)
         finally:
             self.running.pop(record.id, None)
@@ -232,7 +252,7 @@ class Runner:
             record.attempts,
             record.max_attempts,
             {} if meta is None else meta,
-            self._write_progress,
+            self._writer,
         )
 
     def _write_progress(self, job_id: str, data: bytes) -> bool:
