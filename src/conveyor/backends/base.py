@@ -147,6 +147,7 @@ class Backend(Protocol):
         now: float | None = None,
         search: str | Sequence[str] | None = None,
         scan: int | None = None,
+        task: str | None = None,
     ) -> Page:
         """One page of jobs in a state's listing order (see ``backends/listing.py``), after
         the cursor ``after`` (a ``Page.next``), read through an index: every page costs what
@@ -154,7 +155,9 @@ class Backend(Protocol):
         ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
         turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
         list), reading at most ``scan`` jobs (None: the store's ``search_scan``, 2,000); the
-        page says how many it read."""
+        page says how many it read. ``task`` keeps the jobs of that task (``JobRecord.task``;
+        a store that keeps no task names looks for ``"t":<name>`` in the payload instead), and
+        is a search too: read through an index where the store has one."""
 
     def stats(self, now: float) -> Stats: ...
 

@@ -164,14 +164,18 @@ _CLAIMED = (
     "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
     " started_at, finished_at, result, last_error, traceback, locked_by, lease_until, progress, cancel"
 )
-_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id"
+_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id, task"
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
-_COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
+_COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 _WAITING = "('scheduled','pending','retry')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
+#: The states whose jobs the task index holds (migration 0009): not pending and active, so
+#: that a claim writes no entry into it.
+_TASK_STATES = ("completed", "scheduled", "retry", "dead", "cancelled")
+_TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search's listing reads in place of the columns it does not need (all but the sort
 #: key: id, priority, run_at, finished_at), in JobRecord's order.
 _UNREAD = (
@@ -361,7 +365,7 @@ class _Statements:
         # exist), the jobs, and a pg_notify per queue, which PostgreSQL delivers on commit and
         # drops on rollback. ON CONFLICT (id) DO NOTHING makes a retry after a lost answer
         # harmless. One job binds scalars (psycopg dumps arrays in Python, ~10 us each).
-        columns = "id, queue, payload, priority, state, run_at, max_attempts, timeout, created_at"
+        columns = "id, queue, payload, priority, state, run_at, max_attempts, timeout, created_at, task"
         add_queues = (
             f"new_queues AS (INSERT INTO {s}.queues (name) SELECT unnest(%(queues)s::text[])"
             f" ON CONFLICT DO NOTHING), "
@@ -369,15 +373,15 @@ class _Statements:
         one = (
             f"new_jobs AS (INSERT INTO {s}.jobs ({columns}) VALUES (%(id)s, %(queue)s,"
             f" %(payload)s, %(priority)s, %(state)s, %(run_at)s, %(max_attempts)s,"
-            f" %(timeout)s::float8, %(created_at)s) ON CONFLICT (id) DO NOTHING)"
+            f" %(timeout)s::float8, %(created_at)s, %(task)s::text) ON CONFLICT (id) DO NOTHING)"
             f" SELECT pg_notify(%(channel)s, %(queue)s)"
         )
         many = (
             f"new_jobs AS (INSERT INTO {s}.jobs ({columns})"
             f" SELECT * FROM unnest(%(id)s::text[], %(queue)s::text[], %(payload)s::bytea[],"
             f" %(priority)s::int[], %(state)s::text[], %(run_at)s::float8[],"
-            f" %(max_attempts)s::int[], %(timeout)s::float8[], %(created_at)s::float8[])"
-            f" ON CONFLICT (id) DO NOTHING)"
+            f" %(max_attempts)s::int[], %(timeout)s::float8[], %(created_at)s::float8[],"
+            f" %(task)s::text[]) ON CONFLICT (id) DO NOTHING)"
             f" SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q"
         )
         #: (one job?, queues known to exist?) -> statement
@@ -389,7 +393,7 @@ class _Statements:
         }
         self.copy_jobs = (
             f"COPY {s}.jobs (id, queue, payload, priority, state, run_at, max_attempts, timeout,"
-            f" created_at) FROM STDIN (FORMAT BINARY)"
+            f" created_at, task) FROM STDIN (FORMAT BINARY)"
         )
         self.enqueue_queues = (
             f"WITH new_queues AS ("
@@ -596,6 +600,14 @@ class _Statements:
             )
             + claim_order
         )
+        # A task's jobs of one state, newest first: a range of jobs_task from the cursor on.
+        # The queue and the texts are tested in {select} on each job read (a search counts
+        # them), never used to pass over jobs uncounted.
+        self.page_task = (
+            f"SELECT {{select}} FROM {s}.jobs WHERE task = %(task)s AND task IS NOT NULL"
+            f" AND state = '{{state}}' AND state IN {_TASK_LISTED}{{waiting}} AND id < %(after)s"
+            " ORDER BY id DESC LIMIT %(limit)s"
+        )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
         # Per queue: scheduled and retry jobs already due (they count as pending), a range
@@ -765,8 +777,9 @@ class _Statements:
         self.enqueue_each = (
             f"WITH new_jobs AS (INSERT INTO {s}.jobs ({columns}, expires_at, unique_key, unique_until)"
             f" VALUES (%(id)s, %(queue)s, %(payload)s, %(priority)s, %(state)s, %(run_at)s,"
-            f" %(max_attempts)s, %(timeout)s::float8, %(created_at)s, %(expires_at)s::float8,"
-            f" %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING RETURNING id, queue),"
+            f" %(max_attempts)s, %(timeout)s::float8, %(created_at)s, %(task)s::text,"
+            f" %(expires_at)s::float8, %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING"
+            f" RETURNING id, queue),"
             f" notified AS MATERIALIZED (SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs)"
             f" SELECT id, true, NULL::float8, NULL::text FROM notified"
             f" UNION ALL SELECT id, false, unique_until, state FROM {s}.jobs WHERE %(key)s::text IS NOT NULL"
@@ -836,9 +849,10 @@ class _Statements:
             f"WITH input AS MATERIALIZED (SELECT * FROM unnest(%(name)b::text[], %(at)b::float8[],"
             f" %(next_at)b::float8[], %(catch_up)b::bool[], %(id)b::text[], %(queue)b::text[],"
             f" %(payload)b::bytea[], %(priority)b::int[], %(state)b::text[], %(run_at)b::float8[],"
-            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[])"
+            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[],"
+            f" %(task)b::text[])"
             f" AS i(name, at, next_at, catch_up, id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at)"
+            f" max_attempts, timeout, created_at, task)"
             f"), offered AS (INSERT INTO {s}.periodic AS p"
             f" (name, queue, last_at, next_at, job_id, enqueued_at)"
             f" SELECT name, queue, at, next_at, id, %(now)s FROM input WHERE NOT catch_up"
@@ -851,8 +865,9 @@ class _Statements:
             f"), new_queues AS (INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM input"
             f" WHERE id IN (SELECT job_id FROM won) ON CONFLICT DO NOTHING"
             f"), new_jobs AS (INSERT INTO {s}.jobs (id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at) SELECT id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at FROM input WHERE id IN (SELECT job_id FROM won)"
+            f" max_attempts, timeout, created_at, task) SELECT id, queue, payload, priority, state,"
+            f" run_at, max_attempts, timeout, created_at, task FROM input"
+            f" WHERE id IN (SELECT job_id FROM won)"
             f" ON CONFLICT (id) DO NOTHING RETURNING id, queue"
             f") SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs"
             f" UNION ALL SELECT job_id, NULL FROM {s}.periodic WHERE job_id = ANY(%(id)b::text[])"
@@ -1173,6 +1188,7 @@ class PostgresBackend(PostgresBatches, Listings):
                 "max_attempts": r.max_attempts,
                 "timeout": r.timeout,
                 "created_at": r.created_at,
+                "task": r.task,
                 "queues": [split(r.queue)[0] if SEP in r.queue else r.queue],
                 "channel": self.channel,
             }
@@ -1186,6 +1202,7 @@ class PostgresBackend(PostgresBatches, Listings):
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
+            "task": [r.task for r in records],
             "queues": sorted({split(q)[0] for q in {r.queue for r in records}}),
             "channel": self.channel,
         }
@@ -1229,6 +1246,7 @@ class PostgresBackend(PostgresBatches, Listings):
                         r.max_attempts,
                         r.timeout,
                         r.created_at,
+                        r.task,
                     )
                 )
         conn.execute(self.sql.enqueue_queues, params)
@@ -1815,6 +1833,7 @@ class PostgresBackend(PostgresBatches, Listings):
         after: str | None,
         now: float,
         needles: Sequence[bytes] = (),
+        task: str | None = None,
     ) -> list[tuple[str, JobRecord | None]]:
         params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
         if state == PENDING:
@@ -1834,32 +1853,47 @@ class PostgresBackend(PostgresBatches, Listings):
             else:
                 return []
         select = _COLUMNS
-        if needles:
-            # A search reads the sort key and whether the payload holds every text; the
-            # jobs that do are read whole afterwards (a page at most).
-            found = " AND ".join(
-                f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))
-            )
-            params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+        tests = [f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))]
+        params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+        which = self._which(queue, params)
+        if task is not None:
+            params["task"] = task
+            if state in _TASK_STATES:
+                statement = self.sql.page_task
+                if queue is not None:
+                    tests.append("(" + which.removeprefix(" WHERE ").replace("q.name", "queue") + ")")
+                which = ""
+            else:
+                tests.append("task = %(task)s")
+        searching = bool(tests)
+        # A task's jobs of a state tested only for their queue mostly match: read whole at
+        # once, as they are without a test.
+        whole_rows = searching and not needles and statement is self.sql.page_task
+        if whole_rows:
+            select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
+        elif searching:
+            # A search reads the sort key and whether the job matches (its payload holds
+            # every text, it is of the task); the jobs that do are read whole afterwards
+            # (a page at most).
             select = (
                 f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
-                f" finished_at, ({found}) AS hit"
+                f" finished_at, ({' AND '.join(tests)}) AS hit"
             )
         statement = statement.format(
             select=select,
             state=state,  # one of the states checked above: a literal, see _Statements
             waiting=" AND run_at > %(now)s" if state in (SCHEDULED, RETRY) else "",
-            which=self._which(queue, params),
+            which=which,
         )
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         if state == PENDING:
             cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
         else:
             cursors = [make_cursor(state, row[0]) for row in rows]
-        if not needles:
+        if not searching:
             return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
-        hits = [row[0] for row in rows if row[-1]]
-        whole: dict[str, JobRecord] = {}
+        hits = [] if whole_rows else [row[0] for row in rows if row[-1]]
+        whole = {row[0]: _record(row[:-1]) for row in rows if row[-1]} if whole_rows else {}
         if hits:
             read = self.sql.by_id_list
             for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
@@ -2043,6 +2077,7 @@ class PostgresBackend(PostgresBatches, Listings):
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
+            "task": [r.task for r in records],
             "now": now,
             "channel": self.channel,
         }
