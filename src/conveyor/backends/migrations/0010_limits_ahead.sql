@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 9: jobs taken ahead by limited workers (conveyor.limits,
+-- conveyor PostgreSQL schema, version 10: jobs taken ahead by limited workers (conveyor.limits,
 -- Backend fetch_ahead). Runs inside one transaction with search_path set to the namespace's
 -- schema.
 
