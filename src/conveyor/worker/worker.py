@@ -306,6 +306,8 @@ class Worker:
         runs are short, jobs ahead, each to start in the slot of one run of its bucket here
         when that run ends. Returns the jobs to start (None: nothing to ask for yet)."""
         fetch_ahead = getattr(self._backend, "fetch_ahead", None)
+        if not getattr(self._backend, "takes_jobs_ahead", True):
+            fetch_ahead = None
         with self._lock:
             stale = self._stale_ahead(time.monotonic() - AHEAD_WAIT)
             started = len(self._held) - len(self._next)
