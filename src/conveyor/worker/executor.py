@@ -230,6 +230,7 @@ class Runner:
             record.max_attempts,
             {} if meta is None else meta,
             self._write_progress,
+            self.app,
         )
 
     def _write_progress(self, job_id: str, data: bytes) -> bool:
