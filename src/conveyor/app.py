@@ -576,6 +576,12 @@ class Conveyor:
                 "using(connection=...) cannot be combined with after= (a chain): dependencies "
                 "are recorded by the store's own transaction"
             )
+        for record in records:
+            if SEP in record.queue and record.id in after:
+                raise ConfigurationError(
+                    f"job {record.id}: after= is not supported for tasks with concurrency= or "
+                    "rate= limits yet"
+                )
         store = self.backend
         if not isinstance(store, StoresDependencies):
             raise ConfigurationError(f"the store at {redact_url(self.url)} does not support after=")

@@ -33,6 +33,7 @@ from ...limits import SEP, Limit, split
 from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
+from . import workflows
 from .admin import Admin
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
@@ -799,8 +800,12 @@ class RedisBackend(Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located), durable=True)
+        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(values)
+        # A list reply: some of these jobs have dependents, to be told now (workflows.py).
+        told = [queue for queue, reply in zip(located, replies) if type(reply) is list]
+        if told:
+            workflows.advance(self, told, now)
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -846,8 +851,28 @@ class RedisBackend(Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._wire.run(calls + self._slots_freed(located), durable=True)
+        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(by_id)
+        told = [queue for queue, reply in zip(located, replies) if type(reply) is list]
+        if told:
+            workflows.advance(self, told, now)
+
+    # -- dependencies (workflows.py) --------------------------------------------------------
+    def enqueue_after(
+        self,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        workflows.enqueue_after(self, records, after, now, pruned_before, max_queue_length)
+
+    def dependencies(self, job_id: str) -> list[str]:
+        return workflows.dependencies(self, job_id)
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[str]:
+        return workflows.dependents(self, job_id, limit)
 
     def enqueue_each(
         self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
@@ -972,6 +997,7 @@ class RedisBackend(Admin, Periodic):
                 gone += reply[1:]
         for i in range(0, len(gone), 1000):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
+        workflows.advance(self, queues, now)  # expired jobs others wait for
         return changed
 
     def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
@@ -1098,6 +1124,9 @@ class RedisBackend(Admin, Periodic):
         ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
         if ready:
             self._wire.run(ready)
+        # Dependents left untold by a worker that died after ending their dependency, and
+        # lost runs (dead, cancelled) others wait for.
+        workflows.advance(self, queues, now)
         return recovered
 
     def wait_and_fetch(

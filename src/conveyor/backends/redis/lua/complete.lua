@@ -4,6 +4,8 @@
 -- KEYS[2]  {ns:q}:counts         HASH  p:<minute> / f:<minute> -> processed / failed
 -- KEYS[3]  {ns:q}:held:<worker>  SET   ids this worker holds
 -- KEYS[4]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
+-- KEYS[5] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[6] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -24,7 +26,18 @@ local done = {}
 local ndone = 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[4]) == 1
+-- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
+-- tells their dependents (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[5]) == 1
+local told = 0
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[5], id) == 1 then
+    redis.call('ZADD', KEYS[6], now, id)
+    told = told + 1
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[4], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
@@ -81,4 +94,5 @@ end
 if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
+if told > 0 then return {ndone, told} end
 return ndone

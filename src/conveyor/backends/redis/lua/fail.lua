@@ -10,6 +10,8 @@
 -- KEYS[7]  {ns:q}:cancel         SET   running jobs asked to stop
 -- KEYS[8]  {ns:q}:sched          ZSET  ids stored as 'scheduled', by run_at (snoozed jobs)
 -- KEYS[9]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
+-- KEYS[10] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[11] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -24,7 +26,18 @@ local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[9]) == 1
+-- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
+-- tells their dependents (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[10]) == 1
+local told = 0
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[10], id) == 1 then
+    redis.call('ZADD', KEYS[11], now, id)
+    told = told + 1
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[9], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
@@ -79,4 +92,5 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
+if told > 0 then return {changed, told} end
 return changed
