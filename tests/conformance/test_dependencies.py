@@ -235,3 +235,16 @@ def test_enqueue_many_takes_dependent_specs(app: Conveyor) -> None:
     a = step.using(queue="q1").enqueue(1)
     jobs = app.enqueue_many([step.using(queue="q2", after=[a]).job(2), step.using(queue="q3").job(3)])
     assert [_state(app, job.id) for job in jobs] == ["waiting", "pending"]
+
+
+def test_a_chain_through_a_partitioned_queue(app: Conveyor) -> None:
+    """On Redis a partitioned queue spreads its jobs over hash slots as they are stored: each
+    step is then linked and stored in turn (elsewhere one queue is one queue)."""
+    app.queue("p1", partitions=3)
+    step = _tasks(app)
+    jobs = app.chain(*(step.using(queue="p1" if n % 2 else "q2").job(n) for n in range(5)))
+    assert [job.state for job in jobs] == ["pending"] + ["waiting"] * 4
+    deadline = time.monotonic() + 60
+    while _state(app, jobs[-1].id) != "completed" and time.monotonic() < deadline:
+        drain(app)
+    assert [job.result(timeout=5) for job in jobs] == list(range(5))

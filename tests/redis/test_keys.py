@@ -134,6 +134,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         [first] = backend.fetch(["wf"], 1, "w1", 30, time.time())
         backend.complete([(first.id, None)], "w1", time.time())  # deps_release, deps_done
         app.cancel(flow[1].id)  # deps_cancel
+        task.using(queue="wf2", after=[flow[0]]).enqueue(4)  # deps_link: a dependency outside the call
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}
         seen: set[str] = set()

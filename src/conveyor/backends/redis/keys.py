@@ -259,7 +259,7 @@ class Keys:
     def deps_add(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)
         names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "prios", "sched", "wake")
-        return [p + n for n in names]
+        return [p + n for n in (*names, "parents", "deps_todo")]
 
     def deps_release(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)

@@ -803,9 +803,9 @@ class RedisBackend(Admin, Periodic):
         replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(values)
         # A list reply: some of these jobs have dependents, to be told now (workflows.py).
-        told = [queue for queue, reply in zip(located, replies) if type(reply) is list]
+        told = [(queue, reply) for queue, reply in zip(located, replies) if type(reply) is list]
         if told:
-            workflows.advance(self, told, now)
+            workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -853,9 +853,9 @@ class RedisBackend(Admin, Periodic):
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
         replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(by_id)
-        told = [queue for queue, reply in zip(located, replies) if type(reply) is list]
+        told = [(queue, reply) for queue, reply in zip(located, replies) if type(reply) is list]
         if told:
-            workflows.advance(self, told, now)
+            workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
 
     # -- dependencies (workflows.py) --------------------------------------------------------
     def enqueue_after(

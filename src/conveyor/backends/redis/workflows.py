@@ -56,6 +56,43 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _missing(job_id: str, dep: str, pruned_before: float) -> None:
+    """A dependency the store does not hold: pruned after it completed if it is older than
+    ``pruned_before``, else ``UnknownDependency``."""
+    made = id_time(dep)
+    if made is None or made >= pruned_before:
+        raise UnknownDependency(job_id, dep)
+
+
+def _meta(r: JobRecord) -> str:
+    timeout = "" if r.timeout is None else repr(float(r.timeout))
+    return meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at)))
+
+
+def _add(store: RedisBackend, r: JobRecord, queue: str, deps: Sequence[str], note: str, waiting: list[str], now: float) -> Call:
+    keys = store.keys
+    args = [keys.prefix(queue), r.id, r.payload, _meta(r), repr(float(r.run_at)), " ".join(deps), now, note]
+    return Call("deps_add", keys.deps_add(queue, r.id), [*args, *waiting])
+
+
+def _decide(
+    r: JobRecord, deps: Sequence[str], states: dict[str, str], pruned_before: float
+) -> tuple[str, list[str]]:
+    """(note, dependencies to wait for) of a dependent, from its dependencies' states:
+    'wait', completed, dead, cancelled, or missing (absent from ``states``)."""
+    waiting: list[str] = []
+    note = ""
+    for d in deps:
+        state = states.get(d, "missing")
+        if state == "missing":
+            _missing(r.id, d, pruned_before)
+        elif state in (DEAD, CANCELLED):
+            note = note or dependency_note(d, state)
+        elif state == "wait":
+            waiting.append(d)
+    return note, waiting
+
+
 def enqueue_after(
     store: RedisBackend,
     records: Sequence[JobRecord],
@@ -64,6 +101,91 @@ def enqueue_after(
     pruned_before: float,
     max_queue_length: int | None,
 ) -> None:
+    if any(r.queue in store._partitions for r in records):
+        _one_by_one(store, records, after, now, pruned_before, max_queue_length)
+    else:
+        _pipelined(store, records, after, now, pruned_before, max_queue_length)
+
+
+def _pipelined(
+    store: RedisBackend,
+    records: Sequence[JobRecord],
+    after: dict[str, tuple[str, ...]],
+    now: float,
+    pruned_before: float,
+    max_queue_length: int | None,
+) -> None:
+    """Queues of one shard each: every job's slot is known before it is stored, so an edge
+    between two jobs of the call is written in the parent's slot before the parent itself
+    (the parent cannot end before it exists, hence never untold), and the whole call is three
+    round-trips: where the outside dependencies are, their links, and everything else."""
+    keys = store.keys
+    ours = {r.id for r in records}
+    children: dict[str, list[JobRecord]] = {}
+    for r in records:
+        for d in after.get(r.id, ()):
+            if d in ours:
+                children.setdefault(d, []).append(r)
+    outside = list(dict.fromkeys(d for r in records for d in after.get(r.id, ()) if d not in ours))
+    where: dict[str, str] = {}
+    if outside:
+        for q, ids in store._locate(outside).items():
+            where.update(dict.fromkeys(ids, q))
+        for r in records:  # before anything is written
+            for d in after.get(r.id, ()):
+                if d not in ours and d not in where:
+                    _missing(r.id, d, pruned_before)
+    edges = [(d, r) for r in records for d in after.get(r.id, ()) if d in where]
+    replies = store._wire.run(
+        [Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, f"{r.queue},{r.id}"]) for d, r in edges]
+    )
+    linked = {(d, r.id): _text(reply) for (d, r), reply in zip(edges, replies, strict=True)}
+    first = [r for r in records if r.id not in after and r.id not in children]
+    rest = [r for r in records if r.id in after or r.id in children]
+    calls: list[Call] = []
+    fresh = store._unregistered(dict.fromkeys(r.queue for r in rest))
+    if fresh:
+        calls.append(Call(None, "SADD", keys.queues, *fresh))
+    index = [x for r in rest if r.queue != DEFAULT for x in (r.id, r.queue)]
+    if index:
+        calls.append(Call(None, "HSET", keys.where, *index))
+    failed: set[str] = set()
+    for r in rest:
+        kids = children.get(r.id)
+        if kids:
+            calls.append(Call(None, "SADD", keys.dependents(r.queue, r.id), *(f"{k.queue},{k.id}" for k in kids)))
+            calls.append(Call(None, "SADD", keys.prefix(r.queue) + "parents", r.id))
+        deps = after.get(r.id)
+        if deps is None:
+            calls += store._enqueue_calls({r.queue: [r]}, [], None)
+            continue
+        states = {d: linked.get((d, r.id), "missing") for d in deps if d not in ours}
+        states.update({d: CANCELLED if d in failed else "wait" for d in deps if d in ours})
+        note, waiting = _decide(r, deps, states, pruned_before)
+        if note:
+            failed.add(r.id)
+        calls.append(_add(store, r, r.queue, deps, note, waiting, now))
+    if first:
+        store.enqueue(first, max_queue_length)
+    results = store._wire.run(calls, durable=True)
+    # A job cancelled by deps_add whose dependents of this call already wait for it.
+    cancelled = [
+        call.args[1][0] for call, result in zip(calls, results, strict=True) if call.script == "deps_add" and _text(result) == CANCELLED
+    ]
+    if cancelled:
+        advance(store, {r.queue for r in rest}, now)
+
+
+def _one_by_one(
+    store: RedisBackend,
+    records: Sequence[JobRecord],
+    after: dict[str, tuple[str, ...]],
+    now: float,
+    pruned_before: float,
+    max_queue_length: int | None,
+) -> None:
+    """Partitioned queues (a job's shard is chosen as it is stored): each dependent is linked
+    and stored in turn, its dependencies of this call stored before it."""
     keys = store.keys
     stored_in: dict[str, str] = {}  # id -> queue (partition) of the jobs of this call
     plain: list[JobRecord] = []
@@ -71,11 +193,8 @@ def enqueue_after(
     def flush() -> None:
         if plain:
             store.enqueue(plain, max_queue_length)
-            found = store._locate([r.id for r in plain]) if store._partitions else {}
-            for q, ids in found.items():
+            for q, ids in store._locate([r.id for r in plain]).items():
                 stored_in.update(dict.fromkeys(ids, q))
-            for r in plain:
-                stored_in.setdefault(r.id, r.queue)
             plain.clear()
 
     for r in records:
@@ -90,67 +209,84 @@ def enqueue_after(
         if unknown:
             for q, ids in store._locate(unknown).items():
                 where.update(dict.fromkeys(ids, q))
+        for d in deps:
+            if d not in where:
+                _missing(r.id, d, pruned_before)
         linked = [d for d in deps if d in where]
         child = f"{queue},{r.id}"
         replies = store._wire.run(
             [Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, child]) for d in linked]
         )
         states = {d: _text(reply) for d, reply in zip(linked, replies, strict=True)}
-        waiting: list[str] = []
-        note = ""
-        for d in deps:
-            state = states.get(d, "missing")
-            if state == "missing":
-                made = id_time(d)
-                if made is None or made >= pruned_before:
-                    raise UnknownDependency(r.id, d)
-            elif state in (DEAD, CANCELLED):
-                note = note or dependency_note(d, state)
-            elif state == "wait":
-                waiting.append(d)
-        timeout = "" if r.timeout is None else repr(float(r.timeout))
-        meta = meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at)))
+        note, waiting = _decide(r, deps, states, pruned_before)
         calls: list[Call] = []
         fresh = store._unregistered([queue])
         if fresh:
             calls.append(Call(None, "SADD", keys.queues, *fresh))
         if queue != DEFAULT:
             calls.append(Call(None, "HSET", keys.where, r.id, queue))
-        args = [keys.prefix(queue), r.id, r.payload, meta, repr(float(r.run_at)), " ".join(deps), now, note]
-        calls.append(Call("deps_add", keys.deps_add(queue, r.id), [*args, *waiting]))
-        store._wire.run(calls, durable=True)
+        calls.append(_add(store, r, queue, deps, note, waiting, now))
+        result = store._wire.run(calls, durable=True)[-1]
         stored_in[r.id] = queue
+        if _text(result) == CANCELLED:
+            advance(store, [queue], now)
     flush()
 
 
-def advance(store: RedisBackend, queues: Iterable[str], now: float) -> int:
+def told(queue: str, reply: list[Any]) -> list[tuple[str, str, str, list[Any]]]:
+    """The ended parents a complete.lua or fail.lua reply lists: (queue, id, state,
+    dependents)."""
+    found: list[tuple[str, str, str, list[Any]]] = []
+    i = 1
+    while i < len(reply):
+        count = int(reply[i + 2])
+        found.append((queue, _text(reply[i]), _text(reply[i + 1]), list(reply[i + 3 : i + 3 + count])))
+        i += 3 + count
+    return found
+
+
+def advance(
+    store: RedisBackend,
+    queues: Iterable[str],
+    now: float,
+    known: Sequence[tuple[str, str, str, list[Any]]] = (),
+) -> int:
     """Tell the dependents of the ended jobs in ``queues``' to-do sets (step 3 of the module
     docstring), level by level, at most ``ROUNDS`` levels; returns how many were released or
-    cancelled. One read per queue when there is nothing to do."""
+    cancelled. ``known``: ended parents whose state and dependents the caller has (the reply
+    of the script that ended them), told without reading them again. One read per queue when
+    there is nothing to do."""
     keys = store.keys
     todo = list(dict.fromkeys(queues))
     changed = 0
-    for _ in range(ROUNDS):
-        if not todo:
-            break
-        found = store._wire.run([Call(None, "ZRANGE", keys.deps_todo(q), 0, STEP - 1) for q in todo])
-        parents = [(q, _text(pid)) for q, ids in zip(todo, found, strict=True) for pid in ids]
-        if not parents:
-            break
-        full = {q for q, ids in zip(todo, found, strict=True) if len(ids) >= STEP}
-        reads: list[Call] = []
-        for q, pid in parents:
-            reads += (Call(None, "HGET", keys.job(q, pid), "s"), Call(None, "SMEMBERS", keys.dependents(q, pid)))
-        read = store._wire.run(reads)
+    for n_round in range(ROUNDS):
+        if n_round == 0 and known:
+            parents = [(q, pid, state or None, members) for q, pid, state, members in known]
+            full: set[str] = set()
+        else:
+            if not todo:
+                break
+            found = store._wire.run([Call(None, "ZRANGE", keys.deps_todo(q), 0, STEP - 1) for q in todo])
+            ids = [(q, _text(pid)) for q, got in zip(todo, found, strict=True) for pid in got]
+            if not ids:
+                break
+            full = {q for q, got in zip(todo, found, strict=True) if len(got) >= STEP}
+            reads: list[Call] = []
+            for q, pid in ids:
+                reads += (Call(None, "HGET", keys.job(q, pid), "s"), Call(None, "SMEMBERS", keys.dependents(q, pid)))
+            read = store._wire.run(reads)
+            parents = [
+                (q, pid, None if read[2 * n] is None else _text(read[2 * n]), list(read[2 * n + 1]))
+                for n, (q, pid) in enumerate(ids)
+            ]
         steps: list[Call] = []
         targets: list[str] = []  # the queue of each step's dependent
-        for n, (q, pid) in enumerate(parents):
-            state = None if read[2 * n] is None else _text(read[2 * n])
+        for q, pid, state, members in parents:
             if state == COMPLETED:
                 note = None
             else:
                 note = dependency_note(pid, state if state in (DEAD, CANCELLED) else "deleted" if state is None else DEAD)
-            for member in read[2 * n + 1]:
+            for member in members:
                 cq, _, cid = _text(member).partition(",")
                 targets.append(cq)
                 if note is None:
@@ -159,7 +295,7 @@ def advance(store: RedisBackend, queues: Iterable[str], now: float) -> int:
                     steps.append(Call("deps_cancel", keys.deps_cancel(cq, cid), [keys.prefix(cq), cid, note, now]))
         results = store._wire.run(steps) if steps else []
         changed += sum(1 for result in results if result)
-        store._wire.run([Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid in parents])
+        store._wire.run([Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents])
         # The next level: queues whose cancelled jobs have dependents of their own, and
         # queues whose to-do set held more than a step.
         deeper = {cq for cq, result in zip(targets, results, strict=True) if result == 2}

@@ -13,6 +13,8 @@
 -- ARGV[5]  one character per job: "1" = has a result, "0" = no result (None)
 -- ARGV[6…] 2 per job: id, result ("" when ARGV[5] says none)
 --
+-- When some of those jobs have dependents (KEYS[parents]), the reply is a list instead:
+-- {count, then per such job: id, state, n, its n dependents "queue,id"}.
 -- Returns how many jobs were completed. A job recovered meanwhile (another holder, or no
 -- longer active) is left alone. The worker's held set says which jobs it still holds (every
 -- script that ends or moves a lease removes the id from it), so one SMISMEMBER per slice
@@ -26,14 +28,19 @@ local done = {}
 local ndone = 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[4]) == 1
--- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
--- tells their dependents (one EXISTS per call for queues without any).
+-- Jobs some job waits for (workflows.py): an ended one goes into the to-do set, and its
+-- state and dependents are returned, so that the caller tells them in its next round-trip
+-- (one EXISTS per call for queues without any).
 local parents = redis.call('EXISTS', KEYS[5]) == 1
-local told = 0
+local told = {}
 local function tell(id)
   if parents and redis.call('SREM', KEYS[5], id) == 1 then
     redis.call('ZADD', KEYS[6], now, id)
-    told = told + 1
+    local members = redis.call('SMEMBERS', prefix .. 'dn:' .. id)
+    told[#told + 1] = id
+    told[#told + 1] = redis.call('HGET', prefix .. 'j:' .. id, 's') or ''
+    told[#told + 1] = #members
+    for _, member in ipairs(members) do told[#told + 1] = member end
   end
 end
 local function ended(id)
@@ -94,5 +101,10 @@ end
 if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
-if told > 0 then return {ndone, told} end
+if #told > 0 then
+  -- {count, then per parent told: id, state, n, n dependents} (workflows.advance)
+  local out = {ndone}
+  for _, value in ipairs(told) do out[#out + 1] = value end
+  return out
+end
 return ndone

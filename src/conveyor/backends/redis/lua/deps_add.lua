@@ -9,6 +9,9 @@
 -- KEYS[5]  {ns:q}:prios      ZSET  priorities that have waiting jobs
 -- KEYS[6]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
 -- KEYS[7]  {ns:q}:wake       LIST  wake-up tokens for idle workers
+-- KEYS[8]  {ns:q}:parents    SET   jobs of the queue some job waits for (a job of the same
+-- KEYS[9]  {ns:q}:deps_todo  ZSET  enqueue may already wait for this one: cancelled, it is
+--                                  put in the to-do set for the caller to tell them)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  id
 -- ARGV[3]  payload
@@ -38,6 +41,7 @@ redis.call('DEL', KEYS[4])
 if note ~= '' then
   redis.call('HSET', key, 's', 'cancelled', 'e', note, 'fa', now)
   redis.call('ZADD', KEYS[2], now, id)
+  if redis.call('SREM', KEYS[8], id) == 1 then redis.call('ZADD', KEYS[9], now, id) end
   return 'cancelled'
 end
 local left = {}

@@ -20,20 +20,27 @@
 -- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled, "s<time>" = snoozed
 --          until that time: scheduled again, the attempt not counted), error, traceback
 --
+-- When some of those jobs have dependents (KEYS[parents]), the reply is a list instead:
+-- {count, then per such job: id, state, n, its n dependents "queue,id"}.
 -- Returns how many failures were recorded; each counts as processed, and as failed unless
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[9]) == 1
--- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
--- tells their dependents (one EXISTS per call for queues without any).
+-- Jobs some job waits for (workflows.py): an ended one goes into the to-do set, and its
+-- state and dependents are returned, so that the caller tells them in its next round-trip
+-- (one EXISTS per call for queues without any).
 local parents = redis.call('EXISTS', KEYS[10]) == 1
-local told = 0
+local told = {}
 local function tell(id)
   if parents and redis.call('SREM', KEYS[10], id) == 1 then
     redis.call('ZADD', KEYS[11], now, id)
-    told = told + 1
+    local members = redis.call('SMEMBERS', prefix .. 'dn:' .. id)
+    told[#told + 1] = id
+    told[#told + 1] = redis.call('HGET', prefix .. 'j:' .. id, 's') or ''
+    told[#told + 1] = #members
+    for _, member in ipairs(members) do told[#told + 1] = member end
   end
 end
 local function ended(id)
@@ -92,5 +99,10 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
-if told > 0 then return {changed, told} end
+if #told > 0 then
+  -- {count, then per parent told: id, state, n, n dependents} (workflows.advance)
+  local out = {changed}
+  for _, value in ipairs(told) do out[#out + 1] = value end
+  return out
+end
 return changed
