@@ -99,8 +99,8 @@ def test_show_prints_sections_and_the_traceback(
 def test_info_in_a_pipe_and_as_json(tmp_path: Path, store: dict[str, str], jobs: list[str]) -> None:
     out = cli("info", cwd=tmp_path, env=store)
     lines = out.stdout.splitlines()
-    assert lines[0] == "queue\tscheduled\tpending\tactive\tretry\tcompleted\tdead\tcancelled\toldest"
-    assert lines[1].startswith("default\t0\t2\t0\t0\t0\t1\t0\t")
+    assert lines[0] == "queue\twaiting\tscheduled\tpending\tactive\tretry\tcompleted\tdead\tcancelled\toldest"
+    assert lines[1].startswith("default\t0\t0\t2\t0\t0\t0\t1\t0\t")
     data = orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)
     assert data["queues"] == {"default": {"pending": 2, "dead": 1}}
     assert data["store"] == store["CONVEYOR_URL"] and data["workers"] == []
