@@ -19,6 +19,7 @@ Servers: a fresh SQLite file, or a PostgreSQL / Redis server started for the run
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -51,7 +52,9 @@ def _child_noop(src: str, url: str, jobs: int) -> None:
     worker.run()
     drained = time.perf_counter() - start
     done = app.stats().queues.get("default", {}).get("completed", 0)
-    print(json.dumps({"enqueue": jobs / enqueued, "drain": done / drained, "both": jobs / (enqueued + drained)}))
+    print(
+        json.dumps({"enqueue": jobs / enqueued, "drain": done / drained, "both": jobs / (enqueued + drained)})
+    )
 
 
 def _ab(url_for: object, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -97,7 +100,7 @@ def _chain(url: str, steps: int) -> dict[str, float]:
         thread.join(30)
     snapshots = [app.get_job(job.id) for job in jobs]
     gaps = []
-    for before, after in zip(snapshots, snapshots[1:], strict=False):
+    for before, after in itertools.pairwise(snapshots):
         assert before is not None and after is not None
         assert before.finished_at is not None and after.started_at is not None
         gaps.append((after.started_at - before.finished_at).total_seconds() * 1000)
@@ -111,7 +114,9 @@ def _chain(url: str, steps: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", choices=("sqlite", "postgres", "redis"), default="sqlite")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -602,7 +602,9 @@ class Conveyor:
         linked = [specs[0]]
         for n, spec in enumerate(specs[1:]):
             waits = (*(spec.options.after or ()), ids[n])
-            linked.append(spec._replace(options=dataclasses.replace(spec.options, after=waits).checked(spec.task.name)))
+            linked.append(
+                spec._replace(options=dataclasses.replace(spec.options, after=waits).checked(spec.task.name))
+            )
         return self._enqueue_many(linked, ids)
 
     def dependencies(self, job_id: str) -> list[Job]:

@@ -161,8 +161,7 @@ class Options:
         for job_id in self.after or ():
             if type(job_id) is not str or id_time(job_id) is None:
                 raise ConfigurationError(
-                    f"task {task_name!r}: after= takes jobs or job ids (UUIDv7 strings), not "
-                    f"{_short(job_id)}"
+                    f"task {task_name!r}: after= takes jobs or job ids (UUIDv7 strings), not {_short(job_id)}"
                 )
         if self.unique_for is not None or self.expires is not None:
             raise ConfigurationError(
@@ -359,7 +358,8 @@ def after_ids(task_name: str, after: Any) -> tuple[str, ...] | None:
         raise ConfigurationError(
             f"task {task_name!r}: after= takes a list of jobs or job ids, not {_short(after)}"
         )
-    ids = [getattr(item, "id", item) for item in after]
+    # Each checked (a UUIDv7 string) by Options.checked.
+    ids: list[Any] = [item if isinstance(item, str) else getattr(item, "id", item) for item in after]
     return tuple(dict.fromkeys(ids)) or None
 
 

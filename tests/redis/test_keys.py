@@ -130,7 +130,9 @@ def test_every_script_call_the_store_sends_matches_its_header(
         tick = app._build(app.schedules["keys-tick"].spec(now), now, datetime.now(UTC), new_id())[0]
         assert backend.enqueue_ticks([Tick("keys-tick", now, now + 60, tick)], now) == [True]
         assert backend.forget_schedules([], now + 3600) == 1
-        flow = app.chain(task.using(queue="wf").job(1), task.using(queue="wf2").job(2), task.using(queue="wf").job(3))
+        flow = app.chain(
+            task.using(queue="wf").job(1), task.using(queue="wf2").job(2), task.using(queue="wf").job(3)
+        )
         [first] = backend.fetch(["wf"], 1, "w1", 30, time.time())
         backend.complete([(first.id, None)], "w1", time.time())  # deps_release, deps_done
         app.cancel(flow[1].id)  # deps_cancel

@@ -1216,7 +1216,9 @@ class PostgresBackend(Listings):
         max_queue_length: int | None = None,
     ) -> None:
         if records:
-            workflows.enqueue_after(self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR)
+            workflows.enqueue_after(
+                self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR
+            )
 
     def dependencies(self, job_id: str) -> list[str]:
         return workflows.dependencies(self, job_id)

@@ -39,7 +39,9 @@ class Statements:
             f" SELECT * FROM unnest(%(parents)s::text[], %(children)s::text[], %(positions)s::int[])"
             f" ON CONFLICT DO NOTHING"
         )
-        self.flag = f"UPDATE {s}.jobs SET dependents = true WHERE id = ANY(%(ids)s::text[]) AND NOT dependents"
+        self.flag = (
+            f"UPDATE {s}.jobs SET dependents = true WHERE id = ANY(%(ids)s::text[]) AND NOT dependents"
+        )
         self.dependencies = f"SELECT parent FROM {s}.deps WHERE child = %(id)s ORDER BY position"
         self.dependents = f"SELECT child FROM {s}.deps WHERE parent = %(id)s ORDER BY child LIMIT %(limit)s"
         self.cascade = f"SELECT {s}.cascade_dependents(%(budget)s, %(now)s)"

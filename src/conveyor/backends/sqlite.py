@@ -24,7 +24,6 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
-from . import sqlite_workflows as workflows
 from ..job import (
     ACTIVE,
     BAD_RUN_AT,
@@ -49,6 +48,7 @@ from ..job import (
     WorkerInfo,
 )
 from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
+from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor

@@ -150,7 +150,9 @@ def cascade(conn: sqlite3.Connection, ns: str, now: float, budget: int = CASCADE
     t = f"{ns}_jobs"
     cancelled = 0
     while budget > 0:
-        rows = conn.execute(f"SELECT parent, note FROM {ns}_deps_todo LIMIT ?", (min(budget, 100),)).fetchall()
+        rows = conn.execute(
+            f"SELECT parent, note FROM {ns}_deps_todo LIMIT ?", (min(budget, 100),)
+        ).fetchall()
         if not rows:
             break
         budget -= len(rows)

@@ -41,7 +41,16 @@ log = logging.getLogger("conveyor.redis")
 #: of one action still go in one pipeline: one round-trip.
 ACT_CHUNK = 50
 #: The parts of a cursor of each state (see ids.lua), the id last.
-_CURSOR_PARTS = {PENDING: 3, ACTIVE: 1, SCHEDULED: 2, RETRY: 2, WAITING: 2, COMPLETED: 2, DEAD: 2, CANCELLED: 2}
+_CURSOR_PARTS = {
+    PENDING: 3,
+    ACTIVE: 1,
+    SCHEDULED: 2,
+    RETRY: 2,
+    WAITING: 2,
+    COMPLETED: 2,
+    DEAD: 2,
+    CANCELLED: 2,
+}
 #: States listed newest first (the rest oldest, or next to run, first).
 _NEWEST_FIRST = frozenset({ACTIVE, WAITING, COMPLETED, DEAD, CANCELLED})
 

@@ -234,7 +234,9 @@ class Keys:
 
     def sweep(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled", "parents", "deps_todo")]
+        return [
+            p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled", "parents", "deps_todo")
+        ]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
         return [self.job(queue, job_id)]
@@ -248,7 +250,18 @@ class Keys:
 
     def stats(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts", "waiting")
+        names = (
+            "prios",
+            "sched",
+            "retry",
+            "leases",
+            "done",
+            "dead",
+            "cancelled",
+            "paused",
+            "counts",
+            "waiting",
+        )
         return [p + n for n in names]
 
     # -- dependencies (workflows.py) --------------------------------------------------------

@@ -803,7 +803,11 @@ class RedisBackend(Admin, Periodic):
         replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(values)
         # A list reply: some of these jobs have dependents, to be told now (workflows.py).
-        told = [(queue, reply) for queue, reply in zip(located, replies) if type(reply) is list]
+        told = [
+            (queue, reply)
+            for queue, reply in zip(located, replies[: len(located)], strict=True)
+            if type(reply) is list
+        ]
         if told:
             workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
 
@@ -853,7 +857,11 @@ class RedisBackend(Admin, Periodic):
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
         replies = self._wire.run(calls + self._slots_freed(located), durable=True)
         self._forget(by_id)
-        told = [(queue, reply) for queue, reply in zip(located, replies) if type(reply) is list]
+        told = [
+            (queue, reply)
+            for queue, reply in zip(located, replies[: len(located)], strict=True)
+            if type(reply) is list
+        ]
         if told:
             workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
 

@@ -69,7 +69,15 @@ def _meta(r: JobRecord) -> str:
     return meta_field(r.priority, r.max_attempts, timeout, repr(float(r.created_at)))
 
 
-def _add(store: RedisBackend, r: JobRecord, queue: str, deps: Sequence[str], note: str, waiting: list[str], now: float) -> Call:
+def _add(
+    store: RedisBackend,
+    r: JobRecord,
+    queue: str,
+    deps: Sequence[str],
+    note: str,
+    waiting: list[str],
+    now: float,
+) -> Call:
     keys = store.keys
     args = [keys.prefix(queue), r.id, r.payload, _meta(r), repr(float(r.run_at)), " ".join(deps), now, note]
     return Call("deps_add", keys.deps_add(queue, r.id), [*args, *waiting])
@@ -137,7 +145,10 @@ def _pipelined(
                     _missing(r.id, d, pruned_before)
     edges = [(d, r) for r in records for d in after.get(r.id, ()) if d in where]
     replies = store._wire.run(
-        [Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, f"{r.queue},{r.id}"]) for d, r in edges]
+        [
+            Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, f"{r.queue},{r.id}"])
+            for d, r in edges
+        ]
     )
     linked = {(d, r.id): _text(reply) for (d, r), reply in zip(edges, replies, strict=True)}
     first = [r for r in records if r.id not in after and r.id not in children]
@@ -153,7 +164,9 @@ def _pipelined(
     for r in rest:
         kids = children.get(r.id)
         if kids:
-            calls.append(Call(None, "SADD", keys.dependents(r.queue, r.id), *(f"{k.queue},{k.id}" for k in kids)))
+            calls.append(
+                Call(None, "SADD", keys.dependents(r.queue, r.id), *(f"{k.queue},{k.id}" for k in kids))
+            )
             calls.append(Call(None, "SADD", keys.prefix(r.queue) + "parents", r.id))
         deps = after.get(r.id)
         if deps is None:
@@ -170,7 +183,9 @@ def _pipelined(
     results = store._wire.run(calls, durable=True)
     # A job cancelled by deps_add whose dependents of this call already wait for it.
     cancelled = [
-        call.args[1][0] for call, result in zip(calls, results, strict=True) if call.script == "deps_add" and _text(result) == CANCELLED
+        call.args[1][0]
+        for call, result in zip(calls, results, strict=True)
+        if call.script == "deps_add" and _text(result) == CANCELLED
     ]
     if cancelled:
         advance(store, {r.queue for r in rest}, now)
@@ -215,7 +230,10 @@ def _one_by_one(
         linked = [d for d in deps if d in where]
         child = f"{queue},{r.id}"
         replies = store._wire.run(
-            [Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, child]) for d in linked]
+            [
+                Call("deps_link", keys.deps_link(where[d], d), [keys.prefix(where[d]), d, child])
+                for d in linked
+            ]
         )
         states = {d: _text(reply) for d, reply in zip(linked, replies, strict=True)}
         note, waiting = _decide(r, deps, states, pruned_before)
@@ -273,7 +291,10 @@ def advance(
             full = {q for q, got in zip(todo, found, strict=True) if len(got) >= STEP}
             reads: list[Call] = []
             for q, pid in ids:
-                reads += (Call(None, "HGET", keys.job(q, pid), "s"), Call(None, "SMEMBERS", keys.dependents(q, pid)))
+                reads += (
+                    Call(None, "HGET", keys.job(q, pid), "s"),
+                    Call(None, "SMEMBERS", keys.dependents(q, pid)),
+                )
             read = store._wire.run(reads)
             parents = [
                 (q, pid, None if read[2 * n] is None else _text(read[2 * n]), list(read[2 * n + 1]))
@@ -281,21 +302,29 @@ def advance(
             ]
         steps: list[Call] = []
         targets: list[str] = []  # the queue of each step's dependent
-        for q, pid, state, members in parents:
+        for _, pid, state, members in parents:
             if state == COMPLETED:
                 note = None
             else:
-                note = dependency_note(pid, state if state in (DEAD, CANCELLED) else "deleted" if state is None else DEAD)
+                note = dependency_note(
+                    pid, state if state in (DEAD, CANCELLED) else "deleted" if state is None else DEAD
+                )
             for member in members:
                 cq, _, cid = _text(member).partition(",")
                 targets.append(cq)
                 if note is None:
-                    steps.append(Call("deps_release", keys.deps_release(cq, cid), [keys.prefix(cq), cid, pid, now]))
+                    steps.append(
+                        Call("deps_release", keys.deps_release(cq, cid), [keys.prefix(cq), cid, pid, now])
+                    )
                 else:
-                    steps.append(Call("deps_cancel", keys.deps_cancel(cq, cid), [keys.prefix(cq), cid, note, now]))
+                    steps.append(
+                        Call("deps_cancel", keys.deps_cancel(cq, cid), [keys.prefix(cq), cid, note, now])
+                    )
         results = store._wire.run(steps) if steps else []
         changed += sum(1 for result in results if result)
-        store._wire.run([Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents])
+        store._wire.run(
+            [Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents]
+        )
         # The next level: queues whose cancelled jobs have dependents of their own, and
         # queues whose to-do set held more than a step.
         deeper = {cq for cq, result in zip(targets, results, strict=True) if result == 2}
@@ -320,4 +349,3 @@ def dependents(store: RedisBackend, job_id: str, limit: int) -> list[str]:
         for member in store.client.smembers(store.keys.dependents(queue, job_id)):
             children.append(_text(member).partition(",")[2])
     return sorted(children)[:limit]
-
