@@ -135,7 +135,7 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
             conn.execute(f"DROP TRIGGER scale_jobs_counted_{kind}")
         conn.execute("DROP TABLE scale_counts")
         # Nor those of version 4 (dependencies): the triggers that read them first.
-        for trigger in ("released", "failed", "deleted", "parent_gone", "child_gone"):
+        for trigger in ("ended", "gone"):
             conn.execute(f"DROP TRIGGER scale_deps_{trigger}")
         for column in ("dependents", "waiting_on"):
             conn.execute(f"ALTER TABLE scale_jobs DROP COLUMN {column}")

@@ -52,36 +52,34 @@ def schema(ns: str) -> list[str]:
         # Waiting jobs for listings, newest first (only they are in these indexes).
         f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting ON {t} (id) WHERE state = 'waiting'",
         f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting_q ON {t} (queue, id) WHERE state = 'waiting'",
-        # Completed: each waiting child counts one dependency less; the last one releases it.
-        # (SET reads the old waiting_on throughout: > 1 means others are still to come.)
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_released AFTER UPDATE OF state ON {t}
-            WHEN NEW.dependents = 1 AND NEW.state = 'completed' AND OLD.state <> 'completed' BEGIN
+        # One trigger per kind of change, not one per case: SQLite runs a row trigger's
+        # program (its WHEN clause included) for every row a matching statement changes, so
+        # each trigger costs every claim and acknowledgement a little, flag or not.
+        # A parent's state changed. Completed: each waiting child counts one dependency less,
+        # the last one releases it (SET reads the old waiting_on throughout: > 1 means others
+        # are still to come). Dead or cancelled: cascade() cancels its children, in the same
+        # transaction.
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_ended AFTER UPDATE OF state ON {t}
+            WHEN NEW.dependents = 1 AND OLD.state IS NOT NEW.state BEGIN
             UPDATE {t} SET waiting_on = waiting_on - 1,
                 state = CASE WHEN waiting_on > 1 THEN 'waiting'
                     WHEN run_at > NEW.finished_at THEN 'scheduled' ELSE 'pending' END
-                WHERE id IN (SELECT child FROM {ns}_deps WHERE parent = NEW.id) AND state = 'waiting';
-        END""",
-        # Dead or cancelled: its children are cancelled by cascade(), in the same transaction.
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_failed AFTER UPDATE OF state ON {t}
-            WHEN NEW.dependents = 1 AND NEW.state IN ('dead', 'cancelled')
-                AND OLD.state NOT IN ('dead', 'cancelled') BEGIN
+                WHERE NEW.state = 'completed' AND state = 'waiting'
+                    AND id IN (SELECT child FROM {ns}_deps WHERE parent = NEW.id);
             INSERT OR REPLACE INTO {ns}_deps_todo (parent, note)
-                VALUES (NEW.id, 'dependency ' || NEW.id || ' ended ' || NEW.state);
+                SELECT NEW.id, 'dependency ' || NEW.id || ' ended ' || NEW.state
+                WHERE NEW.state IN ('dead', 'cancelled') AND OLD.state NOT IN ('dead', 'cancelled');
         END""",
-        # Deleted before it completed: its children can never be released.
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_deleted AFTER DELETE ON {t}
-            WHEN OLD.dependents = 1 AND OLD.state NOT IN ('completed', 'dead', 'cancelled') BEGIN
+        # A job deleted. A parent that had not ended: its children can never be released
+        # (cascade() cancels them). One that had: nothing left to tell. A dependent: its edges.
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_gone AFTER DELETE ON {t}
+            WHEN OLD.dependents = 1 OR OLD.waiting_on IS NOT NULL BEGIN
             INSERT OR REPLACE INTO {ns}_deps_todo (parent, note)
-                VALUES (OLD.id, 'dependency ' || OLD.id || ' ended deleted');
-        END""",
-        # A parent gone after it ended (pruned, deleted) has nothing left to tell its children.
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_parent_gone AFTER DELETE ON {t}
-            WHEN OLD.dependents = 1 AND OLD.state IN ('completed', 'dead', 'cancelled') BEGIN
-            DELETE FROM {ns}_deps WHERE parent = OLD.id;
-        END""",
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_child_gone AFTER DELETE ON {t}
-            WHEN OLD.waiting_on IS NOT NULL BEGIN
-            DELETE FROM {ns}_deps WHERE child = OLD.id;
+                SELECT OLD.id, 'dependency ' || OLD.id || ' ended deleted'
+                WHERE OLD.dependents = 1 AND OLD.state NOT IN ('completed', 'dead', 'cancelled');
+            DELETE FROM {ns}_deps WHERE OLD.dependents = 1
+                AND OLD.state IN ('completed', 'dead', 'cancelled') AND parent = OLD.id;
+            DELETE FROM {ns}_deps WHERE OLD.waiting_on IS NOT NULL AND child = OLD.id;
         END""",
     ]
 
