@@ -255,7 +255,7 @@ def told(queue: str, reply: list[Any]) -> list[tuple[str, str, str, list[Any]]]:
     """The ended parents a complete.lua or fail.lua reply lists: (queue, id, state,
     dependents)."""
     found: list[tuple[str, str, str, list[Any]]] = []
-    i = 1
+    i = 2  # after the count and another reply's slot
     while i < len(reply):
         count = int(reply[i + 2])
         found.append((queue, _text(reply[i]), _text(reply[i + 1]), list(reply[i + 3 : i + 3 + count])))

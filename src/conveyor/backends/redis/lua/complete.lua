@@ -14,7 +14,7 @@
 -- ARGV[6…] 2 per job: id, result ("" when ARGV[5] says none)
 --
 -- When some of those jobs have dependents (KEYS[parents]), the reply is a list instead:
--- {count, then per such job: id, state, n, its n dependents "queue,id"}.
+-- {count, 0, then per such job: id, state, n, its n dependents "queue,id"}.
 -- Returns how many jobs were completed. A job recovered meanwhile (another holder, or no
 -- longer active) is left alone. The worker's held set says which jobs it still holds (every
 -- script that ends or moves a lease removes the id from it), so one SMISMEMBER per slice
@@ -102,8 +102,9 @@ if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
 if #told > 0 then
-  -- {count, then per parent told: id, state, n, n dependents} (workflows.advance)
-  local out = {ndone}
+  -- {count, 0 (a batch's slot: see TEAM notes), then per parent told: id, state, n, its n
+  -- dependents} (workflows.told)
+  local out = {ndone, 0}
   for _, value in ipairs(told) do out[#out + 1] = value end
   return out
 end

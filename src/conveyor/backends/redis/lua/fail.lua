@@ -21,7 +21,7 @@
 --          until that time: scheduled again, the attempt not counted), error, traceback
 --
 -- When some of those jobs have dependents (KEYS[parents]), the reply is a list instead:
--- {count, then per such job: id, state, n, its n dependents "queue,id"}.
+-- {count, 0, then per such job: id, state, n, its n dependents "queue,id"}.
 -- Returns how many failures were recorded; each counts as processed, and as failed unless
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -100,8 +100,9 @@ if changed > 0 then
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
 if #told > 0 then
-  -- {count, then per parent told: id, state, n, n dependents} (workflows.advance)
-  local out = {changed}
+  -- {count, 0 (a batch's slot: see TEAM notes), then per parent told: id, state, n, its n
+  -- dependents} (workflows.told)
+  local out = {changed, 0}
   for _, value in ipairs(told) do out[#out + 1] = value end
   return out
 end
