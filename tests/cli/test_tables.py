@@ -171,3 +171,19 @@ def test_retry_all_and_delete_all_show_a_bar_on_a_terminal(tmp_path: Path, store
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     assert code == 0 and "deleting pending jobs" in plain, plain
     assert orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)["queues"]["default"] == {}
+
+
+def test_show_lists_a_jobs_dependencies_and_dependents(tmp_path: Path, store: dict[str, str]) -> None:
+    app = Conveyor(store["CONVEYOR_URL"])
+    task = app.task(name="shop.step")(_charge)
+    first, second, third = app.chain(task.job(1, "a"), task.job(2, "b"), task.job(3, "c"))
+    app.close()
+    out = cli("show", second.id, cwd=tmp_path, env=store)
+    assert out.returncode == 0, out.stderr
+    assert f"waits for {first.id}" in out.stdout and "shop.step, pending" in out.stdout
+    assert f"needed by {third.id}" in out.stdout and "shop.step, waiting" in out.stdout
+    shown = orjson.loads(cli("show", second.id, "--json", cwd=tmp_path, env=store).stdout)
+    assert shown["state"] == "waiting"
+    assert shown["dependencies"] == [first.id] and shown["dependents"] == [third.id]
+    listed = cli("jobs", "--state", "waiting", cwd=tmp_path, env=store).stdout.splitlines()[1:]
+    assert sorted(line.split("\t")[0] for line in listed) == sorted([second.id, third.id])
