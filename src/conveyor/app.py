@@ -507,6 +507,11 @@ class Conveyor:
         for mw in self.middleware:
             mw.before_enqueue(records)
         if after:
+            if each:
+                raise ConfigurationError(
+                    "one enqueue_many call cannot mix jobs with after= and jobs with unique_for or "
+                    "expires: enqueue them in two calls"
+                )
             self._enqueue_after(records, jobs, after, connection)
         elif each:
             if connection is not None:
