@@ -53,13 +53,15 @@ def schema(ns: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting ON {t} (id) WHERE state = 'waiting'",
         f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting_q ON {t} (queue, id) WHERE state = 'waiting'",
         # One trigger per kind of change, not one per case: SQLite runs a row trigger's
-        # program (its WHEN clause included) for every row a matching statement changes, so
-        # each trigger costs every claim and acknowledgement a little, flag or not.
+        # program (its WHEN clause included) for every row a matching statement changes, flag
+        # or not. So it is on last_error, which every statement that ends a job writes
+        # (complete clears it; fail, cancel, recover, expiry and cascade() set it) and the
+        # claim does not: the claim, the hottest statement, runs no trigger of this module.
         # A parent's state changed. Completed: each waiting child counts one dependency less,
         # the last one releases it (SET reads the old waiting_on throughout: > 1 means others
         # are still to come). Dead or cancelled: cascade() cancels its children, in the same
         # transaction.
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_ended AFTER UPDATE OF state ON {t}
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_deps_ended AFTER UPDATE OF last_error ON {t}
             WHEN NEW.dependents = 1 AND OLD.state IS NOT NEW.state BEGIN
             UPDATE {t} SET waiting_on = waiting_on - 1,
                 state = CASE WHEN waiting_on > 1 THEN 'waiting'

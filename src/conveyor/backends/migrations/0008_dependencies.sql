@@ -47,7 +47,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER jobs_released AFTER UPDATE OF state ON jobs FOR EACH ROW
+-- On last_error, not state: every statement that ends a job writes it (complete clears it) and
+-- the claim does not, so the claim never even evaluates these WHEN clauses.
+CREATE TRIGGER jobs_released AFTER UPDATE OF last_error ON jobs FOR EACH ROW
     WHEN (NEW.dependents AND NEW.state = 'completed' AND OLD.state <> 'completed')
     EXECUTE FUNCTION release_dependents();
 
@@ -88,7 +90,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER jobs_failed AFTER UPDATE OF state ON jobs FOR EACH ROW
+CREATE TRIGGER jobs_failed AFTER UPDATE OF last_error ON jobs FOR EACH ROW
     WHEN (NEW.dependents AND NEW.state IN ('dead', 'cancelled') AND OLD.state NOT IN ('dead', 'cancelled'))
     EXECUTE FUNCTION fail_dependents();
 CREATE TRIGGER jobs_deps_deleted AFTER DELETE ON jobs FOR EACH ROW
