@@ -84,7 +84,9 @@ bench-quick:
 # (first tenth against last, worker RSS), 20k pending alone and beside SCALE_BACKLOG scheduled
 # jobs, an idle worker's CPU and its first job beside them; then 200 queues against one
 # (bench/queues_probe.py) and a hot queue partitioned over a 3-master Cluster
-# (bench/partitions_probe.py). 10M jobs take hours and ~10 GB of disk per SQL store;
+# (bench/partitions_probe.py); a PostgreSQL drain of SCALE_JOBS watched from the worker and the
+# server, which fails if a lease expires under the live worker, a job runs twice or its RSS
+# grows (bench/pg_drain_probe.py). 10M jobs take hours and ~10 GB of disk per SQL store;
 # `make bench-scale SCALE_JOBS=1000000 SCALE_BACKLOG=1000000` is the quick form.
 SCALE_JOBS ?= 10000000
 SCALE_BACKLOG ?= 10000000
@@ -99,6 +101,7 @@ bench-scale:
 	done; \
 	$(PYTHON) bench/queues_probe.py --store cluster || status=1; \
 	$(PYTHON) bench/partitions_probe.py || status=1; \
+	$(PYTHON) bench/pg_drain_probe.py --jobs $(SCALE_JOBS) || status=1; \
 	exit $$status
 
 # The fault suite at full sizes (20,000 jobs, several kill -9 per worker, on every store),

@@ -5,7 +5,9 @@ nothing.
 """
 
 from .app import Conveyor
+from .batch import Batch
 from .errors import (
+    BatchClosed,
     ConfigurationError,
     ConveyorError,
     Fail,
@@ -26,6 +28,8 @@ from .running import CurrentJob, current_job
 from .task import Task
 
 __all__ = [
+    "Batch",
+    "BatchClosed",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import hashlib
@@ -29,8 +28,10 @@ from .backends import (
     open_backend,
 )
 from .backends.aio import AsyncStore, open_async_store
+from .batch import META_KEY as BATCH_META
+from .batch import Batch, BatchRecord, StoresBatches
 from .codec import Codec, check_json, normalize_encryption_keys, normalize_keys
-from .errors import ConfigurationError, JobFailed, PayloadTooLarge
+from .errors import BatchClosed, ConfigurationError, JobFailed, PayloadTooLarge
 from .job import (
     CANCELLED,
     COMPLETED,
@@ -59,6 +60,10 @@ from .task import MAX_DELAY, PRIORITY_RANGE, JobSpec, Options, Task, check_name
 log = logging.getLogger("conveyor")
 
 if TYPE_CHECKING:
+    # Imported where the async client needs it: asyncio is ~40% of `import conveyor` (90-260
+    # ms on a loaded 2-core machine), and a worker's first job waits for its imports.
+    import asyncio
+
     from .worker.worker import Worker
 
 P = ParamSpec("P")
@@ -225,6 +230,8 @@ class Conveyor:
 
     async def aclose(self) -> None:
         """Close the async client's connections of the running event loop, and the store's."""
+        import asyncio
+
         opening = self._async_stores.pop(asyncio.get_running_loop(), None)
         if opening is not None and opening.done() and not opening.cancelled() and opening.exception() is None:
             await opening.result().close()
@@ -779,6 +786,126 @@ class Conveyor:
         )
         return record, job
 
+    # -- batches ----------------------------------------------------------------------------
+    def batch(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        on_success: JobSpec | None = None,
+        on_complete: JobSpec | None = None,
+        on_death: JobSpec | None = None,
+        parent: Batch | str | None = None,
+    ) -> Batch:
+        """Enqueue ``jobs`` as one batch, with callbacks the store enqueues exactly once
+        (``conveyor.batch`` says when each fires and when a batch is open). The jobs and the
+        batch are stored together (all or none on SQLite and PostgreSQL; on Redis the batch
+        first, then its jobs per queue). ``parent``: a batch (or its id) whose jobs this
+        batch's callbacks become; it then needs ``on_complete``, which the parent counts
+        from now on. Batch jobs take no ``unique_for``, ``expires`` or ``connection``."""
+        specs = list(jobs)
+        if len(specs) < _GC_PAUSE_FROM or not gc.isenabled():
+            return self._batch(specs, on_success, on_complete, on_death, parent)
+        # As enqueue_many: thousands of small objects, none of which can form a cycle.
+        gc.disable()
+        try:
+            return self._batch(specs, on_success, on_complete, on_death, parent)
+        finally:
+            gc.enable()
+
+    def _batch(
+        self,
+        specs: list[JobSpec],
+        on_success: JobSpec | None,
+        on_complete: JobSpec | None,
+        on_death: JobSpec | None,
+        parent: Batch | str | None,
+    ) -> Batch:
+        parent_id = parent.id if isinstance(parent, Batch) else parent
+        if parent_id is not None and on_complete is None:
+            raise ConfigurationError(
+                "a nested batch (parent=) needs on_complete: the parent counts it from now on, "
+                "so that it waits for this batch"
+            )
+        now = self.clock()
+        batch_id = new_id()
+        records, handles = self._batch_records(batch_id, specs)
+        callbacks: list[tuple[str, JobRecord]] = []
+        when = datetime.fromtimestamp(now, UTC)
+        for kind, spec in (("success", on_success), ("complete", on_complete), ("death", on_death)):
+            if spec is None:
+                continue
+            if not isinstance(spec, JobSpec):
+                raise TypeError(f"on_{kind} takes a job spec (task.job(...)), not {type(spec).__name__}")
+            self._check_batch_spec(spec, f"on_{kind}")
+            meta = {**(spec.options.meta or {}), BATCH_META: batch_id}
+            spec = spec._replace(options=dataclasses.replace(spec.options, meta=meta))
+            record, _ = self._build(spec, now, when, new_id())
+            record.batch_id = parent_id
+            callbacks.append((kind, record))
+        info = BatchRecord(batch_id, len(records), 0, 0, 0, now, parent_id)
+        for mw in self.middleware:
+            mw.before_enqueue(records)
+        store = self.backend
+        if not isinstance(store, StoresBatches):
+            raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
+        store.create_batch(info, records, callbacks, now)
+        for mw in self.middleware:
+            mw.after_enqueue(records)
+        callbacks_info: dict[str, tuple[str, float | None]] = {kind: (r.id, None) for kind, r in callbacks}
+        return Batch(self, dataclasses.replace(info, callbacks=callbacks_info), handles)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """The batch with this id, its counters fresh from the store; None if there is none."""
+        store = self.backend
+        if not isinstance(store, StoresBatches):
+            return None
+        record = store.get_batch(batch_id)
+        return None if record is None else Batch(self, record)
+
+    def _check_batch_spec(self, spec: JobSpec, where: str) -> None:
+        opts = spec.options
+        if not opts.plain or opts.connection is not None:
+            raise ConfigurationError(
+                f"{where}: a batch's jobs and callbacks take no unique_for, expires, after or "
+                "connection (the store counts each one it stores)"
+            )
+
+    def _batch_records(self, batch_id: str, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job]]:
+        _check_specs(specs, "batch")
+        for spec in specs:
+            self._check_batch_spec(spec, "batch")
+        records, handles, _, _, _ = self._build_many(specs)
+        for record, job in zip(records, handles, strict=True):
+            record.batch_id = batch_id
+            # Job.enqueued built the handle's __dict__ itself; a replace() would cost more
+            # than the rest of its enqueue.
+            job.__dict__["batch_id"] = batch_id
+        return records, handles
+
+    def _add_to_batch(self, batch_id: str, specs: list[JobSpec]) -> list[Job]:
+        if len(specs) >= _GC_PAUSE_FROM and gc.isenabled():
+            gc.disable()
+            try:
+                return self._add_to_batch(batch_id, specs)
+            finally:
+                gc.enable()
+        records, handles = self._batch_records(batch_id, specs)
+        if not records:
+            return []
+        store = self.backend
+        if not isinstance(store, StoresBatches):
+            raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
+        for mw in self.middleware:
+            mw.before_enqueue(records)
+        if not store.add_to_batch(batch_id, records, self.clock()):
+            raise BatchClosed(
+                f"batch {batch_id} is not open (every job it counted has ended, or there is no "
+                "such batch): nothing was added"
+            )
+        for mw in self.middleware:
+            mw.after_enqueue(records)
+        return handles
+
     # -- reading jobs ---------------------------------------------------------------------
     def _job(self, record: JobRecord, now: float | None = None) -> Job:
         payload, hidden_args = self.codec.peek(record.id, record.payload)
@@ -902,6 +1029,8 @@ class Conveyor:
         """This event loop's async store, opened by the first call that needs it (the sync
         store under it is opened on a thread: SQLite and PostgreSQL check their schema then,
         and a Redis Cluster client reads the slot map)."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         opening = self._async_stores.get(loop)
         if opening is None:
@@ -917,6 +1046,8 @@ class Conveyor:
             raise
 
     async def _open_async(self) -> AsyncStore:
+        import asyncio
+
         backend = self._backend
         if backend is None:
             backend = await asyncio.to_thread(lambda: self.backend)
@@ -938,6 +1069,8 @@ class Conveyor:
             gc.enable()
 
     async def _aenqueue_many(self, specs: list[JobSpec]) -> list[Job]:
+        import asyncio
+
         try:
             plain = all(_plain(spec) for spec in specs)
         except AttributeError:
@@ -1095,9 +1228,10 @@ class Conveyor:
     def update(self, job_id: str, *, priority: int | None = None, queue: str | None = None) -> bool:
         """Change a waiting job's priority and/or queue; True if it changed, False for a job
         in any other state or none. A job with a unique key keeps its queue (ValueError): its
-        key guards one queue. Moving queues is one atomic store call on SQLite, PostgreSQL
-        and a single Redis server; Redis Cluster refuses it (``ConfigurationError``): the two
-        queues live in different slots, which no one script may touch together."""
+        key guards one queue; so does a job of a batch. Moving queues is one atomic store call
+        on SQLite, PostgreSQL and a single Redis server; Redis Cluster refuses it
+        (``ConfigurationError``): the two queues live in different slots, which no one script
+        may touch together."""
         if priority is None and queue is None:
             raise ConfigurationError("update() takes priority= and/or queue=")
         if priority is not None:
@@ -1119,6 +1253,12 @@ class Conveyor:
                     raise ConfigurationError(
                         f"job {job_id} holds the unique key {record.unique_key!r} in queue "
                         f"{record.queue!r}; it cannot move to {queue!r} (cancel it and enqueue anew)"
+                    )
+                if record.batch_id is not None:
+                    # On Redis a batch job's end is found through its queue's batch index.
+                    raise ConfigurationError(
+                        f"job {job_id} belongs to batch {record.batch_id}; it keeps its queue "
+                        f"{record.queue!r} (cancel it and add a new job to the batch)"
                     )
                 # The signature covers the queue: the moved job is signed for its new one
                 # (after its old signature is verified), as the worker will check.

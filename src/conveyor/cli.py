@@ -562,6 +562,8 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
     ]
     if job.progress:
         sections.insert(1, ("progress", [("", _progress_text(job.progress))]))
+    if job.batch_id is not None:
+        sections.insert(1, ("batch", _batch_lines(app, job.batch_id)))
     if job.cancel_requested:
         sections.insert(1, ("stopping", [("", job.cancel_requested)]))
     workflow = [(f"waits for {d.id}", f"{d.task}, {d.state}") for d in app.dependencies(job.id)]
@@ -571,6 +573,74 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
     if job.last_error:
         sections.append(("error", [("", job.last_error)]))
     print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))
+
+
+def _batch_lines(app: Conveyor, batch_id: str) -> list[tuple[str, str]]:
+    """A batch's id, counts and callbacks, as ``show`` and ``batch`` print them."""
+    batch = app.get_batch(batch_id)
+    if batch is None:
+        return [("id", batch_id), ("", "(no longer stored)")]
+    counts = batch.status()
+    ended = counts["total"] - counts["unfinished"]
+    share = ended / counts["total"] if counts["total"] else 0.0
+    bar = "#" * round(share * 30) + "." * (30 - round(share * 30))
+    lines = [
+        ("id", batch.id),
+        ("progress", f"[{bar}] {ended} of {counts['total']} ended ({share:.0%})"),
+        ("counts", ", ".join(f"{k} {v}" for k, v in counts.items() if k != "total")),
+    ]
+    if batch.parent:
+        lines.append(("parent", batch.parent))
+    for kind, job_id in batch.callbacks.items():
+        lines.append((f"on_{kind}", job_id if batch.fired[kind] else f"{job_id} (not fired)"))
+    return lines
+
+
+@main.command(name="batch")
+@store_options
+@click.argument("batch_id")
+@click.option(
+    "--jobs",
+    "limit",
+    type=click.IntRange(0, 10_000),
+    default=20,
+    show_default=True,
+    help="How many of its jobs to list (by id, a page).",
+)
+@click.option("--after", default=None, help="List its jobs after this job id (the next page).")
+@click.option("--json", "as_json", is_flag=True, help="Say it as one JSON object.")
+def batch_command(
+    app_target: str | None,
+    url: str | None,
+    namespace: str,
+    batch_id: str,
+    limit: int,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """One batch: its counts, callbacks and a page of its jobs."""
+    app = _admin_app(app_target, url, namespace)
+    batch = app.get_batch(batch_id)
+    if batch is None:
+        raise click.ClickException(f"no batch {batch_id}")
+    jobs = batch.jobs_page(after, limit) if limit else []
+    if as_json:
+        echo_json(
+            {
+                "id": batch.id,
+                "status": batch.status(),
+                "parent": batch.parent,
+                "callbacks": {k: {"id": i, "fired": batch.fired[k]} for k, i in batch.callbacks.items()},
+                "jobs": [_job_dict(job) for job in jobs],
+                "next": jobs[-1].id if limit and len(jobs) == limit else None,
+            },
+            indent=True,
+        )
+        return
+    lines = [(job.id, f"{job.state:<10} {job.task}") for job in jobs]
+    if limit and len(jobs) == limit:
+        lines.append(("next page", f"--after {jobs[-1].id}"))
+    print_sections(f"batch {batch.id}", [("batch", _batch_lines(app, batch.id)), ("jobs", lines)], None, None)
 
 
 def json_option(fn: F) -> F:

@@ -255,6 +255,12 @@ class Codec:
             raise BadPayload(f"payload is not valid JSON: {exc}") from None
         if type(obj) is not dict:
             raise BadPayload(f"payload is a JSON {type(obj).__name__}, expected an object")
+        if len(obj) == 3:
+            # What encode_payload writes for a job without options: {"t", "a", "k"} alone,
+            # checked in one go (the general checks below cost as much as the JSON parse).
+            task, args, kwargs = obj.get("t"), obj.get("a"), obj.get("k")
+            if type(task) is str and task and type(args) is list and type(kwargs) is dict:
+                return Payload(task, args, kwargs)
         task, args, kwargs = obj.get("t"), obj.get("a", []), obj.get("k", {})
         sealed = obj.get("e")
         if sealed is not None:

@@ -114,3 +114,8 @@ class JobTimeout(BaseException):
 class JobCancelled(BaseException):
     """Raised inside a running sync task when ``app.cancel`` asked its job to stop (an async
     task gets ``asyncio.CancelledError``). A BaseException for the reason ``JobTimeout`` is."""
+
+
+class BatchClosed(ConveyorError):
+    """Raised by ``Batch.add`` (and ``app.batch(parent=...)``) when the batch is not open:
+    every job it counts has ended, so its callbacks were decided; or there is no such batch."""

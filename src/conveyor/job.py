@@ -88,6 +88,9 @@ class JobRecord:
     unique_until: float | None = None
     #: How many times its runs asked to come back later (``raise Snooze``).
     snoozes: int = 0
+    #: The batch it belongs to (``app.batch``), or None: the one column that says so, so
+    #: jobs outside batches take the old paths (see ``conveyor.batch``).
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,8 @@ class Job:
     unique_key: str | None = None
     #: The key its task's limits count it under (``limit_key``), or None.
     limit_key: str | None = None
+    #: The id of the batch it belongs to (``app.batch``), or None.
+    batch_id: str | None = None
     _app: Conveyor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -336,6 +341,7 @@ class Job:
             snoozes=record.snoozes,
             expires_at=_utc(record.expires_at),
             unique_key=record.unique_key,
+            batch_id=record.batch_id,
             _app=app,
         )
 

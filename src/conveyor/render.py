@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import orjson
+
+# click is imported by the functions that print: the worker takes plural() from here, and
+# its first job waits for its imports (click is ~50 ms of them).
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -27,6 +29,8 @@ def is_terminal() -> bool:
 
 
 def echo_json(value: Any, *, indent: bool = False) -> None:
+    import click
+
     option = orjson.OPT_INDENT_2 if indent else 0
     click.echo(orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS).decode())
 
@@ -57,6 +61,8 @@ def print_table(
 ) -> None:
     """``rows`` under ``columns``: a rich table on a terminal, else tab-separated lines with a
     header line (no title). ``styles`` gives an optional rich style per cell."""
+    import click
+
     if not is_terminal():
         click.echo("\t".join(c.name for c in columns))
         for row in rows:
@@ -138,6 +144,8 @@ def print_sections(
 ) -> None:
     """A record as titled sections of ``label  value`` lines, then its traceback: on a
     terminal with rules and the traceback highlighted, in a pipe as plain text."""
+    import click
+
     width = max((len(label) for _, lines in sections for label, _ in lines), default=0)
     if not is_terminal():
         click.echo(heading)

@@ -8,7 +8,6 @@ is None. The same variable puts the job id on every log record a task writes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -16,9 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    import asyncio  # (imported when a run needs it: see conveyor.app on import time)
 
 __all__ = ["PROGRESS_EVERY", "CurrentJob", "current_job"]
 
@@ -96,6 +98,13 @@ class CurrentJob:
 
     def __repr__(self) -> str:
         return f"<CurrentJob {self.task} {self.id} attempt {self.attempts}/{self.max_attempts}>"
+
+    @property
+    def batch_id(self) -> str | None:
+        """For a batch's callback (``app.batch(on_success=...)``): the id of the batch that
+        fired it, whose jobs and results ``app.get_batch(id).results()`` reads; else None."""
+        value = self.meta.get("conveyor.batch") if self.meta else None
+        return value if isinstance(value, str) else None
 
     @property
     def cancelled(self) -> bool:

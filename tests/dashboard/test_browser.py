@@ -441,3 +441,25 @@ def test_a_waiting_job_links_its_dependency_and_back(page: Watched, live: Live) 
     p.wait_for_url(f"**/jobs/{mail.id}")
     assert p.locator(".page-head .badge").inner_text() == "cancelled"
     assert demo.app.cancel(report.id) == 1
+
+
+def test_a_batch_page_from_its_jobs_page(page: Watched, live: Live) -> None:
+    demo = live.demo
+    tasks = demo.app.tasks
+    batch = demo.app.batch(
+        [tasks["images.resize"].job(f"uploads/batch/{i}.jpg", 320, 240) for i in range(3)]
+        + [tasks["images.resize"].job(XSS_ARG, 1, 1)],
+        on_success=tasks["mail.send"].job("owner@example.com", "Your photos are ready"),
+    )
+    p = page.page
+    _log_in(p)
+    p.goto(f"/jobs/{batch.jobs[0].id}")
+    p.click("#batch-link")
+    p.wait_for_url(f"**/batches/{batch.id}")
+    assert p.locator(f'#batch-jobs tr[data-job="{batch.jobs[3].id}"]').is_visible()
+    # The page polls with htmx until every job ended, then shows the callback it fired.
+    p.wait_for_selector('#batch-counts [data-count="completed"]:text-is("4")', timeout=15000)
+    p.wait_for_selector("#batch-callbacks a.mono", timeout=15000)
+    assert p.locator("progress").get_attribute("value") == "4"
+    assert page.dialogs == []  # the XSS argument stayed text
+    _shot(p, "batch")

@@ -31,6 +31,10 @@ def make_app(
         record_run(str(n))
         return n
 
+    @app.task(name="note", retries=20)
+    def note(tag: str) -> None:
+        record_run(tag)
+
     @app.task(name="long")
     def long(n: int, seconds: float) -> int:
         # Short steps, so that a timeout can interrupt between them.

@@ -18,7 +18,7 @@ from .figures import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = ("store", "scenario", "jobs", "kills", "lost", "duplicates", "time to recover (s)", "notes")
-ORDER = {"sqlite": 0, "redis": 1, "postgres": 2}
+ORDER = {"sqlite": 0, "redis": 1, "postgres": 2, "redis-cluster": 3}
 SCENARIOS = (
     "kill -9",
     "SIGTERM",

@@ -4,6 +4,7 @@ vacuum to clean in any index)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -131,3 +132,66 @@ def test_a_heartbeat_extends_leases_as_hot_updates(make_app: AppFactory, db_url:
         after = updates(conn)
     assert after[0] - before[0] == 10
     assert after[1] - before[1] == 10, "every lease extension a HOT update"
+
+
+def test_recover_passes_over_a_lease_an_ack_is_writing(make_app: AppFactory, db_url: str) -> None:
+    """Recover locks the expired leases in id order and skips a row locked now (an ack of
+    its late worker being written): it never waits, so it cannot deadlock with acks."""
+    app = make_app(namespace="late")
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend)
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    app.enqueue_many([noop.job() for _ in range(3)])
+    now = time.time()
+    held = sorted(r.id for r in backend.fetch(None, 3, "w1", 1.0, now))
+    assert len(held) == 3
+    recovered: list[int] = []
+    with psycopg.connect(db_url) as acking:  # a transaction holding one row, as an ack does
+        acking.execute("SELECT 1 FROM late.jobs WHERE id = %s FOR UPDATE", (held[1],))
+        thread = threading.Thread(target=lambda: recovered.append(backend.recover(now + 5, 0)))
+        thread.start()
+        thread.join(30)  # a recover that waited for the row would wait for ever: fail instead
+        waited = thread.is_alive()
+        acking.rollback()
+        thread.join()
+    assert not waited, "recover waited for a row an ack held"
+    assert recovered == [2]  # the locked row left for its ack
+    states = {job_id: app.get_job(job_id).state for job_id in held}  # type: ignore[union-attr]
+    assert states == {held[0]: "retry", held[1]: "active", held[2]: "retry"}
+    backend.complete([(held[1], None)], "w1", now + 6)  # the late ack still lands
+    assert app.get_job(held[1]).state == "completed"  # type: ignore[union-attr]
+
+
+def test_recover_reads_the_active_index_and_the_primary_key(make_app: AppFactory, db_url: str) -> None:
+    app = make_app(namespace="recovering")
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend)
+    fill_postgres(db_url, "recovering", 20_000, payload=NOOP)
+    now = time.time()
+    params = {
+        "now": now,
+        "before": now - 3600,
+        "minute": int(now // 60) * 60,
+        "far": now + 10**9,
+        "bad": "bad run_at",
+        "lost": "worker lost",
+        "silent": now - 60,
+        "day_ago": now - 86400,
+    }
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET jit = off")
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute(f"EXPLAIN (FORMAT JSON) {backend.sql.recover}".encode(), params).fetchone()
+        finally:
+            conn.execute("ROLLBACK")
+    assert row is not None
+    plan = [_line(node) for node in _nodes(row[0][0]["Plan"])]
+    assert "Seq Scan jobs" not in plan, "; ".join(plan)
+    # The expired leases: found through jobs_active, locked in id order (LockRows over a
+    # sort of those few rows), updated by primary key.
+    assert "Index Scan jobs_active" in plan or "Bitmap Index Scan jobs_active" in plan, "; ".join(plan)
+    assert "LockRows" in plan, "; ".join(plan)

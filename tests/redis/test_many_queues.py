@@ -135,3 +135,27 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
         assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("topology", ["server", "cluster"])
+def test_a_queue_done_set_starts_as_a_skiplist(topology: str, request: pytest.FixtureRequest) -> None:
+    """Redis keeps a sorted set of up to 128 members as a flat list, each insertion a scan of
+    it; a queue's completed jobs go to a skiplist from the first (see complete.lua), and the
+    filler that makes it one is gone within the same call."""
+    if topology == "server":
+        url = request.getfixturevalue("redis_server").url
+    else:
+        host, port = request.getfixturevalue("redis_cluster").nodes[0]
+        url = f"redis+cluster://{host}:{port}"
+    backend = RedisBackend(url, f"many{os.getpid()}_{next(_names)}")
+    try:
+        now = time.time()
+        backend.enqueue([_record(f"d{i}", "q007", now) for i in range(3)])
+        got = backend.fetch(["q007"], 3, "w1", 30, now)
+        backend.complete([(got[0].id, None), (got[1].id, b"1")], "w1", now)
+        backend.complete([(got[2].id, None)], "w1", now + 1)
+        done = backend.keys.prefix("q007") + "done"
+        assert backend.client.object("encoding", done) == b"skiplist"
+        assert backend.client.zrange(done, 0, -1) == [b"d0", b"d1", b"d2"]
+    finally:
+        backend.close()

@@ -128,16 +128,18 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
     finally:
         app.close()
     # An old file: schema version 1, the claim index of then, no counts, no progress or cancel
-    # columns. Opening it migrates once (to version 4): the counts start from one full count.
+    # columns. Opening it migrates once (to version 5): the counts start from one full count.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("UPDATE scale_meta SET value = '1' WHERE key = 'schema_version'")
         for kind in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER scale_jobs_counted_{kind}")
         conn.execute("DROP TABLE scale_counts")
-        # Nor those of version 4 (dependencies): the triggers that read them first.
-        for trigger in ("ended", "gone"):
-            conn.execute(f"DROP TRIGGER scale_deps_{trigger}")
-        for column in ("dependents", "waiting_on"):
+        # Nor those of version 5 (dependencies) and 4 (batches): the triggers and indexes
+        # that read them first.
+        for trigger in ("deps_ended", "deps_gone", "jobs_batch_moved", "jobs_batch_deleted"):
+            conn.execute(f"DROP TRIGGER scale_{trigger}")
+        conn.execute("DROP INDEX scale_jobs_batch")
+        for column in ("dependents", "waiting_on", "batch_id"):
             conn.execute(f"ALTER TABLE scale_jobs DROP COLUMN {column}")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN progress")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN cancel")
@@ -158,6 +160,6 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
             (version,) = conn.execute("SELECT value FROM scale_meta WHERE key = 'schema_version'").fetchone()
         assert "scale_jobs_fetch" not in names and "scale_jobs_ready" in names
         assert {"scale_jobs_unique", "scale_jobs_expires", "scale_jobs_ended"} <= names
-        assert version == "4"
+        assert version == "5"
     finally:
         app.close()

@@ -12,7 +12,6 @@ per loop, opened by the first ``await`` on that loop: an app that never awaits p
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -44,6 +43,8 @@ class AsyncStore(Protocol):
 async def poll_ended(store: AsyncStore, job_id: str, timeout: float | None) -> JobRecord | None:
     """``wait_ended`` by reading the job again and again, from every 2 ms to every
     ``POLL_MAX`` seconds: for a store that cannot wake a waiter."""
+    import asyncio
+
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.002
     while True:

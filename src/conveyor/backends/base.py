@@ -22,6 +22,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ..batch import StoresBatches
 from ..errors import StoreUnavailable
 from ..job import Failure, JobRecord, ScheduleState, Stats, Tick, WorkerInfo
 from ..limits import Limit
@@ -325,6 +326,7 @@ CONTRACT: tuple[str, ...] = tuple(
         StoresDependencies,
         Partitions,
         Migrates,
+        StoresBatches,
     )
     for name in protocol.__dict__
     if not name.startswith("_") and callable(protocol.__dict__[name])

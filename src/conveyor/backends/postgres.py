@@ -142,6 +142,7 @@ from . import postgres_workflows as workflows
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .postgres_batches import PostgresBatches
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -165,7 +166,7 @@ _CLAIMED = (
     "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
     " started_at, finished_at, result, last_error, traceback, locked_by, lease_until, progress, cancel"
 )
-_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes"
+_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id"
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
 _WAITING = "('scheduled','pending','retry')"
@@ -513,7 +514,13 @@ class _Statements:
             f" WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,"
             f" run_at = %(now)s, finished_at = %(now)s, locked_by = NULL, lease_until = NULL,"
             f" last_error = coalesce(cancel, %(lost)s), traceback = NULL"
-            f" WHERE state = 'active' AND lease_until < %(now)s RETURNING 1"
+            # The expired leases locked first, in id order, passing over any row locked now:
+            # one an ack of its (late) worker is writing, which is then left to that ack.
+            # Waiting instead, recover (in index order) and an ack batch (in its own order)
+            # deadlocked in a 1M drain whose leases had expired. Acks lock in id order too.
+            f" WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state = 'active'"
+            f" AND lease_until < %(now)s ORDER BY id FOR UPDATE SKIP LOCKED))"
+            f" AND state = 'active' AND lease_until < %(now)s RETURNING 1"
             f"), counted AS ({count_runs.format(failed='count(*)')}"
             f"), pruned AS ("
             # ORDER BY finished_at: the oldest first, from jobs_finished (a plan through
@@ -891,7 +898,7 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
-class PostgresBackend(Listings):
+class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
@@ -1403,6 +1410,8 @@ class PostgresBackend(Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
+        # In id order: every statement that waits for job rows takes them in one order.
+        results = sorted(results, key=lambda r: r[0])
         params = {
             "ids": [job_id for job_id, _ in results],
             "results": [result for _, result in results],
@@ -1421,6 +1430,7 @@ class PostgresBackend(Listings):
             failures = [f for f in failures if not f.snoozed]
             if not failures:
                 return
+        failures = sorted(failures, key=lambda f: f.id)  # in id order, as complete
         params = {
             "ids": [f.id for f in failures],
             "states": [CANCELLED if f.cancelled else DEAD if f.retry_at is None else RETRY for f in failures],

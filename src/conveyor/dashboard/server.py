@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from ..batch import Batch
 from ..job import (
     ACTIVE,
     CANCELLED,
@@ -270,6 +271,7 @@ class Dashboard:
             Route("/jobs/bulk", self.bulk_action, methods=["POST"]),
             Route("/jobs/all/{action:str}", self.all_action, methods=["GET", "POST"]),
             Route("/jobs/{job_id}", self.job),
+            Route("/batches/{batch_id}", self.batch),
             Route("/jobs/{job_id}/{action:str}", self.job_action, methods=["POST"]),
             Route("/scheduled", self.scheduled),
             Route("/retries", self.retries),
@@ -549,6 +551,37 @@ class Dashboard:
             final=job.state in FINAL_STATES,
             dependencies=dependencies,
             dependents=dependents,
+        )
+
+    async def batch(self, request: Request) -> Response:
+        """One batch: its counts, a progress bar, its callbacks and a page of its jobs (by
+        id, from the cursor ``after``: each page costs what the first does)."""
+        batch_id = request.path_params["batch_id"]
+        limit = _int(request.query_params.get("limit"), DEFAULT_PAGE, 1, max(PAGE_SIZES))
+        after = request.query_params.get("after") or None
+
+        def read() -> tuple[Batch | None, list[Job]]:
+            found = self.app.get_batch(batch_id)
+            return found, ([] if found is None else found.jobs_page(after, limit))
+
+        batch, rows = await self.call(read)
+        if batch is None:
+            raise HTTPException(404, "No such batch.")
+        status = batch.status()
+        ended = status["total"] - status["unfinished"]
+        percent = round(100 * ended / status["total"], 1) if status["total"] else 0.0
+        return self.render(
+            request,
+            "batch.html",
+            nav="jobs",
+            batch=batch,
+            counts=status,
+            ended=ended,
+            percent=percent,
+            jobs=rows,
+            next_cursor=rows[-1].id if len(rows) == limit else None,
+            after=after,
+            limit=limit,
         )
 
     async def workers(self, request: Request) -> Response:

@@ -5,7 +5,6 @@ Both report each finished run as an outcome to ``done``; neither touches the sto
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 import queue
@@ -25,6 +24,10 @@ from ..running import CurrentJob, _current
 from .outcome import Outcome, dead, describe, failure, is_json_result
 
 if TYPE_CHECKING:
+    # asyncio is imported by the code that runs async tasks: a worker without any starts
+    # sooner (it is ~40% of conveyor's import time).
+    import asyncio
+
     from ..app import Conveyor
     from ..task import Task
 
@@ -142,6 +145,8 @@ class Runner:
         self.watchdog = watchdog
         # Read once: with INFO off, a finished job costs no logging call at all.
         self.log_done = job_log.isEnabledFor(logging.INFO)
+        # Bound once: a bound method made per run is an allocation per job.
+        self._writer = self._write_progress
 
     def prepare(self, record: JobRecord) -> Prepared | Failure:
         try:
@@ -158,7 +163,8 @@ class Runner:
                 f"unknown task {payload.task!r}: not registered on the app this worker runs "
                 "(a worker runs registered tasks only)",
             )
-        return Prepared(record, task, payload)
+        # tuple.__new__ straight: a NamedTuple's own __new__ is a Python call per job.
+        return tuple.__new__(Prepared, (record, task, payload))
 
     def _expired(self, record: JobRecord, task: str) -> Failure:
         """A job fetched after its ``expires`` time: cancelled, never run."""
@@ -181,9 +187,22 @@ class Runner:
         return result
 
     def run_sync(self, job: Prepared) -> Outcome | None:
-        """Run a sync task in the calling thread; None if the watchdog gave up on it."""
+        """Run a sync task in the calling thread; None if the watchdog gave up on it.
+
+        Per job, so ``_here``, ``_ended`` and the plain case of ``_succeeded`` are written
+        out here: a Python call each saved."""
         record, task, payload = job
-        here = self._here(job)
+        meta = payload.meta
+        here = CurrentJob(
+            record.id,
+            task.name,
+            record.queue,
+            record.attempts,
+            record.max_attempts,
+            {} if meta is None else meta,
+            self._writer,
+            self.app,
+        )
         here._thread = threading.get_ident()
         running = _current.set(here)
         self.running[record.id] = here
@@ -201,7 +220,10 @@ class Runner:
                 finally:
                     if entry is not None:
                         self.watchdog.finish(entry)
-                    self._ended(here)
+                    with self._stop_lock:  # self._ended(here)
+                        here._finished = True
+                        if here._signalled:
+                            _raise_in_thread(here._thread, None)
             except JobTimeout as exc:
                 if entry is not None and entry.abandoned:
                     return None
@@ -212,6 +234,8 @@ class Runner:
                 if here.cancel_note is not None:  # the task saw .cancelled and raised
                     return self._cancelled(job, here, started)
                 return self._failed(job, exc, started)
+            if value is None and not self.middleware and not self.log_done:
+                return (record.id, None)  # what _succeeded returns for it
             return self._succeeded(job, value, started)
         finally:
             self.running.pop(record.id, None)
@@ -229,7 +253,7 @@ class Runner:
             record.attempts,
             record.max_attempts,
             {} if meta is None else meta,
-            self._write_progress,
+            self._writer,
             self.app,
         )
 
@@ -304,6 +328,8 @@ class Runner:
         return await call(0)
 
     async def run_async(self, job: Prepared) -> Outcome:
+        import asyncio
+
         record = job.record
         here = self._here(job)
         here._task = asyncio.current_task()
@@ -322,6 +348,8 @@ class Runner:
         return outcome
 
     async def _run_async(self, job: Prepared, here: CurrentJob) -> Outcome:
+        import asyncio
+
         record, task, payload = job
         if self.middleware:
             self._before(job)
@@ -541,6 +569,8 @@ class AsyncExecutor:
     """One event loop in its own thread, running async tasks concurrently."""
 
     def __init__(self, runner: Runner, done: Callable[[str, Outcome | None], None]) -> None:
+        import asyncio
+
         self._runner = runner
         self._done = done
         self._loop = asyncio.new_event_loop()
@@ -549,6 +579,8 @@ class AsyncExecutor:
         self._thread.start()
 
     def _run(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 

@@ -15,7 +15,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
-from ..errors import StoreUnavailable
 from ..job import Failure, WorkerInfo
 from ..logs import job_line
 from ..periodic.scheduler import Scheduler
@@ -109,7 +108,13 @@ class Worker:
         self.processed = 0
         self._started_at = time.time()
         self._held: set[str] = set()
-        self._cond = threading.Condition()
+        # A plain lock (the hot paths enter it directly: ``with`` on a Condition is two
+        # Python calls more per job), and whether the loop's thread (the only one that
+        # waits on the condition) waits and has not been woken yet: a finished job
+        # notifies only then, not once per job until that thread gets to run.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = False
         self._stopping = threading.Event()
         self._signals = 0
         self._backend = app.backend
@@ -131,7 +136,7 @@ class Worker:
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
-        self._acker = Acker(self._backend, self.id)
+        self._acker = Acker(self._backend, self.id, self._acks_written)
         self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must
@@ -147,11 +152,7 @@ class Worker:
             self.app.dead_ttl,
             self.app.dead_max,
         )
-        self._heartbeat.start()
-        try:
-            self._heartbeat.recover()
-        except StoreUnavailable as exc:  # the heartbeat runs it again; draining comes first
-            log.warning("recovery at start failed: %s", exc)
+        self._heartbeat.start()  # (its thread recovers lost jobs first, beside the first fetch)
         self._canceller = Canceller(self._backend, self.id, self._runner)
         self._canceller.start()
         # Only an app with schedules has a scheduler thread: others pay nothing for it.
@@ -242,13 +243,17 @@ class Worker:
             if records:
                 self._take(records)
             elif self.burst:
-                with self._cond:
+                with self._lock:
                     if self._held:
-                        self._cond.wait(0.05)
+                        self._wait_here(0.05)
                         continue
                 # Nothing held: once the last outcomes are written (a retry may be due at
                 # once), an empty fetch means there is nothing left to do.
                 self._acker.flush(30.0)
+                if not self._heartbeat.recovered.is_set():
+                    # Jobs of a lost worker may be on their way back: look again after.
+                    self._heartbeat.recovered.wait(0.1)
+                    continue
                 if not self._ready(queues):
                     if self._limited and self._held_back(queues):
                         self._stopping.wait(LIMITED_IDLE_WAIT)
@@ -266,8 +271,8 @@ class Worker:
                     self._store_down(exc)
 
     def _take(self, records: list[Any]) -> None:
-        with self._cond:
-            self._held.update(r.id for r in records)
+        with self._lock:
+            self._held.update([r.id for r in records])
         if self._decode_here:
             for record in records:
                 self._dispatch(record)
@@ -312,14 +317,37 @@ class Worker:
         a fetch is a round-trip (a write transaction on SQL stores), and claiming one job at
         a time as each finishes would spend the store on tiny batches.
         """
-        with self._cond:
+        with self._lock:
             if self._fixed_prefetch is None:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
-            if free <= 0 or (self._held and free < self._batch_floor):
-                self._cond.wait(0.05)
+            if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
+                self._wait_here(0.05)
                 return 0
             return free
+
+    def _wait_here(self, timeout: float) -> None:
+        """``self._cond.wait`` in the loop's thread (the caller holds ``self._lock``)."""
+        self._waiting = True
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiting = False
+
+    def _acks_behind(self) -> bool:
+        """True while the acker has a whole capacity of outcomes still to write: a job stays
+        active in the store until its outcome is written, so claiming on would let the
+        active jobs (each a lease the heartbeat extends) and this process grow without bound
+        whenever the store acknowledges more slowly than it claims."""
+        return self._acker.unwritten >= self.capacity
+
+    def _acks_written(self) -> None:
+        """The acker wrote a batch: wake the fetcher if it was waiting for that."""
+        if self._acker.unwritten < self.capacity:
+            with self._lock:
+                if self._waiting:
+                    self._waiting = False
+                    self._cond.notify_all()
 
     def _adapt_prefetch(self) -> None:
         now = time.monotonic()
@@ -364,13 +392,15 @@ class Worker:
     def _finished(self, job_id: str, outcome: Outcome | None) -> None:
         if outcome is not None:
             self._acker.put(outcome)
-        with self._cond:
+        with self._lock:
             if outcome is not None:
                 self._held.discard(job_id)
                 self.processed += 1
             # Wake the fetcher only when a batch's worth of places is free (or none is held,
             # which shutdown and burst wait for): a wake per job costs a GIL hand-off each.
-            if len(self._held) <= self.capacity - self._batch_floor:
+            # Nobody waiting (the fetcher is claiming, or was woken already): no call at all.
+            if self._waiting and len(self._held) <= self.capacity - self._batch_floor:
+                self._waiting = False
                 self._cond.notify_all()
 
     # -- the rare paths -------------------------------------------------------------------
@@ -399,9 +429,9 @@ class Worker:
         unstarted = self._threads.take_unstarted()
         if unstarted:
             self._release(unstarted)
-        with self._cond:
+        with self._lock:
             while self._held and time.monotonic() < deadline:
-                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+                self._wait_here(min(0.1, max(0.0, deadline - time.monotonic())))
             left = list(self._held)
         self._acker.flush(max(1.0, deadline - time.monotonic()))
         if left:

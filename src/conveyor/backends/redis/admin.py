@@ -8,7 +8,7 @@ pages here: no script reads a whole state, so none blocks the server for long.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -83,15 +83,26 @@ class Admin(Listings):
     def _queues_of(self, queue: str) -> list[str]:
         raise NotImplementedError  # RedisBackend's: a queue and its buckets
 
+    def forward_batches(self, queues: Iterable[str]) -> None:
+        raise NotImplementedError  # RedisBackend's (batches.py)
+
     def get(self, job_id: str) -> JobRecord | None:
         found = self._locate([job_id])
         if not found:
             return None
         (queue,) = found
-        values = self.client.hmget(self.keys.job(queue, job_id), FIELDS)
+        values, batch = self._wire.run(
+            [
+                Call(None, "HMGET", self.keys.job(queue, job_id), *FIELDS),
+                Call(None, "HGET", self.keys.prefix(queue) + "bj", job_id),
+            ]
+        )
         if values[2] is None:
             return None
-        return from_hash(job_id, queue, values)
+        record = from_hash(job_id, queue, values)
+        if batch is not None:
+            record.batch_id = batch.decode() if isinstance(batch, bytes) else str(batch)
+        return record
 
     def _page(
         self,
@@ -314,6 +325,7 @@ class Admin(Listings):
             follow += [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in by_queue if SEP in q]
         if follow:
             self._wire.run(follow)
+        self.forward_batches(list(by_queue))  # batch jobs that ended or came back (batches.py)
         if action != "retry":  # cancelled or deleted jobs others wait for
             from .workflows import advance
 

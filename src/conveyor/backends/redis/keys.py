@@ -70,6 +70,18 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
 A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed, af
 the ids it waits for (space-separated).
 
+Batches (``batches.py``)::
+
+    {ns:q}:bj             HASH   job id -> batch id, for the queue's jobs that are in a batch
+                                 (the scripts that end a job read it once per call)
+    {ns:q}:bout           ZSET   moves "seq|batch|from|to" of the queue's batch jobs into or out
+                                 of an end, not yet taken in by their batches, by seq
+    {ns:q}:bseq           STRING that sequence
+    {ns:b}:h:<batch>      HASH   one batch: counters and callbacks (batch_create.lua)
+    {ns:b}:hw             HASH   queue prefix -> the highest seq of its outbox taken in
+    {ns:b}:ids:<batch>    ZSET   its jobs, members "<id><queue>" at score 0 (pages, by id)
+    {ns:b}:fire           SET    "batch|kind" of callbacks fired but not yet enqueued
+
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
 prefix, which they get as ARGV[1]; every other key they touch is passed in KEYS, in the order
@@ -314,3 +326,23 @@ class Keys:
 
     def forget(self) -> list[str]:
         return [self.workers, self.seen]
+
+    # -- batches (batches.py): every batch's keys in one slot, {ns:b} ------------------------
+    def batch_prefix(self) -> str:
+        return f"{{{self.ns}:b}}:"
+
+    def batch_create(self, job_id: str) -> list[str]:
+        """``job_id``: the batch's id."""
+        return [self.batch_prefix() + "h:" + job_id]
+
+    def batch_add(self, job_id: str) -> list[str]:
+        return [self.batch_prefix() + "h:" + job_id]
+
+    def batch_apply(self) -> list[str]:
+        return [self.batch_prefix() + "fire", self.batch_prefix() + "hw"]
+
+    def batch_read(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "bout"]
+
+    def batch_sent(self, queue: str) -> list[str]:
+        return [self.prefix(queue) + "bout"]

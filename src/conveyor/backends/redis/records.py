@@ -155,6 +155,15 @@ def from_hash(job_id: str, queue: str, v: Sequence[Any]) -> JobRecord:
     return found
 
 
+def _settings(meta: Any) -> tuple[int, int, float | None, float] | None:
+    """A job hash's field m read as ``record`` reads it (None if it cannot be)."""
+    try:
+        priority, max_attempts, timeout, created = meta.split(b"|")
+        return int(priority), int(max_attempts), float(timeout) if timeout else None, float(created)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def claimed(
     queues: Sequence[str],
     flat: Sequence[Any],
@@ -171,6 +180,15 @@ def claimed(
     partitions.py) goes to ``held``, the queue to ``beaten``; a record shows the name of
     the queue a partition belongs to."""
     records: list[JobRecord] = []
+    # Jobs enqueued together share their hash's fields m and ra (a batch is written with
+    # one created_at and run_at) and come out of a claim side by side: a value equal to the
+    # last job's is not read again. Parsing a 17-digit float costs about 0.5 µs, and the
+    # two of them were a third of a job's share of a claim. A value that does not read
+    # takes the tolerant path of ``record``.
+    last_m: Any = None
+    last_ra: Any = None
+    known: tuple[int, int, float | None, float] | None = None
+    run_at: float | None = None
     at = 0
     while at < len(flat):
         name, count = queues[int(flat[at]) - 1], int(flat[at + 1])
@@ -181,23 +199,43 @@ def claimed(
         for job_id, p, m, ra, a, e, tb in zip(*([reply] * CLAIMED), strict=True):
             job = job_id.decode()
             held[job] = name
+            error = None if e is None else e.decode(errors="replace")
+            trace = None if tb is None else tb.decode(errors="replace")
+            if m != last_m or known is None:
+                known, last_m = _settings(m), m
+            if ra != last_ra or run_at is None:
+                run_at, last_ra = _float(ra), ra
+            if known is not None and run_at is not None:
+                try:
+                    attempts = int(a)
+                except (TypeError, ValueError):
+                    pass
+                else:
+                    priority, max_attempts, timeout, created = known
+                    records.append(
+                        JobRecord(
+                            job,
+                            queue,
+                            p,
+                            priority,
+                            ACTIVE,
+                            run_at,
+                            attempts,
+                            max_attempts,
+                            timeout,
+                            created,
+                            now,
+                            None,
+                            None,
+                            error,
+                            trace,
+                            worker,
+                            lease_until,
+                        )
+                    )
+                    continue
             records.append(
-                record(
-                    job,
-                    queue,
-                    p,
-                    m,
-                    ACTIVE,
-                    ra,
-                    a,
-                    now,
-                    None,
-                    None,
-                    None if e is None else e.decode(errors="replace"),
-                    None if tb is None else tb.decode(errors="replace"),
-                    worker,
-                    lease_until,
-                )
+                record(job, queue, p, m, ACTIVE, ra, a, now, None, None, error, trace, worker, lease_until)
             )
     return records
 

@@ -35,6 +35,7 @@ from ..aio import AsyncStore
 from ..base import translate_errors
 from . import workflows
 from .admin import Admin
+from .batches import Forwarder, RedisBatches
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
 from .keys import DEFAULT, WAKE_TOKENS, Keys
 from .partitions import MAX_PARTITIONS, SEPARATOR, queue_of, shard, shards
@@ -95,7 +96,7 @@ class EnqueuePlan(NamedTuple):
 
 
 @translate_errors("Redis", UNAVAILABLE, unreachable, RedisUnavailable, explain)
-class RedisBackend(Admin, Periodic):
+class RedisBackend(RedisBatches, Admin, Periodic):
     """Jobs in Redis, shared by any number of processes and machines.
 
     ``replicas=N`` (or ``?replicas=N`` in the URL): enqueue and completion return only
@@ -141,6 +142,8 @@ class RedisBackend(Admin, Periodic):
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
         self._limited_read = -1e9
+        self._batched: dict[str, float] = {}  # see batches.py
+        self._forwarding: Forwarder | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def _queues(self) -> list[str]:
@@ -349,11 +352,18 @@ class RedisBackend(Admin, Periodic):
             self._undo(plan.by_queue, full)
             raise plan.queue_full(full, results, max_queue_length)
 
-    def plan_enqueue(self, records: Sequence[JobRecord], max_queue_length: int | None) -> EnqueuePlan:
+    def plan_enqueue(
+        self,
+        records: Sequence[JobRecord],
+        max_queue_length: int | None,
+        by_queue: dict[str, list[JobRecord]] | None = None,
+    ) -> EnqueuePlan:
         """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
         to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
-        take."""
-        by_queue = self._split(records)
+        take. ``by_queue``: the records already split by the queue (or partition) each goes
+        to (``batches.py`` marks them there first)."""
+        if by_queue is None:
+            by_queue = self._split(records)
         if max_queue_length is not None:
             for queue, batch in by_queue.items():
                 # A queue can never take more than its limit at once: refuse before writing.
@@ -800,7 +810,7 @@ class RedisBackend(Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
+        replies = self._acknowledge(calls, located)
         self._forget(values)
         # A list reply: some of these jobs have dependents, to be told now (workflows.py).
         told = [
@@ -810,6 +820,15 @@ class RedisBackend(Admin, Periodic):
         ]
         if told:
             workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
+
+    def _acknowledge(self, calls: list[Call], located: dict[str, list[str]]) -> list[Any]:
+        """Run complete.lua or fail.lua ``calls``, with the calls that free limit slots and,
+        for queues that hold batch jobs, their forward (batches.py); jobs outside batches
+        cost one type test per queue here. Returns the replies."""
+        forward, rode = self.batch_calls(located)
+        replies = self._wire.run(calls + self._slots_freed(located) + forward, durable=True)
+        self.batches_acknowledged(located, replies, rode, replies[len(replies) - len(forward) :])
+        return replies
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -855,7 +874,7 @@ class RedisBackend(Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        replies = self._wire.run(calls + self._slots_freed(located), durable=True)
+        replies = self._acknowledge(calls, located)
         self._forget(by_id)
         told = [
             (queue, reply)
@@ -1005,6 +1024,8 @@ class RedisBackend(Admin, Periodic):
                 gone += reply[1:]
         for i in range(0, len(gone), 1000):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
+        if changed:
+            self.forward_batches(queues)  # expired jobs of batches count as cancelled
         workflows.advance(self, queues, now)  # expired jobs others wait for
         return changed
 
@@ -1132,6 +1153,8 @@ class RedisBackend(Admin, Periodic):
         ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
         if ready:
             self._wire.run(ready)
+        # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
+        self.housekeep_batches(queues)
         # Dependents left untold by a worker that died after ending their dependency, and
         # lost runs (dead, cancelled) others wait for.
         workflows.advance(self, queues, now)

@@ -52,6 +52,11 @@ T = TypeVar("T")
 
 #: The scripts of ``lua/``, each safe to run twice (see the package's docstring).
 SCRIPTS: Final = (
+    "batch_create",
+    "batch_add",
+    "batch_apply",
+    "batch_read",
+    "batch_sent",
     "enqueue",
     "enqueue_one",
     "fetch",

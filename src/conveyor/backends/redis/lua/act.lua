@@ -51,6 +51,20 @@ local function ended(id)
   end
 end
 
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
+
 local function matches(state, run_at)
   if only == '' then return true end
   if only == 'pending' then return WAITING[state] and run_at <= nownum end
@@ -95,6 +109,7 @@ for i = 6, #ARGV do
       end
       redis.call('HSET', key, 's', 'pending', 'ra', now, 'a', '0')
       redis.call('HDEL', key, 'fa', 'pg', 'cx')
+      if state == 'dead' or state == 'cancelled' then batch_moved(id, state, 'pending') end
       redis.call('ZADD', prefix .. 'w:' .. p, now, id)
       redis.call('ZADD', KEYS[1], p, p)
       out[1] = out[1] + 1
@@ -104,6 +119,7 @@ for i = 6, #ARGV do
       redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', note)
       redis.call('ZADD', KEYS[7], now, id)
       ended(id)
+      batch_moved(id, state, 'cancelled')
       out[1] = out[1] + 1
     elseif action == 'cancel' and state == 'active' and redis.call('HSETNX', key, 'cx', note) == 1 then
       redis.call('SADD', KEYS[9], id)
@@ -113,6 +129,10 @@ for i = 6, #ARGV do
       redis.call('SREM', KEYS[9], id)
       redis.call('DEL', key)
       ended(id)
+      if state ~= 'completed' and state ~= 'dead' and state ~= 'cancelled' then
+        batch_moved(id, state, 'cancelled')  -- gone before it ended: it counts as cancelled
+      end
+      if batched then redis.call('HDEL', prefix .. 'bj', id) end
       out[1] = out[1] + 1
       out[#out + 1] = id
     end

@@ -20,9 +20,8 @@
 -- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled, "s<time>" = snoozed
 --          until that time: scheduled again, the attempt not counted), error, traceback
 --
--- When some of those jobs have dependents (KEYS[parents]), the reply is a list instead:
--- {count, 0, then per such job: id, state, n, its n dependents "queue,id"}.
--- Returns how many failures were recorded; each counts as processed, and as failed unless
+-- Returns how many failures were recorded (a list {recorded, forwarded, …} when jobs of a
+-- batch, or jobs others wait for, ended: see complete.lua); each counts as processed, and as failed unless
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
@@ -51,6 +50,19 @@ local function ended(id)
     redis.call('EXPIRE', token, 300)
   end
 end
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
 for i = 6, #ARGV, 4 do
   n = n + 1
   local id, retry_at = ARGV[i], ARGV[i + 1]
@@ -61,6 +73,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
       ended(id)
+      batch_moved(id, 'active', 'dead')
     elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
       local at = string.sub(retry_at, 2)
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
@@ -77,6 +90,7 @@ for i = 6, #ARGV, 4 do
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('SREM', KEYS[7], id)
       ended(id)
+      batch_moved(id, 'active', 'cancelled')
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
@@ -99,10 +113,9 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
-if #told > 0 then
-  -- {count, 0 (a batch's slot: see TEAM notes), then per parent told: id, state, n, its n
-  -- dependents} (workflows.told)
-  local out = {changed, 0}
+if forwarded > 0 or #told > 0 then
+  -- {count, batch moves forwarded, then per parent told: id, state, n, its n dependents}
+  local out = {changed, forwarded}
   for _, value in ipairs(told) do out[#out + 1] = value end
   return out
 end

@@ -50,6 +50,20 @@ local function ended(id)
   end
 end
 
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
+
 -- v: s lb a m lu cx of the job's hash; m is "priority|max_attempts|timeout|created_at".
 -- A lost run of a job asked to stop ends cancelled, with the note of whoever asked.
 local function lost(id, key, v)
@@ -60,10 +74,12 @@ local function lost(id, key, v)
     redis.call('ZADD', KEYS[9], now, id)
     redis.call('SREM', KEYS[10], id)
     ended(id)
+    batch_moved(id, 'active', 'cancelled')
   elseif (tonumber(v[3]) or 0) >= (tonumber(max_attempts) or 1) then
     redis.call('HSET', key, 's', 'dead', 'ra', now, 'fa', now, 'e', ARGV[5])
     redis.call('ZADD', KEYS[2], now, id)
     ended(id)
+    batch_moved(id, 'active', 'dead')
   else
     p = p or '0'  -- hand-written garbage: 0
     redis.call('HSET', key, 's', 'retry', 'ra', now, 'fa', now, 'e', ARGV[5])
@@ -118,6 +134,7 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     redis.call('ZREM', KEYS[8], id)
     redis.call('ZADD', KEYS[2], now, id)
     ended(id)
+    batch_moved(id, 'waiting', 'dead')
   end
   if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[4], p) end
 end
@@ -132,6 +149,7 @@ for i = 1, #old, 1000 do
     out[#out + 1] = old[k]
   end
   redis.call('DEL', unpack(keys))
+  if batched then redis.call('HDEL', prefix .. 'bj', unpack(old, i, j)) end
   redis.call('ZREM', KEYS[5], unpack(old, i, j))
 end
 

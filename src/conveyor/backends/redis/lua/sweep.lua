@@ -25,6 +25,20 @@ local out = {0}
 -- An expired job some job waits for: its dependents are told by the caller (workflows.py).
 local parents = redis.call('EXISTS', KEYS[7]) == 1
 
+-- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
+-- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
+-- without batch jobs pays one EXISTS per call.
+local batched = redis.call('EXISTS', prefix .. 'bj') == 1
+local forwarded = 0
+local function batch_moved(id, from, to)
+  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
+  if batch then
+    local seq = redis.call('INCR', prefix .. 'bseq')
+    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
+    forwarded = forwarded + 1
+  end
+end
+
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   local key = prefix .. 'j:' .. id
   local v = redis.call('HMGET', key, 's', 'm')
@@ -38,6 +52,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', ARGV[4])
     redis.call('ZADD', KEYS[6], now, id)
     if parents and redis.call('SREM', KEYS[7], id) == 1 then redis.call('ZADD', KEYS[8], now, id) end
+    batch_moved(id, v[1], 'cancelled')
     out[1] = out[1] + 1
   end
   redis.call('ZREM', KEYS[1], id)
@@ -45,6 +60,7 @@ end
 
 local function delete(id)
   redis.call('DEL', prefix .. 'j:' .. id)
+  if batched then redis.call('HDEL', prefix .. 'bj', id) end
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZREM', KEYS[6], id)
   out[#out + 1] = id

@@ -1,0 +1,99 @@
+-- batch_apply: take in moves of batch jobs into or out of an end (written to their queues'
+-- outboxes by the scripts that moved them), move the batches' counters, and decide their
+-- callbacks, in one step in the slot {ns:b}: exactly one call sees a callback due and not yet
+-- fired, and marks it fired.
+--
+-- KEYS[1]  {ns:b}:fire  SET   "batch id|kind" of callbacks fired whose job is not yet
+--                             enqueued in its queue (the caller enqueues it, by its fixed id,
+--                             then removes the entry; housekeeping finishes what a crash left)
+-- KEYS[2]  {ns:b}:hw    HASH  queue prefix -> the highest seq of its outbox taken in
+-- ARGV[1]  prefix "{ns:b}:"
+-- ARGV[2]  now
+-- ARGV[3]  "e": moves read by batch_read.lua follow (Cluster), per queue: its prefix, a count
+--          n, then n × (member, seq);
+--          "q": queue prefixes follow: each queue's outbox is read and emptied here, in this
+--          one script (a single server, where one script may touch every slot)
+-- ARGV[4…] as ARGV[3] says
+--
+-- A move is taken in only if its seq is above the queue's mark in KEYS[2], so a forward
+-- repeated after a crash, or two forwards at once, change nothing twice. Returns the fire
+-- entries added.
+local prefix, now = ARGV[1], ARGV[2]
+local FIELD = {completed = 'c', dead = 'd', cancelled = 'x'}
+local delta, order = {}, {}
+
+local function take(qp, moved)  -- moved: member, seq, member, seq…
+  local mark = tonumber(redis.call('HGET', KEYS[2], qp) or '0')
+  local high = mark
+  for i = 1, #moved, 2 do
+    local seq = tonumber(moved[i + 1])
+    if seq > mark then
+      local batch, from, to = string.match(moved[i], '^[^|]*|([^|]*)|([^|]*)|([^|]*)$')
+      if batch then
+        local d = delta[batch]
+        if not d then
+          d = {c = 0, d = 0, x = 0}
+          delta[batch] = d
+          order[#order + 1] = batch
+        end
+        if FIELD[from] then d[FIELD[from]] = d[FIELD[from]] - 1 end
+        if FIELD[to] then d[FIELD[to]] = d[FIELD[to]] + 1 end
+      end
+      if seq > high then high = seq end
+    end
+  end
+  if high > mark then redis.call('HSET', KEYS[2], qp, high) end
+  return high
+end
+
+if ARGV[3] == 'q' then
+  for q = 4, #ARGV do
+    local out = ARGV[q] .. 'bout'
+    local moved = redis.call('ZRANGE', out, 0, 999, 'WITHSCORES')
+    if #moved > 0 then
+      redis.call('ZREMRANGEBYSCORE', out, '-inf', take(ARGV[q], moved))
+    end
+  end
+else
+  local i = 4
+  while i <= #ARGV do
+    local qp, n = ARGV[i], tonumber(ARGV[i + 1])
+    local moved = {}
+    for k = 1, 2 * n do moved[k] = ARGV[i + 1 + k] end
+    take(qp, moved)
+    i = i + 2 + 2 * n
+  end
+end
+
+local fired = {}
+for _, batch in ipairs(order) do
+  local h = prefix .. 'h:' .. batch
+  if redis.call('EXISTS', h) == 1 then
+    local d = delta[batch]
+    if d.c ~= 0 then redis.call('HINCRBY', h, 'c', d.c) end
+    if d.d ~= 0 then redis.call('HINCRBY', h, 'd', d.d) end
+    if d.x ~= 0 then redis.call('HINCRBY', h, 'x', d.x) end
+    local v = redis.call('HMGET', h, 't', 'c', 'd', 'x', 'pa', 'cb:success', 'cf:success',
+      'cb:complete', 'cf:complete', 'cb:death', 'cf:death')
+    local total, c, dd, x = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+    local due = {
+      success = v[6] and not v[7] and c >= total,
+      complete = v[8] and not v[9] and c + dd + x >= total,
+      death = v[10] and not v[11] and dd > 0,
+    }
+    for _, kind in ipairs({'death', 'complete', 'success'}) do
+      if due[kind] then
+        redis.call('HSET', h, 'cf:' .. kind, now)
+        local entry = batch .. '|' .. kind
+        redis.call('SADD', KEYS[1], entry)
+        fired[#fired + 1] = entry
+        -- A nested batch's on_success and on_death join its parent as they fire (its
+        -- on_complete was counted there when it was made).
+        if kind ~= 'complete' and v[5] and v[5] ~= '' then
+          redis.call('HINCRBY', prefix .. 'h:' .. v[5], 't', 1)
+        end
+      end
+    end
+  end
+end
+return fired

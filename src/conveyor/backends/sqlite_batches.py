@@ -1,0 +1,244 @@
+"""Batches on SQLite (``conveyor.batch``): tables, triggers and the store's batch calls.
+
+The counters of a batch move in triggers on the jobs table, in the transaction that changes
+the job, whichever call changes it (complete, fail, recover, sweep, an admin action, a row
+written by hand). The same trigger decides the callbacks and inserts each due one, marking it
+fired: SQLite's write lock makes that one step, so however the last jobs race to end, exactly
+one transaction sees a callback due and not yet fired. Each trigger's WHEN names
+``batch_id`` first: a job outside batches costs one test of a NULL column per change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..batch import BatchRecord
+from ..errors import BatchClosed
+from ..job import JobRecord
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+_ENDED = "('completed','dead','cancelled')"
+
+
+def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
+    """The statement a batch job's move runs: the counters move by ``deltas`` (completed,
+    dead, cancelled), and ``due`` says, from the same values, whether a callback not yet
+    fired is due now. SET reads the row as it was, so the new counts are spelt out."""
+    c, d, x = deltas
+    return f"""UPDATE {ns}_batches SET completed = completed + {c}, dead = dead + {d},
+            cancelled = cancelled + {x}, at = {at},
+            due = (cb_death AND dead + {d} > 0)
+                OR (cb_complete AND completed + dead + cancelled + {c} + {d} + {x} >= total)
+                OR (cb_success AND completed + {c} >= total)
+            WHERE id = {row}.{batch};"""
+
+
+def batch_schema(ns: str) -> list[str]:
+    """Tables, index and triggers of batches, made by CREATE IF NOT EXISTS on every open
+    (after the upgrade that gives the jobs table its ``batch_id`` column).
+
+    A batch job's move into or out of an end runs one UPDATE of its batch's row (the trigger
+    on jobs); only when that UPDATE finds a callback due does the trigger on batches run,
+    which inserts the due callbacks' jobs and marks them fired. (It updates its own row in
+    turn, which does not fire it again: SQLite's recursive triggers are off.)"""
+    now = "((julianday('now') - 2440587.5) * 86400.0)"
+    due = (
+        "((c.kind = 'death' AND NEW.dead > 0)"
+        " OR (c.kind = 'complete' AND NEW.completed + NEW.dead + NEW.cancelled >= NEW.total)"
+        " OR (c.kind = 'success' AND NEW.completed >= NEW.total))"
+    )
+    due_now = f"c.batch_id = NEW.id AND c.fired IS NULL AND {due}"
+    return [
+        # cb_*: the callback exists and has not fired; due: one of them is due (see _moved);
+        # at: when the last move happened (a callback due then runs from then).
+        f"""CREATE TABLE IF NOT EXISTS {ns}_batches (
+            id TEXT PRIMARY KEY, parent TEXT, total INTEGER NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0,
+            cancelled INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            cb_success INTEGER NOT NULL DEFAULT 0, cb_complete INTEGER NOT NULL DEFAULT 0,
+            cb_death INTEGER NOT NULL DEFAULT 0, due INTEGER NOT NULL DEFAULT 0, at REAL)
+            WITHOUT ROWID""",
+        # A callback's job, built and signed by the app at app.batch, stored here until due.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_batch_callbacks (
+            batch_id TEXT NOT NULL, kind TEXT NOT NULL, job_id TEXT NOT NULL, queue TEXT NOT NULL,
+            payload BLOB NOT NULL, priority INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+            timeout REAL, fired REAL, PRIMARY KEY (batch_id, kind)) WITHOUT ROWID""",
+        # A batch's jobs by id (its pages); jobs outside batches have no entry.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
+            WHERE batch_id IS NOT NULL""",
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
+            WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
+                AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
+            {
+            _moved(
+                ns,
+                "NEW",
+                "batch_id",
+                f"coalesce(NEW.finished_at, {now})",
+                (
+                    "(NEW.state = 'completed') - (OLD.state = 'completed')",
+                    "(NEW.state = 'dead') - (OLD.state = 'dead')",
+                    "(NEW.state = 'cancelled') - (OLD.state = 'cancelled')",
+                ),
+            )
+        }
+        END""",
+        # A job deleted before it ended counts as cancelled: its batch must still finish.
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
+            WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN {_ENDED} BEGIN
+            {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
+        END""",
+        # The decision: each due callback's job inserted (a nested batch's into its parent,
+        # whose count its on_success and on_death join now), then marked fired.
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_batches_due AFTER UPDATE OF due ON {ns}_batches
+            WHEN NEW.due BEGIN
+            INSERT INTO {ns}_jobs (id, queue, payload, priority, state, run_at, max_attempts,
+                    timeout, created_at, batch_id)
+                SELECT c.job_id, c.queue, c.payload, c.priority, 'pending', NEW.at, c.max_attempts,
+                    c.timeout, NEW.at, NEW.parent
+                FROM {ns}_batch_callbacks c WHERE {due_now};
+            UPDATE {ns}_batches SET total = total + (SELECT count(*) FROM {ns}_batch_callbacks c
+                    WHERE {due_now} AND c.kind <> 'complete')
+                WHERE id = NEW.parent;
+            UPDATE {ns}_batch_callbacks SET fired = NEW.at WHERE {due_now.replace("c.", "")};
+            UPDATE {ns}_batches SET due = 0,
+                cb_death = cb_death AND NOT dead > 0,
+                cb_complete = cb_complete AND NOT completed + dead + cancelled >= total,
+                cb_success = cb_success AND NOT completed >= total
+                WHERE id = NEW.id;
+        END""",
+    ]
+
+
+class SQLiteBatches:
+    """The batch calls of ``SQLiteBackend`` (``conveyor.batch.StoresBatches``)."""
+
+    ns: str
+    t: str
+    _registered: set[str]
+
+    if TYPE_CHECKING:
+
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _conn(self) -> sqlite3.Connection: ...
+
+    def _insert_batch_jobs(self, conn: sqlite3.Connection, records: Sequence[JobRecord]) -> None:
+        conn.executemany(
+            f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
+            " timeout, created_at, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout,
+                 r.created_at, r.batch_id)
+                for r in records
+            ],
+        )  # fmt: skip
+        self._register(conn, [r.queue for r in records])
+
+    def _register(self, conn: sqlite3.Connection, queues: Sequence[str]) -> None:
+        from ..limits import split
+
+        fresh = {split(q)[0] for q in queues} - self._registered
+        if fresh:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {self.ns}_queues (name) VALUES (?)", [(q,) for q in fresh]
+            )
+            self._registered |= fresh
+
+    def create_batch(
+        self,
+        batch: BatchRecord,
+        records: Sequence[JobRecord],
+        callbacks: Sequence[tuple[str, JobRecord]],
+        now: float,
+    ) -> None:
+        with self._write() as conn:
+            if batch.parent is not None and not _grow(conn, self.ns, batch.parent, 1):
+                raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
+            kinds = {kind for kind, _ in callbacks}
+            conn.execute(
+                f"INSERT INTO {self.ns}_batches (id, parent, total, created_at, cb_success,"
+                " cb_complete, cb_death) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.id,
+                    batch.parent,
+                    batch.total,
+                    batch.created_at,
+                    "success" in kinds,
+                    "complete" in kinds,
+                    "death" in kinds,
+                ),
+            )
+            conn.executemany(
+                f"INSERT INTO {self.ns}_batch_callbacks (batch_id, kind, job_id, queue, payload,"
+                " priority, max_attempts, timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (batch.id, kind, r.id, r.queue, r.payload, r.priority, r.max_attempts, r.timeout)
+                    for kind, r in callbacks
+                ],
+            )
+            # The callbacks' queues are known to workers before any callback is due.
+            self._register(conn, [r.queue for _, r in callbacks])
+            self._insert_batch_jobs(conn, records)
+
+    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+        with self._write() as conn:
+            if not _grow(conn, self.ns, batch_id, len(records)):
+                return False
+            self._insert_batch_jobs(conn, records)
+        return True
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        conn = self._conn()
+        row = conn.execute(
+            f"SELECT id, total, completed, dead, cancelled, created_at, parent FROM {self.ns}_batches"
+            " WHERE id = ?",
+            (batch_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        callbacks = {
+            str(kind): (str(job_id), None if fired is None else float(fired))
+            for kind, job_id, fired in conn.execute(
+                f"SELECT kind, job_id, fired FROM {self.ns}_batch_callbacks WHERE batch_id = ?",
+                (batch_id,),
+            )
+        }
+        return _batch_record(row, callbacks)
+
+    def batch_jobs(self, batch_id: str, after: str | None, limit: int) -> list[JobRecord]:
+        from .sqlite import _COLUMNS
+
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM {self.t} WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (batch_id, after or "", limit),
+        )
+        return [JobRecord(*row) for row in rows]
+
+
+def _grow(conn: sqlite3.Connection, ns: str, batch_id: str, count: int) -> bool:
+    """Count ``count`` more jobs in the batch if it is open; whether it was."""
+    return bool(
+        conn.execute(
+            f"UPDATE {ns}_batches SET total = total + ? WHERE id = ?"
+            " AND (completed + dead + cancelled < total OR total = 0)",
+            (count, batch_id),
+        ).rowcount
+    )
+
+
+def _batch_record(row: Sequence[Any], callbacks: dict[str, tuple[str, float | None]]) -> BatchRecord:
+    batch_id, total, completed, dead, cancelled, created_at, parent = row
+    return BatchRecord(
+        str(batch_id),
+        int(total),
+        int(completed),
+        int(dead),
+        int(cancelled),
+        float(created_at),
+        None if parent is None else str(parent),
+        callbacks,
+    )
