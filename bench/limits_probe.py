@@ -51,10 +51,10 @@ def _child_noop(src: str, url: str, jobs: int) -> None:
     print(json.dumps({"enqueue": jobs / enqueued, "drain": done / drained}))
 
 
-def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
+def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
     runs: dict[str, list[dict[str, float]]] = {"main": [], "limits": []}
     for _ in range(repeat):
-        for name, src in (("main", main_src), ("limits", str(ROOT / "src"))):
+        for name, src in (("main", main_src), ("limits", this_src)):
             out = subprocess.run(
                 [sys.executable, __file__, "--child-noop", src, "--url", url, "--jobs", str(jobs)],
                 capture_output=True,
@@ -69,8 +69,24 @@ def _ab(url: str, main_src: str, jobs: int, repeat: int) -> dict[str, dict[str, 
     }
 
 
-def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float) -> float:
+def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
+    """One drain, run by a child process whose conveyor is ``src``'s (enqueue, workers and the
+    reading of the figures alike: a store's schema is the version its conveyor knows)."""
+    command = [sys.executable, __file__, "--child-drain", src, "--url", url, "--variant", variant]
+    command += ["--jobs", str(jobs), "--tmp", str(tmp), "--threads", str(threads), "--run-ms", str(run_ms)]
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": src + ":" + str(ROOT)},
+    )
+    return float(out.stdout.splitlines()[-1])
+
+
+def _drain_here(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, src)
     from bench import limits_app
 
     ns = f"lim{os.getpid()}{variant}{time.monotonic_ns() % 10**6}"
@@ -89,7 +105,7 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: f
         "BENCH_RUN_MS": str(run_ms),
         "CONVEYOR_URL": url,
         "LIMITS_NS": ns,
-        "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
+        "PYTHONPATH": src + ":" + str(ROOT),
     }
     command = [sys.executable, "-m", "conveyor", "worker", "bench.limits_app:app"]
     command += ["--queues", task.options.queue, "--concurrency", str(threads), "--log-level", "warning"]
@@ -120,18 +136,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--store", choices=("sqlite", "postgres", "redis"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "redis", "cluster"), default="sqlite")
     parser.add_argument("--main-src", help="main's src directory for the A/B run (skipped without)")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=16, help="threads of each of the 4 workers")
     parser.add_argument("--run-ms", type=float, default=0.0, help="how long each job of the drains sleeps")
     parser.add_argument("--no-drains", action="store_true", help="the A/B run only")
+    parser.add_argument("--no-ab", action="store_true", help="the drains only")
+    parser.add_argument(
+        "--drain-main", action="store_true", help="run the drains with --main-src's workers too, interleaved"
+    )
+    parser.add_argument("--variants", default="plain,conc50,perkey")
+    parser.add_argument("--this-src", help="the workers' src for 'this' (default: this tree's)")
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
+    parser.add_argument("--child-drain", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_noop:
         _child_noop(args.child_noop, args.url, args.jobs)
+        return
+    if args.child_drain:
+        tmp = Path(args.tmp)
+        print(
+            _drain_here(args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain)
+        )
         return
     sys.path.insert(0, str(ROOT))
     server = None
@@ -142,28 +173,47 @@ def main() -> None:
             def url_for(tag: str) -> str:
                 return f"sqlite:///{tmp}/{tag}.db"
         else:
-            from tests.servers import PostgresServer, RedisServer
+            from tests.servers import PostgresServer, RedisCluster, RedisServer
 
-            server = (RedisServer if args.store == "redis" else PostgresServer)().start()
+            kinds = {"redis": RedisServer, "postgres": PostgresServer, "cluster": RedisCluster}
+            server = kinds[args.store]().start()
 
             def url_for(tag: str) -> str:
+                if args.store == "cluster":
+                    host, port = server.nodes[0]
+                    return f"redis+cluster://{host}:{port}"
                 return str(server.url)
 
         try:
             started = time.strftime("%H:%M:%S", time.gmtime())
             result: dict[str, object] = {"store": args.store, "jobs": args.jobs, "repeat": args.repeat}
-            if args.main_src:
-                result["ab_noop"] = _ab(url_for("ab"), args.main_src, args.jobs, args.repeat)
+            if args.main_src and not args.no_ab:
+                this_src = args.this_src or str(ROOT / "src")
+                result["ab_noop"] = _ab(url_for("ab"), args.main_src, this_src, args.jobs, args.repeat)
             if not args.no_drains:
                 result.update(threads=args.threads, run_ms=args.run_ms)
-                rates: dict[str, list[float]] = {"plain": [], "conc50": [], "perkey": []}
+                # The workers' conveyor: this tree's, and main's too when given, taking turns.
+                srcs = {"this": args.this_src or str(ROOT / "src")}
+                if args.drain_main and args.main_src:
+                    srcs["main"] = args.main_src
+                variants = [v for v in ("plain", "conc50", "perkey") if v in args.variants.split(",")]
+                rates: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
                 for rep in range(args.repeat):
-                    for variant in rates:
-                        url = url_for(f"{variant}{rep}")
-                        rates[variant].append(_drain(url, variant, args.jobs, tmp, args.threads, args.run_ms))
+                    for tree, src in srcs.items():
+                        for variant in variants:
+                            url = url_for(f"{variant}{tree}{rep}")
+                            rate = _drain(url, variant, args.jobs, tmp, args.threads, args.run_ms, src)
+                            rates[f"{variant}@{tree}"].append(rate)
                 medians = {v: statistics.median(r) for v, r in rates.items()}
                 result["drain_jobs_per_s"] = medians
-                result["ratio_to_plain"] = {v: medians[v] / medians["plain"] for v in ("conc50", "perkey")}
+                result["runs"] = rates
+                if "plain" in variants:
+                    result["ratio_to_plain"] = {
+                        f"{v}@{t}": medians[f"{v}@{t}"] / medians[f"plain@{t}"]
+                        for t in srcs
+                        for v in variants
+                        if v != "plain"
+                    }
             result["utc"] = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
             print(json.dumps(result, indent=2))
         finally:

@@ -16,6 +16,11 @@ repeated check).
 
 Runs against whichever conveyor is importable: ``PYTHONPATH=/path/to/other/src`` measures
 another checkout (the "before" of bench/RESULTS-scale-admin.md) with the same backlogs.
+
+A backlog of ten million takes from minutes (SQLite) to most of an hour (Redis, through its
+scripts) to write, so it can be kept and measured again: ``--url URL --namespace NS
+--fill-only N`` writes it into a store that outlives the run (a file, a server started by
+hand), and ``--url URL --namespace NS --size N`` measures what is there.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import inspect
+import os
 import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -88,6 +96,13 @@ def measure(app: Conveyor) -> dict[str, float]:
     for state in ("completed", "dead", "scheduled", "pending"):
         found[f"jobs({state}) page 11"] = timed_ms(deep_page(app, state))
     found["search, no match"] = timed_ms(lambda: app.jobs(state="completed", limit=50, search="nobody"), 3)
+    by_task = "task" in inspect.signature(app.jobs_page).parameters
+    if by_task:
+        # One job in a thousand is of the task scale.rare (tests/scale/backlog.py).
+        for state in ("completed", "dead", "pending"):
+            found[f"search by task ({state})"] = timed_ms(
+                functools.partial(app.jobs_page, state, limit=50, task="scale.rare"), 3
+            )
     some = app.jobs(state="dead", limit=1)
     found["get"] = timed_ms(lambda: app.get_job(some[0].id)) if some else float("nan")
     client = TestClient(
@@ -101,6 +116,9 @@ def measure(app: Conveyor) -> dict[str, float]:
             pages[f"/jobs?state={state}"] = f"/jobs?state={state}"
         pages["/jobs?state=completed, page 11"] = deep_url(app, "completed")
         pages["/jobs?state=completed&q=nobody"] = "/jobs?state=completed&q=nobody"
+        if by_task:
+            for state in ("completed", "dead"):
+                pages[f"/jobs?state={state}&task=scale.rare"] = f"/jobs?state={state}&task=scale.rare"
         if some:
             pages["/jobs/<id>"] = f"/jobs/{some[0].id}"
         for name, path in pages.items():
@@ -125,6 +143,25 @@ def slowlog(server: Any) -> dict[str, int]:
             kind = names.get(args[1].decode(), args[1].decode()[:8])
         worst[kind] = max(worst.get(kind, 0), int(entry[2]))
     return worst
+
+
+def fill(kind: str, app: Conveyor, count: int) -> None:
+    """``count`` jobs of every state in the mix into ``app``'s store (``--url`` runs)."""
+    backend: Any = app.backend
+    if kind == "sqlite":
+        for state, share in SQL_MIX.items():
+            offset = -5_000 if state == "pending" else 3_600
+            fill_sqlite(backend.path, int(count * share), state, offset=offset, namespace=app.namespace)
+    elif kind == "postgres":
+        for state, share in SQL_MIX.items():
+            fill_postgres(app.url, app.namespace, int(count * share), state)
+        import psycopg
+
+        with psycopg.connect(app.url, autocommit=True) as conn:
+            conn.execute(f"VACUUM (ANALYZE) {app.namespace}.jobs")  # as stores() does
+    else:
+        for state, share in REDIS_MIX.items():
+            fill_redis(app, int(count * share), state)
 
 
 def stores(kind: str, sizes: list[int], stack: ExitStack) -> Iterator[tuple[int, Conveyor, Any]]:
@@ -206,31 +243,64 @@ def main() -> None:
     parser.add_argument(
         "--table", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="Print two runs' table."
     )
+    parser.add_argument("--url", help="A store that outlives the run (with --namespace).")
+    parser.add_argument("--namespace", help="The namespace of the backlog at --url.")
+    parser.add_argument("--fill-only", type=int, metavar="N", help="Write N jobs at --url and stop.")
+    parser.add_argument("--size", type=int, help="How many jobs the backlog at --url holds.")
     parser.add_argument("sizes", nargs="*", type=int)
     options = parser.parse_args()
     if options.table:
         print(table(options.table[0], options.table[1], options.store))
         return
+    if options.url:
+        kept = Conveyor(options.url, namespace=options.namespace or "scale")
+        kept.backend  # noqa: B018 - opening makes the schema
+        if options.fill_only:
+            started = time.perf_counter()
+            fill(options.store, kept, options.fill_only)
+            print(f"filled {options.fill_only:,} in {time.perf_counter() - started:,.0f} s", flush=True)
+            return
+        with ExitStack() as stack:
+            stack.callback(kept.close)
+            server = None
+            if options.store == "redis":
+                from urllib.parse import urlsplit
+
+                from tests.servers import resp_command
+
+                port = urlsplit(options.url).port or 6379
+                server = types.SimpleNamespace(command=functools.partial(resp_command, port))
+                server.command("CONFIG", "SET", "slowlog-log-slower-than", "1000")
+                server.command("CONFIG", "SET", "slowlog-max-len", "100000")
+                server.command("SLOWLOG", "RESET")
+            report(options, options.size or 0, kept, server)
+        return
+    with ExitStack() as stack:
+        for count, app, server in stores(options.store, options.sizes, stack):
+            report(options, count, app, server)
+
+
+def report(options: argparse.Namespace, count: int, app: Conveyor, server: Any) -> None:
+    """Measure one backlog and print (and append to --json) its figures."""
     import conveyor
 
     source = str(Path(conveyor.__file__).resolve().parents[1])
-    with ExitStack() as stack:
-        for count, app, server in stores(options.store, options.sizes, stack):
-            started = time.perf_counter()
-            figures = measure(app)
-            row: dict[str, Any] = {
-                "store": options.store,
-                "size": count,
-                "conveyor": source,
-                "ms": {k: round(v, 2) for k, v in figures.items()},
-                "measured_s": round(time.perf_counter() - started, 1),
-            }
-            if server is not None:
-                row["slowlog_us"] = slowlog(server)
-            print(orjson.dumps(row).decode(), flush=True)
-            if options.json:
-                with options.json.open("a") as out:
-                    out.write(orjson.dumps(row).decode() + "\n")
+    started = time.perf_counter()
+    figures = measure(app)
+    row: dict[str, Any] = {
+        "store": options.store,
+        "size": count,
+        "conveyor": source,
+        "ms": {k: round(v, 2) for k, v in figures.items()},
+        "measured_s": round(time.perf_counter() - started, 1),
+        "load": os.getloadavg()[0],
+    }
+    if server is not None:
+        row["slowlog_us"] = slowlog(server)
+    print(orjson.dumps(row).decode(), flush=True)
+    if options.json:
+        with options.json.open("a") as out:
+            out.write(orjson.dumps(row).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,15 @@ def unique_key(task: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     return f"{task}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
 
+def _of_task(record: JobRecord, task: str, codec: Codec) -> bool:
+    """Whether a listed job is of ``task``: by the name the store keeps where it keeps one,
+    else by its payload's."""
+    if record.task is not None:
+        return record.task == task
+    payload, _ = codec.peek(record.id, record.payload)
+    return payload is not None and payload.task == task
+
+
 def _state(state: str) -> str:
     """``state`` if it names a job state; a ``ValueError`` naming the valid ones otherwise (a
     typo must not read as "no such jobs")."""
@@ -775,6 +784,7 @@ class Conveyor:
             opts.timeout,
             now,
         )
+        record.task = spec.task.name
         job = Job.enqueued(
             record,
             spec.task.name,
@@ -937,6 +947,7 @@ class Conveyor:
         search: str | None = None,
         meta: dict[str, Any] | None = None,
         after: str | None = None,
+        task: str | None = None,
     ) -> list[Job]:
         """Snapshots of jobs, filtered by state (one of ``conveyor.job.STATES``;
         ``ValueError`` for any other) and queue, in the state's listing order (pending: next
@@ -945,8 +956,8 @@ class Conveyor:
         ``offset`` is deprecated: it is skipped by reading it, so page N costs N pages;
         ``jobs_page`` gives the cursor that makes every page cost the same."""
         if offset > 0:
-            return self.jobs_page(state, queue, offset + limit, after, search, meta).jobs[offset:]
-        return self.jobs_page(state, queue, limit, after, search, meta).jobs
+            return self.jobs_page(state, queue, offset + limit, after, search, meta, task=task).jobs[offset:]
+        return self.jobs_page(state, queue, limit, after, search, meta, task=task).jobs
 
     def jobs_page(
         self,
@@ -957,6 +968,7 @@ class Conveyor:
         search: str | Sequence[str] | None = None,
         meta: dict[str, Any] | None = None,
         scan: int | None = None,
+        task: str | None = None,
     ) -> JobPage:
         """One page of jobs read through the store's index, and the cursor of the next page
         (``after=page.next``): every page costs what the first does, however many jobs are
@@ -964,12 +976,23 @@ class Conveyor:
         argument; every text of a list); ``meta`` keeps jobs whose metadata has each of these
         keys with that value. A search or meta filter reads at most ``scan`` jobs, newest
         first (None: the store's default, 2,000), and says how many it read (``scanned``)
-        and whether it stopped at that bound (``stopped``)."""
+        and whether it stopped at that bound (``stopped``).
+
+        ``task`` keeps the jobs of that task (its registered name). SQLite and PostgreSQL
+        read them from an index of task names, newest first (every state but pending and
+        active, whose listing is read comparing the name); Redis looks for the name in each
+        payload, within the same bound as a text. It is a search: ``scanned`` and
+        ``stopped`` say what it read."""
         now = self.clock()
         chosen = None if state is None else _state(state)
         if not meta:
-            page = self.backend.list_jobs(chosen, queue, limit, after, now, search, scan)
-            jobs = [self._job(r, now) for r in page.records]
+            page = self.backend.list_jobs(chosen, queue, limit, after, now, search, scan, task=task)
+            records = page.records
+            if task is not None:
+                # A store that looks for the name in the payload may meet it elsewhere (an
+                # argument named "t"): only the task's own jobs are kept.
+                records = [r for r in records if _of_task(r, task, self.codec)]
+            jobs = [self._job(r, now) for r in records]
             return JobPage(jobs, page.next, page.scanned, page.stopped)
         if search is not None:
             raise ValueError("jobs() takes search= or meta=, not both")
@@ -980,10 +1003,14 @@ class Conveyor:
         found: list[Job] = []
         scanned = 0
         while True:
-            page = self.backend.list_jobs(chosen, queue, limit - len(found), after, now, text, scan - scanned)
+            page = self.backend.list_jobs(
+                chosen, queue, limit - len(found), after, now, text, scan - scanned, task=task
+            )
             scanned += page.scanned or 0
             for record in page.records:
                 job = self._job(record, now)
+                if task is not None and not _of_task(record, task, self.codec):
+                    continue
                 if job.meta is not None and all(job.meta.get(k, _MISSING) == v for k, v in meta.items()):
                     found.append(job)
             after = page.next

@@ -392,6 +392,9 @@ def top(app_target: str | None, url: str | None, namespace: str, interval: float
     "--search",
     help="Only jobs whose task name or arguments contain this text (reads a bounded number of jobs).",
 )
+@click.option(
+    "--task", "-t", help="Only jobs of this task (read through the store's task index where it has one)."
+)
 @click.option("--limit", "-n", default=20, show_default=True)
 @click.option("--after", help="Go on from this cursor (printed under the previous page).")
 @click.option("--offset", default=0, hidden=True, help="Deprecated: skips by reading; use --after.")
@@ -403,6 +406,7 @@ def jobs(
     state: str | None,
     queue: str | None,
     search: str | None,
+    task: str | None,
     limit: int,
     after: str | None,
     offset: int,
@@ -417,10 +421,10 @@ def jobs(
     try:
         if offset:
             page = JobPage(
-                app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search), None
+                app.jobs(state=state, queue=queue, limit=limit, offset=offset, search=search, task=task), None
             )
         else:
-            page = app.jobs_page(state=state, queue=queue, limit=limit, after=after, search=search)
+            page = app.jobs_page(state=state, queue=queue, limit=limit, after=after, search=search, task=task)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--after") from None
     found = page.jobs

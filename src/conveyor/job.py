@@ -91,6 +91,9 @@ class JobRecord:
     #: The batch it belongs to (``app.batch``), or None: the one column that says so, so
     #: jobs outside batches take the old paths (see ``conveyor.batch``).
     batch_id: str | None = None
+    #: The task's name, given by the app at enqueue so that a SQL store can index it for
+    #: search without looking inside the payload; None where a store does not keep it.
+    task: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,6 +298,23 @@ def rated(queue: str, limits: Mapping[str, Limit], names: Iterable[str]) -> list
     return found
 
 
+def ahead_allowed(bucket_name: str, served: set[str], limits: Mapping[str, Mapping[str, Limit]]) -> bool:
+    """Whether jobs of the stored queue ``bucket_name`` may be taken ahead (``fetch_ahead``):
+    a bucket of a served queue whose limits, its own and its queue's, are concurrency only.
+    A rate meters starts, and a job taken ahead starts later than it is claimed."""
+    queue, name, _ = split(bucket_name)
+    if name is None or queue not in served:
+        return False
+    own = limits.get(queue, {})
+    definition, whole = own.get(name), own.get(QUEUE_LIMIT)
+    return (
+        definition is not None
+        and definition.concurrency is not None
+        and not definition.rate
+        and not (whole is not None and whole.rate)
+    )
+
+
 def rooms(
     queue: str,
     limits: Mapping[str, Limit],

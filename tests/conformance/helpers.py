@@ -19,7 +19,7 @@ def record(app: Conveyor, task: str = "t.noop", queue: str = "default", **fields
     fields.setdefault("created_at", now)
     fields.setdefault("state", "scheduled" if fields["run_at"] > now else "pending")
     payload = app.codec.encode_payload(job_id, queue, max_attempts, task, args, {})
-    return JobRecord(id=job_id, queue=queue, payload=payload, max_attempts=max_attempts, **fields)
+    return JobRecord(id=job_id, queue=queue, payload=payload, max_attempts=max_attempts, task=task, **fields)
 
 
 def ids(records: list[JobRecord]) -> list[str]:

@@ -11,6 +11,8 @@ from conveyor import Conveyor
 
 #: Seconds each run of the concurrency-limited tasks lasts.
 RUN = 0.05
+#: Seconds each run of the quick ones lasts: short enough for workers to take jobs ahead.
+QUICK = 0.005
 
 
 def _log(line: str) -> None:
@@ -35,6 +37,18 @@ def register(app: Conveyor) -> None:
         start = time.time()
         time.sleep(RUN)
         _log(f"keyed {key} {start!r} {time.time()!r}")
+
+    @app.task(name="lim.quick", concurrency=3)
+    def quick(n: int) -> None:
+        start = time.time()
+        time.sleep(QUICK)
+        _log(f"quick - {start!r} {time.time()!r}")
+
+    @app.task(name="lim.quickkey", concurrency=1, limit_key=lambda key, n: key)
+    def quickkey(key: str, n: int) -> None:
+        start = time.time()
+        time.sleep(QUICK)
+        _log(f"quickkey {key} {start!r} {time.time()!r}")
 
     @app.task(name="lim.rated", rate="20/s")
     def rated(n: int) -> None:

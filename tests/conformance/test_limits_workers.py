@@ -1,6 +1,7 @@
 """Limits hold across worker processes: 3 workers of 8 threads each never run more jobs of a
 limited task (or key) at once than its limit allows, and a rate of 20/s starts 20 jobs a
-second, give or take 10 %, plus the stated burst.
+second, give or take 10 %, plus the stated burst. The quick tasks' runs are short enough for
+the workers to take jobs ahead (each started in the slot of a run that ended).
 
 The rate is measured over 3 s in the default run and over 10 s under ``make faults``
 (``CONVEYOR_FAULTS_FULL=1``)."""
@@ -34,12 +35,15 @@ def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: st
     app = make_app()
     register(app)
     pair, keyed, rated = (app.tasks[name] for name in ("lim.pair", "lim.keyed", "lim.rated"))
+    quick, quickkey = app.tasks["lim.quick"], app.tasks["lim.quickkey"]
     keys = ("k1", "k2", "k3")
     rated_jobs = int(RATE * SECONDS * 1.5) + 20  # never runs dry within the window
     app.enqueue_many(
         [pair.job(n) for n in range(30)]
         + [keyed.job(key, n) for n in range(8) for key in keys]
         + [rated.job(n) for n in range(rated_jobs)]
+        + [quick.job(n) for n in range(150)]
+        + [quickkey.job(key, n) for n in range(40) for key in keys]
     )
     log = tmp_path / "limits.log"
     workers = WorkerProcesses(
@@ -67,6 +71,8 @@ def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: st
             return (
                 len(got.get("pair -", [])) == 30
                 and all(len(got.get(f"keyed {k}", [])) == 8 for k in keys)
+                and len(got.get("quick -", [])) == 150
+                and all(len(got.get(f"quickkey {k}", [])) == 40 for k in keys)
                 and bool(rated_runs)
                 and rated_runs[-1] - rated_runs[0] >= SECONDS + 0.5
             )
@@ -79,6 +85,8 @@ def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: st
     assert _overlap(got["pair -"]) == 2, "two slots, 24 threads: both should be used"
     for key in keys:
         assert _overlap(got[f"keyed {key}"]) == 1
+        assert _overlap(got[f"quickkey {key}"]) == 1
+    assert _overlap(got["quick -"]) <= 3
     assert _overlap([run for k in keys for run in got[f"keyed {k}"]]) > 1, "keys run side by side"
     starts = sorted(start for start, _ in got["rated -"])
     window = [s for s in starts if s <= starts[0] + SECONDS]

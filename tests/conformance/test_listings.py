@@ -17,19 +17,19 @@ from .helpers import ids, record
 PER_STATE = 5
 
 
-def _every_state(app: Conveyor) -> dict[str, list[str]]:
-    """``PER_STATE`` jobs in each state, over the queues a and b, finished at distinct times in
-    the order they were made; their ids by state."""
+def _every_state(app: Conveyor, task: str = "t.noop", queues: str = "ab") -> dict[str, list[str]]:
+    """``PER_STATE`` jobs of ``task`` in each state, over two ``queues`` (a and b), finished
+    at distinct times in the order they were made; their ids by state."""
     now = time.time()
     made: dict[str, list[str]] = {state: [] for state in EVERY_STATE}
     backend = app.backend
     for i in range(PER_STATE):
-        queue = "ab"[i % 2]
-        later = record(app, queue=queue, run_at=now + 3600 + i)
+        queue = queues[i % 2]
+        later = record(app, task, queue=queue, run_at=now + 3600 + i)
         backend.enqueue([later])
         made["scheduled"].append(later.id)
         for state in ("active", "retry", "dead", "completed", "cancelled"):
-            job = record(app, queue=queue, max_attempts=3)
+            job = record(app, task, queue=queue, max_attempts=3)
             backend.enqueue([job])
             assert [r.id for r in backend.fetch([queue], 1, "w", 30, time.time())] == [job.id]
             at = now + 0.01 * len(made[state]) + 0.001 * i
@@ -43,7 +43,7 @@ def _every_state(app: Conveyor) -> dict[str, list[str]]:
                 backend.fail([Failure(job.id, "stop", cancelled=True)], "w", at)
             made[state].append(job.id)
     for i in range(PER_STATE):
-        waiting = record(app, queue="ab"[i % 2], priority=i % 3, run_at=now - 10 + i)
+        waiting = record(app, task, queue=queues[i % 2], priority=i % 3, run_at=now - 10 + i)
         backend.enqueue([waiting])
         made["pending"].append(waiting.id)
     return made
@@ -135,6 +135,49 @@ def test_search_reads_a_bounded_number_of_jobs_and_says_so(app: Conveyor) -> Non
     assert last.scanned == 2 and not last.stopped and last.next is None
     first_two = app.jobs_page("pending", search="mail.send", limit=2)
     assert len(first_two.jobs) == 2 and first_two.next is not None and first_two.scanned == 2
+
+
+def test_a_task_search_lists_that_task_s_jobs_in_every_state(app: Conveyor) -> None:
+    ours = _every_state(app, "t.ours", "ab")
+    theirs = _every_state(app, "t.theirs", "cd")
+    queue_of = {job_id: "ab"[n % 2] for state in EVERY_STATE for n, job_id in enumerate(ours[state])}
+    for state in EVERY_STATE:
+        page = app.backend.list_jobs(state, limit=100, task="t.ours")
+        assert sorted(ids(page.records)) == sorted(ours[state]), state
+        assert page.scanned is not None and page.scanned >= PER_STATE and not page.stopped, state
+        assert page.next is None, state
+        assert sorted(_all_pages(app, 2, state=state, task="t.ours")) == sorted(ours[state]), state
+        in_a = ids(app.backend.list_jobs(state, "a", limit=100, task="t.ours").records)
+        assert sorted(in_a) == sorted(i for i in ours[state] if queue_of[i] == "a"), state
+        assert app.backend.list_jobs(state, "c", limit=100, task="t.ours").records == [], state
+        assert app.backend.list_jobs(state, limit=100, task="t.none").records == [], state
+    dead = app.jobs_page("dead", task="t.theirs")
+    assert sorted(j.id for j in dead.jobs) == sorted(theirs["dead"])
+    assert {j.task for j in dead.jobs} == {"t.theirs"}
+    assert sorted(_all_pages(app, 3, task="t.ours")) == sorted(i for made in ours.values() for i in made)
+    # With a text too: both must hold. A bound stops it, and it goes on from there.
+    assert app.jobs_page("completed", task="t.ours", search="nobody").jobs == []
+    assert len(app.jobs_page("completed", task="t.ours", search="t.ours").jobs) == PER_STATE
+    found: list[str] = []
+    after = None
+    for _ in range(100):
+        step = app.jobs_page("completed", task="t.ours", limit=1, scan=1, after=after)
+        assert step.scanned is not None and step.scanned <= 1 and len(step.jobs) <= 1
+        found += [j.id for j in step.jobs]
+        if step.next is None:
+            break
+        after = step.next
+    assert sorted(found) == sorted(ours["completed"])
+
+
+def test_a_batch_s_jobs_are_found_by_task(app: Conveyor) -> None:
+    @app.task(name="t.in_batch")
+    def in_batch(i: int) -> None: ...
+
+    app.batch([in_batch.job(i) for i in range(3)])  # stored by the store's batch path
+    in_batch.enqueue(9)
+    found = app.jobs_page("pending", task="t.in_batch")
+    assert sorted(j.args[0] for j in found.jobs) == [0, 1, 2, 9]
 
 
 def test_offsets_still_work(app: Conveyor) -> None:

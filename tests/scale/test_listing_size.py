@@ -34,7 +34,7 @@ SHARES = {"completed": 1.0, "scheduled": 0.5, "dead": 0.1, "cancelled": 0.05, "r
 STEP = 10
 
 
-def _calls(backend: Any) -> dict[str, Callable[[], Any]]:
+def _calls(backend: Any, by_task: bool = True) -> dict[str, Callable[[], Any]]:
     calls: dict[str, Callable[[], Any]] = {}
     for state in EVERY_STATE:
         deep = backend.list_jobs(state, limit=500).next  # where page 11 of 50 starts
@@ -45,6 +45,13 @@ def _calls(backend: Any) -> dict[str, Callable[[], Any]]:
         if deep is not None:
             calls[f"{state}, page 11"] = functools.partial(backend.list_jobs, state, limit=50, after=deep)
     calls["every state, first page"] = lambda: backend.list_jobs(None, limit=50)
+    # A search by task reads the task's jobs of a state from the task index (one job in a
+    # thousand is of scale.rare): what it reads grows with that task's jobs, never the store's.
+    for state in ("completed", "dead", "scheduled") if by_task else ():
+        calls[f"{state}, by task"] = functools.partial(backend.list_jobs, state, limit=50, task="scale.rare")
+        calls[f"{state}, by task, of one queue"] = functools.partial(
+            backend.list_jobs, state, "default", limit=50, task="scale.rare"
+        )
     return calls
 
 
@@ -78,7 +85,7 @@ def sqlite_sized(tmp_path: Path) -> Iterator[Callable[[int], tuple[SQLiteBackend
         assert isinstance(backend, SQLiteBackend)
         for state, share in SHARES.items():
             fill_sqlite(path, int(count * share), state, offset=-5_000 if state == "pending" else 3_600)
-        return backend, {name: _steps(backend, call) for name, call in _calls(backend).items()}
+        return backend, {name: _steps(backend, call) for name, call in _calls(backend, False).items()}
 
     yield measure
     for app in apps:
@@ -97,6 +104,16 @@ def test_sqlite_listing_pages_cost_the_same_at_any_size(
     # A search that matches nothing reads its bound, not the store: 2,000 of them all.
     page = backend.list_jobs("completed", limit=50, search="nobody")
     assert page.scanned == backend.search_scan == 2_000 and page.stopped
+    # A search by task reads that task's jobs (of every state: SQLite's task index has no
+    # state, so that no claim or acknowledgement writes it), one in a thousand here.
+    rare = int(LARGE * sum(SHARES.values())) // 1000 + len(SHARES)
+    for state in EVERY_STATE:
+        found = backend.list_jobs(state, limit=1000, task="scale.rare")
+        assert found.scanned is not None and found.scanned <= rare and found.next is None, (
+            state,
+            found.scanned,
+        )
+        assert {r.state for r in found.records} <= {state, "scheduled"}, state  # due: pending
 
 
 def test_sqlite_listing_plans_use_an_index_and_sort_nothing_big(tmp_path: Path) -> None:
@@ -129,6 +146,8 @@ def test_sqlite_listing_plans_use_an_index_and_sort_nothing_big(tmp_path: Path) 
                 for queue in (None, "default"):
                     first = backend.list_jobs(state, queue, limit=5)
                     backend.list_jobs(state, queue, limit=5, after=first.next or _a_cursor(state))
+                    found = backend.list_jobs(state, queue, limit=5, task="t.x", search="x")
+                    backend.list_jobs(state, queue, limit=5, task="t.x", after=found.next or _a_cursor(state))
         finally:
             backend._conn = original  # type: ignore[method-assign]
         assert seen

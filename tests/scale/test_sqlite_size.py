@@ -128,25 +128,28 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
     finally:
         app.close()
     # An old file: schema version 1, the claim index of then, no counts, no progress or cancel
-    # columns. Opening it migrates once (to version 5): the counts start from one full count.
+    # columns. Opening it migrates once (to version 6): the counts start from one full count.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("UPDATE scale_meta SET value = '1' WHERE key = 'schema_version'")
         for kind in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER scale_jobs_counted_{kind}")
         conn.execute("DROP TABLE scale_counts")
-        # Nor those of version 5 (dependencies) and 4 (batches): the triggers and indexes
-        # that read them first.
-        for trigger in ("deps_ended", "deps_gone", "jobs_batch_moved", "jobs_batch_deleted"):
+        # Nor those of version 6 (dependencies): the triggers that read them first.
+        for trigger in ("deps_ended", "deps_gone"):
             conn.execute(f"DROP TRIGGER scale_{trigger}")
-        conn.execute("DROP INDEX scale_jobs_batch")
-        for column in ("dependents", "waiting_on", "batch_id"):
+        for column in ("dependents", "waiting_on"):
             conn.execute(f"ALTER TABLE scale_jobs DROP COLUMN {column}")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN progress")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN cancel")
-        # Nor the columns of version 3 (expiry, unique keys, snoozes) and their indexes.
-        for index in ("unique", "expires", "ended"):
+        # Nor the columns of versions 3 (expiry, unique keys, snoozes), 4 (the batch) and 5
+        # (the task's name), and their indexes and triggers.
+        for index in ("unique", "expires", "ended", "task", "batch"):
             conn.execute(f"DROP INDEX scale_jobs_{index}")
-        for column in ("expires_at", "unique_key", "unique_until", "snoozes"):
+        for (trigger,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%batch%'"
+        ).fetchall():
+            conn.execute(f"DROP TRIGGER {trigger}")
+        for column in ("expires_at", "unique_key", "unique_until", "snoozes", "batch_id", "task"):
             conn.execute(f"ALTER TABLE scale_jobs DROP COLUMN {column}")
         conn.execute(
             "CREATE INDEX scale_jobs_fetch ON scale_jobs (queue, priority DESC, run_at, id)"
@@ -159,7 +162,7 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
             names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
             (version,) = conn.execute("SELECT value FROM scale_meta WHERE key = 'schema_version'").fetchone()
         assert "scale_jobs_fetch" not in names and "scale_jobs_ready" in names
-        assert {"scale_jobs_unique", "scale_jobs_expires", "scale_jobs_ended"} <= names
-        assert version == "5"
+        assert {"scale_jobs_unique", "scale_jobs_expires", "scale_jobs_ended", "scale_jobs_task"} <= names
+        assert version == "6"
     finally:
         app.close()

@@ -147,6 +147,7 @@ class Backend(Protocol):
         now: float | None = None,
         search: str | Sequence[str] | None = None,
         scan: int | None = None,
+        task: str | None = None,
     ) -> Page:
         """One page of jobs in a state's listing order (see ``backends/listing.py``), after
         the cursor ``after`` (a ``Page.next``), read through an index: every page costs what
@@ -154,7 +155,9 @@ class Backend(Protocol):
         ``"scheduled"`` and ``"retry"`` only those still waiting; None lists every state in
         turn. ``search`` keeps jobs whose encoded payload contains the text (each text, for a
         list), reading at most ``scan`` jobs (None: the store's ``search_scan``, 2,000); the
-        page says how many it read."""
+        page says how many it read. ``task`` keeps the jobs of that task (``JobRecord.task``;
+        a store that keeps no task names looks for ``"t":<name>`` in the payload instead), and
+        is a search too: read through an index where the store has one."""
 
     def stats(self, now: float) -> Stats: ...
 
@@ -263,6 +266,25 @@ class StoresLimits(Protocol):
 
     def limits(self) -> dict[tuple[str, str], Limit]:
         """Every stored definition, by (queue, name)."""
+
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        """``fetch`` of up to ``limit`` jobs that start now, and besides them jobs taken
+        *ahead*: for each ``(bucket, job id, attempts)`` of ``runs`` (a job ``worker`` holds,
+        started or itself taken ahead, at that attempt), the next waiting job of that bucket,
+        if the bucket's limits (its own and its queue's) are concurrency only. A job taken
+        ahead is claimed like any other (active, an attempt, the lease) but holds no slot
+        while the job it follows is active and held by ``worker`` at that attempt: the worker
+        starts it only when that one ends, in its slot, and the store counts it from the
+        moment it records that end. Returns the jobs, and for each one taken ahead the id of
+        the job it follows. Atomic like ``fetch``."""
 
 
 @runtime_checkable

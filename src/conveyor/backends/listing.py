@@ -1,14 +1,17 @@
 """Admin listings: pages read through a store's indexes and resumed from a cursor, and a
 search that reads a bounded number of jobs and says how many.
 
-A store implements one hook, ``_page(state, queue, limit, after, now, needles)``: the first
-``limit`` jobs of one visible state after the cursor ``after``, in that state's listing
-order, each with its own cursor. With ``needles`` (a search) the store reads only each job's
-sort key and whether its payload holds every needle, and the whole record only of those that
-do (None for the rest): a search reads thousands of index entries, not thousands of jobs
-into Python. Everything else is built here, once for every store: listings of every state,
-the deprecated offsets, and search. A page costs the same wherever it starts (a keyset,
-never an OFFSET), so page 10,000 costs what page 1 does.
+A store implements one hook, ``_page(state, queue, limit, after, now, needles, task)``: the
+first ``limit`` jobs of one visible state after the cursor ``after``, in that state's listing
+order, each with its own cursor. With ``needles`` or ``task`` (a search) the store reads only
+each job's sort key and whether it matches (its payload holds every needle; it is a job of
+that task), and the whole record only of those that do (None for the rest): a search reads
+thousands of index entries, not thousands of jobs into Python. A store that keeps the task
+name in an index (SQLite and PostgreSQL) lists a task's jobs of a state from that index,
+newest id first, reading only that task's jobs; one that does not (Redis) looks for the
+task's name in each payload, as for a text. Everything else is built here, once for every
+store: listings of every state, the deprecated offsets, and search. A page costs the same
+wherever it starts (a keyset, never an OFFSET), so page 10,000 costs what page 1 does.
 
 Listing order per state (what an index gives without a sort; stated in docs/listings.md):
 
@@ -36,9 +39,13 @@ EVERY_STATE = (ACTIVE, PENDING, SCHEDULED, RETRY, WAITING, DEAD, CANCELLED, COMP
 #: Jobs a search reads at most by default, newest first: a search that matches nothing costs
 #: this much, however many jobs are stored (figures in docs/listings.md).
 SEARCH_SCAN = 2_000
-#: Jobs read at most per store call (a page, a stretch of a search, an offset skipped); a
-#: store may read fewer (``Listings.chunk``).
+#: Jobs read at most per store call (a page, a stretch of a search, an offset skipped).
 CHUNK = 500
+#: Jobs one step inside the store reads at most where a step holds the whole store while it
+#: runs (a Redis script): a store call of ``CHUNK`` jobs is that many steps, sent together.
+#: Every 50 scripts Redis also runs a step of Lua's garbage collector inside the next one,
+#: in proportion to what the scripts before it left: 100 keeps both a fraction of a ms.
+STEP = 100
 SEPARATOR = "~"
 
 
@@ -98,6 +105,11 @@ class Listings:
     #: Jobs read at most per ``_page`` call, and per call of a search.
     chunk = CHUNK
     search_chunk = CHUNK
+    #: Whether a search's first store call reads only the page's size, the next ones four
+    #: times more up to ``search_chunk`` (a SQL store reads its rows whole: a search whose
+    #: jobs mostly match reads no more than it shows); else ``search_chunk`` each (Redis:
+    #: each call is a round-trip).
+    search_grows = True
     #: Jobs a search reads at most when the caller does not say.
     search_scan = SEARCH_SCAN
 
@@ -109,6 +121,7 @@ class Listings:
         after: str | None,
         now: float,
         needles: Sequence[bytes] = (),
+        task: str | None = None,
     ) -> list[tuple[str, JobRecord | None]]:
         raise NotImplementedError  # each store's: a keyset read of one state's index
 
@@ -121,12 +134,18 @@ class Listings:
         chunk: int,
         needles: Sequence[bytes] = (),
         budget: int | None = None,
+        task: str | None = None,
+        most: int | None = None,
     ) -> Iterator[tuple[str, JobRecord | None]]:
         """(cursor, record) of every job listed after ``after``, read ``chunk`` at a time
         (lazily: a consumer that stops early reads no further), ``budget`` jobs at most.
-        The record is None for a job whose payload lacks one of the ``needles``, or one
+        The record is None for a job that does not match (its payload lacks one of the
+        ``needles``, it is not a job of ``task``), or one
         deleted between a store's two reads; with ``needles``, such a job has a cursor (""
-        otherwise) only when it ends a store call: the walk stops or goes on only there."""
+        otherwise) only when it ends a store call: the walk stops or goes on only there.
+        With ``most``, each store call reads four times what the one before it did, from
+        ``chunk`` up to ``most`` (a search: as few jobs as fill the page when most match,
+        few calls when few do)."""
         states = EVERY_STATE if state is None else (state,)
         if state is not None and state not in EVERY_STATE:
             raise ValueError(f"unknown state {state!r}; expected one of {', '.join(EVERY_STATE)}")
@@ -141,13 +160,15 @@ class Listings:
             position = after if index == 0 else None
             while left is None or left > 0:
                 size = chunk if left is None else min(chunk, left)
-                rows = self._page(current, queue, size, position, now, needles)
+                rows = self._page(current, queue, size, position, now, needles, task)
                 yield from rows
                 if left is not None:
                     left -= len(rows)
                 if len(rows) < size:
                     break
                 position = rows[-1][0]
+                if most is not None:
+                    chunk = min(4 * chunk, most)
 
     def list_jobs(
         self,
@@ -158,13 +179,15 @@ class Listings:
         now: float | None = None,
         search: str | Sequence[str] | None = None,
         scan: int | None = None,
+        task: str | None = None,
     ) -> Page:
         now = time.time() if now is None else now
         scan = self.search_scan if scan is None else scan
         if limit < 1:
             return Page([], None)
         needles = [search.encode()] if isinstance(search, str) else [s.encode() for s in search or ()]
-        if not any(needles):
+        needles = [needle for needle in needles if needle]
+        if not needles and task is None:
             rows = []
             # At most ``chunk`` jobs a store call, however large the page: no call (a Redis
             # script above all) grows with what the caller asks for.
@@ -179,7 +202,15 @@ class Listings:
         found: list[JobRecord] = []
         scanned = 0
         for position, record in self._walk(
-            state, queue, after, now, self.search_chunk, needles, max(scan, 1)
+            state,
+            queue,
+            after,
+            now,
+            min(limit + 1, self.search_chunk) if self.search_grows else self.search_chunk,
+            needles,
+            max(scan, 1),
+            task,
+            self.search_chunk if self.search_grows else None,
         ):
             scanned += 1
             if record is not None:

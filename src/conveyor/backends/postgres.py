@@ -136,7 +136,7 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
-from ..limits import SEP, Limit, Tokens, bucket_range, rooms, spent, split
+from ..limits import SEP, Limit, Tokens, ahead_allowed, bucket_range, rooms, spent, split
 from ..redaction import redact_url
 from . import postgres_workflows as workflows
 from .aio import AsyncStore
@@ -166,9 +166,9 @@ _CLAIMED = (
     "id, queue, payload, priority, state, run_at, attempts, max_attempts, timeout, created_at,"
     " started_at, finished_at, result, last_error, traceback, locked_by, lease_until, progress, cancel"
 )
-_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id"
+_COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id, task"
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
-_COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8"]
+_COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 _WAITING = "('scheduled','pending','retry')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
@@ -176,6 +176,10 @@ _ENDED = "('dead','cancelled')"
 #: The states app.cancel ends at once: waiting for a time, a worker, or other jobs.
 _CANCELLABLE = "('scheduled','pending','retry','waiting')"
 _LATER = "('scheduled','retry')"
+#: The states whose jobs the task index holds (migration 0009): not pending and active, so
+#: that a claim writes no entry into it.
+_TASK_STATES = ("completed", "scheduled", "retry", "dead", "cancelled")
+_TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search's listing reads in place of the columns it does not need (all but the sort
 #: key: id, priority, run_at, finished_at), in JobRecord's order.
 _UNREAD = (
@@ -365,7 +369,7 @@ class _Statements:
         # exist), the jobs, and a pg_notify per queue, which PostgreSQL delivers on commit and
         # drops on rollback. ON CONFLICT (id) DO NOTHING makes a retry after a lost answer
         # harmless. One job binds scalars (psycopg dumps arrays in Python, ~10 us each).
-        columns = "id, queue, payload, priority, state, run_at, max_attempts, timeout, created_at"
+        columns = "id, queue, payload, priority, state, run_at, max_attempts, timeout, created_at, task"
         add_queues = (
             f"new_queues AS (INSERT INTO {s}.queues (name) SELECT unnest(%(queues)s::text[])"
             f" ON CONFLICT DO NOTHING), "
@@ -373,15 +377,15 @@ class _Statements:
         one = (
             f"new_jobs AS (INSERT INTO {s}.jobs ({columns}) VALUES (%(id)s, %(queue)s,"
             f" %(payload)s, %(priority)s, %(state)s, %(run_at)s, %(max_attempts)s,"
-            f" %(timeout)s::float8, %(created_at)s) ON CONFLICT (id) DO NOTHING)"
+            f" %(timeout)s::float8, %(created_at)s, %(task)s::text) ON CONFLICT (id) DO NOTHING)"
             f" SELECT pg_notify(%(channel)s, %(queue)s)"
         )
         many = (
             f"new_jobs AS (INSERT INTO {s}.jobs ({columns})"
             f" SELECT * FROM unnest(%(id)s::text[], %(queue)s::text[], %(payload)s::bytea[],"
             f" %(priority)s::int[], %(state)s::text[], %(run_at)s::float8[],"
-            f" %(max_attempts)s::int[], %(timeout)s::float8[], %(created_at)s::float8[])"
-            f" ON CONFLICT (id) DO NOTHING)"
+            f" %(max_attempts)s::int[], %(timeout)s::float8[], %(created_at)s::float8[],"
+            f" %(task)s::text[]) ON CONFLICT (id) DO NOTHING)"
             f" SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q"
         )
         #: (one job?, queues known to exist?) -> statement
@@ -393,7 +397,7 @@ class _Statements:
         }
         self.copy_jobs = (
             f"COPY {s}.jobs (id, queue, payload, priority, state, run_at, max_attempts, timeout,"
-            f" created_at) FROM STDIN (FORMAT BINARY)"
+            f" created_at, task) FROM STDIN (FORMAT BINARY)"
         )
         self.enqueue_queues = (
             f"WITH new_queues AS ("
@@ -600,6 +604,14 @@ class _Statements:
             )
             + claim_order
         )
+        # A task's jobs of one state, newest first: a range of jobs_task from the cursor on.
+        # The queue and the texts are tested in {select} on each job read (a search counts
+        # them), never used to pass over jobs uncounted.
+        self.page_task = (
+            f"SELECT {{select}} FROM {s}.jobs WHERE task = %(task)s AND task IS NOT NULL"
+            f" AND state = '{{state}}' AND state IN {_TASK_LISTED}{{waiting}} AND id < %(after)s"
+            " ORDER BY id DESC LIMIT %(limit)s"
+        )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
         # Per queue: scheduled and retry jobs already due (they count as pending), a range
@@ -705,6 +717,58 @@ class _Statements:
             f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
             f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
         )
+        # Jobs taken ahead (fetch_ahead): the runs named that the worker still holds at their
+        # attempt, numbered per bucket; as many of each bucket's best waiting jobs; claimed
+        # (started_at: the claim's time until settled) and noted with the run each follows.
+        ahead_runs = (
+            f"SELECT r.bucket, r.id, r.attempt, row_number() OVER (PARTITION BY r.bucket ORDER BY r.ord) AS k"
+            f" FROM unnest(%(a_buckets)s::text[], %(a_ids)s::text[], %(a_attempts)s::int4[])"
+            f" WITH ORDINALITY AS r(bucket, id, attempt, ord)"
+            f" JOIN {s}.jobs x ON x.id = r.id AND x.state = 'active' AND x.locked_by = %(worker)s"
+            f" AND x.attempts = r.attempt"
+        )
+        self.claim_ahead = (
+            f"WITH runs AS MATERIALIZED ({ahead_runs}),"
+            f" pick AS MATERIALIZED (SELECT j.id, w.bucket, row_number() OVER (PARTITION BY w.bucket"
+            f"  ORDER BY j.priority DESC, j.run_at, j.id) AS k"
+            f"  FROM (SELECT bucket, count(*) AS n FROM runs GROUP BY bucket) w CROSS JOIN LATERAL ("
+            f"  SELECT id, priority, run_at FROM {s}.jobs WHERE queue = w.bucket AND state = 'pending'"
+            f"  ORDER BY priority DESC, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j),"
+            f" claimed AS (UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
+            f"  progress = NULL, locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
+            f"  finished_at = NULL FROM pick WHERE t.id = pick.id"
+            f"  RETURNING {_T_COLUMNS}, pick.bucket, pick.k),"
+            f" noted AS (INSERT INTO {s}.limit_ahead (bucket, id, worker, after, attempt, claimed)"
+            f"  SELECT c.bucket, c.id, %(worker)s, r.id, r.attempt, %(now)s FROM claimed c"
+            f"  JOIN runs r ON r.bucket = c.bucket AND r.k = c.k"
+            f"  ON CONFLICT (bucket, id) DO UPDATE SET worker = excluded.worker, after = excluded.after,"
+            f"  attempt = excluded.attempt, claimed = excluded.claimed RETURNING id, after)"
+            f" SELECT {', '.join('c.' + c.strip() for c in _CLAIMED.split(','))}, n.after"
+            f" FROM claimed c JOIN noted n ON n.id = c.id"
+        )
+        # The jobs taken ahead in a queue's buckets, with what settles them (_settle_ahead).
+        self.ahead_rows = (
+            f"SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
+            f" y.locked_by = a.worker,"
+            f" x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
+            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id"
+            f" LEFT JOIN {s}.jobs x ON x.id = a.after"
+            f" WHERE a.bucket > %(low)s AND a.bucket < %(high)s"
+        )
+        self.settle_ahead = (
+            f"WITH d AS (SELECT * FROM unnest(%(buckets)s::text[], %(ids)s::text[], %(starts)s::float8[],"
+            f" %(claims)s::float8[]) AS d(bucket, id, start, claimed)),"
+            f" gone AS (DELETE FROM {s}.limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)"
+            f" UPDATE {s}.jobs AS t SET started_at = d.start FROM d"
+            f" WHERE t.id = d.id AND t.started_at = d.claimed AND d.start IS NOT NULL"
+        )
+        # A claim sent again whose first answer was lost: the jobs it took ahead say so.
+        self.reclaim_ahead = (
+            f"SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}, a.after FROM {s}.jobs t"
+            f" LEFT JOIN {s}.limit_ahead a"
+            f" ON a.id = t.id AND a.worker = t.locked_by AND a.claimed = t.started_at"
+            f" WHERE t.locked_by = %(worker)s AND t.state = 'active' AND t.started_at = %(now)s"
+        )
         self.by_ids = "id = ANY(%(ids)s::text[])"
         # -- a job's life (issue 15) -----------------------------------------------------
         # A holder that ended, or whose unique_for is over (it keeps running), lets go.
@@ -717,8 +781,9 @@ class _Statements:
         self.enqueue_each = (
             f"WITH new_jobs AS (INSERT INTO {s}.jobs ({columns}, expires_at, unique_key, unique_until)"
             f" VALUES (%(id)s, %(queue)s, %(payload)s, %(priority)s, %(state)s, %(run_at)s,"
-            f" %(max_attempts)s, %(timeout)s::float8, %(created_at)s, %(expires_at)s::float8,"
-            f" %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING RETURNING id, queue),"
+            f" %(max_attempts)s, %(timeout)s::float8, %(created_at)s, %(task)s::text,"
+            f" %(expires_at)s::float8, %(key)s::text, %(until)s::float8) ON CONFLICT DO NOTHING"
+            f" RETURNING id, queue),"
             f" notified AS MATERIALIZED (SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs)"
             f" SELECT id, true, NULL::float8, NULL::text FROM notified"
             f" UNION ALL SELECT id, false, unique_until, state FROM {s}.jobs WHERE %(key)s::text IS NOT NULL"
@@ -788,9 +853,10 @@ class _Statements:
             f"WITH input AS MATERIALIZED (SELECT * FROM unnest(%(name)b::text[], %(at)b::float8[],"
             f" %(next_at)b::float8[], %(catch_up)b::bool[], %(id)b::text[], %(queue)b::text[],"
             f" %(payload)b::bytea[], %(priority)b::int[], %(state)b::text[], %(run_at)b::float8[],"
-            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[])"
+            f" %(max_attempts)b::int[], %(timeout)b::float8[], %(created_at)b::float8[],"
+            f" %(task)b::text[])"
             f" AS i(name, at, next_at, catch_up, id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at)"
+            f" max_attempts, timeout, created_at, task)"
             f"), offered AS (INSERT INTO {s}.periodic AS p"
             f" (name, queue, last_at, next_at, job_id, enqueued_at)"
             f" SELECT name, queue, at, next_at, id, %(now)s FROM input WHERE NOT catch_up"
@@ -803,8 +869,9 @@ class _Statements:
             f"), new_queues AS (INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM input"
             f" WHERE id IN (SELECT job_id FROM won) ON CONFLICT DO NOTHING"
             f"), new_jobs AS (INSERT INTO {s}.jobs (id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at) SELECT id, queue, payload, priority, state, run_at,"
-            f" max_attempts, timeout, created_at FROM input WHERE id IN (SELECT job_id FROM won)"
+            f" max_attempts, timeout, created_at, task) SELECT id, queue, payload, priority, state,"
+            f" run_at, max_attempts, timeout, created_at, task FROM input"
+            f" WHERE id IN (SELECT job_id FROM won)"
             f" ON CONFLICT (id) DO NOTHING RETURNING id, queue"
             f") SELECT id, pg_notify(%(channel)s, queue) FROM new_jobs"
             f" UNION ALL SELECT job_id, NULL FROM {s}.periodic WHERE job_id = ANY(%(id)b::text[])"
@@ -900,6 +967,12 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
 class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
+
+    #: Workers do not take limited jobs ahead here: limited claims of a queue take turns under
+    #: its advisory lock, and claiming jobs ahead made each turn longer than the round-trip
+    #: it saves (concurrency=50 drained at 0.22 of unlimited with them, 0.40 without:
+    #: bench/LIMITS.md). ``fetch_ahead`` stays for callers that ask for it.
+    takes_jobs_ahead = False
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
         """``migrate``: True applies missing migrations on open; False raises
@@ -1126,6 +1199,7 @@ class PostgresBackend(PostgresBatches, Listings):
                 "max_attempts": r.max_attempts,
                 "timeout": r.timeout,
                 "created_at": r.created_at,
+                "task": r.task,
                 "queues": [split(r.queue)[0] if SEP in r.queue else r.queue],
                 "channel": self.channel,
             }
@@ -1139,6 +1213,7 @@ class PostgresBackend(PostgresBatches, Listings):
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
+            "task": [r.task for r in records],
             "queues": sorted({split(q)[0] for q in {r.queue for r in records}}),
             "channel": self.channel,
         }
@@ -1182,6 +1257,7 @@ class PostgresBackend(PostgresBatches, Listings):
                         r.max_attempts,
                         r.timeout,
                         r.created_at,
+                        r.task,
                     )
                 )
         conn.execute(self.sql.enqueue_queues, params)
@@ -1319,58 +1395,127 @@ class PostgresBackend(PostgresBatches, Listings):
         self._run(lambda conn: conn.execute(statement, params), retry_for=CALLER_RETRY_FOR)
         self._limits_read = -1e9
 
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        params: dict[str, Any] = {
+            "queues": None if queues is None else list(queues),
+            "limit": limit,
+            "worker": worker,
+            "until": now + lease,
+            "now": now,
+        }
+        after: dict[str, str] = {}
+        limits = self._limits_now()
+        if not (limits and (queues is None or not limits.keys().isdisjoint(queues))):
+            return (self.fetch(queues, limit, worker, lease, now) if limit > 0 else []), after
+        return self._fetch_limited(queues, limits, params, runs, after), after
+
     def _fetch_limited(
-        self, queues: Sequence[str] | None, limits: dict[str, dict[str, Limit]], params: dict[str, Any]
+        self,
+        queues: Sequence[str] | None,
+        limits: dict[str, dict[str, Limit]],
+        params: dict[str, Any],
+        runs: Sequence[tuple[str, str, int]] = (),
+        after: dict[str, str] | None = None,
     ) -> list[JobRecord]:
         """The claim when a served queue has limits: queue by queue, a limited one in a
         transaction of its own that first takes the queue's advisory lock, so that counting
         its running jobs, reading its tokens and claiming is one step for every worker."""
         tries = 0
         limit = params["limit"]
+        found: dict[str, str] = {}
 
         def claim(conn: Conn) -> list[tuple[Any, ...]]:
             nonlocal tries
             tries += 1
+            found.clear()
             if tries > 1:
-                rows = conn.execute(self.sql.reclaim, params).fetchall()
+                # The previous try may have committed its claim and lost only the answer:
+                # hand those jobs over (and say which were taken ahead of which run).
+                rows = conn.execute(self.sql.reclaim_ahead, params).fetchall()
                 if rows:
-                    return rows
-            serve = [
-                name
-                for (name,) in conn.execute(
+                    found.update((row[0], row[-1]) for row in rows if row[-1] is not None)
+                    return [row[:-1] for row in rows]
+            # One round-trip for the queues to serve and the promotion of due jobs.
+            with conn.pipeline():
+                listed = conn.execute(
                     self.sql.serve_every if queues is None else self.sql.serve_given, params
                 )
-            ]
-            conn.execute(self.sql.promote, params, prepare=False)
+                conn.execute(self.sql.promote, params, prepare=False)
+            serve = [name for (name,) in listed.fetchall()]
             got: list[tuple[Any, ...]] = []
+            served = set(serve)
             for queue in serve:
-                left = limit - len(got)
-                if left <= 0:
-                    break
+                left = max(0, limit - len(got))
+                ahead = [
+                    run for run in runs if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
+                ]
+                if left <= 0 and not ahead:
+                    continue
                 if queue in limits:
-                    got += self._claim_limited(conn, queue, limits[queue], {**params, "limit": left})
+                    got += self._claim_limited(
+                        conn, queue, limits[queue], {**params, "limit": left}, ahead, found
+                    )
                 else:
                     one = {**params, "queues": [queue], "limit": left}
                     got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
             return got
 
         records = [_record(row) for row in self._run(claim)]
+        if after is not None:
+            after.update(found)
         rank: dict[str, int] = {"default": -1} if queues is None else {q: i for i, q in enumerate(queues)}
         records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
         return records
 
+    @staticmethod
+    def _settle_ahead(rows: Any, now: float) -> tuple[dict[str, int], dict[str, Any] | None]:
+        """(per bucket, the jobs taken ahead that hold no slot yet: active, held by that
+        worker from that claim, their run still active at its attempt; the parameters of
+        settle_ahead for every other row, or None). A settled job holds a slot like any
+        started one; it started when its run ended (on the same worker): its started_at."""
+        waiting: dict[str, int] = {}
+        settle: dict[str, list[Any]] = {"buckets": [], "ids": [], "starts": [], "claims": []}
+        for bucket, job_id, claimed, state, mine, run_ok, run_end in rows.fetchall():
+            if state == "active" and mine and run_ok:
+                waiting[bucket] = waiting.get(bucket, 0) + 1
+                continue
+            ran = state is not None and state != PENDING
+            settle["buckets"].append(bucket)
+            settle["ids"].append(job_id)
+            settle["starts"].append((run_end if run_end is not None else now) if ran else None)
+            settle["claims"].append(claimed)
+        return waiting, (settle if settle["ids"] else None)
+
     def _claim_limited(
-        self, conn: Conn, queue: str, limits: dict[str, Limit], params: dict[str, Any]
+        self,
+        conn: Conn,
+        queue: str,
+        limits: dict[str, Limit],
+        params: dict[str, Any],
+        ahead: Sequence[tuple[str, str, int]] = (),
+        after: dict[str, str] | None = None,
     ) -> list[tuple[Any, ...]]:
         low, high = bucket_range(queue)
         now = params["now"]
         where = {"queue": queue, "low": low, "high": high}
-        # Pipelined: the lock, the counts and the tokens go in one round-trip, the claim in a
-        # second, the tokens spent and the commit in a third.
+        # Pipelined: the lock, the counts, the tokens and the jobs taken ahead go in one
+        # round-trip, both claims in a second, the tokens spent and the commit in a third.
+        # Without a rate, nothing depends on what the claims took: the commit goes in their
+        # round-trip, and the queue's lock is held for two round-trips instead of three.
+        metered = any(d.rate for d in limits.values())
         with conn.pipeline(), conn.transaction():
             conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
             counts = conn.execute(self.sql.bucket_counts, where)
             held = conn.execute(self.sql.tokens, where)
+            taken = conn.execute(self.sql.ahead_rows, where)
             active: dict[str, int] = {}
             ready: dict[str, int] = {}
             later: list[str] = []
@@ -1382,6 +1527,10 @@ class PostgresBackend(PostgresBatches, Listings):
                 elif name != queue:
                     later.append(name)
             tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
+            # Jobs taken ahead are active but hold no slot while their run is active.
+            waiting, settle = self._settle_ahead(taken, now)
+            for name, n in waiting.items():
+                active[name] = active.get(name, 0) - n
             if later:
                 # Buckets are not in the queues table (no plain claim may serve them), so the
                 # claim's promotion of due jobs does not reach them: this one does.
@@ -1389,23 +1538,46 @@ class PostgresBackend(PostgresBatches, Listings):
                 for (name,) in promoted.fetchall():
                     ready[name] = ready.get(name, 0) + 1
             cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
-            if not room:
-                return []
-            claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
-            rows = conn.execute(self.sql.claim_limited, claim, prepare=False).fetchall()
-            started: dict[str, int] = {}
-            for row in rows:
-                started[row[1]] = started.get(row[1], 0) + 1
-            if changed := spent(queue, limits, tokens, started, now):
-                conn.execute(
-                    self.sql.spend_tokens,
-                    {
-                        "names": [c[0] for c in changed],
-                        "tokens": [c[1] for c in changed],
-                        "stamps": [c[2] for c in changed],
-                    },
-                )
-            return rows
+            # The claims of jobs to start and of jobs ahead, in one round-trip (jobs ahead are
+            # of buckets without a rate: they spend no tokens).
+            started_cur = ahead_cur = None
+            if room and cap > 0:
+                claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
+                started_cur = conn.execute(self.sql.claim_limited, claim, prepare=False)
+            if ahead and after is not None:
+                runs = {
+                    "a_buckets": [run[0] for run in ahead],
+                    "a_ids": [run[1] for run in ahead],
+                    "a_attempts": [run[2] for run in ahead],
+                }
+                ahead_cur = conn.execute(self.sql.claim_ahead, {**params, **runs}, prepare=False)
+            rows: list[tuple[Any, ...]] = []
+            if started_cur is not None and metered:
+                rows = started_cur.fetchall()
+                started_cur = None
+                started: dict[str, int] = {}
+                for row in rows:
+                    started[row[1]] = started.get(row[1], 0) + 1
+                if changed := spent(queue, limits, tokens, started, now):
+                    conn.execute(
+                        self.sql.spend_tokens,
+                        {
+                            "names": [c[0] for c in changed],
+                            "tokens": [c[1] for c in changed],
+                            "stamps": [c[2] for c in changed],
+                        },
+                    )
+        if started_cur is not None:
+            rows = started_cur.fetchall()
+        if ahead_cur is not None and after is not None:
+            more = ahead_cur.fetchall()
+            after.update((row[0], row[-1]) for row in more)
+            rows += [row[:-1] for row in more]
+        if settle is not None:
+            # After the commit, outside the queue's lock (autocommit): settling only tidies (a
+            # row whose run ended never holds its job out of the count again), whoever does it.
+            conn.execute(self.sql.settle_ahead, settle)
+        return rows
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -1582,6 +1754,12 @@ class PostgresBackend(PostgresBatches, Listings):
                 conn.execute(self.sql.notify, {"channel": self.channel, "queue": ""})
             # A token bucket unused for an hour is full again: its row need not be kept.
             conn.execute(self.sql.drop_tokens, {"before": now - 3600})
+            # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
+            settle = self._settle_ahead(
+                conn.execute(self.sql.ahead_rows, {"low": "", "high": "\U0010ffff"}), now
+            )[1]
+            if settle is not None:
+                conn.execute(self.sql.settle_ahead, settle)
             workflows.cascade(conn, self.workflow_sql, now)
             return recovered
 
@@ -1686,6 +1864,7 @@ class PostgresBackend(PostgresBatches, Listings):
         after: str | None,
         now: float,
         needles: Sequence[bytes] = (),
+        task: str | None = None,
     ) -> list[tuple[str, JobRecord | None]]:
         params: dict[str, Any] = {"queue": queue, "limit": limit, "now": now, "state": state}
         if state == PENDING:
@@ -1705,32 +1884,47 @@ class PostgresBackend(PostgresBatches, Listings):
             else:
                 return []
         select = _COLUMNS
-        if needles:
-            # A search reads the sort key and whether the payload holds every text; the
-            # jobs that do are read whole afterwards (a page at most).
-            found = " AND ".join(
-                f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))
-            )
-            params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+        tests = [f"position(%(needle{i})s::bytea in payload) > 0" for i in range(len(needles))]
+        params.update({f"needle{i}": needle for i, needle in enumerate(needles)})
+        which = self._which(queue, params)
+        if task is not None:
+            params["task"] = task
+            if state in _TASK_STATES:
+                statement = self.sql.page_task
+                if queue is not None:
+                    tests.append("(" + which.removeprefix(" WHERE ").replace("q.name", "queue") + ")")
+                which = ""
+            else:
+                tests.append("task = %(task)s")
+        searching = bool(tests)
+        # A task's jobs of a state tested only for their queue mostly match: read whole at
+        # once, as they are without a test.
+        whole_rows = searching and not needles and statement is self.sql.page_task
+        if whole_rows:
+            select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
+        elif searching:
+            # A search reads the sort key and whether the job matches (its payload holds
+            # every text, it is of the task); the jobs that do are read whole afterwards
+            # (a page at most).
             select = (
                 f"id, queue, NULL::bytea AS payload, priority, NULL AS state, run_at, {_UNREAD},"
-                f" finished_at, ({found}) AS hit"
+                f" finished_at, ({' AND '.join(tests)}) AS hit"
             )
         statement = statement.format(
             select=select,
             state=state,  # one of the states checked above: a literal, see _Statements
             waiting=" AND run_at > %(now)s" if state in (SCHEDULED, RETRY) else "",
-            which=self._which(queue, params),
+            which=which,
         )
         rows = self._run(lambda conn: conn.execute(statement, params).fetchall(), retry_for=CALLER_RETRY_FOR)
         if state == PENDING:
             cursors = [make_cursor(state, row[3], repr(row[5]), row[0]) for row in rows]
         else:
             cursors = [make_cursor(state, row[0]) for row in rows]
-        if not needles:
+        if not searching:
             return [(position, _record(row)) for position, row in zip(cursors, rows, strict=True)]
-        hits = [row[0] for row in rows if row[-1]]
-        whole: dict[str, JobRecord] = {}
+        hits = [] if whole_rows else [row[0] for row in rows if row[-1]]
+        whole = {row[0]: _record(row[:-1]) for row in rows if row[-1]} if whole_rows else {}
         if hits:
             read = self.sql.by_id_list
             for full in self._run(lambda conn: conn.execute(read, {"ids": hits}).fetchall()):
@@ -1914,6 +2108,7 @@ class PostgresBackend(PostgresBatches, Listings):
             "max_attempts": [r.max_attempts for r in records],
             "timeout": [r.timeout for r in records],
             "created_at": [r.created_at for r in records],
+            "task": [r.task for r in records],
             "now": now,
             "channel": self.channel,
         }

@@ -129,6 +129,7 @@ class AsyncPostgresStore:
                         r.max_attempts,
                         r.timeout,
                         r.created_at,
+                        r.task,
                     )
                 )
 

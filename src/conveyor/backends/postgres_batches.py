@@ -40,13 +40,13 @@ class PostgresBatches:
         s = self.schema
         with conn.cursor().copy(
             f"COPY {s}.jobs (id, queue, payload, priority, state, run_at, max_attempts, timeout,"
-            " created_at, batch_id) FROM STDIN (FORMAT BINARY)"
+            " created_at, task, batch_id) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(_COPY_TYPES)
+            copy.set_types([*_COPY_TYPES, "text"])  # the jobs' columns, then batch_id
             for r in records:
                 copy.write_row(
                     (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts,
-                     r.timeout, r.created_at, r.batch_id)
+                     r.timeout, r.created_at, r.task, r.batch_id)
                 )  # fmt: skip
         self._register(conn, [r.queue for r in records], wake=True)
 

@@ -1,5 +1,5 @@
 """Dependencies on PostgreSQL (``using(after=...)``, ``app.chain``): the enqueue of jobs that
-wait for others. Release and cancellation are triggers of migration 0009, fired only on
+wait for others. Release and cancellation are triggers of migration 0011, fired only on
 jobs whose ``dependents`` flag is set, so the statements that complete, fail and cancel jobs
 are the same for every job (see docs/workflows.md).
 

@@ -47,14 +47,14 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
-from ..limits import Limit, Tokens, bucket_range, rated, rooms, spent, split
+from ..limits import Limit, Tokens, ahead_allowed, bucket_range, rated, rooms, spent, split
 from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .sqlite_batches import SQLiteBatches, batch_schema
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -75,7 +75,7 @@ _TYPES = {
     "created_at": "REAL", "started_at": "REAL", "finished_at": "REAL", "result": "BLOB",
     "last_error": "TEXT", "traceback": "TEXT", "locked_by": "TEXT", "lease_until": "REAL",
     "progress": "BLOB", "cancel": "TEXT", "expires_at": "REAL", "unique_key": "TEXT",
-    "unique_until": "REAL", "snoozes": "INTEGER", "batch_id": "TEXT",
+    "unique_until": "REAL", "snoozes": "INTEGER", "batch_id": "TEXT", "task": "TEXT",
 }  # fmt: skip
 
 
@@ -100,6 +100,9 @@ _LATER = "('scheduled','retry')"
 #: index is written on each change of state).
 _LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
 _LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
+#: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
+#: whether it matches ({found}), in JobRecord's places (the rest NULL).
+_SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
 
 
 def _schema(ns: str) -> list[str]:
@@ -129,6 +132,7 @@ def _schema(ns: str) -> list[str]:
             unique_until REAL,
             snoozes INTEGER NOT NULL DEFAULT 0,
             batch_id TEXT,
+            task TEXT,
             dependents INTEGER NOT NULL DEFAULT 0,
             waiting_on INTEGER
         ) WITHOUT ROWID""",
@@ -173,6 +177,13 @@ def _schema(ns: str) -> list[str]:
             PRIMARY KEY (queue, name)) WITHOUT ROWID""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_tokens (
             bucket TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL) WITHOUT ROWID""",
+        # Jobs taken ahead (fetch_ahead): each is claimed (at ``claimed``, its started_at
+        # until settled) to start in the slot of one run of its bucket (``after``, at its
+        # ``attempt``) held by the same worker, and holds no slot while that run is active.
+        # Rows of ended runs are settled by the next claim of the queue or by recover.
+        f"""CREATE TABLE IF NOT EXISTS {ns}_ahead (
+            bucket TEXT NOT NULL, id TEXT NOT NULL, worker TEXT NOT NULL, after TEXT NOT NULL,
+            attempt INTEGER NOT NULL, claimed REAL NOT NULL, PRIMARY KEY (bucket, id)) WITHOUT ROWID""",
         # Periodic schedules: the last tick enqueued of each (Backend.enqueue_ticks). Made by
         # CREATE IF NOT EXISTS on every open, so older files gain it without a version step.
         f"""CREATE TABLE IF NOT EXISTS {ns}_periodic (
@@ -219,6 +230,12 @@ def _lifecycle_indexes(ns: str) -> list[str]:
         # Dead and cancelled jobs by when they ended: retention deletes the oldest first.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_ended ON {ns}_jobs (finished_at)
             WHERE state IN {_ENDED}""",
+        # A search by task name: each task's jobs, newest first. No state in it: the entry
+        # is written once, at enqueue, and no claim or acknowledgement touches it (with the
+        # state in the index or in its WHERE, each acknowledgement wrote an entry: a drain's
+        # CPU a job rose by a quarter). A search of one state tests each job's state.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_task ON {ns}_jobs (task, id)
+            WHERE task IS NOT NULL""",
     ]
 
 
@@ -245,8 +262,11 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         ],
         # 3 -> 4: the batch a job belongs to (its tables and triggers: sqlite_batches.py).
         3: [f"ALTER TABLE {ns}_jobs ADD COLUMN batch_id TEXT"],
-        # 4 -> 5: dependencies (sqlite_workflows).
-        4: workflows.columns_upgrade(ns),
+        # 4 -> 5: the task's name, for search (its index: _lifecycle_indexes). Jobs stored
+        # before have none: a search by task finds them only through the payload's text.
+        4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
+        # 5 -> 6: dependencies (sqlite_workflows).
+        5: workflows.columns_upgrade(ns),
     }
 
 
@@ -279,7 +299,18 @@ def _record(row: Sequence[Any], *known: Any) -> JobRecord:
 def _rows(records: Sequence[JobRecord]) -> list[tuple[Any, ...]]:
     """The columns an enqueue writes, per job."""
     return [
-        (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout, r.created_at)
+        (
+            r.id,
+            r.queue,
+            r.payload,
+            r.priority,
+            r.state,
+            r.run_at,
+            r.max_attempts,
+            r.timeout,
+            r.created_at,
+            r.task,
+        )
         for r in records
     ]
 
@@ -462,7 +493,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
         (``slice_rows``: see ``enqueue``)."""
         insert = (
             f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at,"
-            " max_attempts, timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " max_attempts, timeout, created_at, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         if len(rows) == 1:
             conn.execute(insert, rows[0])
@@ -546,8 +577,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     self._check_length(conn, [r], {r.queue}, max_queue_length)
                 conn.execute(
                     f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
-                    " timeout, created_at, expires_at, unique_key, unique_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " timeout, created_at, expires_at, unique_key, unique_until, task)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         r.id,
                         r.queue,
@@ -561,6 +592,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                         r.expires_at,
                         r.unique_key,
                         r.unique_until,
+                        r.task,
                     ),
                 )
                 holders.append(None)
@@ -574,7 +606,31 @@ class SQLiteBackend(SQLiteBatches, Listings):
     def fetch(
         self, queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float
     ) -> list[JobRecord]:
-        if limit <= 0 or (queues is not None and not queues):
+        return self._fetch(queues, limit, worker, lease, now)
+
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        after: dict[str, str] = {}
+        return self._fetch(queues, limit, worker, lease, now, runs, after), after
+
+    def _fetch(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]] | None = None,
+        after: dict[str, str] | None = None,
+    ) -> list[JobRecord]:
+        if (limit <= 0 and not runs) or (queues is not None and not queues):
             return []
         with self._write() as conn:
             # Scheduled and retry jobs that came due join the ready ones: a range read at the
@@ -587,13 +643,28 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 # A queue with limits is served even when only its buckets hold ready jobs
                 # (the counts below know its own jobs only); the limited claim decides.
                 serve = self._unpaused(conn, queues)
-                ids = self._pick_limited(conn, serve, limits, limit, now)
+                ids = self._pick_limited(conn, serve, limits, limit, now) if limit > 0 else []
                 claim = (
                     f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
                     f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                    f" WHERE id IN ({','.join('?' * len(ids))}) RETURNING {_CLAIMED}"
+                    f" WHERE id IN ({{}}) RETURNING {_CLAIMED}"
                 )
-                rows: list[Any] = conn.execute(claim, [worker, until, now, *ids]).fetchall()
+                rows: list[Any] = conn.execute(
+                    claim.format(",".join("?" * len(ids))), [worker, until, now, *ids]
+                ).fetchall()
+                if runs and after is not None:
+                    pairs = self._pick_ahead(conn, serve, limits, runs, worker)
+                    if pairs:
+                        more = conn.execute(
+                            claim.format(",".join("?" * len(pairs))), [worker, until, now, *pairs]
+                        ).fetchall()
+                        conn.executemany(
+                            f"INSERT OR REPLACE INTO {self.ns}_ahead (bucket, id, worker, after, attempt,"
+                            " claimed) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(row[1], row[0], worker, *pairs[row[0]], now) for row in more],
+                        )
+                        after.update((row[0], pairs[row[0]][0]) for row in more)
+                        rows += more
             else:
                 # Which queues to claim from: those in order, unpaused, with ready jobs, until
                 # their counts (kept by the triggers in this very transaction) fill the batch.
@@ -624,9 +695,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
                         break
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
         if limited:  # a bucket's jobs rank with their queue's
-            rank = {q: i for i, q in enumerate(serve)}
-            records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
-        elif len(serve) > 1:
+            return self._ranked(records, serve)
+        if len(serve) > 1:
             rank = {q: i for i, q in enumerate(serve)}
             records.sort(key=lambda r: (rank[r.queue], -r.priority, r.run_at, r.id))
         else:
@@ -634,6 +704,87 @@ class SQLiteBackend(SQLiteBatches, Listings):
         return records
 
     # -- limits ---------------------------------------------------------------------------
+    @staticmethod
+    def _ranked(records: list[JobRecord], serve: Sequence[str]) -> list[JobRecord]:
+        rank = {q: i for i, q in enumerate(serve)}
+        records.sort(key=lambda r: (rank.get(split(r.queue)[0], 0), -r.priority, r.run_at, r.id))
+        return records
+
+    def _pick_ahead(
+        self,
+        conn: sqlite3.Connection,
+        serve: Sequence[str],
+        limits: dict[str, dict[str, Limit]],
+        runs: Sequence[tuple[str, str, int]],
+        worker: str,
+    ) -> dict[str, tuple[str, int]]:
+        """Jobs to take ahead, each with the run (id, attempt) in whose slot it will start:
+        per bucket, its best waiting jobs, one per run of ``runs`` that ``worker`` still
+        holds there, for buckets whose limits are concurrency only."""
+        served = set(serve)
+        by_bucket: dict[str, list[tuple[str, int]]] = {}
+        for bucket, run, attempt in runs:
+            if ahead_allowed(bucket, served, limits):
+                by_bucket.setdefault(bucket, []).append((run, attempt))
+        if not by_bucket:
+            return {}
+        ids = [run for held in by_bucket.values() for run, _ in held]
+        live = {
+            (run, attempt)
+            for run, attempt in conn.execute(
+                f"SELECT id, attempts FROM {self.t} WHERE id IN ({','.join('?' * len(ids))})"
+                " AND state = 'active' AND locked_by = ?",
+                [*ids, worker],
+            )
+        }
+        for bucket in list(by_bucket):
+            by_bucket[bucket] = [pair for pair in by_bucket[bucket] if pair in live]
+            if not by_bucket[bucket]:
+                del by_bucket[bucket]
+        if not by_bucket:
+            return {}
+        part = (
+            f"SELECT * FROM (SELECT id, queue FROM {self.t}"
+            " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
+        )
+        rows = conn.execute(
+            " UNION ALL ".join([part] * len(by_bucket)),
+            [x for bucket, held in by_bucket.items() for x in (bucket, len(held))],
+        ).fetchall()
+        pairs: dict[str, tuple[str, int]] = {}
+        for job_id, bucket in rows:
+            pairs[job_id] = by_bucket[bucket].pop(0)
+        return pairs
+
+    def _settle_ahead(self, conn: sqlite3.Connection, low: str, high: str, now: float) -> dict[str, int]:
+        """Per bucket between ``low`` and ``high``, the jobs taken ahead that hold no slot
+        yet: still active, held by that worker from that claim (its started_at), and their
+        run still active at its attempt. Any other row is settled: its job holds a slot like
+        any started one from then on; it started when its run ended (on the same worker),
+        which becomes its started_at; and the row goes."""
+        waiting: dict[str, int] = {}
+        settled: list[tuple[str, str]] = []
+        started: list[tuple[float, str, float]] = []
+        for bucket, job_id, claimed, state, mine, run_ok, run_end in conn.execute(
+            "SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
+            " y.locked_by = a.worker,"
+            " x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
+            f" FROM {self.ns}_ahead a LEFT JOIN {self.t} y ON y.id = a.id"
+            f" LEFT JOIN {self.t} x ON x.id = a.after"
+            " WHERE a.bucket > ? AND a.bucket < ?",
+            (low, high),
+        ):
+            if state == "active" and mine and run_ok:
+                waiting[bucket] = waiting.get(bucket, 0) + 1
+                continue
+            settled.append((bucket, job_id))
+            if state is not None and state != "pending":
+                started.append((run_end if run_end is not None else now, job_id, claimed))
+        if settled:
+            conn.executemany(f"UPDATE {self.t} SET started_at = ? WHERE id = ? AND started_at = ?", started)
+            conn.executemany(f"DELETE FROM {self.ns}_ahead WHERE bucket = ? AND id = ?", settled)
+        return waiting
+
     def _unpaused(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
         """The queues a limited claim serves, in order, without the paused ones; every
         registered queue (buckets are never registered), ``default`` first, for None."""
@@ -697,6 +848,9 @@ class SQLiteBackend(SQLiteBatches, Listings):
             (low, high, queue),
         ):
             (active if state == "active" else ready)[name] = n
+        # Jobs taken ahead are active but hold no slot while their run is active.
+        for name, n in self._settle_ahead(conn, low, high, now).items():
+            active[name] = active.get(name, 0) - n
         tokens = self._tokens(conn, rated(queue, limits, ready))
         cap, room = rooms(queue, limits, active, ready, tokens, want, now, next(self._turns))
         if not room:
@@ -903,6 +1057,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
             # buckets (full again after an hour at most) need not be kept.
             conn.execute(f"DELETE FROM {self.ns}_counts WHERE n = 0")
             conn.execute(f"DELETE FROM {self.ns}_tokens WHERE stamp < ?", (now - 3600,))
+            # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
+            self._settle_ahead(conn, "", "\U0010ffff", now)
             workflows.cascade(conn, self.ns, now)
         return recovered
 
@@ -1053,21 +1209,22 @@ class SQLiteBackend(SQLiteBatches, Listings):
         after: str | None,
         now: float,
         needles: Sequence[bytes] = (),
+        task: str | None = None,
     ) -> list[tuple[str, JobRecord | None]]:
         # Each state is read through its own index, named (INDEXED BY) so that the plan does
         # not depend on what ANALYZE last saw, from the cursor on: a keyset, never an OFFSET.
         # The state is written into the statement, not bound: SQLite uses a partial index
         # only when the query's WHERE implies the index's at prepare time.
+        if task is not None:
+            return self._task_page(state, queue, limit, after, now, needles, task)
         select, picked = _COLUMNS, list[Any](needles)
-        if needles:
+        searching = bool(needles)
+        if searching:
             # A search reads only the sort key and whether the payload holds every text;
             # the jobs that do are read whole afterwards (few: a page).
-            found = " AND ".join("instr(payload, ?) > 0" for _ in needles)
-            select = (
-                f"id, queue, NULL, priority, NULL, run_at, {', '.join(['NULL'] * 5)}, finished_at, ({found})"
-            )
+            select = _SEARCHED.format(found=" AND ".join("instr(payload, ?) > 0" for _ in needles))
         if state == PENDING:
-            return self._pending_page(queue, limit, after, now, select, picked)
+            return self._pending_page(queue, limit, after, now, select, picked, searching)
         conn = self._conn()
         where, params = f"state = '{state}'", picked
         if queue is not None:
@@ -1082,7 +1239,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 " ORDER BY finished_at DESC, id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            return self._found(rows, needles, lambda row: make_cursor(state, repr(row[11]), row[0]))
+            return self._found(rows, searching, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
         elif state == WAITING:
@@ -1105,14 +1262,50 @@ class SQLiteBackend(SQLiteBatches, Listings):
             " ORDER BY id DESC LIMIT ?",
             [*params, limit],
         ).fetchall()
-        return self._found(rows, needles, lambda row: make_cursor(state, row[0]))
+        return self._found(rows, searching, lambda row: make_cursor(state, row[0]))
+
+    def _task_page(
+        self,
+        state: str,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        needles: Sequence[bytes],
+        task: str,
+    ) -> list[tuple[str, JobRecord | None]]:
+        """A task's jobs of a state, newest id first, from the task index: only that task's
+        jobs are read. Their state, queue and the texts are tested on each job read (counted
+        by the search as read), never used to pass over jobs uncounted."""
+        held, picked = self._state_filter(state, now)
+        tests = ["instr(payload, ?) > 0" for _ in needles] + [held]
+        picked = [*needles, *picked]
+        if queue is not None:
+            tests.append(self._queue_filter(queue, picked).removeprefix(" AND "))
+        where = "task = ? AND task IS NOT NULL"
+        params: list[Any] = [*picked, task]
+        if after:
+            (last,) = cursor_parts(after, state, 1)
+            where += " AND id < ?"
+            params.append(last)
+        select = _SEARCHED.format(found=" AND ".join(tests))
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {select} FROM {self.t} INDEXED BY {self.ns}_jobs_task WHERE {where}"
+                " ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            )
+            .fetchall()
+        )
+        return self._found(rows, True, lambda row: make_cursor(state, row[0]))
 
     def _found(
-        self, rows: list[Any], needles: Sequence[bytes], cursor: Callable[[Any], str]
+        self, rows: list[Any], search: bool, cursor: Callable[[Any], str]
     ) -> list[tuple[str, JobRecord | None]]:
         """Each row's cursor and record; for a search, the record of a row that matched
         (read whole here) or None."""
-        if not needles:
+        if not search:
             return [(cursor(row), _record(row)) for row in rows]
         hits = [row[0] for row in rows if row[-1]]
         whole: dict[str, JobRecord] = {}
@@ -1150,7 +1343,14 @@ class SQLiteBackend(SQLiteBatches, Listings):
         return names
 
     def _pending_page(
-        self, queue: str | None, limit: int, after: str | None, now: float, select: str, picked: list[Any]
+        self,
+        queue: str | None,
+        limit: int,
+        after: str | None,
+        now: float,
+        select: str,
+        picked: list[Any],
+        searching: bool,
     ) -> list[tuple[str, JobRecord | None]]:
         """Pending jobs in claim order (priority DESC, run_at, id) after the cursor: per
         queue, a range of the ready index from the cursor on (two ranges: the rest of the
@@ -1173,13 +1373,15 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 if not key:
                     rows += conn.execute(ready + order, (*picked, name, limit)).fetchall()
                     continue
-                rows += conn.execute(
+                rest = conn.execute(
                     ready + " AND priority = ? AND (run_at, id) > (?, ?)" + order,
                     (*picked, name, *key, limit),
                 ).fetchall()
-                rows += conn.execute(
-                    ready + " AND priority < ?" + order, (*picked, name, key[0], limit)
-                ).fetchall()
+                rows += rest
+                if len(rest) < limit:  # the lower priorities come after all of these
+                    rows += conn.execute(
+                        ready + " AND priority < ?" + order, (*picked, name, key[0], limit - len(rest))
+                    ).fetchall()
             due = f"state IN {_LATER} AND run_at <= ?"
             params: list[Any] = [*picked, now]
             if queue is not None:
@@ -1193,7 +1395,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             ).fetchall()
             rows.sort(key=lambda row: (-row[3], row[5], row[0]))
             return self._found(
-                rows[:limit], picked, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
+                rows[:limit], searching, lambda row: make_cursor(PENDING, row[3], repr(row[5]), row[0])
             )
 
     def stats(self, now: float) -> Stats:

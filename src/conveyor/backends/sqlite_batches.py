@@ -129,10 +129,10 @@ class SQLiteBatches:
     def _insert_batch_jobs(self, conn: sqlite3.Connection, records: Sequence[JobRecord]) -> None:
         conn.executemany(
             f"INSERT INTO {self.t} (id, queue, payload, priority, state, run_at, max_attempts,"
-            " timeout, created_at, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " timeout, created_at, batch_id, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (r.id, r.queue, r.payload, r.priority, r.state, r.run_at, r.max_attempts, r.timeout,
-                 r.created_at, r.batch_id)
+                 r.created_at, r.batch_id, r.task)
                 for r in records
             ],
         )  # fmt: skip

@@ -508,21 +508,15 @@ class Dashboard:
     def _page(
         self, state: str, queue: str | None, task: str | None, text: str | None, limit: int, after: str | None
     ) -> JobPage:
-        """One page of jobs from the cursor ``after``. A task name becomes the search text
-        ``"t":"name"``, which matches only that task's payloads; with an argument text too,
-        the store keeps payloads holding both. A search reads a bounded number of jobs (the
-        store's ``search_scan``) and the page says how many it read."""
-        needles = []
-        if task is not None:
-            needles.append('"t":' + orjson.dumps(task).decode())
-        if text is not None:
-            # Look for the text as it is stored inside a JSON string: quotes and backslashes
-            # escaped, so a search for 'say "hi"' finds the argument 'say "hi"'.
-            needles.append(orjson.dumps(text).decode()[1:-1])
-        page = self.app.jobs_page(state=state, queue=queue, limit=limit, after=after, search=needles or None)
-        if task is None:
-            return page
-        return JobPage([j for j in page.jobs if j.task == task], page.next, page.scanned, page.stopped)
+        """One page of jobs from the cursor ``after``: of one task (through the store's task
+        index where it has one), holding a text, or both. A search reads a bounded number of
+        jobs (the store's ``search_scan``) and the page says how many it read."""
+        # Look for the text as it is stored inside a JSON string: quotes and backslashes
+        # escaped, so a search for 'say "hi"' finds the argument 'say "hi"'.
+        needle = None if text is None else orjson.dumps(text).decode()[1:-1]
+        return self.app.jobs_page(
+            state=state, queue=queue, limit=limit, after=after, search=needle, task=task
+        )
 
     async def scheduled(self, request: Request) -> Response:
         return await self.jobs(request, SCHEDULED, "scheduled")

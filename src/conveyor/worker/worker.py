@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import WaitsAndFetches
 from ..job import Failure, WorkerInfo
+from ..limits import SEP
 from ..logs import job_line
 from ..periodic.scheduler import Scheduler
 from ..render import plural
@@ -36,6 +37,17 @@ LIMITED_IDLE_WAIT = 0.05
 #: Seconds of work the adaptive prefetch keeps ready, and the most jobs it holds.
 PREFETCH_HORIZON = 0.05
 PREFETCH_LIMIT = 1000
+#: A limited worker takes jobs ahead (each to start in the slot of a run of the same limit
+#: and key that ends) only while its runs last at most this long on average (seconds), and
+#: hands back a job that waited for a slot longer than AHEAD_WAIT: a job held back by a
+#: limit belongs in the store, where any worker with a free slot can take it.
+AHEAD_PACE = 0.25
+AHEAD_WAIT = 0.5
+#: Jobs ahead per run at most: each waits for the one before it (fewer, larger claims).
+AHEAD_DEPTH = 2
+#: Runs one slot serves in a row by jobs ahead before it goes back to the store: the jobs of
+#: a bucket's other slots, and of other keys, are not passed over for long.
+AHEAD_TURN = 8
 
 #: Exit code of a supervised worker that asks to be replaced (a task thread is stuck).
 EXIT_REPLACE_ME = 3
@@ -86,11 +98,20 @@ class Worker:
         self._limited = bool(limited) and (
             self.order.names is None or not limited.isdisjoint(self.order.names)
         )
-        if prefetch is None and self._limited:
-            # A claimed job holds its limit's slot: one waiting in this worker's memory would
-            # keep the slot from a worker with a free thread. Claim only what runs at once,
-            # and claim again as soon as a quarter of the threads are free.
-            prefetch = 0
+        # A started job holds its limit's slot: one waiting in this worker's memory would keep
+        # the slot from a worker with a free thread. So a limited worker claims to start only
+        # what its free threads run at once, and claims again as soon as a quarter of its
+        # places are free; its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
+        # waits here without a slot for one run of its own limit and key in this worker to
+        # end, and starts at once in that run's slot, with no round-trip (the store counts it
+        # from the moment it records that run's end).
+        # run of a bucket -> (bucket, attempts, runs in its slot before it without a return)
+        self._runs: dict[str, tuple[str, int, int]] = {}
+        self._next: dict[str, tuple[float, Any]] = {}  # run -> (since, the job to start next)
+        self._ahead: dict[str, str] = {}  # job taken ahead -> the run (or job ahead) it follows
+        self._asking: set[str] = set()  # runs whose next job the claim that is out asks for
+        self._parked: dict[str, Outcome] = {}  # run -> its outcome, until that claim answers
+        self._ahead_ok = False  # runs are short enough to take jobs ahead (AHEAD_PACE)
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
@@ -235,7 +256,17 @@ class Worker:
                 continue
             queues = self.order()
             try:
-                records = backend.fetch(queues, free, self.id, lease, time.time())
+                if self._limited:
+                    started = self._fetch_limited(queues, free)
+                    if started is None:  # nothing to ask for yet (every free place is ahead)
+                        continue
+                    self._outage = 0.0
+                    self._submit(started)
+                    if started:
+                        continue
+                    records = []  # (none to start now: wait, as after any empty fetch)
+                else:
+                    records = backend.fetch(queues, free, self.id, lease, time.time())
             except Exception as exc:
                 self._store_down(exc)
                 continue
@@ -270,9 +301,104 @@ class Worker:
                 except Exception as exc:
                     self._store_down(exc)
 
+    def _fetch_limited(self, queues: list[str] | None, free: int) -> list[Any] | None:
+        """A limited worker's claim: jobs to start now for its free threads and, while its
+        runs are short, jobs ahead, each to start in the slot of one run of its bucket here
+        when that run ends. Returns the jobs to start (None: nothing to ask for yet)."""
+        fetch_ahead = getattr(self._backend, "fetch_ahead", None)
+        if not getattr(self._backend, "takes_jobs_ahead", True):
+            fetch_ahead = None
+        with self._lock:
+            stale = self._stale_ahead(time.monotonic() - AHEAD_WAIT)
+            started = len(self._held) - len(self._next)
+            now_places = max(0, min(free, self.concurrency - started))
+            room = free - now_places if self._ahead_ok and fetch_ahead is not None else 0
+            asked: list[tuple[str, str, int]] = []
+            if room > 0:
+                for run, (bucket, attempts, chain) in self._runs.items():
+                    # The end of the run's chain of jobs ahead, if shorter than AHEAD_DEPTH
+                    # and the slot has not served AHEAD_TURN runs in a row (then it goes
+                    # back to the store, where the other keys' jobs wait their turn).
+                    last, depth = run, 0
+                    while depth < AHEAD_DEPTH and last in self._next:
+                        record = self._next[last][1]
+                        last, attempts, depth = record.id, record.attempts, depth + 1
+                    if depth < AHEAD_DEPTH and chain + depth + 1 < AHEAD_TURN:
+                        asked.append((bucket, last, attempts))
+                        if len(asked) >= room:
+                            break
+            # A run asked for that ends while this claim is out keeps its outcome here (its
+            # slot in the store) until the claim answers: the job ahead takes the slot.
+            self._asking = {run for _, run, _ in asked}
+        if stale:
+            self._release([r.id for r in stale])
+        if now_places == 0 and not asked:
+            with self._lock:
+                self._wait_here(0.05)
+            return None
+        records: list[Any] = []
+        after: dict[str, str] = {}
+        orphans: list[str] = []
+        try:
+            if fetch_ahead is None:  # a store without claims ahead (a test double)
+                records = self._backend.fetch(queues, now_places, self.id, self.app.lease, time.time())
+            else:
+                records, after = fetch_ahead(queues, now_places, self.id, self.app.lease, time.time(), asked)
+        finally:
+            with self._lock:
+                self._held.update(r.id for r in records)
+                start: list[Any] = []
+                now = time.monotonic()
+                for record in records:
+                    follows = after.get(record.id)
+                    if follows is None:
+                        if SEP in record.queue:
+                            self._runs[record.id] = (record.queue, record.attempts, 0)
+                        start.append(record)
+                    elif follows in self._parked:  # the run ended meanwhile: its slot is this job's
+                        self._start_in_slot(record, follows)
+                        self._acker.put(self._parked.pop(follows))
+                        start.append(record)
+                    elif follows in self._runs or follows in self._ahead:
+                        self._next[follows] = (now, record)
+                        self._ahead[record.id] = follows
+                    else:  # (its run timed out meanwhile: see _on_stuck)
+                        orphans.append(record.id)
+                self._asking = set()
+                parked, self._parked = self._parked, {}
+                for run in parked:
+                    del self._runs[run]
+            for outcome in parked.values():
+                self._acker.put(outcome)
+            if orphans:
+                self._release(orphans)
+        return start
+
+    def _stale_ahead(self, before: float) -> list[Any]:
+        """Jobs taken ahead that waited since before ``before`` (monotonic), removed: their
+        runs outlast AHEAD_WAIT, and they go back to the store, where any worker with a
+        free slot can take them. Called under ``_cond``."""
+        found = [run for run, (since, _) in self._next.items() if since < before]
+        stale: list[Any] = []
+        for run in found:
+            # The job and the rest of its chain (each waits for the one before it).
+            while run in self._next:
+                record = self._next.pop(run)[1]
+                del self._ahead[record.id]
+                stale.append(record)
+                run = record.id
+        return stale
+
     def _take(self, records: list[Any]) -> None:
         with self._lock:
             self._held.update([r.id for r in records])
+            if self._limited:
+                for record in records:
+                    if SEP in record.queue:
+                        self._runs[record.id] = (record.queue, record.attempts, 0)
+        self._submit(records)
+
+    def _submit(self, records: list[Any]) -> None:
         if self._decode_here:
             for record in records:
                 self._dispatch(record)
@@ -281,10 +407,37 @@ class Worker:
         for record in records:
             submit(record)
 
+    def _start_in_slot(self, record: Any, run: str) -> None:
+        """A job taken ahead starts in the slot of ``run``, which ended. The store counts
+        the job against the limit from the moment it records that run's end (see
+        ``fetch_ahead``), so nothing need be written now. Called under ``_cond``."""
+        bucket, _, chain = self._runs.pop(run)
+        self._runs[record.id] = (bucket, record.attempts, chain + 1)
+        record.started_at = time.time()
+
+    def _hand_over(self, job_id: str, outcome: Outcome) -> tuple[Any, bool]:
+        """A run ended: (the job taken ahead that starts in its slot, or None; whether its
+        outcome is kept back until the claim that is out for it answers). Called under
+        ``_cond``."""
+        if job_id not in self._runs:
+            return None, False
+        taken = self._next.pop(job_id, None)
+        if taken is not None:
+            del self._ahead[taken[1].id]
+            self._start_in_slot(taken[1], job_id)
+            return taken[1], False
+        if job_id in self._asking:
+            self._parked[job_id] = outcome
+            return None, True
+        del self._runs[job_id]
+        return None, False
+
     def _wait(self, queues: list[str] | None, free: int) -> list[Any]:
         """Wait for jobs to arrive; a store that can claim them in the same round-trip
         (Redis: a fetch queued behind its BLPOP) returns them."""
-        if self._wait_and_fetch is not None:
+        if self._wait_and_fetch is not None and not self._limited:
+            # (A limited worker claims only through _fetch_limited, which knows which of its
+            # free places may take a job that starts now.)
             return self._wait_and_fetch(queues, self.idle_wait, free, self.id, self.app.lease)
         self._backend.wait(queues, self.idle_wait)
         return []
@@ -318,7 +471,7 @@ class Worker:
         a time as each finishes would spend the store on tiny batches.
         """
         with self._lock:
-            if self._fixed_prefetch is None:
+            if self._fixed_prefetch is None or self._limited:
                 self._adapt_prefetch()
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
@@ -359,10 +512,19 @@ class Worker:
         if now - since < 0.05 and self.processed - done < self.capacity:
             return
         rate = (self.processed - done) / (now - since)
-        prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
-        self.capacity = self.concurrency + prefetch
-        self._batch_floor = max(1, self.capacity // 2)
         self._rate_mark = (now, self.processed)
+        if self._limited:
+            # Jobs ahead wait for a run of their own bucket to end: only while runs are short
+            # (the runs in progress over the pace of ends: about the mean time of a run).
+            running = len(self._held) - len(self._next)
+            self._ahead_ok = rate > 0 and running / rate <= AHEAD_PACE
+        if self._fixed_prefetch is not None:
+            return
+        prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
+        if self._limited:
+            prefetch = min(prefetch, self.concurrency * AHEAD_DEPTH)
+        self.capacity = self.concurrency + prefetch
+        self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
 
     def _dispatch(self, record: Any) -> None:
         job = self._route(record)
@@ -390,8 +552,17 @@ class Worker:
         executor.submit(job)
 
     def _finished(self, job_id: str, outcome: Outcome | None) -> None:
-        if outcome is not None:
+        successor, parked = None, False
+        if self._runs and outcome is not None and not self._stopping.is_set():
+            with self._lock:
+                successor, parked = self._hand_over(job_id, outcome)
+        if outcome is not None and not parked:
             self._acker.put(outcome)
+        if successor is not None:
+            if self._decode_here:
+                self._dispatch(successor)
+            else:
+                self._threads.submit(successor)
         with self._lock:
             if outcome is not None:
                 self._held.discard(job_id)
@@ -418,6 +589,8 @@ class Worker:
         self._acker.put(Failure(entry.job_id, error, None, time.time() if entry.retry else None))
         with self._cond:
             self._held.discard(entry.job_id)
+            # Its slot is free with that outcome; a job ahead of it goes back when it goes stale.
+            self._runs.pop(entry.job_id, None)
             self._cond.notify_all()
         if self.supervised:
             log.error("a task thread is stuck past its timeout; asking for a new process")
@@ -426,7 +599,9 @@ class Worker:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.grace
-        unstarted = self._threads.take_unstarted()
+        with self._cond:
+            ahead = self._stale_ahead(float("inf"))
+        unstarted = self._threads.take_unstarted() + [r.id for r in ahead]
         if unstarted:
             self._release(unstarted)
         with self._lock:

@@ -578,6 +578,32 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
+    def fetch_ahead(
+        self,
+        queues: Sequence[str] | None,
+        limit: int,
+        worker: str,
+        lease: float,
+        now: float,
+        runs: Sequence[tuple[str, str, int]],
+    ) -> tuple[list[JobRecord], dict[str, str]]:
+        after: dict[str, str] = {}
+        deadline = time.monotonic() + FETCH_OUTAGE
+        pause = 0.1
+        token = os.urandom(8).hex()  # one for every attempt, as fetch's
+        while True:
+            try:
+                got = self._fetch_limited(
+                    queues, limit, worker, now + lease, now, token, self._limited_now(), runs, after
+                )
+                return got, after
+            except RETRYABLE as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("fetch failed, retrying in %.1f s: %s", pause, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     def _fetch_limited(
         self,
         queues: Sequence[str] | None,
@@ -587,16 +613,20 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         now: float,
         token: str,
         limited: set[str],
+        runs: Sequence[tuple[str, str, int]] = (),
+        after: dict[str, str] | None = None,
     ) -> list[JobRecord]:
         """The claim when a served queue has limits: queue by queue, in order, a limited one
-        by fetch_limited.lua (its buckets and its own jobs, in one script), the others by
-        fetch.lua one at a time. (Limited queues are never partitioned.)"""
+        by fetch_limited.lua (its buckets and its own jobs, in one script, and the jobs taken
+        ahead of ``runs`` in its buckets), the others by fetch.lua one at a time. (Limited
+        queues are never partitioned.)"""
         order = list(queues) if queues is not None else self._queues()
         got: list[JobRecord] = []
         for queue in order:
-            if len(got) >= limit:
-                break
-            want = limit - len(got)
+            want = max(0, limit - len(got))
+            ahead = [x for run in runs if split(run[0])[0] == queue for x in run] if queue in limited else []
+            if want <= 0 and not ahead:
+                continue
             if queue in limited:
                 keys = self.keys.fetch_limited(queue, worker)
                 looked_at = 2 * want + LOOK_AT_BUCKETS
@@ -610,9 +640,12 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     60000,
                     queue,
                     looked_at,
+                    *ahead,
                 ]
-                flat = self._wire.script("fetch_limited", keys, args)
+                flat, pairs = self._wire.script("fetch_limited", keys, args)
                 got += claimed_limited(flat, worker, lease_until, now, self._held, self._beaten)
+                if after is not None:
+                    after.update((pairs[i].decode(), pairs[i + 1].decode()) for i in range(0, len(pairs), 2))
             else:
                 names = self._shards([queue], 0)
                 call = self._fetch_call(names, want, worker, lease_until, now, token)

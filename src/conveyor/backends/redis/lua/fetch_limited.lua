@@ -21,6 +21,8 @@
 -- ARGV[7]  milliseconds to remember the claim
 -- ARGV[8]  the queue's name
 -- ARGV[9]  most buckets to look at (the first by due time: FIFO across keys)
+-- ARGV[10…] 3 per job to take one ahead for (fetch_ahead): bucket, id, attempts of a job the
+--          worker holds (running, or itself taken ahead)
 --
 -- A bucket's keys are its queue's prefix followed by "b:<limit name>\31<key>:" (same hash
 -- slot): prios, w:<p>, sched, retry, held:<worker>, leases, exactly as a queue's. Its running
@@ -33,8 +35,17 @@
 -- or its tokens ran out (it is parked until its next token comes). A claim looks at no more
 -- than ARGV[9] of them, the earliest due first, so its cost does not grow with the keys.
 --
--- Returns 8 values per claimed job: the stored queue name, then id, p m ra a e tb of its
--- hash, best first (priority DESC, run_at, id) as fetch.lua.
+-- A job taken ahead is claimed like any other (active, in the worker's held set, an attempt,
+-- the lease) and noted in its bucket's "ahead" HASH: id -> "worker|after|attempt|sa", the
+-- job it follows and that one's attempt (checked when it is taken). It holds no slot while
+-- both are in the worker's held set (the worker starts it when the other ends, in its slot):
+-- the count of a bucket's running jobs leaves it out until then. An entry whose job it
+-- follows ended is settled by the next claim that counts the bucket: its job holds a slot
+-- from then on, and started when the other ended (its sa becomes that one's fa).
+--
+-- Returns two lists: 8 values per claimed job (the stored queue name, then id, p m ra a e tb
+-- of its hash, best first (priority DESC, run_at, id) as fetch.lua), and 2 per job taken
+-- ahead (its id, the id of the job it follows).
 local prefix, worker, lease_until, now, qname = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local nownum = tonumber(now)
 local out, n = {}, 0
@@ -48,15 +59,24 @@ local function source_prefix(queue)
   return prefix .. 'b:' .. string.sub(queue, #qname + 2) .. ':'
 end
 
+local pairs_out = {}
 local last = redis.call('LRANGE', KEYS[5], 0, -1)
 if last[1] == ARGV[6] then
   for i = 2, #last, 2 do
-    local v = redis.call('HMGET', source_prefix(last[i]) .. 'j:' .. last[i + 1], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
-    if v[2] == 'active' and v[9] == worker then emit(last[i], last[i + 1], v) end
+    local sp = source_prefix(last[i])
+    local v = redis.call('HMGET', sp .. 'j:' .. last[i + 1], 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm', 'lb')
+    if v[2] == 'active' and v[9] == worker then
+      emit(last[i], last[i + 1], v)
+      local note = last[i] ~= qname and redis.call('HGET', sp .. 'ahead', last[i + 1])
+      if note then
+        pairs_out[#pairs_out + 1] = last[i + 1]
+        pairs_out[#pairs_out + 1] = string.match(note, '^[^|]*|([^|]*)|')
+      end
+    end
   end
-  return out
+  return {out, pairs_out}
 end
-if redis.call('EXISTS', KEYS[4]) == 1 then return out end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {out, pairs_out} end
 
 local function definition(text)
   if not text then return nil end
@@ -83,11 +103,55 @@ local function room(d, active, tokens)
   if tokens then r = math.min(r, math.floor(tokens + 1e-9)) end
   return r
 end
+-- Jobs of a bucket taken ahead that hold no slot yet: the job and the one it follows both in
+-- the worker's held set (one SMISMEMBER per worker). The others are settled (see above). A
+-- job it follows that ended and was claimed again is no counter-example: every claim of a
+-- bucket runs this script, which settles the entry before that claim.
+local function unstarted(p)
+  local flat = redis.call('HGETALL', p .. 'ahead')
+  if #flat == 0 then return 0 end
+  local by_worker = {}
+  for i = 1, #flat, 2 do
+    local w, x, _, sa = string.match(flat[i + 1], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+    if w then
+      local list = by_worker[w]
+      if not list then
+        list = {}
+        by_worker[w] = list
+      end
+      list[#list + 1] = {flat[i], x, sa}
+    else
+      redis.call('HDEL', p .. 'ahead', flat[i])
+    end
+  end
+  local count = 0
+  for w, list in pairs(by_worker) do
+    local ids = {}
+    for _, e in ipairs(list) do
+      ids[#ids + 1] = e[1]
+      ids[#ids + 1] = e[2]
+    end
+    local held = redis.call('SMISMEMBER', p .. 'held:' .. w, unpack(ids))
+    for k, e in ipairs(list) do
+      if held[2 * k - 1] == 1 and held[2 * k] == 1 then
+        count = count + 1
+      else
+        redis.call('HDEL', p .. 'ahead', e[1])
+        local yv = redis.call('HMGET', p .. 'j:' .. e[1], 's', 'sa')
+        if yv[2] == e[3] and yv[1] and yv[1] ~= 'pending' then
+          redis.call('HSET', p .. 'j:' .. e[1], 'sa', redis.call('HGET', p .. 'j:' .. e[2], 'fa') or now)
+        end
+      end
+    end
+  end
+  return count
+end
 local function running(p)
   local count = 0
   for _, w in ipairs(redis.call('ZRANGE', p .. 'leases', 0, -1)) do
     count = count + redis.call('SCARD', p .. 'held:' .. w)
   end
+  if p ~= prefix then count = count - unstarted(p) end
   return count
 end
 
@@ -126,7 +190,7 @@ end
 local whole = defs['']
 local whole_tokens = tokens_of(whole, qname)
 local cap = math.min(tonumber(ARGV[2]), room(whole, total_active, whole_tokens))
-if cap <= 0 then return out end
+if cap <= 0 and #ARGV < 12 then return {out, pairs_out} end
 
 -- Candidates: each source's best due jobs, as many as its room allows.
 local cands = {}
@@ -154,50 +218,102 @@ end)
 
 local claimed = {}
 local taken, touched = 0, {}
+-- Claims one due job of a source (the queue or a bucket); true if it was claimed.
+local function claim(sp, squeue, id, ps)
+  local key = sp .. 'j:' .. id
+  local wkey = sp .. 'w:' .. ps
+  redis.call('ZREM', wkey, id)
+  touched[wkey] = {sp, ps}
+  local v = redis.pcall('HMGET', key, 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm')
+  if not v.err and v[1] then
+    if v[2] == 'scheduled' then
+      redis.call('ZREM', sp .. 'sched', id)
+    elseif v[2] == 'retry' then
+      redis.call('ZREM', sp .. 'retry', id)
+    end
+    local attempts = tostring((tonumber(v[3]) or 0) + 1)
+    redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
+    if v[4] then redis.call('HDEL', key, 'fa') end
+    v[3] = attempts
+    redis.call('SADD', sp .. 'held:' .. worker, id)
+    if sp ~= prefix then redis.call('HDEL', sp .. 'ahead', id) end  -- a job handed back, claimed again
+    local earliest = redis.call('ZSCORE', sp .. 'leases', worker)
+    if not earliest or tonumber(earliest) > tonumber(lease_until) then
+      redis.call('ZADD', sp .. 'leases', lease_until, worker)
+    end
+    claimed[#claimed + 1] = squeue
+    claimed[#claimed + 1] = id
+    emit(squeue, id, v)
+    return true
+  elseif not v.err and redis.call('EXISTS', key) == 1 then
+    -- A job hash without its payload (written by hand): dead, not silently dropped.
+    redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
+    redis.call('ZADD', sp .. 'dead', now, id)
+  elseif v.err then
+    redis.call('RENAME', key, key .. ':corrupt')
+    redis.call('HSET', key, 's', 'dead', 'p', '', 'm', '0|0||' .. now, 'ra', now, 'a', '0',
+      'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
+    redis.call('ZADD', sp .. 'dead', now, id)
+  end
+  return false
+end
 for _, c in ipairs(cands) do
   if taken >= cap then break end
   local s = c.s
   -- A bucket's room may be shared by candidates of several priorities: count it again.
   if s.queue == qname or s.started < room(s.def, s.active, s.tokens) then
-    local key = s.prefix .. 'j:' .. c.id
-    local wkey = s.prefix .. 'w:' .. c.ps
-    redis.call('ZREM', wkey, c.id)
-    touched[wkey] = {s, c.ps}
-    local v = redis.pcall('HMGET', key, 'p', 's', 'a', 'fa', 'e', 'tb', 'ra', 'm')
-    if not v.err and v[1] then
-      if v[2] == 'scheduled' then
-        redis.call('ZREM', s.prefix .. 'sched', c.id)
-      elseif v[2] == 'retry' then
-        redis.call('ZREM', s.prefix .. 'retry', c.id)
-      end
-      local attempts = tostring((tonumber(v[3]) or 0) + 1)
-      redis.call('HSET', key, 's', 'active', 'a', attempts, 'lb', worker, 'lu', lease_until, 'sa', now)
-      if v[4] then redis.call('HDEL', key, 'fa') end
-      v[3] = attempts
-      redis.call('SADD', s.prefix .. 'held:' .. worker, c.id)
-      local earliest = redis.call('ZSCORE', s.prefix .. 'leases', worker)
-      if not earliest or tonumber(earliest) > tonumber(lease_until) then
-        redis.call('ZADD', s.prefix .. 'leases', lease_until, worker)
-      end
+    if claim(s.prefix, s.queue, c.id, c.ps) then
       s.started = s.started + 1
       taken = taken + 1
-      claimed[#claimed + 1] = s.queue
-      claimed[#claimed + 1] = c.id
-      emit(s.queue, c.id, v)
-    elseif not v.err and redis.call('EXISTS', key) == 1 then
-      -- A job hash without its payload (written by hand): dead, not silently dropped.
-      redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
-      redis.call('ZADD', s.prefix .. 'dead', now, c.id)
-    elseif v.err then
-      redis.call('RENAME', key, key .. ':corrupt')
-      redis.call('HSET', key, 's', 'dead', 'p', '', 'm', '0|0||' .. now, 'ra', now, 'a', '0',
-        'fa', now, 'e', 'bad record: the job key was not a hash (set aside as ' .. key .. ':corrupt)')
-      redis.call('ZADD', s.prefix .. 'dead', now, c.id)
     end
   end
 end
+
+-- Jobs taken ahead: per bucket named, one per job of the worker's that is still active at
+-- that attempt, the best due first; only where every limit is concurrency alone (a rate
+-- meters starts, and a job ahead starts later than it is claimed).
+if #ARGV >= 12 then
+  local whole_def = defs['']
+  local want, order = {}, {}
+  for i = 10, #ARGV - 2, 3 do
+    local b, x, att = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if string.sub(b, 1, #qname + 1) == qname .. '\31' and not (whole_def and whole_def.rate) then
+      local d = defs[string.match(string.sub(b, #qname + 2), '^([^\31]*)')]
+      if d and d.conc and not d.rate then
+        local xv = redis.call('HMGET', source_prefix(b) .. 'j:' .. x, 's', 'lb', 'a')
+        if xv[1] == 'active' and xv[2] == worker and xv[3] == att then
+          if not want[b] then
+            want[b] = {}
+            order[#order + 1] = b
+          end
+          want[b][#want[b] + 1] = {x, att}
+        end
+      end
+    end
+  end
+  for _, b in ipairs(order) do
+    local bp, runs = source_prefix(b), want[b]
+    local need, picks = #runs, {}
+    for _, p in ipairs(redis.call('ZREVRANGE', bp .. 'prios', 0, -1)) do
+      if need <= 0 then break end
+      local due = redis.call('ZRANGEBYSCORE', bp .. 'w:' .. p, '-inf', now, 'LIMIT', 0, need)
+      for _, id in ipairs(due) do picks[#picks + 1] = {id, p} end
+      need = need - #due
+    end
+    local k = 0
+    for _, pick in ipairs(picks) do
+      if claim(bp, b, pick[1], pick[2]) then
+        k = k + 1
+        redis.call('HSET', bp .. 'ahead', pick[1], worker .. '|' .. runs[k][1] .. '|' .. runs[k][2] .. '|' .. now)
+        pairs_out[#pairs_out + 1] = pick[1]
+        pairs_out[#pairs_out + 1] = runs[k][1]
+      end
+    end
+    if k > 0 then redis.call('PEXPIRE', bp .. 'ahead', 3600000) end
+  end
+end
 for wkey, sp in pairs(touched) do
-  if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', sp[1].prefix .. 'prios', sp[2]) end
+  if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', sp[1] .. 'prios', sp[2]) end
 end
 
 -- Buckets that can start nothing more leave the ready set: full ones until a slot frees,
@@ -228,7 +344,7 @@ for _, s in ipairs(sources) do
 end
 spend(whole, whole_tokens, qname, taken)
 
-if taken > 0 then
+if #claimed > 0 then
   redis.call('DEL', KEYS[5])
   redis.call('RPUSH', KEYS[5], ARGV[6])
   for i = 1, #claimed, 1000 do
@@ -236,4 +352,4 @@ if taken > 0 then
   end
   redis.call('PEXPIRE', KEYS[5], ARGV[7])
 end
-return out
+return {out, pairs_out}

@@ -16,9 +16,12 @@
 --          jobs, 'scheduled' and 'retry' only those not due
 -- ARGV[3]  now
 -- ARGV[4]  at most this many ids
--- ARGV[5]  k, how many search texts follow (0: no search)
--- ARGV[6…5+k]  the texts: a job matches when its payload holds every one
--- ARGV[6+k…] the cursor (absent: from the start): pending: priority, run_at, id;
+-- ARGV[5]  how many jobs to pass over after the cursor first: a client reads a long stretch
+--          (a search) as several calls of one pipeline, each from the same cursor and
+--          passing over the ones before it, so that no call holds the server for long
+-- ARGV[6]  k, how many search texts follow (0: no search)
+-- ARGV[7…6+k]  the texts: a job matches when its payload holds every one
+-- ARGV[7+k…] the cursor (absent: from the start): pending: priority, run_at, id;
 --          scheduled, retry, completed, dead, cancelled: score, id; active: id
 --
 -- Returns {id, score, priority, matched, …} in listing order: pending by priority DESC,
@@ -28,10 +31,11 @@
 -- reads one field of each job listed here, never the jobs into the client.
 local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
 local limit = tonumber(ARGV[4])
+local skip = tonumber(ARGV[5])
 local needles = {}
-for i = 6, 5 + tonumber(ARGV[5]) do needles[#needles + 1] = ARGV[i] end
+for i = 7, 6 + tonumber(ARGV[6]) do needles[#needles + 1] = ARGV[i] end
 local cursor = {}
-for i = 6 + #needles, #ARGV do cursor[#cursor + 1] = ARGV[i] end
+for i = 7 + #needles, #ARGV do cursor[#cursor + 1] = ARGV[i] end
 local out = {}
 
 local function matched(id)
@@ -94,6 +98,11 @@ if state == 'pending' then
       local first = 0
       if cp ~= nil and np == cp then first = rank(wkey, crun, cid, true) end
       local due = redis.call('ZCOUNT', wkey, '-inf', now)
+      if skip > 0 then
+        local here = math.max(due - first, 0)
+        local passed = math.min(skip, here)
+        first, skip = first + passed, skip - passed
+      end
       take(wkey, first, math.min(first + room, due) - 1, false, p)
     end
   end
@@ -101,10 +110,12 @@ elseif state == 'scheduled' or state == 'retry' then
   local key = state == 'scheduled' and KEYS[2] or KEYS[3]
   local first = redis.call('ZCOUNT', key, '-inf', now)
   if cursor[1] then first = math.max(first, rank(key, cursor[1], cursor[2], true)) end
+  first = first + skip
   take(key, first, first + limit - 1, false, '0')
 elseif state == 'completed' or state == 'dead' or state == 'cancelled' or state == 'waiting' then
   local key = ({completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7], waiting = KEYS[8]})[state]
   local stop = cursor[1] and rank(key, cursor[1], cursor[2], false) or redis.call('ZCARD', key)
+  stop = stop - skip
   take(key, math.max(stop - limit, 0), stop - 1, true, '0')
 elseif state == 'active' then
   local found = {}
@@ -114,6 +125,6 @@ elseif state == 'active' then
     end
   end
   table.sort(found, function(a, b) return less(b, a) end)
-  for i = 1, math.min(limit, #found) do emit(found[i], '0', '0') end
+  for i = skip + 1, math.min(skip + limit, #found) do emit(found[i], '0', '0') end
 end
 return out

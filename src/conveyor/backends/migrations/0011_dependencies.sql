@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 9: jobs that wait for others (using(after=...),
+-- conveyor PostgreSQL schema, version 11: jobs that wait for others (using(after=...),
 -- app.chain; see docs/workflows.md). Runs inside one transaction with search_path set to the
 -- namespace's schema.
 
