@@ -21,6 +21,7 @@ from .backends import (
     Backend,
     EnqueuesInTransaction,
     Partitions,
+    StoresDependencies,
     StoresLimits,
     StreamsEnqueue,
     WaitsForJobs,
@@ -39,6 +40,7 @@ from .job import (
     PENDING,
     SCHEDULED,
     STATES,
+    WAITING,
     WAITING_STATES,
     Job,
     JobRecord,
@@ -497,6 +499,7 @@ class Conveyor:
             or self.middleware
             or opts.unique_for is not None
             or opts.expires is not None
+            or opts.after is not None
         ):
             return self._enqueue_many([spec])[0]
         now = self.clock()
@@ -504,7 +507,7 @@ class Conveyor:
         self.backend.enqueue((record,), self.max_queue_length)
         return job
 
-    def _enqueue_many(self, specs: list[JobSpec]) -> list[Job]:
+    def _enqueue_many(self, specs: list[JobSpec], ids: list[str] | None = None) -> list[Job]:
         backend = self.backend
         if (
             len(specs) > STREAM_CHUNK
@@ -514,12 +517,19 @@ class Conveyor:
             and all(spec.options.connection is None and spec.options.plain for spec in specs)
         ):
             return self._enqueue_streamed(specs, backend)
-        records, jobs, connection, each = self._build_many(specs)
+        records, jobs, connection, each, after = self._build_many(specs, ids)
         if not records:
             return []
         for mw in self.middleware:
             mw.before_enqueue(records)
-        if each:
+        if after:
+            if each:
+                raise ConfigurationError(
+                    "one enqueue_many call cannot mix jobs with after= and jobs with unique_for or "
+                    "expires: enqueue them in two calls"
+                )
+            self._enqueue_after(records, jobs, after, connection)
+        elif each:
             if connection is not None:
                 raise ConfigurationError(
                     "using(connection=...) cannot be combined with unique_for or expires: those "
@@ -539,28 +549,104 @@ class Conveyor:
             mw.after_enqueue(records)
         return jobs
 
-    def _build_many(self, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job], Any, list[int]]:
+    def _build_many(
+        self, specs: list[JobSpec], ids: list[str] | None = None
+    ) -> tuple[list[JobRecord], list[Job], Any, list[int], dict[str, tuple[str, ...]]]:
         """The records to store and the handles to return for a batch, the caller's
-        connection its jobs are enqueued through (None: the store's own), and the positions
-        of the jobs with a unique key or an expiry."""
+        connection its jobs are enqueued through (None: the store's own), the positions
+        of the jobs with a unique key or an expiry, and the dependencies of those that wait
+        for others (id -> ids). ``ids``: the jobs' ids, made in advance (``chain``)."""
         now = self.clock()
         when = datetime.fromtimestamp(now, UTC)
         records: list[JobRecord] = []
         jobs: list[Job] = []
         connection: Any = None
         each: list[int] = []  # positions of jobs with a unique key or an expiry
-        for spec, job_id in zip(specs, new_id.many(len(specs)), strict=True):
+        after: dict[str, tuple[str, ...]] = {}
+        for spec, job_id in zip(specs, new_id.many(len(specs)) if ids is None else ids, strict=True):
             record, job = self._build(spec, now, when, job_id)
-            if spec.options.unique_for is not None or spec.options.expires is not None:
-                each.append(len(records))
-                _lifecycle(record, spec, now)
+            opts = spec.options
+            if opts.unique_for is not None or opts.expires is not None or opts.after is not None:
+                if opts.after is not None:
+                    # Stored waiting (the store may release it at once): the handle says so.
+                    after[job_id] = opts.after
+                    record.state = WAITING
+                    object.__setattr__(job, "state", WAITING)
+                else:
+                    each.append(len(records))
+                    _lifecycle(record, spec, now)
             if spec.options.connection is not None:
                 if connection is not None and spec.options.connection is not connection:
                     raise ConfigurationError("one enqueue_many call takes one connection")
                 connection = spec.options.connection
             records.append(record)
             jobs.append(job)
-        return records, jobs, connection, each
+        return records, jobs, connection, each, after
+
+    def _enqueue_after(
+        self,
+        records: list[JobRecord],
+        jobs: list[Job],
+        after: dict[str, tuple[str, ...]],
+        connection: Any,
+    ) -> None:
+        """A batch of which some jobs wait for others: the store decides, per dependency,
+        whether it completed, failed or is still to come, atomically with its end."""
+        if connection is not None:
+            raise ConfigurationError(
+                "using(connection=...) cannot be combined with after= (a chain): dependencies "
+                "are recorded by the store's own transaction"
+            )
+        for record in records:
+            if SEP in record.queue and record.id in after:
+                raise ConfigurationError(
+                    f"job {record.id}: after= is not supported for tasks with concurrency= or "
+                    "rate= limits yet"
+                )
+        store = self.backend
+        if not isinstance(store, StoresDependencies):
+            raise ConfigurationError(f"the store at {redact_url(self.url)} does not support after=")
+        now = self.clock()
+        # An id the store does not hold is taken as a job pruned after it completed when it
+        # is older than result_ttl (ids are time-ordered); a younger one is an error.
+        store.enqueue_after(records, after, now, now - self.result_ttl, self.max_queue_length)
+
+    def chain(self, *specs: JobSpec) -> list[Job]:
+        """Enqueue jobs that run one after another: each waits for the one before it
+        (``using(after=...)``), and a step that ends dead or cancelled cancels the rest.
+        All are stored in one store call (on Redis, one call per step, in order); returns
+        their handles in order. A step may also wait for other jobs (its own ``after``)."""
+        if not specs:
+            return []
+        _check_specs(list(specs), "chain")
+        ids = new_id.many(len(specs))
+        linked = [specs[0]]
+        for n, spec in enumerate(specs[1:]):
+            waits = (*(spec.options.after or ()), ids[n])
+            linked.append(
+                spec._replace(options=dataclasses.replace(spec.options, after=waits).checked(spec.task.name))
+            )
+        return self._enqueue_many(linked, ids)
+
+    def dependencies(self, job_id: str) -> list[Job]:
+        """Snapshots of the jobs ``job_id`` waits or waited for, in the order given
+        (``current_job().dependencies()`` inside a task); jobs pruned since are left out."""
+        return self._snapshots(self._deps_store().dependencies(job_id))
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[Job]:
+        """Snapshots of the jobs that wait or waited for ``job_id`` (at most ``limit``)."""
+        return self._snapshots(self._deps_store().dependents(job_id, limit))
+
+    def _deps_store(self) -> StoresDependencies:
+        store = self.backend
+        if not isinstance(store, StoresDependencies):
+            raise ConfigurationError(f"the store at {redact_url(self.url)} does not support after=")
+        return store
+
+    def _snapshots(self, ids: list[str]) -> list[Job]:
+        now = self.clock()
+        found = [self.backend.get(job_id) for job_id in ids]
+        return [self._job(record, now) for record in found if record is not None]
 
     def _enqueue_each(self, records: list[JobRecord], jobs: list[Job], each: list[int]) -> None:
         """Jobs with a unique key or an expiry are decided one by one by the store (a
@@ -790,7 +876,7 @@ class Conveyor:
         opts = spec.options
         if not opts.plain or opts.connection is not None:
             raise ConfigurationError(
-                f"{where}: a batch's jobs and callbacks take no unique_for, expires or "
+                f"{where}: a batch's jobs and callbacks take no unique_for, expires, after or "
                 "connection (the store counts each one it stores)"
             )
 
@@ -798,7 +884,7 @@ class Conveyor:
         _check_specs(specs, "batch")
         for spec in specs:
             self._check_batch_spec(spec, "batch")
-        records, handles, _, _ = self._build_many(specs)
+        records, handles, _, _, _ = self._build_many(specs)
         for record, job in zip(records, handles, strict=True):
             record.batch_id = batch_id
             # Job.enqueued built the handle's __dict__ itself; a replace() would cost more
@@ -1029,7 +1115,7 @@ class Conveyor:
             for start in range(0, len(specs), _BUILD_CHUNK):
                 if start:
                     await asyncio.sleep(0)  # let the loop run between chunks
-                built, handles, connection, _ = self._build_many(specs[start : start + _BUILD_CHUNK])
+                built, handles, connection, _, _ = self._build_many(specs[start : start + _BUILD_CHUNK])
                 records += built
                 jobs += handles
         except AttributeError:

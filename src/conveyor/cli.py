@@ -38,6 +38,7 @@ from .task import check_name
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATE_COLOURS = {
+    "waiting": "bright_black",
     "scheduled": "cyan",
     "pending": "blue",
     "active": "yellow",
@@ -524,6 +525,8 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
         details["traceback"] = job.traceback
         details["started_at"] = job.started_at.isoformat() if job.started_at else None
         details["timeout"] = job.timeout
+        details["dependencies"] = [d.id for d in app.dependencies(job.id)]
+        details["dependents"] = [d.id for d in app.dependents(job.id)]
         echo_json(details, indent=True)
         return
     hidden = "[encrypted]"
@@ -567,6 +570,10 @@ def show(app_target: str | None, url: str | None, namespace: str, job_id: str, a
         sections.insert(1, ("batch", _batch_lines(app, job.batch_id)))
     if job.cancel_requested:
         sections.insert(1, ("stopping", [("", job.cancel_requested)]))
+    workflow = [(f"waits for {d.id}", f"{d.task}, {d.state}") for d in app.dependencies(job.id)]
+    workflow += [(f"needed by {d.id}", f"{d.task}, {d.state}") for d in app.dependents(job.id)]
+    if workflow:
+        sections.append(("dependencies", workflow))
     if job.last_error:
         sections.append(("error", [("", job.last_error)]))
     print_sections(f"job {job.id}", sections, job.traceback, STATE_COLOURS.get(job.state))

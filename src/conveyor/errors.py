@@ -53,6 +53,20 @@ class ConfigurationError(ConveyorError, ValueError):
     """A URL, option or task definition that cannot work."""
 
 
+class UnknownDependency(ConveyorError, ValueError):
+    """Raised at enqueue when ``using(after=...)`` names a job the store does not hold and
+    that is too young to have been pruned after completing (see docs/workflows.md);
+    nothing was stored."""
+
+    def __init__(self, job_id: str, dependency: str) -> None:
+        self.job_id = job_id
+        self.dependency = dependency
+        super().__init__(
+            f"job {job_id} waits for job {dependency}, which the store does not hold (a wrong "
+            "id, or a job deleted before it completed); nothing was stored"
+        )
+
+
 class Retry(Exception):
     """Raise inside a task to ask for another attempt after ``delay`` seconds.
 

@@ -16,6 +16,8 @@ from .limits import SEP, Usage, split
 if TYPE_CHECKING:
     from .app import Conveyor
 
+#: Held by its dependencies (``using(after=...)``) until every one completed.
+WAITING: Final = "waiting"
 SCHEDULED: Final = "scheduled"
 PENDING: Final = "pending"
 ACTIVE: Final = "active"
@@ -24,7 +26,7 @@ COMPLETED: Final = "completed"
 DEAD: Final = "dead"
 CANCELLED: Final = "cancelled"
 
-STATES: Final = (SCHEDULED, PENDING, ACTIVE, RETRY, COMPLETED, DEAD, CANCELLED)
+STATES: Final = (WAITING, SCHEDULED, PENDING, ACTIVE, RETRY, COMPLETED, DEAD, CANCELLED)
 #: States a job may still leave by being fetched.
 WAITING_STATES: Final = (SCHEDULED, PENDING, RETRY)
 #: A waiting job due further ahead than this (or at no number at all) was not written by
@@ -345,6 +347,23 @@ class Job:
             batch_id=record.batch_id,
             _app=app,
         )
+
+
+def id_time(job_id: str) -> float | None:
+    """When a conveyor id was made (seconds since the epoch: a UUIDv7 starts with its
+    millisecond timestamp), or None when ``job_id`` is no UUIDv7."""
+    if len(job_id) != 36 or job_id[14] != "7" or job_id.count("-") != 4:
+        return None
+    try:
+        return int(job_id[:8] + job_id[9:13], 16) / 1000.0
+    except ValueError:
+        return None
+
+
+def dependency_note(job_id: str, state: str) -> str:
+    """The last error of a dependent cancelled because its dependency ``job_id`` ended
+    ``state`` (dead, cancelled, or deleted before it completed)."""
+    return f"dependency {job_id} ended {state}"
 
 
 def _progress(data: bytes | None) -> dict[str, Any] | None:

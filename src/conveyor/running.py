@@ -39,6 +39,7 @@ class CurrentJob:
     sits on the hot path); the worker's own bookkeeping of the run lives here too."""
 
     __slots__ = (
+        "_app",
         "_finished",
         "_inflight",
         "_loop",
@@ -67,8 +68,10 @@ class CurrentJob:
         max_attempts: int,
         meta: dict[str, Any],
         writer: Writer | None = None,
+        app: Any = None,
     ) -> None:
         self.id = job_id
+        self._app = app
         self.task = task
         self.queue = queue
         #: Runs started so far, this one included (1 on the first run).
@@ -110,6 +113,16 @@ class CurrentJob:
         a timeout interrupts it, at its next Python instruction: a long loop in C can check
         this flag and return early."""
         return self.cancel_note is not None
+
+    def dependencies(self) -> list[Any]:
+        """Snapshots (``Job``, with ``return_value``) of the jobs this one waited for
+        (``using(after=...)``, ``app.chain``), in the order given; a dependency pruned since
+        it completed is left out. Empty for a job that waited for nothing. One store read per
+        dependency."""
+        if self._app is None:
+            raise RuntimeError("this run has no app to read its dependencies from")
+        jobs: list[Any] = self._app.dependencies(self.id)
+        return jobs
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report how far the run got: stored with the job (``app.get_job(id).progress`` is

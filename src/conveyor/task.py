@@ -77,11 +77,15 @@ class Options:
     unique_key: str | None = None
     #: A job not started by then is cancelled: seconds from its enqueue, or an aware datetime.
     expires: float | datetime | None = None
+    #: The ids of the jobs this one waits for (``using(after=...)``): it stays ``waiting``
+    #: until every one completed. None: it waits for nothing.
+    after: tuple[str, ...] | None = None
 
     @property
     def plain(self) -> bool:
-        """No unique key and no expiry: the job takes the batch path of the store."""
-        return self.unique_for is None and self.expires is None
+        """No unique key, no expiry, no dependencies: the job takes the batch path of the
+        store."""
+        return self.unique_for is None and self.expires is None and self.after is None
 
     def checked(self, task_name: str) -> Options:
         try:
@@ -109,6 +113,8 @@ class Options:
                 )
             check_json(self.meta, f"meta of task {task_name!r}")
         self._check_lifecycle(task_name)
+        if self.after is not None:
+            self._check_after(task_name)
         if self.limit_key is not None:
             checked_key(task_name, self.limit_key)
         if self.delay is not None and not 0 <= self.delay <= MAX_DELAY:
@@ -147,6 +153,19 @@ class Options:
             raise ConfigurationError(
                 f"task {task_name!r}: expires must be seconds > 0 (at most a century) or an aware "
                 f"datetime, not {expires!r}"
+            )
+
+    def _check_after(self, task_name: str) -> None:
+        from .job import id_time
+
+        for job_id in self.after or ():
+            if type(job_id) is not str or id_time(job_id) is None:
+                raise ConfigurationError(
+                    f"task {task_name!r}: after= takes jobs or job ids (UUIDv7 strings), not {_short(job_id)}"
+                )
+        if self.unique_for is not None or self.expires is not None:
+            raise ConfigurationError(
+                f"task {task_name!r}: after= cannot be combined with unique_for or expires"
             )
 
     def expires_at(self, task_name: str, now: float) -> float | None:
@@ -259,6 +278,7 @@ class Task(Generic[P, R]):
         unique_for: float | None = _UNSET,
         unique_key: str | None = _UNSET,
         expires: float | datetime | None = _UNSET,
+        after: Sequence[Job | str] | None = _UNSET,
     ) -> BoundTask[P, R]:
         """The same task with options changed for the jobs enqueued through the result.
         ``unique_for``/``unique_key``: no second live job with that key in the queue (an
@@ -266,7 +286,9 @@ class Task(Generic[P, R]):
         datetime after which the job, if not started, is cancelled.
         ``meta`` is JSON metadata kept with the job (``app.get_job(id).meta``,
         ``current_job().meta``, ``app.jobs(meta=...)``); it is not encrypted with the
-        arguments, so keep secrets out of it."""
+        arguments, so keep secrets out of it. ``after``: jobs (or their ids) this job waits
+        for: it is stored ``waiting`` and becomes pending once every one completed, and ends
+        ``cancelled`` if one ends dead or cancelled (docs/workflows.md)."""
         return BoundTask(self, self.options)._with(
             queue=queue,
             priority=priority,
@@ -281,6 +303,7 @@ class Task(Generic[P, R]):
             unique_for=unique_for,
             unique_key=unique_key,
             expires=expires,
+            after=after,
         )
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
@@ -304,6 +327,8 @@ class BoundTask(Generic[P, R]):
 
     def _with(self, **changes: Any) -> BoundTask[P, R]:
         changes = {k: v for k, v in changes.items() if v is not _UNSET}
+        if "after" in changes:
+            changes["after"] = after_ids(self.task.name, changes["after"])
         if "backoff" in changes and callable(changes["backoff"]):
             raise ConfigurationError(
                 f"task {self.task.name!r}: using(backoff=) takes seconds; a callable backoff "
@@ -322,6 +347,20 @@ class BoundTask(Generic[P, R]):
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return await self.task.app._aenqueue_one(JobSpec(self.task, args, kwargs, self.options))
+
+
+def after_ids(task_name: str, after: Any) -> tuple[str, ...] | None:
+    """The ids of ``using(after=...)``: each a ``Job`` or a job id, each once, in order;
+    None for no dependencies."""
+    if after is None:
+        return None
+    if isinstance(after, str) or not isinstance(after, Sequence | set | frozenset):
+        raise ConfigurationError(
+            f"task {task_name!r}: after= takes a list of jobs or job ids, not {_short(after)}"
+        )
+    # Each checked (a UUIDv7 string) by Options.checked.
+    ids: list[Any] = [item if isinstance(item, str) else getattr(item, "id", item) for item in after]
+    return tuple(dict.fromkeys(ids)) or None
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:

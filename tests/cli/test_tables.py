@@ -99,8 +99,8 @@ def test_show_prints_sections_and_the_traceback(
 def test_info_in_a_pipe_and_as_json(tmp_path: Path, store: dict[str, str], jobs: list[str]) -> None:
     out = cli("info", cwd=tmp_path, env=store)
     lines = out.stdout.splitlines()
-    assert lines[0] == "queue\tscheduled\tpending\tactive\tretry\tcompleted\tdead\tcancelled\toldest"
-    assert lines[1].startswith("default\t0\t2\t0\t0\t0\t1\t0\t")
+    assert lines[0] == "queue\twaiting\tscheduled\tpending\tactive\tretry\tcompleted\tdead\tcancelled\toldest"
+    assert lines[1].startswith("default\t0\t0\t2\t0\t0\t0\t1\t0\t")
     data = orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)
     assert data["queues"] == {"default": {"pending": 2, "dead": 1}}
     assert data["store"] == store["CONVEYOR_URL"] and data["workers"] == []
@@ -171,3 +171,19 @@ def test_retry_all_and_delete_all_show_a_bar_on_a_terminal(tmp_path: Path, store
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     assert code == 0 and "deleting pending jobs" in plain, plain
     assert orjson.loads(cli("info", "--json", cwd=tmp_path, env=store).stdout)["queues"]["default"] == {}
+
+
+def test_show_lists_a_jobs_dependencies_and_dependents(tmp_path: Path, store: dict[str, str]) -> None:
+    app = Conveyor(store["CONVEYOR_URL"])
+    task = app.task(name="shop.step")(_charge)
+    first, second, third = app.chain(task.job(1, "a"), task.job(2, "b"), task.job(3, "c"))
+    app.close()
+    out = cli("show", second.id, cwd=tmp_path, env=store)
+    assert out.returncode == 0, out.stderr
+    assert f"waits for {first.id}" in out.stdout and "shop.step, pending" in out.stdout
+    assert f"needed by {third.id}" in out.stdout and "shop.step, waiting" in out.stdout
+    shown = orjson.loads(cli("show", second.id, "--json", cwd=tmp_path, env=store).stdout)
+    assert shown["state"] == "waiting"
+    assert shown["dependencies"] == [first.id] and shown["dependents"] == [third.id]
+    listed = cli("jobs", "--state", "waiting", cwd=tmp_path, env=store).stdout.splitlines()[1:]
+    assert sorted(line.split("\t")[0] for line in listed) == sorted([second.id, third.id])

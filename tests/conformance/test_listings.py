@@ -28,6 +28,10 @@ def _every_state(app: Conveyor, task: str = "t.noop", queues: str = "ab") -> dic
         later = record(app, task, queue=queue, run_at=now + 3600 + i)
         backend.enqueue([later])
         made["scheduled"].append(later.id)
+        # Waiting for the scheduled job (using(after=...)).
+        held = record(app, task, queue=queue, state="waiting")
+        app.backend.enqueue_after([held], {held.id: (later.id,)}, time.time(), 0.0)  # type: ignore[attr-defined]
+        made["waiting"].append(held.id)
         for state in ("active", "retry", "dead", "completed", "cancelled"):
             job = record(app, task, queue=queue, max_attempts=3)
             backend.enqueue([job])

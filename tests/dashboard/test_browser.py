@@ -417,6 +417,32 @@ def test_overview_updates_live(page: Watched, live: Live) -> None:
     wait_for(lambda: demo.app.stats().total("pending") == 0, 10, "the reports to run")
 
 
+def test_a_waiting_job_links_its_dependency_and_back(page: Watched, live: Live) -> None:
+    demo = live.demo
+    tasks = demo.app.tasks
+    report = tasks["reports.build"].using(delay=3600).enqueue(77, fmt="csv")
+    mail = tasks["mail.send"].using(after=[report]).enqueue("boss@example.com", "Report 77")
+
+    p = page.page
+    _log_in(p)
+    p.goto("/jobs?state=waiting")
+    assert p.locator(".tab.active").inner_text().lower().startswith("waiting")
+    row = p.locator(f'tr[data-job="{mail.id}"]')
+    assert "boss@example.com" in row.inner_text()
+    row.locator("a.mono").first.click()
+    p.wait_for_url(f"**/jobs/{mail.id}")
+    assert p.locator(".page-head .badge").inner_text() == "waiting"
+    p.locator("#dependencies a").click()
+    p.wait_for_url(f"**/jobs/{report.id}")
+    p.locator("#dependents a").click()
+    p.wait_for_url(f"**/jobs/{mail.id}")
+    _shot(p, "job-waiting")
+    p.get_by_role("button", name="Cancel").click()
+    p.wait_for_url(f"**/jobs/{mail.id}")
+    assert p.locator(".page-head .badge").inner_text() == "cancelled"
+    assert demo.app.cancel(report.id) == 1
+
+
 def test_a_batch_page_from_its_jobs_page(page: Watched, live: Live) -> None:
     demo = live.demo
     tasks = demo.app.tasks

@@ -131,6 +131,13 @@ def test_every_script_call_the_store_sends_matches_its_header(
         tick = app._build(app.schedules["keys-tick"].spec(now), now, datetime.now(UTC), new_id())[0]
         assert backend.enqueue_ticks([Tick("keys-tick", now, now + 60, tick)], now) == [True]
         assert backend.forget_schedules([], now + 3600) == 1
+        flow = app.chain(
+            task.using(queue="wf").job(1), task.using(queue="wf2").job(2), task.using(queue="wf").job(3)
+        )
+        [first] = backend.fetch(["wf"], 1, "w1", 30, time.time())
+        backend.complete([(first.id, None)], "w1", time.time())  # deps_release, deps_done
+        app.cancel(flow[1].id)  # deps_cancel
+        task.using(queue="wf2", after=[flow[0]]).enqueue(4)  # deps_link: a dependency outside the call
         batch = app.batch([task.job(i) for i in range(2)], on_complete=task.job(9))  # batch_create
         batch.add(task.job(3))  # batch_add
         app.cancel(*[job.id for job in batch.jobs])  # batch_read, batch_apply, batch_sent

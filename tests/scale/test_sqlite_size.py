@@ -128,12 +128,17 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
     finally:
         app.close()
     # An old file: schema version 1, the claim index of then, no counts, no progress or cancel
-    # columns. Opening it migrates once (to version 5): the counts start from one full count.
+    # columns. Opening it migrates once (to version 6): the counts start from one full count.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("UPDATE scale_meta SET value = '1' WHERE key = 'schema_version'")
         for kind in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER scale_jobs_counted_{kind}")
         conn.execute("DROP TABLE scale_counts")
+        # Nor those of version 6 (dependencies): the triggers that read them first.
+        for trigger in ("deps_ended", "deps_gone"):
+            conn.execute(f"DROP TRIGGER scale_{trigger}")
+        for column in ("dependents", "waiting_on"):
+            conn.execute(f"ALTER TABLE scale_jobs DROP COLUMN {column}")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN progress")
         conn.execute("ALTER TABLE scale_jobs DROP COLUMN cancel")
         # Nor the columns of versions 3 (expiry, unique keys, snoozes), 4 (the batch) and 5
@@ -158,6 +163,6 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
             (version,) = conn.execute("SELECT value FROM scale_meta WHERE key = 'schema_version'").fetchone()
         assert "scale_jobs_fetch" not in names and "scale_jobs_ready" in names
         assert {"scale_jobs_unique", "scale_jobs_expires", "scale_jobs_ended", "scale_jobs_task"} <= names
-        assert version == "5"
+        assert version == "6"
     finally:
         app.close()

@@ -288,6 +288,35 @@ class StoresLimits(Protocol):
 
 
 @runtime_checkable
+class StoresDependencies(Protocol):
+    """A store that holds jobs until the jobs they wait for completed (``using(after=)``,
+    ``app.chain``): every store does. See docs/workflows.md for how each decides."""
+
+    def enqueue_after(
+        self,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        """Store jobs, those in ``after`` (id -> the ids it waits for) as ``waiting`` until
+        each of those completed. A dependency may be a job of this very call, listed before
+        its dependent. A dependency that completed counts as completed; one that ended dead
+        or cancelled stores its dependent ``cancelled`` with ``dependency_note``; one the
+        store does not hold counts as completed (pruned) when its id is older than
+        ``pruned_before``, else ``UnknownDependency`` is raised and nothing is stored. When
+        a dependency ends, its dependents are released (each exactly once, atomically in
+        the store) or cancelled, and so on down the graph."""
+
+    def dependencies(self, job_id: str) -> list[str]:
+        """The ids a job waited for, in the order given (empty: none, or no such job)."""
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[str]:
+        """Ids of jobs that wait (or waited) for ``job_id``, at most ``limit``."""
+
+
+@runtime_checkable
 class Partitions(Protocol):
     """A store that can spread one queue over several shards (Redis: hash slots, hence the
     masters of a Cluster)."""
@@ -316,6 +345,7 @@ CONTRACT: tuple[str, ...] = tuple(
         WaitsAndFetches,
         WaitsForJobs,
         StoresLimits,
+        StoresDependencies,
         Partitions,
         Migrates,
         StoresBatches,

@@ -17,6 +17,7 @@ Listing order per state (what an index gives without a sort; stated in docs/list
 
 - ``pending``: claim order (priority high to low, then run_at, then id): what runs next first;
 - ``active``: newest id first;
+- ``waiting`` (held by its dependencies): newest first (by id; on Redis by enqueue time);
 - ``completed``, ``dead``, ``cancelled``, ``scheduled``, ``retry``: newest first, by id on
   SQLite and PostgreSQL (their ``jobs_state`` index), by the time kept in the state's sorted
   set on Redis (finished_at for the first three; run_at, soonest first, for the other two).
@@ -31,10 +32,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, PENDING, RETRY, SCHEDULED, JobRecord
+from ..job import ACTIVE, CANCELLED, COMPLETED, DEAD, PENDING, RETRY, SCHEDULED, WAITING, JobRecord
 
 #: The order a listing of every state goes through the states.
-EVERY_STATE = (ACTIVE, PENDING, SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED)
+EVERY_STATE = (ACTIVE, PENDING, SCHEDULED, RETRY, WAITING, DEAD, CANCELLED, COMPLETED)
 #: Jobs a search reads at most by default, newest first: a search that matches nothing costs
 #: this much, however many jobs are stored (figures in docs/listings.md).
 SEARCH_SCAN = 2_000

@@ -128,6 +128,7 @@ from ..job import (
     PENDING,
     RETRY,
     SCHEDULED,
+    WAITING,
     Failure,
     JobRecord,
     ScheduleState,
@@ -137,6 +138,7 @@ from ..job import (
 )
 from ..limits import SEP, Limit, Tokens, ahead_allowed, bucket_range, rooms, spent, split
 from ..redaction import redact_url
+from . import postgres_workflows as workflows
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
@@ -171,6 +173,8 @@ _WAITING = "('scheduled','pending','retry')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
+#: The states app.cancel ends at once: waiting for a time, a worker, or other jobs.
+_CANCELLABLE = "('scheduled','pending','retry','waiting')"
 _LATER = "('scheduled','retry')"
 #: The states whose jobs the task index holds (migration 0009): not pending and active, so
 #: that a claim writes no entry into it.
@@ -646,12 +650,12 @@ class _Statements:
         )
         self.act_cancel = (
             f"UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s, last_error = %(note)s"
-            f" WHERE {{where}} AND state IN {_WAITING}"
+            f" WHERE {{where}} AND state IN {_CANCELLABLE}"
         )
         # By id: waiting jobs end cancelled with the note; running ones are asked to stop.
         self.cancel_ids = (
             f"WITH waiting AS (UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s,"
-            f" last_error = %(note)s WHERE id = ANY(%(ids)s::text[]) AND state IN {_WAITING} RETURNING 1"
+            f" last_error = %(note)s WHERE id = ANY(%(ids)s::text[]) AND state IN {_CANCELLABLE} RETURNING 1"
             f"), running AS (UPDATE {s}.jobs SET cancel = %(note)s"
             f" WHERE id = ANY(%(ids)s::text[]) AND state = 'active' AND cancel IS NULL RETURNING 1"
             f") SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM running)"
@@ -1000,6 +1004,7 @@ class PostgresBackend(PostgresBatches, Listings):
         self.schema = sql.Identifier(namespace).as_string()
         self.channel = f"conveyor_{namespace}"
         self.sql = _Statements(self.schema, self.channel)
+        self.workflow_sql = workflows.Statements(self.schema)
         self.waits = Waits.of(self.schema, namespace)
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool[Conn] | None = None
@@ -1284,6 +1289,25 @@ class PostgresBackend(PostgresBatches, Listings):
         self._run(insert, retry_for=CALLER_RETRY_FOR)
         if not known:
             self._known_queues.update(params["queues"])
+
+    def enqueue_after(
+        self,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        if records:
+            workflows.enqueue_after(
+                self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR
+            )
+
+    def dependencies(self, job_id: str) -> list[str]:
+        return workflows.dependencies(self, job_id)
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[str]:
+        return workflows.dependents(self, job_id, limit)
 
     def enqueue_in(
         self, connection: Any, records: Sequence[JobRecord], max_queue_length: int | None = None
@@ -1736,6 +1760,7 @@ class PostgresBackend(PostgresBatches, Listings):
             )[1]
             if settle is not None:
                 conn.execute(self.sql.settle_ahead, settle)
+            workflows.cascade(conn, self.workflow_sql, now)
             return recovered
 
         return self._run(housekeeping)
@@ -1854,7 +1879,7 @@ class PostgresBackend(PostgresBatches, Listings):
             params["after"] = cursor_parts(after, state, 1)[0] if after else "\U0010ffff"
             if state == ACTIVE:
                 statement = self.sql.page_active
-            elif state in (SCHEDULED, RETRY, DEAD, CANCELLED, COMPLETED):
+            elif state in (SCHEDULED, RETRY, WAITING, DEAD, CANCELLED, COMPLETED):
                 statement = self.sql.page_by_id
             else:
                 return []

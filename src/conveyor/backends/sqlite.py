@@ -38,6 +38,7 @@ from ..job import (
     RETRY,
     SCHEDULED,
     STATES,
+    WAITING,
     WAITING_STATES,
     Failure,
     JobRecord,
@@ -47,12 +48,13 @@ from ..job import (
     WorkerInfo,
 )
 from ..limits import Limit, Tokens, ahead_allowed, bucket_range, rated, rooms, spent, split
+from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .sqlite_batches import SQLiteBatches, batch_schema
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -130,7 +132,9 @@ def _schema(ns: str) -> list[str]:
             unique_until REAL,
             snoozes INTEGER NOT NULL DEFAULT 0,
             batch_id TEXT,
-            task TEXT
+            task TEXT,
+            dependents INTEGER NOT NULL DEFAULT 0,
+            waiting_on INTEGER
         ) WITHOUT ROWID""",
         # Ready jobs only: the claim walks this index per queue, in order, and stops at its
         # LIMIT; jobs waiting for a later time are not in it, so a million scheduled jobs
@@ -261,6 +265,8 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         # 4 -> 5: the task's name, for search (its index: _lifecycle_indexes). Jobs stored
         # before have none: a search by task finds them only through the payload's text.
         4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
+        # 5 -> 6: dependencies (sqlite_workflows).
+        5: workflows.columns_upgrade(ns),
     }
 
 
@@ -421,7 +427,9 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
+                for statement in (
+                    _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns)
+                ):
                     conn.execute(statement)
                 return
             version = int(row[0])
@@ -434,7 +442,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
-            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns):
+            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns):
                 conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
@@ -516,6 +524,33 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"queue {queue!r} holds {waiting} waiting jobs; adding {adding} "
                     f"would pass its limit of {limit}"
                 )
+
+    def enqueue_after(
+        self,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        if not records:
+            return
+        queues = {r.queue for r in records}
+        new_queues = {split(q)[0] for q in queues} - self._registered
+        # One write transaction: the dependencies' states are read and the edges written
+        # under the lock every writer takes, so no dependency ends in between.
+        with self._write() as conn:
+            if max_queue_length is not None:
+                self._check_length(conn, records, queues, max_queue_length)
+            self._insert(conn, _rows(records), new_queues)
+            workflows.link(conn, self.ns, records, after, now, pruned_before)
+        self._registered |= new_queues
+
+    def dependencies(self, job_id: str) -> list[str]:
+        return workflows.dependencies(self._conn(), self.ns, job_id)
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[str]:
+        return workflows.dependents(self._conn(), self.ns, job_id, limit)
 
     def enqueue_each(
         self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
@@ -945,6 +980,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 ],
             ).rowcount
             self._count(conn, now, processed=changed, failed=changed)
+            workflows.cascade(conn, self.ns, now)
 
     def _count(self, conn: sqlite3.Connection, now: float, processed: int, failed: int) -> None:
         if processed or failed:
@@ -1023,6 +1059,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             conn.execute(f"DELETE FROM {self.ns}_tokens WHERE stamp < ?", (now - 3600,))
             # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
             self._settle_ahead(conn, "", "\U0010ffff", now)
+            workflows.cascade(conn, self.ns, now)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
@@ -1044,6 +1081,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 f"UPDATE {self.t} SET expires_at = NULL WHERE id = ?",
                 [(job_id,) for job_id, state in due if state not in WAITING_STATES],
             )
+            workflows.cascade(conn, self.ns, now)
         oldest_first = (
             f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t} INDEXED BY {self.ns}_jobs_ended"
             f" WHERE state IN {_ENDED} {{before}} ORDER BY finished_at LIMIT ?)"
@@ -1204,6 +1242,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
             return self._found(rows, searching, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
+        elif state == WAITING:
+            index = "waiting_q" if queue is not None else "waiting"
         elif state in _LISTED_STATES:
             # SQLite proves a partial index usable only from terms written the same way.
             index = "state" if queue is not None else "listed"
@@ -1484,7 +1524,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
         elif action == "cancel":
             change = (
                 "UPDATE {t} SET state = 'cancelled', finished_at = ?, last_error = ?"
-                f" WHERE {{match}} AND state IN {_WAITING}"
+                " WHERE {match} AND state IN ('scheduled', 'pending', 'retry', 'waiting')"
             )
             first = [now, note]
         else:
@@ -1504,13 +1544,16 @@ class SQLiteBackend(SQLiteBatches, Listings):
                             " AND cancel IS NULL",
                             [note, *chunk],
                         ).rowcount
+                workflows.cascade(conn, self.ns, now)
                 return total
             where, params = self._state_filter(state, now)
             if queue is not None:
                 where += self._queue_filter(queue, params)
             if limit is not None:
                 where = f"id IN (SELECT id FROM {self.t} WHERE {where} LIMIT {int(limit)})"
-            return conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+            total = conn.execute(change.format(t=self.t, match=where), [*first, *params]).rowcount
+            workflows.cascade(conn, self.ns, now)
+            return total
 
     def change(
         self,

@@ -44,6 +44,7 @@ from ..job import (
     RETRY,
     SCHEDULED,
     STATES,
+    WAITING,
     Job,
     Stats,
 )
@@ -60,8 +61,10 @@ HERE = Path(__file__).parent
 PAGE_SIZES = (20, 50, 100, 200)
 DEFAULT_PAGE = 50
 PURGE_STATES = (SCHEDULED, PENDING, RETRY)
+#: Dependents a job's page lists at most.
+DEPENDENTS_SHOWN = 50
 #: The order states are shown in, waiting first.
-STATE_ORDER = (PENDING, ACTIVE, SCHEDULED, RETRY, DEAD, COMPLETED, CANCELLED)
+STATE_ORDER = (PENDING, ACTIVE, SCHEDULED, WAITING, RETRY, DEAD, COMPLETED, CANCELLED)
 ACTIONS = ("retry", "delete", "cancel")
 
 
@@ -529,7 +532,20 @@ class Dashboard:
         job = await self.call(self.app.get_job, job_id)
         if job is None:
             raise HTTPException(404, "No such job: it was deleted, or pruned after its results expired.")
-        return self.render(request, "job.html", nav="jobs", job=job, final=job.state in FINAL_STATES)
+        # The jobs it waits (waited) for and those waiting for it, as links: an indexed read
+        # of each side, and the jobs themselves (at most DEPENDENTS_SHOWN of its dependents).
+        dependencies, dependents = await self.call(
+            lambda: (self.app.dependencies(job_id), self.app.dependents(job_id, DEPENDENTS_SHOWN))
+        )
+        return self.render(
+            request,
+            "job.html",
+            nav="jobs",
+            job=job,
+            final=job.state in FINAL_STATES,
+            dependencies=dependencies,
+            dependents=dependents,
+        )
 
     async def batch(self, request: Request) -> Response:
         """One batch: its counts, a progress bar, its callbacks and a page of its jobs (by

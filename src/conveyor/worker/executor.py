@@ -201,6 +201,7 @@ class Runner:
             record.max_attempts,
             {} if meta is None else meta,
             self._writer,
+            self.app,
         )
         here._thread = threading.get_ident()
         running = _current.set(here)
@@ -253,6 +254,7 @@ class Runner:
             record.max_attempts,
             {} if meta is None else meta,
             self._writer,
+            self.app,
         )
 
     def _write_progress(self, job_id: str, data: bytes) -> bool:

@@ -92,6 +92,7 @@ def _run(app: Conveyor, job: dict[str, Any], measure: bool) -> bytes:
             job["max_attempts"],
             job["meta"] or {},
             write,
+            app,
         )
         token = _current.set(here)
         try:

@@ -27,6 +27,7 @@ from ...job import (
     PENDING,
     RETRY,
     SCHEDULED,
+    WAITING,
     JobRecord,
     Stats,
     WorkerInfo,
@@ -54,9 +55,18 @@ log = logging.getLogger("conveyor.redis")
 #: of one action still go in one pipeline: one round-trip.
 ACT_CHUNK = 50
 #: The parts of a cursor of each state (see ids.lua), the id last.
-_CURSOR_PARTS = {PENDING: 3, ACTIVE: 1, SCHEDULED: 2, RETRY: 2, COMPLETED: 2, DEAD: 2, CANCELLED: 2}
+_CURSOR_PARTS = {
+    PENDING: 3,
+    ACTIVE: 1,
+    SCHEDULED: 2,
+    RETRY: 2,
+    WAITING: 2,
+    COMPLETED: 2,
+    DEAD: 2,
+    CANCELLED: 2,
+}
 #: States listed newest first (the rest oldest, or next to run, first).
-_NEWEST_FIRST = frozenset({ACTIVE, COMPLETED, DEAD, CANCELLED})
+_NEWEST_FIRST = frozenset({ACTIVE, WAITING, COMPLETED, DEAD, CANCELLED})
 
 
 class Admin(Listings):
@@ -253,7 +263,9 @@ class Admin(Listings):
                 oldest[q] = max(0.0, now - float(row[8]))
             processed += int(row[9])
             failed += int(row[10])
-            for i in range(11, len(row), 3):
+            if int(row[11]):
+                by_queue[q]["waiting"] = int(row[11])
+            for i in range(12, len(row), 3):
                 slot = history.setdefault(float(row[i]), [0, 0])
                 slot[0] += int(row[i + 1])
                 slot[1] += int(row[i + 2])
@@ -350,6 +362,10 @@ class Admin(Listings):
         if follow:
             self._wire.run(follow)
         self.forward_batches(list(by_queue))  # batch jobs that ended or came back (batches.py)
+        if action != "retry":  # cancelled or deleted jobs others wait for
+            from .workflows import advance
+
+            advance(self, list(by_queue), now)  # type: ignore[arg-type]
         return changed
 
     def set_paused(self, queue: str, paused: bool) -> None:

@@ -275,7 +275,12 @@ class RedisBatches:
             fired = forwarded[-1]
             if fired:
                 self.fire_callbacks([_text(f) for f in fired])
-        moved = [queue for queue, reply in zip(located, replies, strict=False) if type(reply) is list]
+        # A list reply's second value is the batch moves (the rest: dependents, workflows.py).
+        moved = [
+            queue
+            for queue, reply in zip(located, replies, strict=False)
+            if type(reply) is list and int(reply[1]) > 0
+        ]
         if not moved:
             return
         now = time.monotonic()

@@ -59,7 +59,16 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
                                  unique_for (PX); a holder that no longer waits or runs holds
                                  nothing, so ending a job costs no write here
 
-A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed.
+    {ns:q}:parents        SET    jobs of the queue some job waits for (workflows.py): the
+                                 scripts that end a job check it once per call
+    {ns:q}:deps_todo      ZSET   ended jobs whose dependents are still to be told, by when
+    {ns:q}:dn:<id>        SET    the jobs waiting for job <id>, "queue,id" (any slot)
+    {ns:q}:waiting        ZSET   jobs waiting for others, by enqueue time
+    {ns:q}:wo:<id>        SET    the dependencies job <id> still waits for
+    {ns:q}:got:<id>       SET    ends of its dependencies that came before job <id> was stored
+
+A job hash may also hold: x expires_at, u its unique key, sn how many times it snoozed, af
+the ids it waits for (space-separated).
 
 Batches (``batches.py``)::
 
@@ -177,7 +186,7 @@ class Keys:
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + "done", p + "counts", p + "held:" + worker, p + "waited"]
+        return [p + "done", p + "counts", p + "held:" + worker, p + "waited", p + "parents", p + "deps_todo"]
 
     def fail(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
@@ -191,6 +200,8 @@ class Keys:
             "cancel",
             "sched",
             "waited",
+            "parents",
+            "deps_todo",
         )
         return [p + n for n in names]
 
@@ -205,12 +216,12 @@ class Keys:
     def recover(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         names = ("leases", "dead", "retry", "prios", "done", "counts", "pruned", "sched")
-        return [p + n for n in (*names, "cancelled", "cancel", "waited")]
+        return [p + n for n in (*names, "cancelled", "cancel", "waited", "parents", "deps_todo")]
 
     def act(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "wake", "cancel", "waited")
-        return [p + n for n in names]
+        return [p + n for n in (*names, "parents", "deps_todo", "waiting")]
 
     def watch(self, queue: str) -> list[str]:
         return [self.prefix(queue) + "waited"]
@@ -235,7 +246,9 @@ class Keys:
 
     def sweep(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled")]
+        return [
+            p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled", "parents", "deps_todo")
+        ]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
         return [self.job(queue, job_id)]
@@ -245,12 +258,52 @@ class Keys:
 
     def ids(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + n for n in ("prios", "sched", "retry", "leases", "done", "dead", "cancelled")]
+        return [p + n for n in ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "waiting")]
 
     def stats(self, queue: str) -> list[str]:
         p = self.prefix(queue)
-        names = ("prios", "sched", "retry", "leases", "done", "dead", "cancelled", "paused", "counts")
+        names = (
+            "prios",
+            "sched",
+            "retry",
+            "leases",
+            "done",
+            "dead",
+            "cancelled",
+            "paused",
+            "counts",
+            "waiting",
+        )
         return [p + n for n in names]
+
+    # -- dependencies (workflows.py) --------------------------------------------------------
+    def deps_link(self, queue: str, job_id: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "parents", p + "dn:" + job_id]
+
+    def deps_add(self, queue: str, job_id: str) -> list[str]:
+        p = self.prefix(queue)
+        names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "prios", "sched", "wake")
+        return [p + n for n in (*names, "parents", "deps_todo")]
+
+    def deps_release(self, queue: str, job_id: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + n for n in ("waiting", "wo:" + job_id, "got:" + job_id, "prios", "sched", "wake")]
+
+    def deps_cancel(self, queue: str, job_id: str) -> list[str]:
+        p = self.prefix(queue)
+        names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "waited", "parents", "deps_todo")
+        return [p + n for n in names]
+
+    def deps_done(self, queue: str, job_id: str) -> list[str]:
+        p = self.prefix(queue)
+        return [p + "deps_todo", p + "dn:" + job_id]
+
+    def deps_todo(self, queue: str) -> str:
+        return self.prefix(queue) + "deps_todo"
+
+    def dependents(self, queue: str, job_id: str) -> str:
+        return self.prefix(queue) + "dn:" + job_id
 
     def ticks(self, queue: str, cluster: bool) -> list[str]:
         p = self.prefix(queue)

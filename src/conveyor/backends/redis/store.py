@@ -33,6 +33,7 @@ from ...limits import SEP, Limit, split
 from ...redaction import redact_url
 from ..aio import AsyncStore
 from ..base import translate_errors
+from . import workflows
 from .admin import Admin
 from .batches import Forwarder, RedisBatches
 from .connect import RETRYABLE, UNAVAILABLE, RedisUnavailable, connect, explain, unreachable
@@ -842,16 +843,25 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 result = values[i]
                 args += (i, b"" if result is None else result)
             calls.append(Call("complete", self.keys.complete(queue, worker), args))
-        self._acknowledge(calls, located)
+        replies = self._acknowledge(calls, located)
         self._forget(values)
+        # A list reply: some of these jobs have dependents, to be told now (workflows.py).
+        told = [
+            (queue, reply)
+            for queue, reply in zip(located, replies[: len(located)], strict=True)
+            if type(reply) is list
+        ]
+        if told:
+            workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
 
-    def _acknowledge(self, calls: list[Call], located: dict[str, list[str]]) -> None:
+    def _acknowledge(self, calls: list[Call], located: dict[str, list[str]]) -> list[Any]:
         """Run complete.lua or fail.lua ``calls``, with the calls that free limit slots and,
         for queues that hold batch jobs, their forward (batches.py); jobs outside batches
-        cost one type test per queue here."""
+        cost one type test per queue here. Returns the replies."""
         forward, rode = self.batch_calls(located)
         replies = self._wire.run(calls + self._slots_freed(located) + forward, durable=True)
         self.batches_acknowledged(located, replies, rode, replies[len(replies) - len(forward) :])
+        return replies
 
     def _slots_freed(self, queues: Iterable[str]) -> list[Call]:
         """For the buckets among ``queues`` (stored queues whose jobs just ended): each may
@@ -897,8 +907,32 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     mark = "c" if f.cancelled else "" if f.retry_at is None else f.retry_at
                 args += (f.id, mark, f.error, f.traceback or "")
             calls.append(Call("fail", self.keys.fail(queue, worker), args))
-        self._acknowledge(calls, located)
+        replies = self._acknowledge(calls, located)
         self._forget(by_id)
+        told = [
+            (queue, reply)
+            for queue, reply in zip(located, replies[: len(located)], strict=True)
+            if type(reply) is list
+        ]
+        if told:
+            workflows.advance(self, (), now, [t for q, reply in told for t in workflows.told(q, reply)])
+
+    # -- dependencies (workflows.py) --------------------------------------------------------
+    def enqueue_after(
+        self,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        workflows.enqueue_after(self, records, after, now, pruned_before, max_queue_length)
+
+    def dependencies(self, job_id: str) -> list[str]:
+        return workflows.dependencies(self, job_id)
+
+    def dependents(self, job_id: str, limit: int = 100) -> list[str]:
+        return workflows.dependents(self, job_id, limit)
 
     def enqueue_each(
         self, records: Sequence[JobRecord], now: float, max_queue_length: int | None = None
@@ -1025,6 +1059,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
         if changed:
             self.forward_batches(queues)  # expired jobs of batches count as cancelled
+        workflows.advance(self, queues, now)  # expired jobs others wait for
         return changed
 
     def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
@@ -1153,6 +1188,9 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self._wire.run(ready)
         # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
         self.housekeep_batches(queues)
+        # Dependents left untold by a worker that died after ending their dependency, and
+        # lost runs (dead, cancelled) others wait for.
+        workflows.advance(self, queues, now)
         return recovered
 
     def wait_and_fetch(

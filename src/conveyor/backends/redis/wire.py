@@ -81,6 +81,11 @@ SCRIPTS: Final = (
     "sweep",
     "ticks",
     "unschedule",
+    "deps_link",
+    "deps_add",
+    "deps_release",
+    "deps_cancel",
+    "deps_done",
 )
 
 

@@ -45,14 +45,17 @@ class DjangoConveyor(Conveyor):
             return self._enqueue_many([spec])[0]
         return super()._enqueue_one(spec)
 
-    def _enqueue_many(self, specs: list[JobSpec]) -> list[Job]:
+    def _enqueue_many(self, specs: list[JobSpec], ids: list[str] | None = None) -> list[Job]:
         connection = connections[self.database]
         if (
             not specs
             or not connection.in_atomic_block
             or any(s.options.connection is not None for s in specs)
+            # Jobs that wait for others are recorded by the store's own transaction, at once
+            # (docs/workflows.md): they do not join Django's.
+            or any(s.options.after is not None for s in specs)
         ):
-            return super()._enqueue_many(specs)
+            return super()._enqueue_many(specs, ids)
         # Unique and expiring jobs are decided by the store one by one, outside any caller's
         # transaction (see Conveyor._enqueue_many): they wait for the commit instead.
         if all(spec.options.plain for spec in specs) and self.joins_transactions(connection):

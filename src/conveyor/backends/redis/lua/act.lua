@@ -10,6 +10,9 @@
 -- KEYS[8]  {ns:q}:wake       LIST  wake-up tokens for idle workers (retry pushes one)
 -- KEYS[9]  {ns:q}:cancel     SET   running jobs asked to stop (their workers poll it)
 -- KEYS[10] {ns:q}:waited     SET   jobs someone waits for (watch.lua)
+-- KEYS[11] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[12] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
+-- KEYS[13] {ns:q}:waiting    ZSET  jobs waiting for others (deps_add.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  action: retry | cancel | delete
 -- ARGV[3]  now
@@ -20,7 +23,7 @@
 --
 -- Returns {changed, id…} listing the deleted ids (delete only).
 -- retry: dead, cancelled, retry or scheduled jobs become pending now with attempts 0;
--- cancel: scheduled, pending or retry jobs become cancelled, and an active job is asked to
+-- cancel: scheduled, pending, retry or waiting jobs become cancelled, and an active job is asked to
 -- stop (field cx, once; its worker ends it cancelled); delete: any job is removed.
 local prefix, action, now, only, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local nownum = tonumber(now)
@@ -29,7 +32,18 @@ local RETRYABLE = {dead = true, cancelled = true, retry = true, scheduled = true
 local INDEX = {completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]}
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[10]) == 1
+-- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
+-- tells their dependents (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[11]) == 1
+local told = 0
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[11], id) == 1 then
+    redis.call('ZADD', KEYS[12], now, id)
+    told = told + 1
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[10], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
@@ -67,6 +81,9 @@ local function unindex(id, state, p, holder)
     redis.call('ZREM', KEYS[3], id)
   elseif INDEX[state] then
     redis.call('ZREM', INDEX[state], id)
+  elseif state == 'waiting' then
+    redis.call('ZREM', KEYS[13], id)
+    redis.call('DEL', prefix .. 'wo:' .. id)
   end
   if holder then redis.call('SREM', prefix .. 'held:' .. holder, id) end
 end
@@ -97,7 +114,7 @@ for i = 6, #ARGV do
       redis.call('ZADD', KEYS[1], p, p)
       out[1] = out[1] + 1
       woken = true
-    elseif action == 'cancel' and WAITING[state] then
+    elseif action == 'cancel' and (WAITING[state] or state == 'waiting') then
       unindex(id, state, p, false)
       redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', note)
       redis.call('ZADD', KEYS[7], now, id)

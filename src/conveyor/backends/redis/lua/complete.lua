@@ -4,6 +4,8 @@
 -- KEYS[2]  {ns:q}:counts         HASH  p:<minute> / f:<minute> -> processed / failed
 -- KEYS[3]  {ns:q}:held:<worker>  SET   ids this worker holds
 -- KEYS[4]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
+-- KEYS[5] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[6] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -11,8 +13,10 @@
 -- ARGV[5]  one character per job: "1" = has a result, "0" = no result (None)
 -- ARGV[6…] 2 per job: id, result ("" when ARGV[5] says none)
 --
--- Returns how many jobs were completed; {completed, forwarded} when jobs of a batch were
--- among them (the caller then forwards them: batches.py). A job recovered meanwhile (another holder, or no
+-- Returns how many jobs were completed; a list {completed, forwarded, …} when jobs of a batch
+-- were among them (the caller then forwards them: batches.py) or jobs others wait for (then
+-- from the third value, per such job: id, state, n, its n dependents "queue,id";
+-- workflows.told). A job recovered meanwhile (another holder, or no
 -- longer active) is left alone. The worker's held set says which jobs it still holds (every
 -- script that ends or moves a lease removes the id from it), so one SMISMEMBER per slice
 -- checks them all without reading a job.
@@ -25,7 +29,23 @@ local done = {}
 local ndone = 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[4]) == 1
+-- Jobs some job waits for (workflows.py): an ended one goes into the to-do set, and its
+-- state and dependents are returned, so that the caller tells them in its next round-trip
+-- (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[5]) == 1
+local told = {}
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[5], id) == 1 then
+    redis.call('ZADD', KEYS[6], now, id)
+    local members = redis.call('SMEMBERS', prefix .. 'dn:' .. id)
+    told[#told + 1] = id
+    told[#told + 1] = redis.call('HGET', prefix .. 'j:' .. id, 's') or ''
+    told[#told + 1] = #members
+    for _, member in ipairs(members) do told[#told + 1] = member end
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[4], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
@@ -114,5 +134,10 @@ end
 if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
-if forwarded > 0 then return {ndone, forwarded} end
+if forwarded > 0 or #told > 0 then
+  -- {count, batch moves forwarded, then per parent told: id, state, n, its n dependents}
+  local out = {ndone, forwarded}
+  for _, value in ipairs(told) do out[#out + 1] = value end
+  return out
+end
 return ndone

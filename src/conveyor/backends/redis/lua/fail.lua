@@ -10,6 +10,8 @@
 -- KEYS[7]  {ns:q}:cancel         SET   running jobs asked to stop
 -- KEYS[8]  {ns:q}:sched          ZSET  ids stored as 'scheduled', by run_at (snoozed jobs)
 -- KEYS[9]  {ns:q}:waited         SET   jobs someone waits for (watch.lua)
+-- KEYS[10] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[11] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  worker id
 -- ARGV[3]  now
@@ -18,14 +20,30 @@
 -- ARGV[6…] 4 per failure: id, retry_at ("" = dead, "c" = cancelled, "s<time>" = snoozed
 --          until that time: scheduled again, the attempt not counted), error, traceback
 --
--- Returns how many failures were recorded ({recorded, forwarded} when jobs of a batch
--- ended: see complete.lua); each counts as processed, and as failed unless
+-- Returns how many failures were recorded (a list {recorded, forwarded, …} when jobs of a
+-- batch, or jobs others wait for, ended: see complete.lua); each counts as processed, and as failed unless
 -- it was a snooze.
 local prefix, worker, now, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local n, changed, snoozed = 0, 0, 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[9]) == 1
+-- Jobs some job waits for (workflows.py): an ended one goes into the to-do set, and its
+-- state and dependents are returned, so that the caller tells them in its next round-trip
+-- (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[10]) == 1
+local told = {}
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[10], id) == 1 then
+    redis.call('ZADD', KEYS[11], now, id)
+    local members = redis.call('SMEMBERS', prefix .. 'dn:' .. id)
+    told[#told + 1] = id
+    told[#told + 1] = redis.call('HGET', prefix .. 'j:' .. id, 's') or ''
+    told[#told + 1] = #members
+    for _, member in ipairs(members) do told[#told + 1] = member end
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[9], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')
@@ -95,5 +113,10 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
-if forwarded > 0 then return {changed, forwarded} end
+if forwarded > 0 or #told > 0 then
+  -- {count, batch moves forwarded, then per parent told: id, state, n, its n dependents}
+  local out = {changed, forwarded}
+  for _, value in ipairs(told) do out[#out + 1] = value end
+  return out
+end
 return changed

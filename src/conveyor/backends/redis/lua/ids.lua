@@ -10,6 +10,7 @@
 -- KEYS[5]  {ns:q}:done       ZSET  completed job ids
 -- KEYS[6]  {ns:q}:dead       ZSET  dead job ids
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
+-- KEYS[8]  {ns:q}:waiting    ZSET  jobs waiting for others, by enqueue time
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  state, as the admin API counts states: 'pending' includes due scheduled and retry
 --          jobs, 'scheduled' and 'retry' only those not due
@@ -25,7 +26,7 @@
 --
 -- Returns {id, score, priority, matched, …} in listing order: pending by priority DESC,
 -- run_at, id (claim order); scheduled and retry by run_at, id; completed, dead and cancelled
--- by finished_at DESC, id DESC; active by id DESC (a few per worker, read whole). matched is
+-- by finished_at DESC, id DESC (waiting by enqueue time DESC); active by id DESC (a few per worker, read whole). matched is
 -- 1 when the job's payload holds every text (always, without a search), else 0: a search
 -- reads one field of each job listed here, never the jobs into the client.
 local prefix, state, now = ARGV[1], ARGV[2], ARGV[3]
@@ -111,8 +112,8 @@ elseif state == 'scheduled' or state == 'retry' then
   if cursor[1] then first = math.max(first, rank(key, cursor[1], cursor[2], true)) end
   first = first + skip
   take(key, first, first + limit - 1, false, '0')
-elseif state == 'completed' or state == 'dead' or state == 'cancelled' then
-  local key = ({completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7]})[state]
+elseif state == 'completed' or state == 'dead' or state == 'cancelled' or state == 'waiting' then
+  local key = ({completed = KEYS[5], dead = KEYS[6], cancelled = KEYS[7], waiting = KEYS[8]})[state]
   local stop = cursor[1] and rank(key, cursor[1], cursor[2], false) or redis.call('ZCARD', key)
   stop = stop - skip
   take(key, math.max(stop - limit, 0), stop - 1, true, '0')

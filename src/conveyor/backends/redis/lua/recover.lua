@@ -13,6 +13,8 @@
 -- KEYS[9]  {ns:q}:cancelled ZSET cancelled job ids by finished_at
 -- KEYS[10] {ns:q}:cancel   SET   running jobs asked to stop
 -- KEYS[11] {ns:q}:waited   SET   jobs someone waits for (watch.lua)
+-- KEYS[12] {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[13] {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  delete completed jobs finished before this time
@@ -29,7 +31,18 @@ local nownum = tonumber(now)
 local recovered = 0
 -- Wakes whoever waits for a job that just ended (see watch.lua).
 local watched = redis.call('EXISTS', KEYS[11]) == 1
+-- Jobs some job waits for (workflows.py): an end is put in the to-do set, and the caller
+-- tells their dependents (one EXISTS per call for queues without any).
+local parents = redis.call('EXISTS', KEYS[12]) == 1
+local told = 0
+local function tell(id)
+  if parents and redis.call('SREM', KEYS[12], id) == 1 then
+    redis.call('ZADD', KEYS[13], now, id)
+    told = told + 1
+  end
+end
 local function ended(id)
+  tell(id)
   if watched and redis.call('SREM', KEYS[11], id) == 1 then
     local token = prefix .. 'ended:' .. id
     redis.call('LPUSH', token, '1')

@@ -10,13 +10,14 @@
 -- KEYS[7]  {ns:q}:cancelled  ZSET  cancelled job ids
 -- KEYS[8]  {ns:q}:paused     STRING present while paused
 -- KEYS[9]  {ns:q}:counts     HASH  p:<minute> / f:<minute>
+-- KEYS[10] {ns:q}:waiting    ZSET  jobs waiting for others
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  first minute of the history
 --
 -- Returns {paused, pending, scheduled, retry, active, completed, dead, cancelled,
---          oldest due run_at or nil, processed, failed, then minute, processed, failed
---          for each minute of the history}.
+--          oldest due run_at or nil, processed, failed, waiting, then minute, processed,
+--          failed for each minute of the history}.
 -- A waiting job that is due counts as pending, whatever it waited as.
 local prefix, now = ARGV[1], ARGV[2]
 local total, due, oldest = 0, 0, nil
@@ -64,6 +65,7 @@ for i = 1, #counts, 2 do
 end
 out[10] = processed
 out[11] = failed
+out[12] = redis.call('ZCARD', KEYS[10])
 for _, minute in ipairs(minutes) do
   out[#out + 1] = minute
   out[#out + 1] = history[minute][1]

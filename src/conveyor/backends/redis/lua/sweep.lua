@@ -8,6 +8,8 @@
 -- KEYS[4]  {ns:q}:retry      ZSET  ids stored as 'retry'
 -- KEYS[5]  {ns:q}:dead       ZSET  dead job ids by finished_at
 -- KEYS[6]  {ns:q}:cancelled  ZSET  cancelled job ids by finished_at
+-- KEYS[7]  {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
+-- KEYS[8]  {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  at most this many jobs of each kind
@@ -20,6 +22,8 @@
 local prefix, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local WAITING = {scheduled = true, pending = true, retry = true}
 local out = {0}
+-- An expired job some job waits for: its dependents are told by the caller (workflows.py).
+local parents = redis.call('EXISTS', KEYS[7]) == 1
 
 -- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
 -- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
@@ -47,6 +51,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', ARGV[4])
     redis.call('ZADD', KEYS[6], now, id)
+    if parents and redis.call('SREM', KEYS[7], id) == 1 then redis.call('ZADD', KEYS[8], now, id) end
     batch_moved(id, v[1], 'cancelled')
     out[1] = out[1] + 1
   end

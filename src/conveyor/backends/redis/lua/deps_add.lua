@@ -1,0 +1,68 @@
+-- deps_add: store a job that waits for others (the second step of its enqueue, after
+-- deps_link.lua recorded it with each dependency that had not ended).
+--
+-- KEYS[1]  {ns:q}:waiting    ZSET  jobs waiting for others, by enqueue time
+-- KEYS[2]  {ns:q}:cancelled  ZSET  cancelled job ids by finished_at
+-- KEYS[3]  {ns:q}:wo:<id>    SET   the dependencies of job <id> that have not completed
+-- KEYS[4]  {ns:q}:got:<id>   SET   ends of its dependencies that came before the job was
+--                                  stored: an id (completed) or "!" and the note (failed)
+-- KEYS[5]  {ns:q}:prios      ZSET  priorities that have waiting jobs
+-- KEYS[6]  {ns:q}:sched      ZSET  ids stored as 'scheduled', by run_at
+-- KEYS[7]  {ns:q}:wake       LIST  wake-up tokens for idle workers
+-- KEYS[8]  {ns:q}:parents    SET   jobs of the queue some job waits for (a job of the same
+-- KEYS[9]  {ns:q}:deps_todo  ZSET  enqueue may already wait for this one: cancelled, it is
+--                                  put in the to-do set for the caller to tell them)
+-- ARGV[1]  prefix "{ns:q}:"
+-- ARGV[2]  id
+-- ARGV[3]  payload
+-- ARGV[4]  m, "priority|max_attempts|timeout|created_at"
+-- ARGV[5]  run_at
+-- ARGV[6]  its dependencies' ids, space-separated (field af, for dependencies())
+-- ARGV[7]  now
+-- ARGV[8]  the note when a dependency ended dead or cancelled ("" if none did)
+-- ARGV[9…] the dependencies still to complete
+--
+-- Returns the state stored: waiting, pending, scheduled or cancelled ("" when the job was
+-- stored by an earlier try of this call).
+local prefix, id, now = ARGV[1], ARGV[2], ARGV[7]
+local key = prefix .. 'j:' .. id
+if redis.call('EXISTS', key) == 1 then return '' end
+redis.call('HSET', key, 'p', ARGV[3], 'm', ARGV[4], 's', 'waiting', 'ra', ARGV[5], 'af', ARGV[6])
+local note = ARGV[8]
+local done = {}
+for _, got in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if string.sub(got, 1, 1) == '!' then
+    if note == '' then note = string.sub(got, 2) end
+  else
+    done[got] = true
+  end
+end
+redis.call('DEL', KEYS[4])
+if note ~= '' then
+  redis.call('HSET', key, 's', 'cancelled', 'e', note, 'fa', now)
+  redis.call('ZADD', KEYS[2], now, id)
+  if redis.call('SREM', KEYS[8], id) == 1 then redis.call('ZADD', KEYS[9], now, id) end
+  return 'cancelled'
+end
+local left = {}
+for i = 9, #ARGV do
+  if not done[ARGV[i]] then left[#left + 1] = ARGV[i] end
+end
+if #left > 0 then
+  redis.call('SADD', KEYS[3], unpack(left))
+  redis.call('ZADD', KEYS[1], now, id)
+  return 'waiting'
+end
+-- Nothing left to wait for: ready as an enqueue makes it (enqueue.lua).
+local p = string.match(ARGV[4], '^(%-?%d+)|') or '0'
+local run_at = ARGV[5]
+local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
+redis.call('HSET', key, 's', state)
+redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
+redis.call('ZADD', KEYS[5], p, p)
+if state == 'scheduled' then
+  redis.call('ZADD', KEYS[6], run_at, id)
+elseif redis.call('LPUSH', KEYS[7], '1') > 16 then
+  redis.call('LTRIM', KEYS[7], 0, 15)
+end
+return state
