@@ -780,6 +780,18 @@ class RedisCluster:
                     found.append(server)
         return found
 
+    def wait_promoted(self, masters: int, timeout: float = START_TIMEOUT) -> None:
+        """Until ``masters`` running nodes are masters: after a master is killed, until its
+        replica took over. ``wait_ok`` alone is not enough: the other nodes report
+        cluster_state:ok until they agree the dead master failed (node timeout), and a
+        master restarted before its replica took over comes back empty (no persistence here)
+        and the replica copies the empty data set, losing every write it had confirmed."""
+        deadline = time.monotonic() + timeout
+        while len(self.masters_now()) < masters:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took over: {len(self.masters_now())} of {masters} masters")
+            time.sleep(0.05)
+
     def wait_ok(self, timeout: float = START_TIMEOUT) -> None:
         """Until every running node reports cluster_state:ok (after a failover)."""
         deadline = time.monotonic() + timeout

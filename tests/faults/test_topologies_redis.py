@@ -91,7 +91,8 @@ def test_cluster_master_killed(replicas: int, tls: TlsFiles) -> None:
                 masters[0],
             )
             victim.halt(hard=True)
-            cluster.wait_ok()  # its replica took over
+            cluster.wait_promoted(len(masters))  # its replica took over
+            cluster.wait_ok()
             # Started again, as its supervisor would: it rejoins as the new master's replica
             # (until then a durable write to that shard cannot be confirmed, and is refused).
             victim.start()
