@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -90,7 +91,15 @@ SCRIPTS: Final = (
 
 
 def script_source(name: str) -> str:
-    return (files(__package__) / "lua" / f"{name}.lua").read_text()
+    """The script's text, each ``--#include NAME`` line replaced by ``lua/NAME.inc.lua``
+    (Lua in Redis has no ``require``: a piece several scripts share is pasted in here)."""
+    folder = files(__package__) / "lua"
+    return _INCLUDE.sub(
+        lambda m: (folder / f"{m[1]}.inc.lua").read_text(), (folder / f"{name}.lua").read_text()
+    )
+
+
+_INCLUDE = re.compile(r"^--#include (\w+)\n", re.M)
 
 
 class Call:

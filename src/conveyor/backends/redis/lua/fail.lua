@@ -50,19 +50,7 @@ local function ended(id)
     redis.call('EXPIRE', token, 300)
   end
 end
--- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
--- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
--- without batch jobs pays one EXISTS per call.
-local batched = redis.call('EXISTS', prefix .. 'bj') == 1
-local forwarded = 0
-local function batch_moved(id, from, to)
-  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
-  if batch then
-    local seq = redis.call('INCR', prefix .. 'bseq')
-    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
-    forwarded = forwarded + 1
-  end
-end
+--#include batch_moved
 for i = 6, #ARGV, 4 do
   n = n + 1
   local id, retry_at = ARGV[i], ARGV[i + 1]

@@ -25,19 +25,7 @@ local out = {0}
 -- An expired job some job waits for: its dependents are told by the caller (workflows.py).
 local parents = redis.call('EXISTS', KEYS[7]) == 1
 
--- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
--- ("seq|batch|from|to", by a sequence number), for its batch to take in (batches.py); a queue
--- without batch jobs pays one EXISTS per call.
-local batched = redis.call('EXISTS', prefix .. 'bj') == 1
-local forwarded = 0
-local function batch_moved(id, from, to)
-  local batch = batched and redis.call('HGET', prefix .. 'bj', id)
-  if batch then
-    local seq = redis.call('INCR', prefix .. 'bseq')
-    redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. batch .. '|' .. from .. '|' .. to)
-    forwarded = forwarded + 1
-  end
-end
+--#include batch_moved
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   local key = prefix .. 'j:' .. id
