@@ -1761,6 +1761,7 @@ class PostgresBackend(PostgresBatches, Listings):
             if settle is not None:
                 conn.execute(self.sql.settle_ahead, settle)
             workflows.cascade(conn, self.workflow_sql, now)
+            self.prune_batches(conn, completed_before)
             return recovered
 
         return self._run(housekeeping)

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     Conn = Connection[Any]
 
 _T = TypeVar("_T")
+#: Finished batches housekeeping deletes per call, at most.
+PRUNE_BATCHES = 1000
+#: Finished batches that finished before %(before)s, oldest first, through the index of
+#: finished batches (migration 0012; its predicate, spelt the same here), with their
+#: callbacks. A batch re-opened meanwhile (a retry in another transaction) is skipped: FOR
+#: UPDATE re-reads a row changed concurrently against the predicate.
+PRUNE_SQL = """WITH gone AS (
+    DELETE FROM {s}.batches WHERE id IN (
+        SELECT id FROM {s}.batches
+        WHERE total > 0 AND completed + dead + cancelled >= total AND at < %(before)s
+        ORDER BY at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING id)
+DELETE FROM {s}.batch_callbacks WHERE batch_id IN (SELECT id FROM gone)"""
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 
 
@@ -35,6 +48,12 @@ class PostgresBatches:
     if TYPE_CHECKING:
 
         def _run(self, work: Callable[[Conn], _T], retry: bool = True, retry_for: float = ...) -> _T: ...
+
+    def prune_batches(self, conn: Conn, before: float) -> None:
+        """Delete batches that finished before ``before`` (``result_ttl`` ago), at most
+        ``PRUNE_BATCHES`` per call (housekeeping). A job of a pruned batch that moves later
+        (a dead one retried) finds no row to move: it runs as a job of no batch."""
+        conn.execute(PRUNE_SQL.format(s=self.schema), {"before": before, "limit": PRUNE_BATCHES})
 
     def _insert_batch_jobs(self, conn: Conn, records: Sequence[JobRecord]) -> None:
         s = self.schema

@@ -52,7 +52,7 @@ from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
-from .sqlite_batches import SQLiteBatches, batch_schema
+from .sqlite_batches import SQLiteBatches, batch_schema, prune_batches
 
 SCHEMA_VERSION = 6
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
@@ -1060,6 +1060,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
             self._settle_ahead(conn, "", "\U0010ffff", now)
             workflows.cascade(conn, self.ns, now)
+            prune_batches(conn, self.ns, completed_before)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:

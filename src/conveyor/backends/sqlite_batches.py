@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 _ENDED = "('completed','dead','cancelled')"
+#: A batch that has finished: it counts jobs, and every one of them ended (its callbacks were
+#: inserted by the same transaction). The predicate of the index housekeeping prunes by,
+#: spelt the same in the query, which is how SQLite knows the index serves it.
+FINISHED = "total > 0 AND completed + dead + cancelled >= total"
+#: Finished batches housekeeping deletes per call, at most.
+PRUNE_BATCHES = 1000
 
 
 def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
@@ -70,6 +76,9 @@ def batch_schema(ns: str) -> list[str]:
         # A batch's jobs by id (its pages); jobs outside batches have no entry.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
             WHERE batch_id IS NOT NULL""",
+        # Finished batches by when they finished (``at``: the last move, the one that
+        # finished it), for housekeeping; open batches have no entry.
+        f"CREATE INDEX IF NOT EXISTS {ns}_batches_finished ON {ns}_batches (at) WHERE {FINISHED}",
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
                 AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
@@ -217,6 +226,25 @@ class SQLiteBatches:
             (batch_id, after or "", limit),
         )
         return [JobRecord(*row) for row in rows]
+
+
+def prune_batches(conn: sqlite3.Connection, ns: str, before: float) -> int:
+    """Delete batches that finished before ``before`` (``result_ttl`` ago), oldest first, at
+    most ``PRUNE_BATCHES``, through the index of finished batches: the cost does not depend
+    on how many batches or jobs are stored. Open batches are never in that index. A job of a
+    pruned batch that moves later (a dead one retried) finds no row to move: it runs as a
+    job of no batch. Returns how many were deleted."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM {ns}_batches WHERE {FINISHED} AND at < ? ORDER BY at LIMIT ?",
+            (before, PRUNE_BATCHES),
+        )
+    ]
+    if ids:
+        conn.executemany(f"DELETE FROM {ns}_batch_callbacks WHERE batch_id = ?", [(i,) for i in ids])
+        conn.executemany(f"DELETE FROM {ns}_batches WHERE id = ?", [(i,) for i in ids])
+    return len(ids)
 
 
 def _grow(conn: sqlite3.Connection, ns: str, batch_id: str, count: int) -> bool:

@@ -55,6 +55,10 @@ T = TypeVar("T")
 SCRIPTS: Final = (
     "batch_create",
     "batch_add",
+    "batch_ids",
+    "batch_fix",
+    "batch_seal",
+    "batch_prune",
     "batch_apply",
     "batch_read",
     "batch_sent",
