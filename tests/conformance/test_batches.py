@@ -211,3 +211,35 @@ def test_racing_workers_fire_each_callback_once(make_app: Any) -> None:
     while len(seen) < 2 and time.monotonic() < deadline:
         drain(app)
     assert sorted(kind for kind, _ in seen) == ["complete", "success"]
+
+
+def test_finished_batches_go_away_result_ttl_after_they_finished(app: Conveyor) -> None:
+    seen: list[tuple[str, Any]] = []
+    t = _tasks(app, seen)
+    done = app.batch([t["square"].job(i) for i in range(3)], on_complete=t["note"].job("complete"))
+    died = app.batch([t["square"].job(-1)], on_complete=t["note"].job("died"))
+    empty = app.batch([])  # open: it counts no job yet
+    waiting = app.batch([t["square"].using(delay=3600).job(2)])  # open: its job has not run
+    drain(app)
+    drain(app)
+    assert sorted(seen) == [("complete", 5), ("died", 0)]
+    assert done.status()["unfinished"] == 0 and died.status()["dead"] == 1
+    backend = app.backend
+    now = time.time()
+    backend.recover(now, now - 3600)  # finished less than result_ttl ago: kept
+    assert app.get_batch(done.id) is not None and app.get_batch(died.id) is not None
+    (dead,) = [j.id for j in died.iter_jobs()]
+    assert app.retry(dead) == 1  # re-opened: an open batch is never pruned
+    backend.recover(time.time(), time.time() + 1)  # result_ttl later
+    assert app.get_batch(done.id) is None
+    for kept in (died, empty, waiting):
+        found = app.get_batch(kept.id)
+        assert found is not None and found.record.callbacks == kept.refresh().record.callbacks
+    assert app.get_batch(died.id) is not None and died.status()["unfinished"] == 1
+    # Once it finished again it goes too; callbacks never fire again.
+    drain(app)
+    drain(app)
+    backend.recover(time.time(), time.time() + 1)
+    assert app.get_batch(died.id) is None
+    assert app.get_batch(empty.id) is not None and app.get_batch(waiting.id) is not None
+    assert sorted(seen) == [("complete", 5), ("died", 0)]

@@ -32,7 +32,7 @@ PRUNE_BATCHES = 1000
 PRUNE_SQL = """WITH gone AS (
     DELETE FROM {s}.batches WHERE id IN (
         SELECT id FROM {s}.batches
-        WHERE total > 0 AND completed + dead + cancelled >= total AND at < %(before)s
+        WHERE total > 0 AND completed + dead + cancelled - total >= 0 AND at < %(before)s
         ORDER BY at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     RETURNING id)
 DELETE FROM {s}.batch_callbacks WHERE batch_id IN (SELECT id FROM gone)"""

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 _ENDED = "('completed','dead','cancelled')"
 #: A batch that has finished: it counts jobs, and every one of them ended (its callbacks were
 #: inserted by the same transaction). The predicate of the index housekeeping prunes by,
-#: spelt the same in the query, which is how SQLite knows the index serves it.
-FINISHED = "total > 0 AND completed + dead + cancelled >= total"
+#: spelt the same in the query, which is how SQLite knows the index serves it (written
+#: "... >= total", SQLite takes the term for a constraint on ``total`` and no longer matches
+#: it against the index's: the query scans).
+FINISHED = "total > 0 AND completed + dead + cancelled - total >= 0"
 #: Finished batches housekeeping deletes per call, at most.
 PRUNE_BATCHES = 1000
 

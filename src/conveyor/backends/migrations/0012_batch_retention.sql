@@ -6,4 +6,4 @@
 -- transaction) by when they finished: at is the last move, the one that finished them.
 -- Open batches have no entry, so housekeeping reads only what it deletes, however many
 -- batches and jobs are stored. The predicate is spelt as in the pruning query.
-CREATE INDEX batches_finished ON batches (at) WHERE total > 0 AND completed + dead + cancelled >= total;
+CREATE INDEX batches_finished ON batches (at) WHERE total > 0 AND completed + dead + cancelled - total >= 0;

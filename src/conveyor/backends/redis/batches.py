@@ -39,7 +39,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...batch import CALLBACKS, BatchRecord
-from ...errors import BatchClosed
+from redis.exceptions import OutOfMemoryError
+
+from ...errors import BatchClosed, StoreFull
 from ...job import PENDING, JobRecord
 from .wire import Call
 
@@ -222,12 +224,20 @@ class RedisBatches:
                 kept = self._repair_intake(member)
             except Exception:
                 log.warning("batch %s: repair after a failed store left to housekeeping", batch_id, exc_info=True)
-                exc.add_note(f"batch {batch_id}: housekeeping repairs it within {INTAKE_DEADLINE:.0f} s")
+                told = f"housekeeping repairs it within {INTAKE_DEADLINE:.0f} s"
             else:
-                exc.add_note(
-                    f"batch {batch_id}: {kept} of the {len(records)} jobs of this call were stored"
-                    + ("; the batch counts those" if kept or not creation else "; no batch was kept")
+                told = f"{kept} of the {len(records)} jobs of this call were stored" + (
+                    "; the batch counts those, and its callbacks fire once they end"
+                    if kept or not creation
+                    else "; no batch was kept"
                 )
+            if isinstance(exc, OutOfMemoryError) or str(exc).startswith("OOM "):
+                raise StoreFull(
+                    f"Redis is out of memory ({exc}) while storing the jobs of batch {batch_id}: "
+                    f"{told}. Let the workers drain (completions free memory), lower result_ttl, "
+                    "or raise maxmemory"
+                ) from exc
+            exc.add_note(f"batch {batch_id}: {told}")
             raise
         self._seal(batch_id, member, repaired=False)
 
