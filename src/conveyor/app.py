@@ -864,6 +864,37 @@ class Conveyor:
         callbacks_info: dict[str, tuple[str, float | None]] = {kind: (r.id, None) for kind, r in callbacks}
         return Batch(self, dataclasses.replace(info, callbacks=callbacks_info), handles)
 
+    async def abatch(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        on_success: JobSpec | None = None,
+        on_complete: JobSpec | None = None,
+        on_death: JobSpec | None = None,
+        parent: Batch | str | None = None,
+    ) -> Batch:
+        """``batch`` for async code: the jobs are built and the batch is stored on a thread,
+        so the event loop runs on meanwhile (as ``aenqueue_many`` does for what it cannot
+        send through the async store); the same batch, the same rules."""
+        import asyncio
+
+        specs = list(jobs)
+        return await asyncio.to_thread(
+            self.batch, specs, on_success=on_success, on_complete=on_complete, on_death=on_death, parent=parent
+        )
+
+    async def achain(self, *specs: JobSpec) -> list[Job]:
+        """``chain`` for async code (stored on a thread: the event loop runs on)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.chain, *specs)
+
+    async def aget_batch(self, batch_id: str) -> Batch | None:
+        """``get_batch`` for async code."""
+        import asyncio
+
+        return await asyncio.to_thread(self.get_batch, batch_id)
+
     def get_batch(self, batch_id: str) -> Batch | None:
         """The batch with this id, its counters fresh from the store; None if there is none."""
         store = self.backend

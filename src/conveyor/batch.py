@@ -193,6 +193,41 @@ class Batch:
         self.jobs += added
         return added
 
+    # -- for async code: the store's work on a thread, the event loop runs on -------------
+    async def astatus(self) -> dict[str, int]:
+        """``status()`` for async code."""
+        import asyncio
+
+        return await asyncio.to_thread(self.status)
+
+    async def aadd(self, jobs: JobSpec | Iterable[JobSpec], *more: JobSpec) -> list[Job]:
+        """``add()`` for async code."""
+        import asyncio
+
+        specs = _specs(jobs, more)
+        return await asyncio.to_thread(self.add, specs)
+
+    async def await_done(self, timeout: float | None = None) -> dict[str, int]:
+        """``wait()`` for async code: the status once every job ended, read again with the
+        same backoff (10 ms to 0.5 s), the loop free between reads; ``TimeoutError`` if some
+        job has not ended within ``timeout`` seconds."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            status = await self.astatus()
+            if status["unfinished"] <= 0:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"batch {self.id}: {status['unfinished']} of {status['total']} jobs "
+                    f"have not ended after {timeout} s"
+                )
+            left = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
+
     def jobs_page(self, after: str | None = None, limit: int = PAGE) -> list[Job]:
         """Snapshots (with return values) of up to ``limit`` jobs of the batch, by id, after
         the id ``after``: one page read through the store's index."""

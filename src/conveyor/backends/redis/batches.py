@@ -436,6 +436,15 @@ class RedisBatches:
         elif late:
             self.forward_batches(late)
 
+    def settle_batches(self) -> bool:
+        """Wait until the batch moves this process's acknowledgements handed to the
+        forwarder thread (Cluster) are taken in and their callbacks enqueued; whether there
+        is such a thread (``conveyor.testing.drain`` then looks for jobs once more)."""
+        if self._forwarding is None or self._forwarding.pid != os.getpid():
+            return False
+        self._forwarding.flush()
+        return True
+
     def _forwarder(self) -> Forwarder:
         forwarder = self._forwarding
         if forwarder is None or forwarder.pid != os.getpid():  # a forked child starts its own
