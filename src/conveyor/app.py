@@ -880,7 +880,12 @@ class Conveyor:
 
         specs = list(jobs)
         return await asyncio.to_thread(
-            self.batch, specs, on_success=on_success, on_complete=on_complete, on_death=on_death, parent=parent
+            self.batch,
+            specs,
+            on_success=on_success,
+            on_complete=on_complete,
+            on_death=on_death,
+            parent=parent,
         )
 
     async def achain(self, *specs: JobSpec) -> list[Job]:

@@ -27,7 +27,7 @@ def _tasks(app: Conveyor, seen: list[Any]) -> dict[str, Any]:
     def note(kind: str) -> None:
         cur = current_job()
         assert cur is not None
-        total = None
+        total: Any = None
         if cur.batch_id is not None:
             batch = app.get_batch(cur.batch_id)
             assert batch is not None
@@ -74,7 +74,7 @@ def test_abatch_and_achain_keep_the_loop_running(app: Conveyor) -> None:
         assert ticks > 10  # the loop ran while the store worked
         return batch, chain
 
-    batch, chain = asyncio.run(main())
+    batch, _ = asyncio.run(main())
     drain(app)
     status = asyncio.run(batch.await_done(timeout=10))
     assert status == {"total": 2001, "completed": 2001, "dead": 0, "cancelled": 0, "unfinished": 0}

@@ -135,7 +135,9 @@ def test_a_client_killed_while_it_makes_a_batch_leaves_it_whole_for_housekeeping
 def test_a_full_server_during_a_batch_keeps_what_was_stored_consistent() -> None:
     """maxmemory reached while a batch's jobs are stored: the error says how many were
     stored, the batch counts exactly those, and once memory is back its callbacks run once."""
-    server = RedisServer(appendonly=False, extra_args=["--maxmemory", "5mb", "--maxmemory-policy", "noeviction"])
+    server = RedisServer(
+        appendonly=False, extra_args=["--maxmemory", "5mb", "--maxmemory-policy", "noeviction"]
+    )
     server.start()
     app = Conveyor(server.url, namespace=f"oom{os.getpid()}")
     runs: list[int] = []

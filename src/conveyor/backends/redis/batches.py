@@ -38,9 +38,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...batch import CALLBACKS, BatchRecord
 from redis.exceptions import OutOfMemoryError
 
+from ...batch import CALLBACKS, BatchRecord
 from ...errors import BatchClosed, StoreFull
 from ...job import PENDING, JobRecord
 from .wire import Call
@@ -178,7 +178,9 @@ class RedisBatches:
             args += [kind, r.id, r.queue, f"{int(r.priority)}|{int(r.max_attempts)}|{timeout}", r.payload]
         # Two round trips, not one pipeline: a call the server answers NOSCRIPT is run again
         # after the others, so a pipeline does not keep one script's call behind another's.
-        (created,) = self._wire.run([Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True)
+        (created,) = self._wire.run(
+            [Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True
+        )
         if int(created) == 0:
             raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
         self._fill(batch.id, member, records, creation=True)
@@ -223,7 +225,9 @@ class RedisBatches:
             try:
                 kept = self._repair_intake(member)
             except Exception:
-                log.warning("batch %s: repair after a failed store left to housekeeping", batch_id, exc_info=True)
+                log.warning(
+                    "batch %s: repair after a failed store left to housekeeping", batch_id, exc_info=True
+                )
                 told = f"housekeeping repairs it within {INTAKE_DEADLINE:.0f} s"
             else:
                 told = f"{kept} of the {len(records)} jobs of this call were stored" + (
@@ -288,7 +292,10 @@ class RedisBatches:
                 self._wire.run(
                     [
                         Call("batch_fix", self.keys.batch_fix(batch_id), missing),
-                        *(Call(None, "HDEL", self.keys.prefix(q) + "bj", *ids) for q, ids in by_queue.items()),
+                        *(
+                            Call(None, "HDEL", self.keys.prefix(q) + "bj", *ids)
+                            for q, ids in by_queue.items()
+                        ),
                     ],
                     durable=True,
                 )
@@ -553,7 +560,9 @@ class RedisBatches:
         self.forward_batches(queues)
         self.fire_callbacks()
         prefix = self.keys.batch_prefix()
-        for member in self.client.zrangebyscore(prefix + "intake", "-inf", repr(now), start=0, num=REPAIR_PAGE):
+        for member in self.client.zrangebyscore(
+            prefix + "intake", "-inf", repr(now), start=0, num=REPAIR_PAGE
+        ):
             self._repair_intake(_text(member))
         self._wire.run(
             [Call("batch_prune", self.keys.batch_prune(), [prefix, repr(finished_before), PRUNE_PAGE])]

@@ -211,7 +211,9 @@ class Wire:
             again = self.pipeline([*loads, *(calls[i] for i in missing)], durable)[len(loads) :]
             for i, result in zip(missing, again, strict=True):
                 first = before.get(i)
-                results[i] = [*first, *result] if isinstance(first, list) and isinstance(result, list) else result
+                results[i] = (
+                    [*first, *result] if isinstance(first, list) and isinstance(result, list) else result
+                )
         return results
 
     def durable_commands(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
