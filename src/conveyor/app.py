@@ -592,10 +592,10 @@ class Conveyor:
     ) -> None:
         """A batch of which some jobs wait for others: the store decides, per dependency,
         whether it completed, failed or is still to come, atomically with its end."""
-        if connection is not None:
+        if connection is not None and not hasattr(self.backend, "enqueue_after_in"):
             raise ConfigurationError(
-                "using(connection=...) cannot be combined with after= (a chain): dependencies "
-                "are recorded by the store's own transaction"
+                "using(connection=...) needs the PostgreSQL store, whose jobs can join the "
+                "caller's transaction"
             )
         for record in records:
             if SEP in record.queue and record.id in after:
@@ -609,6 +609,13 @@ class Conveyor:
         now = self.clock()
         # An id the store does not hold is taken as a job pruned after it completed when it
         # is older than result_ttl (ids are time-ordered); a younger one is an error.
+        if connection is not None:
+            # In the caller's transaction: the jobs, their edges and the locks on their
+            # dependencies last until it commits (PostgreSQL only).
+            store.enqueue_after_in(  # type: ignore[attr-defined]
+                connection, records, after, now, now - self.result_ttl, self.max_queue_length
+            )
+            return
         store.enqueue_after(records, after, now, now - self.result_ttl, self.max_queue_length)
 
     def chain(self, *specs: JobSpec) -> list[Job]:

@@ -1303,6 +1303,29 @@ class PostgresBackend(PostgresBatches, Listings):
                 self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR
             )
 
+    def enqueue_after_in(
+        self,
+        connection: Any,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        """``enqueue_after`` through the caller's connection, inside its transaction (as
+        ``enqueue_in``): the jobs and their edges exist only if it commits."""
+        if records:
+            workflows.enqueue_after(
+                self,
+                records,
+                after,
+                now,
+                pruned_before,
+                max_queue_length,
+                0.0,
+                _unwrap_connection(connection),
+            )
+
     def dependencies(self, job_id: str) -> list[str]:
         return workflows.dependencies(self, job_id)
 
