@@ -569,9 +569,12 @@ class Conveyor:
             if opts.unique_for is not None or opts.expires is not None or opts.after is not None:
                 if opts.after is not None:
                     # Stored waiting (the store may release it at once): the handle says so.
+                    # An expiry counts from now, waiting included (docs/workflows.md).
                     after[job_id] = opts.after
                     record.state = WAITING
                     object.__setattr__(job, "state", WAITING)
+                    if opts.expires is not None:
+                        _lifecycle(record, spec, now)
                 else:
                     each.append(len(records))
                     _lifecycle(record, spec, now)

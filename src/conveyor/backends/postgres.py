@@ -170,6 +170,9 @@ _COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 _WAITING = "('scheduled','pending','retry')"
+#: States an expiry cancels: not started yet, waiting for other jobs included (whose own
+#: dependents the triggers of migration 0011 cancel in the same statement).
+_EXPIRING = "('scheduled','pending','retry','waiting')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
@@ -817,7 +820,7 @@ class _Statements:
         # The expired, whatever their state: the waiting ones end cancelled, and every one
         # leaves jobs_expires (a job that ran before its expiry keeps no entry there).
         self.expire = (
-            f"WITH due AS (SELECT id, state IN {_WAITING} AS waiting FROM {s}.jobs"
+            f"WITH due AS (SELECT id, state IN {_EXPIRING} AS waiting FROM {s}.jobs"
             f" WHERE expires_at IS NOT NULL AND expires_at <= %(now)s ORDER BY expires_at"
             f" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
             f" cancelled AS (UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s,"

@@ -149,6 +149,10 @@ def link(
     if max_queue_length is not None:
         store._check_length(conn, records, max_queue_length, params["queues"])
     store._insert(conn, records, params)
+    expiring = [(r.expires_at, r.id) for r in records if r.expires_at is not None]
+    if expiring:  # rare: after= with expires
+        with conn.cursor() as cur:
+            cur.executemany(f"UPDATE {store.schema}.jobs SET expires_at = %s WHERE id = %s", expiring)
     conn.execute(sql.mark, mark)
     conn.execute(sql.edges, edges)
     if flag:

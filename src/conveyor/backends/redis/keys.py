@@ -251,7 +251,18 @@ class Keys:
     def sweep(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         return [
-            p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled", "parents", "deps_todo")
+            p + n
+            for n in (
+                "expires",
+                "prios",
+                "sched",
+                "retry",
+                "dead",
+                "cancelled",
+                "parents",
+                "deps_todo",
+                "waiting",
+            )
         ]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
@@ -288,7 +299,7 @@ class Keys:
     def deps_add(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)
         names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "prios", "sched", "wake")
-        return [p + n for n in (*names, "parents", "deps_todo")]
+        return [p + n for n in (*names, "parents", "deps_todo", "expires")]
 
     def deps_release(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)

@@ -80,7 +80,8 @@ def _add(
 ) -> Call:
     keys = store.keys
     args = [keys.prefix(queue), r.id, r.payload, _meta(r), repr(float(r.run_at)), " ".join(deps), now, note]
-    return Call("deps_add", keys.deps_add(queue, r.id), [*args, *waiting])
+    expires = "" if r.expires_at is None else repr(float(r.expires_at))
+    return Call("deps_add", keys.deps_add(queue, r.id), [*args, expires, *waiting])
 
 
 def _decide(

@@ -12,6 +12,7 @@
 -- KEYS[8]  {ns:q}:parents    SET   jobs of the queue some job waits for (a job of the same
 -- KEYS[9]  {ns:q}:deps_todo  ZSET  enqueue may already wait for this one: cancelled, it is
 --                                  put in the to-do set for the caller to tell them)
+-- KEYS[10] {ns:q}:expires    ZSET  ids of jobs with an expiry, by it (sweep.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  id
 -- ARGV[3]  payload
@@ -20,7 +21,8 @@
 -- ARGV[6]  its dependencies' ids, space-separated (field af, for dependencies())
 -- ARGV[7]  now
 -- ARGV[8]  the note when a dependency ended dead or cancelled ("" if none did)
--- ARGV[9…] the dependencies still to complete
+-- ARGV[9]  its expiry ("" = none): counted from enqueue, waiting included (sweep.lua)
+-- ARGV[10…] the dependencies still to complete
 --
 -- Returns the state stored: waiting, pending, scheduled or cancelled ("" when the job was
 -- stored by an earlier try of this call).
@@ -28,6 +30,10 @@ local prefix, id, now = ARGV[1], ARGV[2], ARGV[7]
 local key = prefix .. 'j:' .. id
 if redis.call('EXISTS', key) == 1 then return '' end
 redis.call('HSET', key, 'p', ARGV[3], 'm', ARGV[4], 's', 'waiting', 'ra', ARGV[5], 'af', ARGV[6])
+if ARGV[9] ~= '' then
+  redis.call('HSET', key, 'x', ARGV[9])
+  redis.call('ZADD', KEYS[10], ARGV[9], id)
+end
 local note = ARGV[8]
 local done = {}
 for _, got in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -45,7 +51,7 @@ if note ~= '' then
   return 'cancelled'
 end
 local left = {}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   if not done[ARGV[i]] then left[#left + 1] = ARGV[i] end
 end
 if #left > 0 then
