@@ -603,8 +603,10 @@ class Conveyor:
         for record in records:
             if SEP in record.queue and record.id in after:
                 raise ConfigurationError(
-                    f"job {record.id}: after= is not supported for tasks with concurrency= or "
-                    "rate= limits yet"
+                    f"job {record.id}: after= is not supported yet for tasks with concurrency= "
+                    "or rate= limits: a released job must also be offered to its limit's bucket, "
+                    "which the stores' release steps do not do. Let an unlimited task that waits "
+                    "for the job enqueue the limited one (docs/workflows.md)"
                 )
         store = self.backend
         if not isinstance(store, StoresDependencies):
@@ -923,7 +925,10 @@ class Conveyor:
         if not opts.plain or opts.connection is not None:
             raise ConfigurationError(
                 f"{where}: a batch's jobs and callbacks take no unique_for, expires, after or "
-                "connection (the store counts each one it stores)"
+                "connection: the store counts every job the batch stores, so none may be left "
+                "out as a duplicate (unique_for) or stored outside the batch's own step "
+                "(connection, after). To run a batch after a job, enqueue it from a task that "
+                "waits for that job (using(after=...)); docs/workflows.md"
             )
 
     def _batch_records(self, batch_id: str, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job]]:
