@@ -850,7 +850,7 @@ class Conveyor:
             )
         now = self.clock()
         batch_id = new_id()
-        records, handles = self._batch_records(batch_id, specs)
+        records, handles, after = self._batch_records(batch_id, specs)
         callbacks: list[tuple[str, JobRecord]] = []
         when = datetime.fromtimestamp(now, UTC)
         for kind, spec in (("success", on_success), ("complete", on_complete), ("death", on_death)):
@@ -870,7 +870,12 @@ class Conveyor:
         store = self.backend
         if not isinstance(store, StoresBatches):
             raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
-        store.create_batch(info, records, callbacks, now)
+        if after:  # jobs of the batch that wait for others (the rare path)
+            store.create_batch(
+                info, records, callbacks, now, after=after, pruned_before=now - self.result_ttl
+            )
+        else:
+            store.create_batch(info, records, callbacks, now)
         for mw in self.middleware:
             mw.after_enqueue(records)
         callbacks_info: dict[str, tuple[str, float | None]] = {kind: (r.id, None) for kind, r in callbacks}
@@ -922,26 +927,32 @@ class Conveyor:
 
     def _check_batch_spec(self, spec: JobSpec, where: str) -> None:
         opts = spec.options
+        if where == "batch" and opts.unique_for is None and opts.expires is None and opts.connection is None:
+            return  # a job of the batch may wait for others (after=)
         if not opts.plain or opts.connection is not None:
             raise ConfigurationError(
-                f"{where}: a batch's jobs and callbacks take no unique_for, expires, after or "
-                "connection: the store counts every job the batch stores, so none may be left "
-                "out as a duplicate (unique_for) or stored outside the batch's own step "
-                "(connection, after). To run a batch after a job, enqueue it from a task that "
-                "waits for that job (using(after=...)); docs/workflows.md"
+                f"{where}: a batch's jobs take no unique_for, expires or connection, and its "
+                "callbacks no after= either: the store counts every job the batch stores, so "
+                "none may be left out as a duplicate (unique_for) or stored outside the batch's "
+                "own step (connection); a callback is enqueued when the batch decides "
+                "(docs/workflows.md)"
             )
 
-    def _batch_records(self, batch_id: str, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job]]:
+    def _batch_records(
+        self, batch_id: str, specs: list[JobSpec]
+    ) -> tuple[list[JobRecord], list[Job], dict[str, tuple[str, ...]]]:
+        """The records and handles of a batch's jobs, and the dependencies of those that
+        wait for others (id -> ids; stored ``waiting``)."""
         _check_specs(specs, "batch")
         for spec in specs:
             self._check_batch_spec(spec, "batch")
-        records, handles, _, _, _ = self._build_many(specs)
+        records, handles, _, _, after = self._build_many(specs)
         for record, job in zip(records, handles, strict=True):
             record.batch_id = batch_id
             # Job.enqueued built the handle's __dict__ itself; a replace() would cost more
             # than the rest of its enqueue.
             job.__dict__["batch_id"] = batch_id
-        return records, handles
+        return records, handles, after
 
     def _add_to_batch(self, batch_id: str, specs: list[JobSpec]) -> list[Job]:
         if len(specs) >= _GC_PAUSE_FROM and gc.isenabled():
@@ -950,7 +961,7 @@ class Conveyor:
                 return self._add_to_batch(batch_id, specs)
             finally:
                 gc.enable()
-        records, handles = self._batch_records(batch_id, specs)
+        records, handles, after = self._batch_records(batch_id, specs)
         if not records:
             return []
         store = self.backend
@@ -958,7 +969,13 @@ class Conveyor:
             raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
         for mw in self.middleware:
             mw.before_enqueue(records)
-        if not store.add_to_batch(batch_id, records, self.clock()):
+        now = self.clock()
+        added = (
+            store.add_to_batch(batch_id, records, now, after=after, pruned_before=now - self.result_ttl)
+            if after
+            else store.add_to_batch(batch_id, records, now)
+        )
+        if not added:
             raise BatchClosed(
                 f"batch {batch_id} is not open (every job it counted has ended, or there is no "
                 "such batch): nothing was added"

@@ -34,7 +34,7 @@ then (which re-opens ``outer`` if it had finished meanwhile).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -90,15 +90,29 @@ class StoresBatches(Protocol):
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         """Store the batch (``batch.total`` counts ``records``), its callback records by kind
         (stored, not enqueued), and its jobs (each with ``batch_id`` set); with a
         ``parent``, count this batch's on_complete in the parent, atomically with the check
-        that the parent is open (``BatchClosed`` if not)."""
+        that the parent is open (``BatchClosed`` if not). ``after``: the jobs that wait for
+        others (stored ``waiting``, as ``StoresDependencies.enqueue_after`` stores them;
+        one cancelled by a dependency counts as cancelled in the batch)."""
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         """If the batch is open, count ``records`` in it and store them, atomically;
-        False (nothing stored) if it is not open or does not exist."""
+        False (nothing stored) if it is not open or does not exist. ``after`` as in
+        ``create_batch``."""
 
     def get_batch(self, batch_id: str) -> BatchRecord | None: ...
 

@@ -243,3 +243,35 @@ def test_finished_batches_go_away_result_ttl_after_they_finished(app: Conveyor) 
     assert app.get_batch(died.id) is None
     assert app.get_batch(empty.id) is not None and app.get_batch(waiting.id) is not None
     assert sorted(seen) == [("complete", 5), ("died", 0)]
+
+
+def test_a_batchs_jobs_may_wait_for_other_jobs(app: Conveyor) -> None:
+    """Jobs of a batch with after=: they wait (the batch counts them as not ended), are
+    released when their dependencies complete, and one whose dependency dies ends cancelled
+    and counts so in the batch, which then finishes and fires its callbacks once."""
+    seen: list[tuple[str, Any]] = []
+    t = _tasks(app, seen)
+    first = t["square"].using(queue="deps").enqueue(3)
+    doomed = t["square"].using(queue="deps").enqueue(-1)
+    gone = t["square"].using(queue="deps").enqueue(1)
+    app.cancel(gone.id)  # already ended: the job that waits for it is cancelled at once
+    batch = app.batch(
+        [
+            t["square"].job(2),
+            t["square"].using(after=[first]).job(4),
+            t["square"].using(queue="other", after=[first, doomed.id]).job(5),
+            t["square"].using(after=[gone]).job(6),
+        ],
+        on_success=t["note"].job("success"),
+        on_complete=t["note"].job("complete"),
+    )
+    assert [j.state for j in batch.jobs] == ["pending", "waiting", "waiting", "waiting"]
+    assert batch.status() == {"total": 4, "completed": 0, "dead": 0, "cancelled": 1, "unfinished": 3}
+    added = batch.add(t["square"].using(after=[first]).job(7))
+    assert added[0].state == "waiting" and batch.status()["total"] == 5
+    drain(app)
+    drain(app)
+    assert batch.wait(timeout=10) == {"total": 5, "completed": 3, "dead": 0, "cancelled": 2, "unfinished": 0}
+    drain(app)
+    assert seen == [("complete", 4 + 16 + 49)]
+    assert app.get_job(batch.jobs[2].id).last_error == f"dependency {doomed.id} ended dead"  # type: ignore[union-attr]

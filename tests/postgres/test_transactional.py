@@ -88,7 +88,7 @@ def test_after_joins_the_transaction(make_app: AppFactory, db_url: str) -> None:
     edges exist only if the transaction commits, and a dependency that completes while the
     transaction is open is waited for (its row is locked), then releases the job."""
     app, add = _app(make_app)
-    first = add.enqueue(1, 1)
+    first = add.enqueue(1, 1)  # type: ignore[attr-defined]
     with psycopg.connect(db_url) as conn:
         lost = add.using(connection=conn, after=[first]).enqueue(0, 0)  # type: ignore[attr-defined]
         conn.rollback()

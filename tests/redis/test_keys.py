@@ -142,7 +142,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         batch = app.batch([task.job(i) for i in range(2)], on_complete=task.job(9))  # batch_create
         batch.add(task.job(3))  # batch_add
         # An add whose client died with its jobs listed, none stored: its deadline passed.
-        records, _ = app._batch_records(batch.id, [task.job(4)])
+        records, _, _ = app._batch_records(batch.id, [task.job(4)])
         member = _intake(batch.id, "a", records)
         backend._wire.run([Call("batch_add", backend.keys.batch_add(batch.id), [member, "0"])])
         backend._wire.run(backend._ids_calls(batch.id, member, records))

@@ -11,7 +11,7 @@ one transaction sees a callback due and not yet fired. Each trigger's WHEN names
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..batch import BatchRecord
@@ -165,6 +165,9 @@ class SQLiteBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         with self._write() as conn:
             if batch.parent is not None and not _grow(conn, self.ns, batch.parent, 1):
@@ -194,12 +197,24 @@ class SQLiteBatches:
             # The callbacks' queues are known to workers before any callback is due.
             self._register(conn, [r.queue for _, r in callbacks])
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         with self._write() as conn:
             if not _grow(conn, self.ns, batch_id, len(records)):
                 return False
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
         return True
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -228,6 +243,22 @@ class SQLiteBatches:
             (batch_id, after or "", limit),
         )
         return [JobRecord(*row) for row in rows]
+
+
+def _link(
+    conn: sqlite3.Connection,
+    ns: str,
+    records: Sequence[JobRecord],
+    after: Mapping[str, tuple[str, ...]],
+    now: float,
+    pruned_before: float,
+) -> None:
+    """Jobs of the batch that wait for others, inserted ``waiting`` by this transaction:
+    their edges, in the same transaction (sqlite_workflows.link); one a dependency cancels at
+    once moves out of ``waiting`` by an UPDATE, which the batch's trigger counts."""
+    from . import sqlite_workflows
+
+    sqlite_workflows.link(conn, ns, records, dict(after), now, pruned_before)
 
 
 def prune_batches(conn: sqlite3.Connection, ns: str, before: float) -> int:

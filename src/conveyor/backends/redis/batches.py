@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import OutOfMemoryError
@@ -164,6 +164,9 @@ class RedisBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         member = _intake(batch.id, "c", records)
         args: list[Any] = [
@@ -183,9 +186,19 @@ class RedisBatches:
         )
         if int(created) == 0:
             raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
-        self._fill(batch.id, member, records, creation=True)
+        self._fill(
+            batch.id, member, records, creation=True, after=after, now=now, pruned_before=pruned_before
+        )
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         member = _intake(batch_id, "a", records)
         (grown,) = self._wire.run(
             [Call("batch_add", self.keys.batch_add(batch_id), [member, repr(time.time() + INTAKE_DEADLINE)])],
@@ -193,7 +206,9 @@ class RedisBatches:
         )
         if not int(grown):
             return False
-        self._fill(batch_id, member, records, creation=False)
+        self._fill(
+            batch_id, member, records, creation=False, after=after, now=now, pruned_before=pruned_before
+        )
         return True
 
     def _ids_calls(self, batch_id: str, member: str, records: Sequence[JobRecord]) -> list[Call]:
@@ -205,7 +220,16 @@ class RedisBatches:
             for start in range(0, len(records), CHUNK)
         ]
 
-    def _fill(self, batch_id: str, member: str, records: Sequence[JobRecord], creation: bool) -> None:
+    def _fill(
+        self,
+        batch_id: str,
+        member: str,
+        records: Sequence[JobRecord],
+        creation: bool,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        now: float = 0.0,
+        pruned_before: float = 0.0,
+    ) -> None:
         """Store an intake's jobs (listed and counted already), then seal it. If storing
         fails (a full store, a lost connection), the intake is repaired at once, as
         housekeeping would after its deadline: the jobs not stored leave the count (a
@@ -218,7 +242,10 @@ class RedisBatches:
                 os.kill(os.getpid(), signal.SIGKILL)
             if _FAULT == "ids":  # listed and counted, none stored
                 os.kill(os.getpid(), signal.SIGKILL)
-            self._store_batch_jobs(batch_id, records, listed=True)
+            if after:
+                self._store_waiting_batch_jobs(batch_id, records, after, now, pruned_before)
+            else:
+                self._store_batch_jobs(batch_id, records, listed=True)
             if _FAULT == "seal":  # all stored, the intake not sealed
                 os.kill(os.getpid(), signal.SIGKILL)
         except Exception as exc:
@@ -310,6 +337,36 @@ class RedisBatches:
             " (no batch kept)" if dropped else "",
         )
         return kept
+
+    def _store_waiting_batch_jobs(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        after: Mapping[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+    ) -> None:
+        """A batch some of whose jobs wait for others (the rare path): every job marked in
+        its queue's batch index first, then all stored as ``enqueue_after`` stores them
+        (workflows.py); a job a dependency cancels counts as cancelled in the batch (the
+        dependency scripts write the move to the outbox, as every end does)."""
+        from . import workflows
+
+        marks: list[Call] = []
+        for queue, batch in self._split(records).items():
+            for r in batch:  # a partitioned queue's job goes to the partition marked for it
+                r.queue = queue
+            marks.append(
+                Call(
+                    None,
+                    "HSET",
+                    self.keys.prefix(queue) + "bj",
+                    *(x for r in batch for x in (r.id, batch_id)),
+                )
+            )
+        self._wire.run(marks, durable=True)
+        workflows.enqueue_after(self, records, dict(after), now, pruned_before, None)  # type: ignore[arg-type]
+        self.forward_batches({r.queue for r in records})
 
     def _store_batch_jobs(self, batch_id: str, records: Sequence[JobRecord], listed: bool = False) -> None:
         """Mark each job in its queue's batch index, then store it (enqueue.lua), a chunk at a

@@ -190,6 +190,7 @@ def _pipelined(
     ]
     if cancelled:
         advance(store, {r.queue for r in rest}, now)
+        store.forward_batches({r.queue for r in rest if r.batch_id is not None})
 
 
 def _one_by_one(
@@ -323,6 +324,15 @@ def advance(
                     )
         results = store._wire.run(steps) if steps else []
         changed += sum(1 for result in results if result)
+        # A cancelled dependent of a batch moved its batch's counters (deps_cancel.lua's
+        # outbox entry): taken in now, as after any end (rare: cancellations only).
+        moved = {
+            q
+            for q, call, result in zip(targets, steps, results, strict=True)
+            if call.script == "deps_cancel" and result
+        }
+        if moved:
+            store.forward_batches(moved)
         store._wire.run(
             [Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents]
         )

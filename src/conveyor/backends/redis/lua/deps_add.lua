@@ -29,6 +29,7 @@
 local prefix, id, now = ARGV[1], ARGV[2], ARGV[7]
 local key = prefix .. 'j:' .. id
 if redis.call('EXISTS', key) == 1 then return '' end
+--#include batch_moved
 redis.call('HSET', key, 'p', ARGV[3], 'm', ARGV[4], 's', 'waiting', 'ra', ARGV[5], 'af', ARGV[6])
 if ARGV[9] ~= '' then
   redis.call('HSET', key, 'x', ARGV[9])
@@ -47,6 +48,7 @@ redis.call('DEL', KEYS[4])
 if note ~= '' then
   redis.call('HSET', key, 's', 'cancelled', 'e', note, 'fa', now)
   redis.call('ZADD', KEYS[2], now, id)
+  batch_moved(id, 'waiting', 'cancelled')  -- a job of a batch counts as cancelled there
   if redis.call('SREM', KEYS[8], id) == 1 then redis.call('ZADD', KEYS[9], now, id) end
   return 'cancelled'
 end
