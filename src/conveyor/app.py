@@ -600,14 +600,6 @@ class Conveyor:
                 "using(connection=...) needs the PostgreSQL store, whose jobs can join the "
                 "caller's transaction"
             )
-        for record in records:
-            if SEP in record.queue and record.id in after:
-                raise ConfigurationError(
-                    f"job {record.id}: after= is not supported yet for tasks with concurrency= "
-                    "or rate= limits: a released job must also be offered to its limit's bucket, "
-                    "which the stores' release steps do not do. Let an unlimited task that waits "
-                    "for the job enqueue the limited one (docs/workflows.md)"
-                )
         store = self.backend
         if not isinstance(store, StoresDependencies):
             raise ConfigurationError(f"the store at {redact_url(self.url)} does not support after=")

@@ -289,3 +289,36 @@ def test_after_with_unique_for_is_refused_with_why(app: Conveyor) -> None:
     a = step.enqueue(1)
     with pytest.raises(ConfigurationError, match="unique key is taken by the store's own"):
         step.using(after=[a], unique_for=60).enqueue(2)
+
+
+def test_limited_tasks_wait_for_others(app: Conveyor) -> None:
+    """after= on tasks with concurrency= (per key) and rate= limits, and a chain through
+    them: released, each job is offered to its limit's bucket and runs under its limit."""
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    @app.task(name="l.first", queue="q1")
+    def first(n: int) -> int:
+        return n
+
+    @app.task(name="l.lim", concurrency=1, limit_key=lambda n: f"k{n % 2}")
+    def lim(n: int) -> int:
+        with lock:
+            seen.append(n)
+        return n
+
+    @app.task(name="l.rate", rate="100/s")
+    def rate(n: int) -> int:
+        with lock:
+            seen.append(100 + n)
+        return n
+
+    a = first.enqueue(1)
+    jobs = [lim.using(after=[a]).enqueue(i) for i in range(4)]
+    rate.using(after=[a]).enqueue(1)
+    chain = app.chain(first.job(2), lim.job(10), rate.job(20))
+    assert [_state(app, j.id) for j in jobs] == ["waiting"] * 4
+    drain(app)
+    drain(app)
+    assert sorted(seen) == [0, 1, 2, 3, 10, 101, 120]
+    assert [_state(app, j.id) for j in chain] == ["completed"] * 3

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UnknownDependency
 from ...job import CANCELLED, COMPLETED, DEAD, JobRecord, dependency_note, id_time
+from ...limits import SEP
 from .keys import DEFAULT
 from .records import meta_field
 from .wire import Call
@@ -81,7 +82,13 @@ def _add(
     keys = store.keys
     args = [keys.prefix(queue), r.id, r.payload, _meta(r), repr(float(r.run_at)), " ".join(deps), now, note]
     expires = "" if r.expires_at is None else repr(float(r.expires_at))
-    return Call("deps_add", keys.deps_add(queue, r.id), [*args, expires, *waiting])
+    return Call("deps_add", keys.deps_add(queue, r.id), [*args, expires, *_bucket(store, queue), *waiting])
+
+
+def _bucket(store: RedisBackend, queue: str) -> tuple[str, str]:
+    """For a job of a limit's bucket: its queue's prefix and the bucket's name, with which
+    a release offers the bucket to its queue's claims (deps_release.lua); else empty."""
+    return (store.keys.parent(queue), queue) if SEP in queue else ("", "")
 
 
 def _decide(
@@ -316,7 +323,11 @@ def advance(
                 targets.append(cq)
                 if note is None:
                     steps.append(
-                        Call("deps_release", keys.deps_release(cq, cid), [keys.prefix(cq), cid, pid, now])
+                        Call(
+                            "deps_release",
+                            keys.deps_release(cq, cid),
+                            [keys.prefix(cq), cid, pid, now, *_bucket(store, cq)],
+                        )
                     )
                 else:
                     steps.append(

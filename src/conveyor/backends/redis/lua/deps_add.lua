@@ -22,7 +22,10 @@
 -- ARGV[7]  now
 -- ARGV[8]  the note when a dependency ended dead or cancelled ("" if none did)
 -- ARGV[9]  its expiry ("" = none): counted from enqueue, waiting included (sweep.lua)
--- ARGV[10…] the dependencies still to complete
+-- ARGV[10] for a job of a limit's bucket: its queue's prefix "{ns:q}:" ("" otherwise)
+-- ARGV[11] the bucket's queue name (made ready here, it joins its queue's buckets and ready
+--          set, as deps_release.lua does)
+-- ARGV[12…] the dependencies still to complete
 --
 -- Returns the state stored: waiting, pending, scheduled or cancelled ("" when the job was
 -- stored by an earlier try of this call).
@@ -53,7 +56,7 @@ if note ~= '' then
   return 'cancelled'
 end
 local left = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   if not done[ARGV[i]] then left[#left + 1] = ARGV[i] end
 end
 if #left > 0 then
@@ -68,9 +71,16 @@ local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
 redis.call('HSET', key, 's', state)
 redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
 redis.call('ZADD', KEYS[5], p, p)
+local wake = KEYS[7]
+if ARGV[10] ~= '' then  -- same slot: a bucket's keys carry its queue's hash tag
+  wake = ARGV[10] .. 'wake'
+  redis.call('SADD', ARGV[10] .. 'buckets', ARGV[11])
+  local first = redis.call('ZSCORE', ARGV[10] .. 'ready', ARGV[11])
+  if not first or tonumber(first) > tonumber(run_at) then redis.call('ZADD', ARGV[10] .. 'ready', run_at, ARGV[11]) end
+end
 if state == 'scheduled' then
   redis.call('ZADD', KEYS[6], run_at, id)
-elseif redis.call('LPUSH', KEYS[7], '1') > 16 then
-  redis.call('LTRIM', KEYS[7], 0, 15)
+elseif redis.call('LPUSH', wake, '1') > 16 then
+  redis.call('LTRIM', wake, 0, 15)
 end
 return state
