@@ -235,6 +235,10 @@ class RedisBatches:
         housekeeping would after its deadline: the jobs not stored leave the count (a
         creation that stored none leaves no batch), and the error is raised with a note
         saying what was kept. Jobs stored may have started already: they are not undone."""
+        if self._partitions:  # type: ignore[attr-defined]
+            # A partitioned queue's job is listed under the partition it is stored in.
+            for r in records:
+                r.queue = self._shard(r.queue)  # type: ignore[attr-defined]
         try:
             self._wire.run(self._ids_calls(batch_id, member, records), durable=True)
             if _FAULT == "jobs":  # fault injection (tests/redis): die with half the jobs stored
@@ -353,9 +357,7 @@ class RedisBatches:
         from . import workflows
 
         marks: list[Call] = []
-        for queue, batch in self._split(records).items():
-            for r in batch:  # a partitioned queue's job goes to the partition marked for it
-                r.queue = queue
+        for queue, batch in self._split(records).items():  # partitions were chosen (_fill)
             marks.append(
                 Call(
                     None,
