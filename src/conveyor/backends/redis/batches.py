@@ -62,7 +62,7 @@ FIRE_PAGE = 100
 INTAKE_DEADLINE = 300.0
 #: Intakes housekeeping repairs per call, and finished batches it deletes per call, at most.
 REPAIR_PAGE = 10
-PRUNE_PAGE = 100
+PRUNE_PAGE = 1000
 #: Fault injection for the crash tests (tests/redis/test_batches_redis.py): a client with
 #: CONVEYOR_FAULT_BATCH set kills itself (SIGKILL) in the middle of storing a batch: "ids"
 #: once the jobs are listed and counted, "jobs" with half of them stored, "seal" with all
