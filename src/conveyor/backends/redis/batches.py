@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,11 +62,6 @@ INTAKE_DEADLINE = 300.0
 #: Intakes housekeeping repairs per call, and finished batches it deletes per call, at most.
 REPAIR_PAGE = 10
 PRUNE_PAGE = 1000
-#: Fault injection for the crash tests (tests/redis/test_batches_redis.py): a client with
-#: CONVEYOR_FAULT_BATCH set kills itself (SIGKILL) in the middle of storing a batch: "ids"
-#: once the jobs are listed and counted, "jobs" with half of them stored, "seal" with all
-#: stored but the intake not sealed.
-_FAULT = os.environ.get("CONVEYOR_FAULT_BATCH", "")
 #: Seconds a queue is taken to hold batch jobs after an acknowledgement there ended one: its
 #: acknowledgements carry the forward in their own round trip meanwhile.
 BATCHED_FOR = 60.0
@@ -241,17 +235,10 @@ class RedisBatches:
                 r.queue = self._shard(r.queue)  # type: ignore[attr-defined]
         try:
             self._wire.run(self._ids_calls(batch_id, member, records), durable=True)
-            if _FAULT == "jobs":  # fault injection (tests/redis): die with half the jobs stored
-                self._store_batch_jobs(batch_id, records[: len(records) // 2], listed=True)
-                os.kill(os.getpid(), signal.SIGKILL)
-            if _FAULT == "ids":  # listed and counted, none stored
-                os.kill(os.getpid(), signal.SIGKILL)
             if after:
                 self._store_waiting_batch_jobs(batch_id, records, after, now, pruned_before)
             else:
                 self._store_batch_jobs(batch_id, records, listed=True)
-            if _FAULT == "seal":  # all stored, the intake not sealed
-                os.kill(os.getpid(), signal.SIGKILL)
         except Exception as exc:
             try:
                 kept = self._repair_intake(member)
