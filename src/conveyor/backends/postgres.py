@@ -170,6 +170,9 @@ _COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 _WAITING = "('scheduled','pending','retry')"
+#: States an expiry cancels: not started yet, waiting for other jobs included (whose own
+#: dependents the triggers of migration 0011 cancel in the same statement).
+_EXPIRING = "('scheduled','pending','retry','waiting')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
@@ -680,7 +683,7 @@ class _Statements:
         self.serve_every = every
         self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
         # The claim of a limited queue, and of the jobs taken ahead in its buckets: one call of
-        # claim_limited (migration 12), which takes the queue's advisory lock, counts, meters
+        # claim_limited (migration 13), which takes the queue's advisory lock, counts, meters
         # and claims, and lets go at the commit of the call's own transaction.
         self.claim_limited = (
             f"SELECT {', '.join('(c.claimed_job).' + c.strip() for c in _CLAIMED.split(','))}, c.ahead_of"
@@ -760,7 +763,7 @@ class _Statements:
         # The expired, whatever their state: the waiting ones end cancelled, and every one
         # leaves jobs_expires (a job that ran before its expiry keeps no entry there).
         self.expire = (
-            f"WITH due AS (SELECT id, state IN {_WAITING} AS waiting FROM {s}.jobs"
+            f"WITH due AS (SELECT id, state IN {_EXPIRING} AS waiting FROM {s}.jobs"
             f" WHERE expires_at IS NOT NULL AND expires_at <= %(now)s ORDER BY expires_at"
             f" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
             f" cancelled AS (UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s,"
@@ -912,7 +915,7 @@ class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
     #: Workers take limited jobs ahead (``fetch_ahead``): since the limited claim is one call
-    #: of claim_limited (migration 12), jobs ahead cost its turn under the queue's lock a
+    #: of claim_limited (migration 13), jobs ahead cost its turn under the queue's lock a
     #: statement, not a round-trip, and save claims (bench/LIMITS.md, session 14).
     takes_jobs_ahead = True
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
@@ -1250,6 +1253,29 @@ class PostgresBackend(PostgresBatches, Listings):
                 self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR
             )
 
+    def enqueue_after_in(
+        self,
+        connection: Any,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        """``enqueue_after`` through the caller's connection, inside its transaction (as
+        ``enqueue_in``): the jobs and their edges exist only if it commits."""
+        if records:
+            workflows.enqueue_after(
+                self,
+                records,
+                after,
+                now,
+                pruned_before,
+                max_queue_length,
+                0.0,
+                _unwrap_connection(connection),
+            )
+
     def dependencies(self, job_id: str) -> list[str]:
         return workflows.dependencies(self, job_id)
 
@@ -1462,7 +1488,7 @@ class PostgresBackend(PostgresBatches, Listings):
         ahead: Sequence[tuple[str, str, int]] = (),
         after: dict[str, str] | None = None,
     ) -> list[tuple[Any, ...]]:
-        """One call of claim_limited (migration 12): under the queue's advisory lock, its
+        """One call of claim_limited (migration 13): under the queue's advisory lock, its
         running jobs counted, its tokens read and spent, the jobs claimed, in one statement
         and its own transaction, so the lock is held while the server runs it, never across
         a round-trip. ``ahead``: runs of this worker whose bucket's next job it takes ahead
@@ -1677,6 +1703,7 @@ class PostgresBackend(PostgresBatches, Listings):
             if settle is not None:
                 conn.execute(self.sql.settle_ahead, settle)
             workflows.cascade(conn, self.workflow_sql, now)
+            self.prune_batches(conn, completed_before)
             return recovered
 
         return self._run(housekeeping)

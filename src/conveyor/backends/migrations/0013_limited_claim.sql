@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 12: the claim of a limited queue in one statement
+-- conveyor PostgreSQL schema, version 13: the claim of a limited queue in one statement
 -- (conveyor.limits). Runs inside one transaction with search_path set to the namespace's schema.
 --
 -- Limited claims of a queue take turns under the queue's advisory lock: counting its running
