@@ -52,6 +52,7 @@ from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .prune import prune_batches
 from .sqlite_batches import SQLiteBatches, batch_schema
 
 SCHEMA_VERSION = 6
@@ -1046,11 +1047,6 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 f" WHERE state IN {_LATER} AND run_at > ?",
                 (now, BAD_RUN_AT, now + FAR_FUTURE),
             )
-            conn.execute(
-                f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t}"
-                " WHERE state = 'completed' AND finished_at < ? LIMIT 10000)",
-                (completed_before,),
-            )
             conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
             # Buckets come and go with their keys: their empty count rows and their token
@@ -1060,6 +1056,18 @@ class SQLiteBackend(SQLiteBatches, Listings):
             # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
             self._settle_ahead(conn, "", "\U0010ffff", now)
             workflows.cascade(conn, self.ns, now)
+        prune = (
+            f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t} INDEXED BY {self.ns}_jobs_finished"
+            " WHERE state = 'completed' AND finished_at < ? ORDER BY finished_at LIMIT ?)"
+        )
+
+        # Completed jobs past result_ttl: batches, each a write transaction of its own, so a
+        # worker's claim waits for one batch at most (prune.py).
+        def batch(limit: int) -> int:
+            with self._write() as conn:
+                return conn.execute(prune, (completed_before, limit)).rowcount
+
+        prune_batches(batch)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:

@@ -31,6 +31,7 @@ from ...job import (
 )
 from ...limits import SEP, Limit, split
 from ...redaction import redact_url
+from .. import prune
 from ..aio import AsyncStore
 from ..base import translate_errors
 from . import workflows
@@ -1155,31 +1156,35 @@ class RedisBackend(RedisBatches, Admin, Periodic):
 
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
-        calls: list[Call] = []
         queues = self._all_queues()
-        for queue in queues:
-            keys = self.keys.recover(queue)
-            args = [
-                self.keys.prefix(queue),
-                now,
-                completed_before,
-                minute,
-                LOST,
-                now - 86400,
-                now + FAR_FUTURE,
-                BAD_RUN_AT,
-            ]
-            calls.append(Call("recover", keys, args))
-        calls.append(Call("forget", self.keys.beat(), [now - WORKER_EXPIRY]))
-        results = self._wire.run(calls)
-        recovered = 0
-        pruned: list[bytes] = []
-        for queue, result in zip(queues, results[:-1], strict=True):
-            recovered += int(result[0])
-            if queue != DEFAULT:  # the default queue's jobs are not in the index
-                pruned += result[1:]
-        for i in range(0, len(pruned), 1000):
-            self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+        limit = prune.PRUNE_BATCH
+        deadline = time.monotonic() + prune.PRUNE_BUDGET
+
+        def calls(names: Sequence[str]) -> list[Call]:
+            args = [now, completed_before, minute, LOST, now - 86400, now + FAR_FUTURE, BAD_RUN_AT, limit]
+            return [Call("recover", self.keys.recover(q), [self.keys.prefix(q), *args]) for q in names]
+
+        forget = Call("forget", self.keys.beat(), [now - WORKER_EXPIRY])
+        results = self._wire.run([*calls(queues), forget])[:-1]
+        recovered, called = 0, queues
+        while True:
+            pruned: list[bytes] = []
+            full: list[str] = []
+            for queue, result in zip(called, results, strict=True):
+                recovered += int(result[0])
+                if queue != DEFAULT:  # the default queue's jobs are not in the index
+                    pruned += result[1:]
+                if len(result) - 1 >= limit:
+                    full.append(queue)
+            for i in range(0, len(pruned), 1000):
+                self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+            # Completed jobs past result_ttl, a batch a call: again for the queues that had a
+            # whole batch, while the budget lasts (prune.py; each call is about a millisecond
+            # of the server's time, never one long script).
+            if not full or time.monotonic() >= deadline:
+                break
+            time.sleep(prune.PRUNE_PAUSE)
+            called, results = full, self._wire.run(calls(full))
         # Every bucket may start a job again: the safety net for a freed slot whose
         # acknowledgement did not say so (a lease that expired, a client gone mid-pipeline).
         # A claim drops again, at the cost of one look, those that cannot.
