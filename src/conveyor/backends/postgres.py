@@ -179,7 +179,7 @@ _CANCELLABLE = "('scheduled','pending','retry','waiting')"
 _LATER = "('scheduled','retry')"
 #: The states whose jobs the task index holds (migration 0009): not pending and active, so
 #: that a claim writes no entry into it.
-_TASK_STATES = ("completed", "scheduled", "retry", "dead", "cancelled")
+_TASK_STATES = ("pending", "scheduled", "retry", "dead", "cancelled")
 _TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search's listing reads in place of the columns it does not need (all but the sort
 #: key: id, priority, run_at, finished_at), in JobRecord's order.
@@ -606,6 +606,15 @@ class _Statements:
             f"SELECT {{select}} FROM {s}.jobs WHERE task = %(task)s AND task IS NOT NULL"
             f" AND state = '{{state}}' AND state IN {_TASK_LISTED}{{waiting}} AND id < %(after)s"
             " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        # Pending jobs of a task, newest first: its pending range of jobs_task, and the
+        # scheduled and retry jobs already due (they list as pending; none while a worker
+        # claims: each claim promotes them), per queue from jobs_due, merged.
+        self.page_task_pending = (
+            f"SELECT * FROM (({self.page_task.replace('{state}', 'pending').replace('{waiting}', '')})"
+            f" UNION ALL (SELECT j.* FROM {names} CROSS JOIN LATERAL (SELECT {{select}} FROM {s}.jobs"
+            f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s AND task = %(task)s"
+            " AND id < %(after)s) j)) t ORDER BY id DESC LIMIT %(limit)s"
         )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
@@ -1902,6 +1911,9 @@ class PostgresBackend(PostgresBatches, Listings):
             params["task"] = task
             if state in _TASK_STATES:
                 statement = self.sql.page_task
+                if state == PENDING:  # newest first, as every state by task
+                    statement = self.sql.page_task_pending
+                    params["after"] = params["after"] or "\U0010ffff"
                 if queue is not None:
                     tests.append("(" + which.removeprefix(" WHERE ").replace("q.name", "queue") + ")")
                 which = ""
@@ -1910,7 +1922,9 @@ class PostgresBackend(PostgresBatches, Listings):
         searching = bool(tests)
         # A task's jobs of a state tested only for their queue mostly match: read whole at
         # once, as they are without a test.
-        whole_rows = searching and not needles and statement is self.sql.page_task
+        whole_rows = (
+            searching and not needles and statement in (self.sql.page_task, self.sql.page_task_pending)
+        )
         if whole_rows:
             select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
         elif searching:
