@@ -76,6 +76,8 @@ MAKES_WAIT: Final = frozenset(
 #: to a crash between a write and its hint, or to a race the tokens cannot tell, costs a job
 #: at most this long while its worker is busy with other queues).
 LOOK_AT_ALL: Final = 2.0
+#: Cluster: queues a fetch counts at most in one round-trip (beside its claims).
+COUNT_AT_ONCE: Final = 32
 #: Cluster: seconds a queue's hint may name a token its queue never confirms (a stamp lost
 #: with its write's connection) before a fetch that finds the queue empty drops it anyway.
 HINT_GRACE: Final = 2.0
@@ -160,6 +162,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._quiet: dict[str, tuple[bytes | None, float]] = {}
         self._hint_seen: dict[str, tuple[bytes, float]] = {}
         self._due: dict[str, int] = {}
+        self._typical = 64.0  # the due jobs a queue is found with, a running mean
         self._to_check: set[str] = set()  # queues to count with the next calls (see there)
         self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
         self._look_at_all = -1e9
@@ -873,21 +876,22 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             counted: list[str] = []
             if room > 0:
                 # The first queue not tried yet that may have jobs is asked for the rest (it
-                # may well fill the batch alone). The next ones are counted: at first only
-                # while the jobs they were last seen with (unknown: a batch) may not fill it,
-                # after that every one the hints name.
+                # may well fill the batch alone). The next ones are counted while the jobs
+                # they were last seen with (unknown: as many as queues here are found with)
+                # may not fill it, at most COUNT_AT_ONCE a step.
                 cover = -1
+                typical = max(1, round(self._typical))
                 for queue in order:
                     if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
                         continue  # (one to check is counted below: claimed once it says it has some)
                     tried.add(queue)
                     if cover < 0:
                         claims.append((queue, room))
-                        cover = self._due.get(queue, limit)
+                        cover = self._due.get(queue, typical)
                     else:
                         counted.append(queue)
-                        cover += self._due.get(queue, limit)
-                    if cover >= room and step == 0 and not every:
+                        cover += self._due.get(queue, typical)
+                    if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
                         break
             if step and not claims and not counted:
                 break
@@ -919,6 +923,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 got += some
                 # Less than asked, or all it was counted with (fewer than a batch): none left.
                 if len(some) < asked or len(some) >= counts.get(queue, limit) < limit:
+                    if queue not in counts and some:  # a queue's worth, run dry: typical
+                        self._typical += (len(some) - self._typical) / 8
                     self._due[queue] = 0
                     self._to_check.add(queue)  # why it has no more: the next calls say
                 else:
@@ -927,6 +933,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 count = int(reply[0])
                 self._due[queue] = count
                 if count:
+                    self._typical += (count - self._typical) / 8
                     if queue not in claimed_from:
                         known[queue] = count
                     self._quiet.pop(queue, None)
