@@ -56,7 +56,9 @@ def stores(kinds: list[str]) -> Iterator[dict[str, str]]:
         yield urls
 
 
-def one(url: str, namespace: str, code: str, importtime: bool = False) -> tuple[float, float, str]:
+def one(
+    url: str, namespace: str, code: str, importtime: bool = False, bytecode: bool = True
+) -> tuple[float, float, str]:
     """Spawn a worker with one job waiting: (seconds to its start, CPU seconds until then,
     the -X importtime report if asked)."""
     env = dict(os.environ, SPAWN_URL=url, SPAWN_NS=namespace)
@@ -65,7 +67,13 @@ def one(url: str, namespace: str, code: str, importtime: bool = False) -> tuple[
     # this probe's per version of the code: with PYTHONDONTWRITEBYTECODE (set in some
     # shells here) every start compiles conveyor's source again, about 0.1 s of CPU.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "spawn-probe-pyc" / Path(code).parent.name)
+    if bytecode:
+        env["PYTHONPYCACHEPREFIX"] = str(
+            Path(tempfile.gettempdir()) / "spawn-probe-pyc" / Path(code).parent.name
+        )
+    else:  # as the shells here start it: a source tree without __pycache__ compiled every time
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
     with tempfile.TemporaryDirectory() as folder:
         mark = Path(folder) / "mark"
         waiting = "from bench.spawn_app import mark; import sys; mark.enqueue(sys.argv[1])"
@@ -102,6 +110,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--code", action="append", help="a src/ folder to take conveyor from")
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument(
+        "--no-bytecode", action="store_true", help="start with PYTHONDONTWRITEBYTECODE=1 (no cached bytecode)"
+    )
     options = parser.parse_args()
     kinds = options.stores.split(",")
     codes = [str(Path(c).resolve()) for c in options.code] if options.code else [str(REPO / "src")]
@@ -112,12 +123,14 @@ def main() -> None:
         for kind in kinds:  # a first start of each, not counted: the bytecode is written
             for code in codes:
                 n += 1
-                one(urls[kind], f"sp{os.getpid()}_{n}", code)
+                one(urls[kind], f"sp{os.getpid()}_{n}", code, bytecode=not options.no_bytecode)
         for r in range(options.rounds):
             for kind in kinds:
                 for code in codes:
                     n += 1
-                    wall, cpu, _ = one(urls[kind], f"sp{os.getpid()}_{n}", code)
+                    wall, cpu, _ = one(
+                        urls[kind], f"sp{os.getpid()}_{n}", code, bytecode=not options.no_bytecode
+                    )
                     found.setdefault((kind, code), []).append((wall, cpu))
                     loads.append(os.getloadavg()[0])
                     print(f"round {r + 1} {kind:8} {code:28} first job {wall:.3f} s, CPU {cpu:.3f} s,"

@@ -1317,6 +1317,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             return [Call("recover", self.keys.recover(q), [self.keys.prefix(q), *args]) for q in names]
 
         forget = Call("forget", self.keys.beat(), [now - WORKER_EXPIRY])
+        began = time.monotonic()
         results = self._wire.run([*calls(queues), forget])[:-1]
         recovered, called = 0, queues
         gave_back: list[str] = []
@@ -1338,7 +1339,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             # of the server's time, never one long script).
             if not full or time.monotonic() >= deadline:
                 break
-            time.sleep(prune.PRUNE_PAUSE)
+            time.sleep(prune.pause(began))
+            began = time.monotonic()
             called, results = full, self._wire.run(calls(full))
         if gave_back and self.cluster:  # jobs wait again there: hinted, after the fact
             self._wire.run(self._hints_of(gave_back))
