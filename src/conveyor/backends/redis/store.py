@@ -864,6 +864,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         tried: set[str] = set()
         known: dict[str, int] = {}  # queues counted in this fetch with due jobs: how many
         claimed_from: set[str] = set()
+        ran_dry: int | None = None  # the jobs the last queue that ran dry in this fetch gave
         for step in range(4):
             room = limit - len(got)
             claims: list[tuple[str, int]] = []
@@ -877,10 +878,11 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if room > 0:
                 # The first queue not tried yet that may have jobs is asked for the rest (it
                 # may well fill the batch alone). The next ones are counted while the jobs
-                # they were last seen with (unknown: as many as queues here are found with)
-                # may not fill it, at most COUNT_AT_ONCE a step.
+                # they were last seen with (unknown: as many as queues here are found with;
+                # once a queue ran dry in this fetch, no more than it gave) may not fill it,
+                # at most COUNT_AT_ONCE a step.
                 cover = -1
-                typical = max(1, round(self._typical))
+                typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
                 for queue in order:
                     if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
                         continue  # (one to check is counted below: claimed once it says it has some)
@@ -923,8 +925,10 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 got += some
                 # Less than asked, or all it was counted with (fewer than a batch): none left.
                 if len(some) < asked or len(some) >= counts.get(queue, limit) < limit:
-                    if queue not in counts and some:  # a queue's worth, run dry: typical
-                        self._typical += (len(some) - self._typical) / 8
+                    if queue not in counts:  # a queue's worth, run dry
+                        ran_dry = len(some)
+                        if some:
+                            self._typical += (len(some) - self._typical) / 8
                     self._due[queue] = 0
                     self._to_check.add(queue)  # why it has no more: the next calls say
                 else:
