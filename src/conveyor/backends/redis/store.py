@@ -76,6 +76,10 @@ MAKES_WAIT: Final = frozenset(
 #: to a crash between a write and its hint, or to a race the tokens cannot tell, costs a job
 #: at most this long while its worker is busy with other queues).
 LOOK_AT_ALL: Final = 2.0
+#: Cluster: seconds the hints and the registry read by a fetch are used again without being
+#: read, while the first queue each fetch claims from fills the batch (a queue that gets jobs
+#: meanwhile, before it in order, waits at most this long).
+HINTS_FRESH: Final = 0.1
 #: Cluster: queues a fetch counts at most in one round-trip (beside its claims).
 COUNT_AT_ONCE: Final = 32
 #: Cluster: seconds a queue's hint may name a token its queue never confirms (a stamp lost
@@ -163,6 +167,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._hint_seen: dict[str, tuple[bytes, float]] = {}
         self._due: dict[str, int] = {}
         self._typical = 64.0  # the due jobs a queue is found with, a running mean
+        self._head_filled = False  # did the last fetch's first claim fill it?
+        self._hints_fresh = -1e9  # (monotonic) until when the hints read last are fresh
         self._to_check: set[str] = set()  # queues to count with the next calls (see there)
         self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
         self._look_at_all = -1e9
@@ -865,6 +871,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         known: dict[str, int] = {}  # queues counted in this fetch with due jobs: how many
         claimed_from: set[str] = set()
         ran_dry: int | None = None  # the jobs the last queue that ran dry in this fetch gave
+        read = False  # the hints and the registry, in this fetch
         for step in range(4):
             room = limit - len(got)
             claims: list[tuple[str, int]] = []
@@ -913,12 +920,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if dropping:
                 calls.append(Call("hint_drop", self.keys.hint_drop(), self._drops))
                 self._drops = []
-            if step == 0:  # the hints, the registry (queues new since) and the partitions
+            # The hints and the registry (queues new since) are read whole, a field per queue:
+            # not while the first queue of each fetch fills the batch and they are fresh.
+            stale = not self._head_filled or time.monotonic() >= self._hints_fresh
+            reading = not read and (step > 0 or stale or not calls)
+            if reading:
                 calls.append(Call(None, "HGETALL", self.keys.hints))
                 if queues is None:
                     calls.append(Call(None, "SMEMBERS", self.keys.queues))
-                reread = self._partitions_stale()
-                calls += reread
+            reread = self._partitions_stale() if step == 0 else []
+            calls += reread
             replies = self._wire.run(calls)
             for (queue, asked), flat in zip(claims, replies, strict=False):
                 some = claimed([queue], flat, worker, lease_until, now, held, beaten)
@@ -943,14 +954,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     self._quiet.pop(queue, None)
                 else:
                     self._drops += self._found_quiet(queue, reply, now)
-            if step == 0:
-                rest = replies[len(claims) + len(looked) + dropping :]
+            rest = replies[len(claims) + len(looked) + dropping :]
+            if reread:
+                self._read_partitions(rest[-1])
+            if reading:
+                read = True
+                self._hints_fresh = time.monotonic() + HINTS_FRESH
                 self._hints = {_text(k): v for k, v in hash_items(rest[0])}
-                if reread:
-                    self._read_partitions(rest[-1])
                 if queues is None:
                     self._learn(rest[1])
+            if reading or reread:
                 order = self._shards(queues, turn) if queues is not None else self._order(turn)
+            if step == 0:
+                self._head_filled = len(got) >= limit
             if len(got) >= limit:
                 break
         return got
