@@ -876,32 +876,37 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             room = limit - len(got)
             claims: list[tuple[str, int]] = []
             counts: dict[str, int] = {}  # of the queues claimed from by their count
-            for queue in [q for q in order if q in known] if known else ():
-                counts[queue] = count = known.pop(queue)
-                if room > 0:
-                    claims.append((queue, min(room, count)))
-                    room -= claims[-1][1]
             counted: list[str] = []
-            if room > 0:
-                # The first queue not tried yet that may have jobs is asked for the rest (it
-                # may well fill the batch alone). The next ones are counted while the jobs
-                # they were last seen with (unknown: as many as queues here are found with;
-                # once a queue ran dry in this fetch, no more than it gave) may not fill it,
-                # at most COUNT_AT_ONCE a step.
-                cover = -1
-                typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
-                for queue in order:
-                    if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
-                        continue  # (one to check is counted below: claimed once it says it has some)
-                    tried.add(queue)
+            # One pass over the queues in order. Those counted earlier in this fetch are
+            # claimed from by their counts. The first one not tried yet that may have jobs
+            # is asked for the rest (it may well fill the batch alone): in the first step
+            # only if it is the first queue of all, as the hints this step uses are those of
+            # the last fetch (read again in this step), and a queue before it may have jobs
+            # they do not show; after it, none is claimed from in this step. The next ones
+            # are counted while the jobs they were last seen with (unknown: as many as
+            # queues here are found with; once a queue ran dry in this fetch, no more than
+            # it gave) may not fill the batch, at most COUNT_AT_ONCE a step.
+            cover = -1
+            typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
+            for queue in order:
+                if room <= 0:
+                    break
+                if queue in known:
                     if cover < 0:
-                        claims.append((queue, room))
-                        cover = self._due.get(queue, typical)
-                    else:
-                        counted.append(queue)
-                        cover += self._due.get(queue, typical)
-                    if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
-                        break
+                        counts[queue] = count = known.pop(queue)
+                        claims.append((queue, min(room, count)))
+                        room -= claims[-1][1]
+                    continue
+                if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
+                    continue  # (one to check is counted below: claimed once it says it has some)
+                tried.add(queue)
+                if cover < 0 and (step or queue == order[0]):
+                    claims.append((queue, room))
+                else:
+                    counted.append(queue)
+                cover = max(cover, 0) + self._due.get(queue, typical)
+                if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
+                    break
             if step and not claims and not counted:
                 break
             # Queues that gave less than asked (in an earlier step or fetch) are counted with
