@@ -54,7 +54,7 @@ from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .sqlite_batches import SQLiteBatches, batch_schema
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -267,6 +267,9 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
         # 5 -> 6: dependencies (sqlite_workflows).
         5: workflows.columns_upgrade(ns),
+        # 6 -> 7: the batch trigger moves from state to last_error (sqlite_batches), made
+        # again by batch_schema after this step.
+        6: [f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_moved"],
     }
 
 
@@ -920,30 +923,42 @@ class SQLiteBackend(SQLiteBatches, Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
-        done = (
-            "state = 'completed', finished_at = ?, locked_by = NULL, lease_until = NULL,"
-            " last_error = NULL, traceback = NULL"
+        # Two statements, the first for jobs outside workflows with no error to clear (nearly
+        # all): it leaves last_error out, so that no workflow trigger runs for them (see
+        # sqlite_batches). The second takes whatever the first left: a job of a batch, one
+        # others wait for, one whose earlier run failed. It runs only when the first changed
+        # fewer jobs than it was given, in the same transaction, so no job ends in between.
+        plain = (
+            "SET state = 'completed', finished_at = ?, locked_by = NULL, lease_until = NULL,"
+            " traceback = NULL, result = {result}"
         )
+        flow = plain + ", last_error = NULL"
+        outside = " AND last_error IS NULL AND batch_id IS NULL AND dependents = 0"
         # Most tasks return nothing: those take one statement per chunk, which costs half
         # of one statement per job.
         empty = [job_id for job_id, result in results if result is None]
-        valued = [(result, now, job_id, worker) for job_id, result in results if result is not None]
+        valued = [(now, result, job_id, worker) for job_id, result in results if result is not None]
         # rowcount, not total_changes: the latter also counts the rows the triggers touch.
         with self._write() as conn:
             changed = 0
             for i in range(0, len(empty), 500):
                 chunk = empty[i : i + 500]
-                changed += conn.execute(
-                    f"UPDATE {self.t} SET {done}, result = NULL WHERE id IN"
-                    f" ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'",
-                    [now, *chunk, worker],
+                where = f" WHERE id IN ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'"
+                params = [now, *chunk, worker]
+                done = conn.execute(
+                    f"UPDATE {self.t} {plain.format(result='NULL')}{where}{outside}", params
                 ).rowcount
+                if done < len(chunk):
+                    done += conn.execute(f"UPDATE {self.t} {flow.format(result='NULL')}{where}", params).rowcount
+                changed += done
             if valued:
-                changed += conn.executemany(
-                    f"UPDATE {self.t} SET {done.replace('finished_at = ?', 'result = ?, finished_at = ?')}"
-                    " WHERE id = ? AND locked_by = ? AND state = 'active'",
-                    valued,
+                where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
+                done = conn.executemany(
+                    f"UPDATE {self.t} {plain.format(result='?')}{where}{outside}", valued
                 ).rowcount
+                if done < len(valued):
+                    done += conn.executemany(f"UPDATE {self.t} {flow.format(result='?')}{where}", valued).rowcount
+                changed += done
             self._count(conn, now, processed=changed, failed=0)
 
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
@@ -1513,10 +1528,12 @@ class SQLiteBackend(SQLiteBatches, Listings):
         note = note or CANCELLED_NOTE
         if action == "retry":
             # A dead or cancelled job brought back no longer holds its unique key: another job
-            # may have taken it meanwhile.
+            # may have taken it meanwhile. last_error is written (as it was) because a job
+            # leaving its end is what the workflow triggers wait for (sqlite_batches: a
+            # batch re-opens).
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
-                " progress = NULL, cancel = NULL,"
+                " progress = NULL, cancel = NULL, last_error = last_error,"
                 f" unique_key = CASE WHEN state IN {_ENDED} THEN NULL ELSE unique_key END"
                 " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
             )

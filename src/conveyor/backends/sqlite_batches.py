@@ -1,11 +1,19 @@
 """Batches on SQLite (``conveyor.batch``): tables, triggers and the store's batch calls.
 
 The counters of a batch move in triggers on the jobs table, in the transaction that changes
-the job, whichever call changes it (complete, fail, recover, sweep, an admin action, a row
-written by hand). The same trigger decides the callbacks and inserts each due one, marking it
-fired: SQLite's write lock makes that one step, so however the last jobs race to end, exactly
-one transaction sees a callback due and not yet fired. Each trigger's WHEN names
-``batch_id`` first: a job outside batches costs one test of a NULL column per change.
+the job, whichever call changes it (complete, fail, recover, sweep, an admin action). The same
+trigger decides the callbacks and inserts each due one, marking it fired: SQLite's write lock
+makes that one step, so however the last jobs race to end, exactly one transaction sees a
+callback due and not yet fired.
+
+Jobs outside batches run no trigger of this module on their claim and acknowledgement. SQLite
+runs a row trigger's program, WHEN clause and all, for every row a statement changes if the
+statement writes a column the trigger names (``UPDATE OF``), whatever the row holds: a
+trigger on ``state`` ran on every claim and acknowledgement of every job. So the trigger is
+on ``last_error``, which every statement that moves a job into or out of an end writes
+(fail, recover, expiry, cancel, cascade, retry, the acknowledgement of a job of a workflow)
+and the claim never does; the plain acknowledgement (``SQLiteBackend.complete``) leaves it
+out and takes only jobs outside workflows with no last error to clear.
 """
 
 from __future__ import annotations
@@ -70,7 +78,8 @@ def batch_schema(ns: str) -> list[str]:
         # A batch's jobs by id (its pages); jobs outside batches have no entry.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
             WHERE batch_id IS NOT NULL""",
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
+        # On last_error, not state: see the module's docstring (schema version 7).
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
                 AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
             {

@@ -55,8 +55,10 @@ def schema(ns: str) -> list[str]:
         # One trigger per kind of change, not one per case: SQLite runs a row trigger's
         # program (its WHEN clause included) for every row a matching statement changes, flag
         # or not. So it is on last_error, which every statement that ends a job writes
-        # (complete clears it; fail, cancel, recover, expiry and cascade() set it) and the
-        # claim does not: the claim, the hottest statement, runs no trigger of this module.
+        # (fail, cancel, recover, expiry and cascade() set it; the acknowledgement of a job
+        # with dependents clears it) and the claim does not. The plain acknowledgement leaves
+        # last_error out and takes only jobs with dependents = 0 (SQLiteBackend.complete):
+        # neither it nor the claim runs a trigger of this module.
         # A parent's state changed. Completed: each waiting child counts one dependency less,
         # the last one releases it (SET reads the old waiting_on throughout: > 1 means others
         # are still to come). Dead or cancelled: cascade() cancels its children, in the same
