@@ -38,7 +38,6 @@ from ..job import (
     RETRY,
     SCHEDULED,
     STATES,
-    WAITING,
     WAITING_STATES,
     Failure,
     JobRecord,
@@ -98,8 +97,17 @@ _ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
 #: The states admin listings find by index, newest first (the hot states stay out: every
 #: index is written on each change of state).
-_LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
-_LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
+_LISTED_STATES = ("dead", "cancelled", "retry", "scheduled", "waiting")
+#: Those states, as the WHERE of their partial indexes and of the listings that read them
+#: (written the same way in both: SQLite proves a partial index usable from terms written
+#: alike). Comparisons, never ``state IN (...)``: SQLite evaluates an index's WHERE for the
+#: old and the new row of every insert and change of state, and an IN list of more than two
+#: values there builds a temporary table at each evaluation (no once-only code in index
+#: expressions): with the four states of schema 6 in IN lists, the two indexes cost a no-op
+#: job more CPU than the rest of its enqueue, claim and acknowledgement together. The
+#: range (retry, scheduled, waiting: every state from 'retry' on in byte order) takes one
+#: comparison for three; tests/core/test_sqlite_listed.py checks it against STATES.
+_LISTED = "(state = 'cancelled' OR state = 'dead' OR state >= 'retry')"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
 _SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
@@ -152,12 +160,7 @@ def _schema(ns: str) -> list[str]:
             ON {ns}_jobs (locked_by, lease_until) WHERE state = 'active'""",
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_finished
             ON {ns}_jobs (finished_at) WHERE state = 'completed'""",
-        # Every index is written on each state change, so the hot states (pending, active,
-        # completed) stay out of this one; the admin lists them through the indexes above.
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_state
-            ON {ns}_jobs (state, queue, id) WHERE state IN {_LISTED}""",
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_listed
-            ON {ns}_jobs (state, id) WHERE state IN {_LISTED}""",
+        # (jobs_state and jobs_listed: _listing_indexes, made after the upgrades.)
         f"""CREATE TABLE IF NOT EXISTS {ns}_queues (
             name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_workers (
@@ -208,6 +211,19 @@ def _schema(ns: str) -> list[str]:
             INSERT INTO {ns}_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
                 ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
         END""",
+    ]
+
+
+def _listing_indexes(ns: str) -> list[str]:
+    """The indexes admin listings read the cold states through, newest first (schema
+    version 7 made them again with another WHERE: made after the upgrades)."""
+    return [
+        # Every index is written on each state change, so the hot states (pending, active,
+        # completed) stay out of these; the admin lists them through the indexes above.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_state
+            ON {ns}_jobs (state, queue, id) WHERE {_LISTED}""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_listed
+            ON {ns}_jobs (state, id) WHERE {_LISTED}""",
     ]
 
 
@@ -267,9 +283,17 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
         # 5 -> 6: dependencies (sqlite_workflows).
         5: workflows.columns_upgrade(ns),
-        # 6 -> 7: the batch trigger moves from state to last_error (sqlite_batches), made
-        # again by batch_schema after this step.
-        6: [f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_moved"],
+        # 6 -> 7: what plain jobs paid for workflows and listings. The batch trigger moves
+        # from state to last_error (sqlite_batches); waiting jobs join the listing indexes,
+        # whose WHERE is comparisons now, not an IN list (_LISTED). Made again after this
+        # step, by batch_schema and _listing_indexes.
+        6: [
+            f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_moved",
+            f"DROP INDEX IF EXISTS {ns}_jobs_waiting",
+            f"DROP INDEX IF EXISTS {ns}_jobs_waiting_q",
+            f"DROP INDEX IF EXISTS {ns}_jobs_state",
+            f"DROP INDEX IF EXISTS {ns}_jobs_listed",
+        ],
     }
 
 
@@ -430,9 +454,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                for statement in (
-                    _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns)
-                ):
+                for statement in self._after_upgrades():
                     conn.execute(statement)
                 return
             version = int(row[0])
@@ -445,13 +467,18 @@ class SQLiteBackend(SQLiteBatches, Listings):
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
-            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns):
+            for statement in self._after_upgrades():
                 conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     f"UPDATE {self.ns}_meta SET value = ? WHERE key = 'schema_version'",
                     (str(SCHEMA_VERSION),),
                 )
+
+    def _after_upgrades(self) -> list[str]:
+        """What is made after the upgrades: on columns or definitions they bring."""
+        ns = self.ns
+        return _listing_indexes(ns) + _lifecycle_indexes(ns) + batch_schema(ns) + workflows.schema(ns)
 
     def close(self) -> None:
         with self._lock:
@@ -949,7 +976,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"UPDATE {self.t} {plain.format(result='NULL')}{where}{outside}", params
                 ).rowcount
                 if done < len(chunk):
-                    done += conn.execute(f"UPDATE {self.t} {flow.format(result='NULL')}{where}", params).rowcount
+                    rest = f"UPDATE {self.t} {flow.format(result='NULL')}{where}"
+                    done += conn.execute(rest, params).rowcount
                 changed += done
             if valued:
                 where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
@@ -957,7 +985,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"UPDATE {self.t} {plain.format(result='?')}{where}{outside}", valued
                 ).rowcount
                 if done < len(valued):
-                    done += conn.executemany(f"UPDATE {self.t} {flow.format(result='?')}{where}", valued).rowcount
+                    rest = f"UPDATE {self.t} {flow.format(result='?')}{where}"
+                    done += conn.executemany(rest, valued).rowcount
                 changed += done
             self._count(conn, now, processed=changed, failed=0)
 
@@ -1257,12 +1286,10 @@ class SQLiteBackend(SQLiteBatches, Listings):
             return self._found(rows, searching, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
-        elif state == WAITING:
-            index = "waiting_q" if queue is not None else "waiting"
         elif state in _LISTED_STATES:
             # SQLite proves a partial index usable only from terms written the same way.
             index = "state" if queue is not None else "listed"
-            where += f" AND state IN {_LISTED}"
+            where += f" AND {_LISTED}"
             if state in (SCHEDULED, RETRY):
                 where += " AND run_at > ?"
                 params.append(now)
