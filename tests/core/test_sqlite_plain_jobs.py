@@ -13,9 +13,11 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from conveyor import Conveyor
 from conveyor.backends.sqlite import _LISTED, _LISTED_STATES, SCHEMA_VERSION, SQLiteBackend
-from conveyor.job import STATES
+from conveyor.job import STATES, Failure
 
 WORKFLOW_TRIGGERS = ("jobs_batch_moved", "jobs_batch_deleted", "deps_ended", "deps_gone")
 
@@ -88,6 +90,12 @@ def test_a_version_6_file_is_upgraded(tmp_path: Path) -> None:
         ).fetchone()
         conn.execute("DROP TRIGGER six_jobs_batch_moved")
         conn.execute(batch_sql.replace("UPDATE OF last_error", "UPDATE OF state"))
+        conn.execute("DROP TRIGGER six_jobs_batch_deleted")
+        conn.execute(
+            "CREATE TRIGGER six_jobs_batch_deleted AFTER DELETE ON six_jobs WHEN OLD.batch_id"
+            " IS NOT NULL AND OLD.state NOT IN ('completed','dead','cancelled') BEGIN"
+            " SELECT 1; END"
+        )
         for name, columns in (("state", "state, queue, id"), ("listed", "state, id")):
             conn.execute(f"DROP INDEX six_jobs_{name}")
             conn.execute(
@@ -105,7 +113,44 @@ def test_a_version_6_file_is_upgraded(tmp_path: Path) -> None:
             (version,) = conn.execute("SELECT value FROM six_meta WHERE key = 'schema_version'").fetchone()
         assert version == str(SCHEMA_VERSION) == "7"
         assert "UPDATE OF last_error" in sql["six_jobs_batch_moved"]
+        assert " IN (" not in sql["six_jobs_batch_moved"] + sql["six_jobs_batch_deleted"]
         assert "six_jobs_waiting" not in sql and "six_jobs_waiting_q" not in sql
         assert _LISTED in sql["six_jobs_state"] and _LISTED in sql["six_jobs_listed"]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("flow_first", [False, True])
+def test_an_acknowledgement_ends_every_job_whichever_statement_goes_first(
+    tmp_path: Path, flow_first: bool
+) -> None:
+    app = Conveyor(f"sqlite:///{tmp_path}/order.db", namespace="order")
+
+    @app.task(name="noop")
+    def noop(n: int) -> int:
+        return n
+
+    backend = app.backend
+    assert isinstance(backend, SQLiteBackend)
+    try:
+        plain = [noop.enqueue(n) for n in range(3)]
+        parent = noop.enqueue(3)
+        batch = app.batch([noop.job(4), noop.job(5)])
+        failed = noop.enqueue(6)
+        backend.fetch(None, 10, "w", 30.0, time.time())
+        backend.fail([Failure(failed.id, "boom", retry_at=time.time() - 1)], "w", time.time())
+        assert [r.id for r in backend.fetch(None, 10, "w", 30.0, time.time())] == [failed.id]
+        child = noop.using(after=[parent]).enqueue(7)
+        jobs = [*plain, parent, *batch.jobs, failed]
+        backend._flow_first = flow_first
+        backend.complete([(j.id, None if n % 2 else b"1") for n, j in enumerate(jobs)], "w", time.time())
+        for job in jobs:
+            found = app.get_job(job.id)
+            assert found is not None and found.state == "completed" and found.last_error is None
+        assert app.get_job(child.id).state == "pending"  # type: ignore[union-attr]
+        assert batch.status()["completed"] == 2
+        assert app.stats().processed == len(jobs) + 1  # and the failed run
+        # Four of the seven were jobs of workflows: their statement goes first next time.
+        assert backend._flow_first is True
     finally:
         app.close()

@@ -284,11 +284,13 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         # 5 -> 6: dependencies (sqlite_workflows).
         5: workflows.columns_upgrade(ns),
         # 6 -> 7: what plain jobs paid for workflows and listings. The batch trigger moves
-        # from state to last_error (sqlite_batches); waiting jobs join the listing indexes,
-        # whose WHERE is comparisons now, not an IN list (_LISTED). Made again after this
-        # step, by batch_schema and _listing_indexes.
+        # from state to last_error, and the batch triggers test the state without IN lists
+        # (sqlite_batches); waiting jobs join the listing indexes, whose WHERE is comparisons
+        # now, not an IN list (_LISTED). Made again after this step, by batch_schema and
+        # _listing_indexes.
         6: [
             f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_moved",
+            f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_deleted",
             f"DROP INDEX IF EXISTS {ns}_jobs_waiting",
             f"DROP INDEX IF EXISTS {ns}_jobs_waiting_q",
             f"DROP INDEX IF EXISTS {ns}_jobs_state",
@@ -401,6 +403,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
+        # Whether complete() tries the statement for jobs in workflows first (see there).
+        self._flow_first = False
         # Limit definitions by queue and name, and when they were read (monotonic).
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
@@ -950,45 +954,48 @@ class SQLiteBackend(SQLiteBatches, Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
-        # Two statements, the first for jobs outside workflows with no error to clear (nearly
-        # all): it leaves last_error out, so that no workflow trigger runs for them (see
-        # sqlite_batches). The second takes whatever the first left: a job of a batch, one
-        # others wait for, one whose earlier run failed. It runs only when the first changed
-        # fewer jobs than it was given, in the same transaction, so no job ends in between.
-        plain = (
+        # Two statements, which split the jobs between them: one for jobs outside workflows
+        # with no error to clear (nearly all), which leaves last_error out so that no
+        # workflow trigger runs for them (see sqlite_batches); one for the others (a job of a
+        # batch, one others wait for, one whose earlier run failed), which clears it. In the
+        # same transaction, so no job ends in between; the kind the last acknowledgement
+        # found more of goes first, and the other runs only when the first took fewer jobs
+        # than it was given (a batch's drain runs one statement, not a useless one first).
+        outside = "last_error IS NULL AND batch_id IS NULL AND dependents = 0"
+        done = (
             "SET state = 'completed', finished_at = ?, locked_by = NULL, lease_until = NULL,"
             " traceback = NULL, result = {result}"
         )
-        flow = plain + ", last_error = NULL"
-        outside = " AND last_error IS NULL AND batch_id IS NULL AND dependents = 0"
+        kinds = [(done, f" AND {outside}"), (done + ", last_error = NULL", f" AND NOT ({outside})")]
+        if self._flow_first:
+            kinds.reverse()
         # Most tasks return nothing: those take one statement per chunk, which costs half
         # of one statement per job.
         empty = [job_id for job_id, result in results if result is None]
         valued = [(now, result, job_id, worker) for job_id, result in results if result is not None]
         # rowcount, not total_changes: the latter also counts the rows the triggers touch.
         with self._write() as conn:
-            changed = 0
+            taken = [0, 0]
             for i in range(0, len(empty), 500):
                 chunk = empty[i : i + 500]
                 where = f" WHERE id IN ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'"
-                params = [now, *chunk, worker]
-                done = conn.execute(
-                    f"UPDATE {self.t} {plain.format(result='NULL')}{where}{outside}", params
-                ).rowcount
-                if done < len(chunk):
-                    rest = f"UPDATE {self.t} {flow.format(result='NULL')}{where}"
-                    done += conn.execute(rest, params).rowcount
-                changed += done
+                for n, (sets, which) in enumerate(kinds):
+                    statement = f"UPDATE {self.t} {sets.format(result='NULL')}{where}{which}"
+                    got = conn.execute(statement, [now, *chunk, worker]).rowcount
+                    taken[n] += got
+                    if got >= len(chunk):
+                        break
             if valued:
                 where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
-                done = conn.executemany(
-                    f"UPDATE {self.t} {plain.format(result='?')}{where}{outside}", valued
-                ).rowcount
-                if done < len(valued):
-                    rest = f"UPDATE {self.t} {flow.format(result='?')}{where}"
-                    done += conn.executemany(rest, valued).rowcount
-                changed += done
-            self._count(conn, now, processed=changed, failed=0)
+                for n, (sets, which) in enumerate(kinds):
+                    statement = f"UPDATE {self.t} {sets.format(result='?')}{where}{which}"
+                    got = conn.executemany(statement, valued).rowcount
+                    taken[n] += got
+                    if got >= len(valued):
+                        break
+            self._count(conn, now, processed=sum(taken), failed=0)
+            if taken[0] < taken[1]:
+                self._flow_first = not self._flow_first
 
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:

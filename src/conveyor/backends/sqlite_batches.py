@@ -29,7 +29,11 @@ from ..job import JobRecord
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-_ENDED = "('completed','dead','cancelled')"
+
+def _ended(row: str) -> str:
+    """Whether ``row``'s job has ended, in comparisons: an IN list of three values in a
+    trigger builds a temporary table at each run of the trigger."""
+    return f"({row}.state = 'completed' OR {row}.state = 'dead' OR {row}.state = 'cancelled')"
 
 
 def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
@@ -81,7 +85,7 @@ def batch_schema(ns: str) -> list[str]:
         # On last_error, not state: see the module's docstring (schema version 7).
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
-                AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
+                AND ({_ended('OLD')} OR {_ended('NEW')}) BEGIN
             {
             _moved(
                 ns,
@@ -98,7 +102,7 @@ def batch_schema(ns: str) -> list[str]:
         END""",
         # A job deleted before it ended counts as cancelled: its batch must still finish.
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
-            WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN {_ENDED} BEGIN
+            WHEN OLD.batch_id IS NOT NULL AND NOT {_ended('OLD')} BEGIN
             {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
         END""",
         # The decision: each due callback's job inserted (a nested batch's into its parent,
