@@ -85,7 +85,7 @@ def batch_schema(ns: str) -> list[str]:
         # On last_error, not state: see the module's docstring (schema version 7).
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
-                AND ({_ended('OLD')} OR {_ended('NEW')}) BEGIN
+                AND ({_ended("OLD")} OR {_ended("NEW")}) BEGIN
             {
             _moved(
                 ns,
@@ -102,7 +102,7 @@ def batch_schema(ns: str) -> list[str]:
         END""",
         # A job deleted before it ended counts as cancelled: its batch must still finish.
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
-            WHEN OLD.batch_id IS NOT NULL AND NOT {_ended('OLD')} BEGIN
+            WHEN OLD.batch_id IS NOT NULL AND NOT {_ended("OLD")} BEGIN
             {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
         END""",
         # The decision: each due callback's job inserted (a nested batch's into its parent,
