@@ -103,10 +103,10 @@ _LISTED_STATES = ("dead", "cancelled", "retry", "scheduled", "waiting")
 #: alike). Comparisons, never ``state IN (...)``: SQLite evaluates an index's WHERE for the
 #: old and the new row of every insert and change of state, and an IN list of more than two
 #: values there builds a temporary table at each evaluation (no once-only code in index
-#: expressions): with the four states of schema 6 in IN lists, the two indexes cost a no-op
-#: job more CPU than the rest of its enqueue, claim and acknowledgement together. The
+#: expressions): with the four states of schema 6 in IN lists, the two indexes were close to
+#: 40% of a no-op job's instructions, enqueue to acknowledgement, Python's included. The
 #: range (retry, scheduled, waiting: every state from 'retry' on in byte order) takes one
-#: comparison for three; tests/core/test_sqlite_listed.py checks it against STATES.
+#: comparison for three; tests/core/test_sqlite_plain_jobs.py checks it against STATES.
 _LISTED = "(state = 'cancelled' OR state = 'dead' OR state >= 'retry')"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
