@@ -973,6 +973,10 @@ class PostgresBackend(PostgresBatches, Listings):
     #: it saves (concurrency=50 drained at 0.22 of unlimited with them, 0.40 without:
     #: bench/LIMITS.md). ``fetch_ahead`` stays for callers that ask for it.
     takes_jobs_ahead = False
+    #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
+    #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken
+    #: again (see ``Waits``); a caller that stops at the first empty claim looks once more.
+    passes_locked_jobs = True
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
         """``migrate``: True applies missing migrations on open; False raises
@@ -1825,7 +1829,7 @@ class PostgresBackend(PostgresBatches, Listings):
             try:
                 while (marked := conn.execute(self.waits.watch, {"id": job_id}).fetchone()) is not None:
                     if marked[0] != ACTIVE:  # see Waits
-                        conn.execute(self.sql.notify, {"channel": self.channel, "queue": marked[1]})
+                        conn.execute(self.sql.notify, {"channel": self.channel, "queue": split(marked[1])[0]})
                     left = RECHECK if deadline is None else deadline - time.monotonic()
                     if left <= 0:
                         break

@@ -19,6 +19,7 @@ import psycopg
 
 from ..errors import QueueFull
 from ..job import ACTIVE, JobRecord
+from ..limits import split
 from .base import unavailable
 from .postgres import (
     _COPY_TYPES,
@@ -170,8 +171,9 @@ class AsyncPostgresStore:
                     marked := await (await conn.execute(waits.watch, {"id": job_id})).fetchone()
                 ) is not None:
                     if marked[0] != ACTIVE:  # see postgres.Waits
+                        # The queue workers serve: a limited job's bucket is not one.
                         await conn.execute(
-                            self.sql.notify, {"channel": self.backend.channel, "queue": marked[1]}
+                            self.sql.notify, {"channel": self.backend.channel, "queue": split(marked[1])[0]}
                         )
                     left = RECHECK if deadline is None else deadline - time.monotonic()
                     if left <= 0:

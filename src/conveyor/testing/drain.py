@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..backends.base import StoresLimits
 from ..job import FINAL_STATES, Failure, JobRecord
+from ..limits import QUEUE_LIMIT, split
 from ..middleware import Middleware
 from ..periodic.scheduler import Scheduler
 from ..worker.executor import Prepared, Runner, Watchdog
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 MAX_JOBS = 10_000
 #: Waiting jobs ``drain(advance=...)`` reads per state to find the next one due.
 _LOOKAHEAD = 1000
+#: Seconds a drain keeps claiming after an empty claim while a job of its queues is pending
+#: (``_Runs._passed_over``): longer than any instant a row is held, shorter than a test waits.
+_PASSED_OVER_FOR = 1.0
 
 
 class TooManyJobs(RuntimeError):
@@ -85,6 +91,8 @@ class _Runs:
         while True:
             records = backend.fetch(queues, 1, self.worker, self.app.lease, self.clock())
             if not records:
+                records = self._passed_over(queues)
+            if not records:
                 return count
             if self.drained.runs >= self.max_jobs:
                 backend.release([r.id for r in records], self.worker)
@@ -95,6 +103,57 @@ class _Runs:
             for record in records:
                 self.run(record)
                 count += 1
+
+    def _passed_over(self, queues: Sequence[str] | None) -> list[JobRecord]:
+        """The claim again, for a while, when it found nothing but a job of these queues is
+        pending: a store that claims with SKIP LOCKED (PostgreSQL) passes over a row another
+        connection holds for an instant (``job.result()`` waiting in another thread marks the
+        job it waits for), and a drain that stopped there would leave a due job behind."""
+        backend = self.app.backend
+        if not getattr(backend, "passes_locked_jobs", False):
+            return []
+        pause, deadline = 0.005, time.monotonic() + _PASSED_OVER_FOR
+        while time.monotonic() < deadline:
+            if not self._claimable_pending(queues):
+                return []
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+            records = backend.fetch(queues, 1, self.worker, self.app.lease, self.clock())
+            if records:
+                return records
+        return []
+
+    def _claimable_pending(self, queues: Sequence[str] | None) -> bool:
+        """Whether a pending job of these queues is one a claim may take: its queue is not
+        paused, and no limit holds it back (none with a rate; none whose jobs run now)."""
+        backend, now = self.app.backend, self.clock()
+        served = None if queues is None else set(queues)
+        pending = [
+            r
+            for r in backend.jobs(state="pending", limit=_LOOKAHEAD, now=now)
+            if served is None or split(r.queue)[0] in served
+        ]
+        if not pending:
+            return False
+        paused = backend.stats(now).paused
+        limits = backend.limits() if isinstance(backend, StoresLimits) else {}
+        running = {r.queue for r in backend.jobs(state="active", limit=_LOOKAHEAD, now=now)}
+        running_in = {split(q)[0] for q in running}
+        for record in pending:
+            queue, name, _ = split(record.queue)
+            if queue in paused:
+                continue
+            held = [limits.get((queue, QUEUE_LIMIT))]
+            if name is not None:
+                held.append(limits.get((queue, name)))
+            if any(limit is not None and limit.rate for limit in held):
+                continue
+            if limits.get((queue, QUEUE_LIMIT)) is not None and queue in running_in:
+                continue
+            if name is not None and record.queue in running:
+                continue
+            return True
+        return False
 
     def run(self, record: JobRecord) -> None:
         runner = self.runner
