@@ -30,7 +30,7 @@ def test_the_listing_indexes_hold_the_listed_states_and_no_other() -> None:
     assert " IN " not in _LISTED.upper()  # see _LISTED: an IN list costs every change of state
 
 
-def _trace(path: Path, drop: tuple[str, ...]) -> list[str]:
+def _trace(path: Path, drop: tuple[str, ...], now: float) -> list[str]:
     """The statements a plain job's enqueue, claim and acknowledgement ran, one line per run
     and per trigger program run (SQLite's trace)."""
     app = Conveyor(f"sqlite:///{path}", namespace="plain")
@@ -49,7 +49,6 @@ def _trace(path: Path, drop: tuple[str, ...]) -> list[str]:
     try:
         app.enqueue_many([noop.job(n) for n in range(6)])
         noop.enqueue(6)
-        now = round(time.time())  # the same figure in both traces
         claimed = backend.fetch(None, 10, "w", 30.0, now)
         assert len(claimed) == 7
         results = [(r.id, None if n % 2 else b"1") for n, r in enumerate(claimed)]
@@ -63,8 +62,9 @@ def _trace(path: Path, drop: tuple[str, ...]) -> list[str]:
 
 
 def test_plain_jobs_run_no_workflow_trigger(tmp_path: Path) -> None:
-    plain = _trace(tmp_path / "with.db", ())
-    bare = _trace(tmp_path / "without.db", WORKFLOW_TRIGGERS)
+    now = round(time.time())  # the same figure in both traces
+    plain = _trace(tmp_path / "with.db", (), now)
+    bare = _trace(tmp_path / "without.db", WORKFLOW_TRIGGERS, now)
     assert len(plain) == len(bare) and plain == bare
     # The trace does see row triggers: the counts' runs once per job claimed (as does the
     # claim's RETURNING, which SQLite runs as a trigger too).
