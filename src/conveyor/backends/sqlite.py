@@ -51,7 +51,7 @@ from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
-from .sqlite_batches import SQLiteBatches, batch_schema
+from .sqlite_batches import SQLiteBatches, batch_schema, prune_batches
 
 SCHEMA_VERSION = 7
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
@@ -325,6 +325,11 @@ def _record(row: Sequence[Any], *known: Any) -> JobRecord:
     return JobRecord(*row, *known)
 
 
+#: States an expiry cancels: not started yet, waiting for other jobs included (its own
+#: dependents are then cancelled by the triggers of sqlite_workflows.py, in the same step).
+_EXPIRING = (*WAITING_STATES, "waiting")
+
+
 def _rows(records: Sequence[JobRecord]) -> list[tuple[Any, ...]]:
     """The columns an enqueue writes, per job."""
     return [
@@ -577,6 +582,9 @@ class SQLiteBackend(SQLiteBatches, Listings):
             if max_queue_length is not None:
                 self._check_length(conn, records, queues, max_queue_length)
             self._insert(conn, _rows(records), new_queues)
+            expiring = [(r.expires_at, r.id) for r in records if r.expires_at is not None]
+            if expiring:  # rare: after= with expires
+                conn.executemany(f"UPDATE {self.t} SET expires_at = ? WHERE id = ?", expiring)
             workflows.link(conn, self.ns, records, after, now, pruned_before)
         self._registered |= new_queues
 
@@ -1111,6 +1119,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             # Jobs taken ahead whose runs ended, in queues no claim has looked at since.
             self._settle_ahead(conn, "", "\U0010ffff", now)
             workflows.cascade(conn, self.ns, now)
+            prune_batches(conn, self.ns, completed_before)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
@@ -1126,11 +1135,11 @@ class SQLiteBackend(SQLiteBatches, Listings):
             changed = conn.executemany(
                 f"UPDATE {self.t} SET state = 'cancelled', finished_at = ?, last_error = ?, expires_at = NULL"
                 " WHERE id = ?",
-                [(now, EXPIRED, job_id) for job_id, state in due if state in WAITING_STATES],
+                [(now, EXPIRED, job_id) for job_id, state in due if state in _EXPIRING],
             ).rowcount
             conn.executemany(
                 f"UPDATE {self.t} SET expires_at = NULL WHERE id = ?",
-                [(job_id,) for job_id, state in due if state not in WAITING_STATES],
+                [(job_id,) for job_id, state in due if state not in _EXPIRING],
             )
             workflows.cascade(conn, self.ns, now)
         oldest_first = (

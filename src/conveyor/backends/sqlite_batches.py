@@ -19,7 +19,7 @@ out and takes only jobs outside workflows with no last error to clear.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..batch import BatchRecord
@@ -28,6 +28,15 @@ from ..job import JobRecord
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+
+#: A batch that has finished: it counts jobs, and every one of them ended (its callbacks were
+#: inserted by the same transaction). The predicate of the index housekeeping prunes by,
+#: spelt the same in the query, which is how SQLite knows the index serves it (written
+#: "... >= total", SQLite takes the term for a constraint on ``total`` and no longer matches
+#: it against the index's: the query scans).
+FINISHED = "total > 0 AND completed + dead + cancelled - total >= 0"
+#: Finished batches housekeeping deletes per call, at most.
+PRUNE_BATCHES = 1000
 
 
 def _ended(row: str) -> str:
@@ -82,6 +91,9 @@ def batch_schema(ns: str) -> list[str]:
         # A batch's jobs by id (its pages); jobs outside batches have no entry.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
             WHERE batch_id IS NOT NULL""",
+        # Finished batches by when they finished (``at``: the last move, the one that
+        # finished it), for housekeeping; open batches have no entry.
+        f"CREATE INDEX IF NOT EXISTS {ns}_batches_finished ON {ns}_batches (at) WHERE {FINISHED}",
         # On last_error, not state: see the module's docstring (schema version 7).
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
@@ -167,6 +179,9 @@ class SQLiteBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         with self._write() as conn:
             if batch.parent is not None and not _grow(conn, self.ns, batch.parent, 1):
@@ -196,12 +211,24 @@ class SQLiteBatches:
             # The callbacks' queues are known to workers before any callback is due.
             self._register(conn, [r.queue for _, r in callbacks])
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         with self._write() as conn:
             if not _grow(conn, self.ns, batch_id, len(records)):
                 return False
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
         return True
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -230,6 +257,41 @@ class SQLiteBatches:
             (batch_id, after or "", limit),
         )
         return [JobRecord(*row) for row in rows]
+
+
+def _link(
+    conn: sqlite3.Connection,
+    ns: str,
+    records: Sequence[JobRecord],
+    after: Mapping[str, tuple[str, ...]],
+    now: float,
+    pruned_before: float,
+) -> None:
+    """Jobs of the batch that wait for others, inserted ``waiting`` by this transaction:
+    their edges, in the same transaction (sqlite_workflows.link); one a dependency cancels at
+    once moves out of ``waiting`` by an UPDATE, which the batch's trigger counts."""
+    from . import sqlite_workflows
+
+    sqlite_workflows.link(conn, ns, records, dict(after), now, pruned_before)
+
+
+def prune_batches(conn: sqlite3.Connection, ns: str, before: float) -> int:
+    """Delete batches that finished before ``before`` (``result_ttl`` ago), oldest first, at
+    most ``PRUNE_BATCHES``, through the index of finished batches: the cost does not depend
+    on how many batches or jobs are stored. Open batches are never in that index. A job of a
+    pruned batch that moves later (a dead one retried) finds no row to move: it runs as a
+    job of no batch. Returns how many were deleted."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM {ns}_batches WHERE {FINISHED} AND at < ? ORDER BY at LIMIT ?",
+            (before, PRUNE_BATCHES),
+        )
+    ]
+    if ids:
+        conn.executemany(f"DELETE FROM {ns}_batch_callbacks WHERE batch_id = ?", [(i,) for i in ids])
+        conn.executemany(f"DELETE FROM {ns}_batches WHERE id = ?", [(i,) for i in ids])
+    return len(ids)
 
 
 def _grow(conn: sqlite3.Connection, ns: str, batch_id: str, count: int) -> bool:
