@@ -29,6 +29,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of server process ``pid`` and its children (PostgreSQL's
+    backends, each in a process group of its own), with what its exited children left it."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the name: state, ppid, ..., utime and stime (fields 14-15 of stat), cutime, cstime.
+        if int(entry) == pid:
+            total += sum(int(x) for x in fields[11:15]) / tick
+        elif int(fields[1]) == pid:
+            total += sum(int(x) for x in fields[11:13]) / tick
+    return total
+
+
 def _child_noop(src: str, url: str, jobs: int) -> None:
     sys.path.insert(0, src)
     from conveyor import Conveyor
@@ -44,11 +65,19 @@ def _child_noop(src: str, url: str, jobs: int) -> None:
         app.enqueue_many([noop.job(n) for n in range(i, min(i + 1000, jobs))])
     enqueued = time.perf_counter() - start
     worker = app.worker(concurrency=8, burst=True, grace=5)
+    pid = int(os.environ.get("BENCH_SERVER_PID", "0"))
+    server_cpu = _server_cpu(pid) if pid else 0.0
+    cpu = time.process_time()
     start = time.perf_counter()
     worker.run()
     drained = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    server_cpu = (_server_cpu(pid) - server_cpu) if pid else 0.0
     done = app.stats().queues.get("default", {}).get("completed", 0)
-    print(json.dumps({"enqueue": jobs / enqueued, "drain": done / drained}))
+    figures = {"enqueue": jobs / enqueued, "drain": done / drained, "cpu_us": cpu / done * 1e6}
+    if pid:
+        figures["server_us"] = server_cpu / done * 1e6
+    print(json.dumps(figures))
 
 
 def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -64,8 +93,7 @@ def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[
             )
             runs[name].append(json.loads(out.stdout.splitlines()[-1]))
     return {
-        name: {k: statistics.median(r[k] for r in found) for k in ("enqueue", "drain")}
-        for name, found in runs.items()
+        name: {k: statistics.median(r[k] for r in found) for k in found[0]} for name, found in runs.items()
     }
 
 
@@ -75,12 +103,15 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: f
     command = [sys.executable, __file__, "--child-drain", src, "--url", url, "--variant", variant]
     command += ["--jobs", str(jobs), "--tmp", str(tmp), "--threads", str(threads), "--run-ms", str(run_ms)]
     out = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": src + ":" + str(ROOT)},
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src + ":" + str(ROOT)}
     )
+    if out.returncode != 0:
+        log = (
+            (tmp / f"{variant}.log").read_text(errors="replace")[-3000:]
+            if (tmp / f"{variant}.log").exists()
+            else ""
+        )
+        raise RuntimeError(f"drain {variant} ({src}) failed:\n{out.stderr[-3000:]}\nworkers' log:\n{log}")
     return float(out.stdout.splitlines()[-1])
 
 
@@ -177,6 +208,9 @@ def main() -> None:
 
             kinds = {"redis": RedisServer, "postgres": PostgresServer, "cluster": RedisCluster}
             server = kinds[args.store]().start()
+            if args.store == "postgres" and server.proc is not None:
+                # The A/B reports the server's CPU per job too (its backends': children).
+                os.environ["BENCH_SERVER_PID"] = str(server.proc.pid)
 
             def url_for(tag: str) -> str:
                 if args.store == "cluster":

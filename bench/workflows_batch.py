@@ -13,7 +13,9 @@
    outside batches must not pay for them (within 5%).
 
 Servers: a fresh SQLite file, or a PostgreSQL / Redis server / 3-master Redis Cluster started
-for the run (tests/servers). Prints one JSON object, with the load average before and after.
+for the run (tests/servers). Prints one JSON object, with the load average before and after,
+and (part 1) the CPU per job in µs, medians: the benchmark process's (client, and the
+in-process worker while it drains) and, on Redis, the server's (every master, summed).
 """
 
 from __future__ import annotations
@@ -30,6 +32,27 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _server_cpu(url: str) -> float | None:
+    """Seconds of CPU the Redis server(s) behind ``url`` used so far (every master of a
+    Cluster, summed); None for the other stores (SQLite runs in this process)."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if url.startswith("redis+cluster://"):
+        host, port = url.removeprefix("redis+cluster://").split(":")
+        client = RedisCluster(host=host, port=int(port))
+        infos = client.info("cpu", target_nodes=RedisCluster.ALL_NODES)
+        client.close()
+        nodes = infos.values() if isinstance(infos, dict) and "used_cpu_user" not in infos else [infos]
+        return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in nodes)
+    if url.startswith("redis://"):
+        client = redis.Redis.from_url(url)
+        info = client.info("cpu")
+        client.close()
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return None
 
 
 def _child(src: str, url: str, jobs: int, mode: str) -> None:
@@ -49,18 +72,30 @@ def _child(src: str, url: str, jobs: int, mode: str) -> None:
         enqueued = time.perf_counter() - start
     else:
         specs = [noop.job(n) for n in range(jobs)]
+        cpu, server = time.process_time(), _server_cpu(url)
         start = time.perf_counter()
         if mode == "batch":
             batch = app.batch(specs, on_complete=noop.job(-1))
         else:
             app.enqueue_many(specs)
         enqueued = time.perf_counter() - start
+        enqueue_cpu, enqueue_server = time.process_time() - cpu, _server_cpu(url)
     worker = app.worker(concurrency=8, burst=True, grace=5)
+    cpu = time.process_time()
     start = time.perf_counter()
     worker.run()
     drained = time.perf_counter() - start
+    drain_cpu, drain_server = time.process_time() - cpu, _server_cpu(url)
     done = app.stats().total("completed")
     out = {"enqueue": jobs / enqueued, "drain": done / drained, "completed": done}
+    if mode != "ab":
+        # CPU per job, in µs: this process's (the client's, and the in-process worker's),
+        # and the Redis server's; what a loaded machine's waits do not inflate.
+        out["enqueue_cpu_us"] = enqueue_cpu / jobs * 1e6
+        out["drain_cpu_us"] = drain_cpu / done * 1e6
+        if server is not None and enqueue_server is not None and drain_server is not None:
+            out["enqueue_server_us"] = (enqueue_server - server) / jobs * 1e6
+            out["drain_server_us"] = (drain_server - enqueue_server) / done * 1e6
     if mode == "batch":
         out["batch_completed"] = batch.status()["completed"]
     print(json.dumps(out))
@@ -142,6 +177,15 @@ def main() -> None:
                 result["plain_jobs_per_s"] = plain
                 result["batch_jobs_per_s"] = batch
                 result["batch_over_plain"] = {k: round(batch[k] / plain[k], 3) for k in plain}
+                cpu_keys = [
+                    k
+                    for k in ("enqueue_cpu_us", "drain_cpu_us", "enqueue_server_us", "drain_server_us")
+                    if k in found["plain"][0]
+                ]
+                result["cpu_us_per_job"] = {
+                    mode: {k: round(statistics.median(r[k] for r in found[mode]), 2) for k in cpu_keys}
+                    for mode in ("plain", "batch")
+                }
                 result["all_completed"] = all(
                     r["completed"] >= args.jobs for rs in found.values() for r in rs
                 ) and all(r["batch_completed"] == args.jobs for r in found["batch"])

@@ -569,9 +569,12 @@ class Conveyor:
             if opts.unique_for is not None or opts.expires is not None or opts.after is not None:
                 if opts.after is not None:
                     # Stored waiting (the store may release it at once): the handle says so.
+                    # An expiry counts from now, waiting included (docs/workflows.md).
                     after[job_id] = opts.after
                     record.state = WAITING
                     object.__setattr__(job, "state", WAITING)
+                    if opts.expires is not None:
+                        _lifecycle(record, spec, now)
                 else:
                     each.append(len(records))
                     _lifecycle(record, spec, now)
@@ -592,23 +595,24 @@ class Conveyor:
     ) -> None:
         """A batch of which some jobs wait for others: the store decides, per dependency,
         whether it completed, failed or is still to come, atomically with its end."""
-        if connection is not None:
+        if connection is not None and not hasattr(self.backend, "enqueue_after_in"):
             raise ConfigurationError(
-                "using(connection=...) cannot be combined with after= (a chain): dependencies "
-                "are recorded by the store's own transaction"
+                "using(connection=...) needs the PostgreSQL store, whose jobs can join the "
+                "caller's transaction"
             )
-        for record in records:
-            if SEP in record.queue and record.id in after:
-                raise ConfigurationError(
-                    f"job {record.id}: after= is not supported for tasks with concurrency= or "
-                    "rate= limits yet"
-                )
         store = self.backend
         if not isinstance(store, StoresDependencies):
             raise ConfigurationError(f"the store at {redact_url(self.url)} does not support after=")
         now = self.clock()
         # An id the store does not hold is taken as a job pruned after it completed when it
         # is older than result_ttl (ids are time-ordered); a younger one is an error.
+        if connection is not None:
+            # In the caller's transaction: the jobs, their edges and the locks on their
+            # dependencies last until it commits (PostgreSQL only).
+            store.enqueue_after_in(  # type: ignore[attr-defined]
+                connection, records, after, now, now - self.result_ttl, self.max_queue_length
+            )
+            return
         store.enqueue_after(records, after, now, now - self.result_ttl, self.max_queue_length)
 
     def chain(self, *specs: JobSpec) -> list[Job]:
@@ -838,7 +842,7 @@ class Conveyor:
             )
         now = self.clock()
         batch_id = new_id()
-        records, handles = self._batch_records(batch_id, specs)
+        records, handles, after = self._batch_records(batch_id, specs)
         callbacks: list[tuple[str, JobRecord]] = []
         when = datetime.fromtimestamp(now, UTC)
         for kind, spec in (("success", on_success), ("complete", on_complete), ("death", on_death)):
@@ -858,11 +862,52 @@ class Conveyor:
         store = self.backend
         if not isinstance(store, StoresBatches):
             raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
-        store.create_batch(info, records, callbacks, now)
+        if after:  # jobs of the batch that wait for others (the rare path)
+            store.create_batch(
+                info, records, callbacks, now, after=after, pruned_before=now - self.result_ttl
+            )
+        else:
+            store.create_batch(info, records, callbacks, now)
         for mw in self.middleware:
             mw.after_enqueue(records)
         callbacks_info: dict[str, tuple[str, float | None]] = {kind: (r.id, None) for kind, r in callbacks}
         return Batch(self, dataclasses.replace(info, callbacks=callbacks_info), handles)
+
+    async def abatch(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        on_success: JobSpec | None = None,
+        on_complete: JobSpec | None = None,
+        on_death: JobSpec | None = None,
+        parent: Batch | str | None = None,
+    ) -> Batch:
+        """``batch`` for async code: the jobs are built and the batch is stored on a thread,
+        so the event loop runs on meanwhile (as ``aenqueue_many`` does for what it cannot
+        send through the async store); the same batch, the same rules."""
+        import asyncio
+
+        specs = list(jobs)
+        return await asyncio.to_thread(
+            self.batch,
+            specs,
+            on_success=on_success,
+            on_complete=on_complete,
+            on_death=on_death,
+            parent=parent,
+        )
+
+    async def achain(self, *specs: JobSpec) -> list[Job]:
+        """``chain`` for async code (stored on a thread: the event loop runs on)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.chain, *specs)
+
+    async def aget_batch(self, batch_id: str) -> Batch | None:
+        """``get_batch`` for async code."""
+        import asyncio
+
+        return await asyncio.to_thread(self.get_batch, batch_id)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         """The batch with this id, its counters fresh from the store; None if there is none."""
@@ -874,23 +919,32 @@ class Conveyor:
 
     def _check_batch_spec(self, spec: JobSpec, where: str) -> None:
         opts = spec.options
+        if where == "batch" and opts.unique_for is None and opts.expires is None and opts.connection is None:
+            return  # a job of the batch may wait for others (after=)
         if not opts.plain or opts.connection is not None:
             raise ConfigurationError(
-                f"{where}: a batch's jobs and callbacks take no unique_for, expires, after or "
-                "connection (the store counts each one it stores)"
+                f"{where}: a batch's jobs take no unique_for, expires or connection, and its "
+                "callbacks no after= either: the store counts every job the batch stores, so "
+                "none may be left out as a duplicate (unique_for) or stored outside the batch's "
+                "own step (connection); a callback is enqueued when the batch decides "
+                "(docs/workflows.md)"
             )
 
-    def _batch_records(self, batch_id: str, specs: list[JobSpec]) -> tuple[list[JobRecord], list[Job]]:
+    def _batch_records(
+        self, batch_id: str, specs: list[JobSpec]
+    ) -> tuple[list[JobRecord], list[Job], dict[str, tuple[str, ...]]]:
+        """The records and handles of a batch's jobs, and the dependencies of those that
+        wait for others (id -> ids; stored ``waiting``)."""
         _check_specs(specs, "batch")
         for spec in specs:
             self._check_batch_spec(spec, "batch")
-        records, handles, _, _, _ = self._build_many(specs)
+        records, handles, _, _, after = self._build_many(specs)
         for record, job in zip(records, handles, strict=True):
             record.batch_id = batch_id
             # Job.enqueued built the handle's __dict__ itself; a replace() would cost more
             # than the rest of its enqueue.
             job.__dict__["batch_id"] = batch_id
-        return records, handles
+        return records, handles, after
 
     def _add_to_batch(self, batch_id: str, specs: list[JobSpec]) -> list[Job]:
         if len(specs) >= _GC_PAUSE_FROM and gc.isenabled():
@@ -899,7 +953,7 @@ class Conveyor:
                 return self._add_to_batch(batch_id, specs)
             finally:
                 gc.enable()
-        records, handles = self._batch_records(batch_id, specs)
+        records, handles, after = self._batch_records(batch_id, specs)
         if not records:
             return []
         store = self.backend
@@ -907,7 +961,13 @@ class Conveyor:
             raise ConfigurationError(f"the store {type(store).__name__} keeps no batches")
         for mw in self.middleware:
             mw.before_enqueue(records)
-        if not store.add_to_batch(batch_id, records, self.clock()):
+        now = self.clock()
+        added = (
+            store.add_to_batch(batch_id, records, now, after=after, pruned_before=now - self.result_ttl)
+            if after
+            else store.add_to_batch(batch_id, records, now)
+        )
+        if not added:
             raise BatchClosed(
                 f"batch {batch_id} is not open (every job it counted has ended, or there is no "
                 "such batch): nothing was added"

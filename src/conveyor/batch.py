@@ -34,7 +34,7 @@ then (which re-opens ``outer`` if it had finished meanwhile).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -90,15 +90,29 @@ class StoresBatches(Protocol):
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         """Store the batch (``batch.total`` counts ``records``), its callback records by kind
         (stored, not enqueued), and its jobs (each with ``batch_id`` set); with a
         ``parent``, count this batch's on_complete in the parent, atomically with the check
-        that the parent is open (``BatchClosed`` if not)."""
+        that the parent is open (``BatchClosed`` if not). ``after``: the jobs that wait for
+        others (stored ``waiting``, as ``StoresDependencies.enqueue_after`` stores them;
+        one cancelled by a dependency counts as cancelled in the batch)."""
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         """If the batch is open, count ``records`` in it and store them, atomically;
-        False (nothing stored) if it is not open or does not exist."""
+        False (nothing stored) if it is not open or does not exist. ``after`` as in
+        ``create_batch``."""
 
     def get_batch(self, batch_id: str) -> BatchRecord | None: ...
 
@@ -192,6 +206,41 @@ class Batch:
         added = self.app._add_to_batch(self.id, specs)
         self.jobs += added
         return added
+
+    # -- for async code: the store's work on a thread, the event loop runs on -------------
+    async def astatus(self) -> dict[str, int]:
+        """``status()`` for async code."""
+        import asyncio
+
+        return await asyncio.to_thread(self.status)
+
+    async def aadd(self, jobs: JobSpec | Iterable[JobSpec], *more: JobSpec) -> list[Job]:
+        """``add()`` for async code."""
+        import asyncio
+
+        specs = _specs(jobs, more)
+        return await asyncio.to_thread(self.add, specs)
+
+    async def await_done(self, timeout: float | None = None) -> dict[str, int]:
+        """``wait()`` for async code: the status once every job ended, read again with the
+        same backoff (10 ms to 0.5 s), the loop free between reads; ``TimeoutError`` if some
+        job has not ended within ``timeout`` seconds."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            status = await self.astatus()
+            if status["unfinished"] <= 0:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"batch {self.id}: {status['unfinished']} of {status['total']} jobs "
+                    f"have not ended after {timeout} s"
+                )
+            left = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
 
     def jobs_page(self, after: str | None = None, limit: int = PAGE) -> list[Job]:
         """Snapshots (with return values) of up to ``limit`` jobs of the batch, by id, after

@@ -163,9 +163,11 @@ class Options:
                 raise ConfigurationError(
                     f"task {task_name!r}: after= takes jobs or job ids (UUIDv7 strings), not {_short(job_id)}"
                 )
-        if self.unique_for is not None or self.expires is not None:
+        if self.unique_for is not None:
             raise ConfigurationError(
-                f"task {task_name!r}: after= cannot be combined with unique_for or expires"
+                f"task {task_name!r}: after= cannot be combined with unique_for yet: a unique key "
+                "is taken by the store's own one-job enqueue, which does not record dependencies "
+                "(hold the key on the first job of the workflow, or check in the task)"
             )
 
     def expires_at(self, task_name: str, now: float) -> float | None:

@@ -211,3 +211,67 @@ def test_racing_workers_fire_each_callback_once(make_app: Any) -> None:
     while len(seen) < 2 and time.monotonic() < deadline:
         drain(app)
     assert sorted(kind for kind, _ in seen) == ["complete", "success"]
+
+
+def test_finished_batches_go_away_result_ttl_after_they_finished(app: Conveyor) -> None:
+    seen: list[tuple[str, Any]] = []
+    t = _tasks(app, seen)
+    done = app.batch([t["square"].job(i) for i in range(3)], on_complete=t["note"].job("complete"))
+    died = app.batch([t["square"].job(-1)], on_complete=t["note"].job("died"))
+    empty = app.batch([])  # open: it counts no job yet
+    waiting = app.batch([t["square"].using(delay=3600).job(2)])  # open: its job has not run
+    drain(app)
+    drain(app)
+    assert sorted(seen) == [("complete", 5), ("died", 0)]
+    assert done.status()["unfinished"] == 0 and died.status()["dead"] == 1
+    backend = app.backend
+    now = time.time()
+    backend.recover(now, now - 3600)  # finished less than result_ttl ago: kept
+    assert app.get_batch(done.id) is not None and app.get_batch(died.id) is not None
+    (dead,) = [j.id for j in died.iter_jobs()]
+    assert app.retry(dead) == 1  # re-opened: an open batch is never pruned
+    backend.recover(time.time(), time.time() + 1)  # result_ttl later
+    assert app.get_batch(done.id) is None
+    for kept in (died, empty, waiting):
+        found = app.get_batch(kept.id)
+        assert found is not None and found.record.callbacks == kept.refresh().record.callbacks
+    assert app.get_batch(died.id) is not None and died.status()["unfinished"] == 1
+    # Once it finished again it goes too; callbacks never fire again.
+    drain(app)
+    drain(app)
+    backend.recover(time.time(), time.time() + 1)
+    assert app.get_batch(died.id) is None
+    assert app.get_batch(empty.id) is not None and app.get_batch(waiting.id) is not None
+    assert sorted(seen) == [("complete", 5), ("died", 0)]
+
+
+def test_a_batchs_jobs_may_wait_for_other_jobs(app: Conveyor) -> None:
+    """Jobs of a batch with after=: they wait (the batch counts them as not ended), are
+    released when their dependencies complete, and one whose dependency dies ends cancelled
+    and counts so in the batch, which then finishes and fires its callbacks once."""
+    seen: list[tuple[str, Any]] = []
+    t = _tasks(app, seen)
+    first = t["square"].using(queue="deps").enqueue(3)
+    doomed = t["square"].using(queue="deps").enqueue(-1)
+    gone = t["square"].using(queue="deps").enqueue(1)
+    app.cancel(gone.id)  # already ended: the job that waits for it is cancelled at once
+    batch = app.batch(
+        [
+            t["square"].job(2),
+            t["square"].using(after=[first]).job(4),
+            t["square"].using(queue="other", after=[first, doomed.id]).job(5),
+            t["square"].using(after=[gone]).job(6),
+        ],
+        on_success=t["note"].job("success"),
+        on_complete=t["note"].job("complete"),
+    )
+    assert [j.state for j in batch.jobs] == ["pending", "waiting", "waiting", "waiting"]
+    assert batch.status() == {"total": 4, "completed": 0, "dead": 0, "cancelled": 1, "unfinished": 3}
+    added = batch.add(t["square"].using(after=[first]).job(7))
+    assert added[0].state == "waiting" and batch.status()["total"] == 5
+    drain(app)
+    drain(app)
+    assert batch.wait(timeout=10) == {"total": 5, "completed": 3, "dead": 0, "cancelled": 2, "unfinished": 0}
+    drain(app)
+    assert seen == [("complete", 4 + 16 + 49)]
+    assert app.get_job(batch.jobs[2].id).last_error == f"dependency {doomed.id} ended dead"  # type: ignore[union-attr]

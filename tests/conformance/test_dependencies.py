@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, Fail, current_job
+from conveyor import ConfigurationError, Conveyor, Fail, current_job
 from conveyor.backends import StoresDependencies
 from conveyor.errors import UnknownDependency
 from conveyor.job import Failure, JobRecord, new_id
@@ -248,3 +248,108 @@ def test_a_chain_through_a_partitioned_queue(app: Conveyor) -> None:
     while _state(app, jobs[-1].id) != "completed" and time.monotonic() < deadline:
         drain(app)
     assert [job.result(timeout=5) for job in jobs] == list(range(5))
+
+
+def test_one_acknowledgement_of_plain_jobs_and_of_jobs_in_workflows(app: Conveyor) -> None:
+    """A store may take jobs outside workflows another way than the others (SQLite: they fire
+    no trigger); one acknowledgement holding both kinds, with and without return values,
+    ends every job and moves every workflow: a parent whose dependent came while it ran, a
+    batch's job, a job whose earlier run failed (its last error cleared)."""
+    step = _tasks(app)
+    plain = [step.using(queue="q1").enqueue(n) for n in range(4)]
+    parents = [step.using(queue="q2").enqueue(n) for n in (10, 11)]
+    failed = step.using(queue="q3").enqueue(12)
+    batch = app.batch([step.using(queue="q4").job(20), step.using(queue="q4").job(21)])
+    claimed = {r.id for r in _claim(app)}
+    assert claimed == {j.id for j in [*plain, *parents, failed, *batch.jobs]}
+    app.backend.fail([Failure(failed.id, "boom", retry_at=time.time() - 1)], "w", time.time())
+    assert [r.id for r in _claim(app)] == [failed.id]  # its second run
+    children = [step.using(queue="q1", after=[p]).enqueue(n) for n, p in enumerate(parents)]
+    assert [_state(app, c.id) for c in children] == ["waiting", "waiting"]
+    results: list[tuple[str, bytes | None]] = [(plain[0].id, None), (plain[1].id, b"1")]
+    results += [(parents[0].id, None), (parents[1].id, b"11"), (failed.id, None)]
+    results += [(batch.jobs[0].id, None), (batch.jobs[1].id, b"441")]
+    results += [(plain[2].id, None), (plain[3].id, b"3")]
+    app.backend.complete(results, "w", time.time())
+    for job_id, _ in results:
+        found = app.get_job(job_id)
+        assert found is not None and found.state == "completed" and found.last_error is None, job_id
+    assert [_state(app, c.id) for c in children] == ["pending", "pending"]
+    assert batch.status()["completed"] == 2 and batch.status()["unfinished"] == 0
+    processed = app.stats().processed
+    app.backend.complete(results, "w", time.time())  # again: nothing moves twice
+    assert app.stats().processed == processed and batch.status()["completed"] == 2
+
+
+def test_an_expiry_counts_from_enqueue_while_the_job_waits(app: Conveyor) -> None:
+    """after= with expires: the expiry counts from enqueue, waiting included. A waiting job
+    past it ends cancelled ("expired") and its own dependents follow; one released in time
+    runs as any job; a released one that expires before it starts is cancelled as usual."""
+    step = _tasks(app)
+    a = step.using(queue="q1").enqueue(1)
+    late = step.using(queue="q2", after=[a], expires=30).enqueue(2)
+    behind = step.using(queue="q3", after=[late]).enqueue(3)
+    on_time = step.using(queue="q4", after=[a], expires=3600).enqueue(4)
+    stored = app.get_job(late.id)
+    assert stored is not None and stored.expires_at is not None
+    assert stored.expires_at.timestamp() == pytest.approx(time.time() + 30, abs=5)
+    now = time.time()
+    app.backend.sweep(now, None, None, 100)  # not yet
+    assert _state(app, late.id) == "waiting"
+    app.backend.sweep(now + 31, None, None, 100)
+    gone = app.get_job(late.id)
+    assert gone is not None and (gone.state, gone.last_error) == ("cancelled", "expired")
+    tail = app.get_job(behind.id)
+    assert tail is not None and tail.state == "cancelled"
+    assert tail.last_error == f"dependency {late.id} ended cancelled"
+    assert _state(app, on_time.id) == "waiting"
+    drain(app)
+    assert _state(app, a.id) == "completed" and _state(app, on_time.id) == "completed"
+    # Released, then expired before a worker took it.
+    b = step.using(queue="q1").enqueue(5)
+    stale = step.using(queue="q2", after=[b], expires=30).enqueue(6)
+    [claimed] = _claim(app, queues=["q1"])
+    app.backend.complete([(claimed.id, None)], "w", time.time())
+    assert _state(app, stale.id) == "pending"
+    app.backend.sweep(time.time() + 31, None, None, 100)
+    assert _state(app, stale.id) == "cancelled"
+
+
+def test_after_with_unique_for_is_refused_with_why(app: Conveyor) -> None:
+    step = _tasks(app)
+    a = step.enqueue(1)
+    with pytest.raises(ConfigurationError, match="unique key is taken by the store's own"):
+        step.using(after=[a], unique_for=60).enqueue(2)
+
+
+def test_limited_tasks_wait_for_others(app: Conveyor) -> None:
+    """after= on tasks with concurrency= (per key) and rate= limits, and a chain through
+    them: released, each job is offered to its limit's bucket and runs under its limit."""
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    @app.task(name="l.first", queue="q1")
+    def first(n: int) -> int:
+        return n
+
+    @app.task(name="l.lim", concurrency=1, limit_key=lambda n: f"k{n % 2}")
+    def lim(n: int) -> int:
+        with lock:
+            seen.append(n)
+        return n
+
+    @app.task(name="l.rate", rate="100/s")
+    def rate(n: int) -> int:
+        with lock:
+            seen.append(100 + n)
+        return n
+
+    a = first.enqueue(1)
+    jobs = [lim.using(after=[a]).enqueue(i) for i in range(4)]
+    rate.using(after=[a]).enqueue(1)
+    chain = app.chain(first.job(2), lim.job(10), rate.job(20))
+    assert [_state(app, j.id) for j in jobs] == ["waiting"] * 4
+    drain(app)
+    drain(app)
+    assert sorted(seen) == [0, 1, 2, 3, 10, 101, 120]
+    assert [_state(app, j.id) for j in chain] == ["completed"] * 3

@@ -172,3 +172,42 @@ def test_a_burst_worker_waits_for_the_jobs_its_limits_meter_out(app: Conveyor) -
     thread.join(30)
     assert not thread.is_alive() and len(runs) == 3
     assert runs[2] - runs[0] >= 0.35  # two refills of 0.2 s each, give or take the clock
+
+
+def test_limited_jobs_due_later_start_when_due_in_a_claim_of_their_queue(app: Conveyor) -> None:
+    # Buckets are not in the list of queues: the claim of the queue promotes their due jobs
+    # (and its own), whether it names the queue or serves every queue.
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": f"k:{key}")
+    plain = _plain(app)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    later = [limited.using(delay=60).enqueue(n, key) for n, key in ((1, "a"), (2, "b"))]  # type: ignore[attr-defined]
+    soon = plain.using(delay=60).enqueue(3)  # type: ignore[attr-defined]
+    assert app.backend.fetch(["default"], 10, "w", 30, now) == []
+    got = app.backend.fetch(["default"], 10, "w", 30, now + 61)
+    assert {r.id for r in got} == {j.id for j in later} | {soon.id}
+    again = limited.using(delay=200).enqueue(4, "c")  # type: ignore[attr-defined]
+    assert ids(app.backend.fetch(None, 10, "w", 30, now + 61)) == []
+    assert ids(app.backend.fetch(None, 10, "w", 30, now + 300)) == [again.id]
+
+
+def test_a_paused_limited_queue_gives_nothing(app: Conveyor) -> None:
+    limited = _limited(app, concurrency=2)
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    job = limited.enqueue(1)  # type: ignore[attr-defined]
+    app.pause("default")
+    assert app.backend.fetch(["default"], 5, "w", 30, now) == []
+    assert app.backend.fetch(None, 5, "w", 30, now) == []
+    app.resume("default")
+    assert ids(app.backend.fetch(["default"], 5, "w", 30, now)) == [job.id]
+
+
+def test_more_keys_than_a_claim_looks_at_all_get_their_turn(app: Conveyor) -> None:
+    # A claim of one job looks at 10 keys at most (LOOK_AT_BUCKETS + 2): thirty claims still
+    # reach every one of thirty keys, each once (each key's one slot is then taken).
+    limited = _limited(app, concurrency=1, limit_key=lambda n, key="a": f"k:{key}")
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    jobs = [limited.enqueue(n, f"{n:02d}") for n in range(30) for _ in range(2)]  # type: ignore[attr-defined]
+    firsts = {j.id for j in jobs[::2]}
+    got = [r for _ in range(30) for r in app.backend.fetch(["default"], 1, "w", 30, now)]
+    assert len(got) == 30 and {r.id for r in got} == firsts
+    assert app.backend.fetch(["default"], 5, "w", 30, now) == []

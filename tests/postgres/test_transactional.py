@@ -81,3 +81,23 @@ def test_other_connection_types_are_refused(make_app: AppFactory, db_url: str) -
     with pytest.raises(ConfigurationError, match="psycopg 3"):
         add.using(connection=object()).enqueue(1, 1)  # type: ignore[attr-defined]
     assert app.stats().total("pending") == 0
+
+
+def test_after_joins_the_transaction(make_app: AppFactory, db_url: str) -> None:
+    """A chain step or a job with after= enqueued through the caller's connection: it and its
+    edges exist only if the transaction commits, and a dependency that completes while the
+    transaction is open is waited for (its row is locked), then releases the job."""
+    app, add = _app(make_app)
+    first = add.enqueue(1, 1)  # type: ignore[attr-defined]
+    with psycopg.connect(db_url) as conn:
+        lost = add.using(connection=conn, after=[first]).enqueue(0, 0)  # type: ignore[attr-defined]
+        conn.rollback()
+        assert app.get_job(lost.id) is None and app.dependents(first.id) == []
+        kept = add.using(connection=conn, after=[first]).enqueue(2, 2)  # type: ignore[attr-defined]
+        chained = app.chain(add.using(connection=conn).job(3, 3), add.using(connection=conn).job(4, 4))  # type: ignore[attr-defined]
+        assert app.get_job(kept.id) is None  # not visible outside the transaction yet
+        conn.commit()
+    assert [j.id for j in app.dependents(first.id)] == [kept.id]
+    assert app.get_job(kept.id).state == "waiting"  # type: ignore[union-attr]
+    app.worker(burst=True, concurrency=2).run()
+    assert kept.result(timeout=10) == 4 and chained[1].result(timeout=10) == 8

@@ -5,12 +5,18 @@ Cluster."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conveyor import Conveyor
+from conveyor import Conveyor, StoreFull
 from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.batches import INTAKE_DEADLINE
+from tests.conformance.test_worker_runs import drain
+from tests.servers import RedisServer
 
 
 @pytest.mark.parametrize("topology", ["single", "cluster"])
@@ -52,3 +58,119 @@ def test_a_forward_cut_short_is_finished_by_housekeeping(
         assert batch.status()["completed"] == 5
     finally:
         app.close()
+
+
+# The creating process, killed (SIGKILL) by its own hand at the point the test names: "ids"
+# once the jobs are listed and counted, "jobs" with half of them stored, "seal" with all
+# stored but the intake not sealed (around the store's own step, so product code carries no
+# fault switch).
+_CREATOR = """
+import os, signal, sys
+from conveyor import Conveyor
+from conveyor.backends.redis.batches import RedisBatches
+store_jobs = RedisBatches._store_batch_jobs
+def dying(self, batch_id, records, listed=False):
+    fault = sys.argv[3]
+    if fault == "jobs":
+        store_jobs(self, batch_id, records[: len(records) // 2], listed)
+    elif fault == "seal":
+        store_jobs(self, batch_id, records, listed)
+    os.kill(os.getpid(), signal.SIGKILL)
+RedisBatches._store_batch_jobs = dying
+app = Conveyor(sys.argv[1], namespace=sys.argv[2])
+task = app.task(name="t.count")(lambda n: None)
+jobs = [task.using(queue="qa" if i % 2 else "qb").job(i) for i in range({n})]
+app.batch(jobs, on_complete=task.using(queue="qc").job(-1), on_success=task.using(queue="qc").job(-2))
+print("created", flush=True)
+"""
+
+
+def _url(topology: str, request: pytest.FixtureRequest) -> str:
+    if topology == "single":
+        return str(request.getfixturevalue("redis_server").url)
+    host, port = request.getfixturevalue("redis_cluster").nodes[0]
+    return f"redis+cluster://{host}:{port}"
+
+
+@pytest.mark.parametrize("fault", ["ids", "jobs", "seal"])
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_a_client_killed_while_it_makes_a_batch_leaves_it_whole_for_housekeeping(
+    topology: str, fault: str, request: pytest.FixtureRequest
+) -> None:
+    """kill -9 of the process that makes a batch of 3,000 jobs in two queues: with the jobs
+    listed and counted but none stored ("ids"), half of them stored ("jobs"), or all stored
+    but the batch not sealed ("seal"). Nothing fires before housekeeping takes the creator
+    for dead; then the batch counts exactly the jobs that were stored (none: no batch), and
+    each callback runs once."""
+    n = 3000
+    url, ns = _url(topology, request), f"bk{os.getpid()}{topology}{fault}"
+    child = subprocess.run(
+        [sys.executable, "-c", _CREATOR.format(n=n), url, ns, fault],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert "created" not in child.stdout
+    app = Conveyor(url, namespace=ns)
+    runs: list[int] = []
+    app.task(name="t.count")(runs.append)
+    try:
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        [member] = [m.decode() for m in backend.client.zrange(backend.keys.batch_prefix() + "intake", 0, -1)]
+        batch_id = member.split("|")[0]
+        batch = app.get_batch(batch_id)
+        assert batch is not None and batch.status()["total"] == n  # listed and counted
+        stored = {"ids": 0, "jobs": n // 2, "seal": n}[fault]
+        drain(app)
+        assert len(runs) == stored and batch.status()["completed"] == stored
+        assert -1 not in runs and -2 not in runs  # not sealed: nothing decided
+        backend.recover(time.time(), 0)  # before the deadline: left alone
+        assert batch.status()["total"] == n
+        later = time.time() + INTAKE_DEADLINE + 1
+        for _ in range(3):  # the creator is taken for dead; the passes after change nothing
+            backend.recover(later, 0)
+        drain(app)
+        if stored == 0:
+            assert app.get_batch(batch_id) is None and runs == []
+        else:
+            assert batch.status() == {
+                "total": stored, "completed": stored, "dead": 0, "cancelled": 0, "unfinished": 0
+            }  # fmt: skip
+            assert sorted(runs)[:2] == [-2, -1] and len(runs) == stored + 2
+            assert batch.refresh().fired == {"complete": True, "success": True}
+        assert backend.client.zcard(backend.keys.batch_prefix() + "intake") == 0
+    finally:
+        app.close()
+
+
+def test_a_full_server_during_a_batch_keeps_what_was_stored_consistent() -> None:
+    """maxmemory reached while a batch's jobs are stored: the error says how many were
+    stored, the batch counts exactly those, and once memory is back its callbacks run once."""
+    server = RedisServer(
+        appendonly=False, extra_args=["--maxmemory", "5mb", "--maxmemory-policy", "noeviction"]
+    )
+    server.start()
+    app = Conveyor(server.url, namespace=f"oom{os.getpid()}")
+    runs: list[int] = []
+    task = app.task(name="t.pad")(lambda n, pad: runs.append(n))
+    try:
+        with pytest.raises(StoreFull, match=r"of the 6000 jobs of this call were stored") as caught:
+            app.batch([task.job(i, "x" * 600) for i in range(6000)], on_complete=task.job(-1, ""))
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend.client.zcard(backend.keys.batch_prefix() + "intake") == 0
+        [key] = backend.client.keys(backend.keys.batch_prefix() + "h:*")
+        batch = app.get_batch(key.decode().rsplit(":", 1)[1])
+        assert batch is not None
+        stored = batch.status()["total"]
+        assert 0 < stored < 6000 and f"{stored} of the 6000" in str(caught.value)
+        backend.client.config_set("maxmemory", 0)
+        drain(app)
+        drain(app)
+        assert len(runs) == stored + 1 and runs.count(-1) == 1
+        assert batch.status()["completed"] == stored
+    finally:
+        app.close()
+        server.stop()

@@ -20,8 +20,9 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
+from conveyor.backends.redis.batches import _intake
 from conveyor.backends.redis.keys import Keys
-from conveyor.backends.redis.wire import SCRIPTS, Wire, script_source
+from conveyor.backends.redis.wire import SCRIPTS, Call, Wire, script_source
 from conveyor.job import Failure, Tick, WorkerInfo, new_id
 from tests.servers import RedisServer
 
@@ -140,6 +141,12 @@ def test_every_script_call_the_store_sends_matches_its_header(
         task.using(queue="wf2", after=[flow[0]]).enqueue(4)  # deps_link: a dependency outside the call
         batch = app.batch([task.job(i) for i in range(2)], on_complete=task.job(9))  # batch_create
         batch.add(task.job(3))  # batch_add
+        # An add whose client died with its jobs listed, none stored: its deadline passed.
+        records, _, _ = app._batch_records(batch.id, [task.job(4)])
+        member = _intake(batch.id, "a", records)
+        backend._wire.run([Call("batch_add", backend.keys.batch_add(batch.id), [member, "0"])])
+        backend._wire.run(backend._ids_calls(batch.id, member, records))
+        backend.recover(time.time(), time.time())  # batch_fix, batch_seal, batch_prune
         app.cancel(*[job.id for job in batch.jobs])  # batch_read, batch_apply, batch_sent
 
         by_sha = {backend._wire.sha(name): name for name in SCRIPTS}

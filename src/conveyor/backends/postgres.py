@@ -136,14 +136,14 @@ from ..job import (
     Tick,
     WorkerInfo,
 )
-from ..limits import SEP, Limit, Tokens, ahead_allowed, bucket_range, rooms, spent, split
+from ..limits import SEP, Limit, ahead_allowed, bucket_range, split
 from ..redaction import redact_url
 from . import postgres_workflows as workflows
 from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .postgres_batches import PostgresBatches
-from .prune import prune_batches
+from .prune import prune_batches as prune_completed
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -171,6 +171,9 @@ _COLUMNS = _CLAIMED + ", expires_at, unique_key, unique_until, snoozes, batch_id
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _CLAIMED.split(","))
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 _WAITING = "('scheduled','pending','retry')"
+#: States an expiry cancels: not started yet, waiting for other jobs included (whose own
+#: dependents the triggers of migration 0011 cancel in the same statement).
+_EXPIRING = "('scheduled','pending','retry','waiting')"
 #: The states in which a job holds its unique key.
 _LIVE_STATES = frozenset(("scheduled", "pending", "retry", "active"))
 _ENDED = "('dead','cancelled')"
@@ -682,73 +685,16 @@ class _Statements:
         self.drop_limit = f"DELETE FROM {s}.limits WHERE queue = %(queue)s AND name = %(name)s"
         self.serve_given = given
         self.serve_every = every
-        # A limited queue's jobs per stored queue (itself and its buckets) and state: a
-        # range of counts' primary key, plus the deltas not folded yet.
-        self.bucket_counts = (
-            f"SELECT queue, state, sum(n) FROM {all_counts} AS c"
-            f" WHERE (queue = %(queue)s OR (queue > %(low)s AND queue < %(high)s))"
-            f" AND state IN ('active', 'pending', 'scheduled', 'retry') GROUP BY 1, 2 HAVING sum(n) > 0"
-        )
-        self.promote_buckets = (
-            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id"
-            f" FROM unnest(%(names)s::text[]) b(name)"
-            f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = b.name AND state IN {_LATER}"
-            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
-            f" RETURNING queue"
-        )
-        # The token buckets of a queue and of its buckets: a range of the primary key.
-        self.tokens = (
-            f"SELECT bucket, tokens, stamp FROM {s}.limit_tokens"
-            f" WHERE bucket = %(queue)s OR (bucket > %(low)s AND bucket < %(high)s)"
-        )
-        self.spend_tokens = (
-            f"INSERT INTO {s}.limit_tokens (bucket, tokens, stamp)"
-            f" SELECT * FROM unnest(%(names)s::text[], %(tokens)s::float8[], %(stamps)s::float8[])"
-            f" ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp"
-        )
         self.drop_tokens = f"DELETE FROM {s}.limit_tokens WHERE stamp < %(before)s"
-        # The claim of a limited queue: each stored queue's best ready jobs, as many as its
-        # room allows, the best of them all up to the cap.
-        pick = (
-            f"SELECT j.id FROM unnest(%(names)s::text[], %(rooms)s::int[]) b(name, room)"
-            f" CROSS JOIN LATERAL (SELECT id, priority, run_at FROM {s}.jobs"
-            f"  WHERE queue = b.name AND state = 'pending' ORDER BY priority DESC, run_at, id"
-            f"  LIMIT b.room FOR UPDATE SKIP LOCKED) j"
-            f" ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(cap)s"
-        )
+        # The claim of a limited queue, and of the jobs taken ahead in its buckets: one call of
+        # claim_limited (migration 13), which takes the queue's advisory lock, counts, meters
+        # and claims, and lets go at the commit of the call's own transaction.
         self.claim_limited = (
-            f"UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1, progress = NULL,"
-            f" locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
-            f" finished_at = NULL WHERE t.id = ANY(ARRAY({pick})) RETURNING {_T_COLUMNS}"
-        )
-        # Jobs taken ahead (fetch_ahead): the runs named that the worker still holds at their
-        # attempt, numbered per bucket; as many of each bucket's best waiting jobs; claimed
-        # (started_at: the claim's time until settled) and noted with the run each follows.
-        ahead_runs = (
-            f"SELECT r.bucket, r.id, r.attempt, row_number() OVER (PARTITION BY r.bucket ORDER BY r.ord) AS k"
-            f" FROM unnest(%(a_buckets)s::text[], %(a_ids)s::text[], %(a_attempts)s::int4[])"
-            f" WITH ORDINALITY AS r(bucket, id, attempt, ord)"
-            f" JOIN {s}.jobs x ON x.id = r.id AND x.state = 'active' AND x.locked_by = %(worker)s"
-            f" AND x.attempts = r.attempt"
-        )
-        self.claim_ahead = (
-            f"WITH runs AS MATERIALIZED ({ahead_runs}),"
-            f" pick AS MATERIALIZED (SELECT j.id, w.bucket, row_number() OVER (PARTITION BY w.bucket"
-            f"  ORDER BY j.priority DESC, j.run_at, j.id) AS k"
-            f"  FROM (SELECT bucket, count(*) AS n FROM runs GROUP BY bucket) w CROSS JOIN LATERAL ("
-            f"  SELECT id, priority, run_at FROM {s}.jobs WHERE queue = w.bucket AND state = 'pending'"
-            f"  ORDER BY priority DESC, run_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) j),"
-            f" claimed AS (UPDATE {s}.jobs AS t SET state = 'active', attempts = t.attempts + 1,"
-            f"  progress = NULL, locked_by = %(worker)s, lease_until = %(until)s, started_at = %(now)s,"
-            f"  finished_at = NULL FROM pick WHERE t.id = pick.id"
-            f"  RETURNING {_T_COLUMNS}, pick.bucket, pick.k),"
-            f" noted AS (INSERT INTO {s}.limit_ahead (bucket, id, worker, after, attempt, claimed)"
-            f"  SELECT c.bucket, c.id, %(worker)s, r.id, r.attempt, %(now)s FROM claimed c"
-            f"  JOIN runs r ON r.bucket = c.bucket AND r.k = c.k"
-            f"  ON CONFLICT (bucket, id) DO UPDATE SET worker = excluded.worker, after = excluded.after,"
-            f"  attempt = excluded.attempt, claimed = excluded.claimed RETURNING id, after)"
-            f" SELECT {', '.join('c.' + c.strip() for c in _CLAIMED.split(','))}, n.after"
-            f" FROM claimed c JOIN noted n ON n.id = c.id"
+            f"SELECT {', '.join('(c.claimed_job).' + c.strip() for c in _CLAIMED.split(','))}, c.ahead_of"
+            f" FROM {s}.claim_limited(%(queue)s::text, %(key)s::int8, %(worker)s::text, %(until)s::float8,"
+            f" %(now)s::float8, %(limit)s::int4, %(turn)s::int8, %(d_names)s::text[], %(d_conc)s::int4[],"
+            f" %(d_rate)s::int4[], %(d_per)s::float8[], %(a_buckets)s::text[], %(a_ids)s::text[],"
+            f" %(a_attempts)s::int4[]) AS c"
         )
         # The jobs taken ahead in a queue's buckets, with what settles them (_settle_ahead).
         self.ahead_rows = (
@@ -821,7 +767,7 @@ class _Statements:
         # The expired, whatever their state: the waiting ones end cancelled, and every one
         # leaves jobs_expires (a job that ran before its expiry keeps no entry there).
         self.expire = (
-            f"WITH due AS (SELECT id, state IN {_WAITING} AS waiting FROM {s}.jobs"
+            f"WITH due AS (SELECT id, state IN {_EXPIRING} AS waiting FROM {s}.jobs"
             f" WHERE expires_at IS NOT NULL AND expires_at <= %(now)s ORDER BY expires_at"
             f" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
             f" cancelled AS (UPDATE {s}.jobs SET state = 'cancelled', finished_at = %(now)s,"
@@ -979,11 +925,10 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
-    #: Workers do not take limited jobs ahead here: limited claims of a queue take turns under
-    #: its advisory lock, and claiming jobs ahead made each turn longer than the round-trip
-    #: it saves (concurrency=50 drained at 0.22 of unlimited with them, 0.40 without:
-    #: bench/LIMITS.md). ``fetch_ahead`` stays for callers that ask for it.
-    takes_jobs_ahead = False
+    #: Workers take limited jobs ahead (``fetch_ahead``): since the limited claim is one call
+    #: of claim_limited (migration 13), jobs ahead cost its turn under the queue's lock a
+    #: statement, not a round-trip, and save claims (bench/LIMITS.md, session 14).
+    takes_jobs_ahead = True
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
     #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken
     #: again (see ``Waits``); a caller that stops at the first empty claim looks once more.
@@ -1034,6 +979,7 @@ class PostgresBackend(PostgresBatches, Listings):
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
         self._turns = itertools.count()  # which keys a claim starts at, when many have room (rooms)
+        self._lock_keys: dict[str, int] = {}
         self.auto_migrate = migrate
         try:
             self._ensure_schema()
@@ -1318,6 +1264,29 @@ class PostgresBackend(PostgresBatches, Listings):
                 self, records, after, now, pruned_before, max_queue_length, CALLER_RETRY_FOR
             )
 
+    def enqueue_after_in(
+        self,
+        connection: Any,
+        records: Sequence[JobRecord],
+        after: dict[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+        max_queue_length: int | None = None,
+    ) -> None:
+        """``enqueue_after`` through the caller's connection, inside its transaction (as
+        ``enqueue_in``): the jobs and their edges exist only if it commits."""
+        if records:
+            workflows.enqueue_after(
+                self,
+                records,
+                after,
+                now,
+                pruned_before,
+                max_queue_length,
+                0.0,
+                _unwrap_connection(connection),
+            )
+
     def dependencies(self, job_id: str) -> list[str]:
         return workflows.dependencies(self, job_id)
 
@@ -1440,9 +1409,8 @@ class PostgresBackend(PostgresBatches, Listings):
         runs: Sequence[tuple[str, str, int]] = (),
         after: dict[str, str] | None = None,
     ) -> list[JobRecord]:
-        """The claim when a served queue has limits: queue by queue, a limited one in a
-        transaction of its own that first takes the queue's advisory lock, so that counting
-        its running jobs, reading its tokens and claiming is one step for every worker."""
+        """The claim when a served queue has limits: queue by queue, in order, a limited one
+        in one call of claim_limited (see _claim_limited), a plain one as the plain claim."""
         tries = 0
         limit = params["limit"]
         found: dict[str, str] = {}
@@ -1458,13 +1426,19 @@ class PostgresBackend(PostgresBatches, Listings):
                 if rows:
                     found.update((row[0], row[-1]) for row in rows if row[-1] is not None)
                     return [row[:-1] for row in rows]
-            # One round-trip for the queues to serve and the promotion of due jobs.
-            with conn.pipeline():
-                listed = conn.execute(
-                    self.sql.serve_every if queues is None else self.sql.serve_given, params
-                )
-                conn.execute(self.sql.promote, params, prepare=False)
-            serve = [name for (name,) in listed.fetchall()]
+            promoted = False
+            if queues is None:
+                # One round-trip for the queues to serve and the promotion of due jobs.
+                with conn.pipeline():
+                    listed = conn.execute(self.sql.serve_every, params)
+                    conn.execute(self.sql.promote, params, prepare=False)
+                serve = [name for (name,) in listed.fetchall()]
+                promoted = True
+            else:
+                # Paused queues are passed over by each claim below (claim_limited and
+                # fetch_given both look), and claim_limited promotes its queue's due jobs
+                # itself: a worker of one limited queue claims in one round-trip.
+                serve = list(queues)
             got: list[tuple[Any, ...]] = []
             served = set(serve)
             for queue in serve:
@@ -1478,9 +1452,16 @@ class PostgresBackend(PostgresBatches, Listings):
                     got += self._claim_limited(
                         conn, queue, limits[queue], {**params, "limit": left}, ahead, found
                     )
-                else:
+                elif left > 0:
                     one = {**params, "queues": [queue], "limit": left}
-                    got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
+                    if promoted:
+                        got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
+                        continue
+                    with conn.pipeline():
+                        conn.execute(self.sql.promote, params, prepare=False)
+                        cursor = conn.execute(self.sql.fetch_given, one, prepare=False)
+                    got += cursor.fetchall()
+                    promoted = True
             return got
 
         records = [_record(row) for row in self._run(claim)]
@@ -1518,81 +1499,38 @@ class PostgresBackend(PostgresBatches, Listings):
         ahead: Sequence[tuple[str, str, int]] = (),
         after: dict[str, str] | None = None,
     ) -> list[tuple[Any, ...]]:
-        low, high = bucket_range(queue)
-        now = params["now"]
-        where = {"queue": queue, "low": low, "high": high}
-        # Pipelined: the lock, the counts, the tokens and the jobs taken ahead go in one
-        # round-trip, both claims in a second, the tokens spent and the commit in a third.
-        # Without a rate, nothing depends on what the claims took: the commit goes in their
-        # round-trip, and the queue's lock is held for two round-trips instead of three.
-        metered = any(d.rate for d in limits.values())
-        with conn.pipeline(), conn.transaction():
-            conn.execute(self.sql.lock, {"key": _advisory_key(f"conveyor.{self.ns}.limits.{queue}")})
-            counts = conn.execute(self.sql.bucket_counts, where)
-            held = conn.execute(self.sql.tokens, where)
-            taken = conn.execute(self.sql.ahead_rows, where)
-            active: dict[str, int] = {}
-            ready: dict[str, int] = {}
-            later: list[str] = []
-            for name, state, n in counts.fetchall():
-                if state == "active":
-                    active[name] = int(n)
-                elif state == "pending":
-                    ready[name] = int(n)
-                elif name != queue:
-                    later.append(name)
-            tokens = {name: Tokens(float(t), float(stamp)) for name, t, stamp in held.fetchall()}
-            # Jobs taken ahead are active but hold no slot while their run is active.
-            waiting, settle = self._settle_ahead(taken, now)
-            for name, n in waiting.items():
-                active[name] = active.get(name, 0) - n
-            if later:
-                # Buckets are not in the queues table (no plain claim may serve them), so the
-                # claim's promotion of due jobs does not reach them: this one does.
-                promoted = conn.execute(self.sql.promote_buckets, {"names": sorted(set(later)), "now": now})
-                for (name,) in promoted.fetchall():
-                    ready[name] = ready.get(name, 0) + 1
-            cap, room = rooms(queue, limits, active, ready, tokens, params["limit"], now, next(self._turns))
-            # The claims of jobs to start and of jobs ahead, in one round-trip (jobs ahead are
-            # of buckets without a rate: they spend no tokens).
-            started_cur = ahead_cur = None
-            if room and cap > 0:
-                claim = {**params, "names": list(room), "rooms": list(room.values()), "cap": cap}
-                started_cur = conn.execute(self.sql.claim_limited, claim, prepare=False)
-            if ahead and after is not None:
-                runs = {
-                    "a_buckets": [run[0] for run in ahead],
-                    "a_ids": [run[1] for run in ahead],
-                    "a_attempts": [run[2] for run in ahead],
-                }
-                ahead_cur = conn.execute(self.sql.claim_ahead, {**params, **runs}, prepare=False)
-            rows: list[tuple[Any, ...]] = []
-            if started_cur is not None and metered:
-                rows = started_cur.fetchall()
-                started_cur = None
-                started: dict[str, int] = {}
-                for row in rows:
-                    started[row[1]] = started.get(row[1], 0) + 1
-                if changed := spent(queue, limits, tokens, started, now):
-                    conn.execute(
-                        self.sql.spend_tokens,
-                        {
-                            "names": [c[0] for c in changed],
-                            "tokens": [c[1] for c in changed],
-                            "stamps": [c[2] for c in changed],
-                        },
-                    )
-        if started_cur is not None:
-            rows = started_cur.fetchall()
-        if ahead_cur is not None and after is not None:
-            more = ahead_cur.fetchall()
-            after.update((row[0], row[-1]) for row in more)
-            rows += [row[:-1] for row in more]
-        if settle is not None:
-            # After the commit, outside the queue's lock (autocommit): settling only tidies (a
-            # row whose run ended never holds its job out of the count again), whoever does it.
-            conn.execute(self.sql.settle_ahead, settle)
-        return rows
+        """One call of claim_limited (migration 13): under the queue's advisory lock, its
+        running jobs counted, its tokens read and spent, the jobs claimed, in one statement
+        and its own transaction, so the lock is held while the server runs it, never across
+        a round-trip. ``ahead``: runs of this worker whose bucket's next job it takes ahead
+        (noted in ``after``: job -> the run it follows)."""
+        names = list(limits)
+        if after is None:
+            ahead = ()
+        claim = {
+            **params,
+            "queue": queue,
+            "key": self._limits_lock(queue),
+            "turn": next(self._turns),
+            "d_names": names,
+            "d_conc": [limits[n].concurrency for n in names],
+            "d_rate": [limits[n].rate for n in names],
+            "d_per": [limits[n].per for n in names],
+            "a_buckets": [run[0] for run in ahead],
+            "a_ids": [run[1] for run in ahead],
+            "a_attempts": [run[2] for run in ahead],
+        }
+        rows = conn.execute(self.sql.claim_limited, claim).fetchall()
+        if after is not None:
+            after.update((row[0], row[-1]) for row in rows if row[-1] is not None)
+        return [row[:-1] for row in rows]
+
+    def _limits_lock(self, queue: str) -> int:
+        """The advisory lock the limited claims of ``queue`` take turns under."""
+        key = self._lock_keys.get(queue)
+        if key is None:
+            key = self._lock_keys[queue] = _advisory_key(f"conveyor.{self.ns}.limits.{queue}")
+        return key
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -1776,6 +1714,7 @@ class PostgresBackend(PostgresBatches, Listings):
             if settle is not None:
                 conn.execute(self.sql.settle_ahead, settle)
             workflows.cascade(conn, self.workflow_sql, now)
+            self.prune_batches(conn, completed_before)
             return recovered
 
         recovered = self._run(housekeeping)
@@ -1786,7 +1725,7 @@ class PostgresBackend(PostgresBatches, Listings):
             params = {"before": completed_before, "limit": limit}
             return self._run(lambda conn: conn.execute(prune, params).rowcount)
 
-        prune_batches(batch)
+        prune_completed(batch)
         return recovered
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:

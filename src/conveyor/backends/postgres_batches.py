@@ -9,12 +9,12 @@ WHEN clause tests ``batch_id`` first, in C.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..batch import BatchRecord
 from ..errors import BatchClosed
-from ..job import JobRecord
+from ..job import CANCELLED, WAITING, JobRecord
 from ..limits import split
 
 if TYPE_CHECKING:
@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     Conn = Connection[Any]
 
 _T = TypeVar("_T")
+#: Finished batches housekeeping deletes per call, at most.
+PRUNE_BATCHES = 1000
+#: Finished batches that finished before %(before)s, oldest first, through the index of
+#: finished batches (migration 0012; its predicate, spelt the same here), with their
+#: callbacks. A batch re-opened meanwhile (a retry in another transaction) is skipped: FOR
+#: UPDATE re-reads a row changed concurrently against the predicate.
+PRUNE_SQL = """WITH gone AS (
+    DELETE FROM {s}.batches WHERE id IN (
+        SELECT id FROM {s}.batches
+        WHERE total > 0 AND completed + dead + cancelled - total >= 0 AND at < %(before)s
+        ORDER BY at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING id)
+DELETE FROM {s}.batch_callbacks WHERE batch_id IN (SELECT id FROM gone)"""
 _COPY_TYPES = ["text", "text", "bytea", "int4", "text", "float8", "int4", "float8", "float8", "text"]
 
 
@@ -35,6 +48,52 @@ class PostgresBatches:
     if TYPE_CHECKING:
 
         def _run(self, work: Callable[[Conn], _T], retry: bool = True, retry_for: float = ...) -> _T: ...
+
+    def prune_batches(self, conn: Conn, before: float) -> None:
+        """Delete batches that finished before ``before`` (``result_ttl`` ago), at most
+        ``PRUNE_BATCHES`` per call (housekeeping). A job of a pruned batch that moves later
+        (a dead one retried) finds no row to move: it runs as a job of no batch."""
+        conn.execute(PRUNE_SQL.format(s=self.schema), {"before": before, "limit": PRUNE_BATCHES})
+
+    def _store_batch_jobs(
+        self,
+        conn: Conn,
+        records: Sequence[JobRecord],
+        after: Mapping[str, tuple[str, ...]] | None,
+        now: float,
+        pruned_before: float,
+    ) -> None:
+        """Insert a batch's jobs; those that wait for others (``after``) with their edges,
+        as ``enqueue_after`` stores them (their dependencies locked first). One a dependency
+        cancels at once is inserted ``waiting`` and then cancelled by an UPDATE, which the
+        batch's statement trigger counts (it counts moves, and an INSERT is none)."""
+        if not after:
+            self._insert_batch_jobs(conn, records)
+            return
+        from . import postgres_workflows as workflows
+
+        ours = {r.id for r in records}
+        outside = sorted({dep for deps in after.values() for dep in deps} - ours)
+        sql = self.workflow_sql  # type: ignore[attr-defined]
+        stored = {str(i): str(st) for i, st in conn.execute(sql.lock, {"ids": outside}).fetchall()}
+        mark, edges, flag = workflows.plan(records, dict(after), stored, now, pruned_before)
+        cancelled = [r.id for r in records if r.id in after and r.state == CANCELLED]
+        for r in records:
+            if r.id in cancelled:
+                r.state = WAITING
+        self._insert_batch_jobs(conn, records)
+        conn.execute(sql.mark, mark)
+        conn.execute(sql.edges, edges)
+        if flag:
+            conn.execute(sql.flag, {"ids": flag})
+        if cancelled:
+            conn.execute(
+                f"UPDATE {self.schema}.jobs SET state = 'cancelled' WHERE id = ANY(%(ids)s::text[])",
+                {"ids": cancelled},
+            )
+            for r in records:
+                if r.id in cancelled:
+                    r.state = CANCELLED
 
     def _insert_batch_jobs(self, conn: Conn, records: Sequence[JobRecord]) -> None:
         s = self.schema
@@ -79,6 +138,9 @@ class PostgresBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         s = self.schema
         tries = 0
@@ -122,11 +184,19 @@ class PostgresBatches:
                     )  # fmt: skip
                 self._register(conn, [r.queue for _, r in callbacks], wake=False)
                 if records:
-                    self._insert_batch_jobs(conn, records)
+                    self._store_batch_jobs(conn, records, after, now, pruned_before)
 
         self._run(create)
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         s = self.schema
         tries = 0
 
@@ -143,7 +213,7 @@ class PostgresBatches:
                     return True
                 if not self._grow(conn, batch_id, len(records)):
                     return False
-                self._insert_batch_jobs(conn, records)
+                self._store_batch_jobs(conn, records, after, now, pruned_before)
                 return True
 
         return self._run(add)

@@ -105,10 +105,10 @@ def enqueue_after(
     pruned_before: float,
     max_queue_length: int | None,
     caller_retry_for: float,
+    connection: Conn | None = None,
 ) -> None:
     ours = {r.id for r in records}
     outside = sorted({dep for deps in after.values() for dep in deps} - ours)
-    sql = store.workflow_sql
     tries = 0
 
     def store_jobs(conn: Conn) -> None:
@@ -117,18 +117,46 @@ def enqueue_after(
         if tries > 1 and conn.execute(store.sql.exists, {"id": records[0].id}).fetchone():
             return  # the previous try committed and lost its answer
         with conn.transaction():
-            stored = {str(i): str(s) for i, s in conn.execute(sql.lock, {"ids": outside}).fetchall()}
-            mark, edges, flag = plan(records, after, stored, now, pruned_before)
-            params = store._enqueue_params(records)
-            if max_queue_length is not None:
-                store._check_length(conn, records, max_queue_length, params["queues"])
-            store._insert(conn, records, params)
-            conn.execute(sql.mark, mark)
-            conn.execute(sql.edges, edges)
-            if flag:
-                conn.execute(sql.flag, {"ids": flag})
+            link(store, conn, records, after, outside, now, pruned_before, max_queue_length)
 
+    if connection is not None:
+        # The caller's transaction, not committed here (as enqueue_in: psycopg's
+        # transaction() would commit one it began), no retry (a lost connection is the
+        # caller's to handle: its transaction is gone with it). The dependencies' rows stay
+        # locked until the caller commits or rolls back: a worker completing one of them
+        # meanwhile waits, then finds the edges (or, after a rollback, none).
+        link(store, connection, records, after, outside, now, pruned_before, max_queue_length)
+        return
     store._run(store_jobs, retry_for=caller_retry_for)
+
+
+def link(
+    store: PostgresBackend,
+    conn: Conn,
+    records: Sequence[JobRecord],
+    after: dict[str, tuple[str, ...]],
+    outside: list[str],
+    now: float,
+    pruned_before: float,
+    max_queue_length: int | None,
+) -> None:
+    """Lock the dependencies outside the call, read their states, store the jobs and their
+    edges, in the transaction ``conn`` is in."""
+    sql = store.workflow_sql
+    stored = {str(i): str(s) for i, s in conn.execute(sql.lock, {"ids": outside}).fetchall()}
+    mark, edges, flag = plan(records, after, stored, now, pruned_before)
+    params = store._enqueue_params(records)
+    if max_queue_length is not None:
+        store._check_length(conn, records, max_queue_length, params["queues"])
+    store._insert(conn, records, params)
+    expiring = [(r.expires_at, r.id) for r in records if r.expires_at is not None]
+    if expiring:  # rare: after= with expires
+        with conn.cursor() as cur:
+            cur.executemany(f"UPDATE {store.schema}.jobs SET expires_at = %s WHERE id = %s", expiring)
+    conn.execute(sql.mark, mark)
+    conn.execute(sql.edges, edges)
+    if flag:
+        conn.execute(sql.flag, {"ids": flag})
 
 
 def dependencies(store: PostgresBackend, job_id: str) -> list[str]:

@@ -1,17 +1,25 @@
 """Batches on SQLite (``conveyor.batch``): tables, triggers and the store's batch calls.
 
 The counters of a batch move in triggers on the jobs table, in the transaction that changes
-the job, whichever call changes it (complete, fail, recover, sweep, an admin action, a row
-written by hand). The same trigger decides the callbacks and inserts each due one, marking it
-fired: SQLite's write lock makes that one step, so however the last jobs race to end, exactly
-one transaction sees a callback due and not yet fired. Each trigger's WHEN names
-``batch_id`` first: a job outside batches costs one test of a NULL column per change.
+the job, whichever call changes it (complete, fail, recover, sweep, an admin action). The same
+trigger decides the callbacks and inserts each due one, marking it fired: SQLite's write lock
+makes that one step, so however the last jobs race to end, exactly one transaction sees a
+callback due and not yet fired.
+
+Jobs outside batches run no trigger of this module on their claim and acknowledgement. SQLite
+runs a row trigger's program, WHEN clause and all, for every row a statement changes if the
+statement writes a column the trigger names (``UPDATE OF``), whatever the row holds: a
+trigger on ``state`` ran on every claim and acknowledgement of every job. So the trigger is
+on ``last_error``, which every statement that moves a job into or out of an end writes
+(fail, recover, expiry, cancel, cascade, retry, the acknowledgement of a job of a workflow)
+and the claim never does; the plain acknowledgement (``SQLiteBackend.complete``) leaves it
+out and takes only jobs outside workflows with no last error to clear.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..batch import BatchRecord
@@ -21,7 +29,20 @@ from ..job import JobRecord
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-_ENDED = "('completed','dead','cancelled')"
+#: A batch that has finished: it counts jobs, and every one of them ended (its callbacks were
+#: inserted by the same transaction). The predicate of the index housekeeping prunes by,
+#: spelt the same in the query, which is how SQLite knows the index serves it (written
+#: "... >= total", SQLite takes the term for a constraint on ``total`` and no longer matches
+#: it against the index's: the query scans).
+FINISHED = "total > 0 AND completed + dead + cancelled - total >= 0"
+#: Finished batches housekeeping deletes per call, at most.
+PRUNE_BATCHES = 1000
+
+
+def _ended(row: str) -> str:
+    """Whether ``row``'s job has ended, in comparisons: an IN list of three values in a
+    trigger builds a temporary table at each run of the trigger."""
+    return f"({row}.state = 'completed' OR {row}.state = 'dead' OR {row}.state = 'cancelled')"
 
 
 def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
@@ -70,9 +91,13 @@ def batch_schema(ns: str) -> list[str]:
         # A batch's jobs by id (its pages); jobs outside batches have no entry.
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_batch ON {ns}_jobs (batch_id, id)
             WHERE batch_id IS NOT NULL""",
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
+        # Finished batches by when they finished (``at``: the last move, the one that
+        # finished it), for housekeeping; open batches have no entry.
+        f"CREATE INDEX IF NOT EXISTS {ns}_batches_finished ON {ns}_batches (at) WHERE {FINISHED}",
+        # On last_error, not state: see the module's docstring (schema version 7).
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
-                AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
+                AND ({_ended("OLD")} OR {_ended("NEW")}) BEGIN
             {
             _moved(
                 ns,
@@ -89,7 +114,7 @@ def batch_schema(ns: str) -> list[str]:
         END""",
         # A job deleted before it ended counts as cancelled: its batch must still finish.
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
-            WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN {_ENDED} BEGIN
+            WHEN OLD.batch_id IS NOT NULL AND NOT {_ended("OLD")} BEGIN
             {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
         END""",
         # The decision: each due callback's job inserted (a nested batch's into its parent,
@@ -154,6 +179,9 @@ class SQLiteBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
         with self._write() as conn:
             if batch.parent is not None and not _grow(conn, self.ns, batch.parent, 1):
@@ -183,12 +211,24 @@ class SQLiteBatches:
             # The callbacks' queues are known to workers before any callback is due.
             self._register(conn, [r.queue for _, r in callbacks])
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
         with self._write() as conn:
             if not _grow(conn, self.ns, batch_id, len(records)):
                 return False
             self._insert_batch_jobs(conn, records)
+            if after:
+                _link(conn, self.ns, records, after, now, pruned_before)
         return True
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -217,6 +257,41 @@ class SQLiteBatches:
             (batch_id, after or "", limit),
         )
         return [JobRecord(*row) for row in rows]
+
+
+def _link(
+    conn: sqlite3.Connection,
+    ns: str,
+    records: Sequence[JobRecord],
+    after: Mapping[str, tuple[str, ...]],
+    now: float,
+    pruned_before: float,
+) -> None:
+    """Jobs of the batch that wait for others, inserted ``waiting`` by this transaction:
+    their edges, in the same transaction (sqlite_workflows.link); one a dependency cancels at
+    once moves out of ``waiting`` by an UPDATE, which the batch's trigger counts."""
+    from . import sqlite_workflows
+
+    sqlite_workflows.link(conn, ns, records, dict(after), now, pruned_before)
+
+
+def prune_batches(conn: sqlite3.Connection, ns: str, before: float) -> int:
+    """Delete batches that finished before ``before`` (``result_ttl`` ago), oldest first, at
+    most ``PRUNE_BATCHES``, through the index of finished batches: the cost does not depend
+    on how many batches or jobs are stored. Open batches are never in that index. A job of a
+    pruned batch that moves later (a dead one retried) finds no row to move: it runs as a
+    job of no batch. Returns how many were deleted."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM {ns}_batches WHERE {FINISHED} AND at < ? ORDER BY at LIMIT ?",
+            (before, PRUNE_BATCHES),
+        )
+    ]
+    if ids:
+        conn.executemany(f"DELETE FROM {ns}_batch_callbacks WHERE batch_id = ?", [(i,) for i in ids])
+        conn.executemany(f"DELETE FROM {ns}_batches WHERE id = ?", [(i,) for i in ids])
+    return len(ids)
 
 
 def _grow(conn: sqlite3.Connection, ns: str, batch_id: str, count: int) -> bool:

@@ -88,8 +88,13 @@ class _Runs:
         """Run every job due now (by the virtual clock), jobs they enqueue included."""
         count = 0
         backend = self.app.backend
+        # A store that ends a batch's jobs on one thread and enqueues its callbacks on
+        # another (Redis Cluster's forwarder) is waited for before "nothing is due".
+        settle = getattr(backend, "settle_batches", None)
         while True:
             records = backend.fetch(queues, 1, self.worker, self.app.lease, self.clock())
+            if not records and settle is not None and settle():
+                records = backend.fetch(queues, 1, self.worker, self.app.lease, self.clock())
             if not records:
                 records = self._passed_over(queues)
             if not records:

@@ -34,11 +34,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import OutOfMemoryError
+
 from ...batch import CALLBACKS, BatchRecord
-from ...errors import BatchClosed
+from ...errors import BatchClosed, StoreFull
 from ...job import PENDING, JobRecord
 from .wire import Call
 
@@ -53,6 +55,13 @@ if TYPE_CHECKING:
 CHUNK = 1000
 #: Fired callbacks housekeeping enqueues per call, at most.
 FIRE_PAGE = 100
+#: Seconds an intake (the jobs of one ``app.batch`` or ``add`` call) may take to store its
+#: jobs; past it housekeeping takes its creator for dead and repairs the batch. Far longer than
+#: storing a million jobs takes.
+INTAKE_DEADLINE = 300.0
+#: Intakes housekeeping repairs per call, and finished batches it deletes per call, at most.
+REPAIR_PAGE = 10
+PRUNE_PAGE = 1000
 #: Seconds a queue is taken to hold batch jobs after an acknowledgement there ended one: its
 #: acknowledgements carry the forward in their own round trip meanwhile.
 BATCHED_FOR = 60.0
@@ -100,6 +109,15 @@ class Forwarder:
                     self.cond.notify_all()
 
 
+def _intake(batch_id: str, kind: str, records: Sequence[JobRecord]) -> str:
+    """The intake member of a creation ("c") or an add ("a"): the batch, and the range and
+    number of the ids of the jobs it stores."""
+    if not records:
+        return f"{batch_id}|{kind}|-|-|0"
+    ids = [r.id for r in records]
+    return f"{batch_id}|{kind}|{min(ids)}|{max(ids)}|{len(ids)}"
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -140,45 +158,224 @@ class RedisBatches:
         records: Sequence[JobRecord],
         callbacks: Sequence[tuple[str, JobRecord]],
         now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
     ) -> None:
-        args: list[Any] = [self.keys.batch_prefix(), batch.total, repr(batch.created_at), batch.parent or ""]
+        member = _intake(batch.id, "c", records)
+        args: list[Any] = [
+            self.keys.batch_prefix(),
+            repr(batch.created_at),
+            batch.parent or "",
+            member,
+            repr(time.time() + INTAKE_DEADLINE),
+        ]
         for kind, r in callbacks:
             timeout = "" if r.timeout is None else repr(float(r.timeout))
             args += [kind, r.id, r.queue, f"{int(r.priority)}|{int(r.max_attempts)}|{timeout}", r.payload]
+        # Two round trips, not one pipeline: a call the server answers NOSCRIPT is run again
+        # after the others, so a pipeline does not keep one script's call behind another's.
         (created,) = self._wire.run(
             [Call("batch_create", self.keys.batch_create(batch.id), args)], durable=True
         )
         if int(created) == 0:
             raise BatchClosed(f"batch {batch.parent} is not open: it cannot take a nested batch")
-        # The batch counts its jobs before they exist: none can end before it counts them.
-        # (A client that dies between the two leaves a batch waiting for jobs never stored.)
-        self._store_batch_jobs(batch.id, records)
+        self._fill(
+            batch.id, member, records, creation=True, after=after, now=now, pruned_before=pruned_before
+        )
 
-    def add_to_batch(self, batch_id: str, records: Sequence[JobRecord], now: float) -> bool:
+    def add_to_batch(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        now: float,
+        *,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        pruned_before: float = 0.0,
+    ) -> bool:
+        member = _intake(batch_id, "a", records)
         (grown,) = self._wire.run(
-            [Call("batch_add", self.keys.batch_add(batch_id), [len(records)])], durable=True
+            [Call("batch_add", self.keys.batch_add(batch_id), [member, repr(time.time() + INTAKE_DEADLINE)])],
+            durable=True,
         )
         if not int(grown):
             return False
-        self._store_batch_jobs(batch_id, records)
+        self._fill(
+            batch_id, member, records, creation=False, after=after, now=now, pruned_before=pruned_before
+        )
         return True
 
-    def _store_batch_jobs(self, batch_id: str, records: Sequence[JobRecord]) -> None:
+    def _ids_calls(self, batch_id: str, member: str, records: Sequence[JobRecord]) -> list[Call]:
+        """The calls that list an intake's jobs and count them (batch_ids.lua), a chunk at a
+        time, after the call that opened the intake, before any job is stored."""
+        keys = self.keys.batch_ids(batch_id)
+        return [
+            Call("batch_ids", keys, [member, *(r.id + r.queue for r in records[start : start + CHUNK])])
+            for start in range(0, len(records), CHUNK)
+        ]
+
+    def _fill(
+        self,
+        batch_id: str,
+        member: str,
+        records: Sequence[JobRecord],
+        creation: bool,
+        after: Mapping[str, tuple[str, ...]] | None = None,
+        now: float = 0.0,
+        pruned_before: float = 0.0,
+    ) -> None:
+        """Store an intake's jobs (listed and counted already), then seal it. If storing
+        fails (a full store, a lost connection), the intake is repaired at once, as
+        housekeeping would after its deadline: the jobs not stored leave the count (a
+        creation that stored none leaves no batch), and the error is raised with a note
+        saying what was kept. Jobs stored may have started already: they are not undone."""
+        if self._partitions:  # type: ignore[attr-defined]
+            # A partitioned queue's job is listed under the partition it is stored in.
+            for r in records:
+                r.queue = self._shard(r.queue)  # type: ignore[attr-defined]
+        try:
+            self._wire.run(self._ids_calls(batch_id, member, records), durable=True)
+            if after:
+                self._store_waiting_batch_jobs(batch_id, records, after, now, pruned_before)
+            else:
+                self._store_batch_jobs(batch_id, records, listed=True)
+        except Exception as exc:
+            try:
+                kept = self._repair_intake(member)
+            except Exception:
+                log.warning(
+                    "batch %s: repair after a failed store left to housekeeping", batch_id, exc_info=True
+                )
+                told = f"housekeeping repairs it within {INTAKE_DEADLINE:.0f} s"
+            else:
+                told = f"{kept} of the {len(records)} jobs of this call were stored" + (
+                    "; the batch counts those, and its callbacks fire once they end"
+                    if kept or not creation
+                    else "; no batch was kept"
+                )
+            if isinstance(exc, OutOfMemoryError) or str(exc).startswith("OOM "):
+                raise StoreFull(
+                    f"Redis is out of memory ({exc}) while storing the jobs of batch {batch_id}: "
+                    f"{told}. Let the workers drain (completions free memory), lower result_ttl, "
+                    "or raise maxmemory"
+                ) from exc
+            exc.add_note(f"batch {batch_id}: {told}")
+            raise
+        self._seal(batch_id, member, repaired=False)
+
+    def _seal(self, batch_id: str, member: str, repaired: bool) -> bool:
+        """Seal an intake (batch_seal.lua) and enqueue the callbacks that fired; whether the
+        batch was deleted (a repaired creation that stored no job)."""
+        (fired,) = self._wire.run(
+            [
+                Call(
+                    "batch_seal",
+                    self.keys.batch_seal(batch_id),
+                    [self.keys.batch_prefix(), batch_id, member, repr(time.time()), "1" if repaired else "0"],
+                )
+            ],
+            durable=True,
+        )
+        entries = [_text(f) for f in fired or []]
+        dropped = "dropped" in entries
+        entries = [e for e in entries if e != "dropped"]
+        if entries:
+            self.fire_callbacks(entries)
+        return dropped
+
+    def _repair_intake(self, member: str) -> int:
+        """An intake whose creator died (its deadline passed) or whose store failed: each
+        job it listed is looked for in its queue; those never stored leave the batch's list
+        and count (batch_fix.lua), then the intake is sealed. The ids of one intake are a
+        range (they are made in one call, time-ordered); another intake's ids in that range
+        were made at the same moment, so past the deadline they are stored or repaired too.
+        Returns how many of its jobs were stored."""
+        batch_id, kind, first, last, _count = member.split("|")
+        ids_key = self.keys.batch_prefix() + "ids:" + batch_id
+        start, stop = b"[" + first.encode(), b"[" + last.encode() + b"\xff"
+        kept = 0
+        while True:
+            members = [_text(m) for m in self.client.zrangebylex(ids_key, start, stop, start=0, num=CHUNK)]
+            if not members:
+                break
+            found = self._wire.run(
+                [Call(None, "EXISTS", self.keys.prefix(m[36:]) + "j:" + m[:36]) for m in members]
+            )
+            missing = [m for m, there in zip(members, found, strict=True) if not int(there)]
+            kept += len(members) - len(missing)
+            if missing:
+                by_queue: dict[str, list[str]] = {}
+                for m in missing:
+                    by_queue.setdefault(m[36:], []).append(m[:36])
+                self._wire.run(
+                    [
+                        Call("batch_fix", self.keys.batch_fix(batch_id), missing),
+                        *(
+                            Call(None, "HDEL", self.keys.prefix(q) + "bj", *ids)
+                            for q, ids in by_queue.items()
+                        ),
+                    ],
+                    durable=True,
+                )
+            if len(members) < CHUNK:
+                break
+            start = b"(" + members[-1].encode()
+        dropped = self._seal(batch_id, member, repaired=kind == "c")
+        log.warning(
+            "batch %s: an intake cut short was repaired: %d of its jobs were stored%s",
+            batch_id,
+            kept,
+            " (no batch kept)" if dropped else "",
+        )
+        return kept
+
+    def _store_waiting_batch_jobs(
+        self,
+        batch_id: str,
+        records: Sequence[JobRecord],
+        after: Mapping[str, tuple[str, ...]],
+        now: float,
+        pruned_before: float,
+    ) -> None:
+        """A batch some of whose jobs wait for others (the rare path): every job marked in
+        its queue's batch index first, then all stored as ``enqueue_after`` stores them
+        (workflows.py); a job a dependency cancels counts as cancelled in the batch (the
+        dependency scripts write the move to the outbox, as every end does)."""
+        from . import workflows
+
+        marks: list[Call] = []
+        for queue, batch in self._split(records).items():  # partitions were chosen (_fill)
+            marks.append(
+                Call(
+                    None,
+                    "HSET",
+                    self.keys.prefix(queue) + "bj",
+                    *(x for r in batch for x in (r.id, batch_id)),
+                )
+            )
+        self._wire.run(marks, durable=True)
+        workflows.enqueue_after(self, records, dict(after), now, pruned_before, None)  # type: ignore[arg-type]
+        self.forward_batches({r.queue for r in records})
+
+    def _store_batch_jobs(self, batch_id: str, records: Sequence[JobRecord], listed: bool = False) -> None:
         """Mark each job in its queue's batch index, then store it (enqueue.lua), a chunk at a
         time, every chunk in one pipeline: each mark goes before its job (in order on its
-        queue's node), so the script that ends the job always finds it."""
+        queue's node), so the script that ends the job always finds it. ``listed``: the jobs
+        are in the batch's list already (batch_ids.lua); else they are listed here (a nested
+        batch's callback, which its parent counted when it fired)."""
         ids_key = self.keys.batch_prefix() + "ids:" + batch_id
         calls: list[Call] = []
         plans: list[tuple[EnqueuePlan, int, int, int]] = []
         for start in range(0, len(records), CHUNK):
             chunk = records[start : start + CHUNK]
             by_queue = self._split(chunk)
-            listed: list[Any] = []
+            listing: list[Any] = []
             for queue, batch in by_queue.items():
                 marks = [x for r in batch for x in (r.id, batch_id)]
                 calls.append(Call(None, "HSET", self.keys.prefix(queue) + "bj", *marks))
-                listed += [x for r in batch for x in (0, r.id + queue)]
-            calls.append(Call(None, "ZADD", ids_key, *listed))
+                listing += [x for r in batch for x in (0, r.id + queue)]
+            if not listed:
+                calls.append(Call(None, "ZADD", ids_key, *listing))
             plan = self.plan_enqueue(chunk, None, by_queue)
             plans.append((plan, len(calls) + len(plan.first), len(plan.first), len(plan.scripts)))
             calls += plan.first + plan.scripts
@@ -292,6 +489,15 @@ class RedisBatches:
         elif late:
             self.forward_batches(late)
 
+    def settle_batches(self) -> bool:
+        """Wait until the batch moves this process's acknowledgements handed to the
+        forwarder thread (Cluster) are taken in and their callbacks enqueued; whether there
+        is such a thread (``conveyor.testing.drain`` then looks for jobs once more)."""
+        if self._forwarding is None or self._forwarding.pid != os.getpid():
+            return False
+        self._forwarding.flush()
+        return True
+
     def _forwarder(self) -> Forwarder:
         forwarder = self._forwarding
         if forwarder is None or forwarder.pid != os.getpid():  # a forked child starts its own
@@ -393,7 +599,17 @@ class RedisBatches:
         replies = self._wire.run(plan.first, durable=True) if plan.first else []
         self.enqueued(plan, replies, self._stored(plan.scripts, [], plan.by_queue))
 
-    def housekeep_batches(self, queues: Sequence[str]) -> None:
-        """What a crash left between the steps: every queue's outbox, then the fire set."""
+    def housekeep_batches(self, queues: Sequence[str], now: float, finished_before: float) -> None:
+        """What a crash left between the steps: every queue's outbox, then the fire set;
+        intakes past their deadline (their creator died) repaired, a few per call; then
+        batches that finished before ``finished_before`` deleted, a page per call."""
         self.forward_batches(queues)
         self.fire_callbacks()
+        prefix = self.keys.batch_prefix()
+        for member in self.client.zrangebyscore(
+            prefix + "intake", "-inf", repr(now), start=0, num=REPAIR_PAGE
+        ):
+            self._repair_intake(_text(member))
+        self._wire.run(
+            [Call("batch_prune", self.keys.batch_prune(), [prefix, repr(finished_before), PRUNE_PAGE])]
+        )

@@ -82,10 +82,14 @@ Batches (``batches.py``)::
     {ns:q}:bout           ZSET   moves "seq|batch|from|to" of the queue's batch jobs into or out
                                  of an end, not yet taken in by their batches, by seq
     {ns:q}:bseq           STRING that sequence
-    {ns:b}:h:<batch>      HASH   one batch: counters and callbacks (batch_create.lua)
+    {ns:b}:h:<batch>      HASH   one batch: counters, callbacks, open intakes (batch_create.lua)
     {ns:b}:hw             HASH   queue prefix -> the highest seq of its outbox taken in
     {ns:b}:ids:<batch>    ZSET   its jobs, members "<id><queue>" at score 0 (pages, by id)
     {ns:b}:fire           SET    "batch|kind" of callbacks fired but not yet enqueued
+    {ns:b}:fin            ZSET   finished batches by when they finished (pruned result_ttl later)
+    {ns:b}:intake         ZSET   "batch|c or a|first id|last id|count" of each creation or add
+                                 whose jobs are being stored, by the deadline after which
+                                 housekeeping repairs it (its creator is taken for dead)
 
 Everything of one queue shares the hash tag ``{ns:q}``, hence one slot; the namespace-wide
 keys share ``{ns}``. Scripts build a job's own keys (``j:<id>``, ``w:<p>``) from the queue's
@@ -256,7 +260,18 @@ class Keys:
     def sweep(self, queue: str) -> list[str]:
         p = self.prefix(queue)
         return [
-            p + n for n in ("expires", "prios", "sched", "retry", "dead", "cancelled", "parents", "deps_todo")
+            p + n
+            for n in (
+                "expires",
+                "prios",
+                "sched",
+                "retry",
+                "dead",
+                "cancelled",
+                "parents",
+                "deps_todo",
+                "waiting",
+            )
         ]
 
     def progress(self, queue: str, job_id: str) -> list[str]:
@@ -293,7 +308,7 @@ class Keys:
     def deps_add(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)
         names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "prios", "sched", "wake")
-        return [p + n for n in (*names, "parents", "deps_todo")]
+        return [p + n for n in (*names, "parents", "deps_todo", "expires")]
 
     def deps_release(self, queue: str, job_id: str) -> list[str]:
         p = self.prefix(queue)
@@ -341,14 +356,31 @@ class Keys:
         return f"{{{self.ns}:b}}:"
 
     def batch_create(self, job_id: str) -> list[str]:
-        """``job_id``: the batch's id."""
-        return [self.batch_prefix() + "h:" + job_id]
+        """``job_id``: the batch's id (so for every batch_* method that takes one)."""
+        b = self.batch_prefix()
+        return [b + "h:" + job_id, b + "intake"]
 
     def batch_add(self, job_id: str) -> list[str]:
-        return [self.batch_prefix() + "h:" + job_id]
+        b = self.batch_prefix()
+        return [b + "h:" + job_id, b + "intake"]
+
+    def batch_ids(self, job_id: str) -> list[str]:
+        b = self.batch_prefix()
+        return [b + "h:" + job_id, b + "ids:" + job_id, b + "intake"]
+
+    def batch_fix(self, job_id: str) -> list[str]:
+        b = self.batch_prefix()
+        return [b + "h:" + job_id, b + "ids:" + job_id]
+
+    def batch_seal(self, job_id: str) -> list[str]:
+        b = self.batch_prefix()
+        return [b + "h:" + job_id, b + "intake", b + "fire", b + "fin", b + "ids:" + job_id]
+
+    def batch_prune(self) -> list[str]:
+        return [self.batch_prefix() + "fin", self.batch_prefix() + "fire"]
 
     def batch_apply(self) -> list[str]:
-        return [self.batch_prefix() + "fire", self.batch_prefix() + "hw"]
+        return [self.batch_prefix() + "fire", self.batch_prefix() + "hw", self.batch_prefix() + "fin"]
 
     def batch_read(self, queue: str) -> list[str]:
         return [self.prefix(queue) + "bout"]

@@ -1376,7 +1376,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         if ready:
             self._wire.run(ready)
         # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
-        self.housekeep_batches(queues)
+        self.housekeep_batches(queues, now, completed_before)
         # Dependents left untold by a worker that died after ending their dependency, and
         # lost runs (dead, cancelled) others wait for.
         workflows.advance(self, queues, now)

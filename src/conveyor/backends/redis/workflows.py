@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UnknownDependency
 from ...job import CANCELLED, COMPLETED, DEAD, JobRecord, dependency_note, id_time
+from ...limits import SEP
 from .keys import DEFAULT
 from .records import meta_field
 from .wire import Call
@@ -80,7 +81,14 @@ def _add(
 ) -> Call:
     keys = store.keys
     args = [keys.prefix(queue), r.id, r.payload, _meta(r), repr(float(r.run_at)), " ".join(deps), now, note]
-    return Call("deps_add", keys.deps_add(queue, r.id), [*args, *waiting])
+    expires = "" if r.expires_at is None else repr(float(r.expires_at))
+    return Call("deps_add", keys.deps_add(queue, r.id), [*args, expires, *_bucket(store, queue), *waiting])
+
+
+def _bucket(store: RedisBackend, queue: str) -> tuple[str, str]:
+    """For a job of a limit's bucket: its queue's prefix and the bucket's name, with which
+    a release offers the bucket to its queue's claims (deps_release.lua); else empty."""
+    return (store.keys.parent(queue), queue) if SEP in queue else ("", "")
 
 
 def _decide(
@@ -189,6 +197,7 @@ def _pipelined(
     ]
     if cancelled:
         advance(store, {r.queue for r in rest}, now)
+        store.forward_batches({r.queue for r in rest if r.batch_id is not None})
 
 
 def _one_by_one(
@@ -314,7 +323,11 @@ def advance(
                 targets.append(cq)
                 if note is None:
                     steps.append(
-                        Call("deps_release", keys.deps_release(cq, cid), [keys.prefix(cq), cid, pid, now])
+                        Call(
+                            "deps_release",
+                            keys.deps_release(cq, cid),
+                            [keys.prefix(cq), cid, pid, now, *_bucket(store, cq)],
+                        )
                     )
                 else:
                     steps.append(
@@ -322,6 +335,15 @@ def advance(
                     )
         results = store._wire.run(steps) if steps else []
         changed += sum(1 for result in results if result)
+        # A cancelled dependent of a batch moved its batch's counters (deps_cancel.lua's
+        # outbox entry): taken in now, as after any end (rare: cancellations only).
+        moved = {
+            q
+            for q, call, result in zip(targets, steps, results, strict=True)
+            if call.script == "deps_cancel" and result
+        }
+        if moved:
+            store.forward_batches(moved)
         store._wire.run(
             [Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents]
         )

@@ -7,6 +7,7 @@
 --                             enqueued in its queue (the caller enqueues it, by its fixed id,
 --                             then removes the entry; housekeeping finishes what a crash left)
 -- KEYS[2]  {ns:b}:hw    HASH  queue prefix -> the highest seq of its outbox taken in
+-- KEYS[3]  {ns:b}:fin   ZSET  finished batches by when they finished (batch_prune.lua)
 -- ARGV[1]  prefix "{ns:b}:"
 -- ARGV[2]  now
 -- ARGV[3]  "e": moves read by batch_read.lua follow (Cluster), per queue: its prefix, a count
@@ -16,9 +17,12 @@
 -- ARGV[4…] as ARGV[3] says
 --
 -- A move is taken in only if its seq is above the queue's mark in KEYS[2], so a forward
--- repeated after a crash, or two forwards at once, change nothing twice. Returns the fire
--- entries added.
+-- repeated after a crash, or two forwards at once, change nothing twice. The decision is
+-- batch_decide.inc.lua's. Returns the fire entries added.
 local prefix, now = ARGV[1], ARGV[2]
+local fire_key, fin_key = KEYS[1], KEYS[3]
+--#include batch_decide
+
 local FIELD = {completed = 'c', dead = 'd', cancelled = 'x'}
 local delta, order = {}, {}
 
@@ -73,27 +77,7 @@ for _, batch in ipairs(order) do
     if d.c ~= 0 then redis.call('HINCRBY', h, 'c', d.c) end
     if d.d ~= 0 then redis.call('HINCRBY', h, 'd', d.d) end
     if d.x ~= 0 then redis.call('HINCRBY', h, 'x', d.x) end
-    local v = redis.call('HMGET', h, 't', 'c', 'd', 'x', 'pa', 'cb:success', 'cf:success',
-      'cb:complete', 'cf:complete', 'cb:death', 'cf:death')
-    local total, c, dd, x = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
-    local due = {
-      success = v[6] and not v[7] and c >= total,
-      complete = v[8] and not v[9] and c + dd + x >= total,
-      death = v[10] and not v[11] and dd > 0,
-    }
-    for _, kind in ipairs({'death', 'complete', 'success'}) do
-      if due[kind] then
-        redis.call('HSET', h, 'cf:' .. kind, now)
-        local entry = batch .. '|' .. kind
-        redis.call('SADD', KEYS[1], entry)
-        fired[#fired + 1] = entry
-        -- A nested batch's on_success and on_death join its parent as they fire (its
-        -- on_complete was counted there when it was made).
-        if kind ~= 'complete' and v[5] and v[5] ~= '' then
-          redis.call('HINCRBY', prefix .. 'h:' .. v[5], 't', 1)
-        end
-      end
-    end
+    decide(batch, fired)
   end
 end
 return fired

@@ -12,6 +12,7 @@
 -- KEYS[8]  {ns:q}:parents    SET   jobs of the queue some job waits for (a job of the same
 -- KEYS[9]  {ns:q}:deps_todo  ZSET  enqueue may already wait for this one: cancelled, it is
 --                                  put in the to-do set for the caller to tell them)
+-- KEYS[10] {ns:q}:expires    ZSET  ids of jobs with an expiry, by it (sweep.lua)
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  id
 -- ARGV[3]  payload
@@ -20,14 +21,23 @@
 -- ARGV[6]  its dependencies' ids, space-separated (field af, for dependencies())
 -- ARGV[7]  now
 -- ARGV[8]  the note when a dependency ended dead or cancelled ("" if none did)
--- ARGV[9…] the dependencies still to complete
+-- ARGV[9]  its expiry ("" = none): counted from enqueue, waiting included (sweep.lua)
+-- ARGV[10] for a job of a limit's bucket: its queue's prefix "{ns:q}:" ("" otherwise)
+-- ARGV[11] the bucket's queue name (made ready here, it joins its queue's buckets and ready
+--          set, as deps_release.lua does)
+-- ARGV[12…] the dependencies still to complete
 --
 -- Returns the state stored: waiting, pending, scheduled or cancelled ("" when the job was
 -- stored by an earlier try of this call).
 local prefix, id, now = ARGV[1], ARGV[2], ARGV[7]
 local key = prefix .. 'j:' .. id
 if redis.call('EXISTS', key) == 1 then return '' end
+--#include batch_moved
 redis.call('HSET', key, 'p', ARGV[3], 'm', ARGV[4], 's', 'waiting', 'ra', ARGV[5], 'af', ARGV[6])
+if ARGV[9] ~= '' then
+  redis.call('HSET', key, 'x', ARGV[9])
+  redis.call('ZADD', KEYS[10], ARGV[9], id)
+end
 local note = ARGV[8]
 local done = {}
 for _, got in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -41,11 +51,12 @@ redis.call('DEL', KEYS[4])
 if note ~= '' then
   redis.call('HSET', key, 's', 'cancelled', 'e', note, 'fa', now)
   redis.call('ZADD', KEYS[2], now, id)
+  batch_moved(id, 'waiting', 'cancelled')  -- a job of a batch counts as cancelled there
   if redis.call('SREM', KEYS[8], id) == 1 then redis.call('ZADD', KEYS[9], now, id) end
   return 'cancelled'
 end
 local left = {}
-for i = 9, #ARGV do
+for i = 12, #ARGV do
   if not done[ARGV[i]] then left[#left + 1] = ARGV[i] end
 end
 if #left > 0 then
@@ -60,9 +71,16 @@ local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
 redis.call('HSET', key, 's', state)
 redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
 redis.call('ZADD', KEYS[5], p, p)
+local wake = KEYS[7]
+if ARGV[10] ~= '' then  -- same slot: a bucket's keys carry its queue's hash tag
+  wake = ARGV[10] .. 'wake'
+  redis.call('SADD', ARGV[10] .. 'buckets', ARGV[11])
+  local first = redis.call('ZSCORE', ARGV[10] .. 'ready', ARGV[11])
+  if not first or tonumber(first) > tonumber(run_at) then redis.call('ZADD', ARGV[10] .. 'ready', run_at, ARGV[11]) end
+end
 if state == 'scheduled' then
   redis.call('ZADD', KEYS[6], run_at, id)
-elseif redis.call('LPUSH', KEYS[7], '1') > 16 then
-  redis.call('LTRIM', KEYS[7], 0, 15)
+elseif redis.call('LPUSH', wake, '1') > 16 then
+  redis.call('LTRIM', wake, 0, 15)
 end
 return state

@@ -26,6 +26,8 @@ if not state then
   return 0
 end
 if state ~= 'waiting' then return 0 end
+--#include batch_moved
+batch_moved(id, 'waiting', 'cancelled')  -- a job of a batch counts as cancelled there
 redis.call('HSET', key, 's', 'cancelled', 'e', ARGV[3], 'fa', now)
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZADD', KEYS[2], now, id)

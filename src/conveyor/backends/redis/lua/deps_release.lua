@@ -13,6 +13,9 @@
 -- ARGV[2]  the waiting job's id
 -- ARGV[3]  the id of its dependency that completed
 -- ARGV[4]  now
+-- ARGV[5]  for a job of a limit's bucket: its queue's prefix "{ns:q}:" ("" otherwise)
+-- ARGV[6]  the bucket's queue name: made ready, the bucket joins its queue's buckets and
+--          ready set (as enqueue.lua does for a bucket), and its queue's wake list is pushed
 --
 -- Returns 1 when the job became ready (pending or scheduled), else 0.
 local prefix, id, now = ARGV[1], ARGV[2], ARGV[4]
@@ -33,9 +36,16 @@ local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
 redis.call('HSET', key, 's', state)
 redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
 redis.call('ZADD', KEYS[4], p, p)
+local wake = KEYS[6]
+if ARGV[5] ~= '' then  -- same slot: a bucket's keys carry its queue's hash tag
+  wake = ARGV[5] .. 'wake'
+  redis.call('SADD', ARGV[5] .. 'buckets', ARGV[6])
+  local first = redis.call('ZSCORE', ARGV[5] .. 'ready', ARGV[6])
+  if not first or tonumber(first) > tonumber(run_at) then redis.call('ZADD', ARGV[5] .. 'ready', run_at, ARGV[6]) end
+end
 if state == 'scheduled' then
   redis.call('ZADD', KEYS[5], run_at, id)
-elseif redis.call('LPUSH', KEYS[6], '1') > 16 then
-  redis.call('LTRIM', KEYS[6], 0, 15)
+elseif redis.call('LPUSH', wake, '1') > 16 then
+  redis.call('LTRIM', wake, 0, 15)
 end
 return 1

@@ -10,6 +10,8 @@
 -- KEYS[6]  {ns:q}:cancelled  ZSET  cancelled job ids by finished_at
 -- KEYS[7]  {ns:q}:parents    SET   jobs some job waits for (deps_link.lua)
 -- KEYS[8]  {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
+-- KEYS[9]  {ns:q}:waiting    ZSET  jobs waiting for others (deps_add.lua): one that expires
+--                                  ends cancelled too, and leaves its set of dependencies
 -- ARGV[1]  prefix "{ns:q}:"
 -- ARGV[2]  now
 -- ARGV[3]  at most this many jobs of each kind
@@ -41,6 +43,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     redis.call('ZADD', KEYS[6], now, id)
     if parents and redis.call('SREM', KEYS[7], id) == 1 then redis.call('ZADD', KEYS[8], now, id) end
     batch_moved(id, v[1], 'cancelled')
+    out[1] = out[1] + 1
+  elseif v[1] == 'waiting' then
+    redis.call('ZREM', KEYS[9], id)
+    redis.call('DEL', prefix .. 'wo:' .. id)
+    redis.call('HSET', key, 's', 'cancelled', 'fa', now, 'e', ARGV[4])
+    redis.call('ZADD', KEYS[6], now, id)
+    if parents and redis.call('SREM', KEYS[7], id) == 1 then redis.call('ZADD', KEYS[8], now, id) end
+    batch_moved(id, 'waiting', 'cancelled')
     out[1] = out[1] + 1
   end
   redis.call('ZREM', KEYS[1], id)

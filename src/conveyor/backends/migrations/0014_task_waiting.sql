@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 12: the index of each task's jobs by state holds the
+-- conveyor PostgreSQL schema, version 14: the index of each task's jobs by state holds the
 -- waiting and ended jobs a person searches for (pending, scheduled, retry, dead, cancelled),
 -- not the completed ones. Runs inside one transaction with search_path set to the
 -- namespace's schema.
