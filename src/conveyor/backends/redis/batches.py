@@ -5,7 +5,7 @@ ends a job (on Cluster a script touches one slot). So every batch key lives in o
 its own, ``{ns:b}``, and a job's end reaches it in three idempotent steps:
 
 1. The script that ends the job (complete, fail, recover, act, sweep) finds its batch in the
-   queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to") to the queue's
+   queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to|n") to the queue's
    outbox ``{ns:q}:bout`` under a new sequence number (``{ns:q}:bseq``), in the same script:
    nothing that ends a batch job can skip this. A queue without batch jobs pays one EXISTS
    per script call.
