@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +106,8 @@ def _find(app: str | None, url: str | None, namespace: str, need_app: bool) -> F
 
 def pyproject_app(directory: Path) -> str | None:
     """``[tool.conveyor] app`` of ``directory/pyproject.toml``, if it names one."""
+    import tomllib  # here: a worker started with its app named never reads the file
+
     path = directory / "pyproject.toml"
     try:
         with path.open("rb") as file:

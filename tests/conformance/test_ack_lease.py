@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conveyor import Conveyor
+from conveyor.backends import prune
 from conveyor.job import Failure, WorkerInfo
 
 from .helpers import ids, record
@@ -124,6 +127,24 @@ def test_recover_prunes_completed_jobs_past_their_ttl(app: Conveyor) -> None:
     app.backend.recover(now, now - 50)
     assert app.get_job(old.id) is None
     assert app.get_job(fresh.id) is not None
+
+
+def test_recover_prunes_a_backlog_larger_than_a_batch(app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Completed jobs past their ttl that are many batches' worth are all deleted by one
+    housekeeping pass (batch after batch while they come back full), the oldest first; the
+    fresh ones stay."""
+    monkeypatch.setattr(prune, "PRUNE_BATCH", 7)
+    old = [record(app) for _ in range(40)]
+    fresh = [record(app) for _ in range(5)]
+    app.backend.enqueue(old + fresh)
+    now = time.time()
+    assert len(app.backend.fetch(None, 45, "w", 30, now)) == 45
+    app.backend.complete([(r.id, None) for r in old], "w", now - 100)
+    app.backend.complete([(r.id, None) for r in fresh], "w", now)
+    app.backend.recover(now, now - 50)
+    assert [r.id for r in old if app.get_job(r.id) is not None] == []
+    assert all(app.get_job(r.id) is not None for r in fresh)
+    assert app.stats().total("completed") == 5
 
 
 def test_workers_register_and_leave(app: Conveyor) -> None:

@@ -250,6 +250,37 @@ def test_a_chain_through_a_partitioned_queue(app: Conveyor) -> None:
     assert [job.result(timeout=5) for job in jobs] == list(range(5))
 
 
+def test_one_acknowledgement_of_plain_jobs_and_of_jobs_in_workflows(app: Conveyor) -> None:
+    """A store may take jobs outside workflows another way than the others (SQLite: they fire
+    no trigger); one acknowledgement holding both kinds, with and without return values,
+    ends every job and moves every workflow: a parent whose dependent came while it ran, a
+    batch's job, a job whose earlier run failed (its last error cleared)."""
+    step = _tasks(app)
+    plain = [step.using(queue="q1").enqueue(n) for n in range(4)]
+    parents = [step.using(queue="q2").enqueue(n) for n in (10, 11)]
+    failed = step.using(queue="q3").enqueue(12)
+    batch = app.batch([step.using(queue="q4").job(20), step.using(queue="q4").job(21)])
+    claimed = {r.id for r in _claim(app)}
+    assert claimed == {j.id for j in [*plain, *parents, failed, *batch.jobs]}
+    app.backend.fail([Failure(failed.id, "boom", retry_at=time.time() - 1)], "w", time.time())
+    assert [r.id for r in _claim(app)] == [failed.id]  # its second run
+    children = [step.using(queue="q1", after=[p]).enqueue(n) for n, p in enumerate(parents)]
+    assert [_state(app, c.id) for c in children] == ["waiting", "waiting"]
+    results: list[tuple[str, bytes | None]] = [(plain[0].id, None), (plain[1].id, b"1")]
+    results += [(parents[0].id, None), (parents[1].id, b"11"), (failed.id, None)]
+    results += [(batch.jobs[0].id, None), (batch.jobs[1].id, b"441")]
+    results += [(plain[2].id, None), (plain[3].id, b"3")]
+    app.backend.complete(results, "w", time.time())
+    for job_id, _ in results:
+        found = app.get_job(job_id)
+        assert found is not None and found.state == "completed" and found.last_error is None, job_id
+    assert [_state(app, c.id) for c in children] == ["pending", "pending"]
+    assert batch.status()["completed"] == 2 and batch.status()["unfinished"] == 0
+    processed = app.stats().processed
+    app.backend.complete(results, "w", time.time())  # again: nothing moves twice
+    assert app.stats().processed == processed and batch.status()["completed"] == 2
+
+
 def test_an_expiry_counts_from_enqueue_while_the_job_waits(app: Conveyor) -> None:
     """after= with expires: the expiry counts from enqueue, waiting included. A waiting job
     past it ends cancelled ("expired") and its own dependents follow; one released in time

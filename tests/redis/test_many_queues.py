@@ -125,6 +125,7 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
     try:
         now = time.time()
         expected = _fill(backend, now)
+        backend.client.script_load(backend._wire.source("hint_drop"))  # (not a round-trip of the fetch)
         monkeypatch.setattr(Wire, "pipeline", counted)
         got = backend.fetch(None, 5, "w1", 30, now)
         assert [r.id for r in got] == expected[:5]
@@ -133,6 +134,39 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
         assert [r.id for r in again] == expected[5:]
         assert [r.id for r in backend._fetch(QUEUES, 5, "w1", 30, now, "t-2")] == expected[5:]
         assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
+        # The drained queues lost their hints: a fetch now looks at none of them, and a job
+        # enqueued into one is claimed by the next fetch, in one round-trip.
+        # (each found empty is counted with the next fetch's calls, and dropped with the next)
+        backend.fetch(QUEUES, 5, "w1", 30, now)
+        backend.fetch(QUEUES, 5, "w1", 30, now)
+        assert backend.client.hkeys(backend.keys.hints) == []
+        pipelines.clear()
+        assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
+        assert pipelines == [1], pipelines  # the hints only
+        backend.enqueue([_record("c0", "q077", now)])
+        pipelines.clear()
+        assert [r.id for r in backend.fetch(QUEUES, 5, "w1", 30, now)] == ["c0"]
+        assert len(pipelines) == 2, pipelines  # the hints (stale: none), then the claim
+    finally:
+        backend.close()
+
+
+def test_on_cluster_a_lost_hint_costs_a_job_at_most_a_while(redis_cluster: RedisCluster) -> None:
+    """The hints are a shortcut, the queues the truth: a job whose hint is gone (a crash
+    between its write and its hint) is found by the next fetch that looks at every queue,
+    within LOOK_AT_ALL seconds."""
+    host, port = redis_cluster.nodes[0]
+    backend = RedisBackend(f"redis+cluster://{host}:{port}", f"many{os.getpid()}_{next(_names)}")
+    try:
+        now = time.time()
+        backend.enqueue([_record("first", "q001", now)])
+        assert [r.id for r in backend.fetch(None, 5, "w1", 30, now)] == ["first"]
+        backend.enqueue([_record("lost", "q002", now)])
+        backend.client.delete(backend.keys.hints)
+        backend.fetch(None, 5, "w1", 30, now)  # reads the hints: none
+        assert backend.fetch(None, 5, "w1", 30, now) == []
+        backend._look_at_all = time.monotonic()  # as LOOK_AT_ALL seconds later
+        assert [r.id for r in backend.fetch(None, 5, "w1", 30, now)] == ["lost"]
     finally:
         backend.close()
 

@@ -137,3 +137,37 @@ def test_counts_follow_changes_and_survive_folding(postgres_server: PostgresServ
     finally:
         app.close()
         postgres_server.drop_database("pgcounts")
+
+
+def test_pruning_a_batch_reads_the_batch_not_every_expired_job(postgres_server: PostgresServer) -> None:
+    """A batch of the completed jobs past result_ttl is a range of jobs_finished read in its
+    order up to the LIMIT: as many pages beside 50,000 expired jobs as beside 1,000, and no
+    sort or scan of them all (prune.py deletes batch after batch)."""
+    url = postgres_server.create_database("pgprune")
+    found: dict[int, tuple[int, list[str], str]] = {}
+    try:
+        for count in (SMALL, LARGE):
+            ns = f"prune_{count}"
+            app = Conveyor(url, namespace=ns)
+            try:
+                backend = app.backend
+                assert isinstance(backend, PostgresBackend)
+                fill_postgres(url, ns, count, state="completed")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("SET jit = off")
+                    explain = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {backend.sql.prune_completed}"
+                    row = conn.execute(
+                        explain.encode(), {"before": time.time() + 10, "limit": 100}
+                    ).fetchone()
+                    assert row is not None
+                    plan = row[0][0]["Plan"]
+                    left = conn.execute(f"SELECT count(*) FROM {ns}.jobs").fetchone()
+                assert left == (count - 100,)
+                found[count] = (_pages(plan), _seq_scans(plan), str(plan))
+            finally:
+                app.close()
+    finally:
+        postgres_server.drop_database("pgprune")
+    pages, scans, plan = found[LARGE]
+    assert "jobs" not in scans and "'Sort'" not in plan, plan
+    assert pages <= 2 * found[SMALL][0] + 20, (found[SMALL][0], pages)

@@ -128,7 +128,7 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
     finally:
         app.close()
     # An old file: schema version 1, the claim index of then, no counts, no progress or cancel
-    # columns. Opening it migrates once (to version 6): the counts start from one full count.
+    # columns. Opening it migrates once (to version 7): the counts start from one full count.
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("UPDATE scale_meta SET value = '1' WHERE key = 'schema_version'")
         for kind in ("insert", "delete", "update"):
@@ -163,6 +163,6 @@ def test_counts_follow_every_change_and_a_version_1_file_is_counted_once(tmp_pat
             (version,) = conn.execute("SELECT value FROM scale_meta WHERE key = 'schema_version'").fetchone()
         assert "scale_jobs_fetch" not in names and "scale_jobs_ready" in names
         assert {"scale_jobs_unique", "scale_jobs_expires", "scale_jobs_ended", "scale_jobs_task"} <= names
-        assert version == "6"
+        assert version == "7"
     finally:
         app.close()

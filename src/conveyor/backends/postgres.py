@@ -143,6 +143,7 @@ from .aio import AsyncStore
 from .base import Explained, check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .postgres_batches import PostgresBatches
+from .prune import prune_batches as prune_completed
 
 log = logging.getLogger("conveyor.postgres")
 
@@ -155,7 +156,7 @@ RETRY_FOR = 30.0  # seconds a worker's call keeps trying to reach the server bef
 #: should hear of an outage in seconds, not after the half-minute a worker rides out.
 CALLER_RETRY_FOR = 3.0
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection on one try
-PRUNE_BATCH = 10000  # completed jobs deleted per recover(), so one call stays short
+BURY_BATCH = 10000  # jobs with an impossible run_at buried per recover(), so one call stays short
 #: Seconds between fetches of an idle worker behind a pooler without ``listen_url``.
 POOLER_POLL = 0.25
 COPY_FROM = 100  # batches of this many jobs or more are stored with COPY
@@ -181,7 +182,7 @@ _CANCELLABLE = "('scheduled','pending','retry','waiting')"
 _LATER = "('scheduled','retry')"
 #: The states whose jobs the task index holds (migration 0009): not pending and active, so
 #: that a claim writes no entry into it.
-_TASK_STATES = ("completed", "scheduled", "retry", "dead", "cancelled")
+_TASK_STATES = ("pending", "scheduled", "retry", "dead", "cancelled")
 _TASK_LISTED = "(" + ",".join(f"'{state}'" for state in _TASK_STATES) + ")"
 #: What a search's listing reads in place of the columns it does not need (all but the sort
 #: key: id, priority, run_at, finished_at), in JobRecord's order.
@@ -529,19 +530,13 @@ class _Statements:
             f" AND lease_until < %(now)s ORDER BY id FOR UPDATE SKIP LOCKED))"
             f" AND state = 'active' AND lease_until < %(now)s RETURNING 1"
             f"), counted AS ({count_runs.format(failed='count(*)')}"
-            f"), pruned AS ("
-            # ORDER BY finished_at: the oldest first, from jobs_finished (a plan through
-            # jobs_state would read every completed job to find the expired ones).
-            f" DELETE FROM {s}.jobs WHERE id IN (SELECT id FROM {s}.jobs"
-            f" WHERE state = 'completed' AND finished_at < %(before)s ORDER BY finished_at"
-            f" LIMIT {PRUNE_BATCH})"
             # NaN sorts above every number in PostgreSQL, so this also buries a NaN run_at:
             # the end of each queue's range in the due index. (A pending job is claimed
             # whatever its run_at says, and then runs.)
             f"), buried AS (UPDATE {s}.jobs SET state = 'dead', finished_at = %(now)s,"
             f" last_error = %(bad)s WHERE id IN (SELECT b.id FROM {s}.queues q CROSS JOIN LATERAL"
             f" (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
-            f" AND run_at > %(far)s ORDER BY run_at DESC LIMIT {PRUNE_BATCH}) b)"
+            f" AND run_at > %(far)s ORDER BY run_at DESC LIMIT {BURY_BATCH}) b)"
             # The counts the triggers appended since the last fold, folded. A concurrent
             # fold waits for these rows' locks, then finds them gone: each delta counts once.
             f"), folded AS (DELETE FROM {s}.count_deltas RETURNING queue, state, n"
@@ -614,6 +609,15 @@ class _Statements:
             f"SELECT {{select}} FROM {s}.jobs WHERE task = %(task)s AND task IS NOT NULL"
             f" AND state = '{{state}}' AND state IN {_TASK_LISTED}{{waiting}} AND id < %(after)s"
             " ORDER BY id DESC LIMIT %(limit)s"
+        )
+        # Pending jobs of a task, newest first: its pending range of jobs_task, and the
+        # scheduled and retry jobs already due (they list as pending; none while a worker
+        # claims: each claim promotes them), per queue from jobs_due, merged.
+        self.page_task_pending = (
+            f"SELECT * FROM (({self.page_task.replace('{state}', 'pending').replace('{waiting}', '')})"
+            f" UNION ALL (SELECT j.* FROM {names} CROSS JOIN LATERAL (SELECT {{select}} FROM {s}.jobs"
+            f" WHERE queue = q.name AND state IN {_LATER} AND run_at <= %(now)s AND task = %(task)s"
+            " AND id < %(after)s) j)) t ORDER BY id DESC LIMIT %(limit)s"
         )
         self.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         self.counts = f"SELECT queue, state, sum(n) FROM {all_counts} AS c GROUP BY 1, 2 HAVING sum(n) > 0"
@@ -772,6 +776,13 @@ class _Statements:
             f" dropped AS (UPDATE {s}.jobs SET expires_at = NULL"
             f" WHERE id = ANY(ARRAY(SELECT id FROM due WHERE NOT waiting)))"
             f" SELECT count(*) FROM cancelled"
+        )
+        # Completed jobs past result_ttl, a batch (see prune.py): the oldest first, a range
+        # of jobs_finished read in its order up to the LIMIT (a plan through jobs_state, or
+        # a bitmap and a sort, would read every expired job to delete a batch of them).
+        self.prune_completed = (
+            f"DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state = 'completed'"
+            f" AND finished_at < %(before)s ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED))"
         )
         self.prune_before = (
             f"DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM {s}.jobs WHERE state IN {_ENDED}"
@@ -1706,7 +1717,16 @@ class PostgresBackend(PostgresBatches, Listings):
             self.prune_batches(conn, completed_before)
             return recovered
 
-        return self._run(housekeeping)
+        recovered = self._run(housekeeping)
+        prune = self.sql.prune_completed
+
+        # Completed jobs past result_ttl: batches, each a transaction of its own (prune.py).
+        def batch(limit: int) -> int:
+            params = {"before": completed_before, "limit": limit}
+            return self._run(lambda conn: conn.execute(prune, params).rowcount)
+
+        prune_completed(batch)
+        return recovered
 
     def wait(self, queues: Sequence[str] | None, timeout: float) -> None:
         if timeout <= 0:
@@ -1834,6 +1854,9 @@ class PostgresBackend(PostgresBatches, Listings):
             params["task"] = task
             if state in _TASK_STATES:
                 statement = self.sql.page_task
+                if state == PENDING:  # newest first, as every state by task
+                    statement = self.sql.page_task_pending
+                    params["after"] = params["after"] or "\U0010ffff"
                 if queue is not None:
                     tests.append("(" + which.removeprefix(" WHERE ").replace("q.name", "queue") + ")")
                 which = ""
@@ -1842,7 +1865,9 @@ class PostgresBackend(PostgresBatches, Listings):
         searching = bool(tests)
         # A task's jobs of a state tested only for their queue mostly match: read whole at
         # once, as they are without a test.
-        whole_rows = searching and not needles and statement is self.sql.page_task
+        whole_rows = (
+            searching and not needles and statement in (self.sql.page_task, self.sql.page_task_pending)
+        )
         if whole_rows:
             select = f"{_COLUMNS}, ({' AND '.join(tests)}) AS hit"
         elif searching:

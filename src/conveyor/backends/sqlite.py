@@ -38,7 +38,6 @@ from ..job import (
     RETRY,
     SCHEDULED,
     STATES,
-    WAITING,
     WAITING_STATES,
     Failure,
     JobRecord,
@@ -52,9 +51,10 @@ from . import sqlite_workflows as workflows
 from .aio import AsyncStore
 from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
+from .prune import prune_batches as prune_completed
 from .sqlite_batches import SQLiteBatches, batch_schema, prune_batches
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
 #: due at once is promoted over several claims instead of in one long write transaction.
 PROMOTE_BATCH = 2000
@@ -98,8 +98,17 @@ _ENDED = "('dead','cancelled')"
 _LATER = "('scheduled','retry')"
 #: The states admin listings find by index, newest first (the hot states stay out: every
 #: index is written on each change of state).
-_LISTED_STATES = ("dead", "cancelled", "retry", "scheduled")
-_LISTED = "(" + ",".join(f"'{state}'" for state in _LISTED_STATES) + ")"
+_LISTED_STATES = ("dead", "cancelled", "retry", "scheduled", "waiting")
+#: Those states, as the WHERE of their partial indexes and of the listings that read them
+#: (written the same way in both: SQLite proves a partial index usable from terms written
+#: alike). Comparisons, never ``state IN (...)``: SQLite evaluates an index's WHERE for the
+#: old and the new row of every insert and change of state, and an IN list of more than two
+#: values there builds a temporary table at each evaluation (no once-only code in index
+#: expressions): with the four states of schema 6 in IN lists, the two indexes were close to
+#: 40% of a no-op job's instructions, enqueue to acknowledgement, Python's included. The
+#: range (retry, scheduled, waiting: every state from 'retry' on in byte order) takes one
+#: comparison for three; tests/core/test_sqlite_plain_jobs.py checks it against STATES.
+_LISTED = "(state = 'cancelled' OR state = 'dead' OR state >= 'retry')"
 #: What a search reads of each job: the sort key (id, priority, run_at, finished_at) and
 #: whether it matches ({found}), in JobRecord's places (the rest NULL).
 _SEARCHED = "id, queue, NULL, priority, NULL, run_at, " + ", ".join(["NULL"] * 5) + ", finished_at, ({found})"
@@ -152,12 +161,7 @@ def _schema(ns: str) -> list[str]:
             ON {ns}_jobs (locked_by, lease_until) WHERE state = 'active'""",
         f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_finished
             ON {ns}_jobs (finished_at) WHERE state = 'completed'""",
-        # Every index is written on each state change, so the hot states (pending, active,
-        # completed) stay out of this one; the admin lists them through the indexes above.
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_state
-            ON {ns}_jobs (state, queue, id) WHERE state IN {_LISTED}""",
-        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_listed
-            ON {ns}_jobs (state, id) WHERE state IN {_LISTED}""",
+        # (jobs_state and jobs_listed: _listing_indexes, made after the upgrades.)
         f"""CREATE TABLE IF NOT EXISTS {ns}_queues (
             name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
         f"""CREATE TABLE IF NOT EXISTS {ns}_workers (
@@ -208,6 +212,19 @@ def _schema(ns: str) -> list[str]:
             INSERT INTO {ns}_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
                 ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
         END""",
+    ]
+
+
+def _listing_indexes(ns: str) -> list[str]:
+    """The indexes admin listings read the cold states through, newest first (schema
+    version 7 made them again with another WHERE: made after the upgrades)."""
+    return [
+        # Every index is written on each state change, so the hot states (pending, active,
+        # completed) stay out of these; the admin lists them through the indexes above.
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_state
+            ON {ns}_jobs (state, queue, id) WHERE {_LISTED}""",
+        f"""CREATE INDEX IF NOT EXISTS {ns}_jobs_listed
+            ON {ns}_jobs (state, id) WHERE {_LISTED}""",
     ]
 
 
@@ -267,6 +284,19 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
         4: [f"ALTER TABLE {ns}_jobs ADD COLUMN task TEXT"],
         # 5 -> 6: dependencies (sqlite_workflows).
         5: workflows.columns_upgrade(ns),
+        # 6 -> 7: what plain jobs paid for workflows and listings. The batch trigger moves
+        # from state to last_error, and the batch triggers test the state without IN lists
+        # (sqlite_batches); waiting jobs join the listing indexes, whose WHERE is comparisons
+        # now, not an IN list (_LISTED). Made again after this step, by batch_schema and
+        # _listing_indexes.
+        6: [
+            f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_moved",
+            f"DROP TRIGGER IF EXISTS {ns}_jobs_batch_deleted",
+            f"DROP INDEX IF EXISTS {ns}_jobs_waiting",
+            f"DROP INDEX IF EXISTS {ns}_jobs_waiting_q",
+            f"DROP INDEX IF EXISTS {ns}_jobs_state",
+            f"DROP INDEX IF EXISTS {ns}_jobs_listed",
+        ],
     }
 
 
@@ -379,6 +409,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
+        # Whether complete() tries the statement for jobs in workflows first (see there).
+        self._flow_first = False
         # Limit definitions by queue and name, and when they were read (monotonic).
         self._limits: dict[str, dict[str, Limit]] = {}
         self._limits_read = -1e9
@@ -432,9 +464,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
                     f"INSERT INTO {self.ns}_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                for statement in (
-                    _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns)
-                ):
+                for statement in self._after_upgrades():
                     conn.execute(statement)
                 return
             version = int(row[0])
@@ -447,13 +477,18 @@ class SQLiteBackend(SQLiteBatches, Listings):
             for step in range(version, SCHEMA_VERSION):
                 for statement in upgrades[step]:
                     conn.execute(statement)
-            for statement in _lifecycle_indexes(self.ns) + batch_schema(self.ns) + workflows.schema(self.ns):
+            for statement in self._after_upgrades():
                 conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(
                     f"UPDATE {self.ns}_meta SET value = ? WHERE key = 'schema_version'",
                     (str(SCHEMA_VERSION),),
                 )
+
+    def _after_upgrades(self) -> list[str]:
+        """What is made after the upgrades: on columns or definitions they bring."""
+        ns = self.ns
+        return _listing_indexes(ns) + _lifecycle_indexes(ns) + batch_schema(ns) + workflows.schema(ns)
 
     def close(self) -> None:
         with self._lock:
@@ -928,31 +963,48 @@ class SQLiteBackend(SQLiteBatches, Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
+        # Two statements, which split the jobs between them: one for jobs outside workflows
+        # with no error to clear (nearly all), which leaves last_error out so that no
+        # workflow trigger runs for them (see sqlite_batches); one for the others (a job of a
+        # batch, one others wait for, one whose earlier run failed), which clears it. In the
+        # same transaction, so no job ends in between; the kind the last acknowledgement
+        # found more of goes first, and the other runs only when the first took fewer jobs
+        # than it was given (a batch's drain runs one statement, not a useless one first).
+        outside = "last_error IS NULL AND batch_id IS NULL AND dependents = 0"
         done = (
-            "state = 'completed', finished_at = ?, locked_by = NULL, lease_until = NULL,"
-            " last_error = NULL, traceback = NULL"
+            "SET state = 'completed', finished_at = ?, locked_by = NULL, lease_until = NULL,"
+            " traceback = NULL, result = {result}"
         )
+        kinds = [(done, f" AND {outside}"), (done + ", last_error = NULL", f" AND NOT ({outside})")]
+        if self._flow_first:
+            kinds.reverse()
         # Most tasks return nothing: those take one statement per chunk, which costs half
         # of one statement per job.
         empty = [job_id for job_id, result in results if result is None]
-        valued = [(result, now, job_id, worker) for job_id, result in results if result is not None]
+        valued = [(now, result, job_id, worker) for job_id, result in results if result is not None]
         # rowcount, not total_changes: the latter also counts the rows the triggers touch.
         with self._write() as conn:
-            changed = 0
+            taken = [0, 0]
             for i in range(0, len(empty), 500):
                 chunk = empty[i : i + 500]
-                changed += conn.execute(
-                    f"UPDATE {self.t} SET {done}, result = NULL WHERE id IN"
-                    f" ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'",
-                    [now, *chunk, worker],
-                ).rowcount
+                where = f" WHERE id IN ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'"
+                for n, (sets, which) in enumerate(kinds):
+                    statement = f"UPDATE {self.t} {sets.format(result='NULL')}{where}{which}"
+                    got = conn.execute(statement, [now, *chunk, worker]).rowcount
+                    taken[n] += got
+                    if got >= len(chunk):
+                        break
             if valued:
-                changed += conn.executemany(
-                    f"UPDATE {self.t} SET {done.replace('finished_at = ?', 'result = ?, finished_at = ?')}"
-                    " WHERE id = ? AND locked_by = ? AND state = 'active'",
-                    valued,
-                ).rowcount
-            self._count(conn, now, processed=changed, failed=0)
+                where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
+                for n, (sets, which) in enumerate(kinds):
+                    statement = f"UPDATE {self.t} {sets.format(result='?')}{where}{which}"
+                    got = conn.executemany(statement, valued).rowcount
+                    taken[n] += got
+                    if got >= len(valued):
+                        break
+            self._count(conn, now, processed=sum(taken), failed=0)
+            if taken[0] < taken[1]:
+                self._flow_first = not self._flow_first
 
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
@@ -1054,11 +1106,6 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 f" WHERE state IN {_LATER} AND run_at > ?",
                 (now, BAD_RUN_AT, now + FAR_FUTURE),
             )
-            conn.execute(
-                f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t}"
-                " WHERE state = 'completed' AND finished_at < ? LIMIT 10000)",
-                (completed_before,),
-            )
             conn.execute(f"DELETE FROM {self.ns}_workers WHERE last_seen < ?", (now - WORKER_EXPIRY,))
             conn.execute(f"DELETE FROM {self.ns}_counters WHERE minute < ?", (now - 86400,))
             # Buckets come and go with their keys: their empty count rows and their token
@@ -1069,6 +1116,18 @@ class SQLiteBackend(SQLiteBatches, Listings):
             self._settle_ahead(conn, "", "\U0010ffff", now)
             workflows.cascade(conn, self.ns, now)
             prune_batches(conn, self.ns, completed_before)
+        prune = (
+            f"DELETE FROM {self.t} WHERE id IN (SELECT id FROM {self.t} INDEXED BY {self.ns}_jobs_finished"
+            " WHERE state = 'completed' AND finished_at < ? ORDER BY finished_at LIMIT ?)"
+        )
+
+        # Completed jobs past result_ttl: batches, each a write transaction of its own, so a
+        # worker's claim waits for one batch at most (prune.py).
+        def batch(limit: int) -> int:
+            with self._write() as conn:
+                return conn.execute(prune, (completed_before, limit)).rowcount
+
+        prune_completed(batch)
         return recovered
 
     def sweep(self, now: float, dead_before: float | None, dead_max: int | None, limit: int) -> int:
@@ -1251,12 +1310,10 @@ class SQLiteBackend(SQLiteBatches, Listings):
             return self._found(rows, searching, lambda row: make_cursor(state, repr(row[11]), row[0]))
         if state == ACTIVE:
             index = "active"  # a few rows per worker: read whole and sorted
-        elif state == WAITING:
-            index = "waiting_q" if queue is not None else "waiting"
         elif state in _LISTED_STATES:
             # SQLite proves a partial index usable only from terms written the same way.
             index = "state" if queue is not None else "listed"
-            where += f" AND state IN {_LISTED}"
+            where += f" AND {_LISTED}"
             if state in (SCHEDULED, RETRY):
                 where += " AND run_at > ?"
                 params.append(now)
@@ -1522,10 +1579,12 @@ class SQLiteBackend(SQLiteBatches, Listings):
         note = note or CANCELLED_NOTE
         if action == "retry":
             # A dead or cancelled job brought back no longer holds its unique key: another job
-            # may have taken it meanwhile.
+            # may have taken it meanwhile. last_error is written (as it was) because a job
+            # leaving its end is what the workflow triggers wait for (sqlite_batches: a
+            # batch re-opens).
             change = (
                 "UPDATE {t} SET state = 'pending', run_at = ?, attempts = 0, finished_at = NULL,"
-                " progress = NULL, cancel = NULL,"
+                " progress = NULL, cancel = NULL, last_error = last_error,"
                 f" unique_key = CASE WHEN state IN {_ENDED} THEN NULL ELSE unique_key END"
                 " WHERE {match} AND state IN ('dead', 'cancelled', 'retry', 'scheduled')"
             )

@@ -1,11 +1,19 @@
 """Batches on SQLite (``conveyor.batch``): tables, triggers and the store's batch calls.
 
 The counters of a batch move in triggers on the jobs table, in the transaction that changes
-the job, whichever call changes it (complete, fail, recover, sweep, an admin action, a row
-written by hand). The same trigger decides the callbacks and inserts each due one, marking it
-fired: SQLite's write lock makes that one step, so however the last jobs race to end, exactly
-one transaction sees a callback due and not yet fired. Each trigger's WHEN names
-``batch_id`` first: a job outside batches costs one test of a NULL column per change.
+the job, whichever call changes it (complete, fail, recover, sweep, an admin action). The same
+trigger decides the callbacks and inserts each due one, marking it fired: SQLite's write lock
+makes that one step, so however the last jobs race to end, exactly one transaction sees a
+callback due and not yet fired.
+
+Jobs outside batches run no trigger of this module on their claim and acknowledgement. SQLite
+runs a row trigger's program, WHEN clause and all, for every row a statement changes if the
+statement writes a column the trigger names (``UPDATE OF``), whatever the row holds: a
+trigger on ``state`` ran on every claim and acknowledgement of every job. So the trigger is
+on ``last_error``, which every statement that moves a job into or out of an end writes
+(fail, recover, expiry, cancel, cascade, retry, the acknowledgement of a job of a workflow)
+and the claim never does; the plain acknowledgement (``SQLiteBackend.complete``) leaves it
+out and takes only jobs outside workflows with no last error to clear.
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ from ..job import JobRecord
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-_ENDED = "('completed','dead','cancelled')"
 #: A batch that has finished: it counts jobs, and every one of them ended (its callbacks were
 #: inserted by the same transaction). The predicate of the index housekeeping prunes by,
 #: spelt the same in the query, which is how SQLite knows the index serves it (written
@@ -30,6 +37,12 @@ _ENDED = "('completed','dead','cancelled')"
 FINISHED = "total > 0 AND completed + dead + cancelled - total >= 0"
 #: Finished batches housekeeping deletes per call, at most.
 PRUNE_BATCHES = 1000
+
+
+def _ended(row: str) -> str:
+    """Whether ``row``'s job has ended, in comparisons: an IN list of three values in a
+    trigger builds a temporary table at each run of the trigger."""
+    return f"({row}.state = 'completed' OR {row}.state = 'dead' OR {row}.state = 'cancelled')"
 
 
 def _moved(ns: str, row: str, batch: str, at: str, deltas: tuple[str, str, str]) -> str:
@@ -81,9 +94,10 @@ def batch_schema(ns: str) -> list[str]:
         # Finished batches by when they finished (``at``: the last move, the one that
         # finished it), for housekeeping; open batches have no entry.
         f"CREATE INDEX IF NOT EXISTS {ns}_batches_finished ON {ns}_batches (at) WHERE {FINISHED}",
-        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF state ON {ns}_jobs
+        # On last_error, not state: see the module's docstring (schema version 7).
+        f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_moved AFTER UPDATE OF last_error ON {ns}_jobs
             WHEN NEW.batch_id IS NOT NULL AND OLD.state IS NOT NEW.state
-                AND (OLD.state IN {_ENDED} OR NEW.state IN {_ENDED}) BEGIN
+                AND ({_ended("OLD")} OR {_ended("NEW")}) BEGIN
             {
             _moved(
                 ns,
@@ -100,7 +114,7 @@ def batch_schema(ns: str) -> list[str]:
         END""",
         # A job deleted before it ended counts as cancelled: its batch must still finish.
         f"""CREATE TRIGGER IF NOT EXISTS {ns}_jobs_batch_deleted AFTER DELETE ON {ns}_jobs
-            WHEN OLD.batch_id IS NOT NULL AND OLD.state NOT IN {_ENDED} BEGIN
+            WHEN OLD.batch_id IS NOT NULL AND NOT {_ended("OLD")} BEGIN
             {_moved(ns, "OLD", "batch_id", now, ("0", "0", "1"))}
         END""",
         # The decision: each due callback's job inserted (a nested batch's into its parent,

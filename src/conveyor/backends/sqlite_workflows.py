@@ -49,14 +49,16 @@ def schema(ns: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {ns}_deps_child ON {ns}_deps (child, position)",
         f"""CREATE TABLE IF NOT EXISTS {ns}_deps_todo (
             parent TEXT PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID""",
-        # Waiting jobs for listings, newest first (only they are in these indexes).
-        f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting ON {t} (id) WHERE state = 'waiting'",
-        f"CREATE INDEX IF NOT EXISTS {ns}_jobs_waiting_q ON {t} (queue, id) WHERE state = 'waiting'",
+        # (Waiting jobs are listed through the listing indexes of sqlite.py, since schema
+        # version 7: indexes of their own cost every plain job's insert and change of state
+        # an evaluation each.)
         # One trigger per kind of change, not one per case: SQLite runs a row trigger's
         # program (its WHEN clause included) for every row a matching statement changes, flag
         # or not. So it is on last_error, which every statement that ends a job writes
-        # (complete clears it; fail, cancel, recover, expiry and cascade() set it) and the
-        # claim does not: the claim, the hottest statement, runs no trigger of this module.
+        # (fail, cancel, recover, expiry and cascade() set it; the acknowledgement of a job
+        # with dependents clears it) and the claim does not. The plain acknowledgement leaves
+        # last_error out and takes only jobs with dependents = 0 (SQLiteBackend.complete):
+        # neither it nor the claim runs a trigger of this module.
         # A parent's state changed. Completed: each waiting child counts one dependency less,
         # the last one releases it (SET reads the old waiting_on throughout: > 1 means others
         # are still to come). Dead or cancelled: cascade() cancels its children, in the same

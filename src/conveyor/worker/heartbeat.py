@@ -24,10 +24,10 @@ SWEEP_PAUSE = 0.01
 
 class Heartbeat:
     """Every third of a lease: extend every lease this worker holds (one statement, however
-    many jobs) and say the worker is alive. At every beat, too, recover expired leases of
-    dead workers and prune old results (each worker starts this at a random point of its
-    first interval, so many workers spread it out); any worker may do this, so no single
-    process is needed for a crashed worker's jobs to come back.
+    many jobs) and say the worker is alive. As often, on a thread of its own, recover expired
+    leases of dead workers and prune old results (each worker starts this at a random point
+    of its first interval, so many workers spread it out); any worker may do this, so no
+    single process is needed for a crashed worker's jobs to come back.
 
     A third of the lease leaves two more beats to fail (a slow store, a long GC pause)
     before another worker may take the jobs back.
@@ -53,9 +53,15 @@ class Heartbeat:
         # lease plus one beat; it is one indexed statement over the few active jobs.
         self._recover_every = self.interval
         self._stop = threading.Event()
-        #: Set once the first recovery (run as this thread starts) has been tried.
+        #: Set once the first recovery (run as the housekeeping thread starts) has been tried.
         self.recovered = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
+        # Housekeeping on a thread of its own: a pass may prune for seconds (a backlog of
+        # completed jobs, backends/prune.py), and the beats that keep the leases must not
+        # wait for it.
+        self._housekeeper = threading.Thread(
+            target=self._housekeep, name="conveyor-housekeeping", daemon=True
+        )
 
     def start(self) -> None:
         try:
@@ -64,11 +70,13 @@ class Heartbeat:
             # A full store still takes the writes that drain it: start, and keep trying.
             log.warning("first heartbeat failed, the worker starts anyway: %s", exc)
         self._thread.start()
+        self._housekeeper.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5.0)
+        for thread in (self._thread, self._housekeeper):
+            if thread.is_alive():
+                thread.join(5.0)
 
     def beat(self) -> None:
         self._backend.heartbeat(self._info(), self._lease, time.time())
@@ -97,6 +105,13 @@ class Heartbeat:
             time.sleep(SWEEP_PAUSE)
 
     def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:
+                log.warning("heartbeat failed (the store may be unreachable): %s", exc)
+
+    def _housekeep(self) -> None:
         # The first recovery runs here, beside the worker's first fetches rather than before
         # them: it and its sweep are a call per queue (0.3-0.5 s with 200 queues on a loaded
         # machine), and a worker's first job should not wait for them. A burst worker waits
@@ -108,12 +123,11 @@ class Heartbeat:
         finally:
             self.recovered.set()
         # Then at a random offset, so many workers do not all run it together.
-        next_recover = time.monotonic() + random.uniform(0, self._recover_every)
-        while not self._stop.wait(self.interval):
+        wait = random.uniform(0, self._recover_every)
+        while not self._stop.wait(wait):
+            began = time.monotonic()
             try:
-                self.beat()
-                if time.monotonic() >= next_recover:
-                    next_recover = time.monotonic() + self._recover_every
-                    self.recover()
+                self.recover()
             except Exception as exc:
-                log.warning("heartbeat failed (the store may be unreachable): %s", exc)
+                log.warning("housekeeping failed (the store may be unreachable): %s", exc)
+            wait = max(0.0, self._recover_every - (time.monotonic() - began))

@@ -41,15 +41,17 @@ class AsyncRedisStore:
     async def run(self, calls: Sequence[Call]) -> list[Any]:
         """``Wire.run`` on the async client: one pipeline (a round-trip per node), scripts
         by SHA, a NOSCRIPT call run again once its script is loaded."""
+        # Cluster: each call that makes a job wait is followed by its queue's hint (Wire.run).
+        extra = self._wire.hints(calls) if self._wire.hints is not None else []
         try:
-            results = await self._pipeline(calls)
+            results = (await self._pipeline([*calls, *extra]))[: len(calls)]
             missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
             if missing:
                 for name in {calls[i].script for i in missing}:
                     if name is not None:
                         await self.client.script_load(self._wire.source(name))
-                again = await self._pipeline([calls[i] for i in missing])
-                for i, result in zip(missing, again, strict=True):
+                again = await self._pipeline([calls[i] for i in missing] + extra)
+                for i, result in zip(missing, again, strict=False):
                     results[i] = result
         except UNAVAILABLE as exc:
             self._explain(exc)

@@ -11,6 +11,9 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns}:seen             ZSET   worker id by last heartbeat (expiry)
     {ns}:partitions       HASH   queue -> number of partitions (partitions.py); a queue
                                  "q" of n partitions is the queues q, q:1 … q:n-1
+    {ns}:hints            HASH   Cluster: queue -> token of the last write that made one of
+                                 its jobs wait; a fetch passes over the queues not in it
+                                 (store.py, _fetch_slots). A hint, never state
     {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
@@ -36,6 +39,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns:q}:cancelled      ZSET   cancelled ids by finished_at
     {ns:q}:cancel         SET    running jobs asked to stop (app.cancel); their workers poll it
     {ns:q}:paused         STRING present while the queue is paused
+    {ns:q}:hint           STRING Cluster: the token of the last write that made a job wait
+                                 here, written after it (its {ns}:hints entry may come first)
     {ns:q}:wake           LIST   wake-up tokens for idle workers in BLPOP (a hint, never state)
     {ns:q}:counts         HASH   p:<minute> processed, f:<minute> failed (stats, history)
     {ns:q}:waited         SET    jobs someone waits for (job.result, job.aresult): the scripts
@@ -112,7 +117,7 @@ WAKE_TOKENS: Final = 16
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("limited", "ns", "partitions", "queues", "seen", "where", "workers")
+    __slots__ = ("hints", "limited", "ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -123,6 +128,7 @@ class Keys:
         self.seen = g + "seen"
         self.limited = g + "limited"
         self.partitions = g + "partitions"
+        self.hints = g + "hints"
 
     def prefix(self, queue: str) -> str:
         """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1]); a
@@ -186,7 +192,10 @@ class Keys:
 
     def due(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)
-        return [p + "prios", p + "paused", p + "claim:" + worker]
+        return [p + "prios", p + "paused", p + "claim:" + worker, p + "hint"]
+
+    def hint_drop(self) -> list[str]:
+        return [self.hints]
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)

@@ -31,6 +31,7 @@ from ...job import (
 )
 from ...limits import SEP, Limit, split
 from ...redaction import redact_url
+from .. import prune
 from ..aio import AsyncStore
 from ..base import translate_errors
 from . import workflows
@@ -63,6 +64,27 @@ LOOK_AT_BUCKETS: Final = 8
 RECHECK: Final = 5.0
 #: A job's state as watch.lua returns it, once it ended.
 ENDED: Final = (b"completed", b"dead", b"cancelled")
+
+
+#: Scripts that may make a job wait (write a queue's ``w:<p>``): on Cluster each call of one
+#: is followed by its queue's hint (``_hint_calls``). recover.lua hints after the fact, for
+#: the queues where it gave jobs back.
+MAKES_WAIT: Final = frozenset(
+    ("enqueue", "enqueue_each", "change", "act", "ticks", "release", "fail", "deps_add", "deps_release")
+)
+#: Cluster: seconds between two fetches that look at every queue, hinted or not (a hint lost
+#: to a crash between a write and its hint, or to a race the tokens cannot tell, costs a job
+#: at most this long while its worker is busy with other queues).
+LOOK_AT_ALL: Final = 2.0
+#: Cluster: seconds the hints and the registry read by a fetch are used again without being
+#: read, while the first queue each fetch claims from fills the batch (a queue that gets jobs
+#: meanwhile, before it in order, waits at most this long).
+HINTS_FRESH: Final = 0.1
+#: Cluster: queues a fetch counts at most in one round-trip (beside its claims).
+COUNT_AT_ONCE: Final = 32
+#: Cluster: seconds a queue's hint may name a token its queue never confirms (a stamp lost
+#: with its write's connection) before a fetch that finds the queue empty drops it anyway.
+HINT_GRACE: Final = 2.0
 
 
 class EnqueuePlan(NamedTuple):
@@ -137,7 +159,21 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._fetch_keys: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._known_raw: Any = None
         self._known_partitioned = False
-        self._first_fills = False  # Cluster: did the last fetch's first queue fill it?
+        # Cluster: the hints last read ({ns}:hints: queue -> token), queues found with no job
+        # due (queue -> (the token then, when to look again)), when each token was first
+        # seen, the due jobs each queue was last found with, and the next look at every queue.
+        self._hints: dict[str, bytes] = {}
+        self._quiet: dict[str, tuple[bytes | None, float]] = {}
+        self._hint_seen: dict[str, tuple[bytes, float]] = {}
+        self._due: dict[str, int] = {}
+        self._typical = 64.0  # the due jobs a queue is found with, a running mean
+        self._head_filled = False  # did the last fetch's first claim fill it?
+        self._hints_fresh = -1e9  # (monotonic) until when the hints read last are fresh
+        self._to_check: set[str] = set()  # queues to count with the next calls (see there)
+        self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
+        self._look_at_all = -1e9
+        if self.cluster:
+            self._wire.hints = self._hint_calls
         self._turn = itertools.count()
         self._offset = (-1e9, 0.0)  # (when measured, seconds): see _clock_offset
         self._limited: set[str] = set()  # queues with limits, read at _limited_read
@@ -275,8 +311,11 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         return list(shards(queue, count))
 
     def set_paused(self, queue: str, paused: bool) -> None:
-        for name in shards(queue, self._partition_counts().get(queue, 1)):
+        names = shards(queue, self._partition_counts().get(queue, 1))
+        for name in names:
             super().set_paused(name, paused)
+        if self.cluster and not paused:  # its jobs may be claimed again: hinted (_fetch_slots)
+            self._wire.run(self._hints_of(names))
 
     def _locate(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Job ids grouped by queue: from this process's fetches, else the id index or the
@@ -769,6 +808,33 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self._read_partitions(counts[0])
         return claimed(names, flat, worker, lease_until, now, held, beaten)
 
+    def _hint_calls(self, calls: Sequence[Call]) -> list[Call]:
+        """Cluster: what follows ``calls`` in their pipeline: for each queue a call of which
+        may make a job wait, its stamp (``{ns:q}:hint``, in its slot: written after the call
+        on the same connection) and its hint in ``{ns}:hints``, with one new token."""
+        queues: list[str] = []
+        for call in calls:
+            if call.script in MAKES_WAIT:
+                queue = self._queue_of_key(str(call.args[0][0]))
+                if queue is not None and queue not in queues:
+                    queues.append(queue)
+        return self._hints_of(queues) if queues else []
+
+    def _queue_of_key(self, key: str) -> str | None:
+        """The queue of a key ``{ns:q}:…``; None for a bucket's (never fetched by
+        ``_fetch_slots``) or a namespace key."""
+        start = len(self.ns) + 2
+        end = key.find("}", start)
+        if not key.startswith("{") or end < 0 or key.startswith(":b:", end + 1):
+            return None
+        return key[start:end]
+
+    def _hints_of(self, queues: Sequence[str]) -> list[Call]:
+        token = os.urandom(6).hex()
+        calls = [Call(None, "SET", self.keys.prefix(q) + "hint", token) for q in queues]
+        calls.append(Call(None, "HSET", self.keys.hints, *(x for q in queues for x in (q, token))))
+        return calls
+
     def _fetch_slots(
         self,
         queues: Sequence[str] | None,
@@ -779,55 +845,167 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         token: str,
         turn: int,
     ) -> list[JobRecord]:
-        """``_fetch`` on Cluster, where each queue is a slot of its own: the first queue's
-        claim goes out with a count of the due jobs of every other queue (due.lua), all in
-        one pipeline (one round-trip to each node, in parallel); if the first queue did not
-        fill the batch, the rest is claimed, in the queues' order, from those that said
-        they had some: a second round-trip, never one per queue. A queue that gave less
-        than it counted (another worker was quicker) leaves the batch short, never over."""
+        """``_fetch`` on Cluster, where each queue is a slot of its own and a script stays
+        in one slot, so one call cannot walk the queues: a round-trip claims from the first
+        queue in order that may have jobs and, if the jobs it was last seen with may not
+        fill the batch, counts those of the next ones (due.lua), all in one pipeline (one
+        round-trip to each node, in parallel); what is still free is claimed from the queues
+        counted, in order, in the next round-trip, never one per queue.
+
+        Which queues may have jobs comes from the hints (``{ns}:hints``): every write that
+        makes a job wait leaves a new token there and, behind the write in the queue's own
+        slot, in ``{ns:q}:hint``. A queue found with nothing waiting loses its hint, if the
+        hint is still the token the queue holds (the write it announces is in) and still the
+        one read (no write came since: ``hint_drop.lua``); a queue with jobs none of which is
+        due is passed over until the first is, or its hint changes. So an empty queue costs
+        a fetch nothing. Every ``LOOK_AT_ALL`` seconds a fetch looks at every queue, hinted
+        or not: the hints are a shortcut, the queues the truth. A queue that gave less than
+        it counted (another worker was quicker) leaves the batch short, never over."""
         order = self._shards(queues, turn) if queues is not None else self._order(turn)
-        first, rest = order[0], order[1:]
         held, beaten = self._held, self._beaten
-
-        def due(names: Sequence[str]) -> list[Call]:
-            return [
-                Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, token]) for q in names
-            ]
-
-        reread = self._partitions_stale()
-        # While the first queue fills the batches (a busy queue, or its partitions in turn),
-        # its claim goes alone; once it did not, the others are counted in the same pipeline.
-        counted = rest if not self._first_fills else []
-        calls = [self._fetch_call([first], limit, worker, lease_until, now, token), *due(counted), *reread]
-        if queues is None:  # the registry too: the queues new since the last fetch
-            calls.append(Call(None, "SMEMBERS", self.keys.queues))
-        flat, *counts = self._wire.run(calls)
-        if queues is None:
-            self._learn(counts.pop())
-        if reread:
-            self._read_partitions(counts.pop())
-        got = claimed([first], flat, worker, lease_until, now, held, beaten)
-        self._first_fills = len(got) >= limit
-        if not counted:
-            counts = self._wire.run(due(rest)) if rest and len(got) < limit else [0] * len(rest)
-        if queues is None:
-            served = set(order)
-            new = [q for q in self._order(turn) if q not in served]
-            if new:  # rare: counted by a round-trip of their own
-                rest, counts = rest + new, counts + self._wire.run(due(new))
-        room = limit - len(got)
-        wanted: list[tuple[str, int]] = []
-        for queue, count in zip(rest, counts, strict=True):
-            if room <= 0:
+        every = time.monotonic() >= self._look_at_all
+        if every:
+            self._look_at_all = time.monotonic() + LOOK_AT_ALL
+        got: list[JobRecord] = []
+        tried: set[str] = set()
+        known: dict[str, int] = {}  # queues counted in this fetch with due jobs: how many
+        claimed_from: set[str] = set()
+        ran_dry: int | None = None  # the jobs the last queue that ran dry in this fetch gave
+        read = False  # the hints and the registry, in this fetch
+        for step in range(4):
+            room = limit - len(got)
+            claims: list[tuple[str, int]] = []
+            counts: dict[str, int] = {}  # of the queues claimed from by their count
+            counted: list[str] = []
+            # One pass over the queues in order. Those counted earlier in this fetch are
+            # claimed from by their counts. The first one not tried yet that may have jobs
+            # is asked for the rest (it may well fill the batch alone): in the first step
+            # only if it is the first queue of all, as the hints this step uses are those of
+            # the last fetch (read again in this step), and a queue before it may have jobs
+            # they do not show; after it, none is claimed from in this step. The next ones
+            # are counted while the jobs they were last seen with (unknown: as many as
+            # queues here are found with; once a queue ran dry in this fetch, no more than
+            # it gave) may not fill the batch, at most COUNT_AT_ONCE a step.
+            cover = -1
+            typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
+            for queue in order:
+                if room <= 0:
+                    break
+                if queue in known:
+                    if cover < 0:
+                        counts[queue] = count = known.pop(queue)
+                        claims.append((queue, min(room, count)))
+                        room -= claims[-1][1]
+                    continue
+                if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
+                    continue  # (one to check is counted below: claimed once it says it has some)
+                tried.add(queue)
+                if cover < 0 and (step or queue == order[0]):
+                    claims.append((queue, room))
+                else:
+                    counted.append(queue)
+                cover = max(cover, 0) + self._due.get(queue, typical)
+                if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
+                    break
+            if step and not claims and not counted:
                 break
-            if count:
-                wanted.append((queue, min(room, int(count))))
-                room -= wanted[-1][1]
-        if wanted:
-            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in wanted]
-            for (queue, _), flat in zip(wanted, self._wire.run(calls), strict=True):
-                got += claimed([queue], flat, worker, lease_until, now, held, beaten)
+            # Queues that gave less than asked (in an earlier step or fetch) are counted with
+            # the next calls that go anyway, to learn why: never with this fetch's token once
+            # claimed from (a second fetch.lua of one token gives the first one's jobs again,
+            # its retry), so never claimed from twice in a fetch.
+            looked = counted + [q for q in self._to_check if q not in tried]
+            self._to_check.clear()
+            tried.update(looked)
+            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in claims]
+            claimed_from.update(q for q, _ in claims)
+            for q in looked:
+                asking = "" if q in claimed_from else token
+                calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, asking]))
+            dropping = bool(self._drops)
+            if dropping:
+                calls.append(Call("hint_drop", self.keys.hint_drop(), self._drops))
+                self._drops = []
+            # The hints and the registry (queues new since) are read whole, a field per queue:
+            # not while the first queue of each fetch fills the batch and they are fresh.
+            stale = not self._head_filled or time.monotonic() >= self._hints_fresh
+            reading = not read and (step > 0 or stale or not calls)
+            if reading:
+                calls.append(Call(None, "HGETALL", self.keys.hints))
+                if queues is None:
+                    calls.append(Call(None, "SMEMBERS", self.keys.queues))
+            reread = self._partitions_stale() if step == 0 else []
+            calls += reread
+            replies = self._wire.run(calls)
+            for (queue, asked), flat in zip(claims, replies, strict=False):
+                some = claimed([queue], flat, worker, lease_until, now, held, beaten)
+                got += some
+                # Less than asked, or all it was counted with (fewer than a batch): none left.
+                if len(some) < asked or len(some) >= counts.get(queue, limit) < limit:
+                    if queue not in counts:  # a queue's worth, run dry
+                        ran_dry = len(some)
+                        if some:
+                            self._typical += (len(some) - self._typical) / 8
+                    self._due[queue] = 0
+                    self._to_check.add(queue)  # why it has no more: the next calls say
+                else:
+                    self._due.pop(queue, None)  # it may have more: unknown
+            for queue, reply in zip(looked, replies[len(claims) :], strict=False):
+                count = int(reply[0])
+                self._due[queue] = count
+                if count:
+                    self._typical += (count - self._typical) / 8
+                    if queue not in claimed_from:
+                        known[queue] = count
+                    self._quiet.pop(queue, None)
+                else:
+                    self._drops += self._found_quiet(queue, reply, now)
+            rest = replies[len(claims) + len(looked) + dropping :]
+            if reread:
+                self._read_partitions(rest[-1])
+            if reading:
+                read = True
+                self._hints_fresh = time.monotonic() + HINTS_FRESH
+                self._hints = {_text(k): v for k, v in hash_items(rest[0])}
+                if queues is None:
+                    self._learn(rest[1])
+            if reading or reread:
+                order = self._shards(queues, turn) if queues is not None else self._order(turn)
+            if step == 0:
+                self._head_filled = len(got) >= limit
+            if len(got) >= limit:
+                break
         return got
+
+    def _may_have(self, queue: str, now: float) -> bool:
+        """Cluster: whether a fetch should look at ``queue`` (see ``_fetch_slots``)."""
+        hint = self._hints.get(queue)
+        if hint is None:
+            return False
+        quiet = self._quiet.get(queue)
+        return quiet is None or quiet[0] != hint or now >= quiet[1]
+
+    def _found_quiet(self, queue: str, reply: Sequence[Any], now: float) -> list[Any]:
+        """Cluster: ``queue`` has no job due (due.lua's ``reply``): when to look again, and
+        the (queue, token) to drop from the hints if it has nothing waiting."""
+        hint = self._hints.get(queue)
+        upcoming, stamp = reply[1], reply[2]
+        if upcoming == b"paused":
+            self._quiet[queue] = (hint, now + LOOK_AT_ALL)
+            return []
+        if upcoming:
+            self._quiet[queue] = (hint, float(upcoming))
+            return []
+        if hint is None:
+            self._quiet[queue] = (None, float("inf"))
+            return []
+        seen = self._hint_seen.get(queue)
+        if seen is None or seen[0] != hint:
+            self._hint_seen[queue] = seen = (hint, time.monotonic())
+        if stamp != hint and time.monotonic() - seen[1] < HINT_GRACE:
+            return []  # the write it announces may not be in yet: look again next time
+        self._quiet[queue] = (hint, float("inf"))
+        self._hint_seen.pop(queue, None)
+        return [queue, hint]
 
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
@@ -1155,31 +1333,42 @@ class RedisBackend(RedisBatches, Admin, Periodic):
 
     def recover(self, now: float, completed_before: float) -> int:
         minute = int(now // 60) * 60
-        calls: list[Call] = []
         queues = self._all_queues()
-        for queue in queues:
-            keys = self.keys.recover(queue)
-            args = [
-                self.keys.prefix(queue),
-                now,
-                completed_before,
-                minute,
-                LOST,
-                now - 86400,
-                now + FAR_FUTURE,
-                BAD_RUN_AT,
-            ]
-            calls.append(Call("recover", keys, args))
-        calls.append(Call("forget", self.keys.beat(), [now - WORKER_EXPIRY]))
-        results = self._wire.run(calls)
-        recovered = 0
-        pruned: list[bytes] = []
-        for queue, result in zip(queues, results[:-1], strict=True):
-            recovered += int(result[0])
-            if queue != DEFAULT:  # the default queue's jobs are not in the index
-                pruned += result[1:]
-        for i in range(0, len(pruned), 1000):
-            self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+        limit = prune.PRUNE_BATCH
+        deadline = time.monotonic() + prune.PRUNE_BUDGET
+
+        def calls(names: Sequence[str]) -> list[Call]:
+            args = [now, completed_before, minute, LOST, now - 86400, now + FAR_FUTURE, BAD_RUN_AT, limit]
+            return [Call("recover", self.keys.recover(q), [self.keys.prefix(q), *args]) for q in names]
+
+        forget = Call("forget", self.keys.beat(), [now - WORKER_EXPIRY])
+        began = time.monotonic()
+        results = self._wire.run([*calls(queues), forget])[:-1]
+        recovered, called = 0, queues
+        gave_back: list[str] = []
+        while True:
+            pruned: list[bytes] = []
+            full: list[str] = []
+            for queue, result in zip(called, results, strict=True):
+                recovered += int(result[0])
+                if int(result[0]) and queue not in gave_back:
+                    gave_back.append(queue)
+                if queue != DEFAULT:  # the default queue's jobs are not in the index
+                    pruned += result[1:]
+                if len(result) - 1 >= limit:
+                    full.append(queue)
+            for i in range(0, len(pruned), 1000):
+                self.client.hdel(self.keys.where, *pruned[i : i + 1000])
+            # Completed jobs past result_ttl, a batch a call: again for the queues that had a
+            # whole batch, while the budget lasts (prune.py; each call is about a millisecond
+            # of the server's time, never one long script).
+            if not full or time.monotonic() >= deadline:
+                break
+            time.sleep(prune.pause(began))
+            began = time.monotonic()
+            called, results = full, self._wire.run(calls(full))
+        if gave_back and self.cluster:  # jobs wait again there: hinted, after the fact
+            self._wire.run(self._hints_of(gave_back))
         # Every bucket may start a job again: the safety net for a freed slot whose
         # acknowledgement did not say so (a lease that expired, a client gone mid-pipeline).
         # A claim drops again, at the cost of one look, those that cannot.
@@ -1330,6 +1519,10 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self.client.close()
         except RedisError as exc:
             log.debug("close: %s", exc)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:

@@ -66,6 +66,7 @@ SCRIPTS: Final = (
     "enqueue_one",
     "fetch",
     "due",
+    "hint_drop",
     "fetch_limited",
     "complete",
     "fail",
@@ -156,6 +157,9 @@ class Wire:
         self._sources = {name: script_source(name) for name in SCRIPTS}
         self._scripts = {name: client.register_script(source) for name, source in self._sources.items()}
         self._local = threading.local()
+        #: Cluster: the calls that follow ``calls`` with their queues' hints (store.py sets
+        #: it; see ``_fetch_slots`` there), None elsewhere.
+        self.hints: Callable[[Sequence[Call]], list[Call]] | None = None
 
     def source(self, name: str) -> str:
         return self._sources[name]
@@ -174,7 +178,17 @@ class Wire:
         NOSCRIPT call did nothing, and every script is safe to repeat. ``durable`` calls
         wait for the configured replicas (``replicas=N``).
         """
-        return self.settle(calls, self.pipeline(calls, durable), durable)
+        extra = self.hints(calls) if self.hints is not None else []
+        if not extra:
+            return self.settle(calls, self.pipeline(calls, durable), durable)
+        # The hints go in the same pipeline, each behind its call on the same connection (a
+        # queue's stamp is in its slot); a failed hint only costs a later fetch a look.
+        n = len(calls)
+        results = self.pipeline([*calls, *extra], durable)[:n]
+        if any(isinstance(r, NoScriptError) for r in results):
+            results = self.rerun_missing(calls, results, durable)
+            self.pipeline(extra)  # behind the calls run again
+        return self.settle(calls, results, durable)
 
     def settle(self, calls: Sequence[Call], results: list[Any], durable: bool = False) -> list[Any]:
         """``results`` of ``calls`` with every NOSCRIPT one run again once its script is

@@ -23,6 +23,8 @@
 -- ARGV[6]  drop counters of minutes before this one
 -- ARGV[7]  a waiting job due after this time was not written by conveyor: it goes to dead
 -- ARGV[8]  the error text for such a job
+-- ARGV[9]  completed jobs deleted at most (the caller calls again while a call deletes as
+--          many: every other part of this script costs only what it finds)
 --
 -- Returns {recovered, id of each deleted completed job…}: the caller drops those ids from
 -- the namespace's id index (a leftover entry only makes get() look once more and miss).
@@ -128,7 +130,7 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
 end
 
 local out = {recovered}
-local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 10000)
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[9] or 1000))
 for i = 1, #old, 1000 do
   local j = math.min(i + 999, #old)
   local keys = {}
