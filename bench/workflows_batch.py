@@ -2,6 +2,7 @@
 
     python bench/workflows_batch.py --store sqlite [--jobs 100000] [--repeat 3]
     python bench/workflows_batch.py --store redis --main-src /tmp/wf-main/src --ab-only
+    python bench/workflows_batch.py --store redis --against /tmp/wf-main/src
 
 1. Batch against plain: N no-op jobs stored by one ``app.enqueue_many`` (plain) or one
    ``app.batch(..., on_complete=...)`` (batch), then drained by one in-process burst worker
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--main-src", help="main's src directory for the A/B run (skipped without)")
+    parser.add_argument(
+        "--against", help="part 1 also with this src directory (e.g. main's), taking turns with this tree"
+    )
     parser.add_argument("--ab-jobs", type=int, default=20_000)
     parser.add_argument("--ab-only", action="store_true", help="the A/B run only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -167,28 +171,43 @@ def main() -> None:
                 "utc_start": time.strftime("%H:%M:%S", time.gmtime()),
             }
             src = str(ROOT / "src")
+            trees = [("", src)] + ([("main_", args.against)] if args.against else [])
             if not args.ab_only:
-                found: dict[str, list[dict[str, float]]] = {"plain": [], "batch": []}
+                found: dict[str, list[dict[str, float]]] = {}
                 for rep in range(args.repeat):
-                    order = ("plain", "batch") if rep % 2 == 0 else ("batch", "plain")
-                    for mode in order:
-                        found[mode].append(_run(src, url_for(), args.jobs, mode))
-                plain, batch = _medians(found["plain"]), _medians(found["batch"])
-                result["plain_jobs_per_s"] = plain
-                result["batch_jobs_per_s"] = batch
-                result["batch_over_plain"] = {k: round(batch[k] / plain[k], 3) for k in plain}
-                cpu_keys = [
-                    k
-                    for k in ("enqueue_cpu_us", "drain_cpu_us", "enqueue_server_us", "drain_server_us")
-                    if k in found["plain"][0]
-                ]
-                result["cpu_us_per_job"] = {
-                    mode: {k: round(statistics.median(r[k] for r in found[mode]), 2) for k in cpu_keys}
-                    for mode in ("plain", "batch")
-                }
+                    # plain and batch, and (--against) the two trees, take turns
+                    order = [(t, m) for t in trees for m in ("plain", "batch")]
+                    for (name, where), mode in order if rep % 2 == 0 else order[::-1]:
+                        found.setdefault(name + mode, []).append(_run(where, url_for(), args.jobs, mode))
+                for name, _ in trees:
+                    plain, batch = _medians(found[name + "plain"]), _medians(found[name + "batch"])
+                    result[name + "plain_jobs_per_s"] = plain
+                    result[name + "batch_jobs_per_s"] = batch
+                    result[name + "batch_over_plain"] = {k: round(batch[k] / plain[k], 3) for k in plain}
+                    cpu_keys = [
+                        k
+                        for k in ("enqueue_cpu_us", "drain_cpu_us", "enqueue_server_us", "drain_server_us")
+                        if k in found[name + "plain"][0]
+                    ]
+                    cpu = {
+                        mode: {
+                            k: round(statistics.median(r[k] for r in found[name + mode]), 2) for k in cpu_keys
+                        }
+                        for mode in ("plain", "batch")
+                    }
+                    result[name + "cpu_us_per_job"] = cpu
+                    if "drain_server_us" in cpu_keys:
+                        # batch drain over plain by CPU per job (process + server): a rate ratio
+                        total = {m: cpu[m]["drain_cpu_us"] + cpu[m]["drain_server_us"] for m in cpu}
+                        result[name + "drain_cpu_ratio"] = round(total["plain"] / total["batch"], 3)
                 result["all_completed"] = all(
                     r["completed"] >= args.jobs for rs in found.values() for r in rs
-                ) and all(r["batch_completed"] == args.jobs for r in found["batch"])
+                ) and all(
+                    r["batch_completed"] == args.jobs
+                    for k, rs in found.items()
+                    if k.endswith("batch")
+                    for r in rs
+                )
             if args.main_src:
                 ab: dict[str, list[dict[str, float]]] = {"main": [], "branch": []}
                 for rep in range(args.repeat):

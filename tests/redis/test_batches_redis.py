@@ -15,6 +15,7 @@ import pytest
 from conveyor import Conveyor, StoreFull
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.batches import INTAKE_DEADLINE
+from conveyor.job import Failure
 from tests.conformance.test_worker_runs import drain
 from tests.servers import RedisServer
 
@@ -56,6 +57,54 @@ def test_a_forward_cut_short_is_finished_by_housekeeping(
         assert callback is not None and callback.state == "pending"
         assert [j.id for j in app.jobs(state="pending")] == [callback.id]
         assert batch.status()["completed"] == 5
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_an_acknowledgement_outboxes_one_move_per_batch_and_end(
+    topology: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """complete.lua and fail.lua write one outbox entry per (batch, from, to) of a call, with
+    its number of jobs, not one per job; batch_apply.lua moves the counters by that number,
+    and still takes in entries of one job each without a number (an outbox written before)."""
+    app = Conveyor(_url(topology, request), namespace=f"bo{os.getpid()}{topology}")
+    try:
+        task = app.task(name="t.noop")(lambda n: None)
+        a = app.batch([task.job(i) for i in range(6)], on_complete=task.job(-1))
+        b = app.batch([task.job(i) for i in range(3)], on_complete=task.job(-2))
+        app.enqueue_many([task.job(i) for i in range(4)])  # plain jobs beside them
+        c = app.batch([task.using(queue="other").job(i) for i in range(2)], on_complete=task.job(-3))
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        outbox = backend.keys.prefix("default") + "bout"
+        with monkeypatch.context() as m:  # nothing forwarded: the outbox keeps the moves
+            m.setattr(RedisBackend, "batch_calls", lambda self, queues: ([], []))
+            m.setattr(RedisBackend, "batches_acknowledged", lambda self, *args: None)
+            got = backend.fetch(["default"], 20, "w", 30, time.time())
+            assert len(got) == 13
+            in_a = {r.id for r in got if backend.batch_of("default", r.id) == a.id}
+            failed = sorted(in_a)[:2]
+            backend.fail([Failure(i, "boom") for i in failed], "w", time.time())
+            backend.complete([(r.id, None) for r in got if r.id not in failed], "w", time.time())
+        moves = sorted(m.decode().split("|", 1)[1] for m in backend.client.zrange(outbox, 0, -1))
+        assert moves == sorted(
+            [f"{a.id}|active|dead|2", f"{a.id}|active|completed|4", f"{b.id}|active|completed|3"]
+        )
+        backend.recover(time.time(), 0)  # housekeeping forwards them
+        assert backend.client.zcard(outbox) == 0
+        assert (a.status()["completed"], a.status()["dead"]) == (4, 2)
+        assert b.status()["completed"] == 3 and b.refresh().fired["complete"]
+        assert a.refresh().fired["complete"]  # dead ones count as ended
+        # An outbox of single moves without a number (as written before) counts one job each:
+        # the moves of c's two jobs, written as before.
+        prefix = backend.keys.prefix("default")
+        seq = int(backend.client.get(prefix + "bseq"))
+        backend.client.zadd(outbox, {f"{seq + k}|{c.id}|pending|completed": seq + k for k in (1, 2)})
+        backend.client.set(prefix + "bseq", seq + 2)
+        backend.recover(time.time(), 0)
+        assert c.status()["completed"] == 2 and c.refresh().fired["complete"]
+        assert backend.client.zcard(outbox) == 0
     finally:
         app.close()
 

@@ -5,10 +5,11 @@ ends a job (on Cluster a script touches one slot). So every batch key lives in o
 its own, ``{ns:b}``, and a job's end reaches it in three idempotent steps:
 
 1. The script that ends the job (complete, fail, recover, act, sweep) finds its batch in the
-   queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to") to the queue's
-   outbox ``{ns:q}:bout`` under a new sequence number (``{ns:q}:bseq``), in the same script:
-   nothing that ends a batch job can skip this. A queue without batch jobs pays one EXISTS
-   per script call.
+   queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to|n", n jobs) to
+   the queue's outbox ``{ns:q}:bout`` under a new sequence number (``{ns:q}:bseq``), in the
+   same script: nothing that ends a batch job can skip this. An acknowledgement writes one
+   move per (batch, from, to) it met, not one per job. A queue without batch jobs pays one
+   EXISTS per script call.
 2. ``batch_read.lua`` reads the oldest moves of the outbox, in the queue's slot;
    ``batch_apply.lua`` takes them in, in the batch slot: only moves above the queue's mark
    (``{ns:b}:hw``, the highest sequence number taken in) count, so a repeated or late forward

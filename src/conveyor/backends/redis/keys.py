@@ -79,7 +79,7 @@ Batches (``batches.py``)::
 
     {ns:q}:bj             HASH   job id -> batch id, for the queue's jobs that are in a batch
                                  (the scripts that end a job read it once per call)
-    {ns:q}:bout           ZSET   moves "seq|batch|from|to" of the queue's batch jobs into or out
+    {ns:q}:bout           ZSET   moves "seq|batch|from|to|n" of the queue's batch jobs into or out
                                  of an end, not yet taken in by their batches, by seq
     {ns:q}:bseq           STRING that sequence
     {ns:b}:h:<batch>      HASH   one batch: counters, callbacks, open intakes (batch_create.lua)

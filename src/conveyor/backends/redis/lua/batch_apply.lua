@@ -32,16 +32,20 @@ local function take(qp, moved)  -- moved: member, seq, member, seq…
   for i = 1, #moved, 2 do
     local seq = tonumber(moved[i + 1])
     if seq > mark then
-      local batch, from, to = string.match(moved[i], '^[^|]*|([^|]*)|([^|]*)|([^|]*)$')
+      local batch, from, to, n = string.match(moved[i], '^[^|]*|([^|]*)|([^|]*)|([^|]*)|(%d+)$')
+      if not batch then  -- written before moves carried their number of jobs: one
+        batch, from, to = string.match(moved[i], '^[^|]*|([^|]*)|([^|]*)|([^|]*)$')
+      end
       if batch then
+        n = tonumber(n) or 1
         local d = delta[batch]
         if not d then
           d = {c = 0, d = 0, x = 0}
           delta[batch] = d
           order[#order + 1] = batch
         end
-        if FIELD[from] then d[FIELD[from]] = d[FIELD[from]] - 1 end
-        if FIELD[to] then d[FIELD[to]] = d[FIELD[to]] + 1 end
+        if FIELD[from] then d[FIELD[from]] = d[FIELD[from]] - n end
+        if FIELD[to] then d[FIELD[to]] = d[FIELD[to]] + n end
       end
       if seq > high then high = seq end
     end

@@ -65,7 +65,7 @@ local function complete(n, id)
   ndone = ndone + 1
   done[ndone] = id
   ended(id)
-  batch_moved(id, 'active', 'completed')
+  batch_moved_later(id, 'active', 'completed')
 end
 
 local count = (#ARGV - 5) / 2
@@ -88,7 +88,10 @@ for first = 1, count, SLICE do
     -- refuses only a script whose first write may grow memory, so completions still land.
     local freed = {}
     for k, n in ipairs(mine) do freed[k] = ids[n - first + 1] end
-    if #freed > 0 then redis.call('SREM', KEYS[3], unpack(freed)) end
+    if #freed > 0 then
+      redis.call('SREM', KEYS[3], unpack(freed))
+      batch_prefetch(freed)
+    end
     for _, n in ipairs(mine) do complete(n, ids[n - first + 1]) end
   end
 end
@@ -122,6 +125,7 @@ end
 if ndone > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[4], ndone)
 end
+batch_flush()
 if forwarded > 0 or #told > 0 then
   -- {count, batch moves forwarded, then per parent told: id, state, n, its n dependents}
   local out = {ndone, forwarded}

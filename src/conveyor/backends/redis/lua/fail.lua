@@ -61,7 +61,7 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, 's', 'dead', 'e', ARGV[i + 2], 'fa', now)
       redis.call('ZADD', KEYS[1], now, id)
       ended(id)
-      batch_moved(id, 'active', 'dead')
+      batch_moved_later(id, 'active', 'dead')
     elseif string.byte(retry_at, 1) == 115 then  -- "s": snoozed
       local at = string.sub(retry_at, 2)
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'
@@ -78,7 +78,7 @@ for i = 6, #ARGV, 4 do
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('SREM', KEYS[7], id)
       ended(id)
-      batch_moved(id, 'active', 'cancelled')
+      batch_moved_later(id, 'active', 'cancelled')
     else
       local p = string.match(v[3] or '', '^(%-?%d+)|') or '0'  -- m starts with the priority; garbage: 0
       redis.call('HSET', key, 's', 'retry', 'ra', retry_at, 'e', ARGV[i + 2], 'fa', now)
@@ -101,6 +101,7 @@ if changed > 0 then
   redis.call('HINCRBY', KEYS[4], 'p:' .. ARGV[4], changed)
   if changed > snoozed then redis.call('HINCRBY', KEYS[4], 'f:' .. ARGV[4], changed - snoozed) end
 end
+batch_flush()
 if forwarded > 0 or #told > 0 then
   -- {count, batch moves forwarded, then per parent told: id, state, n, its n dependents}
   local out = {changed, forwarded}
