@@ -28,7 +28,14 @@ from tests.servers import RedisServer
 
 _HEADER = re.compile(r"^-- KEYS\[(\d+)\]\s+(\S+)", re.MULTILINE)
 #: Stand-ins for the parts of a key name the header writes in angle brackets.
-_SAMPLE = {"queue": "q", "worker": "w-1", "job_id": "j-1", "priority": 7, "cluster": False}
+_SAMPLE = {
+    "queue": "q",
+    "worker": "w-1",
+    "job_id": "j-1",
+    "priority": 7,
+    "cluster": False,
+    "outbox": "bmoves",
+}
 _PLACEHOLDER = {"<worker>": "w-1", "<id>": "j-1", "<p>": "7"}
 
 

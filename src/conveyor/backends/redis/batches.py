@@ -6,7 +6,7 @@ its own, ``{ns:b}``, and a job's end reaches it in three idempotent steps:
 
 1. The script that ends the job (complete, fail, recover, act, sweep) finds its batch in the
    queue's batch index ``{ns:q}:bj`` and adds the move ("seq|batch|from|to|n", n jobs) to
-   the queue's outbox ``{ns:q}:bout`` under a new sequence number (``{ns:q}:bseq``), in the
+   the queue's outbox ``{ns:q}:bmoves`` under a new sequence number (``{ns:q}:bseq``), in the
    same script: nothing that ends a batch job can skip this. An acknowledgement writes one
    move per (batch, from, to) it met, not one per job. A queue without batch jobs pays one
    EXISTS per script call.
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     from .store import EnqueuePlan
     from .wire import Wire
 
+#: A queue's outboxes of batch moves, and the suffix of each one's mark in {ns:b}:hw: the
+#: counted moves of this version, and the one-job moves of versions before it, which a
+#: worker of such a version may still write during a rolling upgrade (batch_moved.inc.lua).
+OUTBOXES = (("bmoves", "m"), ("bout", ""))
 #: Jobs per chunk of a batch's enqueue, and per forward of one queue's outbox.
 CHUNK = 1000
 #: Fired callbacks housekeeping enqueues per call, at most.
@@ -518,24 +522,32 @@ class RedisBatches:
                 fired, *left = self._wire.run(
                     [
                         Call("batch_apply", self.keys.batch_apply(), queues),
-                        *(Call(None, "ZCARD", self.keys.prefix(q) + "bout") for q in pending),
+                        *(
+                            Call(None, "ZCARD", self.keys.prefix(q) + outbox)
+                            for q in pending
+                            for outbox, _ in OUTBOXES
+                        ),
                     ]
                 )
                 if fired:
                     self.fire_callbacks([_text(f) for f in fired])
-                pending = [q for q, n in zip(pending, left, strict=True) if int(n)]
+                counts = iter(left)
+                pending = [q for q in pending if sum(int(next(counts)) for _ in OUTBOXES)]
             return
         while pending:
-            reads = self._wire.run([Call("batch_read", self.keys.batch_read(q), [CHUNK]) for q in pending])
+            boxes = [(q, outbox, mark) for q in pending for outbox, mark in OUTBOXES]
+            reads = self._wire.run(
+                [Call("batch_read", self.keys.batch_read(q, outbox), [CHUNK]) for q, outbox, _ in boxes]
+            )
             args: list[Any] = [prefix, repr(time.time()), "e"]
             sent: list[Call] = []
             again: list[str] = []
-            for queue, flat in zip(pending, reads, strict=True):
+            for (queue, outbox, mark), flat in zip(boxes, reads, strict=True):
                 if not flat:
                     continue
-                args += [self.keys.prefix(queue), len(flat) // 2, *flat]
-                sent.append(Call("batch_sent", self.keys.batch_sent(queue), [_text(flat[-1])]))
-                if len(flat) >= 2 * CHUNK:
+                args += [self.keys.prefix(queue) + mark, len(flat) // 2, *flat]
+                sent.append(Call("batch_sent", self.keys.batch_sent(queue, outbox), [_text(flat[-1])]))
+                if len(flat) >= 2 * CHUNK and queue not in again:
                     again.append(queue)
             if not sent:
                 return

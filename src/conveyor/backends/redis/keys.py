@@ -79,11 +79,14 @@ Batches (``batches.py``)::
 
     {ns:q}:bj             HASH   job id -> batch id, for the queue's jobs that are in a batch
                                  (the scripts that end a job read it once per call)
-    {ns:q}:bout           ZSET   moves "seq|batch|from|to|n" of the queue's batch jobs into or out
-                                 of an end, not yet taken in by their batches, by seq
+    {ns:q}:bmoves         ZSET   moves "seq|batch|from|to|n" of the queue's batch jobs into or out
+                                 of an end (n jobs each), not yet taken in by their batches, by seq
+    {ns:q}:bout           ZSET   the same, one job a move ("seq|batch|from|to"), written by
+                                 versions before counted moves; still read (rolling upgrades)
     {ns:q}:bseq           STRING that sequence
     {ns:b}:h:<batch>      HASH   one batch: counters, callbacks, open intakes (batch_create.lua)
-    {ns:b}:hw             HASH   queue prefix -> the highest seq of its outbox taken in
+    {ns:b}:hw             HASH   queue prefix (+ "m" for bmoves) -> the highest seq of that
+                                 outbox taken in
     {ns:b}:ids:<batch>    ZSET   its jobs, members "<id><queue>" at score 0 (pages, by id)
     {ns:b}:fire           SET    "batch|kind" of callbacks fired but not yet enqueued
     {ns:b}:fin            ZSET   finished batches by when they finished (pruned result_ttl later)
@@ -382,8 +385,8 @@ class Keys:
     def batch_apply(self) -> list[str]:
         return [self.batch_prefix() + "fire", self.batch_prefix() + "hw", self.batch_prefix() + "fin"]
 
-    def batch_read(self, queue: str) -> list[str]:
-        return [self.prefix(queue) + "bout"]
+    def batch_read(self, queue: str, outbox: str) -> list[str]:
+        return [self.prefix(queue) + outbox]
 
-    def batch_sent(self, queue: str) -> list[str]:
-        return [self.prefix(queue) + "bout"]
+    def batch_sent(self, queue: str, outbox: str) -> list[str]:
+        return [self.prefix(queue) + outbox]

@@ -10,10 +10,11 @@
 -- KEYS[3]  {ns:b}:fin   ZSET  finished batches by when they finished (batch_prune.lua)
 -- ARGV[1]  prefix "{ns:b}:"
 -- ARGV[2]  now
--- ARGV[3]  "e": moves read by batch_read.lua follow (Cluster), per queue: its prefix, a count
---          n, then n × (member, seq);
---          "q": queue prefixes follow: each queue's outbox is read and emptied here, in this
---          one script (a single server, where one script may touch every slot)
+-- ARGV[3]  "e": moves read by batch_read.lua follow (Cluster), per outbox: its mark's name
+--          (the queue's prefix, "m" added for {ns:q}:bmoves), a count n, then n × (member, seq);
+--          "q": queue prefixes follow: each queue's outboxes ({ns:q}:bmoves, and {ns:q}:bout
+--          of older versions) are read and emptied here, in this one script (a single
+--          server, where one script may touch every slot)
 -- ARGV[4…] as ARGV[3] says
 --
 -- A move is taken in only if its seq is above the queue's mark in KEYS[2], so a forward
@@ -56,10 +57,14 @@ end
 
 if ARGV[3] == 'q' then
   for q = 4, #ARGV do
-    local out = ARGV[q] .. 'bout'
-    local moved = redis.call('ZRANGE', out, 0, 999, 'WITHSCORES')
-    if #moved > 0 then
-      redis.call('ZREMRANGEBYSCORE', out, '-inf', take(ARGV[q], moved))
+    -- The outbox of counted moves (mark "<prefix>m") and the one-job outbox of older
+    -- versions (mark "<prefix>"): see batch_moved.inc.lua.
+    for _, box in ipairs({{'bmoves', 'm'}, {'bout', ''}}) do
+      local out = ARGV[q] .. box[1]
+      local moved = redis.call('ZRANGE', out, 0, 999, 'WITHSCORES')
+      if #moved > 0 then
+        redis.call('ZREMRANGEBYSCORE', out, '-inf', take(ARGV[q] .. box[2], moved))
+      end
     end
   end
 else

@@ -4,6 +4,10 @@
 -- A job of a batch that ends, or comes back from an end, adds the move to the queue's outbox
 -- ("seq|batch|from|to|n": n jobs of the batch moved, by a sequence number), for its batch to
 -- take in (batches.py); a queue without batch jobs pays one EXISTS per call.
+-- The outbox is {ns:q}:bmoves, not the {ns:q}:bout of versions whose moves were one job each
+-- ("seq|batch|from|to"): their batch_apply.lua would pass over a counted move and still raise
+-- its mark, so a worker of such a version, running beside this one in a rolling upgrade, must
+-- never meet one. This version reads both outboxes, each with its own mark.
 --
 -- batch_moved(id, from, to) writes the move at once. The acknowledgements (complete, fail),
 -- which end many jobs of one batch in one call, use batch_moved_later instead and call
@@ -31,7 +35,7 @@ end
 
 local function batch_append(move, n)
   local seq = redis.call('INCR', prefix .. 'bseq')
-  redis.call('ZADD', prefix .. 'bout', seq, seq .. '|' .. move .. '|' .. n)
+  redis.call('ZADD', prefix .. 'bmoves', seq, seq .. '|' .. move .. '|' .. n)
   forwarded = forwarded + 1
 end
 
