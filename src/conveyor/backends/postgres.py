@@ -925,10 +925,12 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
-    #: Workers take limited jobs ahead (``fetch_ahead``): since the limited claim is one call
-    #: of claim_limited (migration 13), jobs ahead cost its turn under the queue's lock a
-    #: statement, not a round-trip, and save claims (bench/LIMITS.md, session 14).
-    takes_jobs_ahead = True
+    #: Workers do not take limited jobs ahead here. With the one-call claim (migration 13)
+    #: they raised concurrency=50 from 0.47 to 0.74 of unlimited (bench/LIMITS.md, session
+    #: 14), but the threads they hold left too few claims for a rated task sharing the queue:
+    #: test_limits_workers[postgres] started 42-45 of at least 54 rated jobs in 3 s in about
+    #: 1 run of 8 under CPU load (none in 12 without them). ``fetch_ahead`` stays for callers.
+    takes_jobs_ahead = False
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
     #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken
     #: again (see ``Waits``); a caller that stops at the first empty claim looks once more.
