@@ -31,6 +31,7 @@
 -- stored by an earlier try of this call).
 local prefix, id, now = ARGV[1], ARGV[2], ARGV[7]
 local key = prefix .. 'j:' .. id
+--#include deps_ready
 if redis.call('EXISTS', key) == 1 then return '' end
 --#include batch_moved
 redis.call('HSET', key, 'p', ARGV[3], 'm', ARGV[4], 's', 'waiting', 'ra', ARGV[5], 'af', ARGV[6])
@@ -67,20 +68,4 @@ end
 -- Nothing left to wait for: ready as an enqueue makes it (enqueue.lua).
 local p = string.match(ARGV[4], '^(%-?%d+)|') or '0'
 local run_at = ARGV[5]
-local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
-redis.call('HSET', key, 's', state)
-redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
-redis.call('ZADD', KEYS[5], p, p)
-local wake = KEYS[7]
-if ARGV[10] ~= '' then  -- same slot: a bucket's keys carry its queue's hash tag
-  wake = ARGV[10] .. 'wake'
-  redis.call('SADD', ARGV[10] .. 'buckets', ARGV[11])
-  local first = redis.call('ZSCORE', ARGV[10] .. 'ready', ARGV[11])
-  if not first or tonumber(first) > tonumber(run_at) then redis.call('ZADD', ARGV[10] .. 'ready', run_at, ARGV[11]) end
-end
-if state == 'scheduled' then
-  redis.call('ZADD', KEYS[6], run_at, id)
-elseif redis.call('LPUSH', wake, '1') > 16 then
-  redis.call('LTRIM', wake, 0, 15)
-end
-return state
+return made_ready(key, id, p, run_at, now, KEYS[5], KEYS[6], KEYS[7], ARGV[10], ARGV[11])

@@ -20,6 +20,7 @@
 -- Returns 1 when the job became ready (pending or scheduled), else 0.
 local prefix, id, now = ARGV[1], ARGV[2], ARGV[4]
 local key = prefix .. 'j:' .. id
+--#include deps_ready
 local v = redis.call('HMGET', key, 's', 'm', 'ra')
 if not v[1] then
   -- Its enqueue has not stored it yet (deps_link.lua ran, deps_add.lua is to come).
@@ -32,20 +33,5 @@ if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
 redis.call('ZREM', KEYS[1], id)
 local p = string.match(v[2] or '', '^(%-?%d+)|') or '0'
 local run_at = v[3] or now
-local state = tonumber(run_at) > tonumber(now) and 'scheduled' or 'pending'
-redis.call('HSET', key, 's', state)
-redis.call('ZADD', prefix .. 'w:' .. p, run_at, id)
-redis.call('ZADD', KEYS[4], p, p)
-local wake = KEYS[6]
-if ARGV[5] ~= '' then  -- same slot: a bucket's keys carry its queue's hash tag
-  wake = ARGV[5] .. 'wake'
-  redis.call('SADD', ARGV[5] .. 'buckets', ARGV[6])
-  local first = redis.call('ZSCORE', ARGV[5] .. 'ready', ARGV[6])
-  if not first or tonumber(first) > tonumber(run_at) then redis.call('ZADD', ARGV[5] .. 'ready', run_at, ARGV[6]) end
-end
-if state == 'scheduled' then
-  redis.call('ZADD', KEYS[5], run_at, id)
-elseif redis.call('LPUSH', wake, '1') > 16 then
-  redis.call('LTRIM', wake, 0, 15)
-end
+made_ready(key, id, p, run_at, now, KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[6])
 return 1
