@@ -179,7 +179,9 @@ BEGIN
     -- previous holder, committed before it let go, are counted.
     -- Jobs taken ahead whose run ended (or that ended themselves) hold a slot like any
     -- started job from then on: their rows go, and a job that ran gets the end of its run as
-    -- started_at. A few rows per worker at most; none without jobs ahead.
+    -- started_at. A few rows per worker at most; none without jobs ahead. (A job's row that
+    -- another claim holds is passed over, not waited for: that claim may have taken the job,
+    -- handed back to pending meanwhile, before the lock, and now wait for this one to let go.)
     WITH d AS (
         SELECT a.bucket, a.id, a.claimed,
                CASE WHEN y.started_at = a.claimed AND y.state <> 'pending'
@@ -191,7 +193,9 @@ BEGIN
                             false)),
     gone AS (DELETE FROM limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)
     UPDATE jobs AS j SET started_at = d.start FROM d
-     WHERE j.id = d.id AND j.started_at = d.claimed AND d.start IS NOT NULL;
+     WHERE j.id = d.id AND j.started_at = d.claimed AND d.start IS NOT NULL
+       AND j.id = ANY(ARRAY(SELECT y.id FROM jobs y WHERE y.id IN (SELECT id FROM d WHERE start IS NOT NULL)
+                             FOR UPDATE OF y SKIP LOCKED));
     -- Running jobs per stored queue. A limit of the whole queue counts every running job of
     -- the queue and its buckets (from counts, whose deltas are read whole); otherwise the
     -- buckets where this claim took jobs before the lock (its own among their running jobs)
