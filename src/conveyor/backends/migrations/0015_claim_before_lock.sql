@@ -53,7 +53,9 @@ DECLARE
     rated boolean := EXISTS (SELECT 1 FROM unnest(p_rate) r WHERE r IS NOT NULL);
     cap int8 := p_want;
     most int8 := 8 + 2 * p_want;
-    ready text[];        -- the stored queues (the queue, its buckets) with ready jobs
+    due text[];          -- the stored queues (the queue, its buckets) with jobs due
+    ready text[];        -- the stored queues with ready jobs
+    aheads boolean;      -- whether jobs taken ahead wait in the queue's buckets
     names text[] := '{}';  -- stored queues with running jobs, and how many hold a slot
     running int8[] := '{}';
     t_names text[] := '{}';
@@ -79,7 +81,9 @@ BEGIN
     END IF;
     -- Before the lock, what needs none. Due jobs of the queue and its buckets become pending
     -- (buckets are not in the queues table, so the plain claim's promotion does not reach
-    -- them): a walk of the due index, one step per stored queue with jobs waiting for a time.
+    -- them): a walk of the due index, one step per stored queue with jobs waiting for a time,
+    -- then, only if one has a job due, the update. (An UPDATE costs its statement triggers,
+    -- counts, batches, dependencies, even when it changes no row: about 0.15 ms a claim.)
     WITH RECURSIVE later(name, first) AS (
         (SELECT queue, run_at FROM jobs WHERE state IN ('scheduled', 'retry')
             AND queue >= p_queue AND queue < high ORDER BY queue, run_at LIMIT 1)
@@ -87,11 +91,14 @@ BEGIN
         SELECT n.queue, n.run_at FROM later l CROSS JOIN LATERAL (
             SELECT queue, run_at FROM jobs WHERE state IN ('scheduled', 'retry')
                AND queue > l.name AND queue < high ORDER BY queue, run_at LIMIT 1) n)
-    UPDATE jobs SET state = 'pending' WHERE id IN (
-        SELECT d.id FROM later l CROSS JOIN LATERAL (
-            SELECT id FROM jobs WHERE queue = l.name AND state IN ('scheduled', 'retry')
-               AND run_at <= p_now ORDER BY run_at LIMIT 2000 FOR UPDATE SKIP LOCKED) d
-         WHERE l.first <= p_now AND (l.name = p_queue OR l.name > low));
+    SELECT coalesce(array_agg(name), '{}') INTO due FROM later
+     WHERE first <= p_now AND (name = p_queue OR name > low);
+    IF cardinality(due) > 0 THEN
+        UPDATE jobs SET state = 'pending' WHERE id IN (
+            SELECT d.id FROM unnest(due) AS l(name) CROSS JOIN LATERAL (
+                SELECT id FROM jobs WHERE queue = l.name AND state IN ('scheduled', 'retry')
+                   AND run_at <= p_now ORDER BY run_at LIMIT 2000 FOR UPDATE SKIP LOCKED) d);
+    END IF;
     -- The stored queues with ready jobs: a walk of the ready index, one step each. Read
     -- before the lock, it only says where to look: the claim below skips what another
     -- claim took meanwhile, and a job enqueued meanwhile waits for the next claim.
@@ -179,23 +186,27 @@ BEGIN
     -- previous holder, committed before it let go, are counted.
     -- Jobs taken ahead whose run ended (or that ended themselves) hold a slot like any
     -- started job from then on: their rows go, and a job that ran gets the end of its run as
-    -- started_at. A few rows per worker at most; none without jobs ahead. (A job's row that
-    -- another claim holds is passed over, not waited for: that claim may have taken the job,
-    -- handed back to pending meanwhile, before the lock, and now wait for this one to let go.)
-    WITH d AS (
-        SELECT a.bucket, a.id, a.claimed,
-               CASE WHEN y.started_at = a.claimed AND y.state <> 'pending'
-                    THEN coalesce(x.finished_at, p_now) END AS start
-          FROM limit_ahead a LEFT JOIN jobs y ON y.id = a.id LEFT JOIN jobs x ON x.id = a.after
-         WHERE a.bucket > low AND a.bucket < high
-           AND NOT coalesce(y.started_at = a.claimed AND y.state = 'active' AND y.locked_by = a.worker
-                            AND x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt,
-                            false)),
-    gone AS (DELETE FROM limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)
-    UPDATE jobs AS j SET started_at = d.start FROM d
-     WHERE j.id = d.id AND j.started_at = d.claimed AND d.start IS NOT NULL
-       AND j.id = ANY(ARRAY(SELECT y.id FROM jobs y WHERE y.id IN (SELECT id FROM d WHERE start IS NOT NULL)
-                             FOR UPDATE OF y SKIP LOCKED));
+    -- started_at. A few rows per worker at most; none without jobs ahead (and then no
+    -- update either: see the promotion). A job's row that another claim holds is passed
+    -- over, not waited for: that claim may have taken the job, handed back to pending
+    -- meanwhile, before the lock, and now wait for this one to let go.
+    aheads := EXISTS (SELECT 1 FROM limit_ahead WHERE bucket > low AND bucket < high);
+    IF aheads THEN
+        WITH d AS (
+            SELECT a.bucket, a.id, a.claimed,
+                   CASE WHEN y.started_at = a.claimed AND y.state <> 'pending'
+                        THEN coalesce(x.finished_at, p_now) END AS start
+              FROM limit_ahead a LEFT JOIN jobs y ON y.id = a.id LEFT JOIN jobs x ON x.id = a.after
+             WHERE a.bucket > low AND a.bucket < high
+               AND NOT coalesce(y.started_at = a.claimed AND y.state = 'active' AND y.locked_by = a.worker
+                                AND x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt,
+                                false)),
+        gone AS (DELETE FROM limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)
+        UPDATE jobs AS j SET started_at = d.start FROM d
+         WHERE j.id = d.id AND j.started_at = d.claimed AND d.start IS NOT NULL
+           AND j.id = ANY(ARRAY(SELECT y.id FROM jobs y WHERE y.id IN (SELECT id FROM d WHERE start IS NOT NULL)
+                                 FOR UPDATE OF y SKIP LOCKED));
+    END IF;
     -- Running jobs per stored queue. A limit of the whole queue counts every running job of
     -- the queue and its buckets (from counts, whose deltas are read whole); otherwise the
     -- buckets where this claim took jobs before the lock (its own among their running jobs)
@@ -220,7 +231,7 @@ BEGIN
                    AND state = 'active' AND strpos(queue, E'\x1f') > 0
                  GROUP BY queue) c;
     END IF;
-    IF EXISTS (SELECT 1 FROM limit_ahead WHERE bucket > low AND bucket < high) THEN
+    IF aheads THEN
         SELECT l.names, l.running INTO names, running FROM limit_less_ahead(low, high, names, running) l;
     END IF;
     IF cardinality(early) > 0 THEN
