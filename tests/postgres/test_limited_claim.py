@@ -83,3 +83,31 @@ def test_a_claim_gives_back_what_it_took_past_the_limit_before_the_lock(
     # The slots free again: the next claim takes the given-back jobs in claim order.
     backend.complete([(ids[1], None)], "w1", now)
     assert [r.id for r in backend.fetch(None, 5, "w2", 30, now)] == [ids[3]]
+
+
+def test_no_jobs_are_taken_ahead_in_a_queue_with_a_rate(make_app: AppFactory) -> None:
+    # Threads busy with chains of jobs ahead claim less often, and a rated bucket of the same
+    # queue would lose starts (PostgresBackend.takes_jobs_ahead): in a queue with a rate
+    # anywhere, a claim takes none; in the same layout without the rate, it does.
+    app = make_app(namespace="ahead")
+
+    @app.task(name="t.one", queue="mixed", concurrency=1)
+    def one(n: int) -> None: ...
+
+    @app.task(name="t.rated", queue="mixed", rate="20/s")
+    def rated(n: int) -> None: ...
+
+    @app.task(name="t.alone", queue="alone", concurrency=1)
+    def alone(n: int) -> None: ...
+
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend) and backend.takes_jobs_ahead
+    now = time.time() + 2  # after every enqueue below (a loaded machine): all due by then
+    mixed = [one.enqueue(n) for n in range(3)]
+    rated.enqueue(0)
+    plain = [alone.enqueue(n) for n in range(3)]
+    for queue, jobs, taken in (("mixed", mixed, []), ("alone", plain, [plain[1].id])):
+        [first] = backend.fetch([queue], 1, "w", 30, now)
+        assert first.id == jobs[0].id
+        got, after = backend.fetch_ahead([queue], 0, "w", 30, now, [(first.queue, first.id, first.attempts)])
+        assert [r.id for r in got] == taken and list(after) == taken
