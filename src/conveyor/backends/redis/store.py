@@ -396,11 +396,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         records: Sequence[JobRecord],
         max_queue_length: int | None,
         by_queue: dict[str, list[JobRecord]] | None = None,
+        grouped: dict[str, list[Any]] | None = None,
     ) -> EnqueuePlan:
         """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
         to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
         take. ``by_queue``: the records already split by the queue (or partition) each goes
-        to (``batches.py`` marks them there first)."""
+        to (``batches.py`` marks them there first); ``grouped``: each queue's enqueue.lua
+        arguments from ``groups``, already built (the async client builds them in slices)."""
         if by_queue is None:
             by_queue = self._split(records)
         if max_queue_length is not None:
@@ -412,7 +414,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                         f"{len(batch)} at once would pass that limit"
                     )
         fresh = self._unregistered(by_queue)
-        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length, grouped)
         parents = self._register_parents(by_queue, fresh)
         # The partition counts are read again with the registry, in the same round-trip.
         reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
@@ -445,7 +447,11 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         return [Call(None, "SADD", self.keys.queues, *parents)] if parents else []
 
     def _enqueue_calls(
-        self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
+        self,
+        by_queue: dict[str, list[JobRecord]],
+        fresh: list[str],
+        max_queue_length: int | None,
+        grouped: dict[str, list[Any]] | None = None,
     ) -> list[Call]:
         """One enqueue.lua call per queue; ``fresh`` queues are added to the registry."""
         now = time.time()
@@ -460,7 +466,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 WAKE_TOKENS,
                 queue,
                 "b" if SEP in queue else "1" if queue in fresh else "",
-                *groups(batch),
+                *(groups(batch) if grouped is None else grouped[queue]),
             ]
             calls.append(Call("enqueue", keys, args))
         return calls
