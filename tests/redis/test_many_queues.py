@@ -171,6 +171,37 @@ def test_on_cluster_a_lost_hint_costs_a_job_at_most_a_while(redis_cluster: Redis
         backend.close()
 
 
+def test_on_cluster_a_fetch_is_sent_the_hints_and_registry_only_when_they_grew(
+    redis_cluster: RedisCluster,
+) -> None:
+    """With hundreds of busy queues the hints and the registry are hundreds of fields each:
+    hints_read.lua sends them only when a write raised the count beside the hints (every
+    hint written is followed by it) or the registry's size changed."""
+    host, port = redis_cluster.nodes[0]
+    backend = RedisBackend(f"redis+cluster://{host}:{port}", f"many{os.getpid()}_{next(_names)}")
+    try:
+        now = time.time()
+        backend.enqueue([_record(f"j{q}", q, now) for q in QUEUES[:50]])
+        assert len(backend.fetch(None, 10, "w1", 30, now)) == 10  # reads both, whole
+        count, size = backend._hints_count, backend._registry_size
+        assert count is not None and size == 50
+
+        def read(*args: Any) -> Any:
+            return backend._wire.script("hints_read", backend.keys.hints_read(), list(args))
+
+        assert read(count, size) == [count, None, size, None]
+        assert read(count, "-") == [count, None, None, None]
+        backend.enqueue([_record("new", "q120", now)])
+        got, hints, grown, members = read(count, size)
+        assert got != count and grown == 51 and len(members) == 51
+        assert dict(zip(hints[::2], hints[1::2], strict=True))[b"q120"]
+        # A fetch sees the job at once (not only at its next look at every queue).
+        rest = backend.fetch(None, 100, "w1", 30, now)
+        assert "new" in {r.id for r in rest} and len(rest) == 41
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize("topology", ["server", "cluster"])
 def test_a_queue_done_set_starts_as_a_skiplist(topology: str, request: pytest.FixtureRequest) -> None:
     """Redis keeps a sorted set of up to 128 members as a flat list, each insertion a scan of

@@ -163,6 +163,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         # due (queue -> (the token then, when to look again)), when each token was first
         # seen, the due jobs each queue was last found with, and the next look at every queue.
         self._hints: dict[str, bytes] = {}
+        self._hints_count: bytes | None = None  # {ns}:hintv when the hints were read
+        self._registry_size: int | None = None  # {ns}:queues's size when it was read
         self._quiet: dict[str, tuple[bytes | None, float]] = {}
         self._hint_seen: dict[str, tuple[bytes, float]] = {}
         self._due: dict[str, int] = {}
@@ -839,6 +841,9 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         token = os.urandom(6).hex()
         calls = [Call(None, "SET", self.keys.prefix(q) + "hint", token) for q in queues]
         calls.append(Call(None, "HSET", self.keys.hints, *(x for q in queues for x in (q, token))))
+        # After the HSET, on the same connection: a fetch that sees the count raised reads
+        # hints at least this new (hints_read.lua).
+        calls.append(Call(None, "INCR", self.keys.hintv))
         return calls
 
     def _fetch_slots(
@@ -931,14 +936,21 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if dropping:
                 calls.append(Call("hint_drop", self.keys.hint_drop(), self._drops))
                 self._drops = []
-            # The hints and the registry (queues new since) are read whole, a field per queue:
-            # not while the first queue of each fetch fills the batch and they are fresh.
+            # The hints and the registry (queues new since), each sent only if it grew since
+            # this process read it (whole at each look at every queue): not while the first
+            # queue of each fetch fills the batch and they are fresh.
             stale = not self._head_filled or time.monotonic() >= self._hints_fresh
             reading = not read and (step > 0 or stale or not calls)
             if reading:
-                calls.append(Call(None, "HGETALL", self.keys.hints))
-                if queues is None:
-                    calls.append(Call(None, "SMEMBERS", self.keys.queues))
+                seen = "" if every or self._hints_count is None else self._hints_count
+                size = (
+                    "-"
+                    if queues is not None
+                    else ""
+                    if every or self._registry_size is None
+                    else self._registry_size
+                )
+                calls.append(Call("hints_read", self.keys.hints_read(), [seen, size]))
             reread = self._partitions_stale() if step == 0 else []
             calls += reread
             replies = self._wire.run(calls)
@@ -971,9 +983,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if reading:
                 read = True
                 self._hints_fresh = time.monotonic() + HINTS_FRESH
-                self._hints = {_text(k): v for k, v in hash_items(rest[0])}
-                if queues is None:
-                    self._learn(rest[1])
+                self._hints_count, hints, size, registry = rest[0]
+                if hints is not None:
+                    self._hints = {_text(k): v for k, v in hash_items(hints)}
+                if size is not None:
+                    self._registry_size = int(size)
+                if registry is not None:
+                    self._learn(registry)
             if reading or reread:
                 order = self._shards(queues, turn) if queues is not None else self._order(turn)
             if step == 0:
@@ -1243,7 +1259,9 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
         if changed:
             self.forward_batches(queues)  # expired jobs of batches count as cancelled
-        workflows.advance(self, queues, now)  # expired jobs others wait for
+            # Expired jobs others wait for (what other ends left to tell, recover tells: a
+            # read per queue, not repeated here for nothing).
+            workflows.advance(self, queues, now)
         return changed
 
     def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
