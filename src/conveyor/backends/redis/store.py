@@ -1370,6 +1370,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         results = self._wire.run([*calls(queues), forget])[:-1]
         recovered, called = 0, queues
         gave_back: list[str] = []
+        boxed: dict[str, None] = {}  # queues whose batch outboxes hold moves
+        untold: dict[str, None] = {}  # queues with ends whose dependents are to be told
         while True:
             pruned: list[bytes] = []
             full: list[str] = []
@@ -1377,9 +1379,14 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 recovered += int(result[0])
                 if int(result[0]) and queue not in gave_back:
                     gave_back.append(queue)
+                more = int(result[1])
+                if more & 1:
+                    boxed[queue] = None
+                if more & 2:
+                    untold[queue] = None
                 if queue != DEFAULT:  # the default queue's jobs are not in the index
-                    pruned += result[1:]
-                if len(result) - 1 >= limit:
+                    pruned += result[2:]
+                if len(result) - 2 >= limit:
                     full.append(queue)
             for i in range(0, len(pruned), 1000):
                 self.client.hdel(self.keys.where, *pruned[i : i + 1000])
@@ -1399,11 +1406,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
         if ready:
             self._wire.run(ready)
-        # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
-        self.housekeep_batches(queues, now, completed_before)
+        # Batch jobs that ended here, or whose forward a crash cut short (batches.py): the
+        # queues whose outboxes recover.lua found with moves (a read per queue and outbox
+        # was most of a pass's calls with many queues).
+        self.housekeep_batches(list(boxed), now, completed_before)
         # Dependents left untold by a worker that died after ending their dependency, and
-        # lost runs (dead, cancelled) others wait for.
-        workflows.advance(self, queues, now)
+        # lost runs (dead, cancelled) others wait for: the queues with ends to tell.
+        workflows.advance(self, list(untold), now)
         return recovered
 
     def wait_and_fetch(
