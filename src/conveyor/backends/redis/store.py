@@ -171,7 +171,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._typical = 64.0  # the due jobs a queue is found with, a running mean
         self._head_filled = False  # did the last fetch's first claim fill it?
         self._hints_fresh = -1e9  # (monotonic) until when the hints read last are fresh
-        self._to_check: set[str] = set()  # queues to count with the next calls (see there)
+        self._due_hint: dict[str, bytes | None] = {}  # the hint each of _due was learned under
+        self._claims: tuple[str, set[str]] = ("", set())  # a fetch's token, the queues it claimed from
         self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
         self._look_at_all = -1e9
         if self.cluster:
@@ -701,10 +702,17 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         return got
 
     def _fetch_call(
-        self, queues: Sequence[str], limit: int, worker: str, lease_until: float, now: float, token: str
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker: str,
+        lease_until: float,
+        now: float,
+        token: str,
+        left_after: bool = False,
     ) -> Call:
         """One fetch.lua call over ``queues`` in order (a single queue on Cluster, where a
-        script stays in one slot)."""
+        script stays in one slot; ``left_after``: its reply ends with what is left in it)."""
         # A worker sends the same queues fetch after fetch: their names are built once.
         names = (worker, *queues)
         built = self._fetch_keys.get(names)
@@ -715,9 +723,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self._fetch_keys[names] = built
         keys, prefixes = built
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        return Call(
-            "fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *prefixes[1:]]
-        )
+        more = ("?",) if left_after else prefixes[1:]
+        return Call("fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *more])
 
     # -- limits ---------------------------------------------------------------------------
     def _limited_now(self) -> set[str]:
@@ -857,11 +864,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         turn: int,
     ) -> list[JobRecord]:
         """``_fetch`` on Cluster, where each queue is a slot of its own and a script stays
-        in one slot, so one call cannot walk the queues: a round-trip claims from the first
-        queue in order that may have jobs and, if the jobs it was last seen with may not
-        fill the batch, counts those of the next ones (due.lua), all in one pipeline (one
-        round-trip to each node, in parallel); what is still free is claimed from the queues
-        counted, in order, in the next round-trip, never one per queue.
+        in one slot, so one call cannot walk the queues: a round-trip claims from the queues
+        in order whose due jobs are known (a claim's reply ends with what is left in its
+        queue, a count of due.lua says it too) and from the first one after them that may
+        have jobs, for the rest; if the jobs that one was last seen with may not fill the
+        batch, it counts the next ones instead (due.lua), all in one pipeline (one round-trip
+        to each node, in parallel); what is still free is claimed from the queues counted,
+        in order, in the next round-trip, never one per queue. The first round-trip claims
+        only while the hints it goes by were read within ``HINTS_FRESH`` (a queue before
+        those it claims from may have jobs the hints do not show yet), else from the first
+        queue of all only.
 
         Which queues may have jobs comes from the hints (``{ns}:hints``): every write that
         makes a job wait leaves a new token there and, behind the write in the queue's own
@@ -871,12 +883,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         due is passed over until the first is, or its hint changes. So an empty queue costs
         a fetch nothing. Every ``LOOK_AT_ALL`` seconds a fetch looks at every queue, hinted
         or not: the hints are a shortcut, the queues the truth. A queue that gave less than
-        it counted (another worker was quicker) leaves the batch short, never over."""
+        it was known with (another worker was quicker) leaves the batch short, never over."""
         order = self._shards(queues, turn) if queues is not None else self._order(turn)
         held, beaten = self._held, self._beaten
         every = time.monotonic() >= self._look_at_all
         if every:
             self._look_at_all = time.monotonic() + LOOK_AT_ALL
+        fresh = time.monotonic() < self._hints_fresh
+        # A fetch sent again (its reply lost, or a later step of it failed) asks the queues
+        # it claimed from with this token again, counting them first: fetch.lua gives the
+        # same token its jobs again, never more, and due.lua counts them.
+        if self._claims[0] != token:
+            self._claims = (token, set())
+        redo = set(self._claims[1])
         got: list[JobRecord] = []
         tried: set[str] = set()
         known: dict[str, int] = {}  # queues counted in this fetch with due jobs: how many
@@ -886,17 +905,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         for step in range(4):
             room = limit - len(got)
             claims: list[tuple[str, int]] = []
-            counts: dict[str, int] = {}  # of the queues claimed from by their count
             counted: list[str] = []
-            # One pass over the queues in order. Those counted earlier in this fetch are
-            # claimed from by their counts. The first one not tried yet that may have jobs
-            # is asked for the rest (it may well fill the batch alone): in the first step
-            # only if it is the first queue of all, as the hints this step uses are those of
-            # the last fetch (read again in this step), and a queue before it may have jobs
-            # they do not show; after it, none is claimed from in this step. The next ones
-            # are counted while the jobs they were last seen with (unknown: as many as
-            # queues here are found with; once a queue ran dry in this fetch, no more than
-            # it gave) may not fill the batch, at most COUNT_AT_ONCE a step.
+            # One pass over the queues in order. Those counted earlier in this fetch, and
+            # those whose due jobs an earlier fetch learned while their hint is still the
+            # same (no write since: the count may only have fallen, or grown by jobs coming
+            # due), are claimed from by their counts; in the first step only while the hints
+            # are fresh. The first one not tried yet that may have jobs and is not known is
+            # asked for the rest (it may well fill the batch alone): in the first step only
+            # if the hints are fresh or it is the first queue of all; after it, none is
+            # claimed from in this step. The next ones are counted while the jobs they were
+            # last seen with (unknown: as many as queues here are found with; once a queue
+            # ran dry in this fetch, no more than it gave) may not fill the batch, at most
+            # COUNT_AT_ONCE a step.
+            claiming = step > 0 or fresh
             cover = -1
             typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
             for queue in order:
@@ -904,14 +925,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     break
                 if queue in known:
                     if cover < 0:
-                        counts[queue] = count = known.pop(queue)
-                        claims.append((queue, min(room, count)))
+                        claims.append((queue, min(room, known.pop(queue))))
                         room -= claims[-1][1]
                     continue
-                if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
-                    continue  # (one to check is counted below: claimed once it says it has some)
+                if queue in tried or not (every or queue in redo or self._may_have(queue, now)):
+                    continue
+                due = self._known_due(queue) if claiming and cover < 0 and queue not in redo else None
+                if due is not None and queue not in claimed_from:
+                    tried.add(queue)
+                    claims.append((queue, min(room, due)))
+                    room -= claims[-1][1]
+                    continue
                 tried.add(queue)
-                if cover < 0 and (step or queue == order[0]):
+                if cover < 0 and (claiming or queue == order[0]) and queue not in redo:
                     claims.append((queue, room))
                 else:
                     counted.append(queue)
@@ -920,16 +946,12 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     break
             if step and not claims and not counted:
                 break
-            # Queues that gave less than asked (in an earlier step or fetch) are counted with
-            # the next calls that go anyway, to learn why: never with this fetch's token once
-            # claimed from (a second fetch.lua of one token gives the first one's jobs again,
-            # its retry), so never claimed from twice in a fetch.
-            looked = counted + [q for q in self._to_check if q not in tried]
-            self._to_check.clear()
-            tried.update(looked)
-            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in claims]
+            calls = [self._fetch_call([q], n, worker, lease_until, now, token, True) for q, n in claims]
             claimed_from.update(q for q, _ in claims)
-            for q in looked:
+            self._claims[1].update(q for q, _ in claims)
+            for q in counted:
+                # Never with this fetch's token once claimed from (a second fetch.lua of one
+                # token gives the first one's jobs again, its retry): never claimed twice.
                 asking = "" if q in claimed_from else token
                 calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, asking]))
             dropping = bool(self._drops)
@@ -955,21 +977,27 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             calls += reread
             replies = self._wire.run(calls)
             for (queue, asked), flat in zip(claims, replies, strict=False):
-                some = claimed([queue], flat, worker, lease_until, now, held, beaten)
+                some = claimed([queue], flat[:-3], worker, lease_until, now, held, beaten)
                 got += some
-                # Less than asked, or all it was counted with (fewer than a batch): none left.
-                if len(some) < asked or len(some) >= counts.get(queue, limit) < limit:
-                    if queue not in counts:  # a queue's worth, run dry
-                        ran_dry = len(some)
-                        if some:
-                            self._typical += (len(some) - self._typical) / 8
-                    self._due[queue] = 0
-                    self._to_check.add(queue)  # why it has no more: the next calls say
+                left = int(flat[-3])
+                if left:
+                    self._quiet.pop(queue, None)
+                    if left >= asked:  # (counted up to what was asked: there may be more)
+                        self._due.pop(queue, None)
+                    else:
+                        self._due[queue] = left
+                        self._due_hint[queue] = self._hints.get(queue)
                 else:
-                    self._due.pop(queue, None)  # it may have more: unknown
-            for queue, reply in zip(looked, replies[len(claims) :], strict=False):
+                    self._due[queue] = 0
+                    if len(some) < asked:  # a queue's worth, run dry
+                        ran_dry = len(some)
+                    self._drops += self._found_quiet(queue, flat[-3:], now)
+                if some and len(some) < limit:
+                    self._typical += (len(some) + left - self._typical) / 8
+            for queue, reply in zip(counted, replies[len(claims) :], strict=False):
                 count = int(reply[0])
                 self._due[queue] = count
+                self._due_hint[queue] = self._hints.get(queue)
                 if count:
                     self._typical += (count - self._typical) / 8
                     if queue not in claimed_from:
@@ -977,7 +1005,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     self._quiet.pop(queue, None)
                 else:
                     self._drops += self._found_quiet(queue, reply, now)
-            rest = replies[len(claims) + len(looked) + dropping :]
+            rest = replies[len(claims) + len(counted) + dropping :]
             if reread:
                 self._read_partitions(rest[-1])
             if reading:
@@ -997,6 +1025,14 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if len(got) >= limit:
                 break
         return got
+
+    def _known_due(self, queue: str) -> int | None:
+        """Cluster: the due jobs of ``queue`` as a claim's reply or a count last left them, if
+        some and its hint is the one they were learned under (no write since)."""
+        due = self._due.get(queue)
+        if not due or self._due_hint.get(queue, b"") != self._hints.get(queue):
+            return None
+        return due
 
     def _may_have(self, queue: str, now: float) -> bool:
         """Cluster: whether a fetch should look at ``queue`` (see ``_fetch_slots``)."""
