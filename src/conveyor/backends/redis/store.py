@@ -82,6 +82,9 @@ LOOK_AT_ALL: Final = 2.0
 HINTS_FRESH: Final = 0.1
 #: Cluster: queues a fetch counts at most in one round-trip (beside its claims).
 COUNT_AT_ONCE: Final = 32
+#: Cluster: due jobs a count (due.lua) or a claim's reply counts in a queue at most: more
+#: than a fetch asks for, so that a queue known with fewer gives all it has.
+COUNT_UP_TO: Final = 10_000
 #: Cluster: seconds a queue's hint may name a token its queue never confirms (a stamp lost
 #: with its write's connection) before a fetch that finds the queue empty drops it anyway.
 HINT_GRACE: Final = 2.0
@@ -171,7 +174,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         self._typical = 64.0  # the due jobs a queue is found with, a running mean
         self._head_filled = False  # did the last fetch's first claim fill it?
         self._hints_fresh = -1e9  # (monotonic) until when the hints read last are fresh
-        self._due_hint: dict[str, bytes | None] = {}  # the hint each of _due was learned under
+        self._due_hint: dict[str, bytes | None] = {}  # the stamp each of _due was learned under
         self._claims: tuple[str, set[str]] = ("", set())  # a fetch's token, the queues it claimed from
         self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
         self._look_at_all = -1e9
@@ -723,7 +726,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self._fetch_keys[names] = built
         keys, prefixes = built
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        more = ("?",) if left_after else prefixes[1:]
+        more = ("?", max(limit, COUNT_UP_TO)) if left_after else prefixes[1:]
         return Call("fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *more])
 
     # -- limits ---------------------------------------------------------------------------
@@ -851,6 +854,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         # After the HSET, on the same connection: a fetch that sees the count raised reads
         # hints at least this new (hints_read.lua).
         calls.append(Call(None, "INCR", self.keys.hintv))
+        # This process's own fetches know at once (not at their next read of the hints) that
+        # these queues may hold more than they were last found with.
+        hint = token.encode()
+        for q in queues:
+            self._hints[q] = hint
+            self._due.pop(q, None)
+            self._quiet.pop(q, None)
         return calls
 
     def _fetch_slots(
@@ -930,18 +940,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     continue
                 if queue in tried or not (every or queue in redo or self._may_have(queue, now)):
                     continue
-                due = self._known_due(queue) if claiming and cover < 0 and queue not in redo else None
-                if due is not None and queue not in claimed_from:
-                    tried.add(queue)
-                    claims.append((queue, min(room, due)))
-                    room -= claims[-1][1]
-                    continue
                 tried.add(queue)
-                if cover < 0 and (claiming or queue == order[0]) and queue not in redo:
+                due = None if queue in redo else self._known_due(queue)
+                if due is not None:
+                    if claiming and cover < 0:
+                        claims.append((queue, min(room, due)))
+                        room -= claims[-1][1]
+                        continue
+                    known[queue] = due  # (claimed by it in the next step if room is left)
+                elif cover < 0 and (claiming or queue == order[0]) and queue not in redo:
                     claims.append((queue, room))
                 else:
                     counted.append(queue)
-                cover = max(cover, 0) + self._due.get(queue, typical)
+                cover = max(cover, 0) + (self._due.get(queue, typical) if due is None else due)
                 if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
                     break
             if step and not claims and not counted:
@@ -953,15 +964,17 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 # Never with this fetch's token once claimed from (a second fetch.lua of one
                 # token gives the first one's jobs again, its retry): never claimed twice.
                 asking = "" if q in claimed_from else token
-                calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, asking]))
+                up_to = max(limit, COUNT_UP_TO)
+                calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, up_to, asking]))
             dropping = bool(self._drops)
             if dropping:
                 calls.append(Call("hint_drop", self.keys.hint_drop(), self._drops))
                 self._drops = []
             # The hints and the registry (queues new since), each sent only if it grew since
             # this process read it (whole at each look at every queue): not while the first
-            # queue of each fetch fills the batch and they are fresh.
-            stale = not self._head_filled or time.monotonic() >= self._hints_fresh
+            # queue of each fetch fills the batch and they are fresh for a while yet (read
+            # again before they are stale, so that the next fetch claims in its first step).
+            stale = not self._head_filled or time.monotonic() >= self._hints_fresh - HINTS_FRESH / 2
             reading = not read and (step > 0 or stale or not calls)
             if reading:
                 seen = "" if every or self._hints_count is None else self._hints_count
@@ -982,11 +995,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 left = int(flat[-3])
                 if left:
                     self._quiet.pop(queue, None)
-                    if left >= asked:  # (counted up to what was asked: there may be more)
-                        self._due.pop(queue, None)
-                    else:
-                        self._due[queue] = left
-                        self._due_hint[queue] = self._hints.get(queue)
+                    self._due[queue] = left
+                    self._due_hint[queue] = flat[-1]  # (the queue's stamp, read with it)
                 else:
                     self._due[queue] = 0
                     if len(some) < asked:  # a queue's worth, run dry
@@ -997,7 +1007,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             for queue, reply in zip(counted, replies[len(claims) :], strict=False):
                 count = int(reply[0])
                 self._due[queue] = count
-                self._due_hint[queue] = self._hints.get(queue)
+                self._due_hint[queue] = reply[2]
                 if count:
                     self._typical += (count - self._typical) / 8
                     if queue not in claimed_from:
@@ -1028,7 +1038,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
 
     def _known_due(self, queue: str) -> int | None:
         """Cluster: the due jobs of ``queue`` as a claim's reply or a count last left them, if
-        some and its hint is the one they were learned under (no write since)."""
+        some and its hint is the stamp the queue held then (no write since: each write leaves
+        a new token in both, its stamp first)."""
         due = self._due.get(queue)
         if not due or self._due_hint.get(queue, b"") != self._hints.get(queue):
             return None

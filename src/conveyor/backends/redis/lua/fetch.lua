@@ -24,7 +24,8 @@
 -- ARGV[9…] the prefix of each further queue, whose seven keys the script builds from it as
 --          it builds a job's (off Cluster only: on Cluster a call stays in one slot, one queue;
 --          two hundred queues' keys as arguments cost the server more than the rest); or
---          ARGV[9] "?" (Cluster): one queue, and the reply ends with what is left in it
+--          ARGV[9] "?" (Cluster): one queue, and the reply ends with what is left in it,
+--          its due jobs counted up to ARGV[10]
 --
 -- Returns, for each queue that gave jobs: its position (1 = the first), how many it gave,
 -- then 7 values per job: id, p m ra a e tb of its hash (nil where absent), in claim order:
@@ -35,7 +36,7 @@
 --
 -- With ARGV[9] "?" the reply ends with three values more, what a count (due.lua) of the
 -- queue after the claim would say, so the caller knows it without counting it again: its
--- due jobs up to the limit, the earliest run_at of its waiting jobs when none is due (''
+-- due jobs up to ARGV[10], the earliest run_at of its waiting jobs when none is due (''
 -- when none waits, 'paused'), and its hint stamp ({ns:q}:hint, false when none).
 local worker, lease_until, now = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
@@ -189,12 +190,13 @@ if total > 0 and not again and redis.call('LINDEX', KEYS[7], 0) ~= ARGV[6] then
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
 end
 if left_after then
+  local cap = tonumber(ARGV[10]) or limit
   local left, first, upcoming = 0, nil, ''
   if redis.call('EXISTS', KEYS[5]) == 1 then
     upcoming = 'paused'
   else
     for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-      if left >= limit then break end
+      if left >= cap then break end
       local wkey = ARGV[1] .. 'w:' .. p
       local due = redis.call('ZCOUNT', wkey, '-inf', now)
       left = left + due
@@ -205,7 +207,7 @@ if left_after then
     end
     if left == 0 then upcoming = first or '' end
   end
-  out[n + 1] = math.min(left, limit)
+  out[n + 1] = math.min(left, cap)
   out[n + 2] = upcoming
   out[n + 3] = redis.call('GET', ARGV[1] .. 'hint')
 end
