@@ -33,8 +33,10 @@ from conveyor.backends.postgres import PostgresBackend
 NOOP = b'{"t":"noop","a":[],"k":{}}'
 TWEAKS: dict[str, list[str]] = {
     "base": [],
-    # main's indexes (before migration 15): completed jobs in jobs_state and jobs_finished.
+    # main's schema (before migration 15): completed jobs in jobs_state and jobs_finished,
+    # fillfactor 90. ("base" is this branch's: migration 15, fillfactor 70.)
     "main_layout": [
+        "ALTER TABLE {s}.jobs SET (fillfactor = 90)",
         "DROP INDEX {s}.jobs_finished",
         "CREATE INDEX jobs_finished ON {s}.jobs (finished_at) WHERE state = 'completed'",
         "DROP INDEX {s}.jobs_state",
@@ -54,6 +56,7 @@ TWEAKS: dict[str, list[str]] = {
         "ALTER TABLE {s}.jobs DISABLE TRIGGER jobs_batch_moved",
         "ALTER TABLE {s}.jobs DISABLE TRIGGER jobs_dependents_moved",
     ],
+    "ff90": ["ALTER TABLE {s}.jobs SET (fillfactor = 90)"],
     "ff50": ["ALTER TABLE {s}.jobs SET (fillfactor = 50)"],
     "ff70": ["ALTER TABLE {s}.jobs SET (fillfactor = 70)"],
     "combo": [
