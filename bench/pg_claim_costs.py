@@ -33,8 +33,9 @@ from conveyor.backends.postgres import PostgresBackend
 NOOP = b'{"t":"noop","a":[],"k":{}}'
 TWEAKS: dict[str, list[str]] = {
     "base": [],
-    # main's schema (before migration 15): completed jobs in jobs_state and jobs_finished,
-    # fillfactor 90. ("base" is this branch's: migration 15, fillfactor 70.)
+    # The layout of migrations 1-14: completed jobs in jobs_state and jobs_finished,
+    # fillfactor 90. ("base" is the schema of the tree that runs this: the same, on main; the
+    # unmerged branch s15-pg-split's migration 15 changed it, and this variant measured that.)
     "main_layout": [
         "ALTER TABLE {s}.jobs SET (fillfactor = 90)",
         "DROP INDEX {s}.jobs_finished",
@@ -294,9 +295,7 @@ def main() -> None:
             f"\nmedians of {options.rounds} rounds, {options.jobs:,} jobs, batches of {options.batch},"
             f" load {load:.1f}:"
         )
-        print(
-            "| schema | wall µs/job | server CPU µs/job | backends' CPU µs/job | WAL B/job | HOT |"
-        )
+        print("| schema | wall µs/job | server CPU µs/job | backends' CPU µs/job | WAL B/job | HOT |")
         print("|---|---:|---:|---:|---:|---:|")
         for kind in kinds:
 
