@@ -84,7 +84,8 @@ local function definition(text)
   if c == nil then return nil end
   local d = {conc = tonumber(c), rate = tonumber(r), per = tonumber(p)}
   if d.rate and not (d.per and d.per > 0) then return nil end
-  if d.rate then d.burst = math.max(1, math.ceil(d.rate / 10)) end
+  -- limits.Limit.burst: a tenth of a period's allowance, never less than one second's.
+  if d.rate then d.burst = math.max(1, math.ceil(d.rate / 10), math.ceil(d.rate / d.per)) end
   return d
 end
 local function tokens_of(d, name)
