@@ -116,6 +116,7 @@ class Worker:
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
         self._rate_mark = (time.monotonic(), 0)
+        self._claimed = 0.0  # when a limited worker last claimed (monotonic)
         self._outage = 0.0  # the last pause after a failed store call; 0 while all is well
         self.burst = burst
         self.grace = grace
@@ -336,6 +337,7 @@ class Worker:
             with self._lock:
                 self._wait_here(0.05)
             return None
+        self._claimed = time.monotonic()
         records: list[Any] = []
         after: dict[str, str] = {}
         orphans: list[str] = []
@@ -483,11 +485,37 @@ class Worker:
         with self._lock:
             if self._fixed_prefetch is None or self._limited:
                 self._adapt_prefetch()
+            if self._limited:
+                return self._limited_places()
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
                 self._wait_here(0.05)
                 return 0
             return free
+
+    def _limited_places(self) -> int:
+        """A limited worker's places: its free threads (jobs to start now) plus the room left
+        for jobs ahead. Called under ``_lock``.
+
+        Jobs ahead never keep a free thread from a claim: counted against the same places,
+        they left a worker whose prefetch they filled claiming nothing to start, and a rated
+        bucket sharing the queue saw fewer claims (tokens past its burst are lost). A free
+        thread waits for a batch's worth of places at most LIMITED_IDLE_WAIT after the last
+        claim: the claim it makes then keeps a rate's tokens in use while the worker's other
+        threads are busy."""
+        if self._acks_behind():
+            self._wait_here(0.05)
+            return 0
+        threads = max(0, self.concurrency - (len(self._held) - len(self._next)))
+        room = max(0, self.capacity - self.concurrency - len(self._next))
+        if threads + room == 0 or (
+            self._held
+            and threads + room < self._batch_floor
+            and (threads == 0 or time.monotonic() - self._claimed < LIMITED_IDLE_WAIT)
+        ):
+            self._wait_here(0.05)
+            return 0
+        return threads + room
 
     def _wait_here(self, timeout: float) -> None:
         """``self._cond.wait`` in the loop's thread (the caller holds ``self._lock``)."""
