@@ -9,7 +9,10 @@
 2. Limited drains: N jobs of one task (no-op, or sleeping ``--run-ms``), served by 4
    ``conveyor worker`` processes of ``--threads`` threads: unlimited, ``concurrency=50``, and
    ``concurrency=1`` per key over 100 keys. The rate is N over the span from the first start
-   to the last finish (process start-up left out).
+   to the last finish (process start-up left out). The steady rate leaves out the first and
+   last tenth of the jobs (by when they finished): 0.8 N over the span between the two. The
+   workers start a few hundred milliseconds apart on a loaded machine, which in a drain of
+   about a second moves the first figure by up to 2.5x between identical runs.
 
 Servers: a fresh SQLite file, or a PostgreSQL / Redis server started for the run (tests/servers).
 """
@@ -97,7 +100,9 @@ def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[
     }
 
 
-def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
+def _drain(
+    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str
+) -> tuple[float, float]:
     """One drain, run by a child process whose conveyor is ``src``'s (enqueue, workers and the
     reading of the figures alike: a store's schema is the version its conveyor knows)."""
     command = [sys.executable, __file__, "--child-drain", src, "--url", url, "--variant", variant]
@@ -112,10 +117,13 @@ def _drain(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: f
             else ""
         )
         raise RuntimeError(f"drain {variant} ({src}) failed:\n{out.stderr[-3000:]}\nworkers' log:\n{log}")
-    return float(out.stdout.splitlines()[-1])
+    rate, steady = out.stdout.splitlines()[-1].split()
+    return float(rate), float(steady)
 
 
-def _drain_here(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str) -> float:
+def _drain_here(
+    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str
+) -> tuple[float, float]:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, src)
     from bench import limits_app
@@ -158,9 +166,10 @@ def _drain_here(url: str, variant: str, jobs: int, tmp: Path, threads: int, run_
             proc.wait(30)
     done = app.jobs(state="completed", limit=jobs + 10)
     first = min(j.started_at.timestamp() for j in done if j.started_at)
-    last = max(j.finished_at.timestamp() for j in done if j.finished_at)
+    ends = sorted(j.finished_at.timestamp() for j in done if j.finished_at)
     app.close()
-    return len(done) / (last - first)
+    low, high = len(ends) // 10, len(ends) - 1 - len(ends) // 10
+    return len(done) / (ends[-1] - first), (high - low) / (ends[high] - ends[low])
 
 
 def main() -> None:
@@ -191,9 +200,10 @@ def main() -> None:
         return
     if args.child_drain:
         tmp = Path(args.tmp)
-        print(
-            _drain_here(args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain)
+        rate, even = _drain_here(
+            args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain
         )
+        print(rate, even)
         return
     sys.path.insert(0, str(ROOT))
     server = None
@@ -232,22 +242,34 @@ def main() -> None:
                     srcs["main"] = args.main_src
                 variants = [v for v in ("plain", "conc50", "perkey") if v in args.variants.split(",")]
                 rates: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
+                steady: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
+                loads: list[float] = []
                 for rep in range(args.repeat):
                     for tree, src in srcs.items():
                         for variant in variants:
                             url = url_for(f"{variant}{tree}{rep}")
-                            rate = _drain(url, variant, args.jobs, tmp, args.threads, args.run_ms, src)
+                            loads.append(os.getloadavg()[0])
+                            rate, even = _drain(url, variant, args.jobs, tmp, args.threads, args.run_ms, src)
                             rates[f"{variant}@{tree}"].append(rate)
+                            steady[f"{variant}@{tree}"].append(even)
                 medians = {v: statistics.median(r) for v, r in rates.items()}
+                steady_medians = {v: statistics.median(r) for v, r in steady.items()}
                 result["drain_jobs_per_s"] = medians
+                result["steady_jobs_per_s"] = steady_medians
                 result["runs"] = rates
+                result["steady_runs"] = steady
+                result["load_1min"] = [min(loads), max(loads)]
                 if "plain" in variants:
-                    result["ratio_to_plain"] = {
-                        f"{v}@{t}": medians[f"{v}@{t}"] / medians[f"plain@{t}"]
-                        for t in srcs
-                        for v in variants
-                        if v != "plain"
-                    }
+                    for key, found in (
+                        ("ratio_to_plain", medians),
+                        ("steady_ratio_to_plain", steady_medians),
+                    ):
+                        result[key] = {
+                            f"{v}@{t}": found[f"{v}@{t}"] / found[f"plain@{t}"]
+                            for t in srcs
+                            for v in variants
+                            if v != "plain"
+                        }
             result["utc"] = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
             print(json.dumps(result, indent=2))
         finally:
