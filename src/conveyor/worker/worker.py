@@ -101,7 +101,8 @@ class Worker:
         # A started job holds its limit's slot: one waiting in this worker's memory would keep
         # the slot from a worker with a free thread. So a limited worker claims to start only
         # what its free threads run at once, and claims again as soon as a quarter of its
-        # places are free; its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
+        # places are free, or LIMITED_IDLE_WAIT after its last claim with a thread free
+        # (``_limited_places``); its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
         # waits here without a slot for one run of its own limit and key in this worker to
         # end, and starts at once in that run's slot, with no round-trip (the store counts it
         # from the moment it records that run's end).
