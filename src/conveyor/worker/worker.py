@@ -43,8 +43,12 @@ PREFETCH_LIMIT = 1000
 #: limit belongs in the store, where any worker with a free slot can take it.
 AHEAD_PACE = 0.25
 AHEAD_WAIT = 0.5
-#: Jobs ahead per run at most: each waits for the one before it (fewer, larger claims).
-AHEAD_DEPTH = 2
+#: Jobs ahead per run at most: each waits for the one before it (fewer, larger claims). A
+#: run gets as many as its slot runs in AHEAD_WAIT at the current pace, 2 at least: runs of
+#: 10 ms ended before the claim that asked for their next job answered (Redis,
+#: concurrency=50: most starts waited for a claim with 2, bench/LIMITS.md).
+AHEAD_DEPTH = 3
+AHEAD_DEPTH_MIN = 2
 #: Runs one slot serves in a row by jobs ahead before it goes back to the store: the jobs of
 #: a bucket's other slots, and of other keys, are not passed over for long.
 AHEAD_TURN = 8
@@ -113,6 +117,7 @@ class Worker:
         self._asking: set[str] = set()  # runs whose next job the claim that is out asks for
         self._parked: dict[str, Outcome] = {}  # run -> its outcome, until that claim answers
         self._ahead_ok = False  # runs are short enough to take jobs ahead (AHEAD_PACE)
+        self._ahead_depth = AHEAD_DEPTH_MIN  # jobs ahead per run at most (AHEAD_DEPTH)
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
@@ -317,16 +322,22 @@ class Worker:
             room = free - now_places if self._ahead_ok and fetch_ahead is not None else 0
             asked: list[tuple[str, str, int]] = []
             if room > 0:
+                # A store that chains jobs ahead fills a run's chain in one claim; others
+                # give one job per run and claim (a chain then grows by one per claim, and
+                # runs shorter than a claim's round-trip end with none ahead).
+                chains = getattr(self._backend, "chains_jobs_ahead", False)
+                most = self._ahead_depth
                 for run, (bucket, attempts, chain) in self._runs.items():
                     # The end of the run's chain of jobs ahead, if shorter than AHEAD_DEPTH
                     # and the slot has not served AHEAD_TURN runs in a row (then it goes
                     # back to the store, where the other keys' jobs wait their turn).
                     last, depth = run, 0
-                    while depth < AHEAD_DEPTH and last in self._next:
+                    while depth < most and last in self._next:
                         record = self._next[last][1]
                         last, attempts, depth = record.id, record.attempts, depth + 1
-                    if depth < AHEAD_DEPTH and chain + depth + 1 < AHEAD_TURN:
-                        asked.append((bucket, last, attempts))
+                    more = min(most - depth, AHEAD_TURN - 1 - chain - depth, room - len(asked))
+                    if more > 0:
+                        asked.extend([(bucket, last, attempts)] * (more if chains else 1))
                         if len(asked) >= room:
                             break
             # A run asked for that ends while this claim is out keeps its outcome here (its
@@ -557,6 +568,10 @@ class Worker:
             # (the runs in progress over the pace of ends: about the mean time of a run).
             running = len(self._held) - len(self._next)
             self._ahead_ok = rate > 0 and running / rate <= AHEAD_PACE
+            if self._ahead_ok and running:
+                # (A job k-th ahead waits about k runs: within AHEAD_WAIT, or it goes back.)
+                fits = int(AHEAD_WAIT * rate / running)
+                self._ahead_depth = max(AHEAD_DEPTH_MIN, min(AHEAD_DEPTH, fits))
         if self._fixed_prefetch is not None:
             return
         prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
