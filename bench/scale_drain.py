@@ -8,8 +8,9 @@ Each measure gets a fresh store (a new SQLite file, PostgreSQL database or Redis
   worker writes the jobs it has run and its RSS every 0.2 s; the rate of each tenth of the
   drain and the RSS after the first 100,000 jobs (or tenth, if fewer) against the most it
   reached later are printed. Targets: the last tenth within 10% of the first, RSS within 20%.
-* beside: 20,000 pending jobs drained alone, then beside ``--backlog`` scheduled jobs (due in
-  an hour, written by one INSERT on SQL stores, by enqueue_many on Redis). Target: >= 90%.
+* beside: 20,000 pending jobs drained alone (a fresh store each time) and beside ``--backlog``
+  scheduled jobs (due in an hour, written by one INSERT on SQL stores, by enqueue_many on
+  Redis; one store for every round), ``--rounds`` times interleaved, medians. Target: >= 90%.
 * idle: the worker's CPU over 10 s beside the backlog with nothing due. Target: under 2%.
 * first job: from the worker's spawn to its first job's start, beside the backlog. Target:
   under 0.5 s.
@@ -28,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: import from the repo root
 import argparse
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,11 +60,13 @@ def _worker(url: str, namespace: str, out: Path, burst: bool) -> int:
 
     stop = threading.Event()
 
+    sqlite_memory = _sqlite_memory_reader() if url.startswith("sqlite") else lambda: 0
+
     def report() -> None:
         with out.open("w") as f:
             while not stop.wait(0.2):
                 rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
-                f.write(f"{time.time()} {runs[0]} {rss} {first[0]}\n")
+                f.write(f"{time.time()} {runs[0]} {rss} {first[0]} {sqlite_memory()}\n")
                 f.flush()
 
     thread = threading.Thread(target=report, daemon=True)
@@ -75,6 +79,23 @@ def _worker(url: str, namespace: str, out: Path, burst: bool) -> int:
         thread.join()
 
 
+def _sqlite_memory_reader() -> Any:
+    """A function giving the bytes SQLite's library holds in this process (its page caches
+    above all: ``cache_size`` per connection), read with ``sqlite3_status64``, so that a
+    growing RSS can be told apart from the page caches filling up to their bound."""
+    import _sqlite3
+    import ctypes
+
+    status = ctypes.CDLL(_sqlite3.__file__).sqlite3_status64
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+
+    def read() -> int:
+        status(0, ctypes.byref(current), ctypes.byref(highest), 0)  # SQLITE_STATUS_MEMORY_USED
+        return current.value
+
+    return read
+
+
 def _spawn(url: str, namespace: str, out: Path, burst: bool = True) -> subprocess.Popen[bytes]:
     command = [sys.executable, __file__, "--worker", url, namespace, str(out)]
     if burst:
@@ -83,10 +104,15 @@ def _spawn(url: str, namespace: str, out: Path, burst: bool = True) -> subproces
 
 
 def _lines(out: Path) -> list[tuple[float, int, int, float]]:
+    return [(t, n, rss, first) for t, n, rss, first, _ in _samples(out)]
+
+
+def _samples(out: Path) -> list[tuple[float, int, int, float, int]]:
+    """(time, jobs run, RSS, first job's start, SQLite's own memory) every 0.2 s."""
     rows = []
     for line in out.read_text().splitlines():
-        t, n, rss, first = line.split()
-        rows.append((float(t), int(n), int(rss), float(first)))
+        t, n, rss, first, lib = line.split()
+        rows.append((float(t), int(n), int(rss), float(first), int(lib)))
     return rows
 
 
@@ -157,14 +183,17 @@ def opened(kind: str) -> Iterator[Store]:
 
 
 # -- measures --------------------------------------------------------------------------------
-def drain(store: Store, jobs: int, backlog: int = 0) -> dict[str, float]:
-    url, ns = store.fresh()
-    if backlog:
+def drain(store: Store, jobs: int, backlog: int = 0, into: tuple[str, str] | None = None) -> dict[str, float]:
+    """A drain of ``jobs`` pending jobs in a fresh store (beside ``backlog`` scheduled ones),
+    or in the store ``into`` (url, namespace) as it is."""
+    url, ns = into or store.fresh()
+    if backlog and into is None:
         store.backlog(url, ns, backlog)
     store.pending(url, ns, jobs)
     out = Path(tempfile.mktemp(prefix="conveyor-drain-"))
     _spawn(url, ns, out).wait()
-    rows = _lines(out)
+    samples = _samples(out)
+    rows = [(t, n, rss, first) for t, n, rss, first, _ in samples]
     out.unlink()
     tenth = jobs / 10
     crossed = [next(t for t, n, _, _ in rows if n >= k * tenth) for k in range(1, 11)]
@@ -173,7 +202,13 @@ def drain(store: Store, jobs: int, backlog: int = 0) -> dict[str, float]:
     early = min(100_000, int(tenth))
     rss_early = next(rss for _, n, rss, _ in rows if n >= early)
     rss_later = max(rss for _, n, rss, _ in rows if n >= early)
+    # The same without SQLite's own memory (0 on the other stores): what Python holds.
+    own_early = next(rss - lib for _, n, rss, _, lib in samples if n >= early)
+    own_later = max(rss - lib for _, n, rss, _, lib in samples if n >= early)
     return {
+        "sqlite_mb": max(lib for *_, lib in samples) / 2**20,
+        "own_early_mb": own_early / 2**20,
+        "own_most_mb": own_later / 2**20,
         "rate": jobs / (crossed[-1] - start),
         "first_tenth": tenths[0],
         "last_tenth": tenths[-1],
@@ -215,6 +250,8 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "postgres", "redis"))
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--backlog", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved alone/beside drains")
+    parser.add_argument("--only-drain", action="store_true", help="the long drain alone")
     parser.add_argument("--worker", nargs=3, metavar=("URL", "NAMESPACE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--burst", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -233,11 +270,29 @@ def main() -> None:
             f" ({long['rss_most_mb'] / long['rss_early_mb']:.2f}x)",
             flush=True,
         )
-        alone = drain(store, 20_000)
-        beside = drain(store, 20_000, options.backlog)
+        if options.store == "sqlite":
+            print(
+                f"  without SQLite's own memory (its page caches, at most {long['sqlite_mb']:.1f} MB):"
+                f" {long['own_early_mb']:.1f} MB early, at most {long['own_most_mb']:.1f} MB"
+                f" ({long['own_most_mb'] / long['own_early_mb']:.2f}x)",
+                flush=True,
+            )
+        if options.only_drain:
+            return
+        # Single drains of 20k jobs swing 2x from one to the next on a shared machine: the
+        # two are interleaved, each in a fresh store or in the one store that keeps the backlog.
+        crowded = store.fresh()
+        store.backlog(*crowded, options.backlog)
+        alone: list[float] = []
+        beside: list[float] = []
+        for _ in range(options.rounds):
+            alone.append(drain(store, 20_000)["rate"])
+            beside.append(drain(store, 20_000, into=crowded)["rate"])
         print(
-            f"20k pending: alone {alone['rate']:.0f} jobs/s, beside {options.backlog:,} scheduled"
-            f" {beside['rate']:.0f} jobs/s ({beside['rate'] / alone['rate']:.2f}x)",
+            f"20k pending, medians of {options.rounds}: alone {statistics.median(alone):.0f} jobs/s,"
+            f" beside {options.backlog:,} scheduled {statistics.median(beside):.0f} jobs/s"
+            f" ({statistics.median(beside) / statistics.median(alone):.2f}x);"
+            f" alone {', '.join(f'{r:.0f}' for r in alone)}; beside {', '.join(f'{r:.0f}' for r in beside)}",
             flush=True,
         )
         idle = idle_and_first(store, options.backlog)

@@ -62,6 +62,14 @@ _HINTS = {
 }
 
 
+def exact(data: bytes) -> bytes:
+    """``data`` in a buffer of its own size. orjson (3.10 and later) hands back its output in
+    the buffer it wrote into, 4 KiB at least, so every payload or result kept in memory (a
+    batch of 100,000 being enqueued, outcomes waiting for their acknowledgement) would hold
+    4 KiB: 530 MB for an ``enqueue_many`` of 100,000 no-op jobs. The copy costs ~0.15 us."""
+    return bytes(memoryview(data))
+
+
 def _describe(value: Any) -> str:
     name = type(value).__name__
     hint = _HINTS.get(name, "pass plain str, int, float, bool, None, list or dict")
@@ -219,8 +227,8 @@ class Codec:
         data = orjson.dumps(body)
         if self._keys:
             sig = self._sign(self._keys[0], job_id, queue, max_attempts, data)
-            data = _SIGNED_PREFIX + sig + b":" + data
-        return data
+            return _SIGNED_PREFIX + sig + b":" + data
+        return exact(data)
 
     def for_queue(self, data: bytes, job_id: str, queue: str, new_queue: str, max_attempts: int) -> bytes:
         """A stored payload signed for ``new_queue`` instead of ``queue`` (the signature
@@ -326,7 +334,7 @@ class Codec:
     def encode_result(self, value: Any, job_id: str) -> bytes:
         data = orjson.dumps(value)
         if self._cipher is None:
-            return data
+            return exact(data)
         return _SEALED_RESULT + self._cipher.seal(data, job_id).encode()
 
     def decode_result(self, data: bytes | None, job_id: str) -> tuple[Any, bool]:
