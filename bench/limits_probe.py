@@ -9,10 +9,15 @@
 2. Limited drains: N jobs of one task (no-op, or sleeping ``--run-ms``), served by 4
    ``conveyor worker`` processes of ``--threads`` threads: unlimited, ``concurrency=50``, and
    ``concurrency=1`` per key over 100 keys. The rate is N over the span from the first start
-   to the last finish (process start-up left out). The steady rate leaves out the first and
-   last tenth of the jobs (by when they finished): 0.8 N over the span between the two. The
+   to the last finish (process start-up left out); the steady rate leaves out the first and
+   last tenth of the jobs (by when they finished): 0.8 N over the span between the two (the
    workers start a few hundred milliseconds apart on a loaded machine, which in a drain of
-   about a second moves the first figure by up to 2.5x between identical runs.
+   about a second moved the first figure by up to 2.5x between identical runs). With
+   ``--cpu``, the CPU each job cost too (the 4 workers' and, on PostgreSQL, the server's with
+   its backends'), read from /proc: the
+   queue is paused while the workers start, the CPU read, the queue resumed, the CPU read
+   again once drained. On a shared machine the rate follows the load; the CPU a job costs
+   follows it much less.
 
 Servers: a fresh SQLite file, or a PostgreSQL / Redis server started for the run (tests/servers).
 """
@@ -51,6 +56,16 @@ def _server_cpu(pid: int) -> float:
         elif int(fields[1]) == pid:
             total += sum(int(x) for x in fields[11:13]) / tick
     return total
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def _child_noop(src: str, url: str, jobs: int) -> None:
@@ -101,12 +116,14 @@ def _ab(url: str, main_src: str, this_src: str, jobs: int, repeat: int) -> dict[
 
 
 def _drain(
-    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str
-) -> tuple[float, float]:
+    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str, cpu: bool = False
+) -> dict[str, float]:
     """One drain, run by a child process whose conveyor is ``src``'s (enqueue, workers and the
-    reading of the figures alike: a store's schema is the version its conveyor knows)."""
+    reading of the figures alike: a store's schema is the version its conveyor knows): its
+    rate, and with ``cpu`` the CPU per job (µs) of the workers and of the server."""
     command = [sys.executable, __file__, "--child-drain", src, "--url", url, "--variant", variant]
     command += ["--jobs", str(jobs), "--tmp", str(tmp), "--threads", str(threads), "--run-ms", str(run_ms)]
+    command += ["--cpu"] if cpu else []
     out = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src + ":" + str(ROOT)}
     )
@@ -117,13 +134,12 @@ def _drain(
             else ""
         )
         raise RuntimeError(f"drain {variant} ({src}) failed:\n{out.stderr[-3000:]}\nworkers' log:\n{log}")
-    rate, steady = out.stdout.splitlines()[-1].split()
-    return float(rate), float(steady)
+    return dict(json.loads(out.stdout.splitlines()[-1]))
 
 
 def _drain_here(
-    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str
-) -> tuple[float, float]:
+    url: str, variant: str, jobs: int, tmp: Path, threads: int, run_ms: float, src: str, cpu: bool
+) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, src)
     from bench import limits_app
@@ -137,6 +153,9 @@ def _drain_here(
         app.tasks[name] = task
     task = app.tasks[f"bench.{variant}"]
     task.app = app
+    queue = task.options.queue
+    if cpu:
+        app.pause(queue)
     for i in range(0, jobs, 1000):
         app.enqueue_many([task.job(n) for n in range(i, min(i + 1000, jobs))])
     env = {
@@ -153,12 +172,27 @@ def _drain_here(
             subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
             for _ in range(4)
         ]
+    figures: dict[str, float] = {}
     try:
+        server = int(os.environ.get("BENCH_SERVER_PID", "0"))
+        if cpu:
+            # The workers start (imports, connections) while the queue is paused.
+            deadline = time.monotonic() + 60
+            while len(app.workers()) < len(procs) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.0)
+            workers_cpu = sum(_process_cpu(p.pid) for p in procs)
+            server_cpu = _server_cpu(server) if server else 0.0
+            app.resume(queue)
         deadline = time.monotonic() + 300
-        while app.stats().queues.get(task.options.queue, {}).get("completed", 0) < jobs:
+        while app.stats().queues.get(queue, {}).get("completed", 0) < jobs:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{variant}: not drained in 300 s")
             time.sleep(0.2)
+        if cpu:
+            figures["worker_us"] = (sum(_process_cpu(p.pid) for p in procs) - workers_cpu) / jobs * 1e6
+            if server:
+                figures["server_us"] = (_server_cpu(server) - server_cpu) / jobs * 1e6
     finally:
         for proc in procs:
             proc.terminate()
@@ -176,7 +210,8 @@ def _drain_here(
     ends = sorted(j.finished_at.timestamp() for j in done if j.finished_at)
     app.close()
     low, high = len(ends) // 10, len(ends) - 1 - len(ends) // 10
-    return len(done) / (ends[-1] - first), (high - low) / (ends[high] - ends[low])
+    steady = (high - low) / (ends[high] - ends[low])
+    return {"rate": len(done) / (ends[-1] - first), "steady": steady, **figures}
 
 
 def main() -> None:
@@ -196,6 +231,9 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="plain,conc50,perkey")
     parser.add_argument("--this-src", help="the workers' src for 'this' (default: this tree's)")
+    parser.add_argument(
+        "--cpu", action="store_true", help="the drains' CPU per job too (workers; PostgreSQL's server)"
+    )
     parser.add_argument("--child-noop", help=argparse.SUPPRESS)
     parser.add_argument("--child-drain", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -207,10 +245,10 @@ def main() -> None:
         return
     if args.child_drain:
         tmp = Path(args.tmp)
-        rate, even = _drain_here(
-            args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain
+        figures = _drain_here(
+            args.url, args.variant, args.jobs, tmp, args.threads, args.run_ms, args.child_drain, args.cpu
         )
-        print(rate, even)
+        print(json.dumps(figures))
         return
     sys.path.insert(0, str(ROOT))
     server = None
@@ -249,6 +287,7 @@ def main() -> None:
                     srcs["main"] = args.main_src
                 variants = [v for v in ("plain", "conc50", "perkey") if v in args.variants.split(",")]
                 rates: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
+                cpus: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
                 steady: dict[str, list[float]] = {f"{v}@{t}": [] for t in srcs for v in variants}
                 loads: list[float] = []
                 for rep in range(args.repeat):
@@ -256,16 +295,33 @@ def main() -> None:
                         for variant in variants:
                             url = url_for(f"{variant}{tree}{rep}")
                             loads.append(os.getloadavg()[0])
-                            rate, even = _drain(url, variant, args.jobs, tmp, args.threads, args.run_ms, src)
-                            rates[f"{variant}@{tree}"].append(rate)
-                            steady[f"{variant}@{tree}"].append(even)
+                            got = _drain(
+                                url, variant, args.jobs, tmp, args.threads, args.run_ms, src, args.cpu
+                            )
+                            rates[f"{variant}@{tree}"].append(got["rate"])
+                            steady[f"{variant}@{tree}"].append(got["steady"])
+                            if args.cpu:
+                                cpus[f"{variant}@{tree}"].append(got["worker_us"] + got.get("server_us", 0.0))
+                loads.append(os.getloadavg()[0])
                 medians = {v: statistics.median(r) for v, r in rates.items()}
-                steady_medians = {v: statistics.median(r) for v, r in steady.items()}
                 result["drain_jobs_per_s"] = medians
-                result["steady_jobs_per_s"] = steady_medians
                 result["runs"] = rates
+                steady_medians = {v: statistics.median(r) for v, r in steady.items()}
+                result["steady_jobs_per_s"] = steady_medians
                 result["steady_runs"] = steady
-                result["load_1min"] = [min(loads), max(loads)]
+                result["load_1min"] = [round(min(loads), 1), round(max(loads), 1)]
+                if args.cpu:
+                    cpu_medians = {v: statistics.median(c) for v, c in cpus.items()}
+                    result["cpu_us_per_job"] = cpu_medians
+                    result["cpu_runs"] = cpus
+                    if "plain" in variants:
+                        # Unlimited CPU per job over limited: the rate ratio the CPU alone allows.
+                        result["cpu_ratio_to_plain"] = {
+                            f"{v}@{t}": cpu_medians[f"plain@{t}"] / cpu_medians[f"{v}@{t}"]
+                            for t in srcs
+                            for v in variants
+                            if v != "plain"
+                        }
                 if "plain" in variants:
                     for key, found in (
                         ("ratio_to_plain", medians),

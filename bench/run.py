@@ -162,6 +162,12 @@ SYSTEMS: dict[str, list[Entry]] = {
     ],
     "postgres": [
         Entry("conveyor", note=CONVEYOR_NOTE),
+        # BENCH_MAIN_SRC=<a checkout's src>: that conveyor too, in the same run (A/B).
+        *(
+            [Entry("conveyor", "main", note="the same, main's src")]
+            if os.environ.get("BENCH_MAIN_SRC")
+            else []
+        ),
         Entry(
             "graphile-worker",
             note="Node, one `node graphile_worker.js` process configured as graphile-worker's perf "
@@ -262,9 +268,13 @@ def run_driver(
     scenario = DRIVER_SCENARIO.get(scenario, scenario)
     cmd = [sys.executable, "-m", f"bench.drivers.{entry.module}", "--url", url, "--scenario", scenario]
     cmd += ["--n", str(n), "--rate", str(rate), "--timeout", str(timeout)]
-    if entry.variant:
-        cmd += ["--variant", entry.variant]
     env = dict(os.environ)
+    if entry.system == "conveyor" and entry.variant == "main":
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env["BENCH_MAIN_SRC"], env.get("PYTHONPATH", "")) if p
+        )
+    elif entry.variant:
+        cmd += ["--variant", entry.variant]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     if server_pid is not None:  # the drain then says how much CPU the store's server spent on it
         env["BENCH_SERVER_PID"] = str(server_pid)

@@ -291,3 +291,50 @@ def test_a_large_batch_with_one_bad_job_stores_nothing(redis_server: RedisServer
         assert app.get_job(jobs[-1].id) is not None
     finally:
         app.close()
+
+
+def test_the_async_client_packs_a_long_command_in_slices_as_hiredis_packs_it_whole() -> None:
+    """aio.py packs a command of thousands of arguments a slice per step of the event loop:
+    the bytes must be those of the command packed at once."""
+    import asyncio
+
+    from conveyor.backends.redis.aio import _STEP, _packed
+    from conveyor.backends.redis.wire import _pack
+
+    assert _pack is not None
+    args = [f"id{i}" if i % 2 else b"\x00payload\r\n" for i in range(2 * _STEP + 7)]
+    commands = [
+        ("SET", "a", "1"),
+        ("EVALSHA", "f" * 40, 1, "k", *args),
+        ("HSET", "h", *("x" for _ in range(_STEP - 3))),
+        ("RPUSH", "l", *range(_STEP)),
+        ("GET", "a"),
+    ]
+    assert asyncio.run(_packed(commands)) == [_pack(c) for c in commands]
+
+
+def test_a_large_async_batch_planned_in_slices_keeps_each_jobs_settings(redis_server: RedisServer) -> None:
+    """aenqueue_many plans a batch of thousands a slice at a time: runs of equal settings
+    that cross a slice's edge keep every job's own."""
+    import asyncio
+
+    app = Conveyor(redis_server.url, namespace=f"hot{os.getpid()}_{next(_names)}")
+
+    @app.task(name="t")
+    def t(n: int) -> None: ...
+
+    specs = [t.using(priority=(n // 700) % 3, queue="q" if n < 1800 else "r").job(n) for n in range(2600)]
+
+    async def enqueue() -> list[str]:
+        jobs = await app.aenqueue_many(specs)
+        await app.aclose()
+        return [j.id for j in jobs]
+
+    ids = asyncio.run(enqueue())
+    try:
+        for n, job_id in enumerate(ids):
+            job = app.get_job(job_id)
+            assert job is not None and job.state == "pending", n
+            assert (job.priority, job.queue) == ((n // 700) % 3, "q" if n < 1800 else "r"), n
+    finally:
+        app.close()

@@ -178,7 +178,7 @@ def test_every_script_call_the_store_sends_matches_its_header(
         # due.lua runs on Cluster only (a fetch of many queues; tests/redis/test_many_queues.py),
         # and so do batch_read.lua and batch_sent.lua (off Cluster batch_apply.lua does their
         # work: tests/redis/test_cluster_conformance.py runs them).
-        cluster_only = {"due", "hint_drop", "batch_read", "batch_sent"}
+        cluster_only = {"due", "hint_drop", "hints_read", "batch_read", "batch_sent"}
         assert seen == set(SCRIPTS) - cluster_only, (
             f"scripts never sent: {set(SCRIPTS) - cluster_only - seen}"
         )

@@ -1,7 +1,8 @@
 """A worker of many queues pays per fetch, not per queue (issue 19 §4): one fetch.lua call
-over every queue on a single server; on Cluster, where each queue is a slot of its own, at
-most two pipelines (one round-trip to each node, in parallel) whatever the number of queues;
-a heartbeat extends only the queues whose jobs the worker held."""
+over every queue on a single server; on Cluster, where each queue is a slot of its own, a few
+pipelines (one round-trip to each node, in parallel) whatever the number of queues, one when
+what the queues hold is known from the claims before; a heartbeat extends only the queues
+whose jobs the worker held."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def test_the_heartbeat_extends_only_the_queues_held(
     assert _scripts(backend, sent, "extend") == 0
 
 
-def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
+def test_on_cluster_a_fetch_over_many_queues_takes_few_round_trips(
     redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host, port = redis_cluster.nodes[0]
@@ -129,9 +130,15 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
         monkeypatch.setattr(Wire, "pipeline", counted)
         got = backend.fetch(None, 5, "w1", 30, now)
         assert [r.id for r in got] == expected[:5]
-        assert len(pipelines) == 2, pipelines  # claim + counts + registry, then the claims
+        # The claim from q150 and the count of q199 (whose hints this process wrote: known
+        # at once), then the claim from q199: never a round-trip per queue.
+        assert len(pipelines) == 2, pipelines
+        pipelines.clear()
+        backend._hints_fresh = time.monotonic() + 60  # (as within HINTS_FRESH of that read)
         again = backend._fetch(QUEUES, 5, "w1", 30, now, "t-2")
         assert [r.id for r in again] == expected[5:]
+        # What q199 had left came with its claim: claimed by it, in one round-trip.
+        assert len(pipelines) == 1, pipelines  # (its claim, beside drops and the hints)
         assert [r.id for r in backend._fetch(QUEUES, 5, "w1", 30, now, "t-2")] == expected[5:]
         assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
         # The drained queues lost their hints: a fetch now looks at none of them, and a job
@@ -143,10 +150,18 @@ def test_on_cluster_a_fetch_over_many_queues_takes_two_round_trips(
         pipelines.clear()
         assert backend.fetch(QUEUES, 5, "w1", 30, now) == []
         assert pipelines == [1], pipelines  # the hints only
-        backend.enqueue([_record("c0", "q077", now)])
+        other = RedisBackend(backend.url, backend.ns)  # another process
+        try:
+            other.enqueue([_record("c0", "q077", now)])
+        finally:
+            other.close()
         pipelines.clear()
         assert [r.id for r in backend.fetch(QUEUES, 5, "w1", 30, now)] == ["c0"]
         assert len(pipelines) == 2, pipelines  # the hints (stale: none), then the claim
+        backend.enqueue([_record("c1", "q078", now)])  # this process knows its own writes
+        pipelines.clear()
+        assert [r.id for r in backend.fetch(QUEUES, 5, "w1", 30, now)] == ["c1"]
+        assert len(pipelines) == 1, pipelines
     finally:
         backend.close()
 
@@ -167,6 +182,37 @@ def test_on_cluster_a_lost_hint_costs_a_job_at_most_a_while(redis_cluster: Redis
         assert backend.fetch(None, 5, "w1", 30, now) == []
         backend._look_at_all = time.monotonic()  # as LOOK_AT_ALL seconds later
         assert [r.id for r in backend.fetch(None, 5, "w1", 30, now)] == ["lost"]
+    finally:
+        backend.close()
+
+
+def test_on_cluster_a_fetch_is_sent_the_hints_and_registry_only_when_they_grew(
+    redis_cluster: RedisCluster,
+) -> None:
+    """With hundreds of busy queues the hints and the registry are hundreds of fields each:
+    hints_read.lua sends them only when a write raised the count beside the hints (every
+    hint written is followed by it) or the registry's size changed."""
+    host, port = redis_cluster.nodes[0]
+    backend = RedisBackend(f"redis+cluster://{host}:{port}", f"many{os.getpid()}_{next(_names)}")
+    try:
+        now = time.time()
+        backend.enqueue([_record(f"j{q}", q, now) for q in QUEUES[:50]])
+        assert len(backend.fetch(None, 10, "w1", 30, now)) == 10  # reads both, whole
+        count, size = backend._hints_count, backend._registry_size
+        assert count is not None and size == 50
+
+        def read(*args: Any) -> Any:
+            return backend._wire.script("hints_read", backend.keys.hints_read(), list(args))
+
+        assert read(count, size) == [count, None, size, None]
+        assert read(count, "-") == [count, None, None, None]
+        backend.enqueue([_record("new", "q120", now)])
+        got, hints, grown, members = read(count, size)
+        assert got != count and grown == 51 and len(members) == 51
+        assert dict(zip(hints[::2], hints[1::2], strict=True))[b"q120"]
+        # A fetch sees the job at once (not only at its next look at every queue).
+        rest = backend.fetch(None, 100, "w1", 30, now)
+        assert "new" in {r.id for r in rest} and len(rest) == 41
     finally:
         backend.close()
 

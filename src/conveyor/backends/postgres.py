@@ -925,12 +925,13 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
 class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
 
-    #: Workers do not take limited jobs ahead here. With the one-call claim (migration 13)
-    #: they raised concurrency=50 from 0.47 to 0.74 of unlimited (bench/LIMITS.md, session
-    #: 14), but the threads they hold left too few claims for a rated task sharing the queue:
-    #: test_limits_workers[postgres] started 42-45 of at least 54 rated jobs in 3 s in about
-    #: 1 run of 8 under CPU load (none in 12 without them). ``fetch_ahead`` stays for callers.
-    takes_jobs_ahead = False
+    #: Workers take limited jobs ahead here, but not in a queue where any limit (a task's or
+    #: the queue's) has a rate: threads busy with chains of jobs ahead claim less often, and
+    #: a rated bucket that no claim reaches for longer than its burst lasts loses starts
+    #: (session 14: test_limits_workers[postgres], whose queue mixes both, started 42-45 of
+    #: at least 54 rated jobs in 3 s in about 1 run of 8 under CPU load with them, none in
+    #: 12 without). Jobs ahead cut a limited drain's CPU per job by a sixth (bench/LIMITS.md).
+    takes_jobs_ahead = True
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
     #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken
     #: again (see ``Waits``); a caller that stops at the first empty claim looks once more.
@@ -1445,8 +1446,13 @@ class PostgresBackend(PostgresBatches, Listings):
             served = set(serve)
             for queue in serve:
                 left = max(0, limit - len(got))
+                # No jobs ahead in a queue with a rate anywhere in it (see takes_jobs_ahead).
                 ahead = [
-                    run for run in runs if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
+                    run
+                    for run in runs
+                    if split(run[0])[0] == queue
+                    and ahead_allowed(run[0], served, limits)
+                    and not any(other.rate for other in limits.get(queue, {}).values())
                 ]
                 if left <= 0 and not ahead:
                     continue

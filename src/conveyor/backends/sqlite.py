@@ -21,6 +21,11 @@ from itertools import chain
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+try:
+    import fcntl
+except ImportError:  # (Windows: writers meet at SQLite's busy handler alone)
+    fcntl = None  # type: ignore[assignment]
+
 import orjson
 
 from ..errors import ConfigurationError, QueueFull, SchemaError
@@ -66,6 +71,10 @@ LIMITS_TTL = 1.0
 #: Seconds between two looks at data_version in an idle wait: at first, and at most (see wait).
 BUSY_POLL = 0.002
 IDLE_POLL = 0.01
+#: Seconds between two passes of a process's limited claims over every row of {ns}_ahead
+#: (see _pick_buckets), and the most runs it remembers having taken jobs ahead for.
+AHEAD_SETTLE = 1.0
+FOLLOWS_MAX = 100_000
 
 # Every column read back is CAST to the type JobRecord expects: SQLite stores whatever a
 # hand-written row holds, and a cast in C is cheaper than checking types in Python.
@@ -365,6 +374,17 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or any(text in str(exc).lower() for text in _UNREACHABLE)
 
 
+class _Ack:
+    """One complete() call waiting for the write lock, which a claim may write (``done``
+    once its transaction committed)."""
+
+    __slots__ = ("done", "now", "results", "worker")
+
+    def __init__(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
+        self.results, self.worker, self.now = results, worker, now
+        self.done = False
+
+
 @translate_errors("SQLite", (sqlite3.OperationalError, OSError), _unreachable)
 class SQLiteBackend(SQLiteBatches, Listings):
     """Jobs in one SQLite file, shared by any number of threads and processes."""
@@ -409,6 +429,17 @@ class SQLiteBackend(SQLiteBatches, Listings):
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._registered: set[str] = set()  # queues this process knows are in _queues
+        # Once this process made a limited claim, its claims write the outcomes that wait for
+        # the write lock (complete), and it takes its write transactions in turn with the
+        # other such processes (_writers); before, nothing changes.
+        self._claims_limited = False
+        self._writers_fd: int | None = None
+        self._writers_pid = -1
+        self._acks: list[_Ack] = []  # complete() calls waiting for the write lock
+        self._acks_lock = threading.Lock()
+        # Jobs this process took ahead, by the run each follows: (bucket, job, claimed).
+        self._follows: dict[str, tuple[str, str, float]] = {}
+        self._settled: dict[str, float] = {}  # queue -> when this process last settled its rows (monotonic)
         # Whether complete() tries the statement for jobs in workflows first (see there).
         self._flow_first = False
         # Limit definitions by queue and name, and when they were read (monotonic).
@@ -446,6 +477,10 @@ class SQLiteBackend(SQLiteBatches, Listings):
         # processes still meet at BEGIN IMMEDIATE.
         conn = self._conn()
         with self._write_lock:
+            if self._claims_limited:
+                with self._transaction(conn):
+                    yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -453,6 +488,47 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """One write transaction (the caller holds ``_write_lock``); in a process that claims
+        limited jobs, taken in turn with the other such processes (``_writers``)."""
+        queue = self._writers() if self._claims_limited else None
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if queue is not None:
+                fcntl.flock(queue, fcntl.LOCK_UN)
+
+    def _writers(self) -> int | None:
+        """This process's descriptor of the file ``<database>-writers``, whose lock (flock)
+        the processes that claim limited jobs take around each write transaction: a queue
+        in the kernel, which hands the lock to the next writer the moment it is let go.
+
+        A limited worker writes several times as often as a plain one (it claims for its
+        free threads only, a few jobs each time), so its writers meet the other processes'
+        all the time, and SQLite's busy handler makes each one that finds the file locked
+        sleep 1, then 2, then 5 ms, while a transaction holds it for about half a
+        millisecond. None (SQLite's busy handler alone) where the file cannot be made.
+        Processes that do not take it (plain workers, older versions) still meet at
+        ``BEGIN IMMEDIATE``, which stays the lock that decides."""
+        if fcntl is None:
+            return None
+        if self._writers_pid != os.getpid():  # (a forked child opens its own)
+            try:
+                self._writers_fd = os.open(self.path + "-writers", os.O_RDONLY | os.O_CREAT, 0o644)
+            except OSError:
+                self._writers_fd = None
+            self._writers_pid = os.getpid()
+        return self._writers_fd
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -497,6 +573,10 @@ class SQLiteBackend(SQLiteBatches, Listings):
             with suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+        if self._writers_fd is not None and self._writers_pid == os.getpid():
+            with suppress(OSError):
+                os.close(self._writers_fd)
+        self._writers_fd, self._writers_pid = None, -1
 
     def open_async(self) -> AsyncStore:
         from .sqlite_aio import AsyncSQLiteStore
@@ -675,67 +755,86 @@ class SQLiteBackend(SQLiteBatches, Listings):
     ) -> list[JobRecord]:
         if (limit <= 0 and not runs) or (queues is not None and not queues):
             return []
-        with self._write() as conn:
-            # Scheduled and retry jobs that came due join the ready ones: a range read at the
-            # start of the due index, nothing when none is due, however many wait for later.
-            conn.execute(self._promote, (now,))
-            until = now + lease
-            limits = self._limits_now(conn)
-            limited = bool(limits) and (queues is None or not limits.keys().isdisjoint(queues))
-            if limited:
-                # A queue with limits is served even when only its buckets hold ready jobs
-                # (the counts below know its own jobs only); the limited claim decides.
-                serve = self._unpaused(conn, queues)
-                ids = self._pick_limited(conn, serve, limits, limit, now) if limit > 0 else []
-                claim = (
-                    f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
-                    f" locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
-                    f" WHERE id IN ({{}}) RETURNING {_CLAIMED}"
-                )
-                rows: list[Any] = conn.execute(
-                    claim.format(",".join("?" * len(ids))), [worker, until, now, *ids]
-                ).fetchall()
-                if runs and after is not None:
-                    pairs = self._pick_ahead(conn, serve, limits, runs, worker)
-                    if pairs:
-                        more = conn.execute(
-                            claim.format(",".join("?" * len(pairs))), [worker, until, now, *pairs]
+        absorbed: list[_Ack] = []
+        conn = self._conn()
+        with self._write_lock:
+            with self._transaction(conn):
+                # Scheduled and retry jobs that came due join the ready ones: a range read at the
+                # start of the due index, nothing when none is due, however many wait for later.
+                conn.execute(self._promote, (now,))
+                until = now + lease
+                limits = self._limits_now(conn)
+                limited = bool(limits) and (queues is None or not limits.keys().isdisjoint(queues))
+                if limited:
+                    self._claims_limited = True
+                if self._claims_limited:
+                    # This process's outcomes waiting to be written go first: their slots are
+                    # free for this claim, and their transaction is spared (see complete).
+                    self._absorb_acks(conn, absorbed)
+                if limited:
+                    # A queue with limits is served even when only its buckets hold ready jobs
+                    # (the counts below know its own jobs only); the limited claim decides.
+                    serve = self._unpaused(conn, queues)
+                    ids = self._pick_limited(conn, serve, limits, limit, now) if limit > 0 else []
+                    pairs: dict[str, tuple[str, int]] = {}
+                    if runs and after is not None:
+                        pairs = self._pick_ahead(conn, serve, limits, runs, worker, ids)
+                    # One statement claims both (a job ahead is claimed like any other).
+                    claimed = [*ids, *pairs]
+                    rows: list[Any] = (
+                        conn.execute(
+                            f"UPDATE {self.t} SET state = 'active', attempts = attempts + 1, progress = NULL,"
+                            " locked_by = ?, lease_until = ?, started_at = ?, finished_at = NULL"
+                            f" WHERE id IN ({','.join('?' * len(claimed))}) RETURNING {_CLAIMED}",
+                            [worker, until, now, *claimed],
                         ).fetchall()
-                        conn.executemany(
-                            f"INSERT OR REPLACE INTO {self.ns}_ahead (bucket, id, worker, after, attempt,"
-                            " claimed) VALUES (?, ?, ?, ?, ?, ?)",
-                            [(row[1], row[0], worker, *pairs[row[0]], now) for row in more],
-                        )
-                        after.update((row[0], pairs[row[0]][0]) for row in more)
-                        rows += more
-            else:
-                # Which queues to claim from: those in order, unpaused, with ready jobs, until
-                # their counts (kept by the triggers in this very transaction) fill the batch.
-                # A worker of 200 queues reads neither the drained ones nor their names.
-                if queues is None:
-                    cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
+                        if claimed
+                        else []
+                    )
+                    if pairs and after is not None:
+                        more = [row for row in rows if row[0] in pairs]
+                        if more:
+                            conn.executemany(
+                                f"INSERT OR REPLACE INTO {self.ns}_ahead (bucket, id, worker, after, attempt,"
+                                " claimed) VALUES (?, ?, ?, ?, ?, ?)",
+                                [(row[1], row[0], worker, *pairs[row[0]], now) for row in more],
+                            )
+                            after.update((row[0], pairs[row[0]][0]) for row in more)
+                            if len(self._follows) > FOLLOWS_MAX:  # (runs lost: a pass settles theirs)
+                                self._follows.clear()
+                            for row in more:
+                                self._follows[pairs[row[0]][0]] = (row[1], row[0], now)
+                    self._absorb_acks(conn, absorbed)  # (those that came meanwhile)
                 else:
-                    cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
-                serve = []
-                counted = 0
-                for queue, count in chain(*cursors):
-                    serve.append(queue)
-                    counted += count
-                    if counted >= limit:
-                        break
-                for cursor in cursors:  # read no further
-                    cursor.close()
-                rows = []
-                # Per queue in order, one claim: a walk of the ready index that stops at the
-                # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
-                # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
-                # (enqueue and promotion decide that), so the walk never skips rows.
-                for queue in serve:
-                    rows += conn.execute(
-                        self._claim, (worker, until, now, queue, limit - len(rows))
-                    ).fetchall()
-                    if len(rows) >= limit:
-                        break
+                    # Which queues to claim from: those in order, unpaused, with ready jobs, until
+                    # their counts (kept by the triggers in this very transaction) fill the batch.
+                    # A worker of 200 queues reads neither the drained ones nor their names.
+                    if queues is None:
+                        cursors = [conn.execute(self._serve_default), conn.execute(self._serve_every)]
+                    else:
+                        cursors = [conn.execute(self._serve_given, (orjson.dumps(list(queues)),))]
+                    serve = []
+                    counted = 0
+                    for queue, count in chain(*cursors):
+                        serve.append(queue)
+                        counted += count
+                        if counted >= limit:
+                            break
+                    for cursor in cursors:  # read no further
+                        cursor.close()
+                    rows = []
+                    # Per queue in order, one claim: a walk of the ready index that stops at the
+                    # LIMIT. (One statement over every queue, a UNION of per-queue walks, merged them
+                    # all on each claim: 4 ms with 200 queues.) A pending job is due by definition
+                    # (enqueue and promotion decide that), so the walk never skips rows.
+                    for queue in serve:
+                        rows += conn.execute(
+                            self._claim, (worker, until, now, queue, limit - len(rows))
+                        ).fetchall()
+                        if len(rows) >= limit:
+                            break
+            for ack in absorbed:  # (under the lock: their callers look once they hold it)
+                ack.done = True
         records = [_record(row, now, None, None, None, None, worker, until, None, None) for row in rows]
         if limited:  # a bucket's jobs rank with their queue's
             return self._ranked(records, serve)
@@ -760,10 +859,12 @@ class SQLiteBackend(SQLiteBatches, Listings):
         limits: dict[str, dict[str, Limit]],
         runs: Sequence[tuple[str, str, int]],
         worker: str,
+        taken: Sequence[str],
     ) -> dict[str, tuple[str, int]]:
         """Jobs to take ahead, each with the run (id, attempt) in whose slot it will start:
         per bucket, its best waiting jobs, one per run of ``runs`` that ``worker`` still
-        holds there, for buckets whose limits are concurrency only."""
+        holds there, for buckets whose limits are concurrency only; never one of ``taken``
+        (picked to start now by the same claim, still pending)."""
         served = set(serve)
         by_bucket: dict[str, list[tuple[str, int]]] = {}
         for bucket, run, attempt in runs:
@@ -790,13 +891,15 @@ class SQLiteBackend(SQLiteBatches, Listings):
             f"SELECT * FROM (SELECT id, queue FROM {self.t}"
             " WHERE queue = ? AND state = 'pending' ORDER BY priority DESC, run_at, id LIMIT ?)"
         )
+        skip = set(taken)
         rows = conn.execute(
             " UNION ALL ".join([part] * len(by_bucket)),
-            [x for bucket, held in by_bucket.items() for x in (bucket, len(held))],
+            [x for bucket, held in by_bucket.items() for x in (bucket, len(held) + len(skip))],
         ).fetchall()
         pairs: dict[str, tuple[str, int]] = {}
         for job_id, bucket in rows:
-            pairs[job_id] = by_bucket[bucket].pop(0)
+            if job_id not in skip and by_bucket[bucket]:
+                pairs[job_id] = by_bucket[bucket].pop(0)
         return pairs
 
     def _settle_ahead(self, conn: sqlite3.Connection, low: str, high: str, now: float) -> dict[str, int]:
@@ -827,6 +930,35 @@ class SQLiteBackend(SQLiteBatches, Listings):
             conn.executemany(f"UPDATE {self.t} SET started_at = ? WHERE id = ? AND started_at = ?", started)
             conn.executemany(f"DELETE FROM {self.ns}_ahead WHERE bucket = ? AND id = ?", settled)
         return waiting
+
+    def _waiting_ahead(self, conn: sqlite3.Connection, low: str, high: str) -> dict[str, int]:
+        """What ``_settle_ahead`` returns, read alone: counted in one statement, which
+        settles nothing."""
+        return dict(
+            conn.execute(
+                f"SELECT a.bucket, count(*) FROM {self.ns}_ahead a"
+                f" JOIN {self.t} y ON y.id = a.id JOIN {self.t} x ON x.id = a.after"
+                " WHERE a.bucket > ? AND a.bucket < ? AND y.state = 'active' AND y.started_at = a.claimed"
+                " AND y.locked_by = a.worker AND x.state = 'active' AND x.locked_by = a.worker"
+                " AND x.attempts = a.attempt GROUP BY a.bucket",
+                (low, high),
+            ).fetchall()
+        )
+
+    def _settle_mine(self, conn: sqlite3.Connection, ended: Sequence[str], now: float) -> None:
+        """Settle the rows of jobs this process took ahead of the runs ``ended`` (whose
+        outcomes it writes now): like ``_settle_ahead``, the job starts in its run's slot
+        now, unless it is no longer as claimed."""
+        rows = [row for run in ended if (row := self._follows.pop(run, None)) is not None]
+        if rows:
+            conn.executemany(
+                f"UPDATE {self.t} SET started_at = ? WHERE id = ? AND started_at = ?",
+                [(now, job_id, claimed) for _, job_id, claimed in rows],
+            )
+            conn.executemany(
+                f"DELETE FROM {self.ns}_ahead WHERE bucket = ? AND id = ?",
+                [(bucket, job_id) for bucket, job_id, _ in rows],
+            )
 
     def _unpaused(self, conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[str]:
         """The queues a limited claim serves, in order, without the paused ones; every
@@ -891,8 +1023,17 @@ class SQLiteBackend(SQLiteBatches, Listings):
             (low, high, queue),
         ):
             (active if state == "active" else ready)[name] = n
-        # Jobs taken ahead are active but hold no slot while their run is active.
-        for name, n in self._settle_ahead(conn, low, high, now).items():
+        # Jobs taken ahead are active but hold no slot while their run is active. The rows of
+        # runs that ended are settled by the acknowledgements of the process that took them
+        # (_settle_mine); those of other ends (a lost lease, a crash) by a pass over them all
+        # at most every AHEAD_SETTLE seconds: between passes, such a row is read and not
+        # counted.
+        if time.monotonic() - self._settled.get(queue, -1e9) > AHEAD_SETTLE:
+            waiting = self._settle_ahead(conn, low, high, now)
+            self._settled[queue] = time.monotonic()
+        else:
+            waiting = self._waiting_ahead(conn, low, high)
+        for name, n in waiting.items():
             active[name] = active.get(name, 0) - n
         tokens = self._tokens(conn, rated(queue, limits, ready))
         cap, room = rooms(queue, limits, active, ready, tokens, want, now, next(self._turns))
@@ -963,6 +1104,44 @@ class SQLiteBackend(SQLiteBatches, Listings):
     def complete(self, results: Sequence[tuple[str, bytes | None]], worker: str, now: float) -> None:
         if not results:
             return
+        if not self._claims_limited:
+            with self._write() as conn:
+                self._complete_in(conn, results, worker, now)
+            return
+        # A process that claims limited jobs: its fetcher's claim, if it holds the write lock
+        # now or takes it first, writes these outcomes in its own transaction (_absorb_acks),
+        # which frees their slots for that very claim and spares a transaction; this call
+        # then only waits for that commit.
+        ack = _Ack(results, worker, now)
+        with self._acks_lock:
+            self._acks.append(ack)
+        conn = self._conn()
+        with self._write_lock:
+            if ack.done:
+                return
+            with self._acks_lock:
+                waiting, self._acks = self._acks, []
+            if not any(other is ack for other in waiting):
+                waiting.append(ack)  # taken by a claim whose transaction failed: written here
+            with self._transaction(conn):
+                for each in waiting:
+                    self._complete_in(conn, each.results, each.worker, each.now)
+            for each in waiting:
+                each.done = True
+
+    def _absorb_acks(self, conn: sqlite3.Connection, into: list[_Ack]) -> None:
+        """Write the outcomes that complete() calls of this process wait to write, in the
+        caller's write transaction; ``into`` collects them, to be marked done once it
+        commits (until then their callers, waiting for the write lock, know nothing)."""
+        with self._acks_lock:
+            waiting, self._acks = self._acks, []
+        for ack in waiting:
+            self._complete_in(conn, ack.results, ack.worker, ack.now)
+        into += waiting
+
+    def _complete_in(
+        self, conn: sqlite3.Connection, results: Sequence[tuple[str, bytes | None]], worker: str, now: float
+    ) -> None:
         # Two statements, which split the jobs between them: one for jobs outside workflows
         # with no error to clear (nearly all), which leaves last_error out so that no
         # workflow trigger runs for them (see sqlite_batches); one for the others (a job of a
@@ -983,28 +1162,29 @@ class SQLiteBackend(SQLiteBatches, Listings):
         empty = [job_id for job_id, result in results if result is None]
         valued = [(now, result, job_id, worker) for job_id, result in results if result is not None]
         # rowcount, not total_changes: the latter also counts the rows the triggers touch.
-        with self._write() as conn:
-            taken = [0, 0]
-            for i in range(0, len(empty), 500):
-                chunk = empty[i : i + 500]
-                where = f" WHERE id IN ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'"
-                for n, (sets, which) in enumerate(kinds):
-                    statement = f"UPDATE {self.t} {sets.format(result='NULL')}{where}{which}"
-                    got = conn.execute(statement, [now, *chunk, worker]).rowcount
-                    taken[n] += got
-                    if got >= len(chunk):
-                        break
-            if valued:
-                where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
-                for n, (sets, which) in enumerate(kinds):
-                    statement = f"UPDATE {self.t} {sets.format(result='?')}{where}{which}"
-                    got = conn.executemany(statement, valued).rowcount
-                    taken[n] += got
-                    if got >= len(valued):
-                        break
-            self._count(conn, now, processed=sum(taken), failed=0)
-            if taken[0] < taken[1]:
-                self._flow_first = not self._flow_first
+        taken = [0, 0]
+        for i in range(0, len(empty), 500):
+            chunk = empty[i : i + 500]
+            where = f" WHERE id IN ({','.join('?' * len(chunk))}) AND locked_by = ? AND state = 'active'"
+            for n, (sets, which) in enumerate(kinds):
+                statement = f"UPDATE {self.t} {sets.format(result='NULL')}{where}{which}"
+                got = conn.execute(statement, [now, *chunk, worker]).rowcount
+                taken[n] += got
+                if got >= len(chunk):
+                    break
+        if valued:
+            where = " WHERE id = ? AND locked_by = ? AND state = 'active'"
+            for n, (sets, which) in enumerate(kinds):
+                statement = f"UPDATE {self.t} {sets.format(result='?')}{where}{which}"
+                got = conn.executemany(statement, valued).rowcount
+                taken[n] += got
+                if got >= len(valued):
+                    break
+        self._count(conn, now, processed=sum(taken), failed=0)
+        if self._follows:
+            self._settle_mine(conn, [job_id for job_id, _ in results], now)
+        if taken[0] < taken[1]:
+            self._flow_first = not self._flow_first
 
     def fail(self, failures: Sequence[Failure], worker: str, now: float) -> None:
         if not failures:
@@ -1040,6 +1220,10 @@ class SQLiteBackend(SQLiteBatches, Listings):
                 ],
             ).rowcount
             self._count(conn, now, processed=changed, failed=changed)
+            if self._follows:
+                self._settle_mine(conn, [f.id for f in failures], now)
+                if snoozed:
+                    self._settle_mine(conn, [f.id for f in snoozed], now)
             workflows.cascade(conn, self.ns, now)
 
     def _count(self, conn: sqlite3.Connection, now: float, processed: int, failed: int) -> None:

@@ -613,7 +613,8 @@ class RedisBatches:
         self.enqueued(plan, replies, self._stored(plan.scripts, [], plan.by_queue))
 
     def housekeep_batches(self, queues: Sequence[str], now: float, finished_before: float) -> None:
-        """What a crash left between the steps: every queue's outbox, then the fire set;
+        """What a crash left between the steps: the outboxes of ``queues`` (recover passes
+        those it found with moves), then the fire set;
         intakes past their deadline (their creator died) repaired, a few per call; then
         batches that finished before ``finished_before`` deleted, a page per call."""
         self.forward_batches(queues)

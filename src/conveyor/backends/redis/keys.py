@@ -14,6 +14,8 @@ Layout (``ns`` is the app's namespace, ``q`` a queue name, ``p`` a priority)::
     {ns}:hints            HASH   Cluster: queue -> token of the last write that made one of
                                  its jobs wait; a fetch passes over the queues not in it
                                  (store.py, _fetch_slots). A hint, never state
+    {ns}:hintv            STRING Cluster: a count raised after each write of {ns}:hints, so
+                                 that a fetch reads them again only when they grew
     {ns:q}:j:<id>         HASH   one job: p payload, m "priority|max_attempts|timeout|
                                  created_at" (the settings no script changes, one field: a
                                  hash's fields are scanned one by one), s state, ra run_at,
@@ -120,7 +122,7 @@ WAKE_TOKENS: Final = 16
 class Keys:
     """The key names of one namespace."""
 
-    __slots__ = ("hints", "limited", "ns", "partitions", "queues", "seen", "where", "workers")
+    __slots__ = ("hints", "hintv", "limited", "ns", "partitions", "queues", "seen", "where", "workers")
 
     def __init__(self, namespace: str) -> None:
         self.ns = namespace
@@ -132,6 +134,7 @@ class Keys:
         self.limited = g + "limited"
         self.partitions = g + "partitions"
         self.hints = g + "hints"
+        self.hintv = g + "hintv"
 
     def prefix(self, queue: str) -> str:
         """``{ns:q}:``, the start of every key of ``queue`` (scripts get it as ARGV[1]); a
@@ -199,6 +202,9 @@ class Keys:
 
     def hint_drop(self) -> list[str]:
         return [self.hints]
+
+    def hints_read(self) -> list[str]:
+        return [self.hints, self.hintv, self.queues]
 
     def complete(self, queue: str, worker: str) -> list[str]:
         p = self.prefix(queue)

@@ -82,6 +82,9 @@ LOOK_AT_ALL: Final = 2.0
 HINTS_FRESH: Final = 0.1
 #: Cluster: queues a fetch counts at most in one round-trip (beside its claims).
 COUNT_AT_ONCE: Final = 32
+#: Cluster: due jobs a count (due.lua) or a claim's reply counts in a queue at most: more
+#: than a fetch asks for, so that a queue known with fewer gives all it has.
+COUNT_UP_TO: Final = 10_000
 #: Cluster: seconds a queue's hint may name a token its queue never confirms (a stamp lost
 #: with its write's connection) before a fetch that finds the queue empty drops it anyway.
 HINT_GRACE: Final = 2.0
@@ -167,13 +170,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         # due (queue -> (the token then, when to look again)), when each token was first
         # seen, the due jobs each queue was last found with, and the next look at every queue.
         self._hints: dict[str, bytes] = {}
+        self._hints_count: bytes | None = None  # {ns}:hintv when the hints were read
+        self._registry_size: int | None = None  # {ns}:queues's size when it was read
         self._quiet: dict[str, tuple[bytes | None, float]] = {}
         self._hint_seen: dict[str, tuple[bytes, float]] = {}
         self._due: dict[str, int] = {}
         self._typical = 64.0  # the due jobs a queue is found with, a running mean
         self._head_filled = False  # did the last fetch's first claim fill it?
         self._hints_fresh = -1e9  # (monotonic) until when the hints read last are fresh
-        self._to_check: set[str] = set()  # queues to count with the next calls (see there)
+        self._due_hint: dict[str, bytes | None] = {}  # the stamp each of _due was learned under
+        self._claims: tuple[str, set[str]] = ("", set())  # a fetch's token, the queues it claimed from
         self._drops: list[Any] = []  # (queue, token) to drop from the hints, the same
         self._look_at_all = -1e9
         if self.cluster:
@@ -400,11 +406,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         records: Sequence[JobRecord],
         max_queue_length: int | None,
         by_queue: dict[str, list[JobRecord]] | None = None,
+        grouped: dict[str, list[Any]] | None = None,
     ) -> EnqueuePlan:
         """What ``enqueue`` sends, for this client or the async one (``aio.py``) to send, and
         to hand back to ``enqueued``: raises ``QueueFull`` at once for a batch no queue could
         take. ``by_queue``: the records already split by the queue (or partition) each goes
-        to (``batches.py`` marks them there first)."""
+        to (``batches.py`` marks them there first); ``grouped``: each queue's enqueue.lua
+        arguments from ``groups``, already built (the async client builds them in slices)."""
         if by_queue is None:
             by_queue = self._split(records)
         if max_queue_length is not None:
@@ -416,7 +424,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                         f"{len(batch)} at once would pass that limit"
                     )
         fresh = self._unregistered(by_queue)
-        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length)
+        scripts = self._enqueue_calls(by_queue, fresh, max_queue_length, grouped)
         parents = self._register_parents(by_queue, fresh)
         # The partition counts are read again with the registry, in the same round-trip.
         reread = [Call(None, "HGETALL", self.keys.partitions)] if fresh else []
@@ -449,7 +457,11 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         return [Call(None, "SADD", self.keys.queues, *parents)] if parents else []
 
     def _enqueue_calls(
-        self, by_queue: dict[str, list[JobRecord]], fresh: list[str], max_queue_length: int | None
+        self,
+        by_queue: dict[str, list[JobRecord]],
+        fresh: list[str],
+        max_queue_length: int | None,
+        grouped: dict[str, list[Any]] | None = None,
     ) -> list[Call]:
         """One enqueue.lua call per queue; ``fresh`` queues are added to the registry."""
         now = time.time()
@@ -464,7 +476,7 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 WAKE_TOKENS,
                 queue,
                 "b" if SEP in queue else "1" if queue in fresh else "",
-                *groups(batch),
+                *(groups(batch) if grouped is None else grouped[queue]),
             ]
             calls.append(Call("enqueue", keys, args))
         return calls
@@ -697,10 +709,17 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         return got
 
     def _fetch_call(
-        self, queues: Sequence[str], limit: int, worker: str, lease_until: float, now: float, token: str
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker: str,
+        lease_until: float,
+        now: float,
+        token: str,
+        left_after: bool = False,
     ) -> Call:
         """One fetch.lua call over ``queues`` in order (a single queue on Cluster, where a
-        script stays in one slot)."""
+        script stays in one slot; ``left_after``: its reply ends with what is left in it)."""
         # A worker sends the same queues fetch after fetch: their names are built once.
         names = (worker, *queues)
         built = self._fetch_keys.get(names)
@@ -711,9 +730,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self._fetch_keys[names] = built
         keys, prefixes = built
         # The claim is remembered for a minute: long enough for redis-py to re-send.
-        return Call(
-            "fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *prefixes[1:]]
-        )
+        more = ("?", max(limit, COUNT_UP_TO)) if left_after else prefixes[1:]
+        return Call("fetch", keys, [prefixes[0], limit, worker, lease_until, now, token, 60000, "", *more])
 
     # -- limits ---------------------------------------------------------------------------
     def _limited_now(self) -> set[str]:
@@ -837,6 +855,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         token = os.urandom(6).hex()
         calls = [Call(None, "SET", self.keys.prefix(q) + "hint", token) for q in queues]
         calls.append(Call(None, "HSET", self.keys.hints, *(x for q in queues for x in (q, token))))
+        # After the HSET, on the same connection: a fetch that sees the count raised reads
+        # hints at least this new (hints_read.lua).
+        calls.append(Call(None, "INCR", self.keys.hintv))
+        # This process's own fetches know at once (not at their next read of the hints) that
+        # these queues may hold more than they were last found with.
+        hint = token.encode()
+        for q in queues:
+            self._hints[q] = hint
+            self._due.pop(q, None)
+            self._quiet.pop(q, None)
         return calls
 
     def _fetch_slots(
@@ -850,11 +878,16 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         turn: int,
     ) -> list[JobRecord]:
         """``_fetch`` on Cluster, where each queue is a slot of its own and a script stays
-        in one slot, so one call cannot walk the queues: a round-trip claims from the first
-        queue in order that may have jobs and, if the jobs it was last seen with may not
-        fill the batch, counts those of the next ones (due.lua), all in one pipeline (one
-        round-trip to each node, in parallel); what is still free is claimed from the queues
-        counted, in order, in the next round-trip, never one per queue.
+        in one slot, so one call cannot walk the queues: a round-trip claims from the queues
+        in order whose due jobs are known (a claim's reply ends with what is left in its
+        queue, a count of due.lua says it too) and from the first one after them that may
+        have jobs, for the rest; if the jobs that one was last seen with may not fill the
+        batch, it counts the next ones instead (due.lua), all in one pipeline (one round-trip
+        to each node, in parallel); what is still free is claimed from the queues counted,
+        in order, in the next round-trip, never one per queue. The first round-trip claims
+        only while the hints it goes by were read within ``HINTS_FRESH`` (a queue before
+        those it claims from may have jobs the hints do not show yet), else from the first
+        queue of all only.
 
         Which queues may have jobs comes from the hints (``{ns}:hints``): every write that
         makes a job wait leaves a new token there and, behind the write in the queue's own
@@ -864,12 +897,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         due is passed over until the first is, or its hint changes. So an empty queue costs
         a fetch nothing. Every ``LOOK_AT_ALL`` seconds a fetch looks at every queue, hinted
         or not: the hints are a shortcut, the queues the truth. A queue that gave less than
-        it counted (another worker was quicker) leaves the batch short, never over."""
+        it was known with (another worker was quicker) leaves the batch short, never over."""
         order = self._shards(queues, turn) if queues is not None else self._order(turn)
         held, beaten = self._held, self._beaten
         every = time.monotonic() >= self._look_at_all
         if every:
             self._look_at_all = time.monotonic() + LOOK_AT_ALL
+        fresh = time.monotonic() < self._hints_fresh
+        # A fetch sent again (its reply lost, or a later step of it failed) asks the queues
+        # it claimed from with this token again, counting them first: fetch.lua gives the
+        # same token its jobs again, never more, and due.lua counts them.
+        if self._claims[0] != token:
+            self._claims = (token, set())
+        redo = set(self._claims[1])
         got: list[JobRecord] = []
         tried: set[str] = set()
         known: dict[str, int] = {}  # queues counted in this fetch with due jobs: how many
@@ -879,17 +919,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         for step in range(4):
             room = limit - len(got)
             claims: list[tuple[str, int]] = []
-            counts: dict[str, int] = {}  # of the queues claimed from by their count
             counted: list[str] = []
-            # One pass over the queues in order. Those counted earlier in this fetch are
-            # claimed from by their counts. The first one not tried yet that may have jobs
-            # is asked for the rest (it may well fill the batch alone): in the first step
-            # only if it is the first queue of all, as the hints this step uses are those of
-            # the last fetch (read again in this step), and a queue before it may have jobs
-            # they do not show; after it, none is claimed from in this step. The next ones
-            # are counted while the jobs they were last seen with (unknown: as many as
-            # queues here are found with; once a queue ran dry in this fetch, no more than
-            # it gave) may not fill the batch, at most COUNT_AT_ONCE a step.
+            # One pass over the queues in order. Those counted earlier in this fetch, and
+            # those whose due jobs an earlier fetch learned while their hint is still the
+            # same (no write since: the count may only have fallen, or grown by jobs coming
+            # due), are claimed from by their counts; in the first step only while the hints
+            # are fresh. The first one not tried yet that may have jobs and is not known is
+            # asked for the rest (it may well fill the batch alone): in the first step only
+            # if the hints are fresh or it is the first queue of all; after it, none is
+            # claimed from in this step. The next ones are counted while the jobs they were
+            # last seen with (unknown: as many as queues here are found with; once a queue
+            # ran dry in this fetch, no more than it gave) may not fill the batch, at most
+            # COUNT_AT_ONCE a step.
+            claiming = step > 0 or fresh
             cover = -1
             typical = max(1, round(self._typical if ran_dry is None else min(self._typical, ran_dry)))
             for queue in order:
@@ -897,65 +939,79 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     break
                 if queue in known:
                     if cover < 0:
-                        counts[queue] = count = known.pop(queue)
-                        claims.append((queue, min(room, count)))
+                        claims.append((queue, min(room, known.pop(queue))))
                         room -= claims[-1][1]
                     continue
-                if queue in tried or queue in self._to_check or not (every or self._may_have(queue, now)):
-                    continue  # (one to check is counted below: claimed once it says it has some)
+                if queue in tried or not (every or queue in redo or self._may_have(queue, now)):
+                    continue
                 tried.add(queue)
-                if cover < 0 and (step or queue == order[0]):
+                due = None if queue in redo else self._known_due(queue)
+                if due is not None:
+                    if claiming and cover < 0:
+                        claims.append((queue, min(room, due)))
+                        room -= claims[-1][1]
+                        continue
+                    known[queue] = due  # (claimed by it in the next step if room is left)
+                elif cover < 0 and (claiming or queue == order[0]) and queue not in redo:
                     claims.append((queue, room))
                 else:
                     counted.append(queue)
-                cover = max(cover, 0) + self._due.get(queue, typical)
+                cover = max(cover, 0) + (self._due.get(queue, typical) if due is None else due)
                 if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
                     break
             if step and not claims and not counted:
                 break
-            # Queues that gave less than asked (in an earlier step or fetch) are counted with
-            # the next calls that go anyway, to learn why: never with this fetch's token once
-            # claimed from (a second fetch.lua of one token gives the first one's jobs again,
-            # its retry), so never claimed from twice in a fetch.
-            looked = counted + [q for q in self._to_check if q not in tried]
-            self._to_check.clear()
-            tried.update(looked)
-            calls = [self._fetch_call([q], n, worker, lease_until, now, token) for q, n in claims]
+            calls = [self._fetch_call([q], n, worker, lease_until, now, token, True) for q, n in claims]
             claimed_from.update(q for q, _ in claims)
-            for q in looked:
+            self._claims[1].update(q for q, _ in claims)
+            for q in counted:
+                # Never with this fetch's token once claimed from (a second fetch.lua of one
+                # token gives the first one's jobs again, its retry): never claimed twice.
                 asking = "" if q in claimed_from else token
-                calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, limit, asking]))
+                up_to = max(limit, COUNT_UP_TO)
+                calls.append(Call("due", self.keys.due(q, worker), [self.keys.prefix(q), now, up_to, asking]))
             dropping = bool(self._drops)
             if dropping:
                 calls.append(Call("hint_drop", self.keys.hint_drop(), self._drops))
                 self._drops = []
-            # The hints and the registry (queues new since) are read whole, a field per queue:
-            # not while the first queue of each fetch fills the batch and they are fresh.
-            stale = not self._head_filled or time.monotonic() >= self._hints_fresh
+            # The hints and the registry (queues new since), each sent only if it grew since
+            # this process read it (whole at each look at every queue): not while the first
+            # queue of each fetch fills the batch and they are fresh for a while yet (read
+            # again before they are stale, so that the next fetch claims in its first step).
+            stale = not self._head_filled or time.monotonic() >= self._hints_fresh - HINTS_FRESH / 2
             reading = not read and (step > 0 or stale or not calls)
             if reading:
-                calls.append(Call(None, "HGETALL", self.keys.hints))
-                if queues is None:
-                    calls.append(Call(None, "SMEMBERS", self.keys.queues))
+                seen = "" if every or self._hints_count is None else self._hints_count
+                size = (
+                    "-"
+                    if queues is not None
+                    else ""
+                    if every or self._registry_size is None
+                    else self._registry_size
+                )
+                calls.append(Call("hints_read", self.keys.hints_read(), [seen, size]))
             reread = self._partitions_stale() if step == 0 else []
             calls += reread
             replies = self._wire.run(calls)
             for (queue, asked), flat in zip(claims, replies, strict=False):
-                some = claimed([queue], flat, worker, lease_until, now, held, beaten)
+                some = claimed([queue], flat[:-3], worker, lease_until, now, held, beaten)
                 got += some
-                # Less than asked, or all it was counted with (fewer than a batch): none left.
-                if len(some) < asked or len(some) >= counts.get(queue, limit) < limit:
-                    if queue not in counts:  # a queue's worth, run dry
-                        ran_dry = len(some)
-                        if some:
-                            self._typical += (len(some) - self._typical) / 8
-                    self._due[queue] = 0
-                    self._to_check.add(queue)  # why it has no more: the next calls say
+                left = int(flat[-3])
+                if left:
+                    self._quiet.pop(queue, None)
+                    self._due[queue] = left
+                    self._due_hint[queue] = flat[-1]  # (the queue's stamp, read with it)
                 else:
-                    self._due.pop(queue, None)  # it may have more: unknown
-            for queue, reply in zip(looked, replies[len(claims) :], strict=False):
+                    self._due[queue] = 0
+                    if len(some) < asked:  # a queue's worth, run dry
+                        ran_dry = len(some)
+                    self._drops += self._found_quiet(queue, flat[-3:], now)
+                if some and len(some) < limit:
+                    self._typical += (len(some) + left - self._typical) / 8
+            for queue, reply in zip(counted, replies[len(claims) :], strict=False):
                 count = int(reply[0])
                 self._due[queue] = count
+                self._due_hint[queue] = reply[2]
                 if count:
                     self._typical += (count - self._typical) / 8
                     if queue not in claimed_from:
@@ -963,15 +1019,19 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                     self._quiet.pop(queue, None)
                 else:
                     self._drops += self._found_quiet(queue, reply, now)
-            rest = replies[len(claims) + len(looked) + dropping :]
+            rest = replies[len(claims) + len(counted) + dropping :]
             if reread:
                 self._read_partitions(rest[-1])
             if reading:
                 read = True
                 self._hints_fresh = time.monotonic() + HINTS_FRESH
-                self._hints = {_text(k): v for k, v in hash_items(rest[0])}
-                if queues is None:
-                    self._learn(rest[1])
+                self._hints_count, hints, size, registry = rest[0]
+                if hints is not None:
+                    self._hints = {_text(k): v for k, v in hash_items(hints)}
+                if size is not None:
+                    self._registry_size = int(size)
+                if registry is not None:
+                    self._learn(registry)
             if reading or reread:
                 order = self._shards(queues, turn) if queues is not None else self._order(turn)
             if step == 0:
@@ -979,6 +1039,15 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             if len(got) >= limit:
                 break
         return got
+
+    def _known_due(self, queue: str) -> int | None:
+        """Cluster: the due jobs of ``queue`` as a claim's reply or a count last left them, if
+        some and its hint is the stamp the queue held then (no write since: each write leaves
+        a new token in both, its stamp first)."""
+        due = self._due.get(queue)
+        if not due or self._due_hint.get(queue, b"") != self._hints.get(queue):
+            return None
+        return due
 
     def _may_have(self, queue: str, now: float) -> bool:
         """Cluster: whether a fetch should look at ``queue`` (see ``_fetch_slots``)."""
@@ -1241,7 +1310,9 @@ class RedisBackend(RedisBatches, Admin, Periodic):
             self.client.hdel(self.keys.where, *gone[i : i + 1000])
         if changed:
             self.forward_batches(queues)  # expired jobs of batches count as cancelled
-        workflows.advance(self, queues, now)  # expired jobs others wait for
+            # Expired jobs others wait for (what other ends left to tell, recover tells: a
+            # read per queue, not repeated here for nothing).
+            workflows.advance(self, queues, now)
         return changed
 
     def _beyond(self, queues: list[str], dead_max: int, limit: int) -> dict[str, list[str]]:
@@ -1350,6 +1421,8 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         results = self._wire.run([*calls(queues), forget])[:-1]
         recovered, called = 0, queues
         gave_back: list[str] = []
+        boxed: dict[str, None] = {}  # queues whose batch outboxes hold moves
+        untold: dict[str, None] = {}  # queues with ends whose dependents are to be told
         while True:
             pruned: list[bytes] = []
             full: list[str] = []
@@ -1357,9 +1430,14 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 recovered += int(result[0])
                 if int(result[0]) and queue not in gave_back:
                     gave_back.append(queue)
+                more = int(result[1])
+                if more & 1:
+                    boxed[queue] = None
+                if more & 2:
+                    untold[queue] = None
                 if queue != DEFAULT:  # the default queue's jobs are not in the index
-                    pruned += result[1:]
-                if len(result) - 1 >= limit:
+                    pruned += result[2:]
+                if len(result) - 2 >= limit:
                     full.append(queue)
             for i in range(0, len(pruned), 1000):
                 self.client.hdel(self.keys.where, *pruned[i : i + 1000])
@@ -1379,11 +1457,13 @@ class RedisBackend(RedisBatches, Admin, Periodic):
         ready = [Call(None, "ZADD", self.keys.ready(split(q)[0]), 0, q) for q in queues if SEP in q]
         if ready:
             self._wire.run(ready)
-        # Batch jobs that ended here, or whose forward a crash cut short (batches.py).
-        self.housekeep_batches(queues, now, completed_before)
+        # Batch jobs that ended here, or whose forward a crash cut short (batches.py): the
+        # queues whose outboxes recover.lua found with moves (a read per queue and outbox
+        # was most of a pass's calls with many queues).
+        self.housekeep_batches(list(boxed), now, completed_before)
         # Dependents left untold by a worker that died after ending their dependency, and
-        # lost runs (dead, cancelled) others wait for.
-        workflows.advance(self, queues, now)
+        # lost runs (dead, cancelled) others wait for: the queues with ends to tell.
+        workflows.advance(self, list(untold), now)
         return recovered
 
     def wait_and_fetch(

@@ -67,6 +67,7 @@ SCRIPTS: Final = (
     "fetch",
     "due",
     "hint_drop",
+    "hints_read",
     "fetch_limited",
     "complete",
     "fail",

@@ -23,7 +23,9 @@
 --          Such a call returns that now first, then the jobs.
 -- ARGV[9…] the prefix of each further queue, whose seven keys the script builds from it as
 --          it builds a job's (off Cluster only: on Cluster a call stays in one slot, one queue;
---          two hundred queues' keys as arguments cost the server more than the rest)
+--          two hundred queues' keys as arguments cost the server more than the rest); or
+--          ARGV[9] "?" (Cluster): one queue, and the reply ends with what is left in it,
+--          its due jobs counted up to ARGV[10]
 --
 -- Returns, for each queue that gave jobs: its position (1 = the first), how many it gave,
 -- then 7 values per job: id, p m ra a e tb of its hash (nil where absent), in claim order:
@@ -31,6 +33,11 @@
 -- the rest: state 'active', locked_by, lease_until, started_at. The same token again
 -- (redis-py re-sends a call whose reply was lost) returns the same jobs instead of claiming
 -- more, so a claim is never orphaned by a retry.
+--
+-- With ARGV[9] "?" the reply ends with three values more, what a count (due.lua) of the
+-- queue after the claim would say, so the caller knows it without counting it again: its
+-- due jobs up to ARGV[10], the earliest run_at of its waiting jobs when none is due (''
+-- when none waits, 'paused'), and its hint stamp ({ns:q}:hint, false when none).
 local worker, lease_until, now = ARGV[3], ARGV[4], ARGV[5]
 local out = {}
 if ARGV[8] and ARGV[8] ~= '' then
@@ -155,7 +162,9 @@ local function fetch_queue(prefix, k)
   return c
 end
 
-for q = 1, #ARGV - 7 do
+local left_after = ARGV[9] == '?'
+local queues = left_after and 1 or #ARGV - 7
+for q = 1, queues do
   if total >= limit then break end
   local prefix, k = ARGV[1], KEYS
   if q > 1 then
@@ -179,5 +188,27 @@ if total > 0 and not again and redis.call('LINDEX', KEYS[7], 0) ~= ARGV[6] then
   redis.call('DEL', KEYS[7])
   redis.call('RPUSH', KEYS[7], ARGV[6])
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
+end
+if left_after then
+  local cap = tonumber(ARGV[10]) or limit
+  local left, first, upcoming = 0, nil, ''
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    upcoming = 'paused'
+  else
+    for _, p in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+      if left >= cap then break end
+      local wkey = ARGV[1] .. 'w:' .. p
+      local due = redis.call('ZCOUNT', wkey, '-inf', now)
+      left = left + due
+      if due == 0 then
+        local head = redis.call('ZRANGE', wkey, 0, 0, 'WITHSCORES')[2]
+        if head and (first == nil or tonumber(head) < tonumber(first)) then first = head end
+      end
+    end
+    if left == 0 then upcoming = first or '' end
+  end
+  out[n + 1] = math.min(left, cap)
+  out[n + 2] = upcoming
+  out[n + 3] = redis.call('GET', ARGV[1] .. 'hint')
 end
 return out

@@ -26,8 +26,11 @@
 -- ARGV[9]  completed jobs deleted at most (the caller calls again while a call deletes as
 --          many: every other part of this script costs only what it finds)
 --
--- Returns {recovered, id of each deleted completed job…}: the caller drops those ids from
--- the namespace's id index (a leftover entry only makes get() look once more and miss).
+-- Returns {recovered, more, id of each deleted completed job…}: the caller drops those ids
+-- from the namespace's id index (a leftover entry only makes get() look once more and miss).
+-- more: 1 if the queue's batch outboxes ({ns:q}:bmoves, {ns:q}:bout) hold moves, plus 2 if
+-- its deps_todo set holds ends whose dependents are to be told: housekeeping reads those of
+-- the queues that have them only, not a command per queue and outbox.
 local prefix, now = ARGV[1], ARGV[2]
 local nownum = tonumber(now)
 local recovered = 0
@@ -129,7 +132,7 @@ for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   if redis.call('ZCARD', wkey) == 0 then redis.call('ZREM', KEYS[4], p) end
 end
 
-local out = {recovered}
+local out = {recovered, 0}
 local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[9] or 1000))
 for i = 1, #old, 1000 do
   local j = math.min(i + 999, #old)
@@ -155,4 +158,7 @@ if mark and not mark.err then
     end
   end
 end
+-- (Last: the moves and ends this call made are in.)
+if redis.call('EXISTS', prefix .. 'bmoves', prefix .. 'bout') > 0 then out[2] = 1 end
+if redis.call('EXISTS', KEYS[13]) == 1 then out[2] = out[2] + 2 end
 return out

@@ -1,6 +1,7 @@
--- conveyor PostgreSQL schema, version 15: a rate limit's burst is never less than one
--- second's allowance (conveyor.limits.Limit.burst). Runs inside one transaction with
--- search_path set to the namespace's schema.
+-- conveyor PostgreSQL schema (declared as version 17 in session 15; numbered after whatever
+-- precedes it at merge): a rate limit's burst is never less than one second's allowance
+-- (conveyor.limits.Limit.burst). Runs inside one transaction with search_path set to the
+-- namespace's schema.
 --
 -- The burst was a tenth of a period's allowance: 0.1 s for a per-second rate, about the gap
 -- between two claims of one idle worker (its 50 ms poll plus the claim). Tokens past the
