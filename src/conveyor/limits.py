@@ -51,9 +51,17 @@ class Limit:
 
     @property
     def burst(self) -> int:
-        """Starts allowed at once after a quiet spell: a tenth of a period's allowance, at
-        least one. Over any span of T seconds at most ``burst + rate * T / per`` jobs start."""
-        return max(1, math.ceil((self.rate or 0) / 10))
+        """Starts allowed at once after a quiet spell: a tenth of a period's allowance, but
+        never less than one second's (``"20/s"``: 20), and at least one. Over any span of T
+        seconds at most ``burst + rate * T / per`` jobs start.
+
+        Workers claim by polling (every 50 ms when idle, plus the claim's round-trip, longer
+        on a loaded machine or while a worker's threads are busy), and tokens past the burst
+        are lost: the burst must hold the tokens of a gap between two claims, or the rate
+        goes unused with jobs waiting. A tenth of a second, the burst of per-second rates
+        before, was about one idle worker's gap."""
+        rate = self.rate or 0
+        return max(1, math.ceil(rate / 10), math.ceil(rate / self.per) if self.per else 0)
 
     def encode(self) -> str:
         """``concurrency|rate|per`` (empty where unset): how stores keep a definition."""

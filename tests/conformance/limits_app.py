@@ -13,6 +13,10 @@ from conveyor import Conveyor
 RUN = 0.05
 #: Seconds each run of the quick ones lasts: short enough for workers to take jobs ahead.
 QUICK = 0.005
+#: Slots of the task that keeps most of the workers' threads busy, and how long its runs last
+#: (short enough for jobs ahead: each worker holds two ahead per run besides its runs).
+BUSY_SLOTS = 21
+BUSY_RUN = 0.1
 
 
 def _log(line: str) -> None:
@@ -49,6 +53,12 @@ def register(app: Conveyor) -> None:
         start = time.time()
         time.sleep(QUICK)
         _log(f"quickkey {key} {start!r} {time.time()!r}")
+
+    @app.task(name="lim.busy", concurrency=BUSY_SLOTS)
+    def busy(n: int) -> None:
+        start = time.time()
+        time.sleep(BUSY_RUN)
+        _log(f"busy - {start!r} {time.time()!r}")
 
     @app.task(name="lim.rated", rate="20/s")
     def rated(n: int) -> None:

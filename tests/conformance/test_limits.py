@@ -59,14 +59,40 @@ def test_each_key_has_its_own_slots(app: Conveyor) -> None:
 
 
 def test_rate_meters_starts_with_the_stated_burst(app: Conveyor) -> None:
-    limited = _limited(app, rate="10/s")  # burst 1: one start per 0.1 s
+    limited = _limited(app, rate="10/m")  # burst 1 (a tenth of the period's): one start per 6 s
     jobs = [limited.enqueue(n) for n in range(5)]  # type: ignore[attr-defined]
     now = time.time() + 1
     assert ids(app.backend.fetch(None, 20, "w", 30, now)) == [jobs[0].id]
-    assert app.backend.fetch(None, 20, "w", 30, now + 0.05) == []
-    assert ids(app.backend.fetch(None, 20, "w", 30, now + 0.11)) == [jobs[1].id]
+    assert app.backend.fetch(None, 20, "w", 30, now + 3) == []
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 6.1)) == [jobs[1].id]
     # A quiet spell fills the bucket up to its burst, no more.
-    assert ids(app.backend.fetch(None, 20, "w", 30, now + 60)) == [jobs[2].id]
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 3600)) == [jobs[2].id]
+
+
+def test_a_per_second_rate_bursts_one_seconds_allowance(app: Conveyor) -> None:
+    limited = _limited(app, rate="4/s")  # burst 4 (a second's), then one start per 0.25 s
+    jobs = [limited.enqueue(n) for n in range(12)]  # type: ignore[attr-defined]
+    now = time.time() + 1
+    assert ids(app.backend.fetch(None, 20, "w", 30, now)) == [j.id for j in jobs[:4]]
+    assert app.backend.fetch(None, 20, "w", 30, now + 0.2) == []
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 0.26)) == [jobs[4].id]
+    # A gap between claims shorter than the burst loses no tokens: 0.75 s made 3.
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 1.01)) == [j.id for j in jobs[5:8]]
+    # A quiet spell fills the bucket up to its burst, no more.
+    assert ids(app.backend.fetch(None, 20, "w", 30, now + 60)) == [j.id for j in jobs[8:12]]
+
+
+def test_claims_a_loaded_machine_spaces_out_still_start_the_whole_rate(app: Conveyor) -> None:
+    # Claims 0.3 s apart (workers busy or slow to be scheduled): the burst holds each gap's
+    # tokens, so every claim takes six and the rate is kept. With a burst of a tenth of a
+    # second, as before, each took two: a third of the rate, with jobs waiting.
+    limited = _limited(app, rate="20/s")
+    jobs = [limited.enqueue(n) for n in range(100)]  # type: ignore[attr-defined]
+    now = time.time() + 1
+    started = [len(app.backend.fetch(None, 50, "w", 30, now + 0.3 * n)) for n in range(11)]
+    # (Six a claim, give or take the float: a token's fraction carries over to the next.)
+    assert started[0] == 20 and all(5 <= n <= 7 for n in started[1:]) and sum(started) in (79, 80), started
+    assert len(jobs) - app.stats().queues["default"]["pending"] == sum(started)
 
 
 def test_a_held_job_does_not_block_the_jobs_behind_it(app: Conveyor) -> None:
@@ -160,18 +186,18 @@ def test_a_queue_listing_and_purge_include_its_limited_jobs(app: Conveyor) -> No
 def test_a_burst_worker_waits_for_the_jobs_its_limits_meter_out(app: Conveyor) -> None:
     runs: list[float] = []
 
-    @app.task(name="t.metered", rate="5/s")  # burst 1: one start every 0.2 s
+    @app.task(name="t.metered", rate="5/s")  # burst 5, then one start every 0.2 s
     def metered(n: int) -> None:
         runs.append(time.time())
 
-    for n in range(3):
+    for n in range(7):
         metered.enqueue(n)
     worker = app.worker(concurrency=4, burst=True, grace=5)
     thread = threading.Thread(target=worker.run)
     thread.start()
     thread.join(30)
-    assert not thread.is_alive() and len(runs) == 3
-    assert runs[2] - runs[0] >= 0.35  # two refills of 0.2 s each, give or take the clock
+    assert not thread.is_alive() and len(runs) == 7
+    assert runs[6] - runs[0] >= 0.35  # two refills of 0.2 s each, give or take the clock
 
 
 def test_limited_jobs_due_later_start_when_due_in_a_claim_of_their_queue(app: Conveyor) -> None:

@@ -89,14 +89,15 @@ def test_rates_and_the_token_bucket() -> None:
     assert parse_rate("100/m", "x") == (100, 60.0)
     assert parse_rate(" 5 / hour ", "x") == (5, 3600.0)
     limit = Limit(rate=20, per=1.0)
-    assert (
-        limit.burst == 2 and Limit(rate=5, per=1.0).burst == 1 and Limit(rate=1000, per=3600.0).burst == 100
-    )
-    assert allowed(limit, 0, None, 100.0) == 2  # starts full
-    state = spend(limit, None, 100.0, 2)
+    # A tenth of a period's allowance, never less than one second's, at least one.
+    bursts = {"20/s": 20, "1/s": 1, "100/m": 10, "5/m": 1, "15/m": 2, "600/m": 60, "1000/h": 100}
+    assert {text: Limit(None, *parse_rate(text, "x")).burst for text in bursts} == bursts
+    assert allowed(limit, 0, None, 100.0) == 20  # starts full
+    state = spend(limit, None, 100.0, 20)
     assert allowed(limit, 0, state, 100.0) == 0
     assert allowed(limit, 0, state, 100.05) == 1  # 20/s: one token every 50 ms
-    assert allowed(limit, 0, Tokens(0.0, 100.0), 1000.0) == 2  # never more than the burst
+    assert allowed(limit, 0, state, 100.5) == 10  # a gap shorter than the burst loses nothing
+    assert allowed(limit, 0, Tokens(0.0, 100.0), 1000.0) == 20  # never more than the burst
     assert allowed(Limit(concurrency=3), 2, None, 0.0) == 1
     assert Limit.decode(Limit(3, 10, 60.0).encode()) == Limit(3, 10, 60.0)
     assert Limit.decode("garbage") is None and Limit.decode("1|2|") is None

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -269,3 +270,27 @@ def test_sentinel_url_finds_the_master(redis_server: RedisServer, tmp_path: Path
     finally:
         sentinel.terminate()
         sentinel.wait(10)
+
+
+def test_a_run_listed_twice_takes_a_chain_of_jobs_ahead(app: Conveyor) -> None:
+    # chains_jobs_ahead: the second job taken for the same run follows the first, and holds
+    # no slot until that one ends (the worker fills a run's chain in one claim).
+    @app.task(name="t.chain", concurrency=1)
+    def chain(n: int) -> None: ...
+
+    jobs = [chain.enqueue(n) for n in range(5)]
+    now = time.time() + 2  # after every enqueue (a loaded machine): all due by then
+    store: Any = app.backend
+    assert store.chains_jobs_ahead
+    [first] = store.fetch(None, 1, "w1", 30, now)
+    run = (first.queue, first.id, first.attempts)
+    got, after = store.fetch_ahead(None, 0, "w1", 30, now, [run, run])
+    assert [r.id for r in got] == [jobs[1].id, jobs[2].id]
+    assert after == {jobs[1].id: first.id, jobs[2].id: jobs[1].id}
+    assert store.fetch(None, 5, "w2", 30, now) == []  # one slot, the run's
+    store.complete([(first.id, None)], "w1", now)
+    assert store.fetch(None, 5, "w2", 30, now) == []  # the first job ahead has it now
+    store.complete([(jobs[1].id, None)], "w1", now)
+    assert store.fetch(None, 5, "w2", 30, now) == []  # and then the second
+    store.complete([(jobs[2].id, None)], "w1", now)
+    assert [r.id for r in store.fetch(None, 5, "w2", 30, now)] == [jobs[3].id]

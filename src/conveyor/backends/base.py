@@ -284,7 +284,12 @@ class StoresLimits(Protocol):
         while the job it follows is active and held by ``worker`` at that attempt: the worker
         starts it only when that one ends, in its slot, and the store counts it from the
         moment it records that end. Returns the jobs, and for each one taken ahead the id of
-        the job it follows. Atomic like ``fetch``."""
+        the job it follows. Atomic like ``fetch``.
+
+        A store whose class sets ``chains_jobs_ahead = True`` takes a run listed k times up
+        to k jobs, each following the one taken before it for that run (the first follows
+        the run): a worker fills a run's chain in one claim. Other stores are sent each run
+        once."""
 
 
 @runtime_checkable

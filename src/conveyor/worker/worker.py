@@ -43,8 +43,12 @@ PREFETCH_LIMIT = 1000
 #: limit belongs in the store, where any worker with a free slot can take it.
 AHEAD_PACE = 0.25
 AHEAD_WAIT = 0.5
-#: Jobs ahead per run at most: each waits for the one before it (fewer, larger claims).
-AHEAD_DEPTH = 2
+#: Jobs ahead per run at most: each waits for the one before it (fewer, larger claims). A
+#: run gets as many as its slot runs in AHEAD_WAIT at the current pace, 2 at least: runs of
+#: 10 ms ended before the claim that asked for their next job answered (Redis,
+#: concurrency=50: most starts waited for a claim with 2, bench/LIMITS.md).
+AHEAD_DEPTH = 3
+AHEAD_DEPTH_MIN = 2
 #: Runs one slot serves in a row by jobs ahead before it goes back to the store: the jobs of
 #: a bucket's other slots, and of other keys, are not passed over for long.
 AHEAD_TURN = 8
@@ -101,7 +105,8 @@ class Worker:
         # A started job holds its limit's slot: one waiting in this worker's memory would keep
         # the slot from a worker with a free thread. So a limited worker claims to start only
         # what its free threads run at once, and claims again as soon as a quarter of its
-        # places are free; its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
+        # places are free, or LIMITED_IDLE_WAIT after its last claim with a thread free
+        # (``_limited_places``); its prefetch is made of jobs taken *ahead* (``fetch_ahead``): each
         # waits here without a slot for one run of its own limit and key in this worker to
         # end, and starts at once in that run's slot, with no round-trip (the store counts it
         # from the moment it records that run's end).
@@ -112,10 +117,12 @@ class Worker:
         self._asking: set[str] = set()  # runs whose next job the claim that is out asks for
         self._parked: dict[str, Outcome] = {}  # run -> its outcome, until that claim answers
         self._ahead_ok = False  # runs are short enough to take jobs ahead (AHEAD_PACE)
+        self._ahead_depth = AHEAD_DEPTH_MIN  # jobs ahead per run at most (AHEAD_DEPTH)
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
         self._rate_mark = (time.monotonic(), 0)
+        self._claimed = 0.0  # when a limited worker last claimed (monotonic)
         self._outage = 0.0  # the last pause after a failed store call; 0 while all is well
         self.burst = burst
         self.grace = grace
@@ -315,16 +322,22 @@ class Worker:
             room = free - now_places if self._ahead_ok and fetch_ahead is not None else 0
             asked: list[tuple[str, str, int]] = []
             if room > 0:
+                # A store that chains jobs ahead fills a run's chain in one claim; others
+                # give one job per run and claim (a chain then grows by one per claim, and
+                # runs shorter than a claim's round-trip end with none ahead).
+                chains = getattr(self._backend, "chains_jobs_ahead", False)
+                most = self._ahead_depth
                 for run, (bucket, attempts, chain) in self._runs.items():
                     # The end of the run's chain of jobs ahead, if shorter than AHEAD_DEPTH
                     # and the slot has not served AHEAD_TURN runs in a row (then it goes
                     # back to the store, where the other keys' jobs wait their turn).
                     last, depth = run, 0
-                    while depth < AHEAD_DEPTH and last in self._next:
+                    while depth < most and last in self._next:
                         record = self._next[last][1]
                         last, attempts, depth = record.id, record.attempts, depth + 1
-                    if depth < AHEAD_DEPTH and chain + depth + 1 < AHEAD_TURN:
-                        asked.append((bucket, last, attempts))
+                    more = min(most - depth, AHEAD_TURN - 1 - chain - depth, room - len(asked))
+                    if more > 0:
+                        asked.extend([(bucket, last, attempts)] * (more if chains else 1))
                         if len(asked) >= room:
                             break
             # A run asked for that ends while this claim is out keeps its outcome here (its
@@ -336,6 +349,7 @@ class Worker:
             with self._lock:
                 self._wait_here(0.05)
             return None
+        self._claimed = time.monotonic()
         records: list[Any] = []
         after: dict[str, str] = {}
         orphans: list[str] = []
@@ -483,11 +497,37 @@ class Worker:
         with self._lock:
             if self._fixed_prefetch is None or self._limited:
                 self._adapt_prefetch()
+            if self._limited:
+                return self._limited_places()
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
                 self._wait_here(0.05)
                 return 0
             return free
+
+    def _limited_places(self) -> int:
+        """A limited worker's places: its free threads (jobs to start now) plus the room left
+        for jobs ahead. Called under ``_lock``.
+
+        Jobs ahead never keep a free thread from a claim: counted against the same places,
+        they left a worker whose prefetch they filled claiming nothing to start, and a rated
+        bucket sharing the queue saw fewer claims (tokens past its burst are lost). A free
+        thread waits for a batch's worth of places at most LIMITED_IDLE_WAIT after the last
+        claim: the claim it makes then keeps a rate's tokens in use while the worker's other
+        threads are busy."""
+        if self._acks_behind():
+            self._wait_here(0.05)
+            return 0
+        threads = max(0, self.concurrency - (len(self._held) - len(self._next)))
+        room = max(0, self.capacity - self.concurrency - len(self._next))
+        if threads + room == 0 or (
+            self._held
+            and threads + room < self._batch_floor
+            and (threads == 0 or time.monotonic() - self._claimed < LIMITED_IDLE_WAIT)
+        ):
+            self._wait_here(0.05)
+            return 0
+        return threads + room
 
     def _wait_here(self, timeout: float) -> None:
         """``self._cond.wait`` in the loop's thread (the caller holds ``self._lock``)."""
@@ -528,6 +568,10 @@ class Worker:
             # (the runs in progress over the pace of ends: about the mean time of a run).
             running = len(self._held) - len(self._next)
             self._ahead_ok = rate > 0 and running / rate <= AHEAD_PACE
+            if self._ahead_ok and running:
+                # (A job k-th ahead waits about k runs: within AHEAD_WAIT, or it goes back.)
+                fits = int(AHEAD_WAIT * rate / running)
+                self._ahead_depth = max(AHEAD_DEPTH_MIN, min(AHEAD_DEPTH, fits))
         if self._fixed_prefetch is not None:
             return
         prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))

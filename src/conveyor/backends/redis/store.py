@@ -128,6 +128,10 @@ class RedisBackend(RedisBatches, Admin, Periodic):
     once N replicas have the write (``WAIT``), so an acknowledged job survives a failover.
     """
 
+    #: ``fetch_ahead`` takes a run listed k times k jobs ahead, each after the one before
+    #: (fetch_limited.lua): a worker fills a run's chain in one claim.
+    chains_jobs_ahead = True
+
     def __init__(self, url: str, namespace: str, replicas: int | None = None) -> None:
         if "{" in namespace or "}" in namespace:
             raise ConfigurationError(

@@ -22,7 +22,9 @@
 -- ARGV[8]  the queue's name
 -- ARGV[9]  most buckets to look at (the first by due time: FIFO across keys)
 -- ARGV[10…] 3 per job to take one ahead for (fetch_ahead): bucket, id, attempts of a job the
---          worker holds (running, or itself taken ahead)
+--          worker holds (running, or itself taken ahead). A job listed k times takes up to k,
+--          one after another: each follows the one taken before it for that job (the first
+--          follows the job itself), so a worker fills a run's chain in one claim.
 --
 -- A bucket's keys are its queue's prefix followed by "b:<limit name>\31<key>:" (same hash
 -- slot): prios, w:<p>, sched, retry, held:<worker>, leases, exactly as a queue's. Its running
@@ -84,7 +86,8 @@ local function definition(text)
   if c == nil then return nil end
   local d = {conc = tonumber(c), rate = tonumber(r), per = tonumber(p)}
   if d.rate and not (d.per and d.per > 0) then return nil end
-  if d.rate then d.burst = math.max(1, math.ceil(d.rate / 10)) end
+  -- limits.Limit.burst: a tenth of a period's allowance, never less than one second's.
+  if d.rate then d.burst = math.max(1, math.ceil(d.rate / 10), math.ceil(d.rate / d.per)) end
   return d
 end
 local function tokens_of(d, name)
@@ -244,7 +247,7 @@ local function claim(sp, squeue, id, ps)
     claimed[#claimed + 1] = squeue
     claimed[#claimed + 1] = id
     emit(squeue, id, v)
-    return true
+    return attempts
   elseif not v.err and redis.call('EXISTS', key) == 1 then
     -- A job hash without its payload (written by hand): dead, not silently dropped.
     redis.call('HSET', key, 's', 'dead', 'fa', now, 'e', 'bad record: the job hash has no payload (field p)')
@@ -274,14 +277,19 @@ end
 -- meters starts, and a job ahead starts later than it is claimed).
 if #ARGV >= 12 then
   local whole_def = defs['']
-  local want, order = {}, {}
+  local want, order, checked = {}, {}, {}
   for i = 10, #ARGV - 2, 3 do
     local b, x, att = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     if string.sub(b, 1, #qname + 1) == qname .. '\31' and not (whole_def and whole_def.rate) then
       local d = defs[string.match(string.sub(b, #qname + 2), '^([^\31]*)')]
       if d and d.conc and not d.rate then
-        local xv = redis.call('HMGET', source_prefix(b) .. 'j:' .. x, 's', 'lb', 'a')
-        if xv[1] == 'active' and xv[2] == worker and xv[3] == att then
+        local ok = checked[x]
+        if ok == nil then
+          local xv = redis.call('HMGET', source_prefix(b) .. 'j:' .. x, 's', 'lb', 'a')
+          ok = xv[1] == 'active' and xv[2] == worker and xv[3] == att
+          checked[x] = ok
+        end
+        if ok then
           if not want[b] then
             want[b] = {}
             order[#order + 1] = b
@@ -300,13 +308,17 @@ if #ARGV >= 12 then
       for _, id in ipairs(due) do picks[#picks + 1] = {id, p} end
       need = need - #due
     end
-    local k = 0
+    local k, tail = 0, {}  -- tail: per job listed, the last job taken after it, and its attempt
     for _, pick in ipairs(picks) do
-      if claim(bp, b, pick[1], pick[2]) then
+      local attempts = claim(bp, b, pick[1], pick[2])
+      if attempts then
         k = k + 1
-        redis.call('HSET', bp .. 'ahead', pick[1], worker .. '|' .. runs[k][1] .. '|' .. runs[k][2] .. '|' .. now)
+        local x = runs[k][1]
+        local after = tail[x] or runs[k]
+        redis.call('HSET', bp .. 'ahead', pick[1], worker .. '|' .. after[1] .. '|' .. after[2] .. '|' .. now)
         pairs_out[#pairs_out + 1] = pick[1]
-        pairs_out[#pairs_out + 1] = runs[k][1]
+        pairs_out[#pairs_out + 1] = after[1]
+        tail[x] = {pick[1], attempts}
       end
     end
     if k > 0 then redis.call('PEXPIRE', bp .. 'ahead', 3600000) end
