@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from conveyor import Conveyor
 from conveyor.limits import Limit
 from tests.harness import WorkerProcesses
 
@@ -20,6 +21,30 @@ from .limits_app import BUSY_RUN, BUSY_SLOTS, register
 
 SECONDS = 10.0 if os.environ.get("CONVEYOR_FAULTS_FULL") else 3.0
 RATE = 20
+
+
+def _workers(app: Conveyor, tmp_path: Path, store_url: str) -> tuple[WorkerProcesses, Path]:
+    """Worker processes of tests/conformance/limits_app.py, which log each run they make
+    (task, key, start, end) to the file returned beside them."""
+    log = tmp_path / "limits.log"
+    workers = WorkerProcesses(
+        "tests.conformance.limits_app:app",
+        app,
+        tmp_path,
+        store_url,
+        LIMITS_NS=app.namespace,
+        LIMITS_LOG=str(log),
+    )
+    return workers, log
+
+
+def _runs(log: Path, by_key: bool) -> dict[str, list[tuple[float, float]]]:
+    """The runs logged so far, by task (and key): [(start, end), ...]."""
+    found: dict[str, list[tuple[float, float]]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        task, key, start, end = line.split()
+        found.setdefault(f"{task} {key}" if by_key else task, []).append((float(start), float(end)))
+    return found
 
 
 def _overlap(intervals: list[tuple[float, float]]) -> int:
@@ -46,25 +71,13 @@ def test_limits_hold_across_worker_processes(make_app: AppFactory, store_url: st
         + [quick.job(n) for n in range(150)]
         + [quickkey.job(key, n) for n in range(40) for key in keys]
     )
-    log = tmp_path / "limits.log"
-    workers = WorkerProcesses(
-        "tests.conformance.limits_app:app",
-        app,
-        tmp_path,
-        store_url,
-        LIMITS_NS=app.namespace,
-        LIMITS_LOG=str(log),
-    )
+    workers, log = _workers(app, tmp_path, store_url)
     try:
         for _ in range(3):
             workers.start("--concurrency", "8")
 
         def runs() -> dict[str, list[tuple[float, float]]]:
-            found: dict[str, list[tuple[float, float]]] = {}
-            for line in log.read_text().splitlines() if log.exists() else []:
-                task, key, start, end = line.split()
-                found.setdefault(f"{task} {key}", []).append((float(start), float(end)))
-            return found
+            return _runs(log, by_key=True)
 
         def finished() -> bool:
             got = runs()
@@ -116,22 +129,10 @@ def test_a_rate_keeps_its_pace_beside_a_concurrency_limit_that_keeps_threads_bus
     busy_jobs = int(BUSY_SLOTS / BUSY_RUN * (SECONDS + 4))
     app.enqueue_many([busy.job(n) for n in range(busy_jobs)])
     app.enqueue_many([rated.job(n) for n in range(int(RATE * (SECONDS + 1) * 1.5) + 40)])
-    log = tmp_path / "limits.log"
-    workers = WorkerProcesses(
-        "tests.conformance.limits_app:app",
-        app,
-        tmp_path,
-        store_url,
-        LIMITS_NS=app.namespace,
-        LIMITS_LOG=str(log),
-    )
+    workers, log = _workers(app, tmp_path, store_url)
 
     def runs() -> dict[str, list[tuple[float, float]]]:
-        found: dict[str, list[tuple[float, float]]] = {}
-        for line in log.read_text().splitlines() if log.exists() else []:
-            task, _, start, end = line.split()
-            found.setdefault(task, []).append((float(start), float(end)))
-        return found
+        return _runs(log, by_key=False)
 
     def window_done() -> bool:
         starts = [s for s, _ in runs().get("rated", [])]
