@@ -1447,13 +1447,16 @@ class PostgresBackend(PostgresBatches, Listings):
             for queue in serve:
                 left = max(0, limit - len(got))
                 # No jobs ahead in a queue with a rate anywhere in it (see takes_jobs_ahead).
-                ahead = [
-                    run
-                    for run in runs
-                    if split(run[0])[0] == queue
-                    and ahead_allowed(run[0], served, limits)
-                    and not any(other.rate for other in limits.get(queue, {}).values())
-                ]
+                rated = any(other.rate for other in limits.get(queue, {}).values())
+                ahead = (
+                    []
+                    if rated
+                    else [
+                        run
+                        for run in runs
+                        if split(run[0])[0] == queue and ahead_allowed(run[0], served, limits)
+                    ]
+                )
                 if left <= 0 and not ahead:
                     continue
                 if queue in limits:

@@ -476,18 +476,8 @@ class SQLiteBackend(SQLiteBatches, Listings):
         # busy handler would make them sleep in steps of milliseconds instead. Other
         # processes still meet at BEGIN IMMEDIATE.
         conn = self._conn()
-        with self._write_lock:
-            if self._claims_limited:
-                with self._transaction(conn):
-                    yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._write_lock, self._transaction(conn):
+            yield conn
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
