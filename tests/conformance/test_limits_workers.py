@@ -39,9 +39,12 @@ def _workers(app: Conveyor, tmp_path: Path, store_url: str) -> tuple[WorkerProce
 
 
 def _runs(log: Path, by_key: bool) -> dict[str, list[tuple[float, float]]]:
-    """The runs logged so far, by task (and key): [(start, end), ...]."""
+    """The runs logged so far, by task (and key): [(start, end), ...]. A line a worker is
+    writing at this moment can be read in part (its O_APPEND write is atomic only against
+    other writers): only lines already ended are read."""
+    text = log.read_text() if log.exists() else ""
     found: dict[str, list[tuple[float, float]]] = {}
-    for line in log.read_text().splitlines() if log.exists() else []:
+    for line in text[: text.rfind("\n") + 1].splitlines():
         task, key, start, end = line.split()
         found.setdefault(f"{task} {key}" if by_key else task, []).append((float(start), float(end)))
     return found
