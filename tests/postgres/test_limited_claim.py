@@ -1,6 +1,7 @@
 """PostgreSQL's limited claim takes the jobs of a bucket without a rate before it takes the
-queue's lock (migration 16, ``claim_limited``): a claim that waited for the lock while another
-one took the bucket's slots gives back what it took past the limit, each job as it was."""
+queue's lock (migration 15, ``claim_limited``): a claim that waited for the lock while another
+one took the bucket's slots gives back what it took past the limit, each job as it was. Its
+jobs ahead come before the lock too, a run's chain of them in one claim (migration 17)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,64 @@ def test_no_jobs_are_taken_ahead_in_a_queue_with_a_rate(make_app: AppFactory) ->
         assert first.id == jobs[0].id
         got, after = backend.fetch_ahead([queue], 0, "w", 30, now, [(first.queue, first.id, first.attempts)])
         assert [r.id for r in got] == taken and list(after) == taken
+
+
+def test_a_run_listed_twice_takes_a_chain_of_jobs_ahead(make_app: AppFactory) -> None:
+    # chains_jobs_ahead (migration 17): the second job taken for the same run follows the
+    # first, and holds no slot until that one ends (the worker fills a run's chain in one
+    # claim). A chain's jobs take the slot one after the other, and each that ran gets the end
+    # of the one before it as its start.
+    app = make_app(namespace="chain")
+
+    @app.task(name="t.chain", concurrency=1)
+    def chain(n: int) -> None: ...
+
+    jobs = [chain.enqueue(n) for n in range(5)]
+    now = time.time() + 2  # after every enqueue (a loaded machine): all due by then
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend) and backend.chains_jobs_ahead
+    [first] = backend.fetch(None, 1, "w1", 30, now)
+    run = (first.queue, first.id, first.attempts)
+    got, after = backend.fetch_ahead(None, 0, "w1", 30, now, [run, run])
+    assert [r.id for r in got] == [jobs[1].id, jobs[2].id]
+    assert after == {jobs[1].id: first.id, jobs[2].id: jobs[1].id}
+    assert backend.fetch(None, 5, "w2", 30, now) == []  # one slot, the run's
+    for done, at in ((first, 0.1), (jobs[1], 0.2)):
+        backend.complete([(done.id, None)], "w1", now + at)
+        assert backend.fetch(None, 5, "w2", 30, now + at) == []  # handed on, never free
+    backend.complete([(jobs[2].id, None)], "w1", now + 0.3)
+    assert [r.id for r in backend.fetch(None, 5, "w2", 30, now + 0.3)] == [jobs[3].id]
+    for job, start in ((jobs[1], now + 0.1), (jobs[2], now + 0.2)):
+        started = app.get_job(job.id).started_at  # type: ignore[union-attr]
+        assert started is not None and abs(started.timestamp() - start) < 0.01
+
+
+def test_a_claim_of_jobs_ahead_alone_does_not_wait_for_the_lock(make_app: AppFactory, db_url: str) -> None:
+    # Jobs ahead hold no slot, so no count decides them: they are taken before the queue's
+    # lock, and a claim that takes nothing to start now takes no lock at all (migration 17;
+    # before it, every limited claim waited for the lock, and took its jobs ahead under it).
+    app = make_app(namespace="nolock")
+
+    @app.task(name="t.pair", concurrency=2)
+    def pair(n: int) -> None: ...
+
+    jobs = [pair.enqueue(n) for n in range(4)]
+    now = time.time() + 2  # after every enqueue (a loaded machine): all due by then
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend)
+    [first] = backend.fetch(None, 1, "w1", 30, now)
+    run = (first.queue, first.id, first.attempts)
+    with psycopg.connect(db_url) as holder:
+        # Another transaction holds the queue's lock (as a claim counting under it does).
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [backend._limits_lock("default")])
+        got: list[list[str]] = []
+        thread = threading.Thread(
+            target=lambda: got.append([r.id for r in backend.fetch_ahead(None, 0, "w1", 30, now, [run])[0]])
+        )
+        thread.start()
+        thread.join(10)
+        waited = thread.is_alive()
+        holder.rollback()
+        thread.join(30)
+    assert not waited, "a claim of jobs ahead alone waited for the queue's lock"
+    assert got == [[jobs[1].id]]

@@ -37,6 +37,12 @@ LIMITED_IDLE_WAIT = 0.05
 #: Seconds of work the adaptive prefetch keeps ready, and the most jobs it holds.
 PREFETCH_HORIZON = 0.05
 PREFETCH_LIMIT = 1000
+#: Seconds of work a limited worker's jobs ahead hold at most (and AHEAD_DEPTH a run): twice
+#: PREFETCH_HORIZON, as a limited worker's pace drops under load its prefetch dropped with
+#: it, chains of jobs ahead grew shorter, more runs ended with none, and the pace dropped
+#: further (PostgreSQL, concurrency=50 at load 5: 2,200-2,600 jobs/s with 0.05 s against
+#: 3,100-4,000 with 0.1 s, bench/LIMITS.md).
+AHEAD_HORIZON = 0.1
 #: A limited worker takes jobs ahead (each to start in the slot of a run of the same limit
 #: and key that ends) only while its runs last at most this long on average (seconds), and
 #: hands back a job that waited for a slot longer than AHEAD_WAIT: a job held back by a
@@ -50,8 +56,14 @@ AHEAD_WAIT = 0.5
 AHEAD_DEPTH = 3
 AHEAD_DEPTH_MIN = 2
 #: Runs one slot serves in a row by jobs ahead before it goes back to the store: the jobs of
-#: a bucket's other slots, and of other keys, are not passed over for long.
+#: a bucket's other slots, and of other keys, are not passed over for long. As many as the
+#: slot runs in AHEAD_TURN_SPAN at the current pace, AHEAD_TURN at least and AHEAD_TURN_MAX
+#: at most: a slot that goes back leaves its thread idle for a claim's round-trip, and at 8
+#: runs of 10 ms PostgreSQL's limited drain spent most of its threads' time so (a
+#: concurrency=50 drain at 0.6-0.7 of unlimited; at 32 runs, 0.8-0.9: bench/LIMITS.md).
 AHEAD_TURN = 8
+AHEAD_TURN_MAX = 32
+AHEAD_TURN_SPAN = 0.5
 
 #: Exit code of a supervised worker that asks to be replaced (a task thread is stuck).
 EXIT_REPLACE_ME = 3
@@ -118,6 +130,7 @@ class Worker:
         self._parked: dict[str, Outcome] = {}  # run -> its outcome, until that claim answers
         self._ahead_ok = False  # runs are short enough to take jobs ahead (AHEAD_PACE)
         self._ahead_depth = AHEAD_DEPTH_MIN  # jobs ahead per run at most (AHEAD_DEPTH)
+        self._ahead_turn = AHEAD_TURN  # runs a slot serves in a row by jobs ahead at most
         self._fixed_prefetch = prefetch
         self.capacity = concurrency + (concurrency if prefetch is None else max(0, prefetch))
         self._batch_floor = max(1, self.capacity // (4 if self._limited else 2))
@@ -326,7 +339,7 @@ class Worker:
                 # give one job per run and claim (a chain then grows by one per claim, and
                 # runs shorter than a claim's round-trip end with none ahead).
                 chains = getattr(self._backend, "chains_jobs_ahead", False)
-                most = self._ahead_depth
+                most, turn = self._ahead_depth, self._ahead_turn
                 for run, (bucket, attempts, chain) in self._runs.items():
                     # The end of the run's chain of jobs ahead, if shorter than AHEAD_DEPTH
                     # and the slot has not served AHEAD_TURN runs in a row (then it goes
@@ -335,7 +348,7 @@ class Worker:
                     while depth < most and last in self._next:
                         record = self._next[last][1]
                         last, attempts, depth = record.id, record.attempts, depth + 1
-                    more = min(most - depth, AHEAD_TURN - 1 - chain - depth, room - len(asked))
+                    more = min(most - depth, turn - 1 - chain - depth, room - len(asked))
                     if more > 0:
                         asked.extend([(bucket, last, attempts)] * (more if chains else 1))
                         if len(asked) >= room:
@@ -572,9 +585,11 @@ class Worker:
                 # (A job k-th ahead waits about k runs: within AHEAD_WAIT, or it goes back.)
                 fits = int(AHEAD_WAIT * rate / running)
                 self._ahead_depth = max(AHEAD_DEPTH_MIN, min(AHEAD_DEPTH, fits))
+                self._ahead_turn = max(AHEAD_TURN, min(AHEAD_TURN_MAX, int(AHEAD_TURN_SPAN * rate / running)))
         if self._fixed_prefetch is not None:
             return
-        prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * PREFETCH_HORIZON)))
+        horizon = AHEAD_HORIZON if self._limited else PREFETCH_HORIZON
+        prefetch = min(PREFETCH_LIMIT, max(self.concurrency, int(rate * horizon)))
         if self._limited:
             prefetch = min(prefetch, self.concurrency * AHEAD_DEPTH)
         self.capacity = self.concurrency + prefetch
