@@ -110,15 +110,16 @@ BEGIN
     IF cardinality(ready) = 0 THEN
         RETURN;
     END IF;
-    -- Jobs taken ahead that ended (or were handed back, or taken by another claim since)
-    -- lose their rows, and one that ran gets the end of its run as started_at. Before the
-    -- lock, and only once the job itself is over: a job ahead whose run ended holds that
-    -- run's slot with its row or without (limit_less_ahead subtracts only jobs whose run is
-    -- still on), so this is tidying, not counting; and a job that is over is no longer
-    -- written by its worker's acknowledgement, which would otherwise wait for this claim's
-    -- row locks while this claim waits for the queue's lock. None without jobs ahead (and
-    -- then no update either: see the promotion). A row another claim is tidying, or a job's
-    -- row another transaction holds, is passed over, not waited for.
+    -- Jobs taken ahead that hold a slot now (their run ended), or no longer wait for one
+    -- (they ended, were handed back, or another claim took them since) lose their rows, and
+    -- one that ran gets the end of its run as started_at. Before the lock: a job ahead whose
+    -- run ended holds that run's slot with its row or without (limit_less_ahead subtracts
+    -- only jobs whose run is still on), so this is tidying, not counting. A job still active
+    -- is tidied only by a claim that will not take the lock (nothing to start now, no rate,
+    -- no whole-queue limit): its worker's acknowledgement writes it soon, and would wait for
+    -- the row lock of a claim waiting for the queue's lock. None without jobs ahead (and then
+    -- no update either: see the promotion). A row another claim is tidying, or a job's row
+    -- another transaction holds, is passed over, not waited for.
     IF EXISTS (SELECT 1 FROM limit_ahead WHERE bucket > low AND bucket < high) THEN
         WITH d AS MATERIALIZED (
             SELECT a.bucket, a.id, a.claimed,
@@ -126,7 +127,10 @@ BEGIN
                         THEN coalesce(x.finished_at, p_now) END AS start
               FROM limit_ahead a LEFT JOIN jobs y ON y.id = a.id LEFT JOIN jobs x ON x.id = a.after
              WHERE a.bucket > low AND a.bucket < high
-               AND NOT coalesce(y.started_at = a.claimed AND y.state = 'active' AND y.locked_by = a.worker, false)
+               AND NOT coalesce(y.started_at = a.claimed AND y.state = 'active' AND y.locked_by = a.worker
+                                AND (cap > 0 OR whole IS NOT NULL OR rated
+                                     OR (x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt)),
+                                false)
                FOR UPDATE OF a SKIP LOCKED),
         gone AS (DELETE FROM limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)
         UPDATE jobs AS j SET started_at = d.start FROM d
