@@ -442,6 +442,10 @@ class _Statements:
             f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
             f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
         )
+        # The same, for the plain claim, by promote_due() (migration 17): the UPDATE only when
+        # a queue has a job due, which one probe of jobs_due per queue says first (an UPDATE
+        # fires the statement triggers even when it changes nothing: ~0.15 ms a claim).
+        self.promote_due = f"SELECT {s}.promote_due(%(now)s, {PROMOTE_BATCH})"
         paused = f"ARRAY(SELECT name FROM {s}.queues WHERE paused)"
         given = (
             f"SELECT name FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS g(name, ord)"
@@ -477,7 +481,7 @@ class _Statements:
             f" UPDATE {s}.jobs AS t SET state = 'completed', result = d.result,"
             f" finished_at = %(now)s, locked_by = NULL, lease_until = NULL, last_error = NULL,"
             f" traceback = NULL"
-            f" FROM unnest(%(ids)s::text[], %(results)s::bytea[]) AS d(id, result)"
+            f" FROM unnest(%(ids)b::text[], %(results)b::bytea[]) AS d(id, result)"
             f" WHERE t.id = d.id AND t.locked_by = %(worker)s AND t.state = 'active'"
             f" RETURNING 1)" + count_runs.format(failed="0")
         )
@@ -1343,8 +1347,8 @@ class PostgresBackend(PostgresBatches, Listings):
             # 1 ms at 200,000 queued. Planning it afresh costs about 0.1 ms. The promotion of
             # due jobs goes first, in one pipeline: one round trip for both.
             with conn.pipeline():
-                conn.execute(self.sql.promote, params, prepare=False)
-                cursor = conn.execute(statement, params, prepare=False)
+                conn.execute(self.sql.promote_due, params)
+                cursor = conn.execute(statement, params, prepare=False, binary=True)
             return cursor.fetchall()
 
         records = [_record(row) for row in self._run(claim)]
