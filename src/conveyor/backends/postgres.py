@@ -936,14 +936,14 @@ class PostgresBackend(PostgresBatches, Listings):
     #: at least 54 rated jobs in 3 s in about 1 run of 8 under CPU load with them, none in
     #: 12 without). Jobs ahead cut a limited drain's CPU per job by a sixth (bench/LIMITS.md).
     takes_jobs_ahead = True
-    #: A worker's acknowledgements and its claims run at once, each on a pooled connection
-    #: (a server process) of its own, so a worker claims while its last batch's outcomes
-    #: are written (worker.Worker._room).
-    acks_beside_claims = True
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
     #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken
     #: again (see ``Waits``); a caller that stops at the first empty claim looks once more.
     passes_locked_jobs = True
+    #: A worker's acknowledgements and its claims run at once, each on a pooled connection
+    #: (a server process) of its own, so a worker claims while its last batch's outcomes
+    #: are written (worker.Worker._room).
+    acks_beside_claims = True
 
     def __init__(self, url: str, namespace: str, migrate: bool | None = True) -> None:
         """``migrate``: True applies missing migrations on open; False raises
