@@ -320,10 +320,10 @@ def _in_list(ids: Sequence[str]) -> tuple[str, list[str]]:
 
     Each length of an IN list is a statement of its own, and sqlite3 keeps the last 128 per
     connection prepared: an acknowledgement of 1 to 500 jobs made a new one for most batch
-    sizes, about 300 bytes of SQLite's memory per id, so a worker's acker connection held
-    8.8 MB of statements after a million jobs and its RSS grew all along a 10M drain (issue
-    19: 37 -> 67 MB), with the allocator's churn of evicting and preparing them. Padded,
-    a connection has at most 10 lengths of each statement."""
+    sizes, several hundred bytes of SQLite's memory per id, so a worker's acker connection
+    held 8.8 MB of statements after a million jobs (issue 19: the worker's RSS grew all
+    along a 10M drain, 37 -> 67 MB), evicted and prepared anew all the time. Padded, a
+    connection has at most 10 lengths of each statement."""
     size = 1 << (len(ids) - 1).bit_length()
     return ",".join("?" * size), [*ids, *[ids[-1]] * (size - len(ids))]
 
