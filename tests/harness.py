@@ -142,11 +142,14 @@ class WorkerProcesses:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker-*.log")))
 
     def runs(self) -> list[tuple[str, int]]:
-        """``(tag, pid)`` of every run so far, in the order they were logged."""
+        """``(tag, pid)`` of every run so far, in the order they were logged. A line a worker
+        is writing at this moment can be read in part (its O_APPEND write is atomic only
+        against other writers, not against this read): only lines already ended are read."""
         if not self.run_log.exists():
             return []
+        text = self.run_log.read_text()
         out: list[tuple[str, int]] = []
-        for line in self.run_log.read_text().splitlines():
+        for line in text[: text.rfind("\n") + 1].splitlines():
             tag, _, pid = line.partition(" ")
             out.append((tag, int(pid or 0)))
         return out

@@ -4,6 +4,9 @@ SQLite is an embedded file with no server to lose, so these run on Redis and Pos
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +15,9 @@ import pytest
 
 from conveyor import Conveyor, ConveyorError, Middleware
 from conveyor.job import JobRecord
+from conveyor.worker.worker import SHUTDOWN_MARGIN
 from tests.harness import open_or_skip
+from tests.servers import PostgresServer, RedisServer, _descendants
 
 from . import figures
 from .conftest import Private, Workers, fresh_namespace, size
@@ -161,3 +166,38 @@ def test_store_unreachable_at_enqueue(
         app.close()
     assert stored == [] or stored == tried, f"half a batch stored: {len(stored)} of {len(tried)}"
     assert took < QUICK
+
+
+def _signal_server(server: RedisServer | PostgresServer, number: int) -> None:
+    """Send ``number`` to the server and every process it started (PostgreSQL's backends
+    leave its process group, so the group alone would miss them)."""
+    assert server.proc is not None
+    for pid in [server.proc.pid, *_descendants(server.proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+
+def test_a_worker_exits_on_sigterm_when_its_store_freezes(
+    private_store: Private, make_workers: Callable[..., Workers]
+) -> None:
+    """The store stops answering (SIGSTOP: no RST, no error, just silence) while a worker
+    holds a job; SIGTERM must still end the worker soon after its grace period, however long
+    the client's timeouts would have kept it writing its last outcomes and handing back."""
+    w = make_workers(private_store.url, lease=2.0)
+    job = w.app.tasks["long"].enqueue(1, 60.0)
+    proc = w.start("--concurrency", "2", "--grace", "1")
+    w.wait_for(
+        lambda: (s := w.app.get_job(job.id)) is not None and s.state == "active", what="the job to start"
+    )
+    _signal_server(private_store.server, signal.SIGSTOP)
+    try:
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(1 + SHUTDOWN_MARGIN + 30)
+        took = time.monotonic() - signalled
+    finally:
+        _signal_server(private_store.server, signal.SIGCONT)
+    assert code == 1, code
+    assert took < 1 + SHUTDOWN_MARGIN + 5, took
+    log = w.logs()
+    assert "still shutting down" in log and "Thread 0x" in log, log[-3000:]

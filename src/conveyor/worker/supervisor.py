@@ -33,6 +33,7 @@ class Supervisor:
         self.replaced = 0
         self._stopping = threading.Event()
         self._signals = 0
+        self._told: set[int] = set()  # children sent SIGTERM (a second one means "exit now")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, SUPERVISED_ENV: str(os.getpid())}
@@ -70,15 +71,23 @@ class Supervisor:
         self._signals += 1
         if self._signals == 1:
             log.info("%s: stopping %d workers gracefully", signal.Signals(signum).name, len(self.children))
+            self._stopping.set()
             for child in self.children:
                 _send(child, signal.SIGTERM)
-            self._stopping.set()
+                self._told.add(child.pid)
         else:
             for child in self.children:
                 _send(child, signal.SIGKILL)
             os._exit(1)
 
     def _stop_children(self) -> int:
+        # A child spawned while the signal was handled (a replacement the loop was starting)
+        # was not in the list the handler went through: tell it now, or it would run until
+        # killed at the deadline.
+        for child in self.children:
+            if child.pid not in self._told:
+                _send(child, signal.SIGTERM)
+                self._told.add(child.pid)
         deadline = time.monotonic() + self.grace + 5
         for child in self.children:
             try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -55,6 +57,11 @@ AHEAD_TURN = 8
 
 #: Exit code of a supervised worker that asks to be replaced (a task thread is stuck).
 EXIT_REPLACE_ME = 3
+#: Seconds past the grace period that a shutdown begun by a signal may still take (writing
+#: the last outcomes, handing jobs back, unregistering) before the process exits anyway: a
+#: store that stops answering (a frozen server, a dead link with no RST) would otherwise hold
+#: it for as long as the client's timeouts and retries add up to, or for ever.
+SHUTDOWN_MARGIN = 15.0
 
 
 class Worker:
@@ -144,6 +151,7 @@ class Worker:
         self._cond = threading.Condition(self._lock)
         self._waiting = False
         self._stopping = threading.Event()
+        self._stopped = threading.Event()  # run() has returned
         self._signals = 0
         self._backend = app.backend
         # A store that claims the jobs that woke it in the same round-trip (Redis) says so.
@@ -200,6 +208,7 @@ class Worker:
             self._loop()
         finally:
             self._shutdown()
+            self._stopped.set()
             for number, handler in previous.items():
                 signal.signal(number, handler)
         return self.exit_code
@@ -248,6 +257,28 @@ class Worker:
             "%s: finishing running jobs (up to %g s), then exiting", signal.Signals(signum).name, self.grace
         )
         self.stop()
+        self._exit_if_stuck(self.grace + SHUTDOWN_MARGIN)
+
+    def _exit_if_stuck(self, after: float) -> None:
+        """Exit the process if the shutdown a signal asked for is not over ``after`` seconds
+        from now, writing where every thread was first (the jobs it still held come back
+        with their leases, as after a second signal)."""
+
+        def watch() -> None:
+            if self._stopped.wait(after):
+                return
+            log.error(
+                "still shutting down %g s after the signal (grace %g s): exiting now; leases "
+                "will bring back the jobs it held. Where each thread was:",
+                after,
+                self.grace,
+            )
+            try:
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            finally:  # (a stderr with no file descriptor must not keep the process alive)
+                os._exit(1)
+
+        threading.Thread(target=watch, name="conveyor-exit-watch", daemon=True).start()
 
     # -- the hot path ---------------------------------------------------------------------
     def _loop(self) -> None:
