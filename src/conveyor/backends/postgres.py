@@ -442,7 +442,7 @@ class _Statements:
             f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
             f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
         )
-        # The same, for the plain claim, by promote_due() (migration promote_when_due): the UPDATE only when
+        # The same, for the plain claim, by promote_due() (migration 0017): the UPDATE only when
         # a queue has a job due, which one probe of jobs_due per queue says first (an UPDATE
         # fires the statement triggers even when it changes nothing: ~0.15 ms a claim).
         self.promote_due = f"SELECT {s}.promote_due(%(now)s, {PROMOTE_BATCH})"

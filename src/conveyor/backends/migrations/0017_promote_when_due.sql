@@ -1,7 +1,5 @@
--- conveyor PostgreSQL schema (reserved as version 18 in session 16: pg-limits has 17; this file
--- is numbered 17 on its own branch so that the branch migrates, and takes the number after
--- whatever precedes it at merge). Runs inside one transaction with search_path set to the
--- namespace's schema.
+-- conveyor PostgreSQL schema, version 17. Runs inside one transaction with search_path set to
+-- the namespace's schema.
 --
 -- A plain claim turns the scheduled and retry jobs that came due into pending ones first.
 -- That was an UPDATE sent before every claim, and an UPDATE fires the table's three statement
