@@ -80,9 +80,9 @@ def _worker(url: str, namespace: str, out: Path, burst: bool) -> int:
 
 
 def _sqlite_memory_reader() -> Any:
-    """A function giving the bytes SQLite's library holds in this process (its page caches
-    above all: ``cache_size`` per connection), read with ``sqlite3_status64``, so that a
-    growing RSS can be told apart from the page caches filling up to their bound."""
+    """A function giving the bytes SQLite's library holds in this process (page caches, up
+    to ``cache_size`` per connection, and prepared statements, 128 per connection at most),
+    read with ``sqlite3_status64``, so that a growing RSS can be told apart from them."""
     import _sqlite3
     import ctypes
 
@@ -183,7 +183,7 @@ def opened(kind: str) -> Iterator[Store]:
 
 
 # -- measures --------------------------------------------------------------------------------
-def drain(store: Store, jobs: int, backlog: int = 0, into: tuple[str, str] | None = None) -> dict[str, float]:
+def drain(store: Store, jobs: int, backlog: int = 0, into: tuple[str, str] | None = None) -> dict[str, Any]:
     """A drain of ``jobs`` pending jobs in a fresh store (beside ``backlog`` scheduled ones),
     or in the store ``into`` (url, namespace) as it is."""
     url, ns = into or store.fresh()
@@ -205,7 +205,11 @@ def drain(store: Store, jobs: int, backlog: int = 0, into: tuple[str, str] | Non
     # The same without SQLite's own memory (0 on the other stores): what Python holds.
     own_early = next(rss - lib for _, n, rss, _, lib in samples if n >= early)
     own_later = max(rss - lib for _, n, rss, _, lib in samples if n >= early)
+    # RSS as each tenth is crossed: a slow leak shows as a slope, a warm-up as a step.
+    rss_tenths = [next(rss for t, _, rss, _ in rows if t >= at) / 2**20 for at in crossed]
     return {
+        "tenths": tenths,
+        "rss_tenths": rss_tenths,
         "sqlite_mb": max(lib for *_, lib in samples) / 2**20,
         "own_early_mb": own_early / 2**20,
         "own_most_mb": own_later / 2**20,
@@ -270,9 +274,11 @@ def main() -> None:
             f" ({long['rss_most_mb'] / long['rss_early_mb']:.2f}x)",
             flush=True,
         )
+        print(f"  tenths (jobs/s): {', '.join(f'{r:.0f}' for r in long['tenths'])}", flush=True)
+        print(f"  RSS at each tenth (MB): {', '.join(f'{m:.1f}' for m in long['rss_tenths'])}", flush=True)
         if options.store == "sqlite":
             print(
-                f"  without SQLite's own memory (its page caches, at most {long['sqlite_mb']:.1f} MB):"
+                f"  without SQLite's own memory (caches, statements: at most {long['sqlite_mb']:.1f} MB):"
                 f" {long['own_early_mb']:.1f} MB early, at most {long['own_most_mb']:.1f} MB"
                 f" ({long['own_most_mb'] / long['own_early_mb']:.2f}x)",
                 flush=True,

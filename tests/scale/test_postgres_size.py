@@ -49,6 +49,8 @@ def _statements(backend: PostgresBackend) -> dict[str, tuple[str, dict[str, Any]
             {"queues": ["default", "mail"], "limit": 10, "worker": "w1", "until": now + 30, "now": now},
         ),
         "promote due jobs": (sql.promote, {"now": now}),
+        # (the function's own reads are counted in its caller's buffers)
+        "promote due jobs, if any": (sql.promote_due, {"now": now}),
         "recover": (
             sql.recover,
             {

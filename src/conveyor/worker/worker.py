@@ -171,6 +171,10 @@ class Worker:
         self._wait_and_fetch = (
             self._backend.wait_and_fetch if isinstance(self._backend, WaitsAndFetches) else None
         )
+        # A store whose acknowledgements and claims run side by side (PostgreSQL: each on a
+        # connection and a server process of its own) lets a claim go out while the previous
+        # batch's outcomes are still being written (``_free_places``).
+        self._acks_beside = bool(getattr(self._backend, "acks_beside_claims", False))
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -543,11 +547,29 @@ class Worker:
                 self._adapt_prefetch()
             if self._limited:
                 return self._limited_places()
+            if self._acks_beside:
+                free = self._room()
+                if free <= 0 or (free < self._batch_floor and (self._held or self._acker.unwritten)):
+                    self._wait_here(0.05)
+                    return 0
+                return free
             free = self.capacity - len(self._held)
             if free <= 0 or (self._held and free < self._batch_floor) or self._acks_behind():
                 self._wait_here(0.05)
                 return 0
             return free
+
+    def _room(self) -> int:
+        """Places free where acknowledgements run beside claims: at most a capacity held, and
+        at most two capacities held or waiting for their outcome to be written (each is an
+        active job in the store, a lease the heartbeat extends). The second capacity is what
+        lets the next claim go out while the previous batch's acknowledgement is written:
+        with no-op jobs a batch runs in a few milliseconds, and waiting for its outcomes
+        (a whole capacity unwritten) made every claim, run and acknowledgement take turns
+        on PostgreSQL, one server process busy at a time (a 100k drain: claims and acks in
+        flight together 13% of the time). Called under ``_lock``."""
+        held = len(self._held)
+        return min(self.capacity - held, 2 * self.capacity - held - self._acker.unwritten)
 
     def _limited_places(self) -> int:
         """A limited worker's places: its free threads (jobs to start now) plus the room left
@@ -590,7 +612,7 @@ class Worker:
 
     def _acks_written(self) -> None:
         """The acker wrote a batch: wake the fetcher if it was waiting for that."""
-        if self._acker.unwritten < self.capacity:
+        if self._acker.unwritten < self.capacity or self._acks_beside:
             with self._lock:
                 if self._waiting:
                     self._waiting = False
