@@ -1,7 +1,7 @@
 """PostgreSQL's limited claim takes the jobs of a bucket without a rate before it takes the
 queue's lock (migration 15, ``claim_limited``): a claim that waited for the lock while another
 one took the bucket's slots gives back what it took past the limit, each job as it was. Its
-jobs ahead come before the lock too, a run's chain of them in one claim (migration 17)."""
+jobs ahead come before the lock too, a run's chain of them in one claim (migration 18)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_no_jobs_are_taken_ahead_in_a_queue_with_a_rate(make_app: AppFactory) ->
 
 
 def test_a_run_listed_twice_takes_a_chain_of_jobs_ahead(make_app: AppFactory) -> None:
-    # chains_jobs_ahead (migration 17): the second job taken for the same run follows the
+    # chains_jobs_ahead (migration 18): the second job taken for the same run follows the
     # first, and holds no slot until that one ends (the worker fills a run's chain in one
     # claim). A chain's jobs take the slot one after the other, and each that ran gets the end
     # of the one before it as its start.
@@ -146,7 +146,7 @@ def test_a_run_listed_twice_takes_a_chain_of_jobs_ahead(make_app: AppFactory) ->
 
 def test_a_claim_of_jobs_ahead_alone_does_not_wait_for_the_lock(make_app: AppFactory, db_url: str) -> None:
     # Jobs ahead hold no slot, so no count decides them: they are taken before the queue's
-    # lock, and a claim that takes nothing to start now takes no lock at all (migration 17;
+    # lock, and a claim that takes nothing to start now takes no lock at all (migration 18;
     # before it, every limited claim waited for the lock, and took its jobs ahead under it).
     app = make_app(namespace="nolock")
 

@@ -937,7 +937,7 @@ class PostgresBackend(PostgresBatches, Listings):
     #: 12 without). Jobs ahead cut a limited drain's CPU per job by a sixth (bench/LIMITS.md).
     takes_jobs_ahead = True
     #: ``fetch_ahead`` takes a run listed k times k jobs ahead, each after the one before
-    #: (claim_limited, migration 17): a worker fills a run's chain in one claim.
+    #: (claim_limited, migration 18): a worker fills a run's chain in one claim.
     chains_jobs_ahead = True
     #: A claim passes over a row another connection holds for an instant (SKIP LOCKED): a
     #: waiter marking the job for ``result()``, an admin call changing it. Workers are woken

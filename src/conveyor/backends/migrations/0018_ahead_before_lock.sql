@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema (declared as version 17 in session 16): the queue's lock is taken
+-- conveyor PostgreSQL schema version 18 (session 16): the queue's lock is taken
 -- only to count; jobs taken ahead come before it, and a run's chain of them in one claim.
 -- Runs inside one transaction with search_path set to the namespace's schema.
 --
