@@ -88,6 +88,62 @@ def test_the_busy_claim_walks_the_ready_index_whatever_analyze_saw(
     assert walks[0] == walks[1]
 
 
+def test_acknowledgements_find_their_jobs_by_primary_key_whatever_analyze_saw(
+    make_app: AppFactory, db_url: str
+) -> None:
+    """An ANALYZE that sampled no active job estimates one row for "this worker's active
+    jobs": the acknowledgements, the hand-back and the snooze must still look their ids up by
+    primary key, not walk jobs_active by worker (in a long drain, over every dead entry the
+    worker's finished jobs left there: 0.14 s an acknowledgement for a minute of a 10M drain)."""
+    app = make_app(namespace="acks")
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend)
+    # Then ANALYZE: none active. (Large enough that a scan of the table costs more than the
+    # lookups by key: with 20,000 jobs the planner rightly reads the whole table instead.)
+    fill_postgres(db_url, "acks", 200_000, state="completed", payload=NOOP)
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    app.enqueue_many([noop.job() for _ in range(600)])
+    ids = [r.id for r in backend.fetch(["default"], 500, "w1", 30.0, time.time())]
+    assert len(ids) == 500
+    now = time.time()
+    n = len(ids)
+    statements = {
+        "complete": (backend.sql.complete, {"ids": ids, "results": [b"null"] * n}),
+        "fail": (
+            backend.sql.fail,
+            {
+                "ids": ids,
+                "states": ["dead"] * n,
+                "retry_at": [None] * n,
+                "errors": ["e"] * n,
+                "tracebacks": [None] * n,
+            },
+        ),
+        "release": (backend.sql.release, {"ids": ids}),
+        "snooze": (backend.sql.snooze, {"ids": ids, "run_at": [now + 60] * n}),
+    }
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET jit = off")
+        for name, (statement, params) in statements.items():
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    f"EXPLAIN (FORMAT JSON) {statement}".encode(),
+                    {**params, "worker": "w1", "now": now, "minute": int(now // 60)},
+                ).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+            assert row is not None
+            plan = [_line(node) for node in _nodes(row[0][0]["Plan"])]
+            assert not any("jobs_active" in line or line == "Seq Scan jobs" for line in plan), (
+                f"{name}: {'; '.join(plan)}"
+            )
+            assert any("jobs_pkey" in line for line in plan), f"{name}: {'; '.join(plan)}"
+
+
 def test_a_heartbeat_extends_leases_as_hot_updates(make_app: AppFactory, db_url: str) -> None:
     app = make_app(namespace="hot")
     backend = app.backend

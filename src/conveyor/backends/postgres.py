@@ -354,6 +354,14 @@ class _Statements:
 
     def __init__(self, schema: str, channel: str) -> None:
         s = schema
+        # A statement given the ids of a worker's jobs (an acknowledgement, a hand-back) finds
+        # them by primary key; its check that each is still that worker's active job says
+        # "(state = 'active') IS TRUE", which the planner cannot match with jobs_active's
+        # predicate. With "state = 'active'" it walked jobs_active by worker instead whenever
+        # the last ANALYZE had sampled no active row (an estimate of 1 row), over every dead
+        # entry the worker's finished jobs left there until vacuum: in a 10M drain every
+        # acknowledgement took 0.14 s instead of 0.015 s for a minute (session 16).
+        mine = "t.locked_by = %(worker)s AND (t.state = 'active') IS TRUE"
         # Migrations: the version table first, then each file with the schema as search_path.
         self.migrations_table = f"SELECT to_regclass('{s}.migrations')"
         #: At open: the version table, and the port the server listens on (another than the
@@ -482,7 +490,7 @@ class _Statements:
             f" finished_at = %(now)s, locked_by = NULL, lease_until = NULL, last_error = NULL,"
             f" traceback = NULL"
             f" FROM unnest(%(ids)b::text[], %(results)b::bytea[]) AS d(id, result)"
-            f" WHERE t.id = d.id AND t.locked_by = %(worker)s AND t.state = 'active'"
+            f" WHERE t.id = d.id AND {mine}"
             f" RETURNING 1)" + count_runs.format(failed="0")
         )
         self.fail = (
@@ -492,13 +500,13 @@ class _Statements:
             f" locked_by = NULL, lease_until = NULL"
             f" FROM unnest(%(ids)s::text[], %(states)s::text[], %(retry_at)s::float8[],"
             f" %(errors)s::text[], %(tracebacks)s::text[]) AS d(id, state, retry_at, error, traceback)"
-            f" WHERE t.id = d.id AND t.locked_by = %(worker)s AND t.state = 'active'"
+            f" WHERE t.id = d.id AND {mine}"
             f" RETURNING 1)" + count_runs.format(failed="count(*)")
         )
         self.release = (
-            f"UPDATE {s}.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0),"
+            f"UPDATE {s}.jobs AS t SET state = 'pending', attempts = greatest(attempts - 1, 0),"
             f" locked_by = NULL, lease_until = NULL, started_at = NULL"
-            f" WHERE id = ANY(%(ids)s::text[]) AND locked_by = %(worker)s AND state = 'active'"
+            f" WHERE t.id = ANY(%(ids)s::text[]) AND {mine}"
         )
         # SKIP LOCKED: a lease being acknowledged right now is passed over rather than
         # waited for. Waiting, the heartbeat (every active job of the worker, in index order)
@@ -749,7 +757,7 @@ class _Statements:
             f" attempts = greatest(t.attempts - 1, 0), snoozes = t.snoozes + 1,"
             f" locked_by = NULL, lease_until = NULL, progress = NULL"
             f" FROM unnest(%(ids)s::text[], %(run_at)s::float8[]) AS d(id, run_at)"
-            f" WHERE t.id = d.id AND t.locked_by = %(worker)s AND t.state = 'active'"
+            f" WHERE t.id = d.id AND {mine}"
             f" RETURNING 1)" + count_runs.format(failed="0")
         )
         self.change = (
