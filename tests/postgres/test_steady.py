@@ -110,7 +110,7 @@ def test_acknowledgements_find_their_jobs_by_primary_key_whatever_analyze_saw(
     assert len(ids) == 500
     now = time.time()
     n = len(ids)
-    statements = {
+    statements: dict[str, tuple[str, dict[str, Any]]] = {
         "complete": (backend.sql.complete, {"ids": ids, "results": [b"null"] * n}),
         "fail": (
             backend.sql.fail,
