@@ -56,3 +56,33 @@ def test_a_claim_promotes_only_when_a_job_is_due(make_app: AppFactory, db_url: s
         claimed = backend.fetch(None, 10, "w1", 30.0, time.time() + 3601)
         assert [r.id for r in claimed] == [later.id]
         assert _updates(conn, schema) == 4
+
+
+def test_a_limited_claim_promotes_only_when_a_job_is_due(make_app: AppFactory, db_url: str) -> None:
+    """The same for a worker whose app has limits: its claim goes through the limited path
+    (every queue listed first, each claimed on its own), which promotes the same way."""
+    app = make_app(namespace="limitedplain")
+    backend = app.backend
+    assert isinstance(backend, PostgresBackend)
+
+    @app.task(name="noop")
+    def noop() -> None: ...
+
+    @app.task(name="capped", queue="capped", concurrency=2)
+    def capped() -> None: ...
+
+    app.define_limits()
+    later = noop.using(delay=3600).enqueue()
+    capped.using(delay=3600).enqueue()  # its queue, limited, has nothing due either
+    schema = backend.schema
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(WATCH.format(s=schema).encode())
+        before = _updates(conn, schema)
+        # Nothing due: the plain queue's claim is the fetch's only UPDATE (the promotion ran
+        # one too; the limited queue's claim runs none when it finds nothing).
+        records, _ = backend.fetch_ahead(None, 10, "w1", 30.0, time.time(), [])
+        assert records == []
+        assert _updates(conn, schema) - before == 1
+        # Due an hour from now: promoted and claimed by that one fetch.
+        records, _ = backend.fetch_ahead(None, 10, "w1", 30.0, time.time() + 3601, [])
+        assert later.id in {r.id for r in records}

@@ -444,15 +444,17 @@ class _Statements:
         # Scheduled and retry jobs that came due become pending, the earliest first, at most
         # PROMOTE_BATCH a queue: the start of each queue's range in the due index, nothing to
         # read when none is due, however many wait for later. (Claiming them from the due
-        # index directly would claim by time, not priority, whenever several came due.)
+        # index directly would claim by time, not priority, whenever several came due.) This
+        # is the UPDATE promote_due() below runs when a job is due; it is kept here for the
+        # checks of its plan (tests/scale/test_postgres_size.py).
         self.promote = (
             f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id FROM {s}.queues q"
             f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
             f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
         )
-        # The same, for the plain claim, by promote_due() (migration 0017): the UPDATE only when
-        # a queue has a job due, which one probe of jobs_due per queue says first (an UPDATE
-        # fires the statement triggers even when it changes nothing: ~0.15 ms a claim).
+        # What every claim runs first (migration 0017): the UPDATE above only when a queue has
+        # a job due, which one probe of jobs_due per queue says first (an UPDATE fires the
+        # statement triggers even when it changes nothing: ~0.15 ms a claim).
         self.promote_due = f"SELECT {s}.promote_due(%(now)s, {PROMOTE_BATCH})"
         paused = f"ARRAY(SELECT name FROM {s}.queues WHERE paused)"
         given = (
@@ -1453,7 +1455,7 @@ class PostgresBackend(PostgresBatches, Listings):
                 # One round-trip for the queues to serve and the promotion of due jobs.
                 with conn.pipeline():
                     listed = conn.execute(self.sql.serve_every, params)
-                    conn.execute(self.sql.promote, params, prepare=False)
+                    conn.execute(self.sql.promote_due, params)
                 serve = [name for (name,) in listed.fetchall()]
                 promoted = True
             else:
@@ -1488,7 +1490,7 @@ class PostgresBackend(PostgresBatches, Listings):
                         got += conn.execute(self.sql.fetch_given, one, prepare=False).fetchall()
                         continue
                     with conn.pipeline():
-                        conn.execute(self.sql.promote, params, prepare=False)
+                        conn.execute(self.sql.promote_due, params)
                         cursor = conn.execute(self.sql.fetch_given, one, prepare=False)
                     got += cursor.fetchall()
                     promoted = True
