@@ -88,19 +88,20 @@ def test_the_busy_claim_walks_the_ready_index_whatever_analyze_saw(
     assert walks[0] == walks[1]
 
 
+@pytest.mark.parametrize("stored", [20_000, 200_000])
 def test_acknowledgements_find_their_jobs_by_primary_key_whatever_analyze_saw(
-    make_app: AppFactory, db_url: str
+    make_app: AppFactory, db_url: str, stored: int
 ) -> None:
     """An ANALYZE that sampled no active job estimates one row for "this worker's active
     jobs": the acknowledgements, the hand-back and the snooze must still look their ids up by
     primary key, not walk jobs_active by worker (in a long drain, over every dead entry the
-    worker's finished jobs left there: 0.14 s an acknowledgement for a minute of a 10M drain)."""
+    worker's finished jobs left there: 0.14 s an acknowledgement for a minute of a 10M drain),
+    nor read the whole table and compare each job with each id of the batch (a small table:
+    63 ms instead of 5 for 500 ids among 20,000 jobs)."""
     app = make_app(namespace="acks")
     backend = app.backend
     assert isinstance(backend, PostgresBackend)
-    # Then ANALYZE: none active. (Large enough that a scan of the table costs more than the
-    # lookups by key: with 20,000 jobs the planner rightly reads the whole table instead.)
-    fill_postgres(db_url, "acks", 200_000, state="completed", payload=NOOP)
+    fill_postgres(db_url, "acks", stored, state="completed", payload=NOOP)  # then ANALYZE: none active
 
     @app.task(name="noop")
     def noop() -> None: ...
