@@ -276,3 +276,27 @@ def test_recover_buries_by_primary_key_with_a_generic_plan(make_app: AppFactory,
             assert read <= 10, plan
     finally:
         plans.close()
+
+
+def test_the_rows_of_jobs_taken_ahead_look_their_jobs_up_by_primary_key(
+    make_app: AppFactory, db_url: str
+) -> None:
+    """500 rows of limit_ahead naming jobs from all over a table of 20,000: as joins, a merge
+    join walked jobs_pkey from the least id named to the greatest."""
+    _, backend = _backend(make_app, db_url, "ahead")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ahead.limit_ahead (bucket, id, worker, after, attempt, claimed)"
+            " SELECT 'default' || chr(31) || 'k', id, 'w1', id, 1, 0"
+            " FROM (SELECT id FROM ahead.jobs ORDER BY id) j WHERE right(id, 3)::int % 40 = 0"
+        )
+        conn.execute("ANALYZE ahead.limit_ahead")
+    plans = Plans(db_url)
+    try:
+        for generic in (False, True):
+            read, plan = plans.worst(
+                backend.sql.ahead_rows, {"low": "default\x1f", "high": "default\x20"}, generic
+            )
+            assert read <= 2 * 500, plan
+    finally:
+        plans.close()

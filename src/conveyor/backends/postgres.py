@@ -721,12 +721,18 @@ class _Statements:
             f" %(a_attempts)s::int4[]) AS c"
         )
         # The jobs taken ahead in a queue's buckets, with what settles them (_settle_ahead).
+        # Each job looked up by its id (OFFSET 0 keeps the lookup a nested loop): as joins,
+        # a few hundred rows were merge-joined with a walk of jobs_pkey from the least of
+        # their ids to the greatest, every job enqueued in between.
         self.ahead_rows = (
             f"SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
             f" y.locked_by = a.worker,"
             f" x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
-            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id"
-            f" LEFT JOIN {s}.jobs x ON x.id = a.after"
+            f" FROM {s}.limit_ahead a"
+            f" LEFT JOIN LATERAL (SELECT state, locked_by, started_at FROM {s}.jobs"
+            f"  WHERE id = a.id OFFSET 0) y ON true"
+            f" LEFT JOIN LATERAL (SELECT state, locked_by, attempts, finished_at FROM {s}.jobs"
+            f"  WHERE id = a.after OFFSET 0) x ON true"
             f" WHERE a.bucket > %(low)s AND a.bucket < %(high)s"
         )
         # The batch from settled() (migration 20), estimated at one row: one jobs_pkey lookup
