@@ -149,8 +149,10 @@ def test_the_limited_claim_promotes_by_primary_key(make_app: AppFactory, db_url:
 
 @pytest.mark.parametrize("outcome", ["completed", "dead"])
 def test_a_parent_finds_its_children_by_primary_key(make_app: AppFactory, db_url: str, outcome: str) -> None:
-    """A parent of 500 waiting children among 20,000 jobs ends: release_dependents() (or
-    cancel_dependents()) walked the whole of jobs_pkey, merged with the sorted edges."""
+    """A parent of 500 waiting children ends among 40,000 jobs, 20,000 of them waiting for
+    other jobs since the last ANALYZE. release_dependents() and cancel_dependents() walked the
+    whole of jobs_pkey, merged with the sorted edges; the release of migration 20 reads the
+    children through jobs_state, every waiting job."""
     app, backend = _backend(make_app, db_url, "deps")
 
     @app.task(name="noop")
@@ -161,6 +163,12 @@ def test_a_parent_finds_its_children_by_primary_key(make_app: AppFactory, db_url
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("ANALYZE deps.jobs")  # as autoanalyze does after such an enqueue
         conn.execute("ANALYZE deps.deps")
+        # Then another graph's 20,000 waiting jobs, not yet seen by ANALYZE.
+        conn.execute(
+            "INSERT INTO deps.jobs (id, queue, payload, state, run_at, created_at, waiting_on)"
+            " SELECT 'wa' || lpad(i::text, 12, '0'), 'default', '', 'waiting', 0, 0, 1"
+            " FROM generate_series(1, 20000) AS i"
+        )
     now = time.time()
     assert [r.id for r in backend.fetch(["default"], 1, "w1", 60.0, now)] == [parent.id]
     if outcome == "completed":

@@ -29,7 +29,7 @@ class Statements:
 
     def __init__(self, s: str) -> None:
         self.lock = f"SELECT id, state FROM {s}.jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE"
-        # The batch from marked() (migration 20), estimated at one row: one jobs_pkey lookup
+        # The batch from marked() (migration 21), estimated at one row: one jobs_pkey lookup
         # per id. From unnest(), 500 dependents among 20,000 jobs were hash-joined with a scan
         # of every job.
         self.mark = (

@@ -1,4 +1,4 @@
--- conveyor PostgreSQL schema, version 20. Runs inside one transaction with search_path set to
+-- conveyor PostgreSQL schema, version 21. Runs inside one transaction with search_path set to
 -- the namespace's schema.
 --
 -- Statements whose plan followed statistics that no longer said what the table held (session
@@ -7,13 +7,15 @@
 --
 -- - The promotion of due jobs (promote_due(), and the same UPDATE in claim_limited()) found
 --   them in jobs_due and joined them with jobs by a hash join over a scan of the whole table
---   whenever the planner expected many (p_batch a queue): 2,000 due jobs among 20,000 took
---   34 ms, among 200,000 jobs 90 ms, of which the scan was most. Their ids now go to the
---   UPDATE as an array looked up by primary key, as the claim's do.
--- - A completed parent's release of its waiting children (release_dependents()), and the
---   cancellation of a failed parent's (cancel_dependents()), joined deps with jobs by a merge
---   join that walked all of jobs_pkey for 500 children among 20,000 jobs. The children's ids
---   now go as an array, looked up by primary key.
+--   whenever the planner expected many (p_batch a queue): 2,000 due jobs among 200,000 took
+--   55 ms instead of 34. Their ids now go to the UPDATE as an array looked up by primary
+--   key, as the claim's do.
+-- - The release of a completed parent's waiting children (dependents_moved(), migration 20)
+--   read them through jobs_state, every waiting job, whenever the last ANALYZE had seen few
+--   waiting: 41,940 rows for 500 children once another graph's 20,000 jobs waited. The
+--   cancellation of a failed parent's children (cancel_dependents()) joined deps with jobs by
+--   a merge join that walked all of jobs_pkey (20,502 rows for 500 children). The children's
+--   ids now go as an array, looked up by primary key.
 -- - The marking of an enqueue's dependent jobs (workflows) and the settling of jobs taken
 --   ahead joined their batch, unnest() of the ids, with jobs by a hash join over a scan of the
 --   whole table when the table was small against the batch (500 ids among 20,000 jobs).
@@ -47,25 +49,6 @@ BEGIN
     RETURN moved;
 END $$;
 
-CREATE OR REPLACE FUNCTION release_dependents(parent_id text, at double precision, channel text) RETURNS void
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    released record;
-BEGIN
-    FOR released IN
-        UPDATE jobs c SET waiting_on = c.waiting_on - 1,
-            state = CASE WHEN c.waiting_on > 1 THEN 'waiting'
-                WHEN c.run_at > at THEN 'scheduled' ELSE 'pending' END
-        WHERE c.id = ANY(ARRAY(SELECT child FROM deps WHERE parent = parent_id)) AND c.state = 'waiting'
-        RETURNING c.queue, c.state
-    LOOP
-        IF released.state = 'pending' THEN
-            PERFORM pg_notify(channel, released.queue);
-        END IF;
-    END LOOP;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION cancel_dependents(parent_id text, note text, at double precision) RETURNS integer
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -75,6 +58,52 @@ BEGIN
      WHERE c.id = ANY(ARRAY(SELECT child FROM deps WHERE parent = parent_id)) AND c.state = 'waiting';
     GET DIAGNOSTICS changed = ROW_COUNT;
     RETURN changed;
+END
+$$;
+
+-- dependents_moved() as migration 20 left it, but for the children's lookups (above).
+CREATE OR REPLACE FUNCTION dependents_moved() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    ended record;
+    note text;
+    woken text[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE dependents) THEN
+        RETURN NULL;
+    END IF;
+    WITH done AS MATERIALIZED (
+        SELECT n.id, n.finished_at FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.dependents AND n.state = 'completed' AND o.state <> 'completed'
+    ), edges AS MATERIALIZED (
+        SELECT d.child, count(*)::int AS k, max(done.finished_at) AS at
+        FROM done JOIN deps d ON d.parent = done.id GROUP BY d.child
+    ), locked AS MATERIALIZED (
+        SELECT c.id FROM jobs c WHERE c.id = ANY(ARRAY(SELECT child FROM edges)) AND c.state = 'waiting'
+        ORDER BY c.id FOR UPDATE OF c
+    ), released AS (
+        UPDATE jobs c SET waiting_on = c.waiting_on - e.k,
+            state = CASE WHEN c.waiting_on > e.k THEN 'waiting'
+                WHEN c.run_at > e.at THEN 'scheduled' ELSE 'pending' END
+        FROM edges e WHERE c.id = ANY(ARRAY(SELECT id FROM locked)) AND c.id = e.child AND c.state = 'waiting'
+        RETURNING c.queue, c.state
+    )
+    SELECT array_agg(DISTINCT queue) FILTER (WHERE state = 'pending') INTO woken FROM released;
+    PERFORM pg_notify('conveyor_' || TG_TABLE_SCHEMA, q) FROM unnest(woken) AS q;
+    FOR ended IN
+        SELECT n.id, n.state, n.finished_at FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.dependents AND n.state IN ('dead', 'cancelled') AND o.state <> n.state
+            AND o.state NOT IN ('dead', 'cancelled')
+        ORDER BY n.id
+    LOOP
+        note := 'dependency ' || ended.id || ' ended ' || ended.state;
+        IF pg_trigger_depth() > 32 THEN
+            INSERT INTO deps_todo (parent, note) VALUES (ended.id, note) ON CONFLICT (parent) DO NOTHING;
+        ELSE
+            PERFORM cancel_dependents(ended.id, note, coalesce(ended.finished_at, extract(epoch FROM clock_timestamp())));
+        END IF;
+    END LOOP;
+    RETURN NULL;
 END
 $$;
 
