@@ -7,31 +7,14 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
-from conveyor.backends.redis.wire import SCRIPTS, Wire
+from conveyor.backends.redis.wire import SCRIPTS
 from tests.servers import RedisServer
 
 PARENTS = 300
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]]]:
-    """Every command the store writes to a connection of its own."""
-    commands: list[tuple[Any, ...]] = []
-    write = Wire.write
-
-    def record(conn: Any, batch: Any) -> None:
-        commands.extend(batch)
-        write(conn, batch)
-
-    monkeypatch.setattr(Wire, "write", staticmethod(record))
-    yield commands
 
 
 def test_completing_many_parents_tells_their_child_in_one_call(

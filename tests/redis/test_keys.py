@@ -12,7 +12,6 @@ import inspect
 import os
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from conveyor import Conveyor
 from conveyor.backends.redis import RedisBackend
 from conveyor.backends.redis.batches import _intake
 from conveyor.backends.redis.keys import Keys
-from conveyor.backends.redis.wire import SCRIPTS, Call, Wire, script_source
+from conveyor.backends.redis.wire import SCRIPTS, Call, script_source
 from conveyor.job import Failure, Tick, WorkerInfo, new_id
 from tests.servers import RedisServer
 
@@ -77,20 +76,6 @@ def _pattern(name: str) -> re.Pattern[str]:
     for placeholder in _PLACEHOLDER:
         text = text.replace(re.escape(placeholder), ".+")
     return re.compile(text + r"\Z")
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]]]:
-    """Every command the store writes to a connection of its own."""
-    commands: list[tuple[Any, ...]] = []
-    write = Wire.write
-
-    def record(conn: Any, batch: Any) -> None:
-        commands.extend(batch)
-        write(conn, batch)
-
-    monkeypatch.setattr(Wire, "write", staticmethod(record))
-    yield commands
 
 
 def test_every_script_call_the_store_sends_matches_its_header(
