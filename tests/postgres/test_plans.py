@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from conveyor import Conveyor
-from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres import PostgresBackend, recover_params
 from conveyor.backends.postgres_workflows import Statements as WorkflowStatements
 from tests.scale.backlog import fill_postgres
 
@@ -267,16 +267,7 @@ def test_recover_buries_by_primary_key_with_a_generic_plan(make_app: AppFactory,
             " VALUES ('bad', 'default', '', 'scheduled', 'NaN', 0)"
         )
     now = time.time()
-    params = {
-        "now": now,
-        "before": now - 3600,
-        "minute": int(now // 60) * 60,
-        "far": now + 10**9,
-        "bad": "bad run_at",
-        "lost": "worker lost",
-        "silent": now - 60,
-        "day_ago": now - 86400,
-    }
+    params = recover_params(now, now - 3600)
     plans = Plans(db_url)
     try:
         for generic in (False, True):

@@ -953,6 +953,20 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
     return None
 
 
+def recover_params(now: float, completed_before: float) -> dict[str, Any]:
+    """The parameters of ``Statements.recover`` at ``now`` (its plan checks use them too)."""
+    return {
+        "now": now,
+        "minute": _minute(now),
+        "before": completed_before,
+        "silent": now - WORKER_EXPIRY,
+        "day_ago": now - 86400,
+        "far": now + FAR_FUTURE,
+        "bad": BAD_RUN_AT,
+        "lost": LOST,
+    }
+
+
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
 class PostgresBackend(PostgresBatches, Listings):
     """Jobs in a PostgreSQL schema, shared by any number of threads, processes and hosts."""
@@ -1739,16 +1753,7 @@ class PostgresBackend(PostgresBatches, Listings):
         self._run(lambda conn: conn.execute(statement, params))
 
     def recover(self, now: float, completed_before: float) -> int:
-        params = {
-            "now": now,
-            "minute": _minute(now),
-            "before": completed_before,
-            "silent": now - WORKER_EXPIRY,
-            "day_ago": now - 86400,
-            "far": now + FAR_FUTURE,
-            "bad": BAD_RUN_AT,
-            "lost": LOST,
-        }
+        params = recover_params(now, completed_before)
 
         def housekeeping(conn: Conn) -> int:
             row = conn.execute(self.sql.recover, params).fetchone()
