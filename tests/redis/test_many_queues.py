@@ -172,6 +172,25 @@ def test_on_cluster_a_lost_hint_costs_a_job_at_most_a_while(redis_cluster: Redis
         backend.close()
 
 
+def test_on_cluster_a_fetch_of_every_queue_learns_the_queues_new_since_before_it_gives_up(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A process that had fetched only from named queues, serving every queue: its first
+    queue ("default") had nothing due, the others were unknown to it (their registry not
+    read), and the fetch returned empty while "mail" had jobs (found by the conformance
+    state machine on Cluster)."""
+    host, port = redis_cluster.nodes[0]
+    backend = RedisBackend(f"redis+cluster://{host}:{port}", f"many{os.getpid()}_{next(_names)}")
+    try:
+        now = time.time()
+        backend.enqueue([_record("m1", "mail", now), _record("m2", "mail", now)])
+        assert [r.id for r in backend.fetch(["mail"], 1, "w1", 30, now)] == ["m1"]  # fills its batch
+        backend.enqueue([_record("later", "default", now + 60)])  # nothing due in default
+        assert [r.id for r in backend.fetch(None, 1, "w2", 30, now)] == ["m2"]
+    finally:
+        backend.close()
+
+
 def test_on_cluster_a_fetch_is_sent_the_hints_and_registry_only_when_they_grew(
     redis_cluster: RedisCluster,
 ) -> None:

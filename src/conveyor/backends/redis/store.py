@@ -959,8 +959,12 @@ class RedisBackend(RedisBatches, Admin, Periodic):
                 cover = max(cover, 0) + (self._due.get(queue, typical) if due is None else due)
                 if not every and (cover >= room or len(counted) >= COUNT_AT_ONCE):
                     break
-            if step and not claims and not counted:
+            if step and not claims and not counted and read:
                 break
+            # (Nothing left to claim in the order known, the hints and the registry not read
+            # in this fetch: read them, then look again. A worker serving every queue that had
+            # claimed only from named ones did not know the queues new since, and a fetch
+            # whose first queue had nothing due returned empty while another queue had jobs.)
             calls = [self._fetch_call([q], n, worker, lease_until, now, token, True) for q, n in claims]
             claimed_from.update(q for q, _ in claims)
             self._claims[1].update(q for q, _ in claims)
