@@ -20,7 +20,6 @@ from ..backends import WaitsAndFetches
 from ..job import Failure, WorkerInfo
 from ..limits import SEP
 from ..logs import job_line
-from ..periodic.scheduler import Scheduler
 from ..render import plural
 from .acker import Acker
 from .canceller import Canceller
@@ -31,6 +30,7 @@ from .queues import QueueOrder
 
 if TYPE_CHECKING:
     from ..app import Conveyor
+    from ..periodic.scheduler import Scheduler
 
 log = logging.getLogger("conveyor.worker")
 
@@ -211,6 +211,8 @@ class Worker:
         # Only an app with schedules has a scheduler thread: others pay nothing for it.
         self._scheduler: Scheduler | None = None
         if self.app.schedules:
+            from ..periodic.scheduler import Scheduler  # (with cronsim and zoneinfo: only here)
+
             self._scheduler = Scheduler(self.app)
             self._scheduler.start()
         log.info(
