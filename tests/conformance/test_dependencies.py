@@ -353,3 +353,21 @@ def test_limited_tasks_wait_for_others(app: Conveyor) -> None:
     drain(app)
     assert sorted(seen) == [0, 1, 2, 3, 10, 101, 120]
     assert [_state(app, j.id) for j in chain] == ["completed"] * 3
+
+
+def test_a_job_may_wait_for_thousands_of_jobs(app: Conveyor) -> None:
+    """More dependencies than one call of Lua's unpack() takes (about 8,000): Redis stores
+    them in slices (one SADD of them all failed: "too many results to unpack")."""
+    step = _tasks(app)
+    many = 9_000
+    parents = [job.id for job in app.enqueue_many([step.using(queue="q1").job(n) for n in range(many)])]
+    child = step.using(queue="q2", after=parents).enqueue(-1)
+    assert _state(app, child.id) == "waiting"
+    done = 0
+    while claimed := app.backend.fetch(["q1"], 1000, "w", 30.0, time.time()):
+        app.backend.complete([(r.id, None) for r in claimed], "w", time.time())
+        done += len(claimed)
+        if done < many:
+            assert _state(app, child.id) == "waiting"
+    assert done == many
+    assert _state(app, child.id) == "pending"

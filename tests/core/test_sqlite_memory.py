@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.backends.sqlite import SQLiteBackend, _in_list
+from conveyor.backends.sqlite import SQLiteBackend
+from conveyor.backends.sqlite_lists import in_list as _in_list
 
 MEMORY_USED = 0  # SQLITE_STATUS_MEMORY_USED
 

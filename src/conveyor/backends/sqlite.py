@@ -58,6 +58,8 @@ from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .prune import prune_batches as prune_completed
 from .sqlite_batches import SQLiteBatches, batch_schema, prune_batches
+from .sqlite_lists import IN_CHUNK
+from .sqlite_lists import in_list as _in_list
 
 SCHEMA_VERSION = 7
 #: Due scheduled and retry jobs turned pending by one claim, at most: a backlog that all came
@@ -307,25 +309,6 @@ def _upgrades(ns: str) -> dict[int, list[str]]:
             f"DROP INDEX IF EXISTS {ns}_jobs_listed",
         ],
     }
-
-
-#: The most ids one ``IN (?, …)`` list takes: a power of two, so that a full chunk needs no
-#: padding (see _in_list).
-IN_CHUNK = 512
-
-
-def _in_list(ids: Sequence[str]) -> tuple[str, list[str]]:
-    """``?,?,…`` for ``ids`` (not empty) padded to the next power of two with copies of the
-    last one (an IN list ignores them), and the padded ids.
-
-    Each length of an IN list is a statement of its own, and sqlite3 keeps the last 128 per
-    connection prepared: an acknowledgement of 1 to 500 jobs made a new one for most batch
-    sizes, several hundred bytes of SQLite's memory per id, so a worker's acker connection
-    held 8.8 MB of statements after a million jobs (issue 19: the worker's RSS grew all
-    along a 10M drain, 37 -> 67 MB), evicted and prepared anew all the time. Padded, a
-    connection has at most 10 lengths of each statement."""
-    size = 1 << (len(ids) - 1).bit_length()
-    return ",".join("?" * size), [*ids, *[ids[-1]] * (size - len(ids))]
 
 
 def _holds(state: object, until: object, now: float) -> bool:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from ..errors import UnknownDependency
 from ..job import CANCELLED, COMPLETED, DEAD, JobRecord, dependency_note, id_time
+from .sqlite_lists import in_chunks
 
 #: Ended parents whose children ``cascade`` cancels per call, at most (the rest: next call,
 #: or housekeeping).
@@ -104,8 +105,9 @@ def link(
         deps = after.get(r.id)
         if not deps:
             continue
-        marks = ",".join("?" * len(deps))
-        states = dict(conn.execute(f"SELECT id, state FROM {t} WHERE id IN ({marks})", deps).fetchall())
+        states: dict[str, str] = {}
+        for marks, chunk in in_chunks(deps):
+            states.update(conn.execute(f"SELECT id, state FROM {t} WHERE id IN ({marks})", chunk).fetchall())
         outstanding: list[str] = []
         failed: str | None = None
         for dep in deps:
@@ -137,11 +139,8 @@ def link(
             )
         else:
             conn.execute(f"UPDATE {t} SET waiting_on = ? WHERE id = ?", (len(outstanding), r.id))
-            conn.execute(
-                f"UPDATE {t} SET dependents = 1 WHERE id IN ({','.join('?' * len(outstanding))})"
-                " AND dependents = 0",
-                outstanding,
-            )
+            for marks, chunk in in_chunks(outstanding):
+                conn.execute(f"UPDATE {t} SET dependents = 1 WHERE id IN ({marks}) AND dependents = 0", chunk)
 
 
 def cascade(conn: sqlite3.Connection, ns: str, now: float, budget: int = CASCADE_BUDGET) -> int:

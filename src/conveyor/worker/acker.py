@@ -37,8 +37,15 @@ class Acker:
     ``written`` is called after each write (the worker wakes its fetcher there).
     """
 
-    def __init__(self, backend: Backend, worker_id: str, written: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        worker_id: str,
+        written: Callable[[], None] | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         self._backend = backend
+        self.max_batch = max_batch
         self._worker_id = worker_id
         self._written = written
         self._inbox: queue.SimpleQueue[Outcome | threading.Event | None] = queue.SimpleQueue()
@@ -68,6 +75,7 @@ class Acker:
 
     def _loop(self) -> None:
         inbox = self._inbox
+        max_batch = self.max_batch
         last = 0  # the size of the previous batch: lingering pays only under load
         while True:
             item = inbox.get()
@@ -87,7 +95,7 @@ class Acker:
                 else:
                     batch.append(item)
                     self._writing += 1  # counted from the moment it left the inbox
-                if len(batch) >= MAX_BATCH:
+                if len(batch) >= max_batch:
                     break
                 try:
                     item = inbox.get_nowait()

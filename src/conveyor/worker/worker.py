@@ -21,6 +21,7 @@ from ..job import Failure, WorkerInfo
 from ..limits import SEP
 from ..logs import job_line
 from ..render import plural
+from .acker import MAX_BATCH as MAX_ACK_BATCH
 from .acker import Acker
 from .canceller import Canceller
 from .executor import AsyncExecutor, Prepared, Runner, RunningJob, ThreadExecutor, Watchdog
@@ -189,7 +190,18 @@ class Worker:
                 previous[signum] = signal.signal(signum, self._on_signal)
         self._watchdog = Watchdog(self._on_stuck)
         self._runner = Runner(self.app, self._watchdog, self.id)
-        self._acker = Acker(self._backend, self.id, self._acks_written)
+        # A batch as large as the most a claim can hand over: with the acker's default of
+        # 1,000 and a capacity of 1,010, every claimed batch's outcomes went out as two
+        # writes, the second of 10 jobs (a statement, its triggers and a round trip). At most
+        # a tenth over the default: a Redis acknowledgement is one script, and a script of
+        # 2,000 jobs would hold the server past 5 ms.
+        most = self.concurrency + (PREFETCH_LIMIT if self._fixed_prefetch is None else self._fixed_prefetch)
+        self._acker = Acker(
+            self._backend,
+            self.id,
+            self._acks_written,
+            max_batch=max(MAX_ACK_BATCH, min(MAX_ACK_BATCH + MAX_ACK_BATCH // 10, most)),
+        )
         self._threads = self._executor()
         self._async: AsyncExecutor | None = None
         # Pool threads decode what they take, unless async tasks exist: an async job must

@@ -61,7 +61,10 @@ for i = 12, #ARGV do
   if not done[ARGV[i]] then left[#left + 1] = ARGV[i] end
 end
 if #left > 0 then
-  redis.call('SADD', KEYS[3], unpack(left))
+  -- In slices: unpack() of more than about 8,000 values overflows Lua's stack.
+  for s = 1, #left, 1000 do
+    redis.call('SADD', KEYS[3], unpack(left, s, math.min(s + 999, #left)))
+  end
   redis.call('ZADD', KEYS[1], now, id)
   return 'waiting'
 end
