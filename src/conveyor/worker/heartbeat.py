@@ -55,6 +55,9 @@ class Heartbeat:
         self._stop = threading.Event()
         #: Set once the first recovery (run as the housekeeping thread starts) has been tried.
         self.recovered = threading.Event()
+        #: Set by the worker once its first claim is answered (or failed): the first beat
+        #: follows it (see ``start``).
+        self.claimed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
         # Housekeeping on a thread of its own: a pass may prune for seconds (a backlog of
         # completed jobs, backends/prune.py), and the beats that keep the leases must not
@@ -64,16 +67,19 @@ class Heartbeat:
         )
 
     def start(self) -> None:
-        try:
-            self.beat()
-        except StoreFull as exc:
-            # A full store still takes the writes that drain it: start, and keep trying.
-            log.warning("first heartbeat failed, the worker starts anyway: %s", exc)
+        """Start the beats and the housekeeping. The first beat, which registers this
+        worker, waits for the worker's first claim to be answered (``claimed``), for a third
+        of a lease at most: before it, it held the first claim back by a round-trip, and
+        beside it, it took the store from it (SQLite's write lock, PostgreSQL's one pooled
+        connection). Nothing needs it first: a claim sets its jobs' leases itself, every
+        store judges a lease by the job's own record, and the registration (what
+        ``workers()`` lists) is written before any lease of this worker could expire."""
         self._thread.start()
         self._housekeeper.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.claimed.set()
         for thread in (self._thread, self._housekeeper):
             if thread.is_alive():
                 thread.join(5.0)
@@ -105,9 +111,15 @@ class Heartbeat:
             time.sleep(SWEEP_PAUSE)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        self.claimed.wait(self.interval)
+        wait = 0.0  # (the first beat: see start)
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 self.beat()
+            except StoreFull as exc:
+                # A full store still takes the writes that drain it: keep running and trying.
+                log.warning("heartbeat failed, the store is full: %s", exc)
             except Exception as exc:
                 log.warning("heartbeat failed (the store may be unreachable): %s", exc)
 

@@ -315,6 +315,7 @@ class Worker:
     def _loop(self) -> None:
         backend, lease, fetch_size = self._backend, self.app.lease, self._free_places
         stalled = self._acker.stalled
+        claimed = self._heartbeat.claimed  # (set after the first claim: the first beat follows)
         while not self._stopping.is_set():
             free = fetch_size()
             if free == 0:
@@ -339,6 +340,8 @@ class Worker:
             except Exception as exc:
                 self._store_down(exc)
                 continue
+            finally:
+                claimed.set()  # (the first beat follows the first claim: Heartbeat.start)
             self._outage = 0.0
             if records:
                 self._take(records)
