@@ -249,8 +249,8 @@ class Codec:
         if expires is not None:
             body["x"] = expires
         data = orjson.dumps(body)
-        if self._keys:
-            sig = self._sign(self._keys[0], job_id, queue, max_attempts, data)
+        if self._signer is not None:
+            sig = self._signer.sign(self._keys[0], job_id, queue, max_attempts, data)
             return _SIGNED_PREFIX + sig + b":" + data
         return exact(data)
 
@@ -261,8 +261,14 @@ class Codec:
         if not data.startswith(_SIGNED_PREFIX):
             return data
         self.decode_payload(job_id, queue, max_attempts, data)
+        assert self._signer is not None  # (a signed payload decodes only with keys)
         body = data[4 + _SIG_LEN :]
-        return _SIGNED_PREFIX + self._sign(self._keys[0], job_id, new_queue, max_attempts, body) + b":" + body
+        return (
+            _SIGNED_PREFIX
+            + self._signer.sign(self._keys[0], job_id, new_queue, max_attempts, body)
+            + b":"
+            + body
+        )
 
     def decode_payload(self, job_id: str, queue: str, max_attempts: int, data: bytes) -> Payload:
         """The payload of a stored job, or BadPayload saying why it cannot run."""
@@ -271,10 +277,11 @@ class Codec:
             body = data[4 + _SIG_LEN :]
             if data[3 + _SIG_LEN : 4 + _SIG_LEN] != b":":
                 raise BadPayload("signed payload is malformed (no ':' after the signature)")
-            if not self._keys:
+            signer = self._signer
+            if signer is None:
                 raise BadPayload("payload is signed but this app has no secret_key")
             if not any(
-                self._compare(sig, self._sign(k, job_id, queue, max_attempts, body)) for k in self._keys
+                signer.compare(sig, signer.sign(k, job_id, queue, max_attempts, body)) for k in self._keys
             ):
                 raise BadPayload("signature does not verify: payload altered or signed with another key")
         elif self._keys:
@@ -376,11 +383,3 @@ class Codec:
             return orjson.loads(data), False
         except orjson.JSONDecodeError:
             return None, False
-
-    def _sign(self, key: bytes, job_id: str, queue: str, max_attempts: int, body: bytes) -> bytes:
-        assert self._signer is not None  # (called only with keys)
-        return self._signer.sign(key, job_id, queue, max_attempts, body)
-
-    def _compare(self, a: bytes, b: bytes) -> bool:
-        assert self._signer is not None
-        return self._signer.compare(a, b)
