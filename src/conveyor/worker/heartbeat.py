@@ -68,12 +68,13 @@ class Heartbeat:
 
     def start(self) -> None:
         """Start the beats and the housekeeping. The first beat, which registers this
-        worker, waits for the worker's first claim to be answered (``claimed``), for a third
-        of a lease at most: before it, it held the first claim back by a round-trip, and
-        beside it, it took the store from it (SQLite's write lock, PostgreSQL's one pooled
-        connection). Nothing needs it first: a claim sets its jobs' leases itself, every
-        store judges a lease by the job's own record, and the registration (what
-        ``workers()`` lists) is written before any lease of this worker could expire."""
+        worker, and the first recovery wait for the worker's first claim to be answered
+        (``claimed``), for a third of a lease at most: before the claim, the beat held it
+        back by a round-trip, and beside it, both took the store from it (SQLite's write
+        lock, PostgreSQL's one pooled connection). Nothing needs them first: a claim sets its
+        jobs' leases itself, every store judges a lease by the job's own record, and the
+        registration (what ``workers()`` lists) is written before any lease of this worker
+        could expire."""
         self._thread.start()
         self._housekeeper.start()
 
@@ -124,10 +125,13 @@ class Heartbeat:
                 log.warning("heartbeat failed (the store may be unreachable): %s", exc)
 
     def _housekeep(self) -> None:
-        # The first recovery runs here, beside the worker's first fetches rather than before
+        # The first recovery runs here, beside the worker's next fetches rather than before
         # them: it and its sweep are a call per queue (0.3-0.5 s with 200 queues on a loaded
-        # machine), and a worker's first job should not wait for them. A burst worker waits
-        # for it before it decides nothing is left (``recovered``).
+        # machine), and a worker's first job should not wait for them. It too waits for the
+        # first claim's answer (a third of a lease at most): beside the first claim, it took
+        # the store from it as the first beat did (see ``start``). A burst worker waits for
+        # it before it decides nothing is left (``recovered``).
+        self.claimed.wait(self.interval)
         try:
             self.recover()
         except Exception as exc:  # the next ones come every interval; draining comes first
