@@ -1,8 +1,9 @@
-"""A worker's start: its first claim goes out before anything else it has to write."""
+"""A worker's start: it registers, then claims, and its first recovery waits for that claim."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,44 +12,45 @@ from conveyor import Conveyor
 from conveyor.job import WorkerInfo
 
 
-def test_the_first_claim_goes_before_the_registration(tmp_path: Path) -> None:
+def test_the_first_recovery_follows_the_first_claim(tmp_path: Path) -> None:
     app = Conveyor(f"sqlite:///{tmp_path / 'jobs.db'}")
-    release = threading.Event()
 
-    @app.task(name="t.hold")
-    def hold() -> None:
-        release.wait(20)
+    @app.task(name="t.noop")
+    def noop() -> None: ...
 
-    hold.enqueue()
+    noop.enqueue()
     backend = app.backend
-    fetch, heartbeat = backend.fetch, backend.heartbeat
+    fetch, heartbeat, recover = backend.fetch, backend.heartbeat, backend.recover
     calls: list[str] = []
 
-    def first_fetch(queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float) -> Any:
-        calls.append("fetch")
-        return fetch(queues, limit, worker, lease, now)
+    def slow_fetch(queues: Sequence[str] | None, limit: int, worker: str, lease: float, now: float) -> Any:
+        calls.append("fetch sent")
+        if calls.count("fetch sent") == 1:
+            time.sleep(0.3)  # (a slow first answer: the recovery would go out meanwhile)
+        found = fetch(queues, limit, worker, lease, now)
+        calls.append("fetch answered")
+        return found
 
-    def first_heartbeat(info: WorkerInfo, lease: float, now: float) -> None:
+    def beat(info: WorkerInfo, lease: float, now: float) -> None:
         calls.append("heartbeat")
         heartbeat(info, lease, now)
 
-    backend.fetch = first_fetch  # type: ignore[method-assign]
-    backend.heartbeat = first_heartbeat  # type: ignore[method-assign]
-    worker = app.worker(concurrency=1)
+    def recovery(now: float, completed_before: float) -> int:
+        calls.append("recover")
+        return recover(now, completed_before)
+
+    backend.fetch = slow_fetch  # type: ignore[method-assign]
+    backend.heartbeat = beat  # type: ignore[method-assign]
+    backend.recover = recovery  # type: ignore[method-assign]
+    worker = app.worker(concurrency=1, burst=True)
     thread = threading.Thread(target=worker.run)
     thread.start()
-    try:
-        # The registration follows the first claim's answer, while the job runs.
-        for _ in range(500):
-            if app.workers():
-                break
-            threading.Event().wait(0.02)
-        assert [w.id for w in app.workers()] == [worker.id]
-        assert calls[0] == "fetch" and "heartbeat" in calls, calls
-    finally:
-        release.set()
-        worker.stop()
-        thread.join(10)
-        app.close()
-    assert not thread.is_alive()
-    assert app.workers() == []  # (unregistered as it stopped)
+    thread.join(30)
+    assert not thread.is_alive(), "burst worker did not finish"
+    assert app.stats().queues["default"] == {"completed": 1}
+    # Registered first (a store that cannot be reached fails the start), then the first
+    # claim, and only once it is answered the first recovery: beside it, it took the store
+    # from the claim.
+    assert calls[:3] == ["heartbeat", "fetch sent", "fetch answered"], calls
+    assert "recover" in calls, calls
+    app.close()

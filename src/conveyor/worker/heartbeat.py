@@ -55,8 +55,8 @@ class Heartbeat:
         self._stop = threading.Event()
         #: Set once the first recovery (run as the housekeeping thread starts) has been tried.
         self.recovered = threading.Event()
-        #: Set by the worker once its first claim is answered (or failed): the first beat
-        #: follows it (see ``start``).
+        #: Set by the worker once its first claim's jobs are handed over (or the claim
+        #: failed): the first recovery follows it (see ``_housekeep``).
         self.claimed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
         # Housekeeping on a thread of its own: a pass may prune for seconds (a backlog of
@@ -67,14 +67,14 @@ class Heartbeat:
         )
 
     def start(self) -> None:
-        """Start the beats and the housekeeping. The first beat, which registers this
-        worker, and the first recovery wait for the worker's first claim to be answered
-        (``claimed``), for a third of a lease at most: before the claim, the beat held it
-        back by a round-trip, and beside it, both took the store from it (SQLite's write
-        lock, PostgreSQL's one pooled connection). Nothing needs them first: a claim sets its
-        jobs' leases itself, every store judges a lease by the job's own record, and the
-        registration (what ``workers()`` lists) is written before any lease of this worker
-        could expire."""
+        """The first beat, which registers this worker (here, before the worker's first claim:
+        a worker whose store cannot be reached fails at its start), then the beats' and the
+        housekeeping's threads."""
+        try:
+            self.beat()
+        except StoreFull as exc:
+            # A full store still takes the writes that drain it: start, and keep trying.
+            log.warning("first heartbeat failed, the worker starts anyway: %s", exc)
         self._thread.start()
         self._housekeeper.start()
 
@@ -112,25 +112,21 @@ class Heartbeat:
             time.sleep(SWEEP_PAUSE)
 
     def _loop(self) -> None:
-        self.claimed.wait(self.interval)
-        wait = 0.0  # (the first beat: see start)
-        while not self._stop.wait(wait):
-            wait = self.interval
+        while not self._stop.wait(self.interval):
             try:
                 self.beat()
-            except StoreFull as exc:
-                # A full store still takes the writes that drain it: keep running and trying.
-                log.warning("heartbeat failed, the store is full: %s", exc)
             except Exception as exc:
                 log.warning("heartbeat failed (the store may be unreachable): %s", exc)
 
     def _housekeep(self) -> None:
         # The first recovery runs here, beside the worker's next fetches rather than before
         # them: it and its sweep are a call per queue (0.3-0.5 s with 200 queues on a loaded
-        # machine), and a worker's first job should not wait for them. It too waits for the
-        # first claim's answer (a third of a lease at most): beside the first claim, it took
-        # the store from it as the first beat did (see ``start``). A burst worker waits for
-        # it before it decides nothing is left (``recovered``).
+        # machine), and a worker's first job should not wait for them. Nor beside the first
+        # claim: it waits until that claim's jobs are handed over (``claimed``; a third of a
+        # lease at most), as beside it it took the store from the claim (PostgreSQL's one
+        # pooled connection, a Redis connection of its own, SQLite's write lock) and then the
+        # GIL from the first job. A burst worker waits for it before it decides nothing is
+        # left (``recovered``).
         self.claimed.wait(self.interval)
         try:
             self.recover()

@@ -345,9 +345,8 @@ class Worker:
             self._outage = 0.0
             if records:
                 self._take(records)
-            # The first beat and the first recovery wait for this, the first claim's jobs
-            # handed over (Heartbeat.start): they no longer take the store, or the GIL, from
-            # the first claim and its jobs. (Once set, 0.5 µs a claim.)
+            # The first recovery waits for this, the first claim's jobs handed over (see
+            # Heartbeat._housekeep). (Once set, 0.5 µs a claim.)
             claimed.set()
             if records:
                 continue
