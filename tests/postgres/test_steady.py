@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres import PostgresBackend, recover_params
 from conveyor.job import WorkerInfo
 from tests.scale.backlog import fill_postgres
 
@@ -228,16 +228,7 @@ def test_recover_reads_the_active_index_and_the_primary_key(make_app: AppFactory
     assert isinstance(backend, PostgresBackend)
     fill_postgres(db_url, "recovering", 20_000, payload=NOOP)
     now = time.time()
-    params = {
-        "now": now,
-        "before": now - 3600,
-        "minute": int(now // 60) * 60,
-        "far": now + 10**9,
-        "bad": "bad run_at",
-        "lost": "worker lost",
-        "silent": now - 60,
-        "day_ago": now - 86400,
-    }
+    params = recover_params(now, now - 3600)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET jit = off")
         conn.execute("BEGIN")

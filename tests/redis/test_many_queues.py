@@ -47,20 +47,6 @@ def backend(redis_server: RedisServer) -> Iterator[RedisBackend]:
     store.close()
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """Every command the store writes to a connection of its own."""
-    commands: list[tuple[Any, ...]] = []
-    write = Wire.write
-
-    def record(conn: Any, batch: Any) -> None:
-        commands.extend(batch)
-        write(conn, batch)
-
-    monkeypatch.setattr(Wire, "write", staticmethod(record))
-    return commands
-
-
 def _scripts(backend: RedisBackend, commands: list[tuple[Any, ...]], name: str) -> int:
     sha = backend._wire.sha(name)
     return sum(1 for c in commands if c[0] == "EVALSHA" and c[1] == sha)

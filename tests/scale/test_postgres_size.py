@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from conveyor import Conveyor
-from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres import PostgresBackend, recover_params
 from tests.scale.backlog import fill_postgres
 from tests.servers import PostgresServer
 
@@ -53,16 +53,7 @@ def _statements(backend: PostgresBackend) -> dict[str, tuple[str, dict[str, Any]
         "promote due jobs, if any": (sql.promote_due, {"now": now}),
         "recover": (
             sql.recover,
-            {
-                "now": now,
-                "before": now - 3600,
-                "minute": int(now // 60) * 60,
-                "far": now + 10**9,
-                "bad": "bad run_at",
-                "lost": "worker lost",
-                "silent": now - 60,
-                "day_ago": now - 86400,
-            },
+            recover_params(now, now - 3600),
         ),
         "stats: counts": (sql.counts, {}),
         "stats: due": (sql.due, {"now": now}),

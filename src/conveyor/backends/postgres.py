@@ -450,11 +450,14 @@ class _Statements:
         # read when none is due, however many wait for later. (Claiming them from the due
         # index directly would claim by time, not priority, whenever several came due.) This
         # is the UPDATE promote_due() below runs when a job is due; it is kept here for the
-        # checks of its plan (tests/scale/test_postgres_size.py).
+        # checks of its plan (tests/scale/test_postgres_size.py). The ids go to the UPDATE as
+        # an array looked up by primary key: as "id IN (...)" the planner expected up to
+        # PROMOTE_BATCH rows a queue and hash-joined them with a scan of every job (2,000 due
+        # among 200,000 jobs: 55 ms against 34; migration 21).
         self.promote = (
-            f"UPDATE {s}.jobs SET state = 'pending' WHERE id IN (SELECT d.id FROM {s}.queues q"
+            f"UPDATE {s}.jobs SET state = 'pending' WHERE id = ANY(ARRAY(SELECT d.id FROM {s}.queues q"
             f" CROSS JOIN LATERAL (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
-            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d)"
+            f" AND run_at <= %(now)s ORDER BY run_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED) d))"
         )
         # What every claim runs first (migration 0017): the UPDATE above only when a queue has
         # a job due, which one probe of jobs_due per queue says first (an UPDATE fires the
@@ -550,11 +553,12 @@ class _Statements:
             f"), counted AS ({count_runs.format(failed='count(*)')}"
             # NaN sorts above every number in PostgreSQL, so this also buries a NaN run_at:
             # the end of each queue's range in the due index. (A pending job is claimed
-            # whatever its run_at says, and then runs.)
+            # whatever its run_at says, and then runs.) The ids as an array, by primary key:
+            # as "id IN (...)", a generic plan hash-joined them with a scan of every job.
             f"), buried AS (UPDATE {s}.jobs SET state = 'dead', finished_at = %(now)s,"
-            f" last_error = %(bad)s WHERE id IN (SELECT b.id FROM {s}.queues q CROSS JOIN LATERAL"
+            f" last_error = %(bad)s WHERE id = ANY(ARRAY(SELECT b.id FROM {s}.queues q CROSS JOIN LATERAL"
             f" (SELECT id FROM {s}.jobs WHERE queue = q.name AND state IN {_LATER}"
-            f" AND run_at > %(far)s ORDER BY run_at DESC LIMIT {BURY_BATCH}) b)"
+            f" AND run_at > %(far)s ORDER BY run_at DESC LIMIT {BURY_BATCH}) b))"
             # The counts the triggers appended since the last fold, folded. A concurrent
             # fold waits for these rows' locks, then finds them gone: each delta counts once.
             f"), folded AS (DELETE FROM {s}.count_deltas RETURNING queue, state, n"
@@ -685,9 +689,11 @@ class _Statements:
             f" WHERE id = ANY(%(ids)s::text[]) AND state = 'active' AND cancel IS NULL RETURNING 1"
             f") SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM running)"
         )
+        # A job's progress, by its id: with "state = 'active'" each report walked jobs_active
+        # through every job of the worker (1,000 held: 1,000 entries read for one row).
         self.set_progress = (
             f"UPDATE {s}.jobs SET progress = %(progress)s"
-            f" WHERE id = %(id)s AND locked_by = %(worker)s AND state = 'active'"
+            f" WHERE id = %(id)s AND locked_by = %(worker)s AND (state = 'active') IS TRUE"
         )
         self.cancel_requests = (
             f"SELECT id, cancel FROM {s}.jobs"
@@ -715,17 +721,25 @@ class _Statements:
             f" %(a_attempts)s::int4[]) AS c"
         )
         # The jobs taken ahead in a queue's buckets, with what settles them (_settle_ahead).
+        # Each job looked up by its id (OFFSET 0 keeps the lookup a nested loop): as joins,
+        # a few hundred rows were merge-joined with a walk of jobs_pkey from the least of
+        # their ids to the greatest, every job enqueued in between.
         self.ahead_rows = (
             f"SELECT a.bucket, a.id, a.claimed, CASE WHEN y.started_at = a.claimed THEN y.state END,"
             f" y.locked_by = a.worker,"
             f" x.state = 'active' AND x.locked_by = a.worker AND x.attempts = a.attempt, x.finished_at"
-            f" FROM {s}.limit_ahead a LEFT JOIN {s}.jobs y ON y.id = a.id"
-            f" LEFT JOIN {s}.jobs x ON x.id = a.after"
+            f" FROM {s}.limit_ahead a"
+            f" LEFT JOIN LATERAL (SELECT state, locked_by, started_at FROM {s}.jobs"
+            f"  WHERE id = a.id OFFSET 0) y ON true"
+            f" LEFT JOIN LATERAL (SELECT state, locked_by, attempts, finished_at FROM {s}.jobs"
+            f"  WHERE id = a.after OFFSET 0) x ON true"
             f" WHERE a.bucket > %(low)s AND a.bucket < %(high)s"
         )
+        # The batch from settled() (migration 21), estimated at one row: one jobs_pkey lookup
+        # per id, never a hash join over a scan of every job (the batch large against jobs).
         self.settle_ahead = (
-            f"WITH d AS (SELECT * FROM unnest(%(buckets)s::text[], %(ids)s::text[], %(starts)s::float8[],"
-            f" %(claims)s::float8[]) AS d(bucket, id, start, claimed)),"
+            f"WITH d AS (SELECT * FROM {s}.settled(%(buckets)s::text[], %(ids)s::text[],"
+            f" %(starts)s::float8[], %(claims)s::float8[])),"
             f" gone AS (DELETE FROM {s}.limit_ahead a USING d WHERE a.bucket = d.bucket AND a.id = d.id)"
             f" UPDATE {s}.jobs AS t SET started_at = d.start FROM d"
             f" WHERE t.id = d.id AND t.started_at = d.claimed AND d.start IS NOT NULL"
@@ -937,6 +951,20 @@ def explain(store: PostgresBackend, exc: BaseException) -> Explained | None:
             "database; add pgbouncer=1 to the URL so that no statement is prepared"
         )
     return None
+
+
+def recover_params(now: float, completed_before: float) -> dict[str, Any]:
+    """The parameters of ``Statements.recover`` at ``now`` (its plan checks use them too)."""
+    return {
+        "now": now,
+        "minute": _minute(now),
+        "before": completed_before,
+        "silent": now - WORKER_EXPIRY,
+        "day_ago": now - 86400,
+        "far": now + FAR_FUTURE,
+        "bad": BAD_RUN_AT,
+        "lost": LOST,
+    }
 
 
 @translate_errors("PostgreSQL", (psycopg.OperationalError,), explain=explain)
@@ -1725,16 +1753,7 @@ class PostgresBackend(PostgresBatches, Listings):
         self._run(lambda conn: conn.execute(statement, params))
 
     def recover(self, now: float, completed_before: float) -> int:
-        params = {
-            "now": now,
-            "minute": _minute(now),
-            "before": completed_before,
-            "silent": now - WORKER_EXPIRY,
-            "day_ago": now - 86400,
-            "far": now + FAR_FUTURE,
-            "bad": BAD_RUN_AT,
-            "lost": LOST,
-        }
+        params = recover_params(now, completed_before)
 
         def housekeeping(conn: Conn) -> int:
             row = conn.execute(self.sql.recover, params).fetchone()

@@ -108,6 +108,7 @@ job for a job enqueued alone): a table of templates would cost more than the res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from ...limits import SEP
@@ -328,9 +329,9 @@ class Keys:
         names = ("waiting", "cancelled", "wo:" + job_id, "got:" + job_id, "waited", "parents", "deps_todo")
         return [p + n for n in names]
 
-    def deps_done(self, queue: str, job_id: str) -> list[str]:
+    def deps_done(self, queue: str, job_ids: Sequence[str]) -> list[str]:
         p = self.prefix(queue)
-        return [p + "deps_todo", p + "dn:" + job_id]
+        return [p + "deps_todo", *(p + "dn:" + job_id for job_id in job_ids)]
 
     def deps_todo(self, queue: str) -> str:
         return self.prefix(queue) + "deps_todo"

@@ -51,6 +51,8 @@ STEP = 100
 ROUNDS = 50
 #: Seconds an ended job's list of dependents is kept (for the dashboard and ``dependents``).
 KEEP_DEPENDENTS = 7 * 86400
+#: Ended jobs one deps_done call takes at most (a script holds the server while it runs).
+DONE_SLICE = 500
 
 
 def _text(value: Any) -> str:
@@ -311,28 +313,33 @@ def advance(
             ]
         steps: list[Call] = []
         targets: list[str] = []  # the queue of each step's dependent
+        # A dependent's completed parents are told in one call: a job waiting for a thousand
+        # others that one acknowledgement completed was a thousand script calls.
+        completed: dict[tuple[str, str], list[str]] = {}
         for _, pid, state, members in parents:
             if state == COMPLETED:
-                note = None
-            else:
-                note = dependency_note(
-                    pid, state if state in (DEAD, CANCELLED) else "deleted" if state is None else DEAD
-                )
+                for member in members:
+                    cq, _, cid = _text(member).partition(",")
+                    completed.setdefault((cq, cid), []).append(pid)
+                continue
+            note = dependency_note(
+                pid, state if state in (DEAD, CANCELLED) else "deleted" if state is None else DEAD
+            )
             for member in members:
                 cq, _, cid = _text(member).partition(",")
                 targets.append(cq)
-                if note is None:
-                    steps.append(
-                        Call(
-                            "deps_release",
-                            keys.deps_release(cq, cid),
-                            [keys.prefix(cq), cid, pid, now, *_bucket(store, cq)],
-                        )
-                    )
-                else:
-                    steps.append(
-                        Call("deps_cancel", keys.deps_cancel(cq, cid), [keys.prefix(cq), cid, note, now])
-                    )
+                steps.append(
+                    Call("deps_cancel", keys.deps_cancel(cq, cid), [keys.prefix(cq), cid, note, now])
+                )
+        for (cq, cid), pids in completed.items():
+            targets.append(cq)
+            steps.append(
+                Call(
+                    "deps_release",
+                    keys.deps_release(cq, cid),
+                    [keys.prefix(cq), cid, " ".join(pids), now, *_bucket(store, cq)],
+                )
+            )
         results = store._wire.run(steps) if steps else []
         changed += sum(1 for result in results if result)
         # A cancelled dependent of a batch moved its batch's counters (deps_cancel.lua's
@@ -344,8 +351,19 @@ def advance(
         }
         if moved:
             store.forward_batches(moved)
+        told: dict[str, list[str]] = {}
+        for q, pid, _, _ in parents:
+            told.setdefault(q, []).append(pid)
         store._wire.run(
-            [Call("deps_done", keys.deps_done(q, pid), [pid, KEEP_DEPENDENTS]) for q, pid, _, _ in parents]
+            [
+                Call(
+                    "deps_done",
+                    keys.deps_done(q, pids[i : i + DONE_SLICE]),
+                    [KEEP_DEPENDENTS, *pids[i : i + DONE_SLICE]],
+                )
+                for q, pids in told.items()
+                for i in range(0, len(pids), DONE_SLICE)
+            ]
         )
         # The next level: queues whose cancelled jobs have dependents of their own, and
         # queues whose to-do set held more than a step.

@@ -1,10 +1,14 @@
--- deps_done: every dependent of an ended job has been told (released or cancelled): it
--- leaves the to-do set. Its list of dependents is kept a while for the dashboard.
+-- deps_done: every dependent of these ended jobs has been told (released or cancelled): they
+-- leave the to-do set. Their lists of dependents are kept a while for the dashboard. One call
+-- for the ended jobs of one queue that one round told (a call per job was as many script
+-- runs as an acknowledgement had parents with dependents).
 --
--- KEYS[1]  {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
--- KEYS[2]  {ns:q}:dn:<id>    SET   the jobs that waited for job <id>
--- ARGV[1]  the ended job's id
--- ARGV[2]  seconds its list of dependents is kept
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
+-- KEYS[1]   {ns:q}:deps_todo  ZSET  ended jobs whose dependents are still to be told
+-- KEYS[2…]  {ns:q}:dn:<id>    SET   the jobs that waited for job <id>, for each id below
+-- ARGV[1]   seconds a list of dependents is kept
+-- ARGV[2…]  the ended jobs' ids, in the order of their KEYS
+for i = 2, #KEYS do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return #KEYS - 1
