@@ -1,7 +1,7 @@
 """From a worker's spawn to its first job's start (issue 19 §1: within 0.5 s), per store.
 
     python bench/spawn_probe.py [--stores sqlite,redis,cluster,postgres] [--rounds 5]
-        [--code /work/main/src --code src] [--importtime]
+        [--code /work/main/src --code src] [--importtime] [--breakdown]
 
 A first start per store and version is not counted (it writes the bytecode). Each round,
 for each store and each version of conveyor (``--code``, put first on
@@ -11,7 +11,10 @@ process through the CLI, and the job's task writes the time it started and the p
 CPU so far. Printed per run: wall seconds from spawn to the job's start and the worker's CPU
 seconds until then; medians per store and version at the end, with the load average.
 ``--importtime`` runs each store once more with ``python -X importtime`` and prints the
-slowest imports (cumulative µs) of the worker's process.
+slowest imports (cumulative µs) of the worker's process. ``--breakdown`` starts the workers
+through bench/spawn_trace.py and prints, per store and version, the median moment (ms from
+spawn) of each step of the start: interpreter up, conveyor's CLI imported, the store's module
+imported, the store open, the first claim sent and answered, the first beat, the first job.
 """
 
 from __future__ import annotations
@@ -57,10 +60,15 @@ def stores(kinds: list[str]) -> Iterator[dict[str, str]]:
 
 
 def one(
-    url: str, namespace: str, code: str, importtime: bool = False, bytecode: bool = True
-) -> tuple[float, float, str]:
+    url: str,
+    namespace: str,
+    code: str,
+    importtime: bool = False,
+    bytecode: bool = True,
+    breakdown: bool = False,
+) -> tuple[float, float, str, dict[str, float]]:
     """Spawn a worker with one job waiting: (seconds to its start, CPU seconds until then,
-    the -X importtime report if asked)."""
+    the -X importtime report if asked, the moments of its start if asked: spawn_trace.py)."""
     env = dict(os.environ, SPAWN_URL=url, SPAWN_NS=namespace)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (code, str(REPO)) if p)
     # Bytecode cached, as an installed package has it (pip compiles it), in a folder of
@@ -79,9 +87,12 @@ def one(
         waiting = "from bench.spawn_app import mark; import sys; mark.enqueue(sys.argv[1])"
         subprocess.run([sys.executable, "-c", waiting, str(mark)], env=env, cwd=REPO, check=True)
         flags = ["-X", "importtime"] if importtime else []
-        command = [sys.executable, *flags, "-m", "conveyor", "worker", "bench.spawn_app:app", "--burst"]
+        entry = "bench.spawn_trace" if breakdown else "conveyor"
+        command = [sys.executable, *flags, "-m", entry, "worker", "bench.spawn_app:app", "--burst"]
         command += ["--log-level", "warning"]
+        trace = Path(folder) / "trace"
         spawned = time.time()
+        env.update(SPAWN_T0=repr(spawned), SPAWN_TRACE=str(trace))
         proc = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
         try:
             _, err = proc.communicate(timeout=60)
@@ -89,7 +100,12 @@ def one(
             proc.kill()
             raise
         started, cpu = (float(x) for x in mark.read_text().split())
-        return started - spawned, cpu, err
+        moments: dict[str, float] = {}
+        if breakdown:
+            for line in trace.read_text().splitlines():
+                what, at = line.split("\t")
+                moments[what] = float(at)
+        return started - spawned, cpu, err, moments
 
 
 def slowest_imports(report: str, n: int = 15) -> list[tuple[int, str]]:
@@ -111,12 +127,16 @@ def main() -> None:
     parser.add_argument("--code", action="append", help="a src/ folder to take conveyor from")
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument(
+        "--breakdown", action="store_true", help="time each step of the start (spawn_trace.py)"
+    )
+    parser.add_argument(
         "--no-bytecode", action="store_true", help="start with PYTHONDONTWRITEBYTECODE=1 (no cached bytecode)"
     )
     options = parser.parse_args()
     kinds = options.stores.split(",")
     codes = [str(Path(c).resolve()) for c in options.code] if options.code else [str(REPO / "src")]
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    steps: dict[tuple[str, str], dict[str, list[float]]] = {}
     loads: list[float] = []
     n = 0
     with stores(kinds) as urls:
@@ -128,10 +148,16 @@ def main() -> None:
             for kind in kinds:
                 for code in codes:
                     n += 1
-                    wall, cpu, _ = one(
-                        urls[kind], f"sp{os.getpid()}_{n}", code, bytecode=not options.no_bytecode
+                    wall, cpu, _, moments = one(
+                        urls[kind],
+                        f"sp{os.getpid()}_{n}",
+                        code,
+                        bytecode=not options.no_bytecode,
+                        breakdown=options.breakdown,
                     )
                     found.setdefault((kind, code), []).append((wall, cpu))
+                    for what, at in [*moments.items(), ("first job started", wall)]:
+                        steps.setdefault((kind, code), {}).setdefault(what, []).append(at)
                     loads.append(os.getloadavg()[0])
                     print(f"round {r + 1} {kind:8} {code:28} first job {wall:.3f} s, CPU {cpu:.3f} s,"
                           f" load {loads[-1]:.1f}", flush=True)  # fmt: skip
@@ -139,7 +165,7 @@ def main() -> None:
             for kind in kinds:
                 for code in codes:
                     n += 1
-                    _, _, report = one(urls[kind], f"sp{os.getpid()}_{n}", code, importtime=True)
+                    _, _, report, _ = one(urls[kind], f"sp{os.getpid()}_{n}", code, importtime=True)
                     print(f"\n{kind} {code}: slowest imports (cumulative µs)")
                     for us, name in slowest_imports(report):
                         print(f"  {us:8d} {name}")
@@ -148,6 +174,13 @@ def main() -> None:
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
         print(f"  {kind:8} {code:28} first job {wall:.3f} s (CPU {cpu:.3f} s)")
+    if options.breakdown:
+        print("\nthe start, step by step (median ms from spawn; each step's median on its own):")
+        for (kind, code), moments in steps.items():
+            medians = sorted((statistics.median(ats), what) for what, ats in moments.items())
+            print(f"  {kind} {code}:")
+            for at, what in medians:
+                print(f"    {at * 1000:7.1f}  {what}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import logging
 import os
 import socket
@@ -51,8 +50,6 @@ from .job import (
 from .limits import QUEUE_LIMIT, SEP, Limit, bucket, check_limit_key, compute_key, fold, make_limit
 from .middleware import Enqueuing, Middleware, overriding
 from .page import JobPage
-from .periodic.schedule import Schedule, build_schedule
-from .periodic.status import ScheduleStatus, statuses
 from .redaction import redact_url
 from .retry import Backoff
 from .task import MAX_DELAY, PRIORITY_RANGE, JobSpec, Options, Task, check_name
@@ -64,6 +61,8 @@ if TYPE_CHECKING:
     # ms on a loaded 2-core machine), and a worker's first job waits for its imports.
     import asyncio
 
+    from .periodic.schedule import Schedule
+    from .periodic.status import ScheduleStatus
     from .worker.worker import Worker
 
 P = ParamSpec("P")
@@ -97,6 +96,8 @@ def _lifecycle(record: JobRecord, spec: JobSpec, now: float) -> None:
 def unique_key(task: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """A task's own unique key: its name and a digest of its arguments as canonical JSON
     (sorted keys), so equal arguments give equal keys whatever their order in a dict."""
+    import hashlib  # (here: OpenSSL's hashlib is ~3 ms of a worker's start, and rarely used)
+
     canonical = orjson.dumps([list(args), kwargs], option=orjson.OPT_SORT_KEYS)
     return f"{task}:{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"
 
@@ -424,6 +425,10 @@ class Conveyor:
         JSON, or not fitting the task) raises here, naming it.
         """
 
+        # Imported here: the periodic modules bring cronsim and zoneinfo (3-5 ms of a
+        # worker's start), which an app without schedules never needs.
+        from .periodic.schedule import build_schedule
+
         def register(fn: Task[Any, Any] | Callable[..., Any]) -> Schedule:
             registered = fn if isinstance(fn, Task) else self.task(fn)
             if registered.app is not self:
@@ -452,6 +457,8 @@ class Conveyor:
         """Every periodic schedule of this app's code and of its store, by name: schedule,
         zone, next run, the last tick enqueued, its job and (``job_states``: one store read
         per schedule) that job's state."""
+        from .periodic.status import statuses
+
         return statuses(self, time.time(), job_states)
 
     def run_schedule(self, name: str) -> Job:

@@ -7,15 +7,12 @@ line and exit non-zero; they never show a traceback.
 from __future__ import annotations
 
 import gc
-import getpass
 import os
-import shlex
 import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 import orjson
@@ -30,10 +27,12 @@ from .locate import find_app
 from .logs import FORMATS, LEVELS
 from .logs import configure as configure_logging
 from .page import JobPage
-from .periodic.status import ScheduleStatus
 from .redaction import redact_url
 from .render import Column, echo_json, plural, print_sections, print_table
 from .task import check_name
+
+if TYPE_CHECKING:
+    from .periodic.status import ScheduleStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +90,17 @@ def _when(value: datetime | None) -> str:
 
 
 class _Group(click.Group):
+    """The commands, with ``dashboard`` loaded only when named (or listed, by ``--help``): its
+    module brings the dashboard's options and imports, which a worker has no use for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "dashboard"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "dashboard" and cmd_name not in self.commands:
+            self.add_command(_dashboard_command(), name="dashboard")
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -470,6 +480,8 @@ def jobs(
         click.echo(f"searched {where} {plural(page.scanned, 'job')}{stop}", err=True)
     if page.next is not None:
         word = "next" if state == "pending" else "older"
+        import shlex
+
         click.echo(f"{word}: the same command with --after {shlex.quote(page.next)}", err=True)
 
 
@@ -665,6 +677,8 @@ def _progress_text(progress: dict[str, Any], width: int = 30) -> str:
 
 def _act(action: str, ids: tuple[str, ...], app: Conveyor, as_json: bool) -> None:
     if action == "cancel":
+        import getpass
+
         who = f"conveyor cancel ({getpass.getuser()}@{socket.gethostname()})"
         changed = app.cancel(*ids, by=who)
     else:
@@ -985,6 +999,8 @@ def _next_run(value: datetime | None, tz: str | None) -> str:
     """A time to come in its schedule's zone: ``2026-11-27 09:00:00 EST (in 1.7h)``."""
     if value is None:
         return "never"
+    from zoneinfo import ZoneInfo
+
     local = value.astimezone(ZoneInfo(tz or "UTC"))
     return f"{local:%Y-%m-%d %H:%M:%S %Z} ({_when(value)})"
 
@@ -1050,21 +1066,19 @@ def demo(count: int, db: str, concurrency: int) -> None:
     sys.exit(run_demo(count, db, concurrency))
 
 
-def _register_optional() -> None:
+def _dashboard_command() -> click.Command:
+    """``conveyor dashboard``, or where its extra is missing a command that says so."""
     try:
         from .dashboard.cli import dashboard_command
     except ImportError:
 
-        @main.command(name="dashboard")
+        @click.command(name="dashboard")
         def dashboard_missing() -> None:
             """Serve the web dashboard (needs: pip install 'conveyor[dashboard]')."""
             raise click.ClickException("the dashboard needs: pip install 'conveyor[dashboard]'")
 
-        return
+        return dashboard_missing
     if dashboard_command.short_help is None:
         # The command list would cut its first sentence mid-way at 80 columns.
         dashboard_command.short_help = "Serve the web dashboard."
-    main.add_command(dashboard_command, name="dashboard")
-
-
-_register_optional()
+    return dashboard_command

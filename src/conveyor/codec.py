@@ -10,9 +10,9 @@ queue or retry budget no longer verifies.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+# hashlib, hmac and base64 are imported where a key is used (``_Signer``, ``_Cipher``): an
+# app with neither key never needs them, and hashlib loads OpenSSL (about 3 ms of a worker's
+# start, before its first job).
 import math
 import os
 from collections.abc import Sequence
@@ -133,6 +133,8 @@ def normalize_encryption_keys(key: str | bytes | Sequence[str | bytes] | None) -
             value = item
         else:
             text = item.decode() if isinstance(item, bytes) else item
+            import base64
+
             try:
                 value = bytes.fromhex(text) if len(text) == 64 else base64.urlsafe_b64decode(text)
             except ValueError:
@@ -149,6 +151,23 @@ def normalize_encryption_keys(key: str | bytes | Sequence[str | bytes] | None) -
     return keys
 
 
+class _Signer:
+    """HMAC-SHA256 signatures of payloads (base64, unpadded), for an app with a secret key."""
+
+    def __init__(self) -> None:
+        import base64
+        import hashlib
+        import hmac
+
+        self._hmac, self._sha256, self._b64 = hmac.new, hashlib.sha256, base64.urlsafe_b64encode
+        self.compare = hmac.compare_digest
+
+    def sign(self, key: bytes, job_id: str, queue: str, max_attempts: int, body: bytes) -> bytes:
+        header = f"{job_id}\0{queue}\0{max_attempts}\0".encode()
+        digest = self._hmac(key, header + body, self._sha256).digest()
+        return self._b64(digest).rstrip(b"=")
+
+
 class _Cipher:
     """AES-256-GCM for arguments and results, with the key id stored beside each value so
     that old keys keep decrypting after a rotation."""
@@ -160,13 +179,17 @@ class _Cipher:
             raise ConfigurationError(
                 "encryption needs the crypto extra: pip install 'conveyor[crypto]'"
             ) from None
+        import base64
+        import hashlib
+
+        self._encode, self._decode = base64.urlsafe_b64encode, base64.urlsafe_b64decode
         self._ciphers = {hashlib.sha256(k).hexdigest()[:8]: AESGCM(k) for k in keys}
         self._current = hashlib.sha256(keys[0]).hexdigest()[:8]
 
     def seal(self, plain: bytes, job_id: str) -> str:
         nonce = os.urandom(12)
         sealed = self._ciphers[self._current].encrypt(nonce, plain, job_id.encode())
-        return f"{self._current}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+        return f"{self._current}:{self._encode(nonce + sealed).decode()}"
 
     def open(self, text: str, job_id: str) -> bytes:
         from cryptography.exceptions import InvalidTag
@@ -176,7 +199,7 @@ class _Cipher:
         if cipher is None:
             raise BadPayload(f"encrypted with key {key_id!r}, which this app does not hold")
         try:
-            data = base64.urlsafe_b64decode(blob)
+            data = self._decode(blob)
             return bytes(cipher.decrypt(data[:12], data[12:], job_id.encode()))
         except (InvalidTag, ValueError):
             raise BadPayload("encrypted data does not decrypt: altered, or moved to another job") from None
@@ -192,6 +215,7 @@ class Codec:
         encryption_keys: list[bytes] | None = None,
     ) -> None:
         self._keys = secret_keys
+        self._signer = _Signer() if secret_keys else None
         self.max_payload = max_payload
         self._cipher = _Cipher(encryption_keys) if encryption_keys else None
 
@@ -225,8 +249,8 @@ class Codec:
         if expires is not None:
             body["x"] = expires
         data = orjson.dumps(body)
-        if self._keys:
-            sig = self._sign(self._keys[0], job_id, queue, max_attempts, data)
+        if self._signer is not None:
+            sig = self._signer.sign(self._keys[0], job_id, queue, max_attempts, data)
             return _SIGNED_PREFIX + sig + b":" + data
         return exact(data)
 
@@ -237,8 +261,14 @@ class Codec:
         if not data.startswith(_SIGNED_PREFIX):
             return data
         self.decode_payload(job_id, queue, max_attempts, data)
+        assert self._signer is not None  # (a signed payload decodes only with keys)
         body = data[4 + _SIG_LEN :]
-        return _SIGNED_PREFIX + self._sign(self._keys[0], job_id, new_queue, max_attempts, body) + b":" + body
+        return (
+            _SIGNED_PREFIX
+            + self._signer.sign(self._keys[0], job_id, new_queue, max_attempts, body)
+            + b":"
+            + body
+        )
 
     def decode_payload(self, job_id: str, queue: str, max_attempts: int, data: bytes) -> Payload:
         """The payload of a stored job, or BadPayload saying why it cannot run."""
@@ -247,10 +277,11 @@ class Codec:
             body = data[4 + _SIG_LEN :]
             if data[3 + _SIG_LEN : 4 + _SIG_LEN] != b":":
                 raise BadPayload("signed payload is malformed (no ':' after the signature)")
-            if not self._keys:
+            signer = self._signer
+            if signer is None:
                 raise BadPayload("payload is signed but this app has no secret_key")
             if not any(
-                hmac.compare_digest(sig, self._sign(k, job_id, queue, max_attempts, body)) for k in self._keys
+                signer.compare(sig, signer.sign(k, job_id, queue, max_attempts, body)) for k in self._keys
             ):
                 raise BadPayload("signature does not verify: payload altered or signed with another key")
         elif self._keys:
@@ -352,9 +383,3 @@ class Codec:
             return orjson.loads(data), False
         except orjson.JSONDecodeError:
             return None, False
-
-    @staticmethod
-    def _sign(key: bytes, job_id: str, queue: str, max_attempts: int, body: bytes) -> bytes:
-        header = f"{job_id}\0{queue}\0{max_attempts}\0".encode()
-        digest = hmac.new(key, header + body, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=")

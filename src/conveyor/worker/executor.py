@@ -5,7 +5,6 @@ Both report each finished run as an outcome to ``done``; neither touches the sto
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import threading
@@ -54,7 +53,10 @@ class RunningJob:
 
 def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
     # PyThreadState_SetAsyncExc raises ``exc`` in the thread at its next bytecode; with
-    # NULL it withdraws an exception that has not been raised yet.
+    # NULL it withdraws an exception that has not been raised yet. (ctypes is imported
+    # here, when a timeout fires: 1-2 ms of every worker's start otherwise.)
+    import ctypes
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else ctypes.c_void_p(0)
     )

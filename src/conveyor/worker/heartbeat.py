@@ -55,6 +55,9 @@ class Heartbeat:
         self._stop = threading.Event()
         #: Set once the first recovery (run as the housekeeping thread starts) has been tried.
         self.recovered = threading.Event()
+        #: Set by the worker once its first claim's jobs are handed over (or the claim
+        #: failed): the first recovery follows it (see ``_housekeep``).
+        self.claimed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-heartbeat", daemon=True)
         # Housekeeping on a thread of its own: a pass may prune for seconds (a backlog of
         # completed jobs, backends/prune.py), and the beats that keep the leases must not
@@ -64,6 +67,9 @@ class Heartbeat:
         )
 
     def start(self) -> None:
+        """The first beat, which registers this worker (here, before the worker's first claim:
+        a worker whose store cannot be reached fails at its start), then the beats' and the
+        housekeeping's threads."""
         try:
             self.beat()
         except StoreFull as exc:
@@ -74,6 +80,7 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+        self.claimed.set()
         for thread in (self._thread, self._housekeeper):
             if thread.is_alive():
                 thread.join(5.0)
@@ -112,10 +119,15 @@ class Heartbeat:
                 log.warning("heartbeat failed (the store may be unreachable): %s", exc)
 
     def _housekeep(self) -> None:
-        # The first recovery runs here, beside the worker's first fetches rather than before
+        # The first recovery runs here, beside the worker's next fetches rather than before
         # them: it and its sweep are a call per queue (0.3-0.5 s with 200 queues on a loaded
-        # machine), and a worker's first job should not wait for them. A burst worker waits
-        # for it before it decides nothing is left (``recovered``).
+        # machine), and a worker's first job should not wait for them. Nor beside the first
+        # claim: it waits until that claim's jobs are handed over (``claimed``; a third of a
+        # lease at most), as beside it it took the store from the claim (PostgreSQL's one
+        # pooled connection, a Redis connection of its own, SQLite's write lock) and then the
+        # GIL from the first job. A burst worker waits for it before it decides nothing is
+        # left (``recovered``).
+        self.claimed.wait(self.interval)
         try:
             self.recover()
         except Exception as exc:  # the next ones come every interval; draining comes first

@@ -11,12 +11,17 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # (imported by the methods that start and wait for children: a worker process imports
+    # this module for SUPERVISED_ENV and watch_parent, and never starts one)
+    import subprocess
 
 log = logging.getLogger("conveyor.supervisor")
 
@@ -36,6 +41,8 @@ class Supervisor:
         self._told: set[int] = set()  # children sent SIGTERM (a second one means "exit now")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        import subprocess
+
         env = {**os.environ, SUPERVISED_ENV: str(os.getpid())}
         return subprocess.Popen(self.command, env=env, start_new_session=True)
 
@@ -88,6 +95,8 @@ class Supervisor:
             if child.pid not in self._told:
                 _send(child, signal.SIGTERM)
                 self._told.add(child.pid)
+        import subprocess
+
         deadline = time.monotonic() + self.grace + 5
         for child in self.children:
             try:
