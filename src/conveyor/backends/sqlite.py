@@ -58,7 +58,7 @@ from .base import check_action, translate_errors
 from .listing import Listings, cursor_float, cursor_int, cursor_parts, make_cursor
 from .prune import prune_batches as prune_completed
 from .sqlite_batches import SQLiteBatches, batch_schema, prune_batches
-from .sqlite_lists import IN_CHUNK
+from .sqlite_lists import IN_CHUNK, in_chunks
 from .sqlite_lists import in_list as _in_list
 
 SCHEMA_VERSION = 7
@@ -1052,8 +1052,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
 
     def _tokens(self, conn: sqlite3.Connection, buckets: Sequence[str]) -> dict[str, Tokens]:
         found: dict[str, Tokens] = {}
-        for i in range(0, len(buckets), IN_CHUNK):
-            marks, chunk = _in_list(buckets[i : i + IN_CHUNK])
+        for marks, chunk in in_chunks(buckets):
             for name, tokens, stamp in conn.execute(
                 f"SELECT bucket, tokens, stamp FROM {self.ns}_tokens WHERE bucket IN ({marks})", chunk
             ):
@@ -1550,8 +1549,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
             return [(cursor(row), _record(row)) for row in rows]
         hits = [row[0] for row in rows if row[-1]]
         whole: dict[str, JobRecord] = {}
-        for i in range(0, len(hits), IN_CHUNK):
-            marks, chunk = _in_list(hits[i : i + IN_CHUNK])
+        for marks, chunk in in_chunks(hits):
             for full in self._conn().execute(f"SELECT {_COLUMNS} FROM {self.t} WHERE id IN ({marks})", chunk):
                 whole[full[0]] = _record(full)
         # A cursor only where a search may stop (a match, or the end of what was read).
@@ -1774,8 +1772,7 @@ class SQLiteBackend(SQLiteBatches, Listings):
         with self._write() as conn:
             if ids is not None:
                 total = 0
-                for i in range(0, len(ids), IN_CHUNK):
-                    marks, chunk = _in_list(ids[i : i + IN_CHUNK])
+                for marks, chunk in in_chunks(ids):
                     match = f"id IN ({marks})"
                     total += conn.execute(change.format(t=self.t, match=match), [*first, *chunk]).rowcount
                     if action == "cancel":

@@ -9,13 +9,11 @@
 --   them in jobs_due and joined them with jobs by a hash join over a scan of the whole table
 --   whenever the planner expected many (p_batch a queue): 2,000 due jobs among 200,000 took
 --   55 ms instead of 34. Their ids now go to the UPDATE as an array looked up by primary
---   key, as the claim's do.
--- - The release of a completed parent's waiting children (dependents_moved(), migration 20)
---   read them through jobs_state, every waiting job, whenever the last ANALYZE had seen few
---   waiting: 41,940 rows for 500 children once another graph's 20,000 jobs waited. The
---   cancellation of a failed parent's children (cancel_dependents()) joined deps with jobs by
---   a merge join that walked all of jobs_pkey (20,502 rows for 500 children). The children's
---   ids now go as an array, looked up by primary key.
+--   key, as the claim's do, in one function both call (promote_queues()).
+-- - The cancellation of a failed parent's children (cancel_dependents()) joined deps with jobs
+--   by a merge join that walked all of jobs_pkey (20,502 rows for 500 children). The
+--   children's ids now go as an array, looked up by primary key, as the release of a
+--   completed parent's children (dependents_moved(), migration 20) looks them up.
 -- - The marking of an enqueue's dependent jobs (workflows) and the settling of jobs taken
 --   ahead joined their batch, unnest() of the ids, with jobs by a hash join over a scan of the
 --   whole table when the table was small against the batch (500 ids among 20,000 jobs).
@@ -29,11 +27,25 @@ CREATE FUNCTION settled(p_buckets text[], p_ids text[], p_starts float8[], p_cla
 RETURNS TABLE (bucket text, id text, start float8, claimed float8)
 LANGUAGE sql VOLATILE ROWS 1 AS $$ SELECT * FROM unnest(p_buckets, p_ids, p_starts, p_claims) $$;
 
+-- The promotion of the due jobs of the stored queues named, at most p_batch a queue, the
+-- earliest first: promote_due() and claim_limited() both call it.
+CREATE FUNCTION promote_queues(p_due text[], p_now float8, p_batch int4) RETURNS int4
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    moved int4;
+BEGIN
+    UPDATE jobs SET state = 'pending' WHERE id = ANY(ARRAY(
+        SELECT d.id FROM unnest(p_due) AS l(name) CROSS JOIN LATERAL (
+            SELECT id FROM jobs WHERE queue = l.name AND state IN ('scheduled', 'retry')
+               AND run_at <= p_now ORDER BY run_at LIMIT p_batch FOR UPDATE SKIP LOCKED) d));
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END $$;
+
 CREATE OR REPLACE FUNCTION promote_due(p_now float8, p_batch int4) RETURNS int4
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     due text[];
-    moved int4;
 BEGIN
     SELECT array_agg(q.name) INTO due FROM queues q
      WHERE EXISTS (SELECT 1 FROM jobs WHERE queue = q.name AND state IN ('scheduled', 'retry')
@@ -41,12 +53,7 @@ BEGIN
     IF due IS NULL THEN
         RETURN 0;
     END IF;
-    UPDATE jobs SET state = 'pending' WHERE id = ANY(ARRAY(
-        SELECT d.id FROM unnest(due) AS l(name) CROSS JOIN LATERAL (
-            SELECT id FROM jobs WHERE queue = l.name AND state IN ('scheduled', 'retry')
-               AND run_at <= p_now ORDER BY run_at LIMIT p_batch FOR UPDATE SKIP LOCKED) d));
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    RETURN moved;
+    RETURN promote_queues(due, p_now, p_batch);
 END $$;
 
 CREATE OR REPLACE FUNCTION cancel_dependents(parent_id text, note text, at double precision) RETURNS integer
@@ -61,53 +68,7 @@ BEGIN
 END
 $$;
 
--- dependents_moved() as migration 20 left it, but for the children's lookups (above).
-CREATE OR REPLACE FUNCTION dependents_moved() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    ended record;
-    note text;
-    woken text[];
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE dependents) THEN
-        RETURN NULL;
-    END IF;
-    WITH done AS MATERIALIZED (
-        SELECT n.id, n.finished_at FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.dependents AND n.state = 'completed' AND o.state <> 'completed'
-    ), edges AS MATERIALIZED (
-        SELECT d.child, count(*)::int AS k, max(done.finished_at) AS at
-        FROM done JOIN deps d ON d.parent = done.id GROUP BY d.child
-    ), locked AS MATERIALIZED (
-        SELECT c.id FROM jobs c WHERE c.id = ANY(ARRAY(SELECT child FROM edges)) AND c.state = 'waiting'
-        ORDER BY c.id FOR UPDATE OF c
-    ), released AS (
-        UPDATE jobs c SET waiting_on = c.waiting_on - e.k,
-            state = CASE WHEN c.waiting_on > e.k THEN 'waiting'
-                WHEN c.run_at > e.at THEN 'scheduled' ELSE 'pending' END
-        FROM edges e WHERE c.id = ANY(ARRAY(SELECT id FROM locked)) AND c.id = e.child AND c.state = 'waiting'
-        RETURNING c.queue, c.state
-    )
-    SELECT array_agg(DISTINCT queue) FILTER (WHERE state = 'pending') INTO woken FROM released;
-    PERFORM pg_notify('conveyor_' || TG_TABLE_SCHEMA, q) FROM unnest(woken) AS q;
-    FOR ended IN
-        SELECT n.id, n.state, n.finished_at FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.dependents AND n.state IN ('dead', 'cancelled') AND o.state <> n.state
-            AND o.state NOT IN ('dead', 'cancelled')
-        ORDER BY n.id
-    LOOP
-        note := 'dependency ' || ended.id || ' ended ' || ended.state;
-        IF pg_trigger_depth() > 32 THEN
-            INSERT INTO deps_todo (parent, note) VALUES (ended.id, note) ON CONFLICT (parent) DO NOTHING;
-        ELSE
-            PERFORM cancel_dependents(ended.id, note, coalesce(ended.finished_at, extract(epoch FROM clock_timestamp())));
-        END IF;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-
--- claim_limited() as migration 18 left it, but for the promotion's UPDATE (above).
+-- claim_limited() as migration 18 left it, but for its promotion: promote_queues() (above).
 CREATE OR REPLACE FUNCTION claim_limited(
     p_queue text, p_lock int8, p_worker text, p_until float8, p_now float8, p_want int4, p_turn int8,
     p_names text[], p_conc int4[], p_rate int4[], p_per float8[],
@@ -162,11 +123,7 @@ BEGIN
     SELECT coalesce(array_agg(name), '{}') INTO due FROM later
      WHERE first <= p_now AND (name = p_queue OR name > low);
     IF cardinality(due) > 0 THEN
-        -- The due jobs' ids as an array, looked up by primary key (see the top of this file).
-        UPDATE jobs SET state = 'pending' WHERE id = ANY(ARRAY(
-            SELECT d.id FROM unnest(due) AS l(name) CROSS JOIN LATERAL (
-                SELECT id FROM jobs WHERE queue = l.name AND state IN ('scheduled', 'retry')
-                   AND run_at <= p_now ORDER BY run_at LIMIT 2000 FOR UPDATE SKIP LOCKED) d));
+        PERFORM promote_queues(due, p_now, 2000);
     END IF;
     -- The stored queues with ready jobs: a walk of the ready index, one step each. Read
     -- before the lock, it only says where to look: the claim below skips what another
